@@ -1,0 +1,14 @@
+"""Lambda handlers used by the benchmark (benches/run.py): as small as a real handler gets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def hello(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """AWS_PROXY (payload 2.0): a small JSON object; API Gateway turns it into a 200 JSON response."""
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "body": '{"message":"hello from lambda"}',
+    }

@@ -1,0 +1,605 @@
+"""Side-by-side benchmark: Portico against nginx, on loopback, in one command.
+
+    python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
+                          [--transport aiohttp|pyreqwest|both] [--only CASE[,CASE...]]
+                          [--profile S] [--micro] [--keep]
+
+What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
+  upstream      nginx (1 worker) answering every request with a small fixed JSON body
+  nginx-proxy   nginx (1 worker) reverse-proxying to the upstream, with an upstream keep-alive pool
+  portico       `python -m portico serve CONFIG --port P --workers 1`, routes:
+                  GET /proxy    HTTP_PROXY -> the upstream
+                  GET /lambda   AWS_PROXY  -> benches/handlers.py:hello (payload 2.0)
+                  GET /mock     MOCK       -> 200 {"ok":true}
+                  GET /limited  MOCK behind a route throttle of rate 1 / burst 1 (answers 429)
+                With `--transport both`, a second Portico using the other HTTP client also runs, and its
+                HTTP_PROXY case is measured as well.
+
+What it measures, with wrk (`-t THREADS -c CONNECTIONS -d DURATION --latency`): requests/s and latency
+p50/p99 for each case. Every round runs every case once, the order reversed on odd rounds (ABC, CBA, ...)
+so that machine drift cancels; the table shows the median over the rounds, and the ratio of Portico's
+HTTP_PROXY throughput to nginx's proxy.
+
+Flags:
+  --duration S      seconds per measurement (default 5)
+  --warmup S        seconds of untimed load per case before the rounds (default 1)
+  --connections N   wrk connections (default 32)
+  --threads N       wrk threads (default 1)
+  --rounds N        rounds (default 3)
+  --transport T     Portico's HTTP_PROXY client: aiohttp, pyreqwest (default: Portico's default) or both
+  --only CASES      comma-separated subset of: upstream, nginx, proxy, lambda, mock, 429
+  --profile S       after the rounds, sample Portico's worker with py-spy for S seconds under HTTP_PROXY
+                    load and print where the time goes (needs `pip install py-spy`)
+  --micro           also run the Rust micro-benchmark (`cargo bench --bench core`)
+  --keep            keep the temporary directory (configs and logs) and print its path
+
+Every process started is stopped on exit, on errors and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import http.client
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BENCHES = Path(__file__).resolve().parent
+REPO = BENCHES.parent
+UPSTREAM_BODY = '{"message":"hello from upstream","ok":true}'
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+class Processes:
+    """Every process this run started; stopped (process group first, then kill) on exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], log: Path, **kwargs) -> subprocess.Popen:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    # Our own session: the group holds only what this process started (nginx workers,
+                    # Granian workers).
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"process exited with {proc.returncode}; log {log}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port} within {timeout} s; log {log}")
+
+
+def fetch(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, body
+
+
+def descendants(pid: int) -> list[int]:
+    """Child processes, recursively (from /proc)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children[ppid].append(int(entry))
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ configs
+
+
+def nginx_conf(tmp: Path, name: str, port: int, body: str) -> Path:
+    common = f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+"""
+    temp_paths = "".join(
+        f"    {kind}_temp_path {tmp}/{name}-{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = tmp / f"{name}.conf"
+    conf.write_text(common + "http {\n    access_log off;\n" + temp_paths + body.format(port=port) + "}\n")
+    return conf
+
+
+UPSTREAM_HTTP = """
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location / {{
+            default_type application/json;
+            return 200 'BODY';
+        }}
+    }}
+""".replace("BODY", UPSTREAM_BODY.replace("{", "{{").replace("}", "}}"))
+
+PROXY_HTTP = """
+    keepalive_requests 1000000;
+    upstream backend {{
+        server 127.0.0.1:UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"""
+
+
+def portico_config(upstream_port: int) -> dict:
+    return {
+        "functions": {"hello": "handlers:hello"},
+        "apis": [
+            {
+                "name": "bench",
+                "id": "bench12345",
+                "routes": [
+                    {"route": "GET /proxy", "integration": "upstream"},
+                    {"route": "GET /lambda", "integration": "hello"},
+                    {"route": "GET /mock", "integration": "canned"},
+                    {"route": "GET /limited", "integration": "canned"},
+                ],
+                "integrations": {
+                    "upstream": {
+                        "type": "HTTP_PROXY",
+                        "uri": f"http://127.0.0.1:{upstream_port}/",
+                        "method": "GET",
+                        "timeoutInMillis": 10000,
+                    },
+                    "hello": {
+                        "type": "AWS_PROXY",
+                        "uri": "arn:aws:lambda:us-east-1:123456789012:function:hello",
+                        "payloadFormatVersion": "2.0",
+                    },
+                    "canned": {
+                        "type": "MOCK",
+                        "statusCode": 200,
+                        "headers": {"content-type": "application/json"},
+                        "body": '{"ok":true}',
+                    },
+                },
+                "stages": [
+                    {
+                        "name": "$default",
+                        "routeSettings": {
+                            "GET /limited": {"throttlingRateLimit": 1, "throttlingBurstLimit": 1}
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+# ------------------------------------------------------------------------------------------ wrk
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"cannot parse latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    errors: int
+
+
+def run_wrk(url: str, duration: float, connections: int, threads: int) -> Sample:
+    seconds = max(1, round(duration))  # wrk takes whole seconds
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return Sample(
+        rps, p50, p99, int(non.group(1)) if non else 0, sum(int(g) for g in errs.groups()) if errs else 0
+    )
+
+
+@dataclass
+class Case:
+    key: str
+    label: str
+    port: int
+    path: str
+    expect_status: int = 200
+    samples: list[Sample] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def machine() -> list[str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "-"
+
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    wrk = (
+        subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        .stdout.splitlines()[0]
+        .split(" Copyright")[0]
+    )
+    return [
+        f"machine : {os.cpu_count()} CPUs, {model}",
+        f"kernel  : {platform.system()} {platform.release()}",
+        f"python  : {platform.python_implementation()} {platform.python_version()}",
+        f"granian : {version('granian')}   aiohttp {version('aiohttp')}   pyreqwest {version('pyreqwest')}"
+        f"   uvloop {version('uvloop')}",
+        f"tools   : {nginx.replace('nginx version: ', '')}   {wrk}",
+    ]
+
+
+def print_table(cases: list[Case], nginx_key: str, proxy_keys: list[str]) -> None:
+    print()
+    print(f"{'case':<34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}   rounds (req/s)")
+    medians: dict[str, float] = {}
+    for case in cases:
+        if not case.samples:
+            continue
+        rps = statistics.median(s.rps for s in case.samples)
+        medians[case.key] = rps
+        p50 = statistics.median(s.p50_ms for s in case.samples)
+        p99 = statistics.median(s.p99_ms for s in case.samples)
+        rounds = " ".join(f"{s.rps:,.0f}" for s in case.samples)
+        warn = ""
+        bad = sum(s.non_2xx for s in case.samples) if case.expect_status == 200 else 0
+        errors = sum(s.errors for s in case.samples)
+        if bad:
+            warn += f"  [!{bad} non-2xx]"
+        if errors:
+            warn += f"  [!{errors} socket errors]"
+        print(f"{case.label:<34} {rps:>10,.0f} {p50:>8.2f} {p99:>8.2f}   {rounds}{warn}")
+    print()
+    for key in proxy_keys:
+        if key in medians and nginx_key in medians:
+            label = next(c.label for c in cases if c.key == key)
+            print(f"ratio {label} / nginx proxy: {medians[key] / medians[nginx_key]:.2f}")
+
+
+# ------------------------------------------------------------------------------------------ profile
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each thread of `pid`, summed per thread name."""
+    out: dict[str, float] = collections.defaultdict(float)
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def profile(args: argparse.Namespace, tmp: Path, procs: Processes, config_path: Path, env: dict) -> None:
+    """Portico under HTTP_PROXY load: CPU per worker thread, and (with py-spy) where Python spends it.
+
+    py-spy launches the server itself (`py-spy record --subprocesses -- python -m portico serve ...`):
+    attaching to a running process needs ptrace rights that containers often lack.
+    """
+    port = free_port()
+    serve = [
+        sys.executable,
+        "-m",
+        "portico",
+        "serve",
+        str(config_path),
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    py_spy = shutil.which("py-spy")
+    raw = tmp / "profile.txt"
+    if py_spy:
+        cmd = [py_spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(raw)]
+        cmd += ["--", *serve]
+    else:
+        print("\n--profile: py-spy not found (pip install py-spy): thread CPU only")
+        cmd = serve
+    log = tmp / "portico-profile.log"
+    leader = procs.start(cmd, log, cwd=BENCHES, env=env)
+    wait_http(port, "/proxy", leader, log)
+    time.sleep(0.5)
+    workers = [pid for pid in descendants(leader.pid) if "portico" in _comm(pid)]
+    worker = workers[-1]
+    url = f"http://127.0.0.1:{port}/proxy"
+    run_wrk(url, 1, args.connections, args.threads)  # warm-up
+    before = thread_cpu(worker)
+    sample = run_wrk(url, args.profile, args.connections, args.threads)
+    after = thread_cpu(worker)
+    if py_spy:
+        leader.send_signal(signal.SIGINT)  # py-spy writes its file; the server it launched lives on
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            leader.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGTERM)
+    seconds = max(1, round(args.profile))
+    print(f"\nprofile: Portico worker (pid {worker}) under HTTP_PROXY load, {sample.rps:,.0f} req/s")
+    print("  CPU per worker thread (% of one core):")
+    for name in sorted(after, key=lambda n: after[n] - before.get(n, 0), reverse=True):
+        share = 100 * (after[name] - before.get(name, 0)) / seconds
+        if share >= 0.5:
+            print(f"    {share:5.1f}%  {name}")
+    if not py_spy or not raw.exists():
+        return
+    self_time: collections.Counter[str] = collections.Counter()
+    total_time: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        if not count.isdigit() or not frames:
+            continue  # samples of threads with no Python frame (Rust runtimes)
+        n = int(count)
+        total += n
+        self_time[_short(frames[-1])] += n
+        for frame in set(map(_short, frames)):
+            total_time[frame] += n
+    if not total:
+        print("  py-spy: no samples")
+        return
+    print(f"  Python stacks (py-spy, non-idle), {total} samples (py-spy):")
+    print("  top self time:")
+    for frame, n in self_time.most_common(15):
+        print(f"    {100 * n / total:5.1f}%  {frame}")
+    print("  top inclusive time:")
+    for frame, n in total_time.most_common(20):
+        print(f"    {100 * n / total:5.1f}%  {frame}")
+    print(f"  raw stacks: {raw} (kept with --keep)")
+
+
+def _short(frame: str) -> str:
+    frame = re.sub(r"/[^ ()]*/site-packages/", "", frame)
+    frame = frame.replace(str(REPO) + "/", "")
+    return frame
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--transport", choices=["aiohttp", "pyreqwest", "both"], default=None)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument("--micro", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
+            return 2
+
+    def stop(signum, frame):  # SIGTERM -> the same clean-up as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    tmp = Path(tempfile.mkdtemp(prefix="portico-bench-"))
+    procs = Processes()
+    try:
+        return run(args, tmp, procs)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+    for line in machine():
+        print(line)
+    print(
+        f"load    : wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
+        f"{args.rounds} rounds (order alternating), median shown"
+    )
+
+    # upstream and nginx proxy
+    up_port, ngx_port = free_port(), free_port()
+    up_conf = nginx_conf(tmp, "upstream", up_port, UPSTREAM_HTTP)
+    ngx_conf = nginx_conf(tmp, "proxy", ngx_port, PROXY_HTTP.replace("UPSTREAM_PORT", str(up_port)))
+    for name, conf, port in (("upstream", up_conf, up_port), ("proxy", ngx_conf, ngx_port)):
+        log = tmp / f"{name}.log"
+        proc = procs.start(
+            ["nginx", "-p", str(tmp), "-e", str(tmp / f"{name}.error.log"), "-c", str(conf)], log
+        )
+        wait_http(port, "/", proc, log)
+
+    # Portico, one per transport asked for
+    config_path = tmp / "portico.yaml"
+    config_path.write_text(yaml.safe_dump(portico_config(up_port), sort_keys=False))
+    transports = ["aiohttp", "pyreqwest"] if args.transport == "both" else [args.transport]
+    porticos: dict[str | None, tuple[int, subprocess.Popen]] = {}
+    for transport in transports:
+        port = free_port()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
+        if transport:
+            env["PORTICO_HTTP_TRANSPORT"] = transport
+        log = tmp / f"portico-{transport or 'default'}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "portico",
+            "serve",
+            str(config_path),
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        proc = procs.start(cmd, log, cwd=BENCHES, env=env)
+        wait_http(port, "/mock", proc, log)
+        porticos[transport] = (port, proc)
+
+    first_port = porticos[transports[0]][0]
+    cases = [
+        Case("upstream", "upstream (nginx, direct)", up_port, "/"),
+        Case("nginx", "nginx proxy -> upstream", ngx_port, "/"),
+    ]
+    proxy_keys = []
+    for transport, (port, _proc) in porticos.items():
+        key = f"proxy[{transport}]" if transport else "proxy"
+        proxy_keys.append(key)
+        label = "portico HTTP_PROXY" + (f" ({transport})" if transport else "")
+        cases.append(Case(key, label, port, "/proxy"))
+    cases += [
+        Case("lambda", "portico AWS_PROXY (in-process)", first_port, "/lambda"),
+        Case("mock", "portico MOCK", first_port, "/mock"),
+        Case("429", "portico throttled (429)", first_port, "/limited", expect_status=429),
+    ]
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",")}
+        cases = [c for c in cases if c.key in wanted or c.key.split("[")[0] in wanted]
+        proxy_keys = [k for k in proxy_keys if k in {c.key for c in cases}]
+
+    # sanity: every case answers what it should before anything is timed
+    for case in cases:
+        fetch(case.port, case.path)  # the throttled route spends its one token here
+        status, body = fetch(case.port, case.path)
+        if status != case.expect_status:
+            raise RuntimeError(f"{case.label}: expected {case.expect_status}, got {status}: {body[:200]!r}")
+
+    if args.warmup > 0:
+        for case in cases:
+            run_wrk(f"http://127.0.0.1:{case.port}{case.path}", args.warmup, args.connections, args.threads)
+    for round_no in range(args.rounds):
+        order = cases if round_no % 2 == 0 else list(reversed(cases))
+        for case in order:
+            url = f"http://127.0.0.1:{case.port}{case.path}"
+            case.samples.append(run_wrk(url, args.duration, args.connections, args.threads))
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+
+    print_table(cases, "nginx", proxy_keys)
+
+    if args.profile > 0:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
+        if transports[0]:
+            env["PORTICO_HTTP_TRANSPORT"] = transports[0]
+        profile(args, tmp, procs, config_path, env)
+
+    if args.micro:
+        print("\ncargo bench --bench core:")
+        subprocess.run(["cargo", "bench", "--bench", "core"], cwd=REPO, check=False)
+    return 0
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The `portico` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+from portico import __version__
+
+DEFAULT_CONFIG_NAMES = ("portico.yaml", "portico.yml", "openapi.yaml", "openapi.json")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="portico",
+        description="Portico: a self-hosted API gateway with Amazon API Gateway's wire formats.",
+    )
+    parser.add_argument("--version", action="version", version=f"portico {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the APIs of a config file (Portico YAML or an OpenAPI 3 document)",
+        description=(
+            "Validate CONFIG and serve its APIs. CONFIG is a Portico YAML file or an OpenAPI 3 "
+            "document in AWS's HTTP API import format (x-amazon-apigateway-integration). "
+            "Without CONFIG, the first of portico.yaml, portico.yml, openapi.yaml, openapi.json "
+            "in the current directory is used."
+        ),
+    )
+    serve.add_argument("config", nargs="?", help="configuration file")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port; throttle limits hold for all of them together (default: 1)",
+    )
+    serve.add_argument(
+        "--function",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:ATTR",
+        help="register a Lambda handler under NAME (repeatable); the module is found from the current directory",
+    )
+    serve.add_argument(
+        "--check", action="store_true", help="validate the configuration and exit without serving"
+    )
+
+    check = commands.add_parser("check", help="validate a config file and print what it serves")
+    check.add_argument("config", nargs="?", help="configuration file")
+    check.add_argument("--function", action="append", default=[], metavar="NAME=MODULE:ATTR")
+    return parser
+
+
+def _find_config(given: str | None) -> str:
+    if given:
+        return given
+    for name in DEFAULT_CONFIG_NAMES:
+        if Path(name).is_file():
+            return name
+    raise SystemExit(
+        "portico: no CONFIG given and none of " + ", ".join(DEFAULT_CONFIG_NAMES) + " in the current directory"
+    )
+
+
+def _validate(config_path: str, functions: list[str]):
+    from portico.config.compile import CompileError
+    from portico.config.loader import ConfigFileError
+    from portico.dataplane.build import compile_file
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return compile_file(config_path, functions)
+    except ConfigFileError as exc:
+        print(f"portico: {exc}", file=sys.stderr)
+    except CompileError as exc:
+        problems = "\n".join(f"  - {line}" for line in str(exc).splitlines())
+        print(f"portico: invalid configuration in {config_path}:\n{problems}", file=sys.stderr)
+    except ValueError as exc:  # a --function spec that cannot be loaded
+        print(f"portico: {exc}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _describe(compiled, host: str, port: int) -> str:
+    lines = []
+    for api in compiled.apis:
+        lines.append(f"API {api.name} (id {api.api_id})")
+        for stage in api.stages:
+            base = f"http://{host}:{port}" + ("" if stage.name == "$default" else f"/{stage.name}")
+            lines.append(f"  stage {stage.name}: {base}  (or http://{api.api_id}.execute-api.localhost:{port})")
+        for route in api.routes:
+            lines.append(f"    {route.route_key}")
+    return "\n".join(lines)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config_path = os.path.abspath(_find_config(args.config))
+    compiled = _validate(config_path, args.function)
+    if args.check:
+        print(_describe(compiled, args.host, args.port))
+        return 0
+    if args.workers < 1:
+        raise SystemExit("portico: --workers must be at least 1")
+
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    from portico.dataplane.worker import ENV_CONFIG, ENV_FUNCTIONS, ENV_SHARED_BUCKETS
+
+    shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
+    os.environ[ENV_CONFIG] = config_path
+    os.environ[ENV_FUNCTIONS] = json.dumps(args.function)
+    # Token buckets live in one shared file so that limits hold for all workers together.
+    os.environ[ENV_SHARED_BUCKETS] = buckets
+    print(_describe(compiled, args.host, args.port), flush=True)
+    print(f"portico: serving on http://{args.host}:{args.port} with {args.workers} worker(s)", flush=True)
+    server = Granian(
+        "portico.dataplane.worker:create_app",
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        loop=Loops.uvloop,
+        websockets=False,
+        log_access=False,
+        workers_kill_timeout=5,
+        # Backpressure counts connections: keep it well above a fronting proxy's keep-alive pool.
+        backpressure=1024,
+    )
+    try:
+        server.serve()
+    finally:
+        try:
+            os.unlink(buckets)
+        except FileNotFoundError:
+            pass
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    config_path = _find_config(args.config)
+    compiled = _validate(config_path, args.function)
+    print(f"{config_path}: OK")
+    print(_describe(compiled, "127.0.0.1", 8080))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "check":
+        return _check(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

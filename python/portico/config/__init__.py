@@ -1,0 +1,1 @@
+"""Configuration: declarative models, file loading (YAML, OpenAPI) and compilation for the core."""

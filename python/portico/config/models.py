@@ -1,0 +1,296 @@
+"""The declarative configuration: what a YAML file (or an imported OpenAPI document) describes.
+
+Field names follow AWS's own member names (`throttlingRateLimit`, `payloadFormatVersion`,
+`timeoutInMillis`, ...) so that what users know from API Gateway reads the same here.
+Validation happens here, before anything is served; every error carries the path of the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ROUTE_METHODS = ("ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_STAGE_NAME = re.compile(r"^(\$default|[A-Za-z0-9_-]{1,128})$")
+_STAGE_VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_STAGE_VARIABLE_VALUE = re.compile(r"^[A-Za-z0-9\-._~:/?#&=,]{1,512}$")
+_API_ID = re.compile(r"^[a-z0-9]{1,32}$")
+_SEGMENT = re.compile(r"^(\{[A-Za-z0-9_.-]+\+?\}|[A-Za-z0-9_.,:@!$&'()*=~-]+)$")
+
+
+class _Model(BaseModel):
+    # Unknown keys are refused so that a typo (`throttlingRatelimit`) is an error, not a silent no-op.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class RouteSettings(_Model):
+    """Per-route settings of a stage (AWS `RouteSettings`)."""
+
+    throttlingRateLimit: Annotated[float, Field(ge=0)] | None = None
+    throttlingBurstLimit: Annotated[int, Field(ge=0)] | None = None
+    detailedMetricsEnabled: bool = False
+    loggingLevel: Literal["ERROR", "INFO", "OFF"] | None = None
+    dataTraceEnabled: bool = False
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> RouteSettings:
+        if (self.throttlingRateLimit is None) != (self.throttlingBurstLimit is None):
+            raise ValueError("set both throttlingRateLimit and throttlingBurstLimit, or neither")
+        return self
+
+    def throttle(self) -> dict[str, float] | None:
+        if self.throttlingRateLimit is None or self.throttlingBurstLimit is None:
+            return None
+        return {"rate": float(self.throttlingRateLimit), "burst": int(self.throttlingBurstLimit)}
+
+
+class Integration(_Model):
+    """An integration (AWS `Integration`, HTTP API flavour)."""
+
+    type: Literal["AWS_PROXY", "HTTP_PROXY", "MOCK"]
+    uri: str | None = Field(default=None, alias="integrationUri")
+    method: str = Field(default="ANY", alias="integrationMethod")
+    payloadFormatVersion: Literal["1.0", "2.0"] | None = None
+    timeoutInMillis: Annotated[int, Field(ge=50, le=30000)] = 30000
+    # MOCK only
+    statusCode: Annotated[int, Field(ge=100, le=599)] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str = ""
+    description: str | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ROUTE_METHODS:
+            raise ValueError(f"must be one of {', '.join(ROUTE_METHODS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _per_type(self) -> Integration:
+        if self.type == "MOCK":
+            if self.statusCode is None:
+                raise ValueError("a MOCK integration needs statusCode")
+            return self
+        if not self.uri:
+            raise ValueError(f"an {self.type} integration needs uri (or integrationUri)")
+        if self.type == "HTTP_PROXY":
+            if not re.match(r"^https?://", self.uri):
+                raise ValueError(f"uri must be an http:// or https:// URL, got {self.uri!r}")
+            if self.payloadFormatVersion not in (None, "1.0"):
+                raise ValueError("HTTP_PROXY integrations use payloadFormatVersion 1.0")
+        if self.type == "AWS_PROXY":
+            # Imported here: the integration package depends on config, never the reverse at import.
+            from portico.integrations.functions import function_name_from_uri
+
+            try:
+                function_name_from_uri(_without_stage_variables(self.uri))
+            except ValueError as exc:
+                raise ValueError(f"uri is not a Lambda function ARN or name: {exc}") from None
+        return self
+
+    @property
+    def payload_format(self) -> str:
+        if self.payloadFormatVersion:
+            return self.payloadFormatVersion
+        return "1.0" if self.type == "HTTP_PROXY" else "2.0"
+
+
+def _without_stage_variables(uri: str) -> str:
+    """A placeholder-free copy of `uri` for validation (`${stageVariables.fn}` -> `fn`)."""
+    return re.sub(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}", r"\1", uri)
+
+
+class Route(_Model):
+    route: str = Field(alias="routeKey")
+    # The name of one of the API's integrations, or an integration written inline.
+    integration: str | Integration
+
+    @field_validator("route")
+    @classmethod
+    def _route_key(cls, value: str) -> str:
+        return validate_route_key(value)
+
+
+class Cors(_Model):
+    """HTTP API CORS configuration (AWS `Cors`)."""
+
+    allowOrigins: list[str] = Field(default_factory=list)
+    allowMethods: list[str] = Field(default_factory=list)
+    allowHeaders: list[str] = Field(default_factory=list)
+    exposeHeaders: list[str] = Field(default_factory=list)
+    maxAge: Annotated[int, Field(ge=-1, le=86400)] | None = None
+    allowCredentials: bool = False
+
+    @model_validator(mode="after")
+    def _credentials_need_origins(self) -> Cors:
+        if self.allowCredentials and "*" in self.allowOrigins:
+            raise ValueError("allow-credentials is not supported if 'allow-origin' is *")
+        return self
+
+
+class Stage(_Model):
+    name: str = Field(default="$default", alias="stageName")
+    variables: dict[str, str] = Field(default_factory=dict, alias="stageVariables")
+    defaultRouteSettings: RouteSettings | None = None
+    routeSettings: dict[str, RouteSettings] = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _STAGE_NAME.match(value):
+            raise ValueError("stage names are `$default` or 1-128 of A-Z a-z 0-9 _ -")
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 100:
+            raise ValueError("at most 100 stage variables")
+        for key, item in value.items():
+            if not _STAGE_VARIABLE_NAME.match(key):
+                raise ValueError(f"stage variable name {key!r}: 1-64 of A-Z a-z 0-9 _")
+            if not _STAGE_VARIABLE_VALUE.match(item):
+                raise ValueError(
+                    f"stage variable {key!r}: value must be 1-512 of A-Z a-z 0-9 - . _ ~ : / ? # & = ,"
+                )
+        return value
+
+
+class Api(_Model):
+    name: str
+    id: str | None = None
+    protocol: Literal["HTTP"] = Field(default="HTTP", alias="protocolType")
+    description: str | None = None
+    routes: list[Route] = Field(default_factory=list)
+    integrations: dict[str, Integration] = Field(default_factory=dict)
+    stages: list[Stage] = Field(default_factory=lambda: [Stage()])
+    cors: Cors | None = Field(default=None, alias="corsConfiguration")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not _API_ID.match(value):
+            raise ValueError("API ids are 1-32 lower-case letters and digits")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Api:
+        seen: set[str] = set()
+        for index, route in enumerate(self.routes):
+            if route.route in seen:
+                raise ValueError(f"routes[{index}]: duplicate route key {route.route!r}")
+            seen.add(route.route)
+            if isinstance(route.integration, str) and route.integration not in self.integrations:
+                known = ", ".join(sorted(self.integrations)) or "none"
+                raise ValueError(
+                    f"routes[{index}].integration: unknown integration {route.integration!r} "
+                    f"(declared: {known})"
+                )
+        names: set[str] = set()
+        for index, stage in enumerate(self.stages):
+            if stage.name in names:
+                raise ValueError(f"stages[{index}]: duplicate stage name {stage.name!r}")
+            names.add(stage.name)
+            for key in stage.routeSettings:
+                if key not in seen:
+                    raise ValueError(f"stages[{index}].routeSettings: {key!r} is not a route of this API")
+        return self
+
+    @property
+    def api_id(self) -> str:
+        """The declared id, or a stable one derived from the name (AWS ids are 10 of [a-z0-9])."""
+        if self.id:
+            return self.id
+        digest = hashlib.sha256(self.name.encode()).digest()
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        return "".join(alphabet[b % 36] for b in digest[:10])
+
+    def integration_of(self, route: Route) -> Integration:
+        if isinstance(route.integration, Integration):
+            return route.integration
+        return self.integrations[route.integration]
+
+
+class Settings(_Model):
+    """Gateway-wide settings."""
+
+    payloadLimitBytes: Annotated[int, Field(ge=1)] = 10 * 1024 * 1024
+    # AWS counts the request line and all header names and values (10,240 bytes for HTTP APIs).
+    headerLimitBytes: Annotated[int, Field(ge=256)] = 10240
+    accountThrottle: RouteSettings | None = None
+    accountId: Annotated[str, Field(pattern=r"^[0-9]{12}$")] = "123456789012"
+    region: str = "us-east-1"
+    accessLog: AccessLog | None = None
+
+
+class AccessLog(_Model):
+    """Access log (AWS `AccessLogSettings`): `format` uses `$context.*` variables."""
+
+    format: str = (
+        '$context.identity.sourceIp - - [$context.requestTime] "$context.httpMethod '
+        '$context.routeKey $context.protocol" $context.status $context.responseLength $context.requestId'
+    )
+    # "stdout", "stderr" or a file path (AWS's `destinationArn` has no local meaning).
+    destination: str = "stdout"
+
+
+Settings.model_rebuild()
+
+
+class Config(_Model):
+    """A whole Portico configuration file."""
+
+    functions: dict[str, str] = Field(default_factory=dict)
+    apis: list[Api] = Field(default_factory=list)
+    settings: Settings = Field(default_factory=Settings)
+
+    @field_validator("functions")
+    @classmethod
+    def _functions(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, target in value.items():
+            if not re.match(r"^[A-Za-z0-9_.]+:[A-Za-z0-9_.]+$", target):
+                raise ValueError(f"{name}: expected `module.path:attribute`, got {target!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        ids: dict[str, int] = {}
+        for index, api in enumerate(self.apis):
+            if api.api_id in ids:
+                raise ValueError(f"apis[{index}]: API id {api.api_id!r} is already used by apis[{ids[api.api_id]}]")
+            ids[api.api_id] = index
+        return self
+
+
+def validate_route_key(value: str) -> str:
+    """Check an HTTP API route key (`GET /pets/{id}`, `ANY /{proxy+}`, `$default`)."""
+    if value == "$default":
+        return value
+    method, sep, path = value.partition(" ")
+    if not sep:
+        raise ValueError(f"route key {value!r}: expected `METHOD /path` or `$default`")
+    if method not in ROUTE_METHODS:
+        raise ValueError(f"route key {value!r}: method must be one of {', '.join(ROUTE_METHODS)}")
+    if not path.startswith("/"):
+        raise ValueError(f"route key {value!r}: the path must start with /")
+    if path == "/":
+        return value
+    segments = path[1:].split("/")
+    for position, segment in enumerate(segments):
+        if not _SEGMENT.match(segment):
+            raise ValueError(
+                f"route key {value!r}: segment {segment!r} is neither a literal nor a whole `{{name}}`"
+            )
+        if segment.endswith("+}") and position != len(segments) - 1:
+            raise ValueError(f"route key {value!r}: a greedy variable {segment} must be the last segment")
+    return value

@@ -1,0 +1,240 @@
+"""The data plane: an ASGI application that passes every request through one chain of phases.
+
+    parse  ->  decide (Rust: select API and stage -> route -> throttle)  ->  authorize (plugins)
+           ->  integrate  ->  respond  ->  log
+
+`decide` is the single crossing into the Rust core per request. Everything after it indexes the
+compiled runtimes with the verdict's indices. ASGI (rather than RSGI) is used because it hands us
+the raw, still percent-encoded path and raw header bytes, which AWS's event formats need; it also
+lets Portico embed in any ASGI server or framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from portico import _core
+from portico.config.compile import CompiledConfig
+from portico.dataplane.context import RequestBody, RequestContext, Response
+from portico.dataplane.cors import is_preflight
+from portico.dataplane.errors import ErrorType, GatewayError, error_status_and_body
+from portico.dataplane.plugins import Plugin
+from portico.observability.access_log import AccessLogger
+
+logger = logging.getLogger("portico.dataplane")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+_ROUTE = _core.ROUTE
+_THROTTLED = _core.THROTTLED
+_BAD_REQUEST = _core.BAD_REQUEST
+_STREAM_END = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def _request_id() -> str:
+    # HTTP APIs' `apigw-requestid` is 16 base64 characters, e.g. `JKJaXmPLvHcESHA=`.
+    return base64.b64encode(os.urandom(11)).decode()
+
+
+def _decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    try:
+        return [(name.decode(), value.decode()) for name, value in raw]
+    except UnicodeDecodeError:
+        return [(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in raw]
+
+
+class DataPlane:
+    """The ASGI app serving one compiled configuration."""
+
+    def __init__(
+        self,
+        compiled: CompiledConfig,
+        *,
+        shared_buckets_path: str | None = None,
+        plugins: Sequence[Plugin] = (),
+        on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
+        self.compiled = compiled
+        self.gateway = _core.Gateway(compiled.core_spec, shared_buckets_path)
+        settings = compiled.config.settings
+        self.payload_limit = settings.payloadLimitBytes
+        self.header_limit = settings.headerLimitBytes
+        self.account_id = settings.accountId
+        self.plugins = list(plugins)
+        # Bound hooks, gathered once, so that a request pays only for the hooks that exist.
+        self._on_request = [p.on_request for p in self.plugins if _overrides(p, "on_request")]
+        self._on_response = [p.on_response for p in self.plugins if _overrides(p, "on_response")]
+        self._access_log = AccessLogger(settings.accessLog) if settings.accessLog else None
+        self._on_shutdown = list(on_shutdown)
+
+    # ---------------------------------------------------------------- ASGI entry
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.handle(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self._on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:  # shutdown must finish even if one hook fails
+                        logger.exception("shutdown hook failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---------------------------------------------------------------- the phases
+
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        ctx = self._parse(scope, receive)
+        try:
+            response = await self._process(ctx)
+        except GatewayError as exc:
+            response = self._error(ctx, exc)
+        except Exception as exc:  # a bug in a phase or plugin must not take the worker down
+            logger.exception("unhandled error in the request pipeline")
+            response = self._error(ctx, GatewayError(ErrorType.INTEGRATION_FAILURE, repr(exc)))
+        sent = await self._respond(ctx, response, send)
+        if self._access_log is not None:
+            self._access_log.log(ctx, response, sent)
+
+    def _parse(self, scope: dict[str, Any], receive: Receive) -> RequestContext:
+        raw_headers = scope["headers"]
+        headers = _decode_headers(raw_headers)
+        host = ""
+        content_length: int | None = None
+        for name, value in headers:
+            if name == "host":
+                host = value
+            elif name == "content-length":
+                content_length = int(value) if value.isdigit() else None
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else scope["path"]
+        query = scope["query_string"].decode("latin-1")
+        client = scope.get("client")
+        now_ns = time.time_ns()
+        ctx = RequestContext(
+            request_id=_request_id(),
+            method=scope["method"],
+            raw_path=path,
+            raw_query=query,
+            headers=headers,
+            host=host,
+            scheme=scope.get("scheme", "http"),
+            protocol="HTTP/" + scope.get("http_version", "1.1"),
+            client_ip=client[0] if client else "127.0.0.1",
+            body=RequestBody(receive, content_length, self.payload_limit),
+            start_ns=time.perf_counter_ns(),
+            time_epoch_ms=now_ns // 1_000_000,
+            account_id=self.account_id,
+        )
+        return ctx
+
+    async def _process(self, ctx: RequestContext) -> Response:
+        # Limits on the request line and headers come before any work on their content.
+        head_size = len(ctx.method) + len(ctx.raw_path) + len(ctx.raw_query) + 12
+        for name, value in ctx.headers:
+            head_size += len(name) + len(value) + 4
+        if head_size > self.header_limit:
+            if len(ctx.raw_path) + len(ctx.raw_query) > self.header_limit:
+                raise GatewayError(ErrorType.URI_TOO_LONG, f"request line of {head_size} bytes")
+            raise GatewayError(ErrorType.HEADERS_TOO_LARGE, f"request head of {head_size} bytes")
+
+        # decide: one call selects API and stage, matches the route and spends throttle tokens.
+        verdict = self.gateway.decide(ctx.host, ctx.method, ctx.raw_path)
+        api_index = verdict.api_index
+        api = self.compiled.apis[api_index] if api_index >= 0 else None
+        ctx.api = api
+        if api is not None and verdict.stage_index >= 0:
+            ctx.stage = api.stages[verdict.stage_index]
+        ctx.path = verdict.path
+        if api is not None and api.cors is not None:
+            origin = ctx.header("origin")
+            if is_preflight(ctx.method, origin, ctx.header("access-control-request-method")):
+                return Response(204, api.cors.preflight_headers(origin))
+        kind = verdict.kind
+        if kind != _ROUTE:
+            if kind == _THROTTLED:
+                ctx.route = api.routes[verdict.route_index] if api else None
+                raise GatewayError(ErrorType.THROTTLED, f"retry after {verdict.retry_after_ms} ms")
+            if kind == _BAD_REQUEST:
+                raise GatewayError(ErrorType.BAD_REQUEST, "malformed request path")
+            raise GatewayError(ErrorType.RESOURCE_NOT_FOUND, "no route matched")
+        assert api is not None
+        route = api.routes[verdict.route_index]
+        ctx.route = route
+        ctx.path_params = verdict.path_params
+
+        # authorize: plugins (and, later, authorizers) may answer instead of the integration.
+        for hook in self._on_request:
+            early = await hook(ctx)
+            if early is not None:
+                return early
+
+        # integrate
+        response = await route.integration(ctx)
+
+        if api.cors is not None:
+            response.headers = api.cors.apply(response.headers, ctx.header("origin"))
+        for hook in self._on_response:
+            response = await hook(ctx, response)
+        return response
+
+    def _error(self, ctx: RequestContext, exc: GatewayError) -> Response:
+        kind = ctx.api.kind if ctx.api is not None else "http"
+        status, body, extra = error_status_and_body(exc.error_type, kind)
+        ctx.extra["error"] = exc
+        if exc.error_type is ErrorType.FUNCTION_ERROR or exc.error_type is ErrorType.INTEGRATION_FAILURE:
+            logger.warning("request %s: %s: %s", ctx.request_id, exc.error_type.value, exc.detail)
+        headers = [("content-type", "application/json"), *extra]
+        if ctx.api is not None and ctx.api.cors is not None:
+            headers = ctx.api.cors.apply(headers, ctx.header("origin"))
+        return Response(status, headers, body)
+
+    async def _respond(self, ctx: RequestContext, response: Response, send: Send) -> int:
+        """Send `response`; returns the number of body bytes sent."""
+        headers = [(name.encode("latin-1"), value.encode("latin-1", "replace")) for name, value in response.headers]
+        headers.append((b"apigw-requestid", ctx.request_id.encode()))
+        stream = response.stream
+        if stream is None:
+            body = response.body
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return len(body)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        sent = 0
+        try:
+            async for chunk in stream:
+                if chunk:
+                    sent += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            # The status line is gone already; all that is left is to end the response early.
+            logger.warning("request %s: response stream failed after %d bytes: %r", ctx.request_id, sent, exc)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        await send(_STREAM_END)
+        return sent
+
+
+def _overrides(plugin: Plugin, hook: str) -> bool:
+    return getattr(type(plugin), hook) is not getattr(Plugin, hook)

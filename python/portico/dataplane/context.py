@@ -1,0 +1,203 @@
+"""What the phases of the request pipeline share: the request context, its body and the response.
+
+These are the types integrations, authorizers and user plugins are written against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from portico.dataplane.errors import ErrorType, GatewayError
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class RequestBody:
+    """The request body, read at most once, never beyond `limit` bytes.
+
+    A declared Content-Length over the limit is refused before anything is read; a chunked body is
+    counted as it arrives and refused as soon as it passes the limit.
+    """
+
+    __slots__ = ("_consumed", "_receive", "content_length", "limit")
+
+    def __init__(self, receive: Receive, content_length: int | None, limit: int) -> None:
+        self._receive = receive
+        self._consumed = False
+        self.content_length = content_length
+        self.limit = limit
+
+    def _take(self) -> None:
+        if self._consumed:
+            raise RuntimeError("the request body can be read only once")
+        self._consumed = True
+        if self.content_length is not None and self.content_length > self.limit:
+            raise GatewayError(ErrorType.REQUEST_TOO_LARGE, f"Content-Length {self.content_length}")
+
+    async def read(self) -> bytes:
+        """The whole body (for integrations that need it whole, like Lambda)."""
+        self._take()
+        if self.content_length == 0:
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        receive = self._receive
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise GatewayError(ErrorType.BAD_REQUEST, "client disconnected")
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.limit:
+                    raise GatewayError(ErrorType.REQUEST_TOO_LARGE, f"body passed {self.limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body chunk by chunk, as the client sends it (for streaming proxies)."""
+        self._take()
+        if self.content_length == 0:
+            return
+        size = 0
+        receive = self._receive
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise GatewayError(ErrorType.BAD_REQUEST, "client disconnected")
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.limit:
+                    raise GatewayError(ErrorType.REQUEST_TOO_LARGE, f"body passed {self.limit} bytes")
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+
+@dataclass(slots=True)
+class Response:
+    """A response on its way to the client.
+
+    Either `body` (bytes, sent at once) or `stream` (sent chunk by chunk, without Content-Length
+    unless the headers carry one). Header names are lower-case.
+    """
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+class Integration(Protocol):
+    """What a route calls. Raise `GatewayError` for AWS's gateway responses."""
+
+    async def __call__(self, ctx: RequestContext) -> Response: ...
+
+
+@dataclass(slots=True)
+class RouteRuntime:
+    """A route as the data plane needs it."""
+
+    route_key: str  # "GET /pets/{id}" or "$default"
+    integration: Integration
+    # REST resource path / HTTP route path, e.g. "/pets/{id}" ("$default" for the default route).
+    resource_path: str
+
+
+@dataclass(slots=True)
+class StageRuntime:
+    name: str
+    variables: dict[str, str]
+    deployment_id: str
+
+
+@dataclass(slots=True)
+class ApiRuntime:
+    api_id: str
+    name: str
+    kind: str  # "http" | "rest"
+    routes: list[RouteRuntime]
+    stages: list[StageRuntime]
+    # A compiled `portico.dataplane.cors.CorsPolicy`, when the API configures CORS.
+    cors: Any = None
+
+
+class RequestContext:
+    """Everything known about one request; created by the data plane, read by every phase."""
+
+    __slots__ = (
+        "account_id",
+        "api",
+        "body",
+        "client_ip",
+        "extra",
+        "headers",
+        "host",
+        "method",
+        "path",
+        "path_params",
+        "protocol",
+        "raw_path",
+        "raw_query",
+        "request_id",
+        "route",
+        "scheme",
+        "stage",
+        "start_ns",
+        "time_epoch_ms",
+    )
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: list[tuple[str, str]],
+        host: str,
+        scheme: str,
+        protocol: str,
+        client_ip: str,
+        body: RequestBody,
+        start_ns: int,
+        time_epoch_ms: int,
+        account_id: str,
+    ) -> None:
+        self.request_id = request_id
+        self.method = method
+        # The path as the client sent it (percent-encoding preserved, stage segment included).
+        self.raw_path = raw_path
+        # The path the API sees (stage segment removed), from the core's verdict.
+        self.path = raw_path
+        self.raw_query = raw_query
+        # Lower-case names, in arrival order, repeated names repeated.
+        self.headers = headers
+        self.host = host
+        self.scheme = scheme
+        self.protocol = protocol  # "HTTP/1.1"
+        self.client_ip = client_ip
+        self.body = body
+        self.start_ns = start_ns
+        self.time_epoch_ms = time_epoch_ms
+        self.account_id = account_id
+        self.api: ApiRuntime | None = None
+        self.stage: StageRuntime | None = None
+        self.route: RouteRuntime | None = None
+        self.path_params: dict[str, str] | None = None
+        # Free-form values phases and plugins hand to each other (authorizer context, log fields, ...).
+        self.extra: dict[str, Any] = {}
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None

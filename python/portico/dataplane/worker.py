@@ -1,0 +1,28 @@
+"""The app factory Granian calls in each worker process.
+
+The CLI validates the configuration once in the main process, then hands its location (and the
+`--function` declarations and shared-bucket file) to the workers through the environment: workers
+are separate processes and build their own runtimes, never sharing Python objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from portico.dataplane.app import DataPlane
+from portico.dataplane.build import build_dataplane
+
+ENV_CONFIG = "PORTICO_CONFIG"
+ENV_FUNCTIONS = "PORTICO_FUNCTIONS"
+ENV_SHARED_BUCKETS = "PORTICO_SHARED_BUCKETS"
+
+
+def create_app() -> DataPlane:
+    config_path = os.environ[ENV_CONFIG]
+    functions = json.loads(os.environ.get(ENV_FUNCTIONS, "[]"))
+    return build_dataplane(
+        config_path,
+        function_specs=functions,
+        shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
+    )

@@ -1,0 +1,1 @@
+"""Integrations: what a matched route calls (Lambda proxy, HTTP proxy, mock)."""

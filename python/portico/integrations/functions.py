@@ -1,0 +1,405 @@
+"""Local "Lambda functions": a registry of Python handlers, and invoking one like Lambda would.
+
+A function is a name bound to a handler `handler(event, context)`, sync or `async def`. Sync handlers
+run in a thread pool so they never block the event loop; async handlers are awaited on the loop.
+The context object carries the attributes of awslambdaric's `LambdaContext` (aws-semantics §2.6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import random
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import Any
+
+from portico.dataplane.errors import ErrorType, GatewayError
+
+__all__ = [
+    "DEFAULT_MAX_WORKERS",
+    "CognitoIdentity",
+    "FunctionRef",
+    "FunctionRegistry",
+    "LambdaContext",
+    "LambdaFunction",
+    "function_name_from_uri",
+    "parse_function_uri",
+]
+
+log = logging.getLogger("portico.lambda")
+
+DEFAULT_MAX_WORKERS = 64
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "000000000000"
+DEFAULT_MEMORY_MB = 128
+
+# --------------------------------------------------------------------------------------------------
+# Function URIs
+
+_NAME = r"[A-Za-z0-9_-]{1,140}"
+_QUALIFIER = r"\$LATEST|[A-Za-z0-9_-]{1,128}"
+_LAMBDA_ARN = re.compile(
+    rf"arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{{12}}):function:"
+    rf"(?P<name>{_NAME})(?::(?P<qualifier>{_QUALIFIER}))?"
+)
+_APIGW_INVOCATION = re.compile(
+    r"arn:aws[a-zA-Z-]*:apigateway:[a-z0-9-]+:lambda:path/2015-03-31/functions/(?P<arn>.+)/invocations"
+)
+_BARE = re.compile(rf"(?P<name>{_NAME})(?::(?P<qualifier>{_QUALIFIER}))?")
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRef:
+    """A function named by an integration URI."""
+
+    name: str
+    qualifier: str | None = None  # alias or version (`prod`, `3`, `$LATEST`)
+    region: str | None = None
+    account_id: str | None = None
+    partition: str = "aws"
+
+    def arn(self, default_region: str = DEFAULT_REGION, default_account: str = DEFAULT_ACCOUNT) -> str:
+        """The invoked function ARN (with the qualifier when the URI had one)."""
+        base = (
+            f"arn:{self.partition}:lambda:{self.region or default_region}:"
+            f"{self.account_id or default_account}:function:{self.name}"
+        )
+        return f"{base}:{self.qualifier}" if self.qualifier else base
+
+
+@lru_cache(maxsize=1024)
+def parse_function_uri(uri: str) -> FunctionRef:
+    """Parse a bare name (optionally `name:qualifier`), a Lambda ARN (optionally qualified) or an
+    API Gateway invocation URI (`arn:aws:apigateway:R:lambda:path/2015-03-31/functions/<arn>/invocations`).
+
+    Raises ValueError for anything else.
+    """
+    if not isinstance(uri, str):
+        raise ValueError(f"not a Lambda function URI: {uri!r}")
+    text = uri.strip()
+    match = _APIGW_INVOCATION.fullmatch(text)
+    if match:
+        text = match["arn"]
+        if not text.startswith("arn:"):
+            raise ValueError(f"the invocation URI does not name a Lambda function ARN: {uri!r}")
+    if text.startswith("arn:"):
+        match = _LAMBDA_ARN.fullmatch(text)
+        if not match:
+            raise ValueError(f"not a Lambda function ARN: {uri!r}")
+        return FunctionRef(
+            name=match["name"],
+            qualifier=match["qualifier"],
+            region=match["region"],
+            account_id=match["account"],
+            partition=match["partition"],
+        )
+    match = _BARE.fullmatch(text)
+    if not match or len(match["name"]) > 64:
+        raise ValueError(f"not a Lambda function name or ARN: {uri!r}")
+    return FunctionRef(name=match["name"], qualifier=match["qualifier"])
+
+
+def function_name_from_uri(uri: str) -> str:
+    """The function name a URI designates (see `parse_function_uri`; the qualifier is its `.qualifier`)."""
+    return parse_function_uri(uri).name
+
+
+# --------------------------------------------------------------------------------------------------
+# The context object
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self) -> None:
+        self.cognito_identity_id: str | None = None
+        self.cognito_identity_pool_id: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
+            f"cognito_identity_pool_id={self.cognito_identity_pool_id}])"
+        )
+
+
+class LambdaContext:
+    """What a Python handler receives as `context`, attribute for attribute like awslambdaric's."""
+
+    __slots__ = (
+        "_deadline_ms",
+        "aws_request_id",
+        "client_context",
+        "function_name",
+        "function_version",
+        "identity",
+        "invoked_function_arn",
+        "log_group_name",
+        "log_stream_name",
+        "memory_limit_in_mb",
+        "tenant_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        aws_request_id: str,
+        function_name: str,
+        invoked_function_arn: str,
+        deadline_ms: float,
+        function_version: str = "$LATEST",
+        memory_limit_in_mb: str = str(DEFAULT_MEMORY_MB),
+        log_stream_name: str = "",
+    ) -> None:
+        self.aws_request_id = aws_request_id
+        self.function_name = function_name
+        self.function_version = function_version
+        self.invoked_function_arn = invoked_function_arn
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = log_stream_name
+        self.identity = CognitoIdentity()
+        self.client_context = None
+        self.tenant_id = None
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        remaining = int(self._deadline_ms - time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def log(self, msg: Any) -> None:
+        log.info(
+            "%s", msg, extra={"function_name": self.function_name, "aws_request_id": self.aws_request_id}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"LambdaContext([aws_request_id={self.aws_request_id},log_group_name={self.log_group_name},"
+            f"log_stream_name={self.log_stream_name},function_name={self.function_name},"
+            f"memory_limit_in_mb={self.memory_limit_in_mb},function_version={self.function_version},"
+            f"invoked_function_arn={self.invoked_function_arn},client_context={self.client_context},"
+            f"identity={self.identity},tenant_id={self.tenant_id}])"
+        )
+
+
+def _new_request_id() -> str:
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+def _new_log_stream_name() -> str:
+    # One stream per execution environment: `2024/05/01/[$LATEST]<32 hex>`.
+    return time.strftime("%Y/%m/%d/", time.gmtime()) + f"[$LATEST]{random.getrandbits(128):032x}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry
+
+
+def _give_thread_an_event_loop() -> None:
+    # A Lambda runtime runs handlers on a main thread where `asyncio.get_event_loop()` works;
+    # adapters such as Mangum rely on it, so each handler thread gets a loop of its own.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with `async def __call__`
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+@dataclass(slots=True)
+class LambdaFunction:
+    name: str
+    handler: Callable[..., Any]
+    is_async: bool
+    memory_limit_in_mb: str
+    log_stream_name: str
+
+
+class FunctionRegistry:
+    """Function name -> handler, and invocation with Lambda's context, timeout and error semantics."""
+
+    def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
+        self._functions: dict[str, LambdaFunction] = {}
+        self._max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- registration -------------------------------------------------------------------------------
+
+    def register(self, name: str, handler: Callable[..., Any], *, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
+        if not callable(handler):
+            raise ValueError(f"the handler of function {name!r} is not callable")
+        parse_function_uri(name)  # a valid function name (optionally name:qualifier)
+        self._functions[name] = LambdaFunction(
+            name=name,
+            handler=handler,
+            is_async=_is_async(handler),
+            memory_limit_in_mb=str(memory_mb),
+            log_stream_name=_new_log_stream_name(),
+        )
+
+    def load(self, name: str, target: str) -> Callable[..., Any]:
+        """Import `module.path:attr` (or Lambda's `module.attr`) and register it as `name`."""
+        handler = _import_handler(target, f"{name}={target}")
+        self.register(name, handler)
+        return handler
+
+    def register_spec(self, spec: str) -> str:
+        """Register from `NAME=module.path:attr`; returns NAME."""
+        name, sep, target = spec.partition("=")
+        name, target = name.strip(), target.strip()
+        if not sep or not name or not target:
+            raise ValueError(f"function spec {spec!r} is not of the form NAME=module.path:attr")
+        try:
+            parse_function_uri(name)
+        except ValueError:
+            raise ValueError(f"function spec {spec!r}: {name!r} is not a valid function name") from None
+        handler = _import_handler(target, spec)
+        self.register(name, handler)
+        return name
+
+    def unregister(self, name: str) -> None:
+        self._functions.pop(name, None)
+
+    def get(self, name: str) -> LambdaFunction | None:
+        return self._functions.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+    def names(self) -> list[str]:
+        return list(self._functions)
+
+    # -- invocation ---------------------------------------------------------------------------------
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = ThreadPoolExecutor(
+                max_workers=self._max_workers,
+                thread_name_prefix="portico-lambda",
+                initializer=_give_thread_an_event_loop,
+            )
+        return executor
+
+    def shutdown(self, wait: bool = False) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=True)
+            self._executor = None
+
+    def resolve(self, ref: FunctionRef) -> LambdaFunction:
+        functions = self._functions
+        fn = None
+        if ref.qualifier:
+            fn = functions.get(f"{ref.name}:{ref.qualifier}")
+        if fn is None:
+            fn = functions.get(ref.name)
+        if fn is None:
+            raise GatewayError(ErrorType.FUNCTION_ERROR, f"function {ref.name} is not registered")
+        return fn
+
+    async def invoke(
+        self,
+        ref: FunctionRef | str,
+        event: Any,
+        *,
+        timeout_ms: int,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT,
+    ) -> Any:
+        """Run the function on `event`; returns what the handler returned.
+
+        Raises GatewayError(INTEGRATION_TIMEOUT) when it does not answer within `timeout_ms` and
+        GatewayError(FUNCTION_ERROR) when it raises or is not registered.
+        """
+        if isinstance(ref, str):
+            ref = parse_function_uri(ref)
+        fn = self.resolve(ref)
+        deadline_ms = time.time() * 1000 + timeout_ms
+        context = LambdaContext(
+            aws_request_id=_new_request_id(),
+            function_name=ref.name,
+            invoked_function_arn=ref.arn(region, account_id),
+            deadline_ms=deadline_ms,
+            memory_limit_in_mb=fn.memory_limit_in_mb,
+            log_stream_name=fn.log_stream_name,
+        )
+        handler = fn.handler
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                if fn.is_async:
+                    result = await handler(event, context)
+                else:
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(self.executor, partial(handler, event, context))
+                    if inspect.isawaitable(result):  # a sync wrapper around a coroutine
+                        result = await result
+        except TimeoutError:
+            log.warning(
+                "function %s (request %s) timed out after %d ms",
+                ref.name,
+                context.aws_request_id,
+                timeout_ms,
+            )
+            raise GatewayError(
+                ErrorType.INTEGRATION_TIMEOUT, f"function {ref.name} timed out after {timeout_ms} ms"
+            ) from None
+        except GatewayError:
+            raise
+        except Exception as exc:
+            log.error(
+                "[ERROR] %s: %s (function %s, request %s)",
+                type(exc).__name__,
+                exc,
+                ref.name,
+                context.aws_request_id,
+                exc_info=exc,
+            )
+            raise GatewayError(
+                ErrorType.FUNCTION_ERROR, f"function {ref.name} raised {type(exc).__name__}: {exc}"
+            ) from None
+        return result
+
+
+def _import_handler(target: str, spec: str) -> Callable[..., Any]:
+    """`module.path:attr.sub` or Lambda's `module.attr` -> the callable; ValueError naming `spec`."""
+    target = target.strip()
+    if ":" in target:
+        module_name, _, attr_path = target.partition(":")
+    else:
+        module_name, _, attr_path = target.rpartition(".")
+    if not module_name or not attr_path:
+        raise ValueError(f"function spec {spec!r}: handler must be module.path:attr")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ValueError(f"function spec {spec!r}: module {module_name!r} not found") from exc
+        raise ValueError(f"function spec {spec!r}: importing {module_name!r} failed: {exc}") from exc
+    except Exception as exc:
+        raise ValueError(f"function spec {spec!r}: importing {module_name!r} failed: {exc!r}") from exc
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(
+                f"function spec {spec!r}: {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    if not callable(obj):
+        raise ValueError(f"function spec {spec!r}: {module_name}:{attr_path} is not callable")
+    return obj

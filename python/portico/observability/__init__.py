@@ -1,0 +1,1 @@
+"""Observability: access logs and request ids."""

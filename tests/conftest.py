@@ -1,0 +1,124 @@
+"""Shared fixtures: a real Portico server in a subprocess, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+TESTS_DIR = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A running `portico serve` process."""
+
+    def __init__(self, process: subprocess.Popen, port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            # Granian stops its workers on SIGINT; SIGKILL the group if it lingers.
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+def start_server(
+    config: dict | str | Path,
+    workdir: Path,
+    functions: dict[str, str] | None = None,
+    workers: int = 1,
+    extra_args: list[str] | None = None,
+    wait_path: str = "/__portico_probe__",
+) -> Server:
+    """Start `python -m portico serve` on a free port and wait until it answers HTTP."""
+    if isinstance(config, dict):
+        config_path = workdir / "portico.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    else:
+        config_path = Path(config)
+    port = free_port()
+    args = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
+    args += ["--workers", str(workers)]
+    for name, target in (functions or {}).items():
+        args += ["--function", f"{name}={target}"]
+    args += extra_args or []
+    env = dict(os.environ)
+    # Handlers live in tests/handlers; the server finds modules from its working directory.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
+    log_path = workdir / f"portico-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - the server process owns it
+    process = subprocess.Popen(
+        args, cwd=TESTS_DIR, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"portico exited with {process.returncode}:\n{server.log}")
+        try:
+            httpx.get(server.url + wait_path, timeout=1)
+            return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"portico did not answer within 30 s:\n{server.log}")
+
+
+@pytest.fixture
+def portico(tmp_path: Path) -> Iterator:
+    """Factory fixture: `portico(config, functions=None, workers=1, extra_args=None) -> Server`."""
+    servers: list[Server] = []
+
+    def start(
+        config: dict | str | Path,
+        functions: dict[str, str] | None = None,
+        workers: int = 1,
+        extra_args: list[str] | None = None,
+    ) -> Server:
+        server = start_server(config, tmp_path, functions, workers, extra_args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def run_portico(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run a `portico` CLI command to completion."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "portico", *args],
+        cwd=cwd or TESTS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

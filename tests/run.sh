@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds the Rust extension, and runs every test:
+# cargo's unit tests for the Rust core, then ruff and pytest for everything else.
+# Extra arguments go to pytest (e.g. `bash tests/run.sh -k routing`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# cargo test links libpython; pyenv-style shared builds keep it outside the default search path.
+LIBDIR="$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
+export LD_LIBRARY_PATH="${LIBDIR}${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
+cargo test --release --quiet
+
+python3 -m ruff check python tests benches examples
+python3 -m pytest -q -p no:cacheprovider "$@"
