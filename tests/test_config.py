@@ -32,14 +32,26 @@ def write(tmp_path: Path, document: dict | str, name: str = "portico.yaml") -> P
     ("mutate", "field", "reason"),
     [
         (lambda c: c["apis"][0]["routes"][0].update(route="GETT /x"), "apis[0].routes[0].route", "method"),
-        (lambda c: c["apis"][0]["routes"][0].update(route="GET x"), "apis[0].routes[0].route", "start with /"),
+        (
+            lambda c: c["apis"][0]["routes"][0].update(route="GET x"),
+            "apis[0].routes[0].route",
+            "start with /",
+        ),
         (
             lambda c: c["apis"][0]["routes"][0].update(route="GET /{proxy+}/more"),
             "apis[0].routes[0].route",
             "last segment",
         ),
-        (lambda c: c["apis"][0]["routes"][0].update(integration="nope"), "apis[0]", "unknown integration 'nope'"),
-        (lambda c: c["apis"][0]["integrations"]["m"].pop("statusCode"), "apis[0].integrations.m", "statusCode"),
+        (
+            lambda c: c["apis"][0]["routes"][0].update(integration="nope"),
+            "apis[0]",
+            "unknown integration 'nope'",
+        ),
+        (
+            lambda c: c["apis"][0]["integrations"]["m"].pop("statusCode"),
+            "apis[0].integrations.m",
+            "statusCode",
+        ),
         (
             lambda c: c["apis"][0]["integrations"].update(h={"type": "HTTP_PROXY", "uri": "ftp://x"}),
             "apis[0].integrations.h",
@@ -52,7 +64,11 @@ def write(tmp_path: Path, document: dict | str, name: str = "portico.yaml") -> P
             "apis[0].integrations.h.timeoutInMillis",
             "greater than or equal to 50",
         ),
-        (lambda c: c["apis"][0].update(stages=[{"name": "bad name"}]), "apis[0].stages[0].name", "stage names"),
+        (
+            lambda c: c["apis"][0].update(stages=[{"name": "bad name"}]),
+            "apis[0].stages[0].name",
+            "stage names",
+        ),
         (
             lambda c: c["apis"][0].update(
                 stages=[{"name": "$default", "defaultRouteSettings": {"throttlingRateLimit": 5}}]
@@ -130,7 +146,11 @@ def test_missing_file():
 OPENAPI = {
     "openapi": "3.0.1",
     "info": {"title": "imported-api", "version": "1"},
-    "x-amazon-apigateway-cors": {"allowOrigins": ["https://example.com"], "allowMethods": ["GET"], "maxAge": 60},
+    "x-amazon-apigateway-cors": {
+        "allowOrigins": ["https://example.com"],
+        "allowMethods": ["GET"],
+        "maxAge": 60,
+    },
     "paths": {
         "/hello": {
             "get": {

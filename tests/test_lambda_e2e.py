@@ -69,7 +69,12 @@ def v1(portico):
 def test_v2_event_shape(v2):
     response = httpx.post(
         v2.url + "/echo/42?a=1&a=2&b=x%2By+z",
-        headers=[("x-rep", "one"), ("x-rep", "two"), ("cookie", "c1=v1; c2=v2"), ("content-type", "application/json")],
+        headers=[
+            ("x-rep", "one"),
+            ("x-rep", "two"),
+            ("cookie", "c1=v1; c2=v2"),
+            ("content-type", "application/json"),
+        ],
         content=b'{"k":"v"}',
     )
     assert response.status_code == 200
@@ -99,7 +104,9 @@ def test_v2_event_shape(v2):
 
 def test_v2_binary_body_is_base64(v2):
     payload = bytes(range(256))
-    event = httpx.post(v2.url + "/echo", content=payload, headers={"content-type": "application/octet-stream"}).json()
+    event = httpx.post(
+        v2.url + "/echo", content=payload, headers={"content-type": "application/octet-stream"}
+    ).json()
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == payload
     assert "pathParameters" not in event
@@ -154,7 +161,9 @@ def test_v2_response_inference(v2, returned, status, body):
 
 
 def test_v2_cookies_become_set_cookie(v2):
-    response = httpx.post(v2.url + "/returns", content=json.dumps({"statusCode": 200, "cookies": ["a=1", "b=2"]}))
+    response = httpx.post(
+        v2.url + "/returns", content=json.dumps({"statusCode": 200, "cookies": ["a=1", "b=2"]})
+    )
     assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
 
 

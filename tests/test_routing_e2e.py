@@ -53,7 +53,9 @@ def test_aws_documented_route_priorities(portico, method, path, expected):
 
 def test_method_aware_back_off_and_trailing_slash(portico):
     server = portico(
-        api_with_routes(["POST /test", "OPTIONS /{proxy+}", "GET /part1", "GET /part1/hardcoded-value", "GET /{param+}"])
+        api_with_routes(
+            ["POST /test", "OPTIONS /{proxy+}", "GET /part1", "GET /part1/hardcoded-value", "GET /{param+}"]
+        )
     )
     assert httpx.request("OPTIONS", server.url + "/test").text == "OPTIONS /{proxy+}"
     assert httpx.get(server.url + "/part1/random-value").text == "GET /{param+}"
@@ -140,7 +142,12 @@ def test_limit_holds_across_workers(portico):
     """A limit of burst 20 (rate 1/s) admits about 20 in total, not 20 per worker."""
     config = api_with_routes(
         ["GET /limited"],
-        stages=[{"name": "$default", "defaultRouteSettings": {"throttlingRateLimit": 1, "throttlingBurstLimit": 20}}],
+        stages=[
+            {
+                "name": "$default",
+                "defaultRouteSettings": {"throttlingRateLimit": 1, "throttlingBurstLimit": 20},
+            }
+        ],
     )
     server = portico(config, workers=2)
 
@@ -178,9 +185,7 @@ def test_percent_encoding_reaches_route_params(portico):
             {
                 "name": "enc",
                 "routes": [{"route": "GET /users/{email}", "integration": "echo"}],
-                "integrations": {
-                    "echo": {"type": "AWS_PROXY", "uri": "echo", "payloadFormatVersion": "2.0"}
-                },
+                "integrations": {"echo": {"type": "AWS_PROXY", "uri": "echo", "payloadFormatVersion": "2.0"}},
             }
         ]
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=MODULE:ATTR",
-        help="register a Lambda handler under NAME (repeatable); the module is found from the current directory",
+        help="register a Lambda handler under NAME (repeatable); modules are found from the working directory",
     )
     serve.add_argument(
         "--check", action="store_true", help="validate the configuration and exit without serving"
@@ -66,7 +67,9 @@ def _find_config(given: str | None) -> str:
         if Path(name).is_file():
             return name
     raise SystemExit(
-        "portico: no CONFIG given and none of " + ", ".join(DEFAULT_CONFIG_NAMES) + " in the current directory"
+        "portico: no CONFIG given and none of "
+        + ", ".join(DEFAULT_CONFIG_NAMES)
+        + " in the current directory"
     )
 
 
@@ -95,7 +98,9 @@ def _describe(compiled, host: str, port: int) -> str:
         lines.append(f"API {api.name} (id {api.api_id})")
         for stage in api.stages:
             base = f"http://{host}:{port}" + ("" if stage.name == "$default" else f"/{stage.name}")
-            lines.append(f"  stage {stage.name}: {base}  (or http://{api.api_id}.execute-api.localhost:{port})")
+            lines.append(
+                f"  stage {stage.name}: {base}  (or http://{api.api_id}.execute-api.localhost:{port})"
+            )
         for route in api.routes:
             lines.append(f"    {route.route_key}")
     return "\n".join(lines)
@@ -140,10 +145,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.serve()
     finally:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(buckets)
-        except FileNotFoundError:
-            pass
     return 0
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from portico.config.models import Api, Config, Integration
-from portico.dataplane.cors import CorsPolicy
 from portico.dataplane.context import ApiRuntime, RouteRuntime, StageRuntime
+from portico.dataplane.cors import CorsPolicy
 from portico.integrations.functions import FunctionRegistry, function_name_from_uri
 
 
@@ -75,7 +75,9 @@ def _core_api(api: Api) -> dict[str, Any]:
         "stages": [
             {
                 "name": stage.name,
-                "default_throttle": stage.defaultRouteSettings.throttle() if stage.defaultRouteSettings else None,
+                "default_throttle": stage.defaultRouteSettings.throttle()
+                if stage.defaultRouteSettings
+                else None,
                 "route_throttle": {
                     key: settings.throttle()
                     for key, settings in stage.routeSettings.items()

@@ -117,7 +117,9 @@ def openapi_to_config(document: dict[str, Any], source: str) -> dict[str, Any]:
                 continue
             spec = operation.get("x-amazon-apigateway-integration")
             if spec is None:
-                problems.append(f"{where}: no x-amazon-apigateway-integration (AWS requires one per operation)")
+                problems.append(
+                    f"{where}: no x-amazon-apigateway-integration (AWS requires one per operation)"
+                )
                 continue
             if not isinstance(spec, dict):
                 problems.append(f"{where}.x-amazon-apigateway-integration: must be a mapping")

@@ -267,7 +267,9 @@ class Config(_Model):
         ids: dict[str, int] = {}
         for index, api in enumerate(self.apis):
             if api.api_id in ids:
-                raise ValueError(f"apis[{index}]: API id {api.api_id!r} is already used by apis[{ids[api.api_id]}]")
+                raise ValueError(
+                    f"apis[{index}]: API id {api.api_id!r} is already used by apis[{ids[api.api_id]}]"
+                )
             ids[api.api_id] = index
         return self
 

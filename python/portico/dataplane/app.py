@@ -207,7 +207,9 @@ class DataPlane:
 
     async def _respond(self, ctx: RequestContext, response: Response, send: Send) -> int:
         """Send `response`; returns the number of body bytes sent."""
-        headers = [(name.encode("latin-1"), value.encode("latin-1", "replace")) for name, value in response.headers]
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1", "replace")) for name, value in response.headers
+        ]
         headers.append((b"apigw-requestid", ctx.request_id.encode()))
         stream = response.stream
         if stream is None:

@@ -66,7 +66,9 @@ class AccessLogger:
             self._stream = open(settings.destination, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
 
     def format(self, ctx: RequestContext, response: Response, sent: int) -> str:
-        return "".join(part if isinstance(part, str) else str(part(ctx, response, sent)) for part in self._parts)
+        return "".join(
+            part if isinstance(part, str) else str(part(ctx, response, sent)) for part in self._parts
+        )
 
     def log(self, ctx: RequestContext, response: Response, sent: int) -> None:
         self._stream.write(self.format(ctx, response, sent) + "\n")
