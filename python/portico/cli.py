@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=MODULE:ATTR",
-        help="register a Lambda handler under NAME (repeatable); modules are found from the working directory",
+        help="register a Lambda handler under NAME (repeatable); modules load from the working directory",
     )
     serve.add_argument(
         "--check", action="store_true", help="validate the configuration and exit without serving"
