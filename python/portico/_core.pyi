@@ -4,7 +4,20 @@ The boundary is coarse on purpose: the data plane makes one `Gateway.decide` cal
 which selects the API and stage, matches the route and spends the throttle tokens.
 """
 
-from typing import Final
+from typing import Final, final
+
+__all__ = [
+    "BAD_REQUEST",
+    "NOT_FOUND",
+    "ROUTE",
+    "THROTTLED",
+    "ConfigError",
+    "Gateway",
+    "Router",
+    "TokenBuckets",
+    "Verdict",
+    "monotonic_ns",
+]
 
 # Verdict kinds (Verdict.kind)
 ROUTE: Final[int]  # a route matched and the request was admitted
@@ -15,6 +28,7 @@ BAD_REQUEST: Final[int]  # malformed path (invalid percent-encoding): 400
 class ConfigError(ValueError):
     """Raised by Gateway() / Gateway.swap() when the compiled spec is invalid (e.g. a bad route key)."""
 
+@final
 class Verdict:
     """Outcome of `Gateway.decide`; immutable."""
 
@@ -42,6 +56,7 @@ class Verdict:
         """For THROTTLED: milliseconds until a token is available (rounded up); else 0.
         2**64-1 when the refusing bucket refuses everything (rate 0 or burst 0)."""
 
+@final
 class Gateway:
     """A compiled, immutable snapshot of all APIs, swapped atomically on reload.
 
@@ -63,7 +78,7 @@ class Gateway:
     A throttle of rate 0 or burst 0 refuses every request.
     """
 
-    def __init__(self, spec_json: str, shared_buckets_path: str | None = None) -> None:
+    def __new__(cls, spec_json: str, shared_buckets_path: str | None = None) -> Gateway:
         """`shared_buckets_path`: a file (normally under /dev/shm) mapped by every worker process
         so that token buckets are shared gateway-wide; None keeps buckets in this process.
         Raises ConfigError for an invalid spec, OSError when the buckets file cannot be used."""
@@ -74,10 +89,11 @@ class Gateway:
         """Select API and stage, match the route, spend throttle tokens. Never raises for any
         input strings."""
 
+@final
 class TokenBuckets:
     """Keyed GCRA token buckets (the throttle behind Gateway), exposed for tests and plugins."""
 
-    def __init__(self, shared_path: str | None = None, capacity: int = 16384) -> None: ...
+    def __new__(cls, shared_path: str | None = None, capacity: int = ...) -> TokenBuckets: ...
     def try_acquire(self, key: str, rate: float, burst: int, now_ns: int | None = None) -> int:
         """Spend one token of bucket `key` (full at first use). Returns 0 when admitted, else the
         nanoseconds until a token is available (2**64-1 when `rate <= 0` or `burst <= 0`: never).
@@ -86,6 +102,7 @@ class TokenBuckets:
     def capacity(self) -> int:
         """Number of slots (a power of two; an existing shared file keeps its own capacity)."""
 
+@final
 class Router:
     """The route trie on its own, for tests and benchmarks."""
 
