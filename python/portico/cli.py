@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         help="register a Lambda handler under NAME (repeatable); modules load from the working directory",
     )
     serve.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="add a pipeline plugin (a portico.dataplane.plugins.Plugin subclass or instance; repeatable)",
+    )
+    serve.add_argument(
         "--check", action="store_true", help="validate the configuration and exit without serving"
     )
 
@@ -73,14 +80,16 @@ def _find_config(given: str | None) -> str:
     )
 
 
-def _validate(config_path: str, functions: list[str]):
+def _validate(config_path: str, functions: list[str], plugins: list[str] = ()):
     from portico.config.compile import CompileError
     from portico.config.loader import ConfigFileError
     from portico.dataplane.build import compile_file
+    from portico.dataplane.plugins import load_plugins
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
+        load_plugins(plugins)
         return compile_file(config_path, functions)
     except ConfigFileError as exc:
         print(f"portico: {exc}", file=sys.stderr)
@@ -108,7 +117,7 @@ def _describe(compiled, host: str, port: int) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     config_path = os.path.abspath(_find_config(args.config))
-    compiled = _validate(config_path, args.function)
+    compiled = _validate(config_path, args.function, args.plugin)
     if args.check:
         print(_describe(compiled, args.host, args.port))
         return 0
@@ -118,12 +127,13 @@ def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    from portico.dataplane.worker import ENV_CONFIG, ENV_FUNCTIONS, ENV_SHARED_BUCKETS
+    from portico.dataplane.worker import ENV_CONFIG, ENV_FUNCTIONS, ENV_PLUGINS, ENV_SHARED_BUCKETS
 
     shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
     os.environ[ENV_CONFIG] = config_path
     os.environ[ENV_FUNCTIONS] = json.dumps(args.function)
+    os.environ[ENV_PLUGINS] = json.dumps(args.plugin)
     # Token buckets live in one shared file so that limits hold for all workers together.
     os.environ[ENV_SHARED_BUCKETS] = buckets
     print(_describe(compiled, args.host, args.port), flush=True)

@@ -12,17 +12,21 @@ import os
 
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
+from portico.dataplane.plugins import load_plugins
 
 ENV_CONFIG = "PORTICO_CONFIG"
 ENV_FUNCTIONS = "PORTICO_FUNCTIONS"
 ENV_SHARED_BUCKETS = "PORTICO_SHARED_BUCKETS"
+ENV_PLUGINS = "PORTICO_PLUGINS"
 
 
 def create_app() -> DataPlane:
     config_path = os.environ[ENV_CONFIG]
     functions = json.loads(os.environ.get(ENV_FUNCTIONS, "[]"))
+    plugins = load_plugins(json.loads(os.environ.get(ENV_PLUGINS, "[]")))
     return build_dataplane(
         config_path,
         function_specs=functions,
+        plugins=plugins,
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
     )
