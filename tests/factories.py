@@ -1,34 +1,8 @@
-"""Hand-built request contexts for unit tests of the integrations (no server, no Rust core needed).
-
-Importing this module first also makes `portico` importable from a plain checkout: it adds
-`python/` to sys.path when the package is not installed, and, when the Rust extension has not been
-built yet, puts an empty placeholder for `portico._core` in sys.modules (the integration modules
-never use it; nothing is installed or written).
-"""
+"""Hand-built request contexts for unit tests of the integrations (no server needed)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-from pathlib import Path
 from typing import Any
-
-if importlib.util.find_spec("portico") is None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
-try:
-    import portico
-except ModuleNotFoundError as exc:  # pragma: no cover - only before the extension is built
-    if exc.name != "portico._core":
-        raise
-    _placeholder = types.ModuleType("portico._core")
-    for _name in ("Gateway", "Router", "TokenBuckets", "Verdict"):
-        setattr(_placeholder, _name, None)
-    sys.modules["portico._core"] = _placeholder
-    for _module in [m for m in sys.modules if m == "portico" or m.startswith("portico.")]:
-        if _module != "portico._core":
-            del sys.modules[_module]
-    import portico  # noqa: F401
 
 from portico.dataplane.context import (
     ApiRuntime,
