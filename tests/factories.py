@@ -67,7 +67,7 @@ def make_ctx(
         method=method,
         raw_path=raw_path,
         raw_query=raw_query,
-        headers=headers,
+        raw_headers=[(name.encode("latin-1"), value.encode()) for name, value in headers],
         host=host,
         scheme=scheme,
         protocol=protocol,

@@ -12,10 +12,10 @@ lets Portico embed in any ASGI server or framework.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import time
+from binascii import b2a_base64
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -38,16 +38,22 @@ _BAD_REQUEST = _core.BAD_REQUEST
 _STREAM_END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
-def _request_id() -> str:
-    # HTTP APIs' `apigw-requestid` is 16 base64 characters, e.g. `JKJaXmPLvHcESHA=`.
-    return base64.b64encode(os.urandom(11)).decode()
+class _RequestIds:
+    """HTTP APIs' `apigw-requestid`: 16 base64 characters, e.g. `JKJaXmPLvHcESHA=` (11 bytes).
 
+    A random per-process prefix and a counter: unique across workers and restarts without a
+    system call per request.
+    """
 
-def _decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    try:
-        return [(name.decode(), value.decode()) for name, value in raw]
-    except UnicodeDecodeError:
-        return [(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in raw]
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = int.from_bytes(os.urandom(7), "big") << 32
+        self._counter = 0
+
+    def next(self) -> str:
+        self._counter = (self._counter + 1) & 0xFFFFFFFF
+        return b2a_base64((self._prefix | self._counter).to_bytes(11, "big"), newline=False).decode()
 
 
 class DataPlane:
@@ -73,6 +79,7 @@ class DataPlane:
         self._on_response = [p.on_response for p in self.plugins if _overrides(p, "on_response")]
         self._access_log = AccessLogger(settings.accessLog) if settings.accessLog else None
         self._on_shutdown = list(on_shutdown)
+        self._request_ids = _RequestIds()
 
     # ---------------------------------------------------------------- ASGI entry
 
@@ -114,41 +121,40 @@ class DataPlane:
 
     def _parse(self, scope: dict[str, Any], receive: Receive) -> RequestContext:
         raw_headers = scope["headers"]
-        headers = _decode_headers(raw_headers)
         host = ""
         content_length: int | None = None
-        for name, value in headers:
-            if name == "host":
-                host = value
-            elif name == "content-length":
+        # The request head counts against AWS's header limit: request line plus every header.
+        head_size = 0
+        for name, value in raw_headers:
+            head_size += len(name) + len(value) + 4
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"content-length":
                 content_length = int(value) if value.isdigit() else None
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        query = scope["query_string"].decode("latin-1")
         client = scope.get("client")
-        now_ns = time.time_ns()
         ctx = RequestContext(
-            request_id=_request_id(),
+            request_id=self._request_ids.next(),
             method=scope["method"],
             raw_path=path,
-            raw_query=query,
-            headers=headers,
+            raw_query=scope["query_string"].decode("latin-1"),
+            raw_headers=raw_headers,
             host=host,
             scheme=scope.get("scheme", "http"),
             protocol="HTTP/" + scope.get("http_version", "1.1"),
             client_ip=client[0] if client else "127.0.0.1",
             body=RequestBody(receive, content_length, self.payload_limit),
             start_ns=time.perf_counter_ns(),
-            time_epoch_ms=now_ns // 1_000_000,
+            time_epoch_ms=time.time_ns() // 1_000_000,
             account_id=self.account_id,
         )
+        ctx.extra["head_size"] = head_size
         return ctx
 
     async def _process(self, ctx: RequestContext) -> Response:
         # Limits on the request line and headers come before any work on their content.
-        head_size = len(ctx.method) + len(ctx.raw_path) + len(ctx.raw_query) + 12
-        for name, value in ctx.headers:
-            head_size += len(name) + len(value) + 4
+        head_size = ctx.extra["head_size"] + len(ctx.method) + len(ctx.raw_path) + len(ctx.raw_query) + 12
         if head_size > self.header_limit:
             if len(ctx.raw_path) + len(ctx.raw_query) > self.header_limit:
                 raise GatewayError(ErrorType.URI_TOO_LONG, f"request line of {head_size} bytes")

@@ -133,17 +133,18 @@ class RequestContext:
     """Everything known about one request; created by the data plane, read by every phase."""
 
     __slots__ = (
+        "_headers",
         "account_id",
         "api",
         "body",
         "client_ip",
         "extra",
-        "headers",
         "host",
         "method",
         "path",
         "path_params",
         "protocol",
+        "raw_headers",
         "raw_path",
         "raw_query",
         "request_id",
@@ -161,7 +162,7 @@ class RequestContext:
         method: str,
         raw_path: str,
         raw_query: str,
-        headers: list[tuple[str, str]],
+        raw_headers: list[tuple[bytes, bytes]],
         host: str,
         scheme: str,
         protocol: str,
@@ -178,8 +179,11 @@ class RequestContext:
         # The path the API sees (stage segment removed), from the core's verdict.
         self.path = raw_path
         self.raw_query = raw_query
-        # Lower-case names, in arrival order, repeated names repeated.
-        self.headers = headers
+        # As the server handed them over: lower-case names, arrival order, repeats repeated. Decoded
+        # on first use of `headers`, so that requests that never look at them (a proxy forwarding
+        # them as they are, a mock) do not pay for it.
+        self.raw_headers = raw_headers
+        self._headers: list[tuple[str, str]] | None = None
         self.host = host
         self.scheme = scheme
         self.protocol = protocol  # "HTTP/1.1"
@@ -195,9 +199,23 @@ class RequestContext:
         # Free-form values phases and plugins hand to each other (authorizer context, log fields, ...).
         self.extra: dict[str, Any] = {}
 
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The request headers as text (values UTF-8, undecodable bytes replaced)."""
+        headers = self._headers
+        if headers is None:
+            raw = self.raw_headers
+            try:
+                headers = [(name.decode(), value.decode()) for name, value in raw]
+            except UnicodeDecodeError:
+                headers = [(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in raw]
+            self._headers = headers
+        return headers
+
     def header(self, name: str) -> str | None:
         """The first value of header `name` (lower-case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
+        wanted = name.encode("latin-1")
+        for key, value in self.raw_headers:
+            if key == wanted:
+                return value.decode("utf-8", "replace")
         return None
