@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from conftest import run_portico
 
@@ -47,3 +48,19 @@ def test_bad_plugin_is_refused(tmp_path):
     result = run_portico("serve", str(config), "--check", "--plugin", "handlers.plugins:Nope")
     assert result.returncode == 2
     assert "handlers.plugins:Nope" in result.stderr
+
+
+def test_failed_stream_is_not_passed_off_as_complete(portico):
+    config = {
+        "apis": [
+            {
+                "name": "streams",
+                "routes": [{"route": "GET /{proxy+}", "integration": {"type": "MOCK", "statusCode": 200}}],
+            }
+        ]
+    }
+    server = portico(config, extra_args=["--plugin", "handlers.plugins:BrokenStream"])
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(server.url + "/broken")
+    # The worker survives and keeps serving.
+    assert httpx.get(server.url + "/fine").status_code == 200

@@ -115,9 +115,12 @@ class DataPlane:
         except Exception as exc:  # a bug in a phase or plugin must not take the worker down
             logger.exception("unhandled error in the request pipeline")
             response = self._error(ctx, GatewayError(ErrorType.INTEGRATION_FAILURE, repr(exc)))
-        sent = await self._respond(ctx, response, send)
-        if self._access_log is not None:
-            self._access_log.log(ctx, response, sent)
+        sent = -1
+        try:
+            sent = await self._respond(ctx, response, send)
+        finally:
+            if self._access_log is not None:
+                self._access_log.log(ctx, response, max(sent, 0))
 
     def _parse(self, scope: dict[str, Any], receive: Receive) -> RequestContext:
         raw_headers = scope["headers"]
@@ -234,8 +237,11 @@ class DataPlane:
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:
-            # The status line is gone already; all that is left is to end the response early.
+            # The status line is gone already. Ending the body normally would hand the client a
+            # truncated body that looks complete, so the error propagates and the server aborts
+            # the connection instead.
             logger.warning("request %s: response stream failed after %d bytes: %r", ctx.request_id, sent, exc)
+            raise
         finally:
             close = getattr(stream, "aclose", None)
             if close is not None:

@@ -85,8 +85,9 @@ class RequestBody:
 class Response:
     """A response on its way to the client.
 
-    Either `body` (bytes, sent at once) or `stream` (sent chunk by chunk, without Content-Length
-    unless the headers carry one). Header names are lower-case.
+    Either `body` (bytes, sent at once; the data plane sets Content-Length from it and ignores any
+    in `headers`) or `stream` (sent chunk by chunk, without Content-Length unless the headers carry
+    one). Header names are lower-case.
     """
 
     status: int
