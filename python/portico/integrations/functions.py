@@ -18,12 +18,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any
 
 from portico.dataplane.errors import ErrorType, GatewayError
+from portico.integrations.handler_threads import HandlerThreads
 
 __all__ = [
     "DEFAULT_MAX_WORKERS",
@@ -204,10 +204,9 @@ def _new_log_stream_name() -> str:
 # The registry
 
 
-def _give_thread_an_event_loop() -> None:
-    # A Lambda runtime runs handlers on a main thread where `asyncio.get_event_loop()` works;
-    # adapters such as Mangum rely on it, so each handler thread gets a loop of its own.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _is_async(handler: Callable[..., Any]) -> bool:
@@ -232,7 +231,7 @@ class FunctionRegistry:
     def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
         self._functions: dict[str, LambdaFunction] = {}
         self._max_workers = max_workers
-        self._executor: ThreadPoolExecutor | None = None
+        self._threads: HandlerThreads | None = None
 
     # -- registration -------------------------------------------------------------------------------
 
@@ -283,20 +282,16 @@ class FunctionRegistry:
     # -- invocation ---------------------------------------------------------------------------------
 
     @property
-    def executor(self) -> ThreadPoolExecutor:
-        executor = self._executor
-        if executor is None:
-            executor = self._executor = ThreadPoolExecutor(
-                max_workers=self._max_workers,
-                thread_name_prefix="portico-lambda",
-                initializer=_give_thread_an_event_loop,
-            )
-        return executor
+    def threads(self) -> HandlerThreads:
+        threads = self._threads
+        if threads is None:
+            threads = self._threads = HandlerThreads(self._max_workers)
+        return threads
 
-    def shutdown(self, wait: bool = False) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=wait, cancel_futures=True)
-            self._executor = None
+    def shutdown(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown()
+            self._threads = None
 
     def resolve(self, ref: FunctionRef) -> LambdaFunction:
         functions = self._functions
@@ -337,13 +332,20 @@ class FunctionRegistry:
         )
         handler = fn.handler
         try:
-            async with asyncio.timeout(timeout_ms / 1000):
-                if fn.is_async:
+            if fn.is_async:
+                async with asyncio.timeout(timeout_ms / 1000):
                     result = await handler(event, context)
-                else:
-                    loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self.executor, partial(handler, event, context))
-                    if inspect.isawaitable(result):  # a sync wrapper around a coroutine
+            else:
+                loop = asyncio.get_running_loop()
+                future = self.threads.submit(loop, handler, event, context)
+                # A timer on the loop rather than asyncio.timeout: one handle, no extra task.
+                timer = loop.call_later(timeout_ms / 1000, _expire, future)
+                try:
+                    result = await future
+                finally:
+                    timer.cancel()
+                if inspect.isawaitable(result):  # a sync wrapper around a coroutine
+                    async with asyncio.timeout(max(deadline_ms - time.time() * 1000, 0) / 1000):
                         result = await result
         except TimeoutError:
             log.warning(
