@@ -60,6 +60,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--check", action="store_true", help="validate the configuration and exit without serving"
     )
+    serve.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the admin API (apigateway and apigatewayv2, SigV4-signed) on PORT (default: none)",
+    )
+    serve.add_argument(
+        "--admin-host", default="127.0.0.1", help="address of the admin API (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--data-dir", default="./.portico", help="control-plane state directory (default: ./.portico)"
+    )
+    serve.add_argument(
+        "--admin-key",
+        default=None,
+        metavar="ID:SECRET",
+        help="admin credentials (or env PORTICO_ADMIN_KEY); default: generated into DATA_DIR/admin-key",
+    )
 
     check = commands.add_parser("check", help="validate a config file and print what it serves")
     check.add_argument("config", nargs="?", help="configuration file")
@@ -138,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ[ENV_SHARED_BUCKETS] = buckets
     print(_describe(compiled, args.host, args.port), flush=True)
     print(f"portico: serving on http://{args.host}:{args.port} with {args.workers} worker(s)", flush=True)
+    admin = _start_admin(args)
     server = Granian(
         "portico.dataplane.worker:create_app",
         factory=True,
@@ -157,7 +177,58 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(buckets)
+        if admin is not None:
+            _stop_admin(admin)
     return 0
+
+
+def _start_admin(args: argparse.Namespace):
+    """Start the admin API in a child process (None without --admin-port). Prints where the
+    generated admin key lives, never the secret."""
+    if args.admin_port is None:
+        return None
+    import multiprocessing
+    import time
+
+    from portico.control.keys import AdminKeyError, load_or_create_admin_key
+    from portico.control.server import run_admin_server
+
+    data_dir = os.path.abspath(args.data_dir)
+    try:
+        access_key_id, secret, key_path = load_or_create_admin_key(data_dir, args.admin_key)
+    except (AdminKeyError, OSError) as exc:
+        raise SystemExit(f"portico: admin key: {exc}") from None
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    process = context.Process(
+        target=run_admin_server,
+        args=(args.admin_host, args.admin_port, data_dir, (access_key_id, secret)),
+        kwargs={"ready": ready, "exit_with_parent": True},
+        name="portico-admin",
+        daemon=True,
+    )
+    process.start()
+    deadline = time.monotonic() + 30
+    while not ready.wait(0.1):
+        if not process.is_alive() or time.monotonic() > deadline:
+            _stop_admin(process)
+            raise SystemExit(f"portico: the admin API could not start on {args.admin_host}:{args.admin_port}")
+    where = f"in {key_path}" if key_path else "from --admin-key / PORTICO_ADMIN_KEY"
+    print(
+        f"portico: admin API on http://{args.admin_host}:{args.admin_port} (apigateway, apigatewayv2); "
+        f"access key {access_key_id}, secret {where}; state in {data_dir}",
+        flush=True,
+    )
+    return process
+
+
+def _stop_admin(process) -> None:
+    if process.is_alive():
+        process.terminate()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
 
 
 def _check(args: argparse.Namespace) -> int:

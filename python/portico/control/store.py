@@ -1,0 +1,200 @@
+"""Durable control-plane state: one SQLite file, `<data-dir>/portico.db`.
+
+A generic document model: every resource of both services is one row of `resources`, keyed by
+(service, kind, id), its body a JSON document keyed by MODEL member names (as `wire.parse` hands
+them to handlers and `wire.serialise` takes them back). `parent` is the id of the API a resource
+belongs to (`restApiId` / `ApiId`); resources nested deeper use a path like `apiId/routeId`, so
+`delete_under(service, apiId)` removes everything of an API in one statement.
+
+`meta.generation` grows by one in the same transaction as any write; data-plane workers poll
+`Store.generation()` to know when to reload.
+
+Durability: WAL journal with `synchronous=FULL`: a commit is fsynced before the admin request is
+answered, so an acknowledged write survives `kill -9` of the process (WAL alone gives that) and
+also an OS crash or power loss (what FULL adds; admin writes are rare, the fsync is cheap).
+Concurrency: one connection per thread (and per process); writes take the database lock up front
+(`BEGIN IMMEDIATE`) and wait up to `busy_timeout` for it, so concurrent writers from threads and
+processes serialise instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "portico.db"
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    service TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    parent  TEXT,
+    doc     TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (service, kind, id)
+);
+CREATE INDEX IF NOT EXISTS resources_by_parent ON resources (service, kind, parent);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
+"""
+
+
+class ReadOnlyError(RuntimeError):
+    """A write inside `Store.read()`."""
+
+
+class Transaction:
+    """Reads and writes inside one SQLite transaction. Documents are JSON-able dicts."""
+
+    def __init__(self, conn: sqlite3.Connection, writable: bool) -> None:
+        self._conn = conn
+        self._writable = writable
+        self.dirty = False
+
+    def _write(self) -> None:
+        if not self._writable:
+            raise ReadOnlyError("write inside a read-only transaction")
+        self.dirty = True
+
+    def get(self, service: str, kind: str, id: str, parent: str | None = None) -> dict[str, Any] | None:
+        """The document, or None (also when `parent` is given and is not the document's parent)."""
+        row = self._conn.execute(
+            "SELECT doc, parent FROM resources WHERE service = ? AND kind = ? AND id = ?", (service, kind, id)
+        ).fetchone()
+        if row is None or (parent is not None and row[1] != parent):
+            return None
+        return json.loads(row[0])
+
+    def exists(self, service: str, kind: str, id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM resources WHERE service = ? AND kind = ? AND id = ?", (service, kind, id)
+        ).fetchone()
+        return row is not None
+
+    def put(self, service: str, kind: str, id: str, doc: dict[str, Any], parent: str | None = None) -> None:
+        """Insert or replace a document (its `created` time is kept on replace)."""
+        self._write()
+        now = time.time()
+        self._conn.execute(
+            "INSERT INTO resources (service, kind, id, parent, doc, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (service, kind, id) DO UPDATE SET "
+            "parent = excluded.parent, doc = excluded.doc, updated = excluded.updated",
+            (service, kind, id, parent, json.dumps(doc, separators=(",", ":")), now, now),
+        )
+
+    def delete(self, service: str, kind: str, id: str) -> bool:
+        """Delete one document; True if it existed."""
+        self._write()
+        cursor = self._conn.execute(
+            "DELETE FROM resources WHERE service = ? AND kind = ? AND id = ?", (service, kind, id)
+        )
+        return cursor.rowcount > 0
+
+    def delete_under(self, service: str, parent: str) -> int:
+        """Delete every document whose parent is `parent` or starts with `parent/`."""
+        self._write()
+        cursor = self._conn.execute(
+            "DELETE FROM resources WHERE service = ? AND (parent = ? OR substr(parent, 1, ?) = ?)",
+            (service, parent, len(parent) + 1, parent + "/"),
+        )
+        return cursor.rowcount
+
+    def list(self, service: str, kind: str, parent: str | None = None) -> list[dict[str, Any]]:
+        """Documents of a kind (under `parent` when given), oldest first."""
+        if parent is None:
+            rows = self._conn.execute(
+                "SELECT doc FROM resources WHERE service = ? AND kind = ? ORDER BY created, id",
+                (service, kind),
+            )
+        else:
+            rows = self._conn.execute(
+                "SELECT doc FROM resources WHERE service = ? AND kind = ? AND parent = ? "
+                "ORDER BY created, id",
+                (service, kind, parent),
+            )
+        return [json.loads(row[0]) for row in rows]
+
+    def generation(self) -> int:
+        return self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+
+
+class Store:
+    """The state database. Safe to share between threads; each thread gets its own connection."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = Path(data_dir)
+        ensure_data_dir(self.data_dir)
+        self.path = self.data_dir / DB_NAME
+        self._local = threading.local()
+        conn = self._connection()
+        conn.executescript(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction (BEGIN IMMEDIATE); commits on success, rolls back on exception.
+        Any write bumps `generation` once, in the same transaction."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        tx = Transaction(conn, writable=True)
+        try:
+            yield tx
+            if tx.dirty:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A consistent read-only snapshot (does not block writers, thanks to WAL)."""
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            yield Transaction(conn, writable=False)
+        finally:
+            conn.execute("ROLLBACK")
+
+    def generation(self) -> int:
+        """Grows by one with every committed write transaction."""
+        return self._connection().execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def integrity_check(self) -> str:
+        return self._connection().execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def ensure_data_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the data directory (mode 0700) if needed."""
+    data_dir = Path(path)
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True, mode=0o700)
+    return data_dir
