@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config file and print what it serves")
     check.add_argument("config", nargs="?", help="configuration file")
     check.add_argument("--function", action="append", default=[], metavar="NAME=MODULE:ATTR")
+
+    from portico import admin_cli
+
+    admin_cli.register(commands)
     return parser
 
 
@@ -246,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "check":
         return _check(args)
+    if args.command is not None:
+        from portico import admin_cli
+
+        return admin_cli.run(args)
     parser.print_help()
     return 0
 
