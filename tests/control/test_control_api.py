@@ -104,8 +104,8 @@ def test_v2_pagination(v2) -> None:
 
 def test_v2_unimplemented_operation(v2) -> None:
     with pytest.raises(v2.exceptions.BadRequestException) as raised:
-        v2.get_stage(ApiId="abc", StageName="$default")
-    assert raised.value.response["Error"]["Message"] == "Portico does not implement GetStage yet"
+        v2.get_vpc_link(VpcLinkId="abc")
+    assert raised.value.response["Error"]["Message"] == "Portico does not implement GetVpcLink yet"
 
 
 # -- apigateway (v1) ----------------------------------------------------------------------------
@@ -233,11 +233,15 @@ def test_percent_encoded_path_parameters_are_decoded(admin: ThreadAdmin, v2) -> 
         return None
 
     key = ("apigatewayv2", "DeleteRouteSettings")
+    previous = HANDLERS.get(key)
     HANDLERS[key] = spy
     try:
         v2.delete_route_settings(ApiId="abc", StageName="$default", RouteKey="GET /x/{id}")
     finally:
-        del HANDLERS[key]
+        if previous is None:
+            del HANDLERS[key]
+        else:
+            HANDLERS[key] = previous
     assert seen == [{"ApiId": "abc", "StageName": "$default", "RouteKey": "GET /x/{id}"}]
 
 

@@ -1,0 +1,489 @@
+"""apigateway (v1): API keys, usage plans, usage-plan keys and usage.
+
+Documents (service "apigateway", parent None unless noted):
+- kind "apikey", id the key id: the `ApiKey` shape's members (`value` always stored; answers
+  include it only when asked, like AWS); `stageKeys` as "restApiId/stageName" strings.
+- kind "usageplan", id the plan id: the `UsagePlan` shape's members.
+- kind "usageplankey", id f"{usagePlanId}/{keyId}", parent usagePlanId: {id (the key id), type}.
+  `value` and `name` are read from the API key when answering.
+- kind "usage", id f"{usagePlanId}/{keyId}/{YYYY-MM-DD}", parent usagePlanId: {"used": n} requests
+  counted that UTC day (the data plane fills these), plus an optional "remaining" set by
+  UpdateUsage (the quota left after that day, overriding the computed value).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from portico.control import ids
+from portico.control.errors import BadRequestException, ConflictException, NotFoundException
+from portico.control.patch import apply_patch
+from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.v1_restapis import SERVICE
+from portico.control.v1_stages import KIND as STAGE_KIND
+from portico.control.v1_stages import stage_key
+from portico.control.wire import get_service
+
+KEY_KIND = "apikey"
+PLAN_KIND = "usageplan"
+PLAN_KEY_KIND = "usageplankey"
+USAGE_KIND = "usage"
+API_KEY_PATHS = {
+    "replace": ("/name", "/description", "/enabled", "/customerId", "/value"),
+    "add": ("/stageKeys",),
+    "remove": ("/stageKeys", "/description", "/customerId"),
+}
+PLAN_PATHS = {
+    "replace": (
+        "/name",
+        "/description",
+        "/productCode",
+        "/throttle/rateLimit",
+        "/throttle/burstLimit",
+        "/quota/limit",
+        "/quota/period",
+        "/quota/offset",
+        "/apiStages/*/throttle/*/rateLimit",
+        "/apiStages/*/throttle/*/burstLimit",
+    ),
+    "add": ("/apiStages", "/throttle/rateLimit", "/throttle/burstLimit", "/quota/limit", "/quota/period"),
+    "remove": (
+        "/apiStages",
+        "/throttle",
+        "/quota",
+        "/description",
+        "/productCode",
+        "/apiStages/*/throttle/*",
+    ),
+}
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+# -- API keys -----------------------------------------------------------------------------------
+
+
+def load_key(tx, key_id: str) -> dict[str, Any]:
+    key = tx.get(SERVICE, KEY_KIND, key_id)
+    if key is None:
+        raise NotFoundException("Invalid API Key identifier specified")
+    return key
+
+
+def _check_value(tx, value: str, key_id: str | None = None) -> None:
+    if not 20 <= len(value) <= 128 or not value.isascii() or not value.isalnum():
+        raise BadRequestException("API Key value should be at least 20 characters")
+    for other in tx.list(SERVICE, KEY_KIND):
+        if other.get("value") == value and other["id"] != key_id:
+            raise ConflictException("API Key already exists")
+
+
+def _stage_key_text(tx, text: str) -> str:
+    api_id, _, stage = text.partition("/")
+    if not stage or tx.get(SERVICE, STAGE_KIND, stage_key(api_id, stage)) is None:
+        raise BadRequestException(f"Invalid stage key specified: {text}")
+    return text
+
+
+def _shown_key(key: dict[str, Any], include_value: bool) -> dict[str, Any]:
+    out = dict(key)
+    if not include_value:
+        out.pop("value", None)
+    return out
+
+
+@operation(SERVICE, "CreateApiKey")
+def create_api_key(request: AdminRequest, params: dict) -> dict:
+    now = _now()
+    key: dict[str, Any] = {
+        "id": ids.api_key_id(),
+        "value": params.get("value") or ids.api_key_value(),
+        "enabled": bool(params.get("enabled", False)),
+        "createdDate": now,
+        "lastUpdatedDate": now,
+        "stageKeys": [],
+        "tags": params.get("tags") or {},
+    }
+    for member in ("name", "description", "customerId"):
+        if params.get(member) is not None:
+            key[member] = params[member]
+    with request.store.transaction() as tx:
+        _check_value(tx, key["value"])
+        for stage in params.get("stageKeys") or ():
+            text = _stage_key_text(tx, f"{stage.get('restApiId')}/{stage.get('stageName')}")
+            if text not in key["stageKeys"]:
+                key["stageKeys"].append(text)
+        tx.put(SERVICE, KEY_KIND, key["id"], key)
+    return key
+
+
+@operation(SERVICE, "GetApiKey")
+def get_api_key(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        key = load_key(tx, params["apiKey"])
+    return _shown_key(key, bool(params.get("includeValue")))
+
+
+@operation(SERVICE, "GetApiKeys")
+def get_api_keys(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        keys = tx.list(SERVICE, KEY_KIND)
+    if params.get("nameQuery"):
+        keys = [k for k in keys if (k.get("name") or "").startswith(params["nameQuery"])]
+    if params.get("customerId"):
+        keys = [k for k in keys if k.get("customerId") == params["customerId"]]
+    page, position = paginate(keys, params.get("position"), params.get("limit"))
+    include = bool(params.get("includeValues"))
+    return {"items": [_shown_key(k, include) for k in page], "position": position}
+
+
+@operation(SERVICE, "UpdateApiKey")
+def update_api_key(request: AdminRequest, params: dict) -> dict:
+    with request.store.transaction() as tx:
+        key = load_key(tx, params["apiKey"])
+        for op in params.get("patchOperations") or ():
+            if op.get("path") == "/stageKeys" and op.get("op") in ("add", "remove"):
+                text = str(op.get("value") or "")
+                if op["op"] == "add":
+                    if text not in key["stageKeys"]:
+                        key["stageKeys"].append(_stage_key_text(tx, text))
+                elif text in key["stageKeys"]:
+                    key["stageKeys"].remove(text)
+                continue
+            key = apply_patch(key, [op], get_service(SERVICE).shape("ApiKey"), API_KEY_PATHS)
+        if not key.get("value"):
+            raise BadRequestException("API Key value should be at least 20 characters")
+        _check_value(tx, key["value"], key["id"])
+        key["lastUpdatedDate"] = _now()
+        tx.put(SERVICE, KEY_KIND, key["id"], key)
+    return _shown_key(key, False)
+
+
+@operation(SERVICE, "DeleteApiKey")
+def delete_api_key(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        key = load_key(tx, params["apiKey"])
+        for plan in tx.list(SERVICE, PLAN_KIND):
+            tx.delete(SERVICE, PLAN_KEY_KIND, f"{plan['id']}/{key['id']}")
+        tx.delete(SERVICE, KEY_KIND, key["id"])
+
+
+# -- usage plans --------------------------------------------------------------------------------
+
+
+def load_plan(tx, plan_id: str) -> dict[str, Any]:
+    plan = tx.get(SERVICE, PLAN_KIND, plan_id)
+    if plan is None:
+        raise NotFoundException("Invalid Usage Plan ID specified")
+    return plan
+
+
+def _check_api_stage(tx, api_id: str, stage: str) -> None:
+    if tx.get(SERVICE, STAGE_KIND, stage_key(api_id, stage)) is None:
+        raise BadRequestException(f"Invalid API Stage {{api: {api_id}, stage: {stage}}} specified")
+
+
+def _check_plan(plan: dict[str, Any]) -> None:
+    quota = plan.get("quota")
+    if quota is not None:
+        if quota.get("period") not in ("DAY", "WEEK", "MONTH"):
+            raise BadRequestException("Quota period must be one of DAY, WEEK or MONTH")
+        if quota.get("limit", 0) < 0:
+            raise BadRequestException("Quota limit should be a positive integer")
+    throttle = plan.get("throttle")
+    if throttle is not None and (throttle.get("rateLimit", 0) < 0 or throttle.get("burstLimit", 0) < 0):
+        raise BadRequestException("Throttle limits should be positive")
+
+
+@operation(SERVICE, "CreateUsagePlan")
+def create_usage_plan(request: AdminRequest, params: dict) -> dict:
+    plan: dict[str, Any] = {
+        "id": ids.random_id(6),
+        "name": params["name"],
+        "apiStages": params.get("apiStages") or [],
+        "tags": params.get("tags") or {},
+    }
+    for member in ("description", "throttle", "quota"):
+        if params.get(member) is not None:
+            plan[member] = params[member]
+    if "quota" in plan:
+        plan["quota"].setdefault("offset", 0)
+    _check_plan(plan)
+    with request.store.transaction() as tx:
+        for stage in plan["apiStages"]:
+            _check_api_stage(tx, stage.get("apiId", ""), stage.get("stage", ""))
+        tx.put(SERVICE, PLAN_KIND, plan["id"], plan)
+    return plan
+
+
+@operation(SERVICE, "GetUsagePlan")
+def get_usage_plan(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return load_plan(tx, params["usagePlanId"])
+
+
+@operation(SERVICE, "GetUsagePlans")
+def get_usage_plans(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        plans = tx.list(SERVICE, PLAN_KIND)
+        if params.get("keyId"):
+            plans = [p for p in plans if tx.exists(SERVICE, PLAN_KEY_KIND, f"{p['id']}/{params['keyId']}")]
+    page, position = paginate(plans, params.get("position"), params.get("limit"))
+    return {"items": page, "position": position}
+
+
+def _patch_api_stages(tx, plan: dict[str, Any], op: dict[str, Any]) -> bool:
+    """`add|remove /apiStages` value "apiId:stage"; False if `op` is not one of those."""
+    if op.get("path") != "/apiStages" or op.get("op") not in ("add", "remove"):
+        return False
+    api_id, _, stage = str(op.get("value") or "").partition(":")
+    if not api_id or not stage:
+        raise BadRequestException("Invalid API Stage specified: expected apiId:stage")
+    stages = plan.setdefault("apiStages", [])
+    existing = [s for s in stages if s.get("apiId") == api_id and s.get("stage") == stage]
+    if op["op"] == "add":
+        _check_api_stage(tx, api_id, stage)
+        if not existing:
+            stages.append({"apiId": api_id, "stage": stage})
+    else:
+        if not existing:
+            raise NotFoundException(f"Invalid API Stage {{api: {api_id}, stage: {stage}}} specified")
+        stages.remove(existing[0])
+    return True
+
+
+def _patch_stage_throttle(plan: dict[str, Any], op: dict[str, Any]) -> bool:
+    """`/apiStages/{apiId:stage}/throttle/{resourcePath}/{METHOD}/{rateLimit|burstLimit}`."""
+    path = str(op.get("path") or "")
+    if not path.startswith("/apiStages/"):
+        return False
+    parts = path.split("/")
+    # ["", "apiStages", "apiId:stage", "throttle", "~1pets", "GET", "rateLimit"?]
+    if len(parts) < 6 or parts[3] != "throttle":
+        return False
+    api_id, _, stage = parts[2].partition(":")
+    matches = [s for s in plan.get("apiStages") or () if s.get("apiId") == api_id and s.get("stage") == stage]
+    if not matches:
+        raise NotFoundException(f"Invalid API Stage {{api: {api_id}, stage: {stage}}} specified")
+    target = matches[0].setdefault("throttle", {})
+    resource = parts[4].replace("~1", "/").replace("~0", "~")
+    key = f"{resource}/{parts[5]}"
+    if len(parts) == 6:
+        if op.get("op") == "remove":
+            target.pop(key, None)
+            return True
+        raise BadRequestException(f"Invalid patch path '{path}'")
+    field = parts[6]
+    if field not in ("rateLimit", "burstLimit"):
+        raise BadRequestException(f"Invalid patch path '{path}'")
+    try:
+        value = float(op.get("value")) if field == "rateLimit" else int(op.get("value"))
+    except (TypeError, ValueError):
+        raise BadRequestException(f"Invalid value '{op.get('value')}' for path '{path}'") from None
+    if op.get("op") == "remove":
+        target.get(key, {}).pop(field, None)
+    else:
+        target.setdefault(key, {})[field] = value
+    return True
+
+
+@operation(SERVICE, "UpdateUsagePlan")
+def update_usage_plan(request: AdminRequest, params: dict) -> dict:
+    shape = get_service(SERVICE).shape("UsagePlan")
+    with request.store.transaction() as tx:
+        plan = load_plan(tx, params["usagePlanId"])
+        for op in params.get("patchOperations") or ():
+            if _patch_api_stages(tx, plan, op) or _patch_stage_throttle(plan, op):
+                continue
+            plan = apply_patch(plan, [op], shape, PLAN_PATHS)
+        if "quota" in plan:
+            plan["quota"].setdefault("offset", 0)
+            plan["quota"].setdefault("period", "MONTH")
+        _check_plan(plan)
+        tx.put(SERVICE, PLAN_KIND, plan["id"], plan)
+    return plan
+
+
+@operation(SERVICE, "DeleteUsagePlan")
+def delete_usage_plan(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        plan = load_plan(tx, params["usagePlanId"])
+        tx.delete_under(SERVICE, plan["id"])
+        tx.delete(SERVICE, PLAN_KIND, plan["id"])
+
+
+# -- usage-plan keys ----------------------------------------------------------------------------
+
+
+def _plan_key_view(tx, key_id: str) -> dict[str, Any]:
+    key = tx.get(SERVICE, KEY_KIND, key_id) or {}
+    out = {"id": key_id, "type": "API_KEY", "value": key.get("value")}
+    if key.get("name") is not None:
+        out["name"] = key["name"]
+    return out
+
+
+@operation(SERVICE, "CreateUsagePlanKey")
+def create_usage_plan_key(request: AdminRequest, params: dict) -> dict:
+    plan_id, key_id = params["usagePlanId"], params["keyId"]
+    if params["keyType"] != "API_KEY":
+        raise BadRequestException("Invalid key type specified: only API_KEY is supported")
+    with request.store.transaction() as tx:
+        plan = load_plan(tx, plan_id)
+        load_key(tx, key_id)
+        if tx.exists(SERVICE, PLAN_KEY_KIND, f"{plan_id}/{key_id}"):
+            raise ConflictException("Usage Plan Key already exists")
+        stages = {(s.get("apiId"), s.get("stage")) for s in plan.get("apiStages") or ()}
+        for other in tx.list(SERVICE, PLAN_KIND):
+            if other["id"] == plan_id or not tx.exists(SERVICE, PLAN_KEY_KIND, f"{other['id']}/{key_id}"):
+                continue
+            shared = stages & {(s.get("apiId"), s.get("stage")) for s in other.get("apiStages") or ()}
+            if shared:
+                api_id, stage = sorted(shared)[0]
+                raise ConflictException(
+                    f"API Key {key_id} is already associated with a usage plan for stage {api_id}:{stage}"
+                )
+        tx.put(
+            SERVICE, PLAN_KEY_KIND, f"{plan_id}/{key_id}", {"id": key_id, "type": "API_KEY"}, parent=plan_id
+        )
+        return _plan_key_view(tx, key_id)
+
+
+def _load_plan_key(tx, plan_id: str, key_id: str) -> dict[str, Any]:
+    load_plan(tx, plan_id)
+    doc = tx.get(SERVICE, PLAN_KEY_KIND, f"{plan_id}/{key_id}")
+    if doc is None:
+        raise NotFoundException("Invalid Usage Plan Key identifier specified")
+    return doc
+
+
+@operation(SERVICE, "GetUsagePlanKey")
+def get_usage_plan_key(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        _load_plan_key(tx, params["usagePlanId"], params["keyId"])
+        return _plan_key_view(tx, params["keyId"])
+
+
+@operation(SERVICE, "GetUsagePlanKeys")
+def get_usage_plan_keys(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        load_plan(tx, params["usagePlanId"])
+        keys = [
+            _plan_key_view(tx, doc["id"]) for doc in tx.list(SERVICE, PLAN_KEY_KIND, params["usagePlanId"])
+        ]
+    if params.get("nameQuery"):
+        keys = [k for k in keys if (k.get("name") or "").startswith(params["nameQuery"])]
+    page, position = paginate(keys, params.get("position"), params.get("limit"))
+    return {"items": page, "position": position}
+
+
+@operation(SERVICE, "DeleteUsagePlanKey")
+def delete_usage_plan_key(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        _load_plan_key(tx, params["usagePlanId"], params["keyId"])
+        tx.delete(SERVICE, PLAN_KEY_KIND, f"{params['usagePlanId']}/{params['keyId']}")
+
+
+# -- usage --------------------------------------------------------------------------------------
+
+
+def usage_key(plan_id: str, key_id: str, day: dt.date) -> str:
+    return f"{plan_id}/{key_id}/{day.isoformat()}"
+
+
+def _parse_day(text: str, member: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise BadRequestException(f"Invalid {member} specified: {text}. Expected format yyyy-MM-dd") from None
+
+
+def _period_start(day: dt.date, period: str) -> dt.date:
+    if period == "DAY":
+        return day
+    if period == "WEEK":
+        return day - dt.timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def _day_usage(tx, plan: dict[str, Any], key_id: str, day: dt.date) -> list[int]:
+    """[used, remaining] for one key and day."""
+    doc = tx.get(SERVICE, USAGE_KIND, usage_key(plan["id"], key_id, day)) or {}
+    used = int(doc.get("used", 0))
+    if doc.get("remaining") is not None:
+        return [used, int(doc["remaining"])]
+    quota = plan.get("quota")
+    if not quota:
+        return [used, 0]
+    start = _period_start(day, quota.get("period", "MONTH"))
+    total, cursor = 0, start
+    while cursor <= day:
+        other = tx.get(SERVICE, USAGE_KIND, usage_key(plan["id"], key_id, cursor)) or {}
+        total += int(other.get("used", 0))
+        cursor += dt.timedelta(days=1)
+    return [used, max(int(quota.get("limit", 0)) - total, 0)]
+
+
+def usage(tx, plan: dict[str, Any], key_ids: list[str], start: dt.date, end: dt.date) -> dict[str, list]:
+    days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+    return {key_id: [_day_usage(tx, plan, key_id, day) for day in days] for key_id in key_ids}
+
+
+@operation(SERVICE, "GetUsage")
+def get_usage(request: AdminRequest, params: dict) -> dict:
+    start = _parse_day(params["startDate"], "startDate")
+    end = _parse_day(params["endDate"], "endDate")
+    if end < start:
+        raise BadRequestException("The endDate must not be before the startDate")
+    if (end - start).days > 90:
+        raise BadRequestException("The usage date range cannot exceed 90 days")
+    with request.store.read() as tx:
+        plan = load_plan(tx, params["usagePlanId"])
+        key_ids = [doc["id"] for doc in tx.list(SERVICE, PLAN_KEY_KIND, plan["id"])]
+        if params.get("keyId"):
+            key_ids = [k for k in key_ids if k == params["keyId"]]
+        page, position = paginate(key_ids, params.get("position"), params.get("limit"))
+        values = usage(tx, plan, page, start, end)
+    return {
+        "usagePlanId": plan["id"],
+        "startDate": start.isoformat(),
+        "endDate": end.isoformat(),
+        "items": values,
+        "position": position,
+    }
+
+
+@operation(SERVICE, "UpdateUsage")
+def update_usage(request: AdminRequest, params: dict) -> dict:
+    plan_id, key_id = params["usagePlanId"], params["keyId"]
+    today = dt.datetime.now(dt.UTC).date()
+    with request.store.transaction() as tx:
+        plan = load_plan(tx, plan_id)
+        _load_plan_key(tx, plan_id, key_id)
+        for op in params.get("patchOperations") or ():
+            if op.get("op") != "replace" or op.get("path") != "/remaining":
+                raise BadRequestException(
+                    f"Invalid patch path  '{op.get('path')}' specified for op '{op.get('op')}'. "
+                    "Must be one of: [/remaining]"
+                )
+            try:
+                remaining = int(op.get("value"))
+            except (TypeError, ValueError):
+                raise BadRequestException(
+                    f"Invalid value '{op.get('value')}' for path '/remaining'"
+                ) from None
+            key = usage_key(plan_id, key_id, today)
+            doc = tx.get(SERVICE, USAGE_KIND, key) or {"used": 0}
+            doc["remaining"] = remaining
+            tx.put(SERVICE, USAGE_KIND, key, doc, parent=plan_id)
+        values = usage(tx, plan, [key_id], today, today)
+    return {
+        "usagePlanId": plan_id,
+        "startDate": today.isoformat(),
+        "endDate": today.isoformat(),
+        "items": values,
+    }

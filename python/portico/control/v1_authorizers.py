@@ -1,0 +1,202 @@
+"""apigateway (v1): authorizers and request validators. Documents: kind "authorizer" and
+"requestvalidator", id their ids, parent restApiId, keyed by the `Authorizer` /
+`RequestValidator` shapes' member names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portico.control import ids
+from portico.control.errors import BadRequestException, ConflictException, NotFoundException
+from portico.control.patch import apply_patch
+from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.v1_resources import METHOD_KIND
+from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
+from portico.control.wire import get_service
+
+AUTHORIZER_KIND = "authorizer"
+VALIDATOR_KIND = "requestvalidator"
+AUTHORIZER_PATHS = (
+    "/name",
+    "/type",
+    "/authType",
+    "/authorizerUri",
+    "/authorizerCredentials",
+    "/identitySource",
+    "/identityValidationExpression",
+    "/authorizerResultTtlInSeconds",
+    "/providerARNs",
+    "/providerARNs/*",
+)
+VALIDATOR_PATHS = ("/name", "/validateRequestBody", "/validateRequestParameters")
+
+
+def check_authorizer(authorizer: dict[str, Any]) -> None:
+    """The members each authorizer type needs."""
+    kind = authorizer.get("type")
+    if kind in ("TOKEN", "REQUEST") and not authorizer.get("authorizerUri"):
+        raise BadRequestException(f"Authorizer URI is required for authorizer type {kind}")
+    if kind == "TOKEN" and not authorizer.get("identitySource"):
+        raise BadRequestException("Identity source is required for authorizer type TOKEN")
+    if (
+        kind == "REQUEST"
+        and authorizer.get("authorizerResultTtlInSeconds", 300) > 0
+        and not authorizer.get("identitySource")
+    ):
+        raise BadRequestException(
+            "Identity source is required for authorizer type REQUEST when authorizer caching is enabled"
+        )
+    if kind == "COGNITO_USER_POOLS":
+        if not authorizer.get("providerARNs"):
+            raise BadRequestException("Provider ARNs are required for authorizer type COGNITO_USER_POOLS")
+        if not authorizer.get("identitySource"):
+            raise BadRequestException("Identity source is required for authorizer type COGNITO_USER_POOLS")
+    ttl = authorizer.get("authorizerResultTtlInSeconds", 300)
+    if not 0 <= ttl <= 3600:
+        raise BadRequestException("Authorizer result TTL must be between 0 and 3600 seconds")
+
+
+def load_authorizer(tx, rest_api_id: str, authorizer_id: str) -> dict[str, Any]:
+    load_rest_api(tx, rest_api_id)
+    authorizer = tx.get(SERVICE, AUTHORIZER_KIND, authorizer_id, parent=rest_api_id)
+    if authorizer is None:
+        raise NotFoundException("Invalid Authorizer identifier specified")
+    return authorizer
+
+
+def _referencing_method(tx, rest_api_id: str, member: str, value: str) -> str | None:
+    """`METHOD /path` of a method whose `member` is `value`, or None."""
+    paths = {r["id"]: r["path"] for r in tx.list(SERVICE, RESOURCE_KIND, rest_api_id)}
+    for method in tx.list(SERVICE, METHOD_KIND, rest_api_id):
+        if method.get(member) == value:
+            return f"{method['httpMethod']}{paths.get(method.get('_resourceId'), '')}"
+    return None
+
+
+@operation(SERVICE, "CreateAuthorizer")
+def create_authorizer(request: AdminRequest, params: dict) -> dict:
+    authorizer: dict[str, Any] = {"id": ids.random_id(6)}
+    for name in (
+        "name",
+        "type",
+        "providerARNs",
+        "authType",
+        "authorizerUri",
+        "authorizerCredentials",
+        "identitySource",
+        "identityValidationExpression",
+    ):
+        if params.get(name) is not None:
+            authorizer[name] = params[name]
+    authorizer["authorizerResultTtlInSeconds"] = params.get("authorizerResultTtlInSeconds", 300)
+    check_authorizer(authorizer)
+    with request.store.transaction() as tx:
+        load_rest_api(tx, params["restApiId"])
+        tx.put(SERVICE, AUTHORIZER_KIND, authorizer["id"], authorizer, parent=params["restApiId"])
+    return authorizer
+
+
+@operation(SERVICE, "GetAuthorizer")
+def get_authorizer(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return load_authorizer(tx, params["restApiId"], params["authorizerId"])
+
+
+@operation(SERVICE, "GetAuthorizers")
+def get_authorizers(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        load_rest_api(tx, params["restApiId"])
+        items = tx.list(SERVICE, AUTHORIZER_KIND, params["restApiId"])
+    page, position = paginate(items, params.get("position"), params.get("limit"))
+    return {"items": page, "position": position}
+
+
+@operation(SERVICE, "UpdateAuthorizer")
+def update_authorizer(request: AdminRequest, params: dict) -> dict:
+    shape = get_service(SERVICE).shape("Authorizer")
+    with request.store.transaction() as tx:
+        authorizer = load_authorizer(tx, params["restApiId"], params["authorizerId"])
+        authorizer = apply_patch(authorizer, params.get("patchOperations"), shape, AUTHORIZER_PATHS)
+        check_authorizer(authorizer)
+        tx.put(SERVICE, AUTHORIZER_KIND, authorizer["id"], authorizer, parent=params["restApiId"])
+    return authorizer
+
+
+@operation(SERVICE, "DeleteAuthorizer")
+def delete_authorizer(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        authorizer = load_authorizer(tx, params["restApiId"], params["authorizerId"])
+        used = _referencing_method(tx, params["restApiId"], "authorizerId", authorizer["id"])
+        if used:
+            raise ConflictException(
+                f"Cannot delete authorizer '{authorizer.get('name')}', is referenced in method: {used}"
+            )
+        tx.delete(SERVICE, AUTHORIZER_KIND, authorizer["id"])
+
+
+# -- request validators -------------------------------------------------------------------------
+
+
+def load_validator(tx, rest_api_id: str, validator_id: str) -> dict[str, Any]:
+    load_rest_api(tx, rest_api_id)
+    validator = tx.get(SERVICE, VALIDATOR_KIND, validator_id, parent=rest_api_id)
+    if validator is None:
+        raise NotFoundException("Invalid Request Validator identifier specified")
+    return validator
+
+
+def new_validator(params: dict[str, Any]) -> dict[str, Any]:
+    validator = {
+        "id": ids.random_id(6),
+        "validateRequestBody": bool(params.get("validateRequestBody", False)),
+        "validateRequestParameters": bool(params.get("validateRequestParameters", False)),
+    }
+    if params.get("name") is not None:
+        validator["name"] = params["name"]
+    return validator
+
+
+@operation(SERVICE, "CreateRequestValidator")
+def create_request_validator(request: AdminRequest, params: dict) -> dict:
+    validator = new_validator(params)
+    with request.store.transaction() as tx:
+        load_rest_api(tx, params["restApiId"])
+        tx.put(SERVICE, VALIDATOR_KIND, validator["id"], validator, parent=params["restApiId"])
+    return validator
+
+
+@operation(SERVICE, "GetRequestValidator")
+def get_request_validator(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return load_validator(tx, params["restApiId"], params["requestValidatorId"])
+
+
+@operation(SERVICE, "GetRequestValidators")
+def get_request_validators(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        load_rest_api(tx, params["restApiId"])
+        items = tx.list(SERVICE, VALIDATOR_KIND, params["restApiId"])
+    page, position = paginate(items, params.get("position"), params.get("limit"))
+    return {"items": page, "position": position}
+
+
+@operation(SERVICE, "UpdateRequestValidator")
+def update_request_validator(request: AdminRequest, params: dict) -> dict:
+    shape = get_service(SERVICE).shape("RequestValidator")
+    with request.store.transaction() as tx:
+        validator = load_validator(tx, params["restApiId"], params["requestValidatorId"])
+        validator = apply_patch(validator, params.get("patchOperations"), shape, VALIDATOR_PATHS)
+        tx.put(SERVICE, VALIDATOR_KIND, validator["id"], validator, parent=params["restApiId"])
+    return validator
+
+
+@operation(SERVICE, "DeleteRequestValidator")
+def delete_request_validator(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        validator = load_validator(tx, params["restApiId"], params["requestValidatorId"])
+        used = _referencing_method(tx, params["restApiId"], "requestValidatorId", validator["id"])
+        if used:
+            raise ConflictException(
+                f"Cannot delete request validator '{validator.get('name')}', is referenced in method: {used}"
+            )
+        tx.delete(SERVICE, VALIDATOR_KIND, validator["id"])

@@ -1,0 +1,388 @@
+"""apigateway (v1): methods, method responses, integrations and integration responses.
+
+One document per method: kind "method", id f"{resourceId}/{httpMethod}", parent restApiId, the
+`Method` shape's members with `methodResponses` {statusCode: MethodResponse} and
+`methodIntegration` (an `Integration`, with `integrationResponses` {statusCode: ...}) embedded,
+plus the private `_resourceId`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from portico.control.errors import BadRequestException, ConflictException, NotFoundException
+from portico.control.patch import apply_patch
+from portico.control.registry import AdminRequest, operation
+from portico.control.v1_resources import METHOD_KIND, load_resource
+from portico.control.v1_restapis import SERVICE
+from portico.control.wire import get_service
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
+_STATUS = re.compile(r"^[1-5]\d\d$")
+_NEEDS_HTTP_METHOD = ("HTTP", "AWS", "HTTP_PROXY", "AWS_PROXY")
+
+METHOD_PATHS = (
+    "/authorizationType",
+    "/authorizerId",
+    "/apiKeyRequired",
+    "/requestValidatorId",
+    "/operationName",
+    "/requestParameters/*",
+    "/requestModels/*",
+    "/authorizationScopes",
+    "/authorizationScopes/*",
+)
+METHOD_RESPONSE_PATHS = ("/responseParameters/*", "/responseModels/*")
+INTEGRATION_PATHS = (
+    "/type",
+    "/httpMethod",
+    "/uri",
+    "/connectionType",
+    "/connectionId",
+    "/credentials",
+    "/requestParameters/*",
+    "/requestTemplates/*",
+    "/passthroughBehavior",
+    "/contentHandling",
+    "/timeoutInMillis",
+    "/cacheNamespace",
+    "/cacheKeyParameters",
+    "/cacheKeyParameters/*",
+    "/tlsConfig/insecureSkipVerification",
+    "/responseTransferMode",
+    "/integrationTarget",
+)
+INTEGRATION_RESPONSE_PATHS = (
+    "/selectionPattern",
+    "/contentHandling",
+    "/responseParameters/*",
+    "/responseTemplates/*",
+)
+
+
+def _shape(name: str):
+    return get_service(SERVICE).shape(name)
+
+
+def method_key(resource_id: str, http_method: str) -> str:
+    return f"{resource_id}/{http_method}"
+
+
+def check_http_method(http_method: str) -> str:
+    verb = http_method.upper()
+    if verb not in HTTP_METHODS:
+        raise BadRequestException(
+            "Invalid HttpMethod specified. Valid options are ANY,DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT"
+        )
+    return verb
+
+
+def check_status(status: str) -> None:
+    if not _STATUS.match(status or ""):
+        raise BadRequestException(
+            f"1 validation error detected: Value '{status}' at 'statusCode' failed to satisfy constraint: "
+            "Member must satisfy regular expression pattern: [1-5]\\d\\d"
+        )
+
+
+def load_method(tx, params: dict) -> dict[str, Any]:
+    load_resource(tx, params["restApiId"], params["resourceId"])
+    method = tx.get(
+        SERVICE,
+        METHOD_KIND,
+        method_key(params["resourceId"], params["httpMethod"]),
+        parent=params["restApiId"],
+    )
+    if method is None:
+        raise NotFoundException("Invalid Method identifier specified")
+    return method
+
+
+def save_method(tx, rest_api_id: str, method: dict[str, Any]) -> None:
+    tx.put(
+        SERVICE,
+        METHOD_KIND,
+        method_key(method["_resourceId"], method["httpMethod"]),
+        method,
+        parent=rest_api_id,
+    )
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+def check_method_refs(tx, rest_api_id: str, method: dict[str, Any]) -> None:
+    """Authorizer and validator ids must exist; CUSTOM / COGNITO need an authorizer."""
+    auth = method.get("authorizationType")
+    if auth in ("CUSTOM", "COGNITO_USER_POOLS") and not method.get("authorizerId"):
+        raise BadRequestException(
+            "Invalid authorizer ID specified. Setting the authorization type to "
+            f"{auth} requires a valid authorizer."
+        )
+    if (
+        method.get("authorizerId")
+        and tx.get(SERVICE, "authorizer", method["authorizerId"], parent=rest_api_id) is None
+    ):
+        raise BadRequestException(
+            "Invalid authorizer ID specified. Setting the authorization type to "
+            f"{auth} requires a valid authorizer."
+        )
+    validator = method.get("requestValidatorId")
+    if validator and tx.get(SERVICE, "requestvalidator", validator, parent=rest_api_id) is None:
+        raise BadRequestException("Invalid Request Validator identifier specified")
+    for model in (method.get("requestModels") or {}).values():
+        if tx.get(SERVICE, "model", f"{rest_api_id}/{model}", parent=rest_api_id) is None:
+            raise BadRequestException(f"Invalid model identifier specified: {model}")
+
+
+def build_integration(resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """An Integration document from PutIntegration-like input (also used by the importer)."""
+    kind = params["type"]
+    http_method = params.get("integrationHttpMethod")
+    if kind in _NEEDS_HTTP_METHOD:
+        if not http_method:
+            raise BadRequestException("Enumeration value for HttpMethod must be non-empty")
+        if not params.get("uri"):
+            raise BadRequestException("Invalid HTTP endpoint specified for URI")
+    if params.get("connectionType") == "VPC_LINK" and not params.get("connectionId"):
+        raise BadRequestException("ConnectionId is required for VPC_LINK connection type")
+    integration: dict[str, Any] = {"type": kind}
+    if http_method and kind != "MOCK":
+        integration["httpMethod"] = http_method.upper()
+    for name in (
+        "uri",
+        "connectionId",
+        "credentials",
+        "requestParameters",
+        "requestTemplates",
+        "contentHandling",
+        "tlsConfig",
+        "responseTransferMode",
+        "integrationTarget",
+    ):
+        if params.get(name) is not None:
+            integration[name] = params[name]
+    integration["connectionType"] = params.get("connectionType") or "INTERNET"
+    integration["passthroughBehavior"] = params.get("passthroughBehavior") or "WHEN_NO_MATCH"
+    integration["timeoutInMillis"] = params.get("timeoutInMillis") or 29000
+    if not 50 <= integration["timeoutInMillis"] <= 300000:
+        raise BadRequestException("Timeout should be between 50 ms and 29000 ms")
+    integration["cacheNamespace"] = params.get("cacheNamespace") or resource_id
+    integration["cacheKeyParameters"] = list(params.get("cacheKeyParameters") or [])
+    return integration
+
+
+# -- methods ------------------------------------------------------------------------------------
+
+
+@operation(SERVICE, "PutMethod")
+def put_method(request: AdminRequest, params: dict) -> dict:
+    rest_api_id, resource_id = params["restApiId"], params["resourceId"]
+    verb = check_http_method(params["httpMethod"])
+    with request.store.transaction() as tx:
+        load_resource(tx, rest_api_id, resource_id)
+        if tx.get(SERVICE, METHOD_KIND, method_key(resource_id, verb), parent=rest_api_id) is not None:
+            raise ConflictException("Method already exists for this resource")
+        method: dict[str, Any] = {
+            "httpMethod": verb,
+            "authorizationType": params["authorizationType"],
+            "apiKeyRequired": bool(params.get("apiKeyRequired", False)),
+        }
+        for name in (
+            "authorizerId",
+            "operationName",
+            "requestParameters",
+            "requestModels",
+            "requestValidatorId",
+            "authorizationScopes",
+        ):
+            if params.get(name) is not None:
+                method[name] = params[name]
+        check_method_refs(tx, rest_api_id, method)
+        method["_resourceId"] = resource_id
+        save_method(tx, rest_api_id, method)
+    return _public(method)
+
+
+@operation(SERVICE, "GetMethod")
+def get_method(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return _public(load_method(tx, params))
+
+
+@operation(SERVICE, "UpdateMethod")
+def update_method(request: AdminRequest, params: dict) -> dict:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        method = apply_patch(method, params.get("patchOperations"), _shape("Method"), METHOD_PATHS)
+        if not method.get("authorizationType"):
+            raise BadRequestException("Invalid authorization type specified")
+        if method.get("authorizationType") in ("NONE", "AWS_IAM"):
+            method.pop("authorizerId", None)
+        check_method_refs(tx, params["restApiId"], method)
+        save_method(tx, params["restApiId"], method)
+    return _public(method)
+
+
+@operation(SERVICE, "DeleteMethod")
+def delete_method(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        tx.delete(SERVICE, METHOD_KIND, method_key(method["_resourceId"], method["httpMethod"]))
+
+
+# -- method responses ---------------------------------------------------------------------------
+
+
+def _method_response(method: dict[str, Any], status: str) -> dict[str, Any]:
+    response = (method.get("methodResponses") or {}).get(status)
+    if response is None:
+        raise NotFoundException("Invalid Response status code specified")
+    return response
+
+
+@operation(SERVICE, "PutMethodResponse")
+def put_method_response(request: AdminRequest, params: dict) -> dict:
+    check_status(params["statusCode"])
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        response: dict[str, Any] = {"statusCode": params["statusCode"]}
+        for name in ("responseParameters", "responseModels"):
+            if params.get(name) is not None:
+                response[name] = params[name]
+        method.setdefault("methodResponses", {})[params["statusCode"]] = response
+        save_method(tx, params["restApiId"], method)
+    return response
+
+
+@operation(SERVICE, "GetMethodResponse")
+def get_method_response(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return _method_response(load_method(tx, params), params["statusCode"])
+
+
+@operation(SERVICE, "UpdateMethodResponse")
+def update_method_response(request: AdminRequest, params: dict) -> dict:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        response = _method_response(method, params["statusCode"])
+        response = apply_patch(
+            response, params.get("patchOperations"), _shape("MethodResponse"), METHOD_RESPONSE_PATHS
+        )
+        method["methodResponses"][params["statusCode"]] = response
+        save_method(tx, params["restApiId"], method)
+    return response
+
+
+@operation(SERVICE, "DeleteMethodResponse")
+def delete_method_response(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        _method_response(method, params["statusCode"])
+        del method["methodResponses"][params["statusCode"]]
+        save_method(tx, params["restApiId"], method)
+
+
+# -- integrations -------------------------------------------------------------------------------
+
+
+def _integration(method: dict[str, Any]) -> dict[str, Any]:
+    integration = method.get("methodIntegration")
+    if integration is None:
+        raise NotFoundException("Invalid Integration identifier specified")
+    return integration
+
+
+@operation(SERVICE, "PutIntegration")
+def put_integration(request: AdminRequest, params: dict) -> dict:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        integration = build_integration(params["resourceId"], params)
+        method["methodIntegration"] = integration
+        save_method(tx, params["restApiId"], method)
+    return integration
+
+
+@operation(SERVICE, "GetIntegration")
+def get_integration(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return _integration(load_method(tx, params))
+
+
+@operation(SERVICE, "UpdateIntegration")
+def update_integration(request: AdminRequest, params: dict) -> dict:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        integration = apply_patch(
+            _integration(method), params.get("patchOperations"), _shape("Integration"), INTEGRATION_PATHS
+        )
+        if integration.get("type") in _NEEDS_HTTP_METHOD and not integration.get("httpMethod"):
+            raise BadRequestException("Enumeration value for HttpMethod must be non-empty")
+        method["methodIntegration"] = integration
+        save_method(tx, params["restApiId"], method)
+    return integration
+
+
+@operation(SERVICE, "DeleteIntegration")
+def delete_integration(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        _integration(method)
+        del method["methodIntegration"]
+        save_method(tx, params["restApiId"], method)
+
+
+# -- integration responses ----------------------------------------------------------------------
+
+
+def _integration_response(method: dict[str, Any], status: str) -> dict[str, Any]:
+    response = (_integration(method).get("integrationResponses") or {}).get(status)
+    if response is None:
+        raise NotFoundException("Invalid Response status code specified")
+    return response
+
+
+@operation(SERVICE, "PutIntegrationResponse")
+def put_integration_response(request: AdminRequest, params: dict) -> dict:
+    check_status(params["statusCode"])
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        integration = _integration(method)
+        response: dict[str, Any] = {"statusCode": params["statusCode"]}
+        for name in ("selectionPattern", "responseParameters", "responseTemplates", "contentHandling"):
+            if params.get(name) is not None:
+                response[name] = params[name]
+        integration.setdefault("integrationResponses", {})[params["statusCode"]] = response
+        save_method(tx, params["restApiId"], method)
+    return response
+
+
+@operation(SERVICE, "GetIntegrationResponse")
+def get_integration_response(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return _integration_response(load_method(tx, params), params["statusCode"])
+
+
+@operation(SERVICE, "UpdateIntegrationResponse")
+def update_integration_response(request: AdminRequest, params: dict) -> dict:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        response = apply_patch(
+            _integration_response(method, params["statusCode"]),
+            params.get("patchOperations"),
+            _shape("IntegrationResponse"),
+            INTEGRATION_RESPONSE_PATHS,
+        )
+        method["methodIntegration"]["integrationResponses"][params["statusCode"]] = response
+        save_method(tx, params["restApiId"], method)
+    return response
+
+
+@operation(SERVICE, "DeleteIntegrationResponse")
+def delete_integration_response(request: AdminRequest, params: dict) -> None:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        _integration_response(method, params["statusCode"])
+        del method["methodIntegration"]["integrationResponses"][params["statusCode"]]
+        save_method(tx, params["restApiId"], method)

@@ -1,0 +1,141 @@
+"""apigateway (v1): models. Documents: kind "model", id f"{restApiId}/{name}", parent restApiId,
+the `Model` shape's members (`schema` is a JSON string). Every REST API starts with AWS's
+`Empty` and `Error` models."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from portico.control import ids
+from portico.control.errors import BadRequestException, ConflictException, NotFoundException
+from portico.control.patch import apply_patch
+from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.v1_resources import METHOD_KIND
+from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
+from portico.control.wire import get_service
+
+KIND = "model"
+_NAME = re.compile(r"^[A-Za-z0-9]+$")
+MODEL_PATHS = ("/schema", "/description")
+EMPTY_SCHEMA = '{"$schema":"http://json-schema.org/draft-04/schema#","title":"Empty Schema","type":"object"}'
+ERROR_SCHEMA = (
+    '{\n  "$schema" : "http://json-schema.org/draft-04/schema#",\n  "title" : "Error Schema",\n'
+    '  "type" : "object",\n  "properties" : {\n    "message" : { "type" : "string" }\n  }\n}'
+)
+
+
+def model_key(rest_api_id: str, name: str) -> str:
+    return f"{rest_api_id}/{name}"
+
+
+def default_models() -> list[dict[str, Any]]:
+    return [
+        {
+            "id": ids.random_id(6),
+            "name": "Empty",
+            "description": "This is a default empty schema model",
+            "schema": EMPTY_SCHEMA,
+            "contentType": "application/json",
+        },
+        {
+            "id": ids.random_id(6),
+            "name": "Error",
+            "description": "This is a default error schema model",
+            "schema": ERROR_SCHEMA,
+            "contentType": "application/json",
+        },
+    ]
+
+
+def check_schema(schema: str | None, strict: bool = True) -> None:
+    if schema is None:
+        return
+    try:
+        parsed = json.loads(schema)
+    except ValueError:
+        raise BadRequestException(
+            "Invalid model specified: Validation Result: warnings : [], "
+            "errors : [Invalid model schema specified]"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise BadRequestException("Invalid model schema specified")
+    structural = ("properties", "items", "$ref", "allOf", "anyOf", "oneOf", "enum")
+    if strict and parsed.get("type") in ("object", "array") and not any(k in parsed for k in structural):
+        raise BadRequestException("Model schema must have at least 1 property or array items defined")
+
+
+def put_model(tx, rest_api_id: str, model: dict[str, Any]) -> None:
+    tx.put(SERVICE, KIND, model_key(rest_api_id, model["name"]), model, parent=rest_api_id)
+
+
+def load_model(tx, rest_api_id: str, name: str) -> dict[str, Any]:
+    load_rest_api(tx, rest_api_id)
+    model = tx.get(SERVICE, KIND, model_key(rest_api_id, name), parent=rest_api_id)
+    if model is None:
+        raise NotFoundException(f"Invalid model name specified: {name}")
+    return model
+
+
+@operation(SERVICE, "CreateModel")
+def create_model(request: AdminRequest, params: dict) -> dict:
+    name = params["name"]
+    if not _NAME.match(name):
+        raise BadRequestException("Model name must be alphanumeric")
+    check_schema(params.get("schema"))
+    model = {"id": ids.random_id(6), "name": name, "contentType": params["contentType"]}
+    for member in ("schema", "description"):
+        if params.get(member) is not None:
+            model[member] = params[member]
+    with request.store.transaction() as tx:
+        load_rest_api(tx, params["restApiId"])
+        if tx.get(SERVICE, KIND, model_key(params["restApiId"], name)) is not None:
+            raise ConflictException("Model name already exists for this REST API")
+        put_model(tx, params["restApiId"], model)
+    return model
+
+
+@operation(SERVICE, "GetModel")
+def get_model(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        return load_model(tx, params["restApiId"], params["modelName"])
+
+
+@operation(SERVICE, "GetModels")
+def get_models(request: AdminRequest, params: dict) -> dict:
+    with request.store.read() as tx:
+        load_rest_api(tx, params["restApiId"])
+        items = tx.list(SERVICE, KIND, params["restApiId"])
+    page, position = paginate(items, params.get("position"), params.get("limit"))
+    return {"items": page, "position": position}
+
+
+@operation(SERVICE, "UpdateModel")
+def update_model(request: AdminRequest, params: dict) -> dict:
+    shape = get_service(SERVICE).shape("Model")
+    with request.store.transaction() as tx:
+        model = load_model(tx, params["restApiId"], params["modelName"])
+        model = apply_patch(model, params.get("patchOperations"), shape, {"replace": MODEL_PATHS})
+        check_schema(model.get("schema"))
+        put_model(tx, params["restApiId"], model)
+    return model
+
+
+@operation(SERVICE, "DeleteModel")
+def delete_model(request: AdminRequest, params: dict) -> None:
+    rest_api_id = params["restApiId"]
+    with request.store.transaction() as tx:
+        model = load_model(tx, rest_api_id, params["modelName"])
+        paths = {r["id"]: r["path"] for r in tx.list(SERVICE, RESOURCE_KIND, rest_api_id)}
+        for method in tx.list(SERVICE, METHOD_KIND, rest_api_id):
+            used = model["name"] in (method.get("requestModels") or {}).values() or any(
+                model["name"] in (r.get("responseModels") or {}).values()
+                for r in (method.get("methodResponses") or {}).values()
+            )
+            if used:
+                where = f"{paths.get(method.get('_resourceId'), '')}/{method['httpMethod']}"
+                raise BadRequestException(
+                    f"Cannot delete model '{model['name']}', is referenced in method: {where}"
+                )
+        tx.delete(SERVICE, KIND, model_key(rest_api_id, model["name"]))

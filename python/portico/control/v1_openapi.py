@@ -1,0 +1,657 @@
+"""apigateway (v1): OpenAPI import (ImportRestApi, PutRestApi) and export (GetExport).
+
+OpenAPI 2.0 (swagger) and 3.0, JSON or YAML. Import builds resources, methods (parameters,
+`security` -> API key / authorizers / IAM, request models, method responses), integrations
+(`x-amazon-apigateway-integration` with its `responses`), models (definitions /
+components.schemas), request validators, gateway responses and binary media types. Export
+renders a stage's deployed snapshot back into the same form."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import Any
+
+import yaml
+
+from portico.control import ids
+from portico.control.errors import BadRequestException, NotFoundException
+from portico.control.registry import AdminRequest, operation
+from portico.control.v1_authorizers import AUTHORIZER_KIND, VALIDATOR_KIND, check_authorizer, new_validator
+from portico.control.v1_deployments import load_deployment
+from portico.control.v1_gateway_responses import (
+    KIND as GATEWAY_KIND,
+)
+from portico.control.v1_gateway_responses import (
+    gateway_response_key,
+    new_gateway_response,
+)
+from portico.control.v1_methods import build_integration, method_key, save_method
+from portico.control.v1_models import KIND as MODEL_KIND
+from portico.control.v1_models import default_models, model_key, put_model
+from portico.control.v1_resources import METHOD_KIND, add_resource
+from portico.control.v1_restapis import KIND as API_KIND
+from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
+from portico.control.v1_stages import load_stage
+
+INVALID = "Invalid OpenAPI input."
+VERBS = ("get", "put", "post", "delete", "options", "head", "patch")
+ANY = "x-amazon-apigateway-any-method"
+X_INTEGRATION = "x-amazon-apigateway-integration"
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def parse_document(body: bytes | str) -> dict[str, Any]:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise BadRequestException(INVALID) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("paths", {}), dict):
+        raise BadRequestException(INVALID)
+    version = str(spec.get("swagger") or spec.get("openapi") or "")
+    if not (version == "2.0" or version.startswith("3.")):
+        raise BadRequestException(INVALID)
+    if not isinstance(spec.get("info"), dict) or not spec["info"].get("title"):
+        raise BadRequestException(INVALID)
+    return spec
+
+
+def _ref_name(schema: Any) -> str | None:
+    if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
+        return schema["$ref"].rsplit("/", 1)[-1]
+    return None
+
+
+def _schemes(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("swagger"):
+        return spec.get("securityDefinitions") or {}
+    return (spec.get("components") or {}).get("securitySchemes") or {}
+
+
+def _definitions(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("swagger"):
+        return spec.get("definitions") or {}
+    return (spec.get("components") or {}).get("schemas") or {}
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+# -- import -------------------------------------------------------------------------------------
+
+
+def _import_integration(resource_id: str, ext: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {"type": _upper(ext.get("type") or "")}
+    if params["type"] not in ("HTTP", "AWS", "MOCK", "HTTP_PROXY", "AWS_PROXY"):
+        raise BadRequestException(INVALID)
+    params["integrationHttpMethod"] = _upper(ext.get("httpMethod"))
+    for name in (
+        "uri",
+        "connectionId",
+        "credentials",
+        "requestParameters",
+        "requestTemplates",
+        "contentHandling",
+        "cacheNamespace",
+        "cacheKeyParameters",
+        "timeoutInMillis",
+        "tlsConfig",
+    ):
+        if ext.get(name) is not None:
+            params[name] = ext[name]
+    params["connectionType"] = _upper(ext.get("connectionType"))
+    params["passthroughBehavior"] = _upper(ext.get("passthroughBehavior"))
+    integration = build_integration(resource_id, params)
+    responses = {}
+    for pattern, spec in (ext.get("responses") or {}).items():
+        status = str(spec.get("statusCode", ""))
+        response: dict[str, Any] = {"statusCode": status}
+        if pattern != "default":
+            response["selectionPattern"] = pattern
+        for name in ("responseParameters", "responseTemplates", "contentHandling"):
+            if spec.get(name) is not None:
+                response[name] = spec[name]
+        responses[status] = response
+    if responses:
+        integration["integrationResponses"] = responses
+    return integration
+
+
+def _import_method(
+    tx, rest_api_id: str, spec: dict[str, Any], resource_id: str, verb: str, op: dict[str, Any], context: dict
+) -> dict[str, Any]:
+    method: dict[str, Any] = {"httpMethod": verb, "authorizationType": "NONE", "apiKeyRequired": False}
+    if op.get("operationId"):
+        method["operationName"] = op["operationId"]
+    params: dict[str, bool] = {}
+    models: dict[str, str] = {}
+    for parameter in op.get("parameters") or ():
+        where = {"path": "path", "query": "querystring", "header": "header"}.get(parameter.get("in"))
+        if where:
+            params[f"method.request.{where}.{parameter['name']}"] = bool(parameter.get("required", False))
+        elif parameter.get("in") == "body" and _ref_name(parameter.get("schema")):
+            models["application/json"] = _ref_name(parameter["schema"])
+    for content_type, media in ((op.get("requestBody") or {}).get("content") or {}).items():
+        if _ref_name((media or {}).get("schema")):
+            models[content_type] = _ref_name(media["schema"])
+    if params:
+        method["requestParameters"] = params
+    if models:
+        method["requestModels"] = models
+    validator = op.get(
+        "x-amazon-apigateway-request-validator", spec.get("x-amazon-apigateway-request-validator")
+    )
+    if validator:
+        if validator not in context["validators"]:
+            raise BadRequestException(INVALID)
+        method["requestValidatorId"] = context["validators"][validator]
+    for requirement in op.get("security") or ():
+        for scheme_name, scopes in requirement.items():
+            scheme = _schemes(spec).get(scheme_name)
+            if scheme is None:
+                raise BadRequestException(INVALID)
+            auth_type = str(scheme.get("x-amazon-apigateway-authtype", "")).lower()
+            if scheme_name in context["authorizers"]:
+                authorizer = context["authorizers"][scheme_name]
+                method["authorizationType"] = (
+                    "COGNITO_USER_POOLS" if authorizer["type"] == "COGNITO_USER_POOLS" else "CUSTOM"
+                )
+                method["authorizerId"] = authorizer["id"]
+                if scopes:
+                    method["authorizationScopes"] = list(scopes)
+            elif auth_type.startswith("aws"):
+                method["authorizationType"] = "AWS_IAM"
+            elif scheme.get("type") == "apiKey" and scheme.get("in") == "header":
+                method["apiKeyRequired"] = True
+    auth = op.get("x-amazon-apigateway-auth")
+    if isinstance(auth, dict) and auth.get("type"):
+        method["authorizationType"] = str(auth["type"]).upper()
+    responses = {}
+    for status, response in (op.get("responses") or {}).items():
+        status = str(status)
+        if not status.isdigit():
+            continue
+        doc: dict[str, Any] = {"statusCode": status}
+        headers = (response or {}).get("headers") or {}
+        if headers:
+            doc["responseParameters"] = {f"method.response.header.{h}": False for h in headers}
+        schema_models = {}
+        if _ref_name((response or {}).get("schema")):
+            schema_models["application/json"] = _ref_name(response["schema"])
+        for content_type, media in ((response or {}).get("content") or {}).items():
+            if _ref_name((media or {}).get("schema")):
+                schema_models[content_type] = _ref_name(media["schema"])
+        if schema_models:
+            doc["responseModels"] = schema_models
+        responses[status] = doc
+    if responses:
+        method["methodResponses"] = responses
+    if isinstance(op.get(X_INTEGRATION), dict):
+        method["methodIntegration"] = _import_integration(resource_id, op[X_INTEGRATION])
+    method["_resourceId"] = resource_id
+    save_method(tx, rest_api_id, method)
+    return method
+
+
+def _ensure_resource(tx, rest_api_id: str, by_path: dict[str, dict[str, Any]], path: str) -> dict[str, Any]:
+    path = "/" + path.strip("/")
+    if path in by_path:
+        return by_path[path]
+    parent_path = path.rsplit("/", 1)[0] or "/"
+    parent = _ensure_resource(tx, rest_api_id, by_path, parent_path)
+    resource = add_resource(tx, rest_api_id, parent, path.rsplit("/", 1)[1])
+    by_path[path] = resource
+    return resource
+
+
+def build_from_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> None:
+    """Create everything `spec` describes under an existing REST API (merge semantics)."""
+    context: dict[str, dict[str, Any]] = {"validators": {}, "authorizers": {}}
+    for validator in tx.list(SERVICE, VALIDATOR_KIND, rest_api_id):
+        if validator.get("name"):
+            context["validators"][validator["name"]] = validator["id"]
+    for name, body in (spec.get("x-amazon-apigateway-request-validators") or {}).items():
+        if name not in context["validators"]:
+            validator = new_validator({"name": name, **(body or {})})
+            tx.put(SERVICE, VALIDATOR_KIND, validator["id"], validator, parent=rest_api_id)
+            context["validators"][name] = validator["id"]
+    existing_authorizers = {a.get("name"): a for a in tx.list(SERVICE, AUTHORIZER_KIND, rest_api_id)}
+    for scheme_name, scheme in _schemes(spec).items():
+        ext = (scheme or {}).get("x-amazon-apigateway-authorizer")
+        if not isinstance(ext, dict):
+            continue
+        authorizer = existing_authorizers.get(scheme_name) or {"id": ids.random_id(6), "name": scheme_name}
+        authorizer["type"] = _upper(ext.get("type") or "TOKEN")
+        if scheme.get("x-amazon-apigateway-authtype"):
+            authorizer["authType"] = scheme["x-amazon-apigateway-authtype"]
+        for name in (
+            "authorizerUri",
+            "authorizerCredentials",
+            "identityValidationExpression",
+            "providerARNs",
+        ):
+            if ext.get(name) is not None:
+                authorizer[name] = ext[name]
+        source = ext.get("identitySource")
+        if (
+            source is None
+            and authorizer["type"] in ("TOKEN", "COGNITO_USER_POOLS")
+            and scheme.get("in") == "header"
+        ):
+            source = f"method.request.header.{scheme.get('name', 'Authorization')}"
+        if source is not None:
+            authorizer["identitySource"] = source
+        authorizer["authorizerResultTtlInSeconds"] = int(ext.get("authorizerResultTtlInSeconds", 300))
+        check_authorizer(authorizer)
+        tx.put(SERVICE, AUTHORIZER_KIND, authorizer["id"], authorizer, parent=rest_api_id)
+        context["authorizers"][scheme_name] = authorizer
+    for name, schema in _definitions(spec).items():
+        current = tx.get(SERVICE, MODEL_KIND, model_key(rest_api_id, name))
+        model = {
+            "id": (current or {}).get("id") or ids.random_id(6),
+            "name": name,
+            "contentType": "application/json",
+            "schema": json.dumps(schema),
+        }
+        if isinstance(schema, dict) and schema.get("description"):
+            model["description"] = schema["description"]
+        put_model(tx, rest_api_id, model)
+    for response_type, body in (spec.get("x-amazon-apigateway-gateway-responses") or {}).items():
+        body = body or {}
+        doc = new_gateway_response(
+            response_type,
+            {
+                "statusCode": str(body["statusCode"]) if body.get("statusCode") is not None else None,
+                "responseParameters": body.get("responseParameters"),
+                "responseTemplates": body.get("responseTemplates"),
+            },
+        )
+        tx.put(
+            SERVICE, GATEWAY_KIND, gateway_response_key(rest_api_id, response_type), doc, parent=rest_api_id
+        )
+    by_path = {r["path"]: r for r in tx.list(SERVICE, RESOURCE_KIND, rest_api_id)}
+    for path in sorted(spec.get("paths") or {}):
+        item = spec["paths"][path] or {}
+        if not isinstance(path, str) or not path.startswith("/") or not isinstance(item, dict):
+            raise BadRequestException(INVALID)
+        resource = _ensure_resource(tx, rest_api_id, by_path, path)
+        shared = item.get("parameters") or []
+        for key, op in item.items():
+            verb = "ANY" if key == ANY else key.upper() if key in VERBS else None
+            if verb is None or not isinstance(op, dict):
+                continue
+            op = {**op, "parameters": [*shared, *(op.get("parameters") or [])]}
+            _import_method(tx, rest_api_id, spec, resource["id"], verb, op, context)
+
+
+def _api_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    info = spec.get("info") or {}
+    fields: dict[str, Any] = {"name": info["title"]}
+    if info.get("description") is not None:
+        fields["description"] = info["description"]
+    if info.get("version") is not None:
+        fields["version"] = str(info["version"])
+    if spec.get("x-amazon-apigateway-binary-media-types") is not None:
+        fields["binaryMediaTypes"] = list(spec["x-amazon-apigateway-binary-media-types"])
+    if spec.get("x-amazon-apigateway-api-key-source"):
+        fields["apiKeySource"] = _upper(spec["x-amazon-apigateway-api-key-source"])
+    if spec.get("x-amazon-apigateway-minimum-compression-size") is not None:
+        fields["minimumCompressionSize"] = int(spec["x-amazon-apigateway-minimum-compression-size"])
+    if spec.get("x-amazon-apigateway-policy") is not None:
+        policy = spec["x-amazon-apigateway-policy"]
+        fields["policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+    return fields
+
+
+def _wrap(builder):
+    """Malformed documents surface as AWS's BadRequest, not a 500."""
+    try:
+        return builder()
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise BadRequestException(INVALID) from None
+
+
+@operation(SERVICE, "ImportRestApi")
+def import_rest_api(request: AdminRequest, params: dict) -> dict:
+    spec = parse_document(params["body"])
+    api_id, root_id = ids.rest_api_id(), ids.resource_id()
+    types = (params.get("parameters") or {}).get("endpointConfigurationTypes", "EDGE")
+    api = {
+        "id": api_id,
+        "createdDate": int(time.time()),
+        "apiKeySource": "HEADER",
+        "endpointConfiguration": {"types": [types.upper()], "ipAddressType": "ipv4"},
+        "disableExecuteApiEndpoint": False,
+        "rootResourceId": root_id,
+        "tags": {},
+    }
+    with request.store.transaction() as tx:
+        api.update(_wrap(lambda: _api_fields(spec)))
+        tx.put(SERVICE, API_KIND, api_id, api)
+        tx.put(SERVICE, RESOURCE_KIND, root_id, {"id": root_id, "path": "/"}, parent=api_id)
+        for model in default_models():
+            put_model(tx, api_id, model)
+        _wrap(lambda: build_from_spec(tx, api_id, spec))
+    return api
+
+
+@operation(SERVICE, "PutRestApi")
+def put_rest_api(request: AdminRequest, params: dict) -> dict:
+    spec = parse_document(params["body"])
+    rest_api_id = params["restApiId"]
+    mode = params.get("mode") or "merge"
+    if mode not in ("merge", "overwrite"):
+        raise BadRequestException(f"Invalid mode specified: {mode}")
+    with request.store.transaction() as tx:
+        api = load_rest_api(tx, rest_api_id)
+        if mode == "overwrite":
+            for kind in (METHOD_KIND, AUTHORIZER_KIND, VALIDATOR_KIND, GATEWAY_KIND, MODEL_KIND):
+                for doc_id in _ids_of(tx, rest_api_id, kind):
+                    tx.delete(SERVICE, kind, doc_id)
+            for resource in tx.list(SERVICE, RESOURCE_KIND, rest_api_id):
+                if resource.get("parentId"):
+                    tx.delete(SERVICE, RESOURCE_KIND, resource["id"])
+            for model in default_models():
+                put_model(tx, rest_api_id, model)
+            for name in ("description", "binaryMediaTypes", "minimumCompressionSize", "policy"):
+                api.pop(name, None)
+        api.update(_wrap(lambda: _api_fields(spec)))
+        tx.put(SERVICE, API_KIND, rest_api_id, api)
+        _wrap(lambda: build_from_spec(tx, rest_api_id, spec))
+    return api
+
+
+def _ids_of(tx, rest_api_id: str, kind: str) -> list[str]:
+    docs = tx.list(SERVICE, kind, rest_api_id)
+    if kind == METHOD_KIND:
+        return [method_key(d["_resourceId"], d["httpMethod"]) for d in docs]
+    if kind == MODEL_KIND:
+        return [model_key(rest_api_id, d["name"]) for d in docs]
+    if kind == GATEWAY_KIND:
+        return [gateway_response_key(rest_api_id, d["responseType"]) for d in docs]
+    return [d["id"] for d in docs]
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def _export_integration(integration: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in (
+        "type",
+        "httpMethod",
+        "uri",
+        "connectionType",
+        "connectionId",
+        "credentials",
+        "requestParameters",
+        "requestTemplates",
+        "passthroughBehavior",
+        "contentHandling",
+        "timeoutInMillis",
+        "cacheNamespace",
+        "cacheKeyParameters",
+        "tlsConfig",
+    ):
+        if integration.get(name) not in (None, [], {}):
+            out[name] = integration[name]
+    out["type"] = str(out.get("type", "")).lower()
+    if "passthroughBehavior" in out:
+        out["passthroughBehavior"] = out["passthroughBehavior"].lower()
+    responses = {}
+    for status, response in (integration.get("integrationResponses") or {}).items():
+        body = {
+            k: v
+            for k, v in response.items()
+            if k in ("responseParameters", "responseTemplates", "contentHandling")
+        }
+        body["statusCode"] = status
+        responses[response.get("selectionPattern") or "default"] = body
+    if responses:
+        out["responses"] = responses
+    return out
+
+
+def render_export(
+    frozen: dict[str, Any], stage: dict[str, Any], region: str, oas3: bool, extensions: set[str]
+) -> dict[str, Any]:
+    api = frozen["restApi"]
+    with_integrations = bool(extensions & {"integrations", "apigateway"})
+    info: dict[str, Any] = {
+        "title": api["name"],
+        "version": api.get("version") or _iso(api.get("createdDate")),
+    }
+    if api.get("description"):
+        info["description"] = api["description"]
+    host = f"{api['id']}.execute-api.{region}.amazonaws.com"
+    ref_root = "#/components/schemas/" if oas3 else "#/definitions/"
+    doc: dict[str, Any] = (
+        {
+            "openapi": "3.0.1",
+            "info": info,
+            "servers": [
+                {
+                    "url": f"https://{host}/{{basePath}}",
+                    "variables": {"basePath": {"default": stage["stageName"]}},
+                }
+            ],
+        }
+        if oas3
+        else {
+            "swagger": "2.0",
+            "info": info,
+            "host": host,
+            "basePath": f"/{stage['stageName']}",
+            "schemes": ["https"],
+        }
+    )
+    schemes: dict[str, Any] = {}
+    authorizers = {a["id"]: a for a in frozen.get("authorizers") or ()}
+    validators = {v["id"]: v for v in frozen.get("requestValidators") or ()}
+    paths: dict[str, Any] = {}
+    for resource in sorted(frozen["resources"], key=lambda r: r["path"]):
+        if not resource["resourceMethods"]:
+            continue
+        item: dict[str, Any] = {}
+        for verb, method in sorted(resource["resourceMethods"].items()):
+            op: dict[str, Any] = {}
+            if method.get("operationName"):
+                op["operationId"] = method["operationName"]
+            parameters = []
+            for key, required in sorted((method.get("requestParameters") or {}).items()):
+                _, _, where, name = key.split(".", 3)
+                location = {"querystring": "query"}.get(where, where)
+                parameter = {"name": name, "in": location, "required": bool(required) or location == "path"}
+                if oas3:
+                    parameter["schema"] = {"type": "string"}
+                else:
+                    parameter["type"] = "string"
+                parameters.append(parameter)
+            if parameters:
+                op["parameters"] = parameters
+            request_models = method.get("requestModels") or {}
+            if request_models:
+                if oas3:
+                    op["requestBody"] = {
+                        "content": {
+                            ct: {"schema": {"$ref": ref_root + m}} for ct, m in request_models.items()
+                        },
+                        "required": True,
+                    }
+                else:
+                    op.setdefault("parameters", []).append(
+                        {
+                            "in": "body",
+                            "name": next(iter(request_models.values())),
+                            "required": True,
+                            "schema": {"$ref": ref_root + next(iter(request_models.values()))},
+                        }
+                    )
+            responses: dict[str, Any] = {}
+            for status, response in sorted((method.get("methodResponses") or {}).items()):
+                body: dict[str, Any] = {"description": f"{status} response"}
+                headers = {
+                    key.rsplit(".", 1)[-1]: ({"schema": {"type": "string"}} if oas3 else {"type": "string"})
+                    for key in response.get("responseParameters") or {}
+                }
+                if headers:
+                    body["headers"] = headers
+                models = response.get("responseModels") or {}
+                if models:
+                    if oas3:
+                        body["content"] = {ct: {"schema": {"$ref": ref_root + m}} for ct, m in models.items()}
+                    else:
+                        body["schema"] = {"$ref": ref_root + next(iter(models.values()))}
+                responses[status] = body
+            op["responses"] = responses
+            security = []
+            if method.get("apiKeyRequired"):
+                schemes["api_key"] = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+                security.append({"api_key": []})
+            authorizer = authorizers.get(method.get("authorizerId") or "")
+            if authorizer is not None:
+                schemes[authorizer["name"]] = _export_authorizer(authorizer, with_integrations)
+                security.append({authorizer["name"]: list(method.get("authorizationScopes") or [])})
+            elif method.get("authorizationType") == "AWS_IAM":
+                schemes["sigv4"] = {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "x-amazon-apigateway-authtype": "awsSigv4",
+                }
+                security.append({"sigv4": []})
+            if security:
+                op["security"] = security
+            if "apigateway" in extensions and method.get("requestValidatorId") in validators:
+                op["x-amazon-apigateway-request-validator"] = validators[method["requestValidatorId"]].get(
+                    "name"
+                )
+            if with_integrations and method.get("methodIntegration"):
+                op[X_INTEGRATION] = _export_integration(method["methodIntegration"])
+            item[ANY if verb == "ANY" else verb.lower()] = op
+        paths[resource["path"]] = item
+    doc["paths"] = paths
+    definitions = {}
+    for model in frozen.get("models") or ():
+        if model["name"] in ("Empty", "Error") and not _model_used(frozen, model["name"]):
+            continue
+        try:
+            definitions[model["name"]] = json.loads(model.get("schema") or "{}")
+        except ValueError:
+            definitions[model["name"]] = {}
+    if oas3:
+        components: dict[str, Any] = {}
+        if definitions:
+            components["schemas"] = definitions
+        if schemes:
+            components["securitySchemes"] = schemes
+        if components:
+            doc["components"] = components
+    else:
+        if schemes:
+            doc["securityDefinitions"] = schemes
+        if definitions:
+            doc["definitions"] = definitions
+    if "apigateway" in extensions:
+        if api.get("binaryMediaTypes"):
+            doc["x-amazon-apigateway-binary-media-types"] = api["binaryMediaTypes"]
+        if validators:
+            doc["x-amazon-apigateway-request-validators"] = {
+                v.get("name"): {
+                    "validateRequestBody": v.get("validateRequestBody", False),
+                    "validateRequestParameters": v.get("validateRequestParameters", False),
+                }
+                for v in validators.values()
+            }
+        gateway = {}
+        for response in frozen.get("gatewayResponses") or ():
+            body = {
+                k: response[k]
+                for k in ("statusCode", "responseParameters", "responseTemplates")
+                if response.get(k)
+            }
+            gateway[response["responseType"]] = body
+        if gateway:
+            doc["x-amazon-apigateway-gateway-responses"] = gateway
+    return doc
+
+
+def _model_used(frozen: dict[str, Any], name: str) -> bool:
+    for resource in frozen["resources"]:
+        for method in resource["resourceMethods"].values():
+            if name in (method.get("requestModels") or {}).values():
+                return True
+            for response in (method.get("methodResponses") or {}).values():
+                if name in (response.get("responseModels") or {}).values():
+                    return True
+    return False
+
+
+def _export_authorizer(authorizer: dict[str, Any], with_extension: bool) -> dict[str, Any]:
+    source = authorizer.get("identitySource") or "method.request.header.Authorization"
+    header = source.split(",")[0].strip().rsplit(".", 1)[-1]
+    scheme: dict[str, Any] = {"type": "apiKey", "name": header, "in": "header"}
+    scheme["x-amazon-apigateway-authtype"] = authorizer.get("authType") or (
+        "cognito_user_pools" if authorizer.get("type") == "COGNITO_USER_POOLS" else "custom"
+    )
+    if with_extension:
+        ext = {"type": str(authorizer.get("type", "")).lower()}
+        for name in (
+            "authorizerUri",
+            "authorizerCredentials",
+            "identitySource",
+            "identityValidationExpression",
+            "authorizerResultTtlInSeconds",
+            "providerARNs",
+        ):
+            if authorizer.get(name) is not None:
+                ext[name] = authorizer[name]
+        scheme["x-amazon-apigateway-authorizer"] = ext
+    return scheme
+
+
+def _iso(seconds: Any) -> str:
+    moment = dt.datetime.fromtimestamp(float(seconds or 0), dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@operation(SERVICE, "GetExport")
+def get_export(request: AdminRequest, params: dict) -> dict:
+    export_type = params["exportType"].lower()
+    if export_type not in ("swagger", "oas30"):
+        raise BadRequestException(f"Invalid export type specified: {params['exportType']}")
+    extensions = {
+        item.strip().lower()
+        for item in str((params.get("parameters") or {}).get("extensions", "")).split(",")
+        if item.strip()
+    }
+    accept = (params.get("accepts") or "application/json").lower()
+    as_yaml = "yaml" in accept
+    with request.store.read() as tx:
+        stage = load_stage(tx, params["restApiId"], params["stageName"])
+        try:
+            deployment = load_deployment(tx, params["restApiId"], stage["deploymentId"])
+        except NotFoundException:
+            raise BadRequestException("The stage's deployment no longer exists") from None
+    doc = render_export(deployment["_snapshot"], stage, request.region, export_type == "oas30", extensions)
+    if as_yaml:
+        body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode()
+        content_type, suffix = "application/yaml", "yaml"
+    else:
+        body = json.dumps(doc, indent=2).encode()
+        content_type, suffix = "application/json", "json"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = "swagger" if export_type == "swagger" else "oas30"
+    return {
+        "contentType": content_type,
+        "contentDisposition": f'attachment; filename="{name}_{stamp}.{suffix}"',
+        "body": body,
+    }
