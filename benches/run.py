@@ -1,7 +1,7 @@
 """Side-by-side benchmark: Portico against nginx, on loopback, in one command.
 
     python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
-                          [--transport aiohttp|pyreqwest|both] [--only CASE[,CASE...]]
+                          [--transport native|aiohttp|all] [--only CASE[,CASE...]]
                           [--profile S] [--micro] [--keep]
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
@@ -12,8 +12,8 @@ What it starts (every port is a free one picked at run time; everything listens 
                   GET /lambda   AWS_PROXY  -> benches/handlers.py:hello (payload 2.0)
                   GET /mock     MOCK       -> 200 {"ok":true}
                   GET /limited  MOCK behind a route throttle of rate 1 / burst 1 (answers 429)
-                With `--transport both`, a second Portico using the other HTTP client also runs, and its
-                HTTP_PROXY case is measured as well.
+                With `--transport all` (or `both`), one Portico per HTTP client runs, and the HTTP_PROXY
+                case of each is measured.
 
 What it measures, with wrk (`-t THREADS -c CONNECTIONS -d DURATION --latency`): requests/s and latency
 p50/p99 for each case. Every round runs every case once, the order reversed on odd rounds (ABC, CBA, ...)
@@ -26,7 +26,8 @@ Flags:
   --connections N   wrk connections (default 32)
   --threads N       wrk threads (default 1)
   --rounds N        rounds (default 3)
-  --transport T     Portico's HTTP_PROXY client: aiohttp, pyreqwest (default: Portico's default) or both
+  --transport T     Portico's HTTP_PROXY client: native, aiohttp (default: Portico's default, native),
+                    or all (`both` is a synonym): every one of them, side by side
   --only CASES      comma-separated subset of: upstream, nginx, proxy, lambda, mock, 429
   --profile S       after the rounds, sample Portico's worker with py-spy for S seconds under HTTP_PROXY
                     load and print where the time goes (needs `pip install py-spy`)
@@ -62,6 +63,8 @@ import yaml
 BENCHES = Path(__file__).resolve().parent
 REPO = BENCHES.parent
 UPSTREAM_BODY = '{"message":"hello from upstream","ok":true}'
+# Portico's HTTP_PROXY clients (PORTICO_HTTP_TRANSPORT); `--transport all` measures each.
+TRANSPORTS = ("native", "aiohttp")
 
 # ------------------------------------------------------------------------------------------ processes
 
@@ -318,8 +321,7 @@ def machine() -> list[str]:
         f"machine : {os.cpu_count()} CPUs, {model}",
         f"kernel  : {platform.system()} {platform.release()}",
         f"python  : {platform.python_implementation()} {platform.python_version()}",
-        f"granian : {version('granian')}   aiohttp {version('aiohttp')}   pyreqwest {version('pyreqwest')}"
-        f"   uvloop {version('uvloop')}",
+        f"granian : {version('granian')}   aiohttp {version('aiohttp')}   uvloop {version('uvloop')}",
         f"tools   : {nginx.replace('nginx version: ', '')}   {wrk}",
     ]
 
@@ -465,7 +467,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--transport", choices=["aiohttp", "pyreqwest", "both"], default=None)
+    parser.add_argument("--transport", choices=[*TRANSPORTS, "all", "both"], default=None)
     parser.add_argument("--only", default="")
     parser.add_argument("--profile", type=int, default=0)
     parser.add_argument("--micro", action="store_true")
@@ -517,7 +519,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     # Portico, one per transport asked for
     config_path = tmp / "portico.yaml"
     config_path.write_text(yaml.safe_dump(portico_config(up_port), sort_keys=False))
-    transports = ["aiohttp", "pyreqwest"] if args.transport == "both" else [args.transport]
+    transports = list(TRANSPORTS) if args.transport in ("all", "both") else [args.transport]
     porticos: dict[str | None, tuple[int, subprocess.Popen]] = {}
     for transport in transports:
         port = free_port()

@@ -11,11 +11,13 @@ use ahash::RandomState;
 use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const ROUTE: u8 = 0;
 pub const NOT_FOUND: u8 = 1;
@@ -79,18 +81,40 @@ struct Bucket {
     limit: Limit,
 }
 
+/// A compiled route set: the routes of one deployment (an API's, a stage's or a canary's).
 #[derive(Debug)]
-struct Stage {
-    name: Box<str>,
+struct RouteSet {
+    router: Router,
+    default_route: Option<u32>,
+    /// Route keys by route index (the `$default` route included).
+    keys: Vec<Box<str>>,
+}
+
+/// What a stage (or its canary) serves: a route set and the bucket of each of its routes.
+#[derive(Debug)]
+struct Target {
+    routes: Arc<RouteSet>,
     /// Per route index (the `$default` route included): the route's bucket, if throttled.
     buckets: Vec<Option<Bucket>>,
 }
 
 #[derive(Debug)]
+struct Canary {
+    /// The canary is picked when a uniform u64 is below this (`u64::MAX` with 100 %: always).
+    threshold: u64,
+    target: Target,
+}
+
+#[derive(Debug)]
+struct Stage {
+    name: Box<str>,
+    main: Target,
+    canary: Option<Canary>,
+}
+
+#[derive(Debug)]
 struct Api {
     kind: Kind,
-    router: Router,
-    default_route: Option<u32>,
     stages: Vec<Stage>,
     /// Index of the `$default` stage (HTTP APIs).
     default_stage: Option<usize>,
@@ -122,6 +146,8 @@ pub struct Decision<'a> {
     pub api: i64,
     pub stage: i64,
     pub route: i64,
+    /// Whether the stage's canary was picked (`route` then indexes the canary's routes).
+    pub canary: bool,
     /// The request path as the API sees it (a suffix of the raw path, or "/").
     pub path: &'a str,
     pub param_names: Option<Arc<[Box<str>]>>,
@@ -136,6 +162,7 @@ impl<'a> Decision<'a> {
             api: -1,
             stage: -1,
             route: -1,
+            canary: false,
             path,
             param_names: None,
             params: SmallVec::new(),
@@ -221,6 +248,96 @@ pub fn route_bucket_key(api_id: &str, stage: &str, route_key: &str) -> u64 {
     bucket_key(api_id, stage, route_key)
 }
 
+fn compile_routes(v: &Value, at: &str) -> Result<RouteSet, ConfigError> {
+    let mut router = Router::new();
+    let mut default_route = None;
+    let mut keys: Vec<Box<str>> = Vec::new();
+    for (i, r) in as_array(v, at)?.iter().enumerate() {
+        let rat = format!("{at}[{i}]");
+        let key = as_str(r, &rat)?;
+        if key == DEFAULT_ROUTE {
+            if default_route.is_some() {
+                return Err(ConfigError(format!("{rat}: \"$default\": duplicate route")));
+            }
+            default_route = Some(i as u32);
+        } else {
+            router
+                .insert(key, i as i64)
+                .map_err(|e| ConfigError(format!("{rat}: {e}")))?;
+        }
+        keys.push(key.into());
+    }
+    Ok(RouteSet {
+        router,
+        default_route,
+        keys,
+    })
+}
+
+/// Throttle settings as written in a stage or canary object.
+struct ThrottleSpec<'v> {
+    default: Option<Limit>,
+    per_route: Vec<(&'v str, Limit)>,
+}
+
+fn parse_throttles<'v>(
+    obj: &'v Map<String, Value>,
+    at: &str,
+) -> Result<Option<ThrottleSpec<'v>>, ConfigError> {
+    let dt = field(obj, "default_throttle");
+    let rt = field(obj, "route_throttle");
+    if dt.is_none() && rt.is_none() {
+        return Ok(None);
+    }
+    let default = dt
+        .map(|t| parse_limit(t, &format!("{at}.default_throttle")))
+        .transpose()?;
+    let mut per_route = Vec::new();
+    if let Some(rt) = rt {
+        let rat = format!("{at}.route_throttle");
+        for (k, t) in as_object(rt, &rat)? {
+            per_route.push((k.as_str(), parse_limit(t, &format!("{rat}[{k:?}]"))?));
+        }
+    }
+    Ok(Some(ThrottleSpec { default, per_route }))
+}
+
+/// The buckets of `routes` under `throttles`. With `strict`, a `route_throttle` key that is not a
+/// route is an error; otherwise (settings inherited by a canary) it is ignored.
+fn target_buckets(
+    routes: &RouteSet,
+    throttles: Option<&ThrottleSpec<'_>>,
+    strict: bool,
+    api_id: &str,
+    stage: &str,
+    at: &str,
+) -> Result<Vec<Option<Bucket>>, ConfigError> {
+    let mut per_route: Vec<Option<Limit>> =
+        vec![throttles.and_then(|t| t.default); routes.keys.len()];
+    for (k, limit) in throttles.iter().flat_map(|t| t.per_route.iter()) {
+        match routes.keys.iter().position(|x| &**x == *k) {
+            Some(idx) => per_route[idx] = Some(*limit),
+            None if strict => {
+                return Err(ConfigError(format!(
+                    "{at}.route_throttle: {k:?}: no such route"
+                )))
+            }
+            None => {}
+        }
+    }
+    Ok(per_route
+        .into_iter()
+        .zip(routes.keys.iter())
+        .map(|(l, k)| {
+            l.map(|limit| Bucket {
+                // Canary and main routes of a stage share keys: AWS throttles the stage as a whole.
+                hash: bucket_key(api_id, stage, k),
+                limit,
+            })
+        })
+        .collect())
+}
+
 fn compile_api(v: &Value, at: &str) -> Result<(Box<str>, Api), ConfigError> {
     let obj = as_object(v, at)?;
     let id = as_str(
@@ -245,29 +362,14 @@ fn compile_api(v: &Value, at: &str) -> Result<(Box<str>, Api), ConfigError> {
             )))
         }
     };
-    let mut router = Router::new();
-    let mut default_route = None;
-    let mut keys: Vec<&str> = Vec::new();
-    if let Some(routes) = field(obj, "routes") {
-        for (i, r) in as_array(routes, &format!("{at}.routes"))?
-            .iter()
-            .enumerate()
-        {
-            let rat = format!("{at}.routes[{i}]");
-            let key = as_str(r, &rat)?;
-            if key == DEFAULT_ROUTE {
-                if default_route.is_some() {
-                    return Err(ConfigError(format!("{rat}: \"$default\": duplicate route")));
-                }
-                default_route = Some(i as u32);
-            } else {
-                router
-                    .insert(key, i as i64)
-                    .map_err(|e| ConfigError(format!("{rat}: {e}")))?;
-            }
-            keys.push(key);
-        }
-    }
+    let api_routes = Arc::new(match field(obj, "routes") {
+        Some(r) => compile_routes(r, &format!("{at}.routes"))?,
+        None => RouteSet {
+            router: Router::new(),
+            default_route: None,
+            keys: Vec::new(),
+        },
+    });
     let mut stages: Vec<Stage> = Vec::new();
     let stages_v =
         field(obj, "stages").ok_or_else(|| ConfigError(format!("{at}.stages: missing")))?;
@@ -294,33 +396,54 @@ fn compile_api(v: &Value, at: &str) -> Result<(Box<str>, Api), ConfigError> {
                 "{sat}.name: {name:?}: duplicate stage"
             )));
         }
-        let default_limit = field(sobj, "default_throttle")
-            .map(|t| parse_limit(t, &format!("{sat}.default_throttle")))
-            .transpose()?;
-        let mut per_route: Vec<Option<Limit>> = vec![default_limit; keys.len()];
-        if let Some(rt) = field(sobj, "route_throttle") {
-            let rat = format!("{sat}.route_throttle");
-            for (k, t) in as_object(rt, &rat)? {
-                let idx = keys
-                    .iter()
-                    .position(|x| x == k)
-                    .ok_or_else(|| ConfigError(format!("{rat}: {k:?}: no such route")))?;
-                per_route[idx] = Some(parse_limit(t, &format!("{rat}[{k:?}]"))?);
-            }
-        }
-        let buckets = per_route
-            .into_iter()
-            .zip(keys.iter())
-            .map(|(l, k)| {
-                l.map(|limit| Bucket {
-                    hash: bucket_key(id, name, k),
-                    limit,
+        let routes = match field(sobj, "routes") {
+            Some(r) => Arc::new(compile_routes(r, &format!("{sat}.routes"))?),
+            None => api_routes.clone(),
+        };
+        let throttles = parse_throttles(sobj, &sat)?;
+        let main = Target {
+            buckets: target_buckets(&routes, throttles.as_ref(), true, id, name, &sat)?,
+            routes,
+        };
+        let canary = match field(sobj, "canary") {
+            None => None,
+            Some(c) => {
+                let cat = format!("{sat}.canary");
+                let cobj = as_object(c, &cat)?;
+                let percent = match field(cobj, "percent") {
+                    None => 0.0,
+                    Some(p) => p
+                        .as_f64()
+                        .filter(|p| (0.0..=100.0).contains(p))
+                        .ok_or_else(|| {
+                            ConfigError(format!("{cat}.percent: expected a number in 0..=100"))
+                        })?,
+                };
+                let routes = match field(cobj, "routes") {
+                    Some(r) => Arc::new(compile_routes(r, &format!("{cat}.routes"))?),
+                    None => main.routes.clone(),
+                };
+                // A canary without throttle settings of its own inherits the stage's.
+                let own = parse_throttles(cobj, &cat)?;
+                let buckets = match &own {
+                    Some(t) => target_buckets(&routes, Some(t), true, id, name, &cat)?,
+                    None => target_buckets(&routes, throttles.as_ref(), false, id, name, &cat)?,
+                };
+                let threshold = if percent >= 100.0 {
+                    u64::MAX
+                } else {
+                    (percent / 100.0 * 18_446_744_073_709_551_616.0) as u64
+                };
+                Some(Canary {
+                    threshold,
+                    target: Target { routes, buckets },
                 })
-            })
-            .collect();
+            }
+        };
         stages.push(Stage {
             name: name.into(),
-            buckets,
+            main,
+            canary,
         });
     }
     let default_stage = match kind {
@@ -331,8 +454,6 @@ fn compile_api(v: &Value, at: &str) -> Result<(Box<str>, Api), ConfigError> {
         id.into(),
         Api {
             kind,
-            router,
-            default_route,
             stages,
             default_stage,
         },
@@ -390,6 +511,40 @@ impl Snapshot {
     pub fn api_count(&self) -> usize {
         self.apis.len()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canary selection
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(rng_seed());
+}
+
+fn rng_seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    let addr = &local as *const u8 as u64;
+    // splitmix64 of time, pid and a stack address (distinct per thread); never zero.
+    let mut z = t ^ (u64::from(std::process::id()) << 32) ^ addr;
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
+}
+
+/// A uniform u64 from a thread-local xorshift64* (a few ns; not for secrets).
+#[inline]
+fn random_u64() -> u64 {
+    RNG.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,18 +683,28 @@ impl Snapshot {
                 _ => return Decision::new(NOT_FOUND, raw_path).at(ai, None),
             }
         };
-        let api = &self.apis[ai];
+        let stage = &self.apis[ai].stages[si];
         let mut d = Decision::new(ROUTE, path).at(ai, Some(si));
-        let route_index = match api.router.lookup(method, path) {
+        let target = match &stage.canary {
+            Some(c)
+                if c.threshold == u64::MAX || (c.threshold != 0 && random_u64() < c.threshold) =>
+            {
+                d.canary = true;
+                &c.target
+            }
+            _ => &stage.main,
+        };
+        let routes = &*target.routes;
+        let route_index = match routes.router.lookup(method, path) {
             Some(m) => {
-                let entry: &RouteEntry = &api.router.routes()[m.route as usize];
+                let entry: &RouteEntry = &routes.router.routes()[m.route as usize];
                 if !entry.param_names.is_empty() {
                     d.param_names = Some(entry.param_names.clone());
                     d.params = m.params;
                 }
                 entry.id as usize
             }
-            None => match api.default_route {
+            None => match routes.default_route {
                 Some(r) => r as usize,
                 None => {
                     d.kind = NOT_FOUND;
@@ -548,7 +713,7 @@ impl Snapshot {
             },
         };
         d.route = route_index as i64;
-        let route_bucket = api.stages[si].buckets[route_index];
+        let route_bucket = target.buckets[route_index];
         let mut now = None;
         for b in route_bucket.iter().chain(self.account.iter()) {
             let now_ns = *now.get_or_insert_with(&clock);
@@ -573,7 +738,7 @@ impl Snapshot {
 /// The current snapshot plus the bucket table it spends from.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    buckets: Buckets,
+    buckets: Arc<Buckets>,
 }
 
 impl Gateway {
@@ -589,8 +754,23 @@ impl Gateway {
         .map_err(GatewayError::Io)?;
         Ok(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
+            buckets: Arc::new(buckets),
+        })
+    }
+
+    /// A gateway spending from an existing bucket table (e.g. another gateway's, so that a
+    /// reload that builds a new gateway keeps every bucket's state).
+    pub fn with_buckets(spec_json: &str, buckets: Arc<Buckets>) -> Result<Gateway, ConfigError> {
+        let snapshot = Snapshot::compile(spec_json)?;
+        Ok(Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
             buckets,
         })
+    }
+
+    /// The bucket table, shareable with another gateway.
+    pub fn shared_buckets(&self) -> Arc<Buckets> {
+        self.buckets.clone()
     }
 
     /// Compile `spec_json` and publish it; the old snapshot stays valid for in-flight decisions.
@@ -923,6 +1103,118 @@ mod tests {
             (
                 r#"{"apis": [], "account_throttle": {"rate": 1}}"#,
                 "account_throttle.burst: missing",
+            ),
+        ];
+        for (spec, want) in cases {
+            let e = Snapshot::compile(spec).unwrap_err();
+            assert!(e.0.contains(want), "{spec}: got {e}, want {want}");
+        }
+    }
+
+    const STAGED: &str = r#"{
+      "apis": [
+        {"id": "st", "kind": "rest",
+         "routes": ["GET /shared"],
+         "stages": [
+           {"name": "old"},
+           {"name": "prod", "routes": ["GET /v1", "ANY /{proxy+}"],
+            "default_throttle": {"rate": 0, "burst": 0},
+            "route_throttle": {"GET /v1": {"rate": 1, "burst": 1}},
+            "canary": {"percent": 100.0, "routes": ["GET /v2", "GET /v1"]}},
+           {"name": "never", "routes": ["GET /v1"],
+            "canary": {"percent": 0, "routes": ["GET /v2"]}},
+           {"name": "half", "routes": ["GET /x"],
+            "canary": {"percent": 50, "routes": ["GET /x"], "default_throttle": {"rate": 5, "burst": 3}}}
+         ]}
+      ]
+    }"#;
+
+    #[test]
+    fn per_stage_routes_and_canary() {
+        let g = Gateway::new(STAGED, None).unwrap();
+        let d = g.decide_at("st.execute-api.x", "GET", "/old/shared", 1);
+        assert_eq!(summary(&d), (ROUTE, 0, 0, 0, "/shared".into()));
+        assert!(!d.canary);
+        assert_eq!(
+            g.decide_at("st.execute-api.x", "GET", "/old/v1", 1).kind,
+            NOT_FOUND
+        );
+        // 100 %: always the canary, whose routes differ from the stage's (its `GET /v2` matches;
+        // the stage's default throttle, rate 0, inherited by the canary, refuses it).
+        let d = g.decide_at("st.execute-api.x", "GET", "/prod/v2", 1);
+        assert_eq!(summary(&d), (THROTTLED, 0, 1, 0, "/v2".into()));
+        assert!(d.canary);
+        // The canary's routes: `GET /shared` is not one of them.
+        let d = g.decide_at("st.execute-api.x", "GET", "/prod/shared", 1);
+        assert_eq!((d.kind, d.canary), (NOT_FOUND, true));
+        // 0 %: never.
+        let d = g.decide_at("st.execute-api.x", "GET", "/never/v2", 1);
+        assert_eq!((d.kind, d.canary), (NOT_FOUND, false));
+        let d = g.decide_at("st.execute-api.x", "GET", "/never/v1", 1);
+        assert_eq!((d.kind, d.route, d.canary), (ROUTE, 0, false));
+    }
+
+    #[test]
+    fn canary_shares_stage_buckets() {
+        let g = Gateway::new(STAGED, None).unwrap();
+        let t = 5_000_000_000;
+        // The canary inherits the stage's throttles: `GET /v1` has burst 1 for both halves.
+        let d = g.decide_at("st.execute-api.x", "GET", "/prod/v1", t);
+        assert_eq!((d.kind, d.route, d.canary), (ROUTE, 1, true));
+        let d = g.decide_at("st.execute-api.x", "GET", "/prod/v1", t);
+        assert_eq!((d.kind, d.canary), (THROTTLED, true));
+        // And the same key as the main route set: after a reload without the canary, still empty.
+        let spec = STAGED.replace(
+            r#""canary": {"percent": 100.0, "routes": ["GET /v2", "GET /v1"]}"#,
+            r#""canary": null"#,
+        );
+        let g2 = Gateway::with_buckets(&spec, g.shared_buckets()).unwrap();
+        let d = g2.decide_at("st.execute-api.x", "GET", "/prod/v1", t);
+        assert_eq!((d.kind, d.route, d.canary), (THROTTLED, 0, false));
+        assert_eq!(
+            g2.decide_at("st.execute-api.x", "GET", "/prod/v1", t + 1_000_000_000)
+                .kind,
+            ROUTE
+        );
+        // The stage default (rate 0) applies to the canary's routes without a route setting.
+        let d = g.decide_at("st.execute-api.x", "GET", "/prod/v2", t);
+        assert_eq!((d.kind, d.retry_after_ms), (THROTTLED, NEVER));
+    }
+
+    #[test]
+    fn canary_split_is_roughly_even() {
+        let g = Gateway::new(STAGED, None).unwrap();
+        let n = 20_000;
+        let canary = (0..n)
+            .filter(|_| g.decide_at("st.execute-api.x", "GET", "/half/x", 1).canary)
+            .count();
+        assert!((9_000..11_000).contains(&canary), "{canary}");
+        // Other threads get other sequences.
+        let a: Vec<u64> = (0..4).map(|_| random_u64()).collect();
+        let b: Vec<u64> = std::thread::spawn(|| (0..4).map(|_| random_u64()).collect())
+            .join()
+            .unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn canary_config_errors() {
+        let cases = [
+            (
+                r#"{"apis": [{"id": "a", "stages": [{"name": "p", "canary": {"percent": 101}}]}]}"#,
+                "apis[0].stages[0].canary.percent",
+            ),
+            (
+                r#"{"apis": [{"id": "a", "stages": [{"name": "p", "canary": {"routes": ["GET x"]}}]}]}"#,
+                "apis[0].stages[0].canary.routes[0]",
+            ),
+            (
+                r#"{"apis": [{"id": "a", "stages": [{"name": "p", "routes": ["GET /a", "GET /a"]}]}]}"#,
+                "apis[0].stages[0].routes[1]",
+            ),
+            (
+                r#"{"apis": [{"id": "a", "stages": [{"name": "p", "canary": {"routes": [], "route_throttle": {"GET /a": {"rate": 1, "burst": 1}}}}]}]}"#,
+                "apis[0].stages[0].canary.route_throttle: \"GET /a\": no such route",
             ),
         ];
         for (spec, want) in cases {

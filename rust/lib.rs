@@ -2,6 +2,7 @@
 //! per-request decision (`gateway`), exposed to Python as `portico._core` by `py`.
 
 pub mod gateway;
+pub mod http1;
 mod py;
 pub mod router;
 pub mod throttle;
@@ -21,5 +22,7 @@ mod _core {
     const BAD_REQUEST: u8 = crate::gateway::BAD_REQUEST;
 
     #[pymodule_export]
-    use crate::py::{monotonic_ns, ConfigError, Gateway, Router, TokenBuckets, Verdict};
+    use crate::py::{
+        monotonic_ns, parse_response_head, ConfigError, Gateway, Router, TokenBuckets, Verdict,
+    };
 }

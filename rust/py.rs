@@ -1,12 +1,13 @@
 //! The only PyO3 file: thin wrappers around the pure-Rust router, buckets and gateway.
 
 use crate::gateway::{self, GatewayError};
+use crate::http1;
 use crate::router;
 use crate::throttle::{self, Buckets, Limit};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 use smallvec::SmallVec;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,7 @@ pub struct Verdict {
     api: i64,
     stage: i64,
     route: i64,
+    canary: bool,
     path: String,
     names: Option<Arc<[Box<str>]>>,
     params: SmallVec<[(u32, u32); 4]>,
@@ -58,6 +60,7 @@ impl Verdict {
             api: d.api,
             stage: d.stage,
             route: d.route,
+            canary: d.canary,
             path: d.path.to_owned(),
             names: d.param_names,
             params: d.params,
@@ -86,6 +89,11 @@ impl Verdict {
     #[getter]
     fn route_index(&self) -> i64 {
         self.route
+    }
+
+    #[getter]
+    fn canary(&self) -> bool {
+        self.canary
     }
 
     #[getter]
@@ -118,8 +126,8 @@ impl Verdict {
             _ => "BAD_REQUEST",
         };
         format!(
-            "Verdict(kind={kind}, api_index={}, stage_index={}, route_index={}, path={:?}, retry_after_ms={})",
-            self.api, self.stage, self.route, self.path, self.retry_after_ms
+            "Verdict(kind={kind}, api_index={}, stage_index={}, route_index={}, canary={}, path={:?}, retry_after_ms={})",
+            self.api, self.stage, self.route, if self.canary { "True" } else { "False" }, self.path, self.retry_after_ms
         )
     }
 }
@@ -133,16 +141,37 @@ pub struct Gateway {
 #[pymethods]
 impl Gateway {
     #[new]
-    #[pyo3(signature = (spec_json, shared_buckets_path=None))]
+    #[pyo3(signature = (spec_json, shared_buckets_path=None, buckets=None))]
     fn new(
         py: Python<'_>,
         spec_json: &str,
         shared_buckets_path: Option<PathBuf>,
+        buckets: Option<PyRef<'_, TokenBuckets>>,
     ) -> PyResult<Self> {
-        let inner = py
-            .detach(|| gateway::Gateway::new(spec_json, shared_buckets_path.as_deref()))
-            .map_err(gateway_err)?;
+        let inner = match buckets {
+            Some(b) => {
+                if shared_buckets_path.is_some() {
+                    return Err(PyValueError::new_err(
+                        "give shared_buckets_path or buckets, not both",
+                    ));
+                }
+                let table = b.inner.clone();
+                py.detach(|| gateway::Gateway::with_buckets(spec_json, table))
+                    .map_err(config_err)?
+            }
+            None => py
+                .detach(|| gateway::Gateway::new(spec_json, shared_buckets_path.as_deref()))
+                .map_err(gateway_err)?,
+        };
         Ok(Gateway { inner })
+    }
+
+    /// The bucket table this gateway spends from (shared, not copied).
+    #[getter]
+    fn buckets(&self) -> TokenBuckets {
+        TokenBuckets {
+            inner: self.inner.shared_buckets(),
+        }
     }
 
     fn swap(&self, py: Python<'_>, spec_json: &str) -> PyResult<()> {
@@ -174,7 +203,7 @@ impl Gateway {
 /// Keyed GCRA token buckets (the throttle behind Gateway), exposed for tests and plugins.
 #[pyclass(frozen, module = "portico._core")]
 pub struct TokenBuckets {
-    inner: Buckets,
+    inner: Arc<Buckets>,
 }
 
 #[pymethods]
@@ -187,7 +216,9 @@ impl TokenBuckets {
             None => Buckets::anonymous(capacity),
         }
         .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        Ok(TokenBuckets { inner })
+        Ok(TokenBuckets {
+            inner: Arc::new(inner),
+        })
     }
 
     #[pyo3(signature = (key, rate, burst, now_ns=None))]
@@ -255,4 +286,49 @@ impl Router {
 #[pyfunction]
 pub fn monotonic_ns() -> u64 {
     throttle::monotonic_ns()
+}
+
+/// Parse an HTTP/1.x response head at the start of `buf` (the upstream client's one call per head).
+/// None while incomplete, else (bytes consumed, status, minor version, [(lower-case name, latin-1
+/// value), ...], Content-Length or -1, framing flags); ValueError when malformed.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn parse_response_head<'py>(
+    py: Python<'py>,
+    buf: &[u8],
+) -> PyResult<Option<(usize, u16, u8, Bound<'py, PyList>, i64, u8)>> {
+    let parsed = http1::with_response_head(buf, |head, headers| -> PyResult<_> {
+        let framing =
+            http1::Framing::of(headers).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let list = PyList::empty(py);
+        for h in headers {
+            let name = if h.name.bytes().any(|b| b.is_ascii_uppercase()) {
+                PyString::new(py, &h.name.to_ascii_lowercase())
+            } else {
+                PyString::new(py, h.name)
+            };
+            let value = match std::str::from_utf8(h.value) {
+                Ok(text) if h.value.is_ascii() => PyString::new(py, text),
+                _ => PyString::new(py, &h.value.iter().map(|&b| b as char).collect::<String>()),
+            };
+            list.append((name, value))?;
+        }
+        // A Content-Length beyond i64 was refused by Framing::of (19 digits at most fit).
+        let length = framing
+            .content_length
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        Ok((
+            head.consumed,
+            head.status,
+            head.minor,
+            list,
+            length,
+            framing.flags(),
+        ))
+    });
+    match parsed {
+        Ok(Some(result)) => result.map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(PyValueError::new_err(e.to_string())),
+    }
 }

@@ -1,7 +1,7 @@
 """HTTP_PROXY end to end: a real Portico process in front of a real upstream, over loopback sockets.
 
 The upstream is an aiohttp server (plus a raw socket server for byte-exact responses) running in a
-thread of the test process, on free ports. Every test runs once per HTTP client (pyreqwest, aiohttp).
+thread of the test process, on free ports. Every test runs once per HTTP client (native, aiohttp).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class Upstream:
         app.router.add_route("*", "/upload", self.upload)
         app.router.add_get("/download", self.download)
         app.router.add_get("/sleep", self.sleep)
+        app.router.add_post("/reject", self.reject)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -97,6 +98,10 @@ class Upstream:
         if request.query.get("length") == "1":
             resp.content_length = size
         await resp.prepare(request)
+        if request.method == "HEAD":
+            # aiohttp would send the body anyway, which breaks the next response on the connection.
+            await resp.write_eof()
+            return resp
         block = _pattern(CHUNK)
         sent = 0
         while sent < size:
@@ -105,6 +110,10 @@ class Upstream:
             sent += len(part)
         await resp.write_eof()
         return resp
+
+    async def reject(self, request: web.Request) -> web.Response:
+        """Answers at once, without reading the body (as a server refusing an upload does)."""
+        return web.json_response({"rejected": True}, status=413, headers={"connection": "close"})
 
     async def sleep(self, request: web.Request) -> web.Response:
         await asyncio.sleep(float(request.query.get("s", "3")))
@@ -174,7 +183,7 @@ def upstream() -> Iterator[Upstream]:
     server.stop()
 
 
-@pytest.fixture(params=["pyreqwest", "aiohttp"])
+@pytest.fixture(params=["native", "aiohttp"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     # The server subprocess inherits the environment: PORTICO_HTTP_TRANSPORT picks its HTTP client.
     monkeypatch.setenv("PORTICO_HTTP_TRANSPORT", request.param)
@@ -486,6 +495,15 @@ def test_upload_over_the_limit_is_413_and_never_completes_upstream(
     resp = httpx.post(server.url + "/upload", content=_upload_chunks(MB), timeout=30)
     assert resp.status_code == 200
     assert resp.json()["size"] == MB
+
+
+def test_upstream_refusing_an_upload_early_is_passed_on(portico, upstream: Upstream, transport: str) -> None:
+    server = portico(_config({"rej": _proxy(f"{upstream.url}/reject")}, [("POST /reject", "rej")]))
+    with httpx.Client(timeout=30) as client:
+        for content in (_upload_chunks(BODY_SIZE), _pattern_body(BODY_SIZE)):
+            resp = client.post(server.url + "/reject", content=content)
+            assert resp.status_code == 413, resp.text
+            assert resp.json() == {"rejected": True}
 
 
 # ------------------------------------------------------------------------------------------ failures

@@ -17,6 +17,7 @@ __all__ = [
     "TokenBuckets",
     "Verdict",
     "monotonic_ns",
+    "parse_response_head",
 ]
 
 # Verdict kinds (Verdict.kind)
@@ -42,7 +43,12 @@ class Verdict:
         """Index into the API's "stages"; -1 when no stage was selected."""
     @property
     def route_index(self) -> int:
-        """Index into the API's "routes"; -1 unless a route matched (the `$default` route counts)."""
+        """Index into the routes the stage served this request with (the canary's when `canary`,
+        else the stage's own "routes", else the API's); -1 unless a route matched (the `$default`
+        route counts)."""
+    @property
+    def canary(self) -> bool:
+        """Whether the stage's canary was picked for this request."""
     @property
     def path(self) -> str:
         """The request path as the API sees it: stage segment (and `/restapis/.../_user_request_`
@@ -68,20 +74,35 @@ class Gateway:
           "routes": ["GET /pets/{id}", "ANY /{proxy+}", "$default", ...],   # HTTP route keys
           "stages": [{
               "name": "$default" | "prod" | ...,
+              "routes": [...] | absent,                 # this stage's deployment (else the API's)
               "default_throttle": {"rate": 100.0, "burst": 50} | null,     # per-route bucket
-              "route_throttle": {"GET /pets/{id}": {"rate": 1.5, "burst": 2}, ...}
+              "route_throttle": {"GET /pets/{id}": {"rate": 1.5, "burst": 2}, ...},
+              "canary": {                               # optional
+                  "percent": 10.0,                      # 0.0-100.0: share of requests it takes
+                  "routes": [...] | absent,             # the canary deployment's (else the stage's)
+                  "default_throttle": ..., "route_throttle": ...   # absent: the stage's apply
+              } | null
           }]
       }],
       "default_api": 0 | null,                  # API served for a Host that names no API
       "account_throttle": {"rate": 10000.0, "burst": 5000} | null
     }
-    A throttle of rate 0 or burst 0 refuses every request.
+    A throttle of rate 0 or burst 0 refuses every request. The canary is picked at random per
+    request (thread-local xorshift); its buckets have the stage's keys (api, stage, route key), so
+    a stage is throttled as a whole whichever deployment serves a request.
     """
 
-    def __new__(cls, spec_json: str, shared_buckets_path: str | None = None) -> Gateway:
+    def __new__(
+        cls, spec_json: str, shared_buckets_path: str | None = None, buckets: TokenBuckets | None = None
+    ) -> Gateway:
         """`shared_buckets_path`: a file (normally under /dev/shm) mapped by every worker process
         so that token buckets are shared gateway-wide; None keeps buckets in this process.
+        `buckets`: spend from an existing table instead (e.g. `old_gateway.buckets`, so that a
+        reload keeps throttle state); not together with `shared_buckets_path` (ValueError).
         Raises ConfigError for an invalid spec, OSError when the buckets file cannot be used."""
+    @property
+    def buckets(self) -> TokenBuckets:
+        """The bucket table this gateway spends from (shared with it, not a copy)."""
     def swap(self, spec_json: str) -> None:
         """Replace the snapshot atomically; in-flight decisions finish on the old one.
         Bucket state survives for keys that still exist."""
@@ -115,3 +136,10 @@ class Router:
 
 def monotonic_ns() -> int:
     """The clock the buckets use (CLOCK_MONOTONIC, shared by all processes on the machine)."""
+
+def parse_response_head(buf: bytes) -> tuple[int, int, int, list[tuple[str, str]], int, int] | None:
+    """Parse the HTTP/1.x response head at the start of `buf` (httparse; the upstream client's one
+    call per head). None while incomplete, else (bytes consumed, status, minor version,
+    [(lower-case name, latin-1 value), ...] in arrival order, Content-Length or -1, framing flags:
+    1 Transfer-Encoding present | 2 last coding chunked | 4 Connection: close | 8 Connection:
+    keep-alive). ValueError when malformed, or for an invalid or conflicting Content-Length."""

@@ -150,7 +150,13 @@ def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    from portico.dataplane.worker import ENV_CONFIG, ENV_FUNCTIONS, ENV_PLUGINS, ENV_SHARED_BUCKETS
+    from portico.dataplane.worker import (
+        ENV_CONFIG,
+        ENV_DATA_DIR,
+        ENV_FUNCTIONS,
+        ENV_PLUGINS,
+        ENV_SHARED_BUCKETS,
+    )
 
     shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
@@ -162,6 +168,12 @@ def _serve(args: argparse.Namespace) -> int:
     print(_describe(compiled, args.host, args.port), flush=True)
     print(f"portico: serving on http://{args.host}:{args.port} with {args.workers} worker(s)", flush=True)
     admin = _start_admin(args)
+    # With the admin API, workers also serve the APIs it creates and follow every change live;
+    # without it the store is left alone and only the config file is served.
+    if admin is not None:
+        os.environ[ENV_DATA_DIR] = os.path.abspath(args.data_dir)
+    else:
+        os.environ.pop(ENV_DATA_DIR, None)
     server = Granian(
         "portico.dataplane.worker:create_app",
         factory=True,

@@ -34,9 +34,20 @@ class CompileError(ValueError):
 
 def compile_config(config: Config, registry: FunctionRegistry, transport: Any = None) -> CompiledConfig:
     """Build the core spec and the runtimes. `transport` is the HTTP client used by HTTP_PROXY."""
-    deployment_id = _deployment_id(config)
-    apis: list[ApiRuntime] = []
-    spec_apis: list[dict[str, Any]] = []
+    deployment_id = deployment_id_of(config)
+    return assemble(config, compile_file_apis(config, registry, transport, deployment_id), deployment_id)
+
+
+# An API as both halves of the data plane need it: its runtime and its core spec entry.
+CompiledApi = tuple[ApiRuntime, dict[str, Any]]
+
+
+def compile_file_apis(
+    config: Config, registry: FunctionRegistry, transport: Any = None, deployment_id: str | None = None
+) -> list[CompiledApi]:
+    """The APIs declared in `config` (raises CompileError listing every problem)."""
+    deployment_id = deployment_id or deployment_id_of(config)
+    out: list[CompiledApi] = []
     problems: list[str] = []
     for api_index, api in enumerate(config.apis):
         routes: list[RouteRuntime] = []
@@ -48,23 +59,55 @@ def compile_config(config: Config, registry: FunctionRegistry, transport: Any = 
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            resource_path = "$default" if route.route == "$default" else route.route.partition(" ")[2]
-            routes.append(RouteRuntime(route.route, runtime, resource_path))
-        stages = [StageRuntime(stage.name, dict(stage.variables), deployment_id) for stage in api.stages]
+            routes.append(RouteRuntime(route.route, runtime, resource_path_of(route.route)))
         cors = CorsPolicy(api.cors) if api.cors is not None else None
-        apis.append(ApiRuntime(api.api_id, api.name, "http", routes, stages, cors))
-        spec_apis.append(_core_api(api))
+        # Every stage of a file API serves the same routes: the list is shared, not copied.
+        stages = [
+            StageRuntime(stage.name, dict(stage.variables), deployment_id, routes, cors=cors)
+            for stage in api.stages
+        ]
+        out.append((ApiRuntime(api.api_id, api.name, "http", routes, stages, cors), _core_api(api)))
     if problems:
         raise CompileError("\n".join(problems))
+    return out
+
+
+def assemble(config: Config, apis: list[CompiledApi], deployment_id: str) -> CompiledConfig:
+    """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings."""
     spec = {
-        "apis": spec_apis,
+        "apis": [spec for _, spec in apis],
         # A Host that names no API reaches the only API when there is exactly one.
-        "default_api": 0 if len(config.apis) == 1 else None,
+        "default_api": 0 if len(apis) == 1 else None,
         "account_throttle": config.settings.accountThrottle.throttle()
         if config.settings.accountThrottle
         else None,
     }
-    return CompiledConfig(config, orjson.dumps(spec).decode(), apis, deployment_id)
+    return CompiledConfig(config, orjson.dumps(spec).decode(), [api for api, _ in apis], deployment_id)
+
+
+def resource_path_of(route_key: str) -> str:
+    """`GET /pets/{id}` -> `/pets/{id}`; `$default` stays `$default`."""
+    return "$default" if route_key == "$default" else route_key.partition(" ")[2]
+
+
+def stage_spec(
+    name: str,
+    default_throttle: dict[str, float] | None = None,
+    route_throttle: dict[str, dict[str, float]] | None = None,
+    routes: list[str] | None = None,
+    canary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A stage of the core spec. `routes` None: the stage serves the API's routes."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "default_throttle": default_throttle,
+        "route_throttle": route_throttle or {},
+    }
+    if routes is not None:
+        spec["routes"] = routes
+    if canary is not None:
+        spec["canary"] = canary
+    return spec
 
 
 def _core_api(api: Api) -> dict[str, Any]:
@@ -73,17 +116,15 @@ def _core_api(api: Api) -> dict[str, Any]:
         "kind": "http",
         "routes": [route.route for route in api.routes],
         "stages": [
-            {
-                "name": stage.name,
-                "default_throttle": stage.defaultRouteSettings.throttle()
-                if stage.defaultRouteSettings
-                else None,
-                "route_throttle": {
-                    key: settings.throttle()
+            stage_spec(
+                stage.name,
+                stage.defaultRouteSettings.throttle() if stage.defaultRouteSettings else None,
+                {
+                    key: throttle
                     for key, settings in stage.routeSettings.items()
-                    if settings.throttle() is not None
+                    if (throttle := settings.throttle()) is not None
                 },
-            }
+            )
             for stage in api.stages
         ],
     }
@@ -117,7 +158,8 @@ def _build_integration(integration: Integration, route_key: str, registry: Funct
     )
 
 
-def _deployment_id(config: Config) -> str:
+def deployment_id_of(config: Config) -> str:
+    """The deployment id of a config file's APIs: a digest of the whole configuration."""
     digest = hashlib.sha256(config.model_dump_json().encode()).digest()
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     return "".join(alphabet[b % 36] for b in digest[:6])

@@ -12,16 +12,17 @@ lets Portico embed in any ASGI server or framework.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from binascii import b2a_base64
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from portico import _core
 from portico.config.compile import CompiledConfig
-from portico.dataplane.context import RequestBody, RequestContext, Response
+from portico.dataplane.context import ApiRuntime, RequestBody, RequestContext, Response, StageRuntime
 from portico.dataplane.cors import is_preflight
 from portico.dataplane.errors import ErrorType, GatewayError, error_status_and_body
 from portico.dataplane.plugins import Plugin
@@ -36,6 +37,40 @@ _ROUTE = _core.ROUTE
 _THROTTLED = _core.THROTTLED
 _BAD_REQUEST = _core.BAD_REQUEST
 _STREAM_END = {"type": "http.response.body", "body": b"", "more_body": False}
+
+# How often a live data plane asks its source whether the configuration changed.
+RELOAD_POLL_SECONDS = 0.2
+
+
+class ReloadSource(Protocol):
+    """Where a live data plane's configuration comes from (see `portico.control.deployed`)."""
+
+    def generation(self) -> int:
+        """A number that changes whenever `build()` would return something new."""
+        ...
+
+    def build(self) -> CompiledConfig:
+        """The configuration to serve now (may raise: the data plane keeps the previous one)."""
+        ...
+
+
+class ServingState:
+    """What serves requests: a core gateway and the runtimes its verdicts index.
+
+    Immutable once built. The data plane reads its current state once per request, so a request
+    finishes on the state (gateway, routes, integrations, stage variables) it started with, even
+    when a reload publishes a new one meanwhile.
+    """
+
+    __slots__ = ("apis", "compiled", "gateway", "generation")
+
+    def __init__(
+        self, compiled: CompiledConfig, gateway: _core.Gateway, generation: int | None = None
+    ) -> None:
+        self.compiled = compiled
+        self.gateway = gateway
+        self.apis = compiled.apis
+        self.generation = generation
 
 
 class _RequestIds:
@@ -57,7 +92,7 @@ class _RequestIds:
 
 
 class DataPlane:
-    """The ASGI app serving one compiled configuration."""
+    """The ASGI app serving one compiled configuration, replaceable at run time by `reload`."""
 
     def __init__(
         self,
@@ -66,9 +101,12 @@ class DataPlane:
         shared_buckets_path: str | None = None,
         plugins: Sequence[Plugin] = (),
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+        source: ReloadSource | None = None,
+        generation: int | None = None,
     ) -> None:
-        self.compiled = compiled
-        self.gateway = _core.Gateway(compiled.core_spec, shared_buckets_path)
+        self._state = ServingState(
+            compiled, _core.Gateway(compiled.core_spec, shared_buckets_path), generation
+        )
         settings = compiled.config.settings
         self.payload_limit = settings.payloadLimitBytes
         self.header_limit = settings.headerLimitBytes
@@ -80,6 +118,93 @@ class DataPlane:
         self._access_log = AccessLogger(settings.accessLog) if settings.accessLog else None
         self._on_shutdown = list(on_shutdown)
         self._request_ids = _RequestIds()
+        self.source = source
+        # The source generation last built (or last failed to build: not retried until it moves).
+        self._generation = generation
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> ServingState:
+        return self._state
+
+    @property
+    def compiled(self) -> CompiledConfig:
+        return self._state.compiled
+
+    @property
+    def gateway(self) -> _core.Gateway:
+        return self._state.gateway
+
+    # ---------------------------------------------------------------- reload
+
+    def prepare(self, compiled: CompiledConfig, generation: int | None = None) -> ServingState:
+        """A state serving `compiled` whose gateway spends from the current token buckets, so a
+        reload never resets throttling. Raises ConfigError for a spec the core refuses."""
+        return ServingState(
+            compiled, _core.Gateway(compiled.core_spec, buckets=self._state.gateway.buckets), generation
+        )
+
+    def reload(self, compiled: CompiledConfig | ServingState, generation: int | None = None) -> None:
+        """Serve `compiled` from now on. Atomic: each request uses the old or the new state, whole;
+        requests in flight finish on the state they started with."""
+        state = compiled if isinstance(compiled, ServingState) else self.prepare(compiled, generation)
+        self._state = state
+
+    async def refresh(self) -> bool:
+        """Reload from `source` if its generation moved; True when a new state was published.
+        The build runs in a thread, off the event loop; a failed build is logged and the current
+        state stays."""
+        source = self.source
+        if source is None:
+            return False
+        generation = await asyncio.to_thread(source.generation)
+        if generation == self._generation:
+            return False
+        self._generation = generation
+
+        def build() -> ServingState:
+            return self.prepare(source.build(), generation)
+
+        started = time.perf_counter()
+        try:
+            state = await asyncio.to_thread(build)
+        except Exception:
+            logger.exception(
+                "reload of generation %s failed; still serving generation %s",
+                generation,
+                self._state.generation,
+            )
+            return False
+        self.reload(state)
+        logger.info(
+            "serving generation %s (%d APIs), built in %.1f ms",
+            generation,
+            len(state.apis),
+            (time.perf_counter() - started) * 1000,
+        )
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the source itself failed (e.g. the database is locked for long)
+                logger.exception("checking for a new configuration failed")
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
+
+    def start_watching(self) -> None:
+        """Start polling `source` (done at ASGI lifespan startup; idempotent)."""
+        if self.source is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="portico-reload")
+
+    async def stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     # ---------------------------------------------------------------- ASGI entry
 
@@ -94,8 +219,10 @@ class DataPlane:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.start_watching()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.stop_watching()
                 for hook in self._on_shutdown:
                     try:
                         await hook()
@@ -164,27 +291,37 @@ class DataPlane:
             raise GatewayError(ErrorType.HEADERS_TOO_LARGE, f"request head of {head_size} bytes")
 
         # decide: one call selects API and stage, matches the route and spends throttle tokens.
-        verdict = self.gateway.decide(ctx.host, ctx.method, ctx.raw_path)
+        # The state is read once: this request finishes on it whatever reloads happen meanwhile.
+        state = self._state
+        verdict = state.gateway.decide(ctx.host, ctx.method, ctx.raw_path)
         api_index = verdict.api_index
-        api = self.compiled.apis[api_index] if api_index >= 0 else None
+        api = state.apis[api_index] if api_index >= 0 else None
         ctx.api = api
+        stage: StageRuntime | None = None
         if api is not None and verdict.stage_index >= 0:
-            ctx.stage = api.stages[verdict.stage_index]
+            stage = api.stages[verdict.stage_index]
+            if verdict.canary and stage.canary is not None:
+                stage = stage.canary
+            ctx.stage = stage
         ctx.path = verdict.path
-        if api is not None and api.cors is not None:
+        cors = _cors_of(api, stage)
+        if cors is not None:
             origin = ctx.header("origin")
             if is_preflight(ctx.method, origin, ctx.header("access-control-request-method")):
-                return Response(204, api.cors.preflight_headers(origin))
+                return Response(204, cors.preflight_headers(origin))
         kind = verdict.kind
         if kind != _ROUTE:
             if kind == _THROTTLED:
-                ctx.route = api.routes[verdict.route_index] if api else None
+                ctx.route = stage.routes[verdict.route_index] if stage is not None else None
                 raise GatewayError(ErrorType.THROTTLED, f"retry after {verdict.retry_after_ms} ms")
             if kind == _BAD_REQUEST:
                 raise GatewayError(ErrorType.BAD_REQUEST, "malformed request path")
+            if api is not None and api.kind == "rest":
+                # REST APIs answer an unknown path, method or stage with 403 Missing Authentication Token.
+                raise GatewayError(ErrorType.MISSING_AUTHENTICATION_TOKEN, "no route matched")
             raise GatewayError(ErrorType.RESOURCE_NOT_FOUND, "no route matched")
-        assert api is not None
-        route = api.routes[verdict.route_index]
+        assert api is not None and stage is not None
+        route = stage.routes[verdict.route_index]
         ctx.route = route
         ctx.path_params = verdict.path_params
 
@@ -197,10 +334,10 @@ class DataPlane:
         # integrate
         response = await route.integration(ctx)
 
-        if api.cors is not None:
-            response.headers = api.cors.apply(response.headers, ctx.header("origin"))
-        for hook in self._on_response:
-            response = await hook(ctx, response)
+        if cors is not None:
+            response.headers = cors.apply(response.headers, ctx.header("origin"))
+        for after in self._on_response:
+            response = await after(ctx, response)
         return response
 
     def _error(self, ctx: RequestContext, exc: GatewayError) -> Response:
@@ -210,8 +347,9 @@ class DataPlane:
         if exc.error_type is ErrorType.FUNCTION_ERROR or exc.error_type is ErrorType.INTEGRATION_FAILURE:
             logger.warning("request %s: %s: %s", ctx.request_id, exc.error_type.value, exc.detail)
         headers = [("content-type", "application/json"), *extra]
-        if ctx.api is not None and ctx.api.cors is not None:
-            headers = ctx.api.cors.apply(headers, ctx.header("origin"))
+        cors = _cors_of(ctx.api, ctx.stage)
+        if cors is not None:
+            headers = cors.apply(headers, ctx.header("origin"))
         return Response(status, headers, body)
 
     async def _respond(self, ctx: RequestContext, response: Response, send: Send) -> int:
@@ -248,6 +386,13 @@ class DataPlane:
                 await close()
         await send(_STREAM_END)
         return sent
+
+
+def _cors_of(api: ApiRuntime | None, stage: StageRuntime | None) -> Any:
+    """The CORS policy of the deployment serving a request (the API's before a stage is known)."""
+    if stage is not None:
+        return stage.cors
+    return api.cors if api is not None else None
 
 
 def _overrides(plugin: Plugin, hook: str) -> bool:

@@ -114,9 +114,23 @@ class RouteRuntime:
 
 @dataclass(slots=True)
 class StageRuntime:
+    """A stage as one request sees it: the deployment it serves, with its variables.
+
+    `routes` are the routes of the stage's deployment, in the order of the core spec's stage
+    "routes" (a verdict's `route_index` indexes them); stages of a file-declared API all share the
+    API's list. `canary`, when the stage has one, is the StageRuntime of the canary deployment
+    (its routes, the stage variables overlaid with the canary's overrides, `is_canary` True); the
+    data plane puts the one that serves a request in `ctx.stage`.
+    """
+
     name: str
     variables: dict[str, str]
     deployment_id: str
+    routes: list[RouteRuntime] = field(default_factory=list)
+    canary: StageRuntime | None = None
+    is_canary: bool = False
+    # The deployment's CORS policy (HTTP APIs keep CORS in the API, so it is deployed with it).
+    cors: Any = None
 
 
 @dataclass(slots=True)
@@ -124,6 +138,8 @@ class ApiRuntime:
     api_id: str
     name: str
     kind: str  # "http" | "rest"
+    # The API's routes as declared (file APIs) or as its first deployed stage serves them (admin
+    # APIs); requests are served from `StageRuntime.routes`.
     routes: list[RouteRuntime]
     stages: list[StageRuntime]
     # A compiled `portico.dataplane.cors.CorsPolicy`, when the API configures CORS.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from portico.config.models import Config
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
 from portico.dataplane.plugins import load_plugins
@@ -18,10 +19,14 @@ ENV_CONFIG = "PORTICO_CONFIG"
 ENV_FUNCTIONS = "PORTICO_FUNCTIONS"
 ENV_SHARED_BUCKETS = "PORTICO_SHARED_BUCKETS"
 ENV_PLUGINS = "PORTICO_PLUGINS"
+# The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
+# serve the admin-created APIs and follow their changes live.
+ENV_DATA_DIR = "PORTICO_DATA_DIR"
 
 
 def create_app() -> DataPlane:
-    config_path = os.environ[ENV_CONFIG]
+    # An empty PORTICO_CONFIG: no config file (admin-created APIs only).
+    config_path = os.environ.get(ENV_CONFIG) or Config()
     functions = json.loads(os.environ.get(ENV_FUNCTIONS, "[]"))
     plugins = load_plugins(json.loads(os.environ.get(ENV_PLUGINS, "[]")))
     return build_dataplane(
@@ -29,4 +34,5 @@ def create_app() -> DataPlane:
         function_specs=functions,
         plugins=plugins,
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
+        store=os.environ.get(ENV_DATA_DIR) or None,
     )
