@@ -42,43 +42,42 @@ class RequestBody:
         if self.content_length == 0:
             return b""
         chunks: list[bytes] = []
-        size = 0
         receive = self._receive
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise GatewayError(ErrorType.BAD_REQUEST, "client disconnected")
-            chunk = message.get("body", b"")
+        size = 0
+        more = True
+        while more:
+            chunk, more = await self._next_chunk(receive)
             if chunk:
                 size += len(chunk)
-                if size > self.limit:
-                    raise GatewayError(ErrorType.REQUEST_TOO_LARGE, f"body passed {self.limit} bytes")
+                self._check(size)
                 chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        if len(chunks) == 1:
-            return chunks[0]
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body chunk by chunk, as the client sends it (for streaming proxies)."""
         self._take()
         if self.content_length == 0:
             return
-        size = 0
         receive = self._receive
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise GatewayError(ErrorType.BAD_REQUEST, "client disconnected")
-            chunk = message.get("body", b"")
+        size = 0
+        more = True
+        while more:
+            chunk, more = await self._next_chunk(receive)
             if chunk:
                 size += len(chunk)
-                if size > self.limit:
-                    raise GatewayError(ErrorType.REQUEST_TOO_LARGE, f"body passed {self.limit} bytes")
+                self._check(size)
                 yield chunk
-            if not message.get("more_body", False):
-                return
+
+    @staticmethod
+    async def _next_chunk(receive: Receive) -> tuple[bytes, bool]:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise GatewayError(ErrorType.BAD_REQUEST, "client disconnected")
+        return message.get("body", b""), message.get("more_body", False)
+
+    def _check(self, size: int) -> None:
+        if size > self.limit:
+            raise GatewayError(ErrorType.REQUEST_TOO_LARGE, f"body passed {self.limit} bytes")
 
 
 @dataclass(slots=True)
