@@ -106,3 +106,79 @@ def test_wrong_key_is_refused(portico, tmp_path):
     assert result.returncode == 1
     assert "InvalidSignatureException" in result.stderr
     assert "cli-test-secret" not in result.stderr
+
+
+def test_serve_without_a_config_file_serves_admin_apis(tmp_path):
+    """`portico serve --admin-port` needs no config file: it starts empty and serves what the admin
+    API creates (here an HTTP API made by quick create, as `aws apigatewayv2 create-api --target`)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+    import httpx
+
+    from conftest import TESTS_DIR
+
+    data_port, admin_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(TESTS_DIR))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portico",
+            "serve",
+            "--port",
+            str(data_port),
+            "--admin-port",
+            str(admin_port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--admin-key",
+            ADMIN_KEY,
+            "--function",
+            "echo=handlers.basic:echo",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        key_id, secret = ADMIN_KEY.split(":", 1)
+        client = boto3.client(
+            "apigatewayv2",
+            endpoint_url=f"http://127.0.0.1:{admin_port}",
+            region_name="eu-west-1",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                api = client.create_api(
+                    Name="quick",
+                    ProtocolType="HTTP",
+                    Target="arn:aws:lambda:eu-west-1:123456789012:function:echo",
+                )
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{data_port}/anything/here"
+        while True:
+            response = httpx.get(url, headers={"host": f"{api['ApiId']}.execute-api.localhost"})
+            if response.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert response.status_code == 200, response.text
+        event = response.json()
+        assert event["routeKey"] == "$default"
+        assert event["rawPath"] == "/anything/here"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=15)

@@ -90,12 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _find_config(given: str | None) -> str:
+def _find_config(given: str | None, required: bool = True) -> str | None:
+    """The config file to serve; None when there is none and none is `required` (with the admin
+    API, Portico can start empty and serve only what the admin API creates)."""
     if given:
         return given
     for name in DEFAULT_CONFIG_NAMES:
         if Path(name).is_file():
             return name
+    if not required:
+        return None
     raise SystemExit(
         "portico: no CONFIG given and none of "
         + ", ".join(DEFAULT_CONFIG_NAMES)
@@ -103,16 +107,19 @@ def _find_config(given: str | None) -> str:
     )
 
 
-def _validate(config_path: str, functions: list[str], plugins: list[str] = ()):
-    from portico.config.compile import CompileError
+def _validate(config_path: str | None, functions: list[str], plugins: list[str] = ()):
+    from portico.config.compile import CompileError, compile_config
     from portico.config.loader import ConfigFileError
-    from portico.dataplane.build import compile_file
+    from portico.config.models import Config
+    from portico.dataplane.build import build_registry, compile_file
     from portico.dataplane.plugins import load_plugins
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         load_plugins(plugins)
+        if config_path is None:
+            return compile_config(Config(), build_registry(Config(), functions))
         return compile_file(config_path, functions)
     except ConfigFileError as exc:
         print(f"portico: {exc}", file=sys.stderr)
@@ -139,7 +146,8 @@ def _describe(compiled, host: str, port: int) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config_path = os.path.abspath(_find_config(args.config))
+    found = _find_config(args.config, required=args.admin_port is None)
+    config_path = os.path.abspath(found) if found else None
     compiled = _validate(config_path, args.function, args.plugin)
     if args.check:
         print(_describe(compiled, args.host, args.port))
@@ -160,7 +168,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
-    os.environ[ENV_CONFIG] = config_path
+    # Empty: no config file, only the APIs the admin API creates.
+    os.environ[ENV_CONFIG] = config_path or ""
     os.environ[ENV_FUNCTIONS] = json.dumps(args.function)
     os.environ[ENV_PLUGINS] = json.dumps(args.plugin)
     # Token buckets live in one shared file so that limits hold for all workers together.
