@@ -77,7 +77,8 @@ class _RequestIds:
     """HTTP APIs' `apigw-requestid`: 16 base64 characters, e.g. `JKJaXmPLvHcESHA=` (11 bytes).
 
     A random per-process prefix and a counter: unique across workers and restarts without a
-    system call per request.
+    system call per request. The counter is scrambled by multiplying with an odd constant (a
+    bijection modulo 2**32, so still unique) so that consecutive ids do not look consecutive.
     """
 
     __slots__ = ("_counter", "_prefix")
@@ -88,7 +89,8 @@ class _RequestIds:
 
     def next(self) -> str:
         self._counter = (self._counter + 1) & 0xFFFFFFFF
-        return b2a_base64((self._prefix | self._counter).to_bytes(11, "big"), newline=False).decode()
+        scrambled = (self._counter * 0x9E3779B1) & 0xFFFFFFFF
+        return b2a_base64((self._prefix | scrambled).to_bytes(11, "big"), newline=False).decode()
 
 
 class DataPlane:
