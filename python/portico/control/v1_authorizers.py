@@ -9,9 +9,9 @@ from typing import Any
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, operation
 from portico.control.v1_resources import METHOD_KIND
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
+from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, list_rest_api_children, load_rest_api
 from portico.control.wire import get_service
 
 AUTHORIZER_KIND = "authorizer"
@@ -104,11 +104,7 @@ def get_authorizer(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "GetAuthorizers")
 def get_authorizers(request: AdminRequest, params: dict) -> dict:
-    with request.store.read() as tx:
-        load_rest_api(tx, params["restApiId"])
-        items = tx.list(SERVICE, AUTHORIZER_KIND, params["restApiId"])
-    page, position = paginate(items, params.get("position"), params.get("limit"))
-    return {"items": page, "position": position}
+    return list_rest_api_children(request, params, AUTHORIZER_KIND)
 
 
 @operation(SERVICE, "UpdateAuthorizer")
@@ -173,11 +169,7 @@ def get_request_validator(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "GetRequestValidators")
 def get_request_validators(request: AdminRequest, params: dict) -> dict:
-    with request.store.read() as tx:
-        load_rest_api(tx, params["restApiId"])
-        items = tx.list(SERVICE, VALIDATOR_KIND, params["restApiId"])
-    page, position = paginate(items, params.get("position"), params.get("limit"))
-    return {"items": page, "position": position}
+    return list_rest_api_children(request, params, VALIDATOR_KIND)
 
 
 @operation(SERVICE, "UpdateRequestValidator")

@@ -11,9 +11,9 @@ from typing import Any
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, operation
 from portico.control.v1_resources import METHOD_KIND
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
+from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, list_rest_api_children, load_rest_api
 from portico.control.wire import get_service
 
 KIND = "model"
@@ -104,11 +104,7 @@ def get_model(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "GetModels")
 def get_models(request: AdminRequest, params: dict) -> dict:
-    with request.store.read() as tx:
-        load_rest_api(tx, params["restApiId"])
-        items = tx.list(SERVICE, KIND, params["restApiId"])
-    page, position = paginate(items, params.get("position"), params.get("limit"))
-    return {"items": page, "position": position}
+    return list_rest_api_children(request, params, KIND)
 
 
 @operation(SERVICE, "UpdateModel")

@@ -40,6 +40,16 @@ def load_rest_api(tx, rest_api_id: str) -> dict[str, Any]:
     return api
 
 
+def list_rest_api_children(request: AdminRequest, params: dict, kind: str) -> dict:
+    """One page (`limit`/`position`) of a REST API's documents of `kind`: the shape of every v1
+    list operation scoped to a REST API."""
+    with request.store.read() as tx:
+        load_rest_api(tx, params["restApiId"])
+        items = tx.list(SERVICE, kind, params["restApiId"])
+    page, position = paginate(items, params.get("position"), params.get("limit"))
+    return {"items": page, "position": position}
+
+
 @operation(SERVICE, "CreateRestApi")
 def create_rest_api(request: AdminRequest, params: dict) -> dict:
     if params.get("cloneFrom"):

@@ -5,6 +5,7 @@ is switched on) and after every change of its API (see `v2_common.auto_deploy`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from portico.control.errors import BadRequestException, ConflictException
@@ -180,10 +181,9 @@ def delete_stage(request: AdminRequest, params: dict) -> None:
 
 @operation(SERVICE, "DeleteRouteSettings")
 def delete_route_settings(request: AdminRequest, params: dict) -> None:
-    api_id, name, key = params["ApiId"], params["StageName"], params["RouteKey"]
-    with request.store.transaction() as tx:
-        load_api(request, tx, api_id)
-        stage = load_stage(tx, api_id, name)
+    key, name = params["RouteKey"], params["StageName"]
+
+    def drop(stage: dict) -> None:
         settings = stage.get("RouteSettings") or {}
         if key not in settings:
             raise not_found(
@@ -192,27 +192,31 @@ def delete_route_settings(request: AdminRequest, params: dict) -> None:
         del settings[key]
         stage["RouteSettings"] = settings
         stage["LastUpdatedDate"] = now()
-        tx.put(SERVICE, STAGE, stage_id(api_id, name), stage, parent=api_id)
+
+    _change_stage(request, params, drop)
 
 
 @operation(SERVICE, "DeleteAccessLogSettings")
 def delete_access_log_settings(request: AdminRequest, params: dict) -> None:
-    api_id, name = params["ApiId"], params["StageName"]
-    with request.store.transaction() as tx:
-        load_api(request, tx, api_id)
-        stage = load_stage(tx, api_id, name)
+    def drop(stage: dict) -> None:
         stage.pop("AccessLogSettings", None)
         stage["LastUpdatedDate"] = now()
-        tx.put(SERVICE, STAGE, stage_id(api_id, name), stage, parent=api_id)
+
+    _change_stage(request, params, drop)
 
 
 @operation(SERVICE, "ResetAuthorizersCache")
 def reset_authorizers_cache(request: AdminRequest, params: dict) -> None:
     # The data plane keys its authorizer cache by the stage's deployment; touching the stage (a new
     # LastUpdatedDate, so a new store generation) is the signal to drop cached authorizer results.
+    _change_stage(request, params, lambda stage: stage.__setitem__("_authorizersCacheResetAt", now()))
+
+
+def _change_stage(request: AdminRequest, params: dict, change: Callable[[dict], None]) -> None:
+    """Load the stage named by `params`, apply `change` to it and store it, in one transaction."""
     api_id, name = params["ApiId"], params["StageName"]
     with request.store.transaction() as tx:
         load_api(request, tx, api_id)
         stage = load_stage(tx, api_id, name)
-        stage["_authorizersCacheResetAt"] = now()
+        change(stage)
         tx.put(SERVICE, STAGE, stage_id(api_id, name), stage, parent=api_id)
