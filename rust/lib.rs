@@ -3,6 +3,7 @@
 
 pub mod gateway;
 pub mod http1;
+pub mod ids;
 mod py;
 pub mod router;
 pub mod throttle;
@@ -23,6 +24,7 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        monotonic_ns, parse_response_head, ConfigError, Gateway, Router, TokenBuckets, Verdict,
+        monotonic_ns, parse_response_head, ConfigError, Gateway, RequestIds, Router, TokenBuckets,
+        Verdict,
     };
 }

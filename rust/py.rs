@@ -2,6 +2,7 @@
 
 use crate::gateway::{self, GatewayError};
 use crate::http1;
+use crate::ids::IdGenerator;
 use crate::router;
 use crate::throttle::{self, Buckets, Limit};
 use pyo3::create_exception;
@@ -330,5 +331,34 @@ pub fn parse_response_head<'py>(
         Ok(Some(result)) => result.map(Some),
         Ok(None) => Ok(None),
         Err(e) => Err(PyValueError::new_err(e.to_string())),
+    }
+}
+
+/// Request ids and trace ids for one worker (see `ids.rs`).
+#[pyclass(frozen, module = "portico._core")]
+pub struct RequestIds {
+    inner: IdGenerator,
+}
+
+#[pymethods]
+impl RequestIds {
+    #[new]
+    fn new() -> Self {
+        RequestIds {
+            inner: IdGenerator::new(),
+        }
+    }
+
+    /// The next `apigw-requestid`: 16 base64 characters, unique per generator.
+    fn next(&self) -> String {
+        self.inner.request_id()
+    }
+
+    /// A new X-Ray trace header value, `Root=1-<epoch seconds>-<96 random bits>` (hex).
+    fn trace_id(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.inner.trace_id(now)
     }
 }

@@ -13,6 +13,7 @@ __all__ = [
     "THROTTLED",
     "ConfigError",
     "Gateway",
+    "RequestIds",
     "Router",
     "TokenBuckets",
     "Verdict",
@@ -133,6 +134,17 @@ class Router:
     def lookup(self, method: str, path: str) -> tuple[int, dict[str, str]] | None:
         """(route_id, path variables) of the best route for `method` and the raw `path`."""
     def __len__(self) -> int: ...
+
+@final
+class RequestIds:
+    """Request ids and X-Ray trace ids for one worker: a random seed and a counter, no system call
+    per id."""
+
+    def __init__(self) -> None: ...
+    def next(self) -> str:
+        """The next `apigw-requestid`: 16 base64 characters (11 bytes), unique per generator."""
+    def trace_id(self) -> str:
+        """A new X-Ray trace header value, `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`."""
 
 def monotonic_ns() -> int:
     """The clock the buckets use (CLOCK_MONOTONIC, shared by all processes on the machine)."""

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from binascii import b2a_base64
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -73,26 +71,6 @@ class ServingState:
         self.generation = generation
 
 
-class _RequestIds:
-    """HTTP APIs' `apigw-requestid`: 16 base64 characters, e.g. `JKJaXmPLvHcESHA=` (11 bytes).
-
-    A random per-process prefix and a counter: unique across workers and restarts without a
-    system call per request. The counter is scrambled by multiplying with an odd constant (a
-    bijection modulo 2**32, so still unique) so that consecutive ids do not look consecutive.
-    """
-
-    __slots__ = ("_counter", "_prefix")
-
-    def __init__(self) -> None:
-        self._prefix = int.from_bytes(os.urandom(7), "big") << 32
-        self._counter = 0
-
-    def next(self) -> str:
-        self._counter = (self._counter + 1) & 0xFFFFFFFF
-        scrambled = (self._counter * 0x9E3779B1) & 0xFFFFFFFF
-        return b2a_base64((self._prefix | scrambled).to_bytes(11, "big"), newline=False).decode()
-
-
 class DataPlane:
     """The ASGI app serving one compiled configuration, replaceable at run time by `reload`."""
 
@@ -119,7 +97,8 @@ class DataPlane:
         self._on_response = [p.on_response for p in self.plugins if _overrides(p, "on_response")]
         self._access_log = AccessLogger(settings.accessLog) if settings.accessLog else None
         self._on_shutdown = list(on_shutdown)
-        self._request_ids = _RequestIds()
+        # apigw-requestid values (and X-Ray trace ids for HTTP_PROXY): made by the core.
+        self.ids = _core.RequestIds()
         self.source = source
         # The source generation last built (or last failed to build: not retried until it moves).
         self._generation = generation
@@ -267,7 +246,7 @@ class DataPlane:
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
         client = scope.get("client")
         ctx = RequestContext(
-            request_id=self._request_ids.next(),
+            request_id=self.ids.next(),
             method=scope["method"],
             raw_path=path,
             raw_query=scope["query_string"].decode("latin-1"),

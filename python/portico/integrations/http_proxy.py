@@ -44,13 +44,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import random
 import re
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from portico._core import RequestIds
 from portico.dataplane.context import RequestContext, Response
 from portico.dataplane.errors import ErrorType, GatewayError
 from portico.integrations.upstream import NativeTransport
@@ -98,10 +97,16 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _STAGE_VAR = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}")
 _PATH_VAR = re.compile(r"\{([A-Za-z0-9_.-]+)\+?\}")
 _TRACE_ID = re.compile(r"(?:^|;)\s*Root=")
-_rng = random.Random()
-_random_bits = _rng.getrandbits
-# Workers are forked: reseed in each child so that no two workers produce the same trace ids.
-os.register_at_fork(after_in_child=_rng.seed)
+_ids = RequestIds()
+
+
+def _reseed() -> None:
+    global _ids
+    _ids = RequestIds()
+
+
+# Workers are forked: a fresh generator in each child, so that no two workers make the same trace ids.
+os.register_at_fork(after_in_child=_reseed)
 
 
 class UpstreamResponse(Protocol):
@@ -329,18 +334,9 @@ def _egress_ip(host: str) -> str:
     return ip
 
 
-_trace_prefix: list[Any] = [-1, ""]  # [epoch second, "Root=1-<it in hex>-"]
-
-
 def _trace_id() -> str:
     """An X-Ray trace header value: Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>."""
-    now = int(time.time())
-    cached = _trace_prefix
-    if cached[0] != now:
-        cached[0] = now
-        cached[1] = f"Root=1-{now:08x}-"
-    # Trace ids need uniqueness, not secrecy: the PRNG avoids a getrandom syscall per request.
-    return cached[1] + _random_bits(96).to_bytes(12, "big").hex()
+    return _ids.trace_id()
 
 
 def _split_url(url: str) -> tuple[str, str, str]:
