@@ -14,6 +14,9 @@ What it starts (every port is a free one picked at run time; everything listens 
                   GET /limited  MOCK behind a route throttle of rate 1 / burst 1 (answers 429)
                 With `--transport all` (or `both`), one Portico per HTTP client runs, and the HTTP_PROXY
                 case of each is measured.
+  ceiling       benches/bare_proxy.py on the same Granian settings as Portico: the least an ASGI proxy
+                can do (a pooled GET, nothing else). Its ratio to nginx bounds every design that runs
+                Python per request; Portico's gap to it is the cost of the gateway's own work.
 
 What it measures, with wrk (`-t THREADS -c CONNECTIONS -d DURATION --latency`): requests/s and latency
 p50/p99 for each case. Every round runs every case once, the order reversed on odd rounds (ABC, CBA, ...)
@@ -28,7 +31,7 @@ Flags:
   --rounds N        rounds (default 3)
   --transport T     Portico's HTTP_PROXY client: native, aiohttp (default: Portico's default, native),
                     or all (`both` is a synonym): every one of them, side by side
-  --only CASES      comma-separated subset of: upstream, nginx, proxy, lambda, mock, 429
+  --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
   --profile S       after the rounds, sample Portico's worker with py-spy for S seconds under HTTP_PROXY
                     load and print where the time goes (needs `pip install py-spy`)
   --micro           also run the Rust micro-benchmark (`cargo bench --bench core`)
@@ -543,6 +546,16 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         wait_http(port, "/mock", proc, log)
         porticos[transport] = (port, proc)
 
+    # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses.
+    bare_port = free_port()
+    env = dict(os.environ, BARE_UPSTREAM=f"127.0.0.1:{up_port}")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
+    bare_cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--no-ws"]
+    bare_cmd += ["--workers", "1", "--backpressure", "1024", "--log-level", "warning"]
+    bare_cmd += ["--host", "127.0.0.1", "--port", str(bare_port), "bare_proxy:app"]
+    log = tmp / "bare-proxy.log"
+    wait_http(bare_port, "/", procs.start(bare_cmd, log, cwd=BENCHES, env=env), log)
+
     first_port = porticos[transports[0]][0]
     cases = [
         Case("upstream", "upstream (nginx, direct)", up_port, "/"),
@@ -554,6 +567,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         proxy_keys.append(key)
         label = "portico HTTP_PROXY" + (f" ({transport})" if transport else "")
         cases.append(Case(key, label, port, "/proxy"))
+    cases.append(Case("ceiling", "bare ASGI proxy on Granian", bare_port, "/"))
+    proxy_keys.append("ceiling")
     cases += [
         Case("lambda", "portico AWS_PROXY (in-process)", first_port, "/lambda"),
         Case("mock", "portico MOCK", first_port, "/mock"),
