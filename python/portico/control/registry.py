@@ -20,7 +20,7 @@ import base64
 import binascii
 import importlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,17 @@ def load_handlers(modules: Sequence[str] = HANDLER_MODULES) -> dict[tuple[str, s
 
 def not_implemented(operation_name: str) -> BadRequestException:
     return BadRequestException(f"Portico does not implement {operation_name} yet")
+
+
+# -- building documents from input -------------------------------------------------------------
+
+
+def copy_given(source: Mapping[str, Any], target: dict[str, Any], names: Iterable[str]) -> None:
+    """Copy onto `target` each of `names` that `source` gives (not None), in the order of `names`
+    (answers keep insertion order); members not given stay absent, as AWS omits them."""
+    for name in names:
+        if source.get(name) is not None:
+            target[name] = source[name]
 
 
 # -- pagination shared by list operations ------------------------------------------------------

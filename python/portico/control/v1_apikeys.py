@@ -20,7 +20,7 @@ from typing import Any
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v1_restapis import SERVICE
 from portico.control.v1_stages import KIND as STAGE_KIND
 from portico.control.v1_stages import stage_key
@@ -108,9 +108,7 @@ def create_api_key(request: AdminRequest, params: dict) -> dict:
         "stageKeys": [],
         "tags": params.get("tags") or {},
     }
-    for member in ("name", "description", "customerId"):
-        if params.get(member) is not None:
-            key[member] = params[member]
+    copy_given(params, key, ("name", "description", "customerId"))
     with request.store.transaction() as tx:
         _check_value(tx, key["value"])
         for stage in params.get("stageKeys") or ():
@@ -207,9 +205,7 @@ def create_usage_plan(request: AdminRequest, params: dict) -> dict:
         "apiStages": params.get("apiStages") or [],
         "tags": params.get("tags") or {},
     }
-    for member in ("description", "throttle", "quota"):
-        if params.get(member) is not None:
-            plan[member] = params[member]
+    copy_given(params, plan, ("description", "throttle", "quota"))
     if "quota" in plan:
         plan["quota"].setdefault("offset", 0)
     _check_plan(plan)

@@ -7,12 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException, NotFoundException
-from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, operation
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation
 from portico.control.v1_resources import METHOD_KIND
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, list_rest_api_children, load_rest_api
-from portico.control.wire import get_service
+from portico.control.v1_restapis import (
+    RESOURCE_KIND,
+    SERVICE,
+    apply_request_patch,
+    list_rest_api_children,
+    load_rest_api,
+    load_rest_api_child,
+    put_rest_api_child,
+)
 
 AUTHORIZER_KIND = "authorizer"
 VALIDATOR_KIND = "requestvalidator"
@@ -57,11 +63,9 @@ def check_authorizer(authorizer: dict[str, Any]) -> None:
 
 
 def load_authorizer(tx, rest_api_id: str, authorizer_id: str) -> dict[str, Any]:
-    load_rest_api(tx, rest_api_id)
-    authorizer = tx.get(SERVICE, AUTHORIZER_KIND, authorizer_id, parent=rest_api_id)
-    if authorizer is None:
-        raise NotFoundException("Invalid Authorizer identifier specified")
-    return authorizer
+    return load_rest_api_child(
+        tx, rest_api_id, AUTHORIZER_KIND, authorizer_id, "Invalid Authorizer identifier specified"
+    )
 
 
 def _referencing_method(tx, rest_api_id: str, member: str, value: str) -> str | None:
@@ -76,23 +80,25 @@ def _referencing_method(tx, rest_api_id: str, member: str, value: str) -> str | 
 @operation(SERVICE, "CreateAuthorizer")
 def create_authorizer(request: AdminRequest, params: dict) -> dict:
     authorizer: dict[str, Any] = {"id": ids.random_id(6)}
-    for name in (
-        "name",
-        "type",
-        "providerARNs",
-        "authType",
-        "authorizerUri",
-        "authorizerCredentials",
-        "identitySource",
-        "identityValidationExpression",
-    ):
-        if params.get(name) is not None:
-            authorizer[name] = params[name]
+    copy_given(
+        params,
+        authorizer,
+        (
+            "name",
+            "type",
+            "providerARNs",
+            "authType",
+            "authorizerUri",
+            "authorizerCredentials",
+            "identitySource",
+            "identityValidationExpression",
+        ),
+    )
     authorizer["authorizerResultTtlInSeconds"] = params.get("authorizerResultTtlInSeconds", 300)
     check_authorizer(authorizer)
     with request.store.transaction() as tx:
         load_rest_api(tx, params["restApiId"])
-        tx.put(SERVICE, AUTHORIZER_KIND, authorizer["id"], authorizer, parent=params["restApiId"])
+        put_rest_api_child(tx, params["restApiId"], AUTHORIZER_KIND, authorizer)
     return authorizer
 
 
@@ -109,12 +115,11 @@ def get_authorizers(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "UpdateAuthorizer")
 def update_authorizer(request: AdminRequest, params: dict) -> dict:
-    shape = get_service(SERVICE).shape("Authorizer")
     with request.store.transaction() as tx:
         authorizer = load_authorizer(tx, params["restApiId"], params["authorizerId"])
-        authorizer = apply_patch(authorizer, params.get("patchOperations"), shape, AUTHORIZER_PATHS)
+        authorizer = apply_request_patch(authorizer, params, "Authorizer", AUTHORIZER_PATHS)
         check_authorizer(authorizer)
-        tx.put(SERVICE, AUTHORIZER_KIND, authorizer["id"], authorizer, parent=params["restApiId"])
+        put_rest_api_child(tx, params["restApiId"], AUTHORIZER_KIND, authorizer)
     return authorizer
 
 
@@ -134,11 +139,9 @@ def delete_authorizer(request: AdminRequest, params: dict) -> None:
 
 
 def load_validator(tx, rest_api_id: str, validator_id: str) -> dict[str, Any]:
-    load_rest_api(tx, rest_api_id)
-    validator = tx.get(SERVICE, VALIDATOR_KIND, validator_id, parent=rest_api_id)
-    if validator is None:
-        raise NotFoundException("Invalid Request Validator identifier specified")
-    return validator
+    return load_rest_api_child(
+        tx, rest_api_id, VALIDATOR_KIND, validator_id, "Invalid Request Validator identifier specified"
+    )
 
 
 def new_validator(params: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +160,7 @@ def create_request_validator(request: AdminRequest, params: dict) -> dict:
     validator = new_validator(params)
     with request.store.transaction() as tx:
         load_rest_api(tx, params["restApiId"])
-        tx.put(SERVICE, VALIDATOR_KIND, validator["id"], validator, parent=params["restApiId"])
+        put_rest_api_child(tx, params["restApiId"], VALIDATOR_KIND, validator)
     return validator
 
 
@@ -174,11 +177,10 @@ def get_request_validators(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "UpdateRequestValidator")
 def update_request_validator(request: AdminRequest, params: dict) -> dict:
-    shape = get_service(SERVICE).shape("RequestValidator")
     with request.store.transaction() as tx:
         validator = load_validator(tx, params["restApiId"], params["requestValidatorId"])
-        validator = apply_patch(validator, params.get("patchOperations"), shape, VALIDATOR_PATHS)
-        tx.put(SERVICE, VALIDATOR_KIND, validator["id"], validator, parent=params["restApiId"])
+        validator = apply_request_patch(validator, params, "RequestValidator", VALIDATOR_PATHS)
+        put_rest_api_child(tx, params["restApiId"], VALIDATOR_KIND, validator)
     return validator
 
 

@@ -8,11 +8,17 @@ import time
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, NotFoundException
-from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.errors import BadRequestException
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v1_resources import methods_by_resource
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
+from portico.control.v1_restapis import (
+    RESOURCE_KIND,
+    SERVICE,
+    apply_request_patch,
+    load_rest_api,
+    load_rest_api_child,
+    put_rest_api_child,
+)
 from portico.control.v1_stages import (
     DEPLOYMENT_KIND,
     _cache,
@@ -24,7 +30,6 @@ from portico.control.v1_stages import (
 from portico.control.v1_stages import (
     KIND as STAGE_KIND,
 )
-from portico.control.wire import get_service
 
 KIND = DEPLOYMENT_KIND
 _DEPLOYMENT_PATHS = ("/description",)
@@ -65,11 +70,9 @@ def api_summary(frozen: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def load_deployment(tx, rest_api_id: str, deployment_id: str) -> dict[str, Any]:
-    load_rest_api(tx, rest_api_id)
-    deployment = tx.get(SERVICE, KIND, deployment_id, parent=rest_api_id)
-    if deployment is None:
-        raise NotFoundException("Invalid Deployment identifier specified")
-    return deployment
+    return load_rest_api_child(
+        tx, rest_api_id, KIND, deployment_id, "Invalid Deployment identifier specified"
+    )
 
 
 def _public(deployment: dict[str, Any], summary: bool) -> dict[str, Any]:
@@ -96,7 +99,7 @@ def deploy(tx, rest_api_id: str, params: dict[str, Any]) -> dict[str, Any]:
         deployment["description"] = params["description"]
     deployment["apiSummary"] = api_summary(frozen)
     deployment["_snapshot"] = frozen
-    tx.put(SERVICE, KIND, deployment["id"], deployment, parent=rest_api_id)
+    put_rest_api_child(tx, rest_api_id, KIND, deployment)
     stage_name = params.get("stageName")
     if stage_name:
         stage = tx.get(SERVICE, STAGE_KIND, stage_key(rest_api_id, stage_name), parent=rest_api_id)
@@ -135,9 +138,7 @@ def deploy(tx, rest_api_id: str, params: dict[str, Any]) -> dict[str, Any]:
             if params.get("variables") is not None:
                 check_variables(params["variables"])
                 stage["variables"] = params["variables"]
-            for member in ("cacheClusterEnabled", "cacheClusterSize", "tracingEnabled"):
-                if params.get(member) is not None:
-                    stage[member] = params[member]
+            copy_given(params, stage, ("cacheClusterEnabled", "cacheClusterSize", "tracingEnabled"))
             _cache(stage)
         save_stage(tx, rest_api_id, stage)
     return deployment
@@ -168,11 +169,10 @@ def get_deployments(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "UpdateDeployment")
 def update_deployment(request: AdminRequest, params: dict) -> dict:
-    shape = get_service(SERVICE).shape("Deployment")
     with request.store.transaction() as tx:
         deployment = load_deployment(tx, params["restApiId"], params["deploymentId"])
-        deployment = apply_patch(deployment, params.get("patchOperations"), shape, _DEPLOYMENT_PATHS)
-        tx.put(SERVICE, KIND, deployment["id"], deployment, parent=params["restApiId"])
+        deployment = apply_request_patch(deployment, params, "Deployment", _DEPLOYMENT_PATHS)
+        put_rest_api_child(tx, params["restApiId"], KIND, deployment)
     return _public(deployment, summary=False)
 
 

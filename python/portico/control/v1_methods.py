@@ -8,14 +8,13 @@ plus the private `_resourceId`."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
-from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, operation
+from portico.control.registry import AdminRequest, copy_given, operation
 from portico.control.v1_resources import METHOD_KIND, load_resource
-from portico.control.v1_restapis import SERVICE
-from portico.control.wire import get_service
+from portico.control.v1_restapis import SERVICE, apply_request_patch
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 _STATUS = re.compile(r"^[1-5]\d\d$")
@@ -58,10 +57,17 @@ INTEGRATION_RESPONSE_PATHS = (
     "/responseParameters/*",
     "/responseTemplates/*",
 )
-
-
-def _shape(name: str):
-    return get_service(SERVICE).shape(name)
+# Integration members taken as given, both from PutIntegration and from OpenAPI's
+# x-amazon-apigateway-integration.
+INTEGRATION_MEMBERS = (
+    "uri",
+    "connectionId",
+    "credentials",
+    "requestParameters",
+    "requestTemplates",
+    "contentHandling",
+    "tlsConfig",
+)
 
 
 def method_key(resource_id: str, http_method: str) -> str:
@@ -150,19 +156,7 @@ def build_integration(resource_id: str, params: dict[str, Any]) -> dict[str, Any
     integration: dict[str, Any] = {"type": kind}
     if http_method and kind != "MOCK":
         integration["httpMethod"] = http_method.upper()
-    for name in (
-        "uri",
-        "connectionId",
-        "credentials",
-        "requestParameters",
-        "requestTemplates",
-        "contentHandling",
-        "tlsConfig",
-        "responseTransferMode",
-        "integrationTarget",
-    ):
-        if params.get(name) is not None:
-            integration[name] = params[name]
+    copy_given(params, integration, (*INTEGRATION_MEMBERS, "responseTransferMode", "integrationTarget"))
     integration["connectionType"] = params.get("connectionType") or "INTERNET"
     integration["passthroughBehavior"] = params.get("passthroughBehavior") or "WHEN_NO_MATCH"
     integration["timeoutInMillis"] = params.get("timeoutInMillis") or 29000
@@ -189,16 +183,18 @@ def put_method(request: AdminRequest, params: dict) -> dict:
             "authorizationType": params["authorizationType"],
             "apiKeyRequired": bool(params.get("apiKeyRequired", False)),
         }
-        for name in (
-            "authorizerId",
-            "operationName",
-            "requestParameters",
-            "requestModels",
-            "requestValidatorId",
-            "authorizationScopes",
-        ):
-            if params.get(name) is not None:
-                method[name] = params[name]
+        copy_given(
+            params,
+            method,
+            (
+                "authorizerId",
+                "operationName",
+                "requestParameters",
+                "requestModels",
+                "requestValidatorId",
+                "authorizationScopes",
+            ),
+        )
         check_method_refs(tx, rest_api_id, method)
         method["_resourceId"] = resource_id
         save_method(tx, rest_api_id, method)
@@ -215,7 +211,7 @@ def get_method(request: AdminRequest, params: dict) -> dict:
 def update_method(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         method = load_method(tx, params)
-        method = apply_patch(method, params.get("patchOperations"), _shape("Method"), METHOD_PATHS)
+        method = apply_request_patch(method, params, "Method", METHOD_PATHS)
         if not method.get("authorizationType"):
             raise BadRequestException("Invalid authorization type specified")
         if method.get("authorizationType") in ("NONE", "AWS_IAM"):
@@ -233,55 +229,88 @@ def delete_method(request: AdminRequest, params: dict) -> None:
 
 
 # -- method responses ---------------------------------------------------------------------------
+#
+# Method and integration responses are both {statusCode: response} maps inside the method document,
+# so the `_*_response` helpers serve both: `responses_of` picks the map (`_method_responses` or
+# `_integration_responses`, which raises NotFound when the method has no integration).
+
+ResponsesOf = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def _method_response(method: dict[str, Any], status: str) -> dict[str, Any]:
-    response = (method.get("methodResponses") or {}).get(status)
+def _method_responses(method: dict[str, Any]) -> dict[str, Any]:
+    return method.setdefault("methodResponses", {})
+
+
+def _response(responses: dict[str, Any], status: str) -> dict[str, Any]:
+    response = responses.get(status)
     if response is None:
         raise NotFoundException("Invalid Response status code specified")
     return response
 
 
-@operation(SERVICE, "PutMethodResponse")
-def put_method_response(request: AdminRequest, params: dict) -> dict:
+def _put_response(
+    request: AdminRequest, params: dict, responses_of: ResponsesOf, members: tuple[str, ...]
+) -> dict:
     check_status(params["statusCode"])
     with request.store.transaction() as tx:
         method = load_method(tx, params)
+        responses = responses_of(method)
         response: dict[str, Any] = {"statusCode": params["statusCode"]}
-        for name in ("responseParameters", "responseModels"):
-            if params.get(name) is not None:
-                response[name] = params[name]
-        method.setdefault("methodResponses", {})[params["statusCode"]] = response
+        copy_given(params, response, members)
+        responses[params["statusCode"]] = response
         save_method(tx, params["restApiId"], method)
     return response
+
+
+def _get_response(request: AdminRequest, params: dict, responses_of: ResponsesOf) -> dict:
+    with request.store.read() as tx:
+        return _response(responses_of(load_method(tx, params)), params["statusCode"])
+
+
+def _update_response(
+    request: AdminRequest,
+    params: dict,
+    responses_of: ResponsesOf,
+    shape_name: str,
+    allowed: tuple[str, ...],
+) -> dict:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        responses = responses_of(method)
+        status = params["statusCode"]
+        response = apply_request_patch(_response(responses, status), params, shape_name, allowed)
+        responses[status] = response
+        save_method(tx, params["restApiId"], method)
+    return response
+
+
+def _delete_response(request: AdminRequest, params: dict, responses_of: ResponsesOf) -> None:
+    with request.store.transaction() as tx:
+        method = load_method(tx, params)
+        responses = responses_of(method)
+        _response(responses, params["statusCode"])
+        del responses[params["statusCode"]]
+        save_method(tx, params["restApiId"], method)
+
+
+@operation(SERVICE, "PutMethodResponse")
+def put_method_response(request: AdminRequest, params: dict) -> dict:
+    return _put_response(request, params, _method_responses, ("responseParameters", "responseModels"))
 
 
 @operation(SERVICE, "GetMethodResponse")
 def get_method_response(request: AdminRequest, params: dict) -> dict:
-    with request.store.read() as tx:
-        return _method_response(load_method(tx, params), params["statusCode"])
+    return _get_response(request, params, _method_responses)
 
 
 @operation(SERVICE, "UpdateMethodResponse")
 def update_method_response(request: AdminRequest, params: dict) -> dict:
-    with request.store.transaction() as tx:
-        method = load_method(tx, params)
-        response = _method_response(method, params["statusCode"])
-        response = apply_patch(
-            response, params.get("patchOperations"), _shape("MethodResponse"), METHOD_RESPONSE_PATHS
-        )
-        method["methodResponses"][params["statusCode"]] = response
-        save_method(tx, params["restApiId"], method)
-    return response
+    return _update_response(request, params, _method_responses, "MethodResponse", METHOD_RESPONSE_PATHS)
 
 
 @operation(SERVICE, "DeleteMethodResponse")
 def delete_method_response(request: AdminRequest, params: dict) -> None:
-    with request.store.transaction() as tx:
-        method = load_method(tx, params)
-        _method_response(method, params["statusCode"])
-        del method["methodResponses"][params["statusCode"]]
-        save_method(tx, params["restApiId"], method)
+    _delete_response(request, params, _method_responses)
 
 
 # -- integrations -------------------------------------------------------------------------------
@@ -314,9 +343,7 @@ def get_integration(request: AdminRequest, params: dict) -> dict:
 def update_integration(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         method = load_method(tx, params)
-        integration = apply_patch(
-            _integration(method), params.get("patchOperations"), _shape("Integration"), INTEGRATION_PATHS
-        )
+        integration = apply_request_patch(_integration(method), params, "Integration", INTEGRATION_PATHS)
         if integration.get("type") in _NEEDS_HTTP_METHOD and not integration.get("httpMethod"):
             raise BadRequestException("Enumeration value for HttpMethod must be non-empty")
         method["methodIntegration"] = integration
@@ -336,53 +363,28 @@ def delete_integration(request: AdminRequest, params: dict) -> None:
 # -- integration responses ----------------------------------------------------------------------
 
 
-def _integration_response(method: dict[str, Any], status: str) -> dict[str, Any]:
-    response = (_integration(method).get("integrationResponses") or {}).get(status)
-    if response is None:
-        raise NotFoundException("Invalid Response status code specified")
-    return response
+def _integration_responses(method: dict[str, Any]) -> dict[str, Any]:
+    return _integration(method).setdefault("integrationResponses", {})
 
 
 @operation(SERVICE, "PutIntegrationResponse")
 def put_integration_response(request: AdminRequest, params: dict) -> dict:
-    check_status(params["statusCode"])
-    with request.store.transaction() as tx:
-        method = load_method(tx, params)
-        integration = _integration(method)
-        response: dict[str, Any] = {"statusCode": params["statusCode"]}
-        for name in ("selectionPattern", "responseParameters", "responseTemplates", "contentHandling"):
-            if params.get(name) is not None:
-                response[name] = params[name]
-        integration.setdefault("integrationResponses", {})[params["statusCode"]] = response
-        save_method(tx, params["restApiId"], method)
-    return response
+    members = ("selectionPattern", "responseParameters", "responseTemplates", "contentHandling")
+    return _put_response(request, params, _integration_responses, members)
 
 
 @operation(SERVICE, "GetIntegrationResponse")
 def get_integration_response(request: AdminRequest, params: dict) -> dict:
-    with request.store.read() as tx:
-        return _integration_response(load_method(tx, params), params["statusCode"])
+    return _get_response(request, params, _integration_responses)
 
 
 @operation(SERVICE, "UpdateIntegrationResponse")
 def update_integration_response(request: AdminRequest, params: dict) -> dict:
-    with request.store.transaction() as tx:
-        method = load_method(tx, params)
-        response = apply_patch(
-            _integration_response(method, params["statusCode"]),
-            params.get("patchOperations"),
-            _shape("IntegrationResponse"),
-            INTEGRATION_RESPONSE_PATHS,
-        )
-        method["methodIntegration"]["integrationResponses"][params["statusCode"]] = response
-        save_method(tx, params["restApiId"], method)
-    return response
+    return _update_response(
+        request, params, _integration_responses, "IntegrationResponse", INTEGRATION_RESPONSE_PATHS
+    )
 
 
 @operation(SERVICE, "DeleteIntegrationResponse")
 def delete_integration_response(request: AdminRequest, params: dict) -> None:
-    with request.store.transaction() as tx:
-        method = load_method(tx, params)
-        _integration_response(method, params["statusCode"])
-        del method["methodIntegration"]["integrationResponses"][params["statusCode"]]
-        save_method(tx, params["restApiId"], method)
+    _delete_response(request, params, _integration_responses)

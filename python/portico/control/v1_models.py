@@ -9,12 +9,17 @@ import re
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException, NotFoundException
-from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, operation
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation
 from portico.control.v1_resources import METHOD_KIND
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, list_rest_api_children, load_rest_api
-from portico.control.wire import get_service
+from portico.control.v1_restapis import (
+    RESOURCE_KIND,
+    SERVICE,
+    apply_request_patch,
+    list_rest_api_children,
+    load_rest_api,
+    load_rest_api_child,
+)
 
 KIND = "model"
 _NAME = re.compile(r"^[A-Za-z0-9]+$")
@@ -71,11 +76,9 @@ def put_model(tx, rest_api_id: str, model: dict[str, Any]) -> None:
 
 
 def load_model(tx, rest_api_id: str, name: str) -> dict[str, Any]:
-    load_rest_api(tx, rest_api_id)
-    model = tx.get(SERVICE, KIND, model_key(rest_api_id, name), parent=rest_api_id)
-    if model is None:
-        raise NotFoundException(f"Invalid model name specified: {name}")
-    return model
+    return load_rest_api_child(
+        tx, rest_api_id, KIND, model_key(rest_api_id, name), f"Invalid model name specified: {name}"
+    )
 
 
 @operation(SERVICE, "CreateModel")
@@ -85,9 +88,7 @@ def create_model(request: AdminRequest, params: dict) -> dict:
         raise BadRequestException("Model name must be alphanumeric")
     check_schema(params.get("schema"))
     model = {"id": ids.random_id(6), "name": name, "contentType": params["contentType"]}
-    for member in ("schema", "description"):
-        if params.get(member) is not None:
-            model[member] = params[member]
+    copy_given(params, model, ("schema", "description"))
     with request.store.transaction() as tx:
         load_rest_api(tx, params["restApiId"])
         if tx.get(SERVICE, KIND, model_key(params["restApiId"], name)) is not None:
@@ -109,10 +110,9 @@ def get_models(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "UpdateModel")
 def update_model(request: AdminRequest, params: dict) -> dict:
-    shape = get_service(SERVICE).shape("Model")
     with request.store.transaction() as tx:
         model = load_model(tx, params["restApiId"], params["modelName"])
-        model = apply_patch(model, params.get("patchOperations"), shape, {"replace": MODEL_PATHS})
+        model = apply_request_patch(model, params, "Model", {"replace": MODEL_PATHS})
         check_schema(model.get("schema"))
         put_model(tx, params["restApiId"], model)
     return model

@@ -17,7 +17,7 @@ import yaml
 
 from portico.control import ids
 from portico.control.errors import BadRequestException, NotFoundException
-from portico.control.registry import AdminRequest, operation
+from portico.control.registry import AdminRequest, copy_given, operation
 from portico.control.v1_authorizers import AUTHORIZER_KIND, VALIDATOR_KIND, check_authorizer, new_validator
 from portico.control.v1_deployments import load_deployment
 from portico.control.v1_gateway_responses import (
@@ -27,12 +27,12 @@ from portico.control.v1_gateway_responses import (
     gateway_response_key,
     new_gateway_response,
 )
-from portico.control.v1_methods import build_integration, method_key, save_method
+from portico.control.v1_methods import INTEGRATION_MEMBERS, build_integration, method_key, save_method
 from portico.control.v1_models import KIND as MODEL_KIND
 from portico.control.v1_models import default_models, model_key, put_model
 from portico.control.v1_resources import METHOD_KIND, add_resource
 from portico.control.v1_restapis import KIND as API_KIND
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
+from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api, put_rest_api_child
 from portico.control.v1_stages import load_stage
 
 INVALID = "Invalid OpenAPI input."
@@ -93,20 +93,7 @@ def _import_integration(resource_id: str, ext: dict[str, Any]) -> dict[str, Any]
     if params["type"] not in ("HTTP", "AWS", "MOCK", "HTTP_PROXY", "AWS_PROXY"):
         raise BadRequestException(INVALID)
     params["integrationHttpMethod"] = _upper(ext.get("httpMethod"))
-    for name in (
-        "uri",
-        "connectionId",
-        "credentials",
-        "requestParameters",
-        "requestTemplates",
-        "contentHandling",
-        "cacheNamespace",
-        "cacheKeyParameters",
-        "timeoutInMillis",
-        "tlsConfig",
-    ):
-        if ext.get(name) is not None:
-            params[name] = ext[name]
+    copy_given(ext, params, (*INTEGRATION_MEMBERS, "cacheNamespace", "cacheKeyParameters", "timeoutInMillis"))
     params["connectionType"] = _upper(ext.get("connectionType"))
     params["passthroughBehavior"] = _upper(ext.get("passthroughBehavior"))
     integration = build_integration(resource_id, params)
@@ -116,9 +103,7 @@ def _import_integration(resource_id: str, ext: dict[str, Any]) -> dict[str, Any]
         response: dict[str, Any] = {"statusCode": status}
         if pattern != "default":
             response["selectionPattern"] = pattern
-        for name in ("responseParameters", "responseTemplates", "contentHandling"):
-            if spec.get(name) is not None:
-                response[name] = spec[name]
+        copy_given(spec, response, ("responseParameters", "responseTemplates", "contentHandling"))
         responses[status] = response
     if responses:
         integration["integrationResponses"] = responses
@@ -221,7 +206,7 @@ def build_from_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> None:
     for name, body in (spec.get("x-amazon-apigateway-request-validators") or {}).items():
         if name not in context["validators"]:
             validator = new_validator({"name": name, **(body or {})})
-            tx.put(SERVICE, VALIDATOR_KIND, validator["id"], validator, parent=rest_api_id)
+            put_rest_api_child(tx, rest_api_id, VALIDATOR_KIND, validator)
             context["validators"][name] = validator["id"]
     existing_authorizers = {a.get("name"): a for a in tx.list(SERVICE, AUTHORIZER_KIND, rest_api_id)}
     for scheme_name, scheme in _schemes(spec).items():
@@ -232,14 +217,11 @@ def build_from_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> None:
         authorizer["type"] = _upper(ext.get("type") or "TOKEN")
         if scheme.get("x-amazon-apigateway-authtype"):
             authorizer["authType"] = scheme["x-amazon-apigateway-authtype"]
-        for name in (
-            "authorizerUri",
-            "authorizerCredentials",
-            "identityValidationExpression",
-            "providerARNs",
-        ):
-            if ext.get(name) is not None:
-                authorizer[name] = ext[name]
+        copy_given(
+            ext,
+            authorizer,
+            ("authorizerUri", "authorizerCredentials", "identityValidationExpression", "providerARNs"),
+        )
         source = ext.get("identitySource")
         if (
             source is None
@@ -251,7 +233,7 @@ def build_from_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> None:
             authorizer["identitySource"] = source
         authorizer["authorizerResultTtlInSeconds"] = int(ext.get("authorizerResultTtlInSeconds", 300))
         check_authorizer(authorizer)
-        tx.put(SERVICE, AUTHORIZER_KIND, authorizer["id"], authorizer, parent=rest_api_id)
+        put_rest_api_child(tx, rest_api_id, AUTHORIZER_KIND, authorizer)
         context["authorizers"][scheme_name] = authorizer
     for name, schema in _definitions(spec).items():
         current = tx.get(SERVICE, MODEL_KIND, model_key(rest_api_id, name))
@@ -604,16 +586,18 @@ def _export_authorizer(authorizer: dict[str, Any], with_extension: bool) -> dict
     )
     if with_extension:
         ext = {"type": str(authorizer.get("type", "")).lower()}
-        for name in (
-            "authorizerUri",
-            "authorizerCredentials",
-            "identitySource",
-            "identityValidationExpression",
-            "authorizerResultTtlInSeconds",
-            "providerARNs",
-        ):
-            if authorizer.get(name) is not None:
-                ext[name] = authorizer[name]
+        copy_given(
+            authorizer,
+            ext,
+            (
+                "authorizerUri",
+                "authorizerCredentials",
+                "identitySource",
+                "identityValidationExpression",
+                "authorizerResultTtlInSeconds",
+                "providerARNs",
+            ),
+        )
         scheme["x-amazon-apigateway-authorizer"] = ext
     return scheme
 

@@ -8,11 +8,15 @@ import re
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException, NotFoundException
-from portico.control.patch import apply_patch
+from portico.control.errors import BadRequestException, ConflictException
 from portico.control.registry import AdminRequest, operation, paginate
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api
-from portico.control.wire import get_service
+from portico.control.v1_restapis import (
+    RESOURCE_KIND,
+    SERVICE,
+    apply_request_patch,
+    load_rest_api,
+    load_rest_api_child,
+)
 
 METHOD_KIND = "method"
 _PATH_PART = re.compile(r"^(\{[A-Za-z0-9._-]+\+?\}|[A-Za-z0-9._:@&=+$,~!*'()-]+)$")
@@ -20,11 +24,9 @@ _RESOURCE_PATHS = ("/parentId", "/pathPart")
 
 
 def load_resource(tx, rest_api_id: str, resource_id: str) -> dict[str, Any]:
-    load_rest_api(tx, rest_api_id)
-    resource = tx.get(SERVICE, RESOURCE_KIND, resource_id, parent=rest_api_id)
-    if resource is None:
-        raise NotFoundException("Invalid Resource identifier specified")
-    return resource
+    return load_rest_api_child(
+        tx, rest_api_id, RESOURCE_KIND, resource_id, "Invalid Resource identifier specified"
+    )
 
 
 def is_variable(path_part: str | None) -> bool:
@@ -161,10 +163,9 @@ def get_resources(request: AdminRequest, params: dict) -> dict:
 @operation(SERVICE, "UpdateResource")
 def update_resource(request: AdminRequest, params: dict) -> dict:
     rest_api_id = params["restApiId"]
-    shape = get_service(SERVICE).shape("Resource")
     with request.store.transaction() as tx:
         resource = load_resource(tx, rest_api_id, params["resourceId"])
-        patched = apply_patch(resource, params.get("patchOperations"), shape, {"replace": _RESOURCE_PATHS})
+        patched = apply_request_patch(resource, params, "Resource", {"replace": _RESOURCE_PATHS})
         if not resource.get("parentId"):
             if patched != resource:
                 raise BadRequestException("Root resource cannot be modified")

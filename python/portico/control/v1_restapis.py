@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from portico.control import ids
 from portico.control.errors import NotFoundException
 from portico.control.patch import apply_patch
-from portico.control.registry import AdminRequest, not_implemented, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, not_implemented, operation, paginate
 from portico.control.wire import get_service
 
 SERVICE = "apigateway"
@@ -40,6 +41,29 @@ def load_rest_api(tx, rest_api_id: str) -> dict[str, Any]:
     return api
 
 
+def load_rest_api_child(tx, rest_api_id: str, kind: str, child_id: str, not_found: str) -> dict[str, Any]:
+    """A REST API's document of `kind`: AWS's NotFoundException for the API first, then
+    `not_found` for the document."""
+    load_rest_api(tx, rest_api_id)
+    doc = tx.get(SERVICE, kind, child_id, parent=rest_api_id)
+    if doc is None:
+        raise NotFoundException(not_found)
+    return doc
+
+
+def put_rest_api_child(tx, rest_api_id: str, kind: str, doc: dict[str, Any]) -> None:
+    """Store a REST API's document of `kind` under its own `id`."""
+    tx.put(SERVICE, kind, doc["id"], doc, parent=rest_api_id)
+
+
+def apply_request_patch(
+    doc: dict[str, Any], params: dict, shape_name: str, allowed: Sequence[str] | Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """A copy of `doc` with the request's `patchOperations` applied (paths checked against
+    `allowed`, values typed by the `shape_name` shape): the core of every v1 Update* operation."""
+    return apply_patch(doc, params.get("patchOperations"), get_service(SERVICE).shape(shape_name), allowed)
+
+
 def list_rest_api_children(request: AdminRequest, params: dict, kind: str) -> dict:
     """One page (`limit`/`position`) of a REST API's documents of `kind`: the shape of every v1
     list operation scoped to a REST API."""
@@ -68,9 +92,9 @@ def create_rest_api(request: AdminRequest, params: dict) -> dict:
         "rootResourceId": root_id,
         "tags": params.get("tags") or {},
     }
-    for name in ("description", "version", "binaryMediaTypes", "minimumCompressionSize", "policy"):
-        if params.get(name) is not None:
-            api[name] = params[name]
+    copy_given(
+        params, api, ("description", "version", "binaryMediaTypes", "minimumCompressionSize", "policy")
+    )
     with request.store.transaction() as tx:
         tx.put(SERVICE, KIND, api_id, api)
         tx.put(SERVICE, RESOURCE_KIND, root_id, {"id": root_id, "path": "/"}, parent=api_id)
@@ -97,10 +121,9 @@ def get_rest_apis(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "UpdateRestApi")
 def update_rest_api(request: AdminRequest, params: dict) -> dict:
-    shape = get_service(SERVICE).shape("RestApi")
     with request.store.transaction() as tx:
         api = load_rest_api(tx, params["restApiId"])
-        api = apply_patch(api, params.get("patchOperations"), shape, REST_API_PATHS)
+        api = apply_request_patch(api, params, "RestApi", REST_API_PATHS)
         tx.put(SERVICE, KIND, api["id"], api)
     return api
 

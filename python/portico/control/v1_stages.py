@@ -10,8 +10,8 @@ from typing import Any
 
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch, split_pointer
-from portico.control.registry import AdminRequest, operation
-from portico.control.v1_restapis import SERVICE, load_rest_api
+from portico.control.registry import AdminRequest, copy_given, operation
+from portico.control.v1_restapis import SERVICE, load_rest_api, load_rest_api_child
 from portico.control.wire import get_service
 
 KIND = "stage"
@@ -91,11 +91,9 @@ def stage_arn(region: str, rest_api_id: str, stage_name: str) -> str:
 
 
 def load_stage(tx, rest_api_id: str, stage_name: str) -> dict[str, Any]:
-    load_rest_api(tx, rest_api_id)
-    stage = tx.get(SERVICE, KIND, stage_key(rest_api_id, stage_name), parent=rest_api_id)
-    if stage is None:
-        raise NotFoundException("Invalid Stage identifier specified")
-    return stage
+    return load_rest_api_child(
+        tx, rest_api_id, KIND, stage_key(rest_api_id, stage_name), "Invalid Stage identifier specified"
+    )
 
 
 def save_stage(tx, rest_api_id: str, stage: dict[str, Any]) -> None:
@@ -156,9 +154,9 @@ def new_stage(tx, rest_api_id: str, params: dict[str, Any]) -> dict[str, Any]:
         "createdDate": now,
         "lastUpdatedDate": now,
     }
-    for member in ("description", "cacheClusterSize", "variables", "documentationVersion", "tags"):
-        if params.get(member) is not None:
-            stage[member] = params[member]
+    copy_given(
+        params, stage, ("description", "cacheClusterSize", "variables", "documentationVersion", "tags")
+    )
     if params.get("canarySettings"):
         canary = dict(params["canarySettings"])
         canary.setdefault("percentTraffic", 0.0)

@@ -11,7 +11,7 @@ from typing import Any
 
 from portico.control import ids
 from portico.control.errors import BadRequestException
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v2_common import (
     API_KIND,
     INTEGRATION,
@@ -75,9 +75,7 @@ def new_api(request: AdminRequest, params: dict) -> dict[str, Any]:
         "IpAddressType": params.get("IpAddressType", "ipv4"),
         "Tags": params.get("Tags") or {},
     }
-    for name in ("CorsConfiguration", "Description", "DisableSchemaValidation", "Version"):
-        if params.get(name) is not None:
-            api[name] = params[name]
+    copy_given(params, api, ("CorsConfiguration", "Description", "DisableSchemaValidation", "Version"))
     return api
 
 
@@ -166,9 +164,7 @@ def update_api(request: AdminRequest, params: dict) -> dict:
         api = load_api(request, tx, params["ApiId"])
         api_id = api["ApiId"]
         check_cors(api["ProtocolType"], params.get("CorsConfiguration"))
-        for name in _UPDATABLE:
-            if params.get(name) is not None:
-                api[name] = params[name]
+        copy_given(params, api, _UPDATABLE)
         tx.put(SERVICE, KIND, api_id, api)
         if any(params.get(n) is not None for n in ("Target", "RouteKey", "CredentialsArn")):
             # Quick-create members update the managed route and integration.

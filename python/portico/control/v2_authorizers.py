@@ -9,7 +9,7 @@ from typing import Any
 
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v2_common import AUTHORIZER, ROUTE, SERVICE, changed, load_api, load_child
 
 _MEMBERS = (
@@ -87,9 +87,7 @@ def _check_unique_name(tx, api_id: str, name: str, authorizer_id: str | None = N
 
 def new_authorizer(tx, api: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     authorizer: dict[str, Any] = {"AuthorizerId": ids.short_id()}
-    for name in _MEMBERS:
-        if params.get(name) is not None:
-            authorizer[name] = params[name]
+    copy_given(params, authorizer, _MEMBERS)
     normalise(api, authorizer)
     _check_unique_name(tx, api["ApiId"], authorizer["Name"])
     tx.put(SERVICE, AUTHORIZER, authorizer["AuthorizerId"], authorizer, parent=api["ApiId"])
@@ -127,9 +125,7 @@ def update_authorizer(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         api = load_api(request, tx, api_id)
         authorizer = load_authorizer(tx, api_id, params["AuthorizerId"])
-        for name in _MEMBERS:
-            if params.get(name) is not None:
-                authorizer[name] = params[name]
+        copy_given(params, authorizer, _MEMBERS)
         normalise(api, authorizer)
         _check_unique_name(tx, api_id, authorizer["Name"], authorizer["AuthorizerId"])
         tx.put(SERVICE, AUTHORIZER, authorizer["AuthorizerId"], authorizer, parent=api_id)

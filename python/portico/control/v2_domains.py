@@ -10,7 +10,7 @@ from typing import Any
 
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v2_common import SERVICE, load_api, load_stage, not_found
 
 DOMAIN = "domainname"
@@ -85,9 +85,7 @@ def update_domain_name(request: AdminRequest, params: dict) -> dict:
         domain = load_domain(tx, params["DomainName"])
         if params.get("DomainNameConfigurations") is not None:
             domain["DomainNameConfigurations"] = _configurations(request, params["DomainNameConfigurations"])
-        for member in ("MutualTlsAuthentication", "RoutingMode"):
-            if params.get(member) is not None:
-                domain[member] = params[member]
+        copy_given(params, domain, ("MutualTlsAuthentication", "RoutingMode"))
         tx.put(SERVICE, DOMAIN, domain["DomainName"], domain)
     return domain
 
@@ -102,13 +100,16 @@ def delete_domain_name(request: AdminRequest, params: dict) -> None:
 
 
 def _load_mapping(tx, domain: str, mapping_id: str) -> dict[str, Any]:
+    """An API mapping of the domain name; NotFound for the domain name first, then the mapping."""
+    load_domain(tx, domain)
     doc = tx.get(SERVICE, MAPPING, mapping_id, parent=domain)
     if doc is None:
         raise not_found(f"Invalid API mapping identifier specified {mapping_id}", "ApiMapping")
     return doc
 
 
-def _check_mapping(request: AdminRequest, tx, domain: str, mapping: dict[str, Any]) -> None:
+def _save_mapping(request: AdminRequest, tx, domain: str, mapping: dict[str, Any]) -> None:
+    """Store a new or changed mapping once its API, stage and key are valid for the domain name."""
     load_api(request, tx, mapping["ApiId"])
     load_stage(tx, mapping["ApiId"], mapping["Stage"])
     key = mapping.get("ApiMappingKey") or ""
@@ -119,6 +120,7 @@ def _check_mapping(request: AdminRequest, tx, domain: str, mapping: dict[str, An
             raise ConflictException(
                 f"An API mapping with key '{key}' already exists for domain name {domain}"
             )
+    tx.put(SERVICE, MAPPING, mapping["ApiMappingId"], mapping, parent=domain)
 
 
 @operation(SERVICE, "CreateApiMapping")
@@ -129,15 +131,13 @@ def create_api_mapping(request: AdminRequest, params: dict) -> dict:
         mapping["ApiMappingKey"] = params["ApiMappingKey"]
     with request.store.transaction() as tx:
         load_domain(tx, domain)
-        _check_mapping(request, tx, domain, mapping)
-        tx.put(SERVICE, MAPPING, mapping["ApiMappingId"], mapping, parent=domain)
+        _save_mapping(request, tx, domain, mapping)
     return mapping
 
 
 @operation(SERVICE, "GetApiMapping")
 def get_api_mapping(request: AdminRequest, params: dict) -> dict:
     with request.store.read() as tx:
-        load_domain(tx, params["DomainName"])
         return _load_mapping(tx, params["DomainName"], params["ApiMappingId"])
 
 
@@ -154,19 +154,14 @@ def get_api_mappings(request: AdminRequest, params: dict) -> dict:
 def update_api_mapping(request: AdminRequest, params: dict) -> dict:
     domain = params["DomainName"]
     with request.store.transaction() as tx:
-        load_domain(tx, domain)
         mapping = _load_mapping(tx, domain, params["ApiMappingId"])
-        for member in ("ApiId", "ApiMappingKey", "Stage"):
-            if params.get(member) is not None:
-                mapping[member] = params[member]
-        _check_mapping(request, tx, domain, mapping)
-        tx.put(SERVICE, MAPPING, mapping["ApiMappingId"], mapping, parent=domain)
+        copy_given(params, mapping, ("ApiId", "ApiMappingKey", "Stage"))
+        _save_mapping(request, tx, domain, mapping)
     return mapping
 
 
 @operation(SERVICE, "DeleteApiMapping")
 def delete_api_mapping(request: AdminRequest, params: dict) -> None:
     with request.store.transaction() as tx:
-        load_domain(tx, params["DomainName"])
         _load_mapping(tx, params["DomainName"], params["ApiMappingId"])
         tx.delete(SERVICE, MAPPING, params["ApiMappingId"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v2_common import (
     INTEGRATION,
     INTEGRATION_RESPONSE,
@@ -112,9 +112,7 @@ def normalise(api: dict[str, Any], integration: dict[str, Any], creating: bool) 
 
 def new_integration(tx, api: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     integration: dict[str, Any] = {"IntegrationId": ids.short_id()}
-    for name in _MEMBERS:
-        if params.get(name) is not None:
-            integration[name] = params[name]
+    copy_given(params, integration, _MEMBERS)
     normalise(api, integration, creating=True)
     tx.put(SERVICE, INTEGRATION, integration["IntegrationId"], integration, parent=api["ApiId"])
     return integration
@@ -158,9 +156,7 @@ def update_integration(request: AdminRequest, params: dict) -> dict:
             # A new type brings new defaults.
             for name in ("IntegrationMethod", "PayloadFormatVersion", "PassthroughBehavior"):
                 integration.pop(name, None)
-        for name in _MEMBERS:
-            if params.get(name) is not None:
-                integration[name] = params[name]
+        copy_given(params, integration, _MEMBERS)
         normalise(api, integration, creating=False)
         tx.put(SERVICE, INTEGRATION, integration["IntegrationId"], integration, parent=api_id)
         changed(tx, api_id)
@@ -224,9 +220,7 @@ def create_integration_response(request: AdminRequest, params: dict) -> dict:
         if any(r["IntegrationResponseKey"] == key for r in tx.list(SERVICE, INTEGRATION_RESPONSE, parent)):
             raise ConflictException(f"IntegrationResponse with key {key} already exists for this Integration")
         response = {"IntegrationResponseId": ids.short_id()}
-        for name in _RESPONSE_MEMBERS:
-            if params.get(name) is not None:
-                response[name] = params[name]
+        copy_given(params, response, _RESPONSE_MEMBERS)
         tx.put(SERVICE, INTEGRATION_RESPONSE, response["IntegrationResponseId"], response, parent=parent)
         changed(tx, api_id)
     return response
@@ -259,9 +253,7 @@ def update_integration_response(request: AdminRequest, params: dict) -> dict:
         response = _load_response(tx, api_id, integration_id, params["IntegrationResponseId"])
         if params.get("IntegrationResponseKey") is not None:
             _check_response_key(params["IntegrationResponseKey"])
-        for name in _RESPONSE_MEMBERS:
-            if params.get(name) is not None:
-                response[name] = params[name]
+        copy_given(params, response, _RESPONSE_MEMBERS)
         parent = f"{api_id}/{integration_id}"
         tx.put(SERVICE, INTEGRATION_RESPONSE, response["IntegrationResponseId"], response, parent=parent)
         changed(tx, api_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v2_common import MODEL, SERVICE, changed, load_api, load_child
 
 _MEMBERS = ("ContentType", "Description", "Name", "Schema")
@@ -39,9 +39,7 @@ def create_model(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         api = load_api(request, tx, params["ApiId"])
         model: dict[str, Any] = {"ModelId": ids.short_id()}
-        for name in _MEMBERS:
-            if params.get(name) is not None:
-                model[name] = params[name]
+        copy_given(params, model, _MEMBERS)
         _check(tx, api["ApiId"], model)
         tx.put(SERVICE, MODEL, model["ModelId"], model, parent=api["ApiId"])
         changed(tx, api["ApiId"])
@@ -70,9 +68,7 @@ def update_model(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         load_api(request, tx, api_id)
         model = load_model(tx, api_id, params["ModelId"])
-        for name in _MEMBERS:
-            if params.get(name) is not None:
-                model[name] = params[name]
+        copy_given(params, model, _MEMBERS)
         _check(tx, api_id, model)
         tx.put(SERVICE, MODEL, model["ModelId"], model, parent=api_id)
         changed(tx, api_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from portico.control import ids
 from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v2_common import (
     AUTHORIZER,
     INTEGRATION,
@@ -135,9 +135,7 @@ def new_route(tx, api: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
         "ApiKeyRequired": False,
         "AuthorizationType": "NONE",
     }
-    for name in _MEMBERS:
-        if params.get(name) is not None:
-            route[name] = params[name]
+    copy_given(params, route, _MEMBERS)
     _check_authorization(tx, api, route)
     _check_unique_key(tx, api_id, route["RouteKey"])
     tx.put(SERVICE, ROUTE, route["RouteId"], route, parent=api_id)
@@ -180,9 +178,7 @@ def update_route(request: AdminRequest, params: dict) -> dict:
             _check_unique_key(tx, api_id, params["RouteKey"], route["RouteId"])
         if params.get("Target") is not None:
             check_target(tx, api_id, params["Target"])
-        for name in _MEMBERS:
-            if params.get(name) is not None:
-                route[name] = params[name]
+        copy_given(params, route, _MEMBERS)
         if route.get("Target") == "":
             del route["Target"]  # an empty target detaches the integration
         if route.get("AuthorizationType") in ("NONE", "AWS_IAM") and params.get("AuthorizerId") is None:
@@ -246,9 +242,7 @@ def create_route_response(request: AdminRequest, params: dict) -> dict:
                 f"RouteResponse with key {params['RouteResponseKey']} already exists for this Route"
             )
         response = {"RouteResponseId": ids.short_id()}
-        for name in _RESPONSE_MEMBERS:
-            if params.get(name) is not None:
-                response[name] = params[name]
+        copy_given(params, response, _RESPONSE_MEMBERS)
         tx.put(SERVICE, ROUTE_RESPONSE, response["RouteResponseId"], response, parent=parent)
         changed(tx, api_id)
     return response
@@ -279,9 +273,7 @@ def update_route_response(request: AdminRequest, params: dict) -> dict:
         load_api(request, tx, api_id)
         load_route(tx, api_id, route_id)
         response = _load_route_response(tx, api_id, route_id, params["RouteResponseId"])
-        for name in _RESPONSE_MEMBERS:
-            if params.get(name) is not None:
-                response[name] = params[name]
+        copy_given(params, response, _RESPONSE_MEMBERS)
         tx.put(SERVICE, ROUTE_RESPONSE, response["RouteResponseId"], response, parent=f"{api_id}/{route_id}")
         changed(tx, api_id)
     return response

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, operation, paginate
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 from portico.control.v2_common import (
     DEPLOYMENT,
     ROUTE,
@@ -65,6 +65,15 @@ def _check_deployment(tx, api_id: str, deployment_id: str) -> None:
         raise not_found(f"Invalid Deployment identifier specified {deployment_id}", "Deployment")
 
 
+def _save_stage(tx, api_id: str, name: str, stage: dict[str, Any], deploy: bool = False) -> None:
+    """Store the stage; with `deploy`, first point it at a new deployment of the API (for a stage
+    whose AutoDeploy has just been switched on: `auto_deploy` stores the stage itself)."""
+    if deploy:
+        auto_deploy(tx, api_id, [stage])
+    else:
+        tx.put(SERVICE, STAGE, stage_id(api_id, name), stage, parent=api_id)
+
+
 def _check_throttling(settings: dict[str, Any] | None) -> None:
     if not settings:
         return
@@ -101,13 +110,8 @@ def create_stage(request: AdminRequest, params: dict) -> dict:
             "StageVariables": params.get("StageVariables") or {},
             "Tags": params.get("Tags") or {},
         }
-        for member in ("AccessLogSettings", "ClientCertificateId", "DeploymentId", "Description"):
-            if params.get(member) is not None:
-                stage[member] = params[member]
-        if stage["AutoDeploy"]:
-            auto_deploy(tx, api_id, [stage])
-        else:
-            tx.put(SERVICE, STAGE, stage_id(api_id, name), stage, parent=api_id)
+        copy_given(params, stage, ("AccessLogSettings", "ClientCertificateId", "DeploymentId", "Description"))
+        _save_stage(tx, api_id, name, stage, deploy=stage["AutoDeploy"])
     return stage
 
 
@@ -137,9 +141,7 @@ def update_stage(request: AdminRequest, params: dict) -> dict:
         if params.get("DeploymentId") is not None:
             _check_deployment(tx, api_id, params["DeploymentId"])
             stage["DeploymentId"] = params["DeploymentId"]
-        for member in ("AccessLogSettings", "AutoDeploy", "ClientCertificateId", "Description"):
-            if params.get(member) is not None:
-                stage[member] = params[member]
+        copy_given(params, stage, ("AccessLogSettings", "AutoDeploy", "ClientCertificateId", "Description"))
         if params.get("DefaultRouteSettings") is not None:
             _check_throttling(params["DefaultRouteSettings"])
             stage["DefaultRouteSettings"] = {
@@ -163,10 +165,7 @@ def update_stage(request: AdminRequest, params: dict) -> dict:
             _check_variables(variables)
             stage["StageVariables"] = variables
         stage["LastUpdatedDate"] = now()
-        if stage.get("AutoDeploy") and not was_auto:
-            auto_deploy(tx, api_id, [stage])
-        else:
-            tx.put(SERVICE, STAGE, stage_id(api_id, name), stage, parent=api_id)
+        _save_stage(tx, api_id, name, stage, deploy=bool(stage.get("AutoDeploy")) and not was_auto)
     return stage
 
 
@@ -219,4 +218,4 @@ def _change_stage(request: AdminRequest, params: dict, change: Callable[[dict], 
         load_api(request, tx, api_id)
         stage = load_stage(tx, api_id, name)
         change(stage)
-        tx.put(SERVICE, STAGE, stage_id(api_id, name), stage, parent=api_id)
+        _save_stage(tx, api_id, name, stage)
