@@ -6,15 +6,20 @@ its req/s is the bound any Python-per-request design reaches on this machine, an
 it is what the gateway's own work costs. Not a product: it serves the benchmark only.
 
     BARE_UPSTREAM=127.0.0.1:8081 granian --interface asgi --loop uvloop bare_proxy:app
+
+`BARE_SPIN_US=N` adds N microseconds of busy work on the event loop per request: how much each
+microsecond of per-request Python costs in req/s (`benches/run.py --ceiling-spin N`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 _HOST, _, _PORT = os.environ.get("BARE_UPSTREAM", "127.0.0.1:80").rpartition(":")
+_SPIN = float(os.environ.get("BARE_SPIN_US", "0")) / 1e6
 _idle: list[_Upstream] = []
 
 
@@ -67,6 +72,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
+    if _SPIN:
+        until = time.perf_counter() + _SPIN
+        while time.perf_counter() < until:
+            pass
     status, body = await _fetch(scope["raw_path"])
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
