@@ -1,7 +1,7 @@
 """Side-by-side benchmark: Portico against nginx, on loopback, in one command.
 
     python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
-                          [--transport native|aiohttp|all] [--only CASE[,CASE...]] [--ceiling-spin US]
+                          [--transport native|aiohttp|all] [--only CASE[,CASE...]] [--ceiling-spin US,...]
                           [--profile S] [--micro] [--keep]
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
@@ -34,8 +34,10 @@ Flags:
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
   --profile S       after the rounds, sample Portico's worker with py-spy for S seconds under HTTP_PROXY
                     load and print where the time goes (needs `pip install py-spy`)
-  --ceiling-spin US add US microseconds of busy work per request to the ceiling's proxy: what each
-                    microsecond of per-request Python costs
+  --ceiling-spin US[,US...]
+                    add US microseconds of busy work per request to the ceiling's proxy, one proxy per
+                    value, side by side (e.g. 0,4,8,12): what each microsecond of per-request Python
+                    costs
   --micro           also run the Rust micro-benchmark (`cargo bench --bench core`)
   --keep            keep the temporary directory (configs and logs) and print its path
 
@@ -475,7 +477,7 @@ def main() -> int:
     parser.add_argument("--transport", choices=[*TRANSPORTS, "all", "both"], default=None)
     parser.add_argument("--only", default="")
     parser.add_argument("--profile", type=int, default=0)
-    parser.add_argument("--ceiling-spin", type=float, default=0.0)
+    parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -549,15 +551,20 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         wait_http(port, "/mock", proc, log)
         porticos[transport] = (port, proc)
 
-    # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses.
-    bare_port = free_port()
-    env = dict(os.environ, BARE_UPSTREAM=f"127.0.0.1:{up_port}", BARE_SPIN_US=str(args.ceiling_spin))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
-    bare_cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--no-ws"]
-    bare_cmd += ["--workers", "1", "--backpressure", "1024", "--log-level", "warning"]
-    bare_cmd += ["--host", "127.0.0.1", "--port", str(bare_port), "bare_proxy:app"]
-    log = tmp / "bare-proxy.log"
-    wait_http(bare_port, "/", procs.start(bare_cmd, log, cwd=BENCHES, env=env), log)
+    # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
+    # --ceiling-spin value, measured side by side.
+    spins = [float(v) for v in str(args.ceiling_spin).split(",") if v.strip()] or [0.0]
+    bare_ports: dict[float, int] = {}
+    for spin in spins:
+        bare_port = free_port()
+        env = dict(os.environ, BARE_UPSTREAM=f"127.0.0.1:{up_port}", BARE_SPIN_US=str(spin))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
+        bare_cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--no-ws"]
+        bare_cmd += ["--workers", "1", "--backpressure", "1024", "--log-level", "warning"]
+        bare_cmd += ["--host", "127.0.0.1", "--port", str(bare_port), "bare_proxy:app"]
+        log = tmp / f"bare-proxy-{spin:g}.log"
+        wait_http(bare_port, "/", procs.start(bare_cmd, log, cwd=BENCHES, env=env), log)
+        bare_ports[spin] = bare_port
 
     first_port = porticos[transports[0]][0]
     cases = [
@@ -570,9 +577,11 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         proxy_keys.append(key)
         label = "portico HTTP_PROXY" + (f" ({transport})" if transport else "")
         cases.append(Case(key, label, port, "/proxy"))
-    spin = f" + {args.ceiling_spin:g} us" if args.ceiling_spin else ""
-    cases.append(Case("ceiling", f"bare ASGI proxy on Granian{spin}", bare_port, "/"))
-    proxy_keys.append("ceiling")
+    for spin, bare_port in bare_ports.items():
+        key = f"ceiling[{spin:g}]" if spin else "ceiling"
+        label = "bare ASGI proxy on Granian" + (f" + {spin:g} us" if spin else "")
+        cases.append(Case(key, label, bare_port, "/"))
+        proxy_keys.append(key)
     cases += [
         Case("lambda", "portico AWS_PROXY (in-process)", first_port, "/lambda"),
         Case("mock", "portico MOCK", first_port, "/mock"),
