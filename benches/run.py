@@ -1,7 +1,8 @@
 """Side-by-side benchmark: Portico against nginx, on loopback, in one command.
 
     python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
-                          [--transport native|aiohttp|all] [--only CASE[,CASE...]] [--ceiling-spin US,...]
+                          [--no-edge] [--transport native|aiohttp|all] [--only CASE[,CASE...]]
+                          [--ceiling-spin US,...]
                           [--profile S] [--micro] [--keep]
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
@@ -12,8 +13,11 @@ What it starts (every port is a free one picked at run time; everything listens 
                   GET /lambda   AWS_PROXY  -> benches/handlers.py:hello (payload 2.0)
                   GET /mock     MOCK       -> 200 {"ok":true}
                   GET /limited  MOCK behind a route throttle of rate 1 / burst 1 (answers 429)
-                With `--transport all` (or `both`), one Portico per HTTP client runs, and the HTTP_PROXY
-                case of each is measured.
+                Served with its edge (the default: HTTP_PROXY, MOCK and 429 answered in Rust, the
+                Lambda route passed to the Python pipeline behind Granian). With `--no-edge`, a second
+                Portico serves everything through the Python pipeline (`portico serve --no-edge`),
+                measured side by side; with `--transport T` (native, aiohttp, or all/both) one such
+                Portico per HTTP client.
   ceiling       benches/bare_proxy.py on the same Granian settings as Portico: the least an ASGI proxy
                 can do (a pooled GET, nothing else). Its ratio to nginx bounds every design that runs
                 Python per request; Portico's gap to it is the cost of the gateway's own work.
@@ -29,11 +33,12 @@ Flags:
   --connections N   wrk connections (default 32)
   --threads N       wrk threads (default 1)
   --rounds N        rounds (default 3)
-  --transport T     Portico's HTTP_PROXY client: native, aiohttp (default: Portico's default, native),
-                    or all (`both` is a synonym): every one of them, side by side
+  --no-edge         also measure Portico without its edge (Python pipeline only), side by side
+  --transport T     the Python pipeline's HTTP_PROXY client for the no-edge Portico: native, aiohttp,
+                    or all (`both` is a synonym): one Portico each (implies --no-edge)
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
-  --profile S       after the rounds, sample Portico's worker with py-spy for S seconds under HTTP_PROXY
-                    load and print where the time goes (needs `pip install py-spy`)
+  --profile S       after the rounds, sample a `--no-edge` Portico's worker with py-spy for S seconds
+                    under HTTP_PROXY load and print where Python's time goes (needs py-spy)
   --ceiling-spin US[,US...]
                     add US microseconds of busy work per request to the ceiling's proxy, one proxy per
                     value, side by side (e.g. 0,4,8,12): what each microsecond of per-request Python
@@ -395,6 +400,7 @@ def profile(args: argparse.Namespace, tmp: Path, procs: Processes, config_path: 
         str(port),
         "--workers",
         "1",
+        "--no-edge",  # the profile is of the Python pipeline
     ]
     py_spy = shutil.which("py-spy")
     raw = tmp / "profile.txt"
@@ -475,6 +481,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--transport", choices=[*TRANSPORTS, "all", "both"], default=None)
+    parser.add_argument("--no-edge", action="store_true")
     parser.add_argument("--only", default="")
     parser.add_argument("--profile", type=int, default=0)
     parser.add_argument("--ceiling-spin", default="0")
@@ -524,32 +531,28 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         )
         wait_http(port, "/", proc, log)
 
-    # Portico, one per transport asked for
+    # Portico: with its edge (the default), and with `--no-edge` the Python pipeline alone, one per
+    # HTTP client asked for (the client only serves HTTP_PROXY without the edge).
     config_path = tmp / "portico.yaml"
     config_path.write_text(yaml.safe_dump(portico_config(up_port), sort_keys=False))
-    transports = list(TRANSPORTS) if args.transport in ("all", "both") else [args.transport]
-    porticos: dict[str | None, tuple[int, subprocess.Popen]] = {}
-    for transport in transports:
+    variants: list[tuple[str, str | None]] = [("edge", None)]
+    if args.no_edge or args.transport:
+        transports = list(TRANSPORTS) if args.transport in ("all", "both") else [args.transport]
+        variants += [("no-edge", transport) for transport in transports]
+    porticos: dict[str, int] = {}
+    for mode, transport in variants:
         port = free_port()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
         if transport:
             env["PORTICO_HTTP_TRANSPORT"] = transport
-        log = tmp / f"portico-{transport or 'default'}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "portico",
-            "serve",
-            str(config_path),
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ]
+        name = mode + (f", {transport}" if transport else "")
+        log = tmp / f"portico-{mode}-{transport or 'default'}.log"
+        cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
+        cmd += ["--workers", "1"] + (["--no-edge"] if mode == "no-edge" else [])
         proc = procs.start(cmd, log, cwd=BENCHES, env=env)
         wait_http(port, "/mock", proc, log)
-        porticos[transport] = (port, proc)
+        porticos[name] = port
 
     # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
     # --ceiling-spin value, measured side by side.
@@ -566,27 +569,33 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         wait_http(bare_port, "/", procs.start(bare_cmd, log, cwd=BENCHES, env=env), log)
         bare_ports[spin] = bare_port
 
-    first_port = porticos[transports[0]][0]
     cases = [
         Case("upstream", "upstream (nginx, direct)", up_port, "/"),
         Case("nginx", "nginx proxy -> upstream", ngx_port, "/"),
     ]
     proxy_keys = []
-    for transport, (port, _proc) in porticos.items():
-        key = f"proxy[{transport}]" if transport else "proxy"
+    for name, port in porticos.items():
+        suffix = "" if name == "edge" else f" ({name})"
+        key = "proxy" if name == "edge" else f"proxy[{name}]"
         proxy_keys.append(key)
-        label = "portico HTTP_PROXY" + (f" ({transport})" if transport else "")
-        cases.append(Case(key, label, port, "/proxy"))
+        cases.append(Case(key, f"portico HTTP_PROXY{suffix}", port, "/proxy"))
     for spin, bare_port in bare_ports.items():
         key = f"ceiling[{spin:g}]" if spin else "ceiling"
         label = "bare ASGI proxy on Granian" + (f" + {spin:g} us" if spin else "")
         cases.append(Case(key, label, bare_port, "/"))
         proxy_keys.append(key)
-    cases += [
-        Case("lambda", "portico AWS_PROXY (in-process)", first_port, "/lambda"),
-        Case("mock", "portico MOCK", first_port, "/mock"),
-        Case("429", "portico throttled (429)", first_port, "/limited", expect_status=429),
-    ]
+    # The other cases once per mode (the HTTP client matters to HTTP_PROXY only).
+    modes = {"edge": porticos["edge"]}
+    for name, port in porticos.items():
+        if name.startswith("no-edge"):
+            modes.setdefault("no-edge", port)
+    for mode, port in modes.items():
+        suffix, tag = ("", "") if mode == "edge" else (" (no-edge)", "[no-edge]")
+        cases += [
+            Case(f"lambda{tag}", f"portico AWS_PROXY (in-process){suffix}", port, "/lambda"),
+            Case(f"mock{tag}", f"portico MOCK{suffix}", port, "/mock"),
+            Case(f"429{tag}", f"portico throttled (429){suffix}", port, "/limited", expect_status=429),
+        ]
     if args.only:
         wanted = {w.strip() for w in args.only.split(",")}
         cases = [c for c in cases if c.key in wanted or c.key.split("[")[0] in wanted]
@@ -614,8 +623,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     if args.profile > 0:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
-        if transports[0]:
-            env["PORTICO_HTTP_TRANSPORT"] = transports[0]
+        if args.transport in TRANSPORTS:
+            env["PORTICO_HTTP_TRANSPORT"] = args.transport
         profile(args, tmp, procs, config_path, env)
 
     if args.micro:

@@ -638,6 +638,16 @@ impl Snapshot {
         raw_path: &'a str,
         clock: C,
     ) -> Decision<'a> {
+        let mut d = self.classify(host, method, raw_path);
+        self.spend_with_clock(&mut d, buckets, clock);
+        d
+    }
+
+    /// `decide` without spending tokens: a ROUTE decision is final only after `spend_with_clock`.
+    /// The edge classifies first and spends only for the requests it serves itself, so that a
+    /// request it passes on to the Python pipeline is not counted twice.
+    #[inline]
+    pub fn classify<'a>(&self, host: &str, method: &str, raw_path: &'a str) -> Decision<'a> {
         if !raw_path.starts_with('/') {
             return Decision::new(BAD_REQUEST, "/");
         }
@@ -713,7 +723,21 @@ impl Snapshot {
             },
         };
         d.route = route_index as i64;
-        let route_bucket = target.buckets[route_index];
+        d
+    }
+
+    /// Spend the tokens a ROUTE decision of `route` (made without spending) needs: the route's
+    /// bucket, then the account's. Turns the decision into THROTTLED when one is empty.
+    pub fn spend_with_clock<C: Fn() -> u64>(&self, d: &mut Decision<'_>, buckets: &Buckets, clock: C) {
+        if d.kind != ROUTE || d.api < 0 || d.stage < 0 || d.route < 0 {
+            return;
+        }
+        let stage = &self.apis[d.api as usize].stages[d.stage as usize];
+        let target = match (&stage.canary, d.canary) {
+            (Some(c), true) => &c.target,
+            _ => &stage.main,
+        };
+        let route_bucket = target.buckets[d.route as usize];
         let mut now = None;
         for b in route_bucket.iter().chain(self.account.iter()) {
             let now_ns = *now.get_or_insert_with(&clock);
@@ -725,10 +749,14 @@ impl Snapshot {
                 } else {
                     wait.div_ceil(1_000_000)
                 };
-                return d;
+                return;
             }
         }
-        d
+    }
+
+    /// Whether API `index` is an HTTP API (its gateway responses are the plain `{"message"}` ones).
+    pub fn is_http_api(&self, index: i64) -> bool {
+        index >= 0 && self.apis.get(index as usize).is_some_and(|a| a.kind == Kind::Http)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Portico's hot path: route trie (`router`), shared token buckets (`throttle`) and the
 //! per-request decision (`gateway`), exposed to Python as `portico._core` by `py`.
 
+pub mod edge;
 pub mod gateway;
 pub mod http1;
 pub mod ids;
@@ -24,7 +25,7 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        monotonic_ns, parse_response_head, ConfigError, Gateway, RequestIds, Router, TokenBuckets,
+        monotonic_ns, parse_response_head, ConfigError, Edge, Gateway, RequestIds, Router, TokenBuckets,
         Verdict,
     };
 }

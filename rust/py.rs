@@ -1,5 +1,6 @@
 //! The only PyO3 file: thin wrappers around the pure-Rust router, buckets and gateway.
 
+use crate::edge;
 use crate::gateway::{self, GatewayError};
 use crate::http1;
 use crate::ids::IdGenerator;
@@ -136,7 +137,8 @@ impl Verdict {
 /// A compiled, immutable snapshot of all APIs, swapped atomically on reload.
 #[pyclass(frozen, module = "portico._core")]
 pub struct Gateway {
-    inner: gateway::Gateway,
+    // Shared with the edge, which routes and throttles with the same snapshot and buckets.
+    inner: Arc<gateway::Gateway>,
 }
 
 #[pymethods]
@@ -164,7 +166,9 @@ impl Gateway {
                 .detach(|| gateway::Gateway::new(spec_json, shared_buckets_path.as_deref()))
                 .map_err(gateway_err)?,
         };
-        Ok(Gateway { inner })
+        Ok(Gateway {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The bucket table this gateway spends from (shared, not copied).
@@ -360,5 +364,43 @@ impl RequestIds {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.inner.trace_id(now)
+    }
+}
+
+/// The edge (see `edge.rs`): serves the public listener on a thread of its own, answering
+/// plugin-free HTTP_PROXY and MOCK routes, 404s and 429s itself and passing the rest to the
+/// Python pipeline listening on the Unix socket `backend`. Stops when garbage-collected.
+#[pyclass(frozen, module = "portico._core")]
+pub struct Edge {
+    inner: edge::Edge,
+}
+
+#[pymethods]
+impl Edge {
+    /// `listener_fd`: a bound, listening TCP socket the edge takes over (and closes).
+    #[new]
+    fn new(
+        listener_fd: i32,
+        backend: PathBuf,
+        secret: String,
+        gateway: PyRef<'_, Gateway>,
+        table_json: &str,
+    ) -> PyResult<Self> {
+        if listener_fd < 0 {
+            return Err(PyValueError::new_err("listener_fd must be a socket descriptor"));
+        }
+        let table = edge::Table::from_json(gateway.inner.clone(), table_json).map_err(PyValueError::new_err)?;
+        // SAFETY: the caller hands over a listening socket it no longer uses (`socket.detach()`).
+        let listener = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(listener_fd) };
+        let inner = edge::Edge::start(listener, backend, secret, table)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(Edge { inner })
+    }
+
+    /// Serve `gateway` and `table_json` from now on (a reload).
+    fn publish(&self, gateway: PyRef<'_, Gateway>, table_json: &str) -> PyResult<()> {
+        let table = edge::Table::from_json(gateway.inner.clone(), table_json).map_err(PyValueError::new_err)?;
+        self.inner.publish(table);
+        Ok(())
     }
 }

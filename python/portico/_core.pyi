@@ -12,6 +12,7 @@ __all__ = [
     "ROUTE",
     "THROTTLED",
     "ConfigError",
+    "Edge",
     "Gateway",
     "RequestIds",
     "Router",
@@ -134,6 +135,21 @@ class Router:
     def lookup(self, method: str, path: str) -> tuple[int, dict[str, str]] | None:
         """(route_id, path variables) of the best route for `method` and the raw `path`."""
     def __len__(self) -> int: ...
+
+@final
+class Edge:
+    """The edge (rust/edge.rs): serves the public listener on a thread of its own, answering
+    plugin-free HTTP_PROXY and MOCK routes, 404s and 429s itself and passing every other request
+    to the Python pipeline on the Unix socket `backend` with `x-portico-edge: <secret> <client ip>
+    <HTTP version>`. Stops when garbage-collected."""
+
+    def __new__(
+        cls, listener_fd: int, backend: str, secret: str, gateway: Gateway, table_json: str
+    ) -> Edge:
+        """Take over the listening socket `listener_fd` and serve it from `gateway` and the table
+        (JSON, see `portico.dataplane.edge.edge_table`); ValueError for a malformed table."""
+    def publish(self, gateway: Gateway, table_json: str) -> None:
+        """Serve `gateway` and `table_json` from now on (a reload)."""
 
 @final
 class RequestIds:

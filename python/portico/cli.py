@@ -7,9 +7,11 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from portico import __version__
 
@@ -56,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MODULE:ATTR",
         help="add a pipeline plugin (a portico.dataplane.plugins.Plugin subclass or instance; repeatable)",
+    )
+    serve.add_argument(
+        "--no-edge",
+        dest="edge",
+        action="store_false",
+        help=(
+            "serve every request through the Python pipeline on Granian, without the Rust edge in "
+            "front (which answers plugin-free HTTP_PROXY routes, 404s and 429s itself)"
+        ),
     )
     serve.add_argument(
         "--check", action="store_true", help="validate the configuration and exit without serving"
@@ -161,6 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
     from portico.dataplane.worker import (
         ENV_CONFIG,
         ENV_DATA_DIR,
+        ENV_EDGE,
         ENV_FUNCTIONS,
         ENV_PLUGINS,
         ENV_SHARED_BUCKETS,
@@ -183,11 +195,23 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[ENV_DATA_DIR] = os.path.abspath(args.data_dir)
     else:
         os.environ.pop(ENV_DATA_DIR, None)
+    # With the edge, each worker's edge takes the public address and Granian serves the Python
+    # pipeline behind it on a Unix socket in a directory only this user can enter.
+    socket_dir: str | None = None
+    listen: dict[str, Any] = {"address": args.host, "port": args.port}
+    if args.edge:
+        socket_dir = tempfile.mkdtemp(prefix="portico-")
+        backend = os.path.join(socket_dir, "pipeline.sock")
+        os.environ[ENV_EDGE] = json.dumps(
+            {"host": args.host, "port": args.port, "backend": backend, "secret": secrets.token_hex(16)}
+        )
+        listen = {"uds": Path(backend)}
+    else:
+        os.environ.pop(ENV_EDGE, None)
     server = Granian(
         "portico.dataplane.worker:create_app",
         factory=True,
-        address=args.host,
-        port=args.port,
+        **listen,
         interface=Interfaces.ASGI,
         workers=args.workers,
         loop=Loops.uvloop,
@@ -202,6 +226,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(buckets)
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
         if admin is not None:
             _stop_admin(admin)
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +23,7 @@ from portico import _core
 from portico.config.compile import CompiledConfig
 from portico.dataplane.context import ApiRuntime, RequestBody, RequestContext, Response, StageRuntime
 from portico.dataplane.cors import is_preflight
+from portico.dataplane.edge import EDGE_HEADER, edge_table
 from portico.dataplane.errors import ErrorType, GatewayError, error_status_and_body
 from portico.dataplane.plugins import Plugin
 from portico.observability.access_log import AccessLogger
@@ -103,6 +105,9 @@ class DataPlane:
         # The source generation last built (or last failed to build: not retried until it moves).
         self._generation = generation
         self._watcher: asyncio.Task[None] | None = None
+        # The Rust edge in front, when `attach_edge` started one; its requests carry this secret.
+        self._edge: _core.Edge | None = None
+        self._edge_secret: bytes | None = None
 
     @property
     def state(self) -> ServingState:
@@ -130,6 +135,25 @@ class DataPlane:
         requests in flight finish on the state they started with."""
         state = compiled if isinstance(compiled, ServingState) else self.prepare(compiled, generation)
         self._state = state
+        if self._edge is not None:
+            self._edge.publish(state.gateway, self._edge_table(state))
+
+    # ---------------------------------------------------------------- the edge
+
+    def attach_edge(self, listener_fd: int, backend: str, secret: str) -> None:
+        """Start the core's edge on `listener_fd` (a listening socket it takes over), in front of
+        this app served on the Unix socket `backend`; see `portico.dataplane.edge`."""
+        self._edge_secret = secret.encode()
+        state = self._state
+        self._edge = _core.Edge(listener_fd, backend, secret, state.gateway, self._edge_table(state))
+
+    def _edge_table(self, state: ServingState) -> str:
+        return edge_table(
+            state,
+            python_only=bool(self._on_request or self._on_response or self._access_log is not None),
+            header_limit=self.header_limit,
+            payload_limit=self.payload_limit,
+        )
 
     async def refresh(self) -> bool:
         """Reload from `source` if its generation moved; True when a new state was published.
@@ -232,6 +256,17 @@ class DataPlane:
 
     def _parse(self, scope: dict[str, Any], receive: Receive) -> RequestContext:
         raw_headers = scope["headers"]
+        client = scope.get("client")
+        client_ip = client[0] if client else "127.0.0.1"
+        protocol = "HTTP/" + scope.get("http_version", "1.1")
+        if self._edge_secret is not None and raw_headers and raw_headers[-1][0] == EDGE_HEADER:
+            # Passed on by the edge, which appends this header last: "<secret> <client ip> <version>".
+            secret, _, rest = raw_headers[-1][1].partition(b" ")
+            raw_headers = raw_headers[:-1]
+            if hmac.compare_digest(secret, self._edge_secret):
+                ip, _, version = rest.partition(b" ")
+                client_ip = ip.decode("latin-1")
+                protocol = "HTTP/" + version.decode("latin-1")
         host = ""
         content_length: int | None = None
         # The request head counts against AWS's header limit: request line plus every header.
@@ -244,7 +279,6 @@ class DataPlane:
                 content_length = int(value) if value.isdigit() else None
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        client = scope.get("client")
         ctx = RequestContext(
             request_id=self.ids.next(),
             method=scope["method"],
@@ -253,8 +287,8 @@ class DataPlane:
             raw_headers=raw_headers,
             host=host,
             scheme=scope.get("scheme", "http"),
-            protocol="HTTP/" + scope.get("http_version", "1.1"),
-            client_ip=client[0] if client else "127.0.0.1",
+            protocol=protocol,
+            client_ip=client_ip,
             body=RequestBody(receive, content_length, self.payload_limit),
             start_ns=time.perf_counter_ns(),
             time_epoch_ms=time.time_ns() // 1_000_000,

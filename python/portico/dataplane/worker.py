@@ -13,6 +13,7 @@ import os
 from portico.config.models import Config
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
+from portico.dataplane.edge import bind_listener
 from portico.dataplane.plugins import load_plugins
 
 ENV_CONFIG = "PORTICO_CONFIG"
@@ -22,6 +23,9 @@ ENV_PLUGINS = "PORTICO_PLUGINS"
 # The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
 # serve the admin-created APIs and follow their changes live.
 ENV_DATA_DIR = "PORTICO_DATA_DIR"
+# Set (JSON: host, port, backend, secret) when each worker runs the core's edge on the public
+# address in front of Granian, which then listens on the Unix socket `backend`.
+ENV_EDGE = "PORTICO_EDGE"
 
 
 def create_app() -> DataPlane:
@@ -29,10 +33,16 @@ def create_app() -> DataPlane:
     config_path = os.environ.get(ENV_CONFIG) or Config()
     functions = json.loads(os.environ.get(ENV_FUNCTIONS, "[]"))
     plugins = load_plugins(json.loads(os.environ.get(ENV_PLUGINS, "[]")))
-    return build_dataplane(
+    app = build_dataplane(
         config_path,
         function_specs=functions,
         plugins=plugins,
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
         store=os.environ.get(ENV_DATA_DIR) or None,
     )
+    edge = os.environ.get(ENV_EDGE)
+    if edge:
+        settings = json.loads(edge)
+        listener = bind_listener(settings["host"], settings["port"])
+        app.attach_edge(listener, settings["backend"], settings["secret"])
+    return app

@@ -428,6 +428,23 @@ class HttpProxyIntegration:
             self._append_path = route_is_default
             self._by = None
 
+    def edge_route(self) -> dict[str, Any] | None:
+        """What the edge needs to serve this integration without Python (`portico.dataplane.edge`),
+        or None when it cannot: a URI with placeholders (stage variables, path parameters) or TLS."""
+        if self._static is None or not self.uri.lower().startswith("http://"):
+            return None
+        origin, path, query = self._static
+        return {
+            "kind": "proxy",
+            "origin": origin,
+            "path": path,
+            "query": query,
+            "append_path": self._append_path,
+            "method": self._method,
+            "timeout_ms": self.timeout_ms,
+            "by": self._by or "unknown",
+        }
+
     def transport(self) -> HttpTransport:
         if self._transport is None:
             self._transport = default_transport()

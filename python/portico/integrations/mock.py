@@ -31,6 +31,16 @@ class MockIntegration:
         self._headers = [(n, v) for n, v in merged if n not in ("content-length", "transfer-encoding")]
         self._body = body.encode() if isinstance(body, str) else bytes(body)
 
+    def edge_route(self) -> dict[str, object]:
+        """What the edge needs to answer for this integration without Python (the body as latin-1
+        text: one character per byte)."""
+        return {
+            "kind": "mock",
+            "status": self._status,
+            "headers": [list(pair) for pair in self._headers],
+            "body": self._body.decode("latin-1"),
+        }
+
     async def __call__(self, ctx: RequestContext) -> Response:
         # A fresh header list per response: later phases (CORS, response parameters) may append to it.
         return Response(self._status, list(self._headers), self._body)
