@@ -183,11 +183,25 @@ def upstream() -> Iterator[Upstream]:
     server.stop()
 
 
-@pytest.fixture(params=["native", "aiohttp"])
+@pytest.fixture(params=["edge", "native", "aiohttp"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    # The server subprocess inherits the environment: PORTICO_HTTP_TRANSPORT picks its HTTP client.
-    monkeypatch.setenv("PORTICO_HTTP_TRANSPORT", request.param)
+    """Who proxies: the Rust edge (the default `portico serve`), or, with `--no-edge`, the Python
+    pipeline with each of its HTTP clients. The same expectations hold for all three."""
+    if request.param != "edge":
+        # The server subprocess inherits the environment: PORTICO_HTTP_TRANSPORT picks its client.
+        monkeypatch.setenv("PORTICO_HTTP_TRANSPORT", request.param)
     return request.param
+
+
+@pytest.fixture
+def portico(portico, transport: str):
+    """conftest's `portico`, with `--no-edge` unless the edge is the proxy under test."""
+
+    def start(config, *args, extra_args: list[str] | None = None, **kwargs):
+        extra = [*(extra_args or []), *([] if transport == "edge" else ["--no-edge"])]
+        return portico(config, *args, extra_args=extra, **kwargs)
+
+    return start
 
 
 def _config(

@@ -1,0 +1,261 @@
+"""The Rust edge in front of the Python pipeline (`portico serve`, unless `--no-edge`).
+
+The edge serves plugin-free MOCK and static HTTP_PROXY routes (and the 404/429 answers of such
+APIs) itself and passes everything else to Python with a signed `x-portico-edge` header. These
+tests drive real servers over loopback sockets, plus the pipeline's check of that header in process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from handlers.basic import echo
+from portico.config.loader import parse_config
+from portico.dataplane.build import build_dataplane
+from portico.integrations.functions import FunctionRegistry
+
+ECHO_ARN = "arn:aws:lambda:us-east-1:123456789012:function:echo"
+FUNCTIONS = {"echo": "handlers.basic:echo"}
+
+
+def lambda_integration() -> dict:
+    return {"type": "AWS_PROXY", "uri": ECHO_ARN, "payloadFormatVersion": "2.0"}
+
+
+def mock(body: str, status: int = 200) -> dict:
+    return {"type": "MOCK", "statusCode": status, "headers": {"content-type": "text/plain"}, "body": body}
+
+
+def one_api(routes: list[tuple[str, dict]], stage: dict | None = None) -> dict:
+    return {
+        "apis": [
+            {
+                "name": "edge",
+                "id": "edge123456",
+                "routes": [{"route": key, "integration": integration} for key, integration in routes],
+                "stages": [stage or {"name": "$default"}],
+            }
+        ]
+    }
+
+
+# ------------------------------------------------------------------------------------------ upstream
+
+
+class _UpstreamHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = json.dumps({"upstream": True, "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-upstream", "yes")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UpstreamHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+# ------------------------------------------------------------------------------------------ 1. forged
+
+
+def test_forged_edge_header_from_a_client_is_dropped(portico):
+    server = portico(one_api([("GET /echo", lambda_integration())]), functions=FUNCTIONS)
+    response = httpx.get(
+        server.url + "/echo",
+        headers=[("x-custom", "kept"), ("x-portico-edge", "0123456789abcdef 6.6.6.6 1.0")],
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    event = response.json()
+    assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+    assert event["requestContext"]["http"]["protocol"] == "HTTP/1.1"
+    assert event["headers"]["x-custom"] == "kept"
+    assert not any(name.lower() == "x-portico-edge" for name in event["headers"]), event["headers"]
+
+
+# ------------------------------------------------------------------------------------------ 2. throttle
+
+
+LIMITED = {"throttlingBurstLimit": 5, "throttlingRateLimit": 0.001}
+
+
+@pytest.mark.parametrize("args", [[], ["--no-edge"]], ids=["edge", "no-edge"])
+@pytest.mark.parametrize("kind", ["lambda", "mock"])
+def test_throttle_is_counted_once(portico, kind: str, args: list[str]):
+    integration = lambda_integration() if kind == "lambda" else mock("ok")
+    config = one_api(
+        [("GET /limited", integration), ("GET /free", mock("free"))],
+        stage={"name": "$default", "routeSettings": {"GET /limited": LIMITED}},
+    )
+    server = portico(config, functions=FUNCTIONS, extra_args=args)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        responses = [client.get("/limited") for _ in range(10)]
+        statuses = [r.status_code for r in responses]
+        # Burst 5 and (practically) no refill: the first five pass, the rest are refused.
+        assert statuses == [200] * 5 + [429] * 5, statuses
+        for refused in responses[5:]:
+            assert refused.content == b'{"message":"Too Many Requests"}'
+            assert refused.headers["apigw-requestid"]
+        # Another route has its own bucket.
+        assert client.get("/free").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------ 3. parity
+
+
+def _snapshot(response: httpx.Response) -> tuple:
+    return (
+        response.status_code,
+        response.content,
+        "apigw-requestid" in response.headers,
+        response.headers.get("content-type"),
+    )
+
+
+def test_edge_and_no_edge_answer_alike(portico, upstream: str):
+    config = one_api(
+        [
+            ("GET /mock", mock("mocked", status=201)),
+            ("GET /proxy", {"type": "HTTP_PROXY", "uri": f"{upstream}/up/base", "method": "ANY"}),
+        ]
+    )
+    edge = portico(config)
+    plain = portico(config, extra_args=["--no-edge"])
+    answers: dict[str, dict[str, httpx.Response]] = {}
+    for name, server in (("edge", edge), ("plain", plain)):
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            answers[name] = {
+                "mock": client.get("/mock"),
+                "proxy": client.get("/proxy?x=1"),
+                "nope": client.get("/nope"),
+            }
+
+    for path in ("mock", "proxy", "nope"):
+        assert _snapshot(answers["edge"][path]) == _snapshot(answers["plain"][path]), path
+        for mode in ("edge", "plain"):
+            request_id = answers[mode][path].headers["apigw-requestid"]
+            assert len(request_id) == 16 and request_id.endswith("="), (mode, path, request_id)
+
+    mocked = answers["edge"]["mock"]
+    assert (mocked.status_code, mocked.text, mocked.headers["content-type"]) == (201, "mocked", "text/plain")
+    proxied = answers["edge"]["proxy"]
+    assert proxied.status_code == 200
+    assert proxied.json() == {"upstream": True, "path": "/up/base?x=1"}
+    assert proxied.headers["content-type"] == "application/json"
+    for mode in ("edge", "plain"):
+        assert answers[mode]["proxy"].headers["x-upstream"] == "yes"
+    missing = answers["edge"]["nope"]
+    assert missing.status_code == 404
+    assert missing.content == b'{"message":"Not Found"}'
+    assert missing.headers["content-type"] == "application/json"
+
+
+# ------------------------------------------------------------------------------------------ 4. plugins
+
+
+def test_plugins_still_see_mock_routes_with_the_edge_on(portico):
+    server = portico(
+        one_api([("GET /mock", mock("mocked"))]), extra_args=["--plugin", "handlers.plugins:PoweredBy"]
+    )
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(3):  # every time, not only the first
+            response = client.get("/mock")
+            assert response.status_code == 200
+            assert response.text == "mocked"
+            assert response.headers["x-powered-by"] == "portico/GET /mock"
+
+
+# ------------------------------------------------------------------------------------------ 5. secret
+
+
+class _Sent:
+    """A fake ASGI `send` that keeps every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    async def __call__(self, message: dict) -> None:
+        self.messages.append(message)
+
+    @property
+    def status(self) -> int:
+        return self.messages[0]["status"]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
+
+
+async def _receive() -> dict:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _call(app, edge_value: bytes) -> dict:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/echo",
+        "raw_path": b"/echo",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"example.test"),
+            (b"x-custom", b"kept"),
+            (b"x-portico-edge", edge_value),
+        ],
+        "client": ("10.0.0.9", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    sent = _Sent()
+    await app(scope, _receive, sent)
+    assert sent.status == 200, sent.body
+    return json.loads(sent.body)
+
+
+async def test_pipeline_believes_the_edge_header_only_with_the_secret():
+    registry = FunctionRegistry()
+    registry.register("echo", echo)
+    config = parse_config(json.dumps(one_api([("GET /echo", lambda_integration())])))
+    app = build_dataplane(config, registry=registry)
+    app._edge_secret = b"s3cret"
+
+    forged = await _call(app, b"wrong 6.6.6.6 1.0")
+    assert forged["requestContext"]["http"]["sourceIp"] == "10.0.0.9"
+    assert forged["requestContext"]["http"]["protocol"] == "HTTP/1.1"
+    assert forged["headers"]["x-custom"] == "kept"
+    assert "x-portico-edge" not in forged["headers"]
+
+    # A prefix of the secret, or the secret with more after it, is not the secret.
+    for near in (b"s3cre 6.6.6.6 1.0", b"s3cret2 6.6.6.6 1.0", b" 6.6.6.6 1.0"):
+        event = await _call(app, near)
+        assert event["requestContext"]["http"]["sourceIp"] == "10.0.0.9", near
+        assert "x-portico-edge" not in event["headers"]
+
+    signed = await _call(app, b"s3cret 6.6.6.6 1.0")
+    assert signed["requestContext"]["http"]["sourceIp"] == "6.6.6.6"
+    assert signed["requestContext"]["http"]["protocol"] == "HTTP/1.0"
+    assert signed["headers"]["x-custom"] == "kept"
+    assert "x-portico-edge" not in signed["headers"]
