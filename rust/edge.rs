@@ -220,7 +220,7 @@ struct Shared {
     table: ArcSwap<Table>,
     client: Client<HttpConnector, Incoming>,
     /// The Python pipeline (Granian) on its Unix socket; URIs name `http://portico` for it.
-    backend: Client<UnixConnector, Incoming>,
+    backend: Client<UnixConnector, LimitedBody>,
     secret: String,
     ids: IdGenerator,
 }
@@ -369,7 +369,8 @@ async fn handle(
             _ => {}
         }
     }
-    Ok(forward(&shared, req, peer).await)
+    let rest_api = decision.api >= 0 && !snapshot.is_http_api(decision.api);
+    Ok(forward(&shared, req, peer, table.payload_limit, rest_api).await)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -756,8 +757,64 @@ impl Body for IdleTimeout {
 // ------------------------------------------------------------------------------------------
 // Passing a request on to the Python pipeline
 
-async fn forward(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<EdgeBody> {
+/// A request body passed on to the pipeline, cut (with an error) once it passes the payload limit.
+/// The pipeline drains bodies it answers without reading, so that its server never closes the
+/// connection mid-upload (hyper would then report the request failed and drop the answer); the
+/// cut bounds that draining.
+struct LimitedBody {
+    inner: Incoming,
+    left: u64,
+    over: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let size = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if size > this.left {
+                    this.over.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Poll::Ready(Some(Err("request body over the payload limit".into())));
+                }
+                this.left -= size;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn forward(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    payload_limit: u64,
+    rest_api: bool,
+) -> Response<EdgeBody> {
     let (mut parts, body) = req.into_parts();
+    let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = LimitedBody {
+        inner: body,
+        left: payload_limit,
+        over: over.clone(),
+    };
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let uri = match Uri::try_from(format!("http://portico{target}")) {
         Ok(uri) => uri,
@@ -789,7 +846,20 @@ async fn forward(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
         }
         Err(_) => {
             let id = shared.ids.request_id();
-            answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", &id)
+            if !over.load(std::sync::atomic::Ordering::Relaxed) {
+                return answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", &id);
+            }
+            // The pipeline refuses such a body the same way once it has counted it.
+            if rest_api {
+                let mut response = answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Too Long", &id);
+                response.headers_mut().insert(
+                    "x-amzn-errortype",
+                    HeaderValue::from_static("RequestTooLargeException"),
+                );
+                response
+            } else {
+                answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large", &id)
+            }
         }
     }
 }

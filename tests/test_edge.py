@@ -259,3 +259,46 @@ async def test_pipeline_believes_the_edge_header_only_with_the_secret():
     assert signed["requestContext"]["http"]["protocol"] == "HTTP/1.0"
     assert signed["headers"]["x-custom"] == "kept"
     assert "x-portico-edge" not in signed["headers"]
+
+
+def test_a_port_in_use_is_refused_not_shared(tmp_path):
+    """The public socket is bound once, without SO_REUSEPORT: a second server cannot quietly
+    split a port's connections with whoever holds it."""
+    import socket
+
+    import yaml
+
+    from conftest import run_portico
+
+    config = tmp_path / "portico.yaml"
+    config.write_text(yaml.safe_dump(one_api([("GET /mock", mock("hi"))])))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        result = run_portico("serve", str(config), "--port", str(port), timeout=30)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_early_answers_to_uploads_survive_the_hop(portico, chunked: bool):
+    """The pipeline may answer before reading a body (here: an unknown route). Passed on by the
+    edge, that answer must reach the client, not a 500 from a connection the pipeline's server
+    closed mid-upload: the pipeline drains what it did not read."""
+    server = portico(one_api([("POST /lambda", lambda_integration())]), functions=FUNCTIONS)
+    payload = b"x" * (512 * 1024)
+
+    def content():
+        if not chunked:
+            return payload
+        return (payload[start : start + 16 * 1024] for start in range(0, len(payload), 16 * 1024))
+
+    with httpx.Client(timeout=30) as client:
+        for _ in range(5):
+            resp = client.post(server.url + "/nope", content=content())
+            assert resp.status_code == 404, resp.text
+            assert resp.json() == {"message": "Not Found"}
+            resp = client.post(server.url + "/lambda", content=content())
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["isBase64Encoded"] is True

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -169,6 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    from portico.dataplane.edge import listen as edge_listen
     from portico.dataplane.worker import (
         ENV_CONFIG,
         ENV_DATA_DIR,
@@ -178,6 +180,13 @@ def _serve(args: argparse.Namespace) -> int:
         ENV_SHARED_BUCKETS,
     )
 
+    # The edge's public socket, bound here once (workers inherit it): a port in use fails now.
+    public: socket.socket | None = None
+    if args.edge:
+        try:
+            public = edge_listen(args.host, args.port)
+        except OSError as exc:
+            raise SystemExit(f"portico: cannot listen on {args.host}:{args.port}: {exc}") from None
     shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
     # Empty: no config file, only the APIs the admin API creates.
@@ -199,11 +208,11 @@ def _serve(args: argparse.Namespace) -> int:
     # pipeline behind it on a Unix socket in a directory only this user can enter.
     socket_dir: str | None = None
     listen: dict[str, Any] = {"address": args.host, "port": args.port}
-    if args.edge:
+    if public is not None:
         socket_dir = tempfile.mkdtemp(prefix="portico-")
         backend = os.path.join(socket_dir, "pipeline.sock")
         os.environ[ENV_EDGE] = json.dumps(
-            {"host": args.host, "port": args.port, "backend": backend, "secret": secrets.token_hex(16)}
+            {"listener_fd": public.fileno(), "backend": backend, "secret": secrets.token_hex(16)}
         )
         listen = {"uds": Path(backend)}
     else:
@@ -228,6 +237,8 @@ def _serve(args: argparse.Namespace) -> int:
             os.unlink(buckets)
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
+        if public is not None:
+            public.close()
         if admin is not None:
             _stop_admin(admin)
     return 0

@@ -253,6 +253,8 @@ class DataPlane:
         finally:
             if self._access_log is not None:
                 self._access_log.log(ctx, response, max(sent, 0))
+        if self._edge_secret is not None and not ctx.body._finished:
+            await ctx.body.drain()
 
     def _parse(self, scope: dict[str, Any], receive: Receive) -> RequestContext:
         raw_headers = scope["headers"]
@@ -268,6 +270,7 @@ class DataPlane:
                 client_ip = ip.decode("latin-1")
                 protocol = "HTTP/" + version.decode("latin-1")
         host = ""
+        chunked = False
         content_length: int | None = None
         # The request head counts against AWS's header limit: request line plus every header.
         head_size = 0
@@ -277,6 +280,8 @@ class DataPlane:
                 host = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                chunked = True
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
         ctx = RequestContext(
@@ -289,7 +294,7 @@ class DataPlane:
             scheme=scope.get("scheme", "http"),
             protocol=protocol,
             client_ip=client_ip,
-            body=RequestBody(receive, content_length, self.payload_limit),
+            body=RequestBody(receive, content_length, self.payload_limit, chunked),
             start_ns=time.perf_counter_ns(),
             time_epoch_ms=time.time_ns() // 1_000_000,
             account_id=self.account_id,

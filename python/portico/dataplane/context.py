@@ -21,12 +21,17 @@ class RequestBody:
     counted as it arrives and refused as soon as it passes the limit.
     """
 
-    __slots__ = ("_consumed", "_receive", "content_length", "limit")
+    __slots__ = ("_consumed", "_finished", "_receive", "chunked", "content_length", "limit")
 
-    def __init__(self, receive: Receive, content_length: int | None, limit: int) -> None:
+    def __init__(
+        self, receive: Receive, content_length: int | None, limit: int, chunked: bool = False
+    ) -> None:
         self._receive = receive
         self._consumed = False
+        # Whether the last piece of the body has been received (nothing left to drain).
+        self._finished = not (content_length or chunked)
         self.content_length = content_length
+        self.chunked = chunked
         self.limit = limit
 
     def _take(self) -> None:
@@ -68,12 +73,25 @@ class RequestBody:
                 self._check(size)
                 yield chunk
 
-    @staticmethod
-    async def _next_chunk(receive: Receive) -> tuple[bytes, bool]:
+    async def _next_chunk(self, receive: Receive) -> tuple[bytes, bool]:
         message = await receive()
         if message["type"] != "http.request":
+            self._finished = True
             raise GatewayError(ErrorType.BAD_REQUEST, "client disconnected")
-        return message.get("body", b""), message.get("more_body", False)
+        more = message.get("more_body", False)
+        if not more:
+            self._finished = True
+        return message.get("body", b""), more
+
+    async def drain(self) -> None:
+        """Receive and drop what is left of the body. Behind the edge, the server would otherwise
+        close a connection the edge is still writing the body to, and the edge would lose the
+        answer already given (the edge cuts bodies past the payload limit, which bounds this)."""
+        receive = self._receive
+        while not self._finished:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                self._finished = True
 
     def _check(self, size: int) -> None:
         if size > self.limit:

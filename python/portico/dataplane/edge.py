@@ -15,14 +15,13 @@ whenever Python must see every request: plugins, or an access log.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from portico.dataplane.app import ServingState
 
-__all__ = ["EDGE_HEADER", "bind_listener", "edge_table"]
+__all__ = ["EDGE_HEADER", "edge_table", "listen"]
 
 EDGE_HEADER = b"x-portico-edge"
 
@@ -62,19 +61,18 @@ def edge_table(state: ServingState, *, python_only: bool, header_limit: int, pay
     )
 
 
-def bind_listener(host: str, port: int, backlog: int = 1024) -> int:
-    """A listening socket on host:port for the edge, shared with the other workers' edges
-    (SO_REUSEPORT: the kernel spreads connections over them). Returns its descriptor, which the
-    caller hands over to the edge."""
+def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """The public listening socket, bound once by the server process before its workers start:
+    they inherit it, and each worker's edge accepts from it (as nginx's workers share theirs). A
+    port already in use fails here, with OSError, instead of being shared with another server."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(backlog)
     except OSError:
         sock.close()
         raise
-    os.set_inheritable(sock.fileno(), False)
-    return sock.detach()
+    sock.set_inheritable(True)
+    return sock

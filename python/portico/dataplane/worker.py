@@ -13,7 +13,6 @@ import os
 from portico.config.models import Config
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
-from portico.dataplane.edge import bind_listener
 from portico.dataplane.plugins import load_plugins
 
 ENV_CONFIG = "PORTICO_CONFIG"
@@ -23,8 +22,9 @@ ENV_PLUGINS = "PORTICO_PLUGINS"
 # The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
 # serve the admin-created APIs and follow their changes live.
 ENV_DATA_DIR = "PORTICO_DATA_DIR"
-# Set (JSON: host, port, backend, secret) when each worker runs the core's edge on the public
-# address in front of Granian, which then listens on the Unix socket `backend`.
+# Set (JSON: listener_fd, backend, secret) when each worker runs the core's edge in front of
+# Granian: the edge accepts from the inherited public socket `listener_fd`, and Granian listens on
+# the Unix socket `backend`.
 ENV_EDGE = "PORTICO_EDGE"
 
 
@@ -43,6 +43,6 @@ def create_app() -> DataPlane:
     edge = os.environ.get(ENV_EDGE)
     if edge:
         settings = json.loads(edge)
-        listener = bind_listener(settings["host"], settings["port"])
-        app.attach_edge(listener, settings["backend"], settings["secret"])
+        # A descriptor of the worker's own: the edge closes it when it stops.
+        app.attach_edge(os.dup(settings["listener_fd"]), settings["backend"], settings["secret"])
     return app
