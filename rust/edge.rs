@@ -6,10 +6,10 @@
 //! nginx's throughput on two cores (`benches/run.py`, ceiling case). Requests that need no Python
 //! are therefore served here, start to finish, without touching the GIL:
 //!
-//! - `HTTP_PROXY` routes of HTTP APIs whose URI is static and whose deployment has no plugin,
-//!   CORS or access log (the data plane says which, in the table it publishes): routed, throttled
-//!   and proxied with AWS's header rules (aws-semantics §3.2, ported from `http_proxy.py`, which the
-//!   same end-to-end tests check);
+//! - `HTTP_PROXY` (to `http://`) and `MOCK` routes of HTTP APIs whose deployment has no plugin,
+//!   CORS or access log (the data plane says which, in the table it publishes, with stage
+//!   variables already filled in): routed, throttled and proxied with AWS's header rules
+//!   (aws-semantics §3.2, ported from `http_proxy.py`; the same end-to-end tests check both);
 //! - the 404 and 429 answers of such APIs.
 //!
 //! Everything else is passed, unchanged, to the Python pipeline behind Granian on a private
@@ -73,7 +73,8 @@ const PLAIN_CONNECTION: [&str; 6] = [
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type EdgeBody = BoxBody<Bytes, BoxError>;
 
-/// An `HTTP_PROXY` integration the edge serves: a static URI.
+/// An `HTTP_PROXY` integration the edge serves: a URI whose path and query may hold `{name}`
+/// path-parameter markers.
 #[derive(Debug)]
 pub struct FastProxy {
     origin: String,
@@ -349,7 +350,15 @@ async fn handle(
                         }
                         Fast::Proxy(proxy) => {
                             let api_path = decision.path.to_owned();
-                            proxy_request(&shared, proxy, req, &host, &api_path, peer, id).await
+                            let params: Vec<(String, String)> = decision
+                                .params()
+                                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                                .collect();
+                            let target = Target {
+                                api_path: &api_path,
+                                params: &params,
+                            };
+                            proxy_request(&shared, proxy, req, &host, target, peer, id).await
                         }
                     });
                 }
@@ -441,16 +450,23 @@ fn mock_response(mock: &FastMock, request_id: &str) -> Response<EdgeBody> {
 // ------------------------------------------------------------------------------------------
 // HTTP_PROXY (aws-semantics §3.2; the same rules as python/portico/integrations/http_proxy.py)
 
+/// Where a request goes within its API: the path the API sees and the route's path parameters
+/// (raw, as the client sent them).
+struct Target<'a> {
+    api_path: &'a str,
+    params: &'a [(String, String)],
+}
+
 async fn proxy_request(
     shared: &Shared,
     proxy: &FastProxy,
     req: Request<Incoming>,
     host: &str,
-    api_path: &str,
+    target: Target<'_>,
     peer: SocketAddr,
     request_id: String,
 ) -> Response<EdgeBody> {
-    let url = upstream_url(proxy, api_path, req.uri().query().unwrap_or(""));
+    let url = upstream_url(proxy, &target, req.uri().query().unwrap_or(""));
     let uri = match Uri::try_from(url.as_str()) {
         Ok(uri) => uri,
         Err(_) => return answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", &request_id),
@@ -502,29 +518,56 @@ fn epoch_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The upstream URL: the static URI, the API path appended for `$default` routes and path-less
-/// URIs, the client's raw query after the URI's own.
-fn upstream_url(proxy: &FastProxy, api_path: &str, raw_query: &str) -> String {
-    let mut url = String::with_capacity(proxy.origin.len() + proxy.path.len() + api_path.len() + 32);
+/// The upstream URL: the URI with `{name}` path parameters filled in (a missing one is empty),
+/// the API path appended for `$default` routes and path-less URIs, the client's raw query after the
+/// URI's own.
+fn upstream_url(proxy: &FastProxy, target: &Target<'_>, raw_query: &str) -> String {
+    let path = fill(&proxy.path, target.params);
+    let own_query = fill(&proxy.query, target.params);
+    let mut url = String::with_capacity(proxy.origin.len() + path.len() + target.api_path.len() + 32);
     url.push_str(&proxy.origin);
-    if proxy.append_path {
-        url.push_str(proxy.path.trim_end_matches('/'));
-        url.push_str(if api_path.is_empty() { "/" } else { api_path });
-    } else if proxy.path.is_empty() {
+    // As in the pipeline: a URI whose path comes out empty gets the API path too.
+    if proxy.append_path || path.is_empty() || path == "/" {
+        url.push_str(path.trim_end_matches('/'));
+        url.push_str(if target.api_path.is_empty() { "/" } else { target.api_path });
+    } else if path.is_empty() {
         url.push('/');
     } else {
-        url.push_str(&proxy.path);
+        url.push_str(&path);
     }
-    let query = match (proxy.query.is_empty(), raw_query.is_empty()) {
-        (_, true) => proxy.query.clone(),
+    let query = match (own_query.is_empty(), raw_query.is_empty()) {
+        (_, true) => own_query.into_owned(),
         (true, false) => raw_query.to_owned(),
-        (false, false) => format!("{}&{raw_query}", proxy.query),
+        (false, false) => format!("{own_query}&{raw_query}"),
     };
     if !query.is_empty() {
         url.push('?');
         url.push_str(&query);
     }
     url
+}
+
+/// `template` with each `{name}` replaced by that path parameter's value ("" when absent).
+fn fill<'t>(template: &'t str, params: &[(String, String)]) -> std::borrow::Cow<'t, str> {
+    if !template.contains('{') {
+        return std::borrow::Cow::Borrowed(template);
+    }
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            out.push_str(&rest[open..]);
+            return std::borrow::Cow::Owned(out);
+        };
+        let name = &rest[open + 1..open + close];
+        if let Some((_, value)) = params.iter().find(|(n, _)| n == name) {
+            out.push_str(value);
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 fn is_token(value: &str) -> bool {
@@ -881,12 +924,25 @@ mod tests {
         }
     }
 
+    fn at<'a>(api_path: &'a str, params: &'a [(String, String)]) -> Target<'a> {
+        Target { api_path, params }
+    }
+
     #[test]
     fn urls_append_the_path_and_merge_queries() {
-        assert_eq!(upstream_url(&proxy("", "", true), "/a/b", ""), "http://up:8080/a/b");
-        assert_eq!(upstream_url(&proxy("/base/", "", true), "/a", "x=1"), "http://up:8080/base/a?x=1");
-        assert_eq!(upstream_url(&proxy("/p", "k=v", false), "/ignored", "x=1"), "http://up:8080/p?k=v&x=1");
-        assert_eq!(upstream_url(&proxy("", "", false), "/ignored", ""), "http://up:8080/");
+        assert_eq!(upstream_url(&proxy("", "", true), &at("/a/b", &[]), ""), "http://up:8080/a/b");
+        assert_eq!(upstream_url(&proxy("/base/", "", true), &at("/a", &[]), "x=1"), "http://up:8080/base/a?x=1");
+        assert_eq!(upstream_url(&proxy("/p", "k=v", false), &at("/no", &[]), "x=1"), "http://up:8080/p?k=v&x=1");
+        assert_eq!(upstream_url(&proxy("/p/", "", false), &at("/no", &[]), ""), "http://up:8080/p/");
+        assert_eq!(upstream_url(&proxy("/{gone}", "", false), &at("/api", &[]), ""), "http://up:8080/api");
+    }
+
+    #[test]
+    fn path_parameters_fill_the_uri_raw() {
+        let params = [("proxy".to_string(), "a%2Fb/c".to_string()), ("id".to_string(), "7".to_string())];
+        let p = proxy("/items/{id}/{proxy}", "of={id}&{missing}", false);
+        assert_eq!(upstream_url(&p, &at("/x", &params), "q=1"), "http://up:8080/items/7/a%2Fb/c?of=7&&q=1");
+        assert_eq!(fill("/{unclosed", &params), "/{unclosed");
     }
 
     #[test]

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help=(
             "serve every request through the Python pipeline on Granian, without the Rust edge in "
-            "front (which answers plugin-free HTTP_PROXY routes, 404s and 429s itself)"
+            "front (which answers plugin-free HTTP_PROXY and MOCK routes, 404s and 429s itself)"
         ),
     )
     serve.add_argument(

@@ -1,10 +1,11 @@
 """The edge's side of the data plane: which requests the Rust edge serves without Python.
 
 With `portico serve` (unless `--no-edge`), the core's edge (`portico._core.Edge`, `rust/edge.rs`)
-owns the public listener. It serves plugin-free HTTP_PROXY routes with static URIs, and the 404
-and 429 answers of HTTP APIs, start to finish in Rust. Every other request goes, unchanged, to this
-Python pipeline behind Granian on a private Unix socket, with the client's address in
-`x-portico-edge: <secret> <client ip> <HTTP version>`. The secret is made per server: the
+owns the public listener. It serves plugin-free MOCK routes and HTTP_PROXY routes to http://
+upstreams, and the 404 and 429 answers of HTTP APIs, start to finish in Rust. Every other
+request goes, unchanged, to this Python pipeline behind Granian on a private Unix socket, with
+the client's address in `x-portico-edge: <secret> <client ip> <HTTP version>`. The secret is made
+per server: the
 pipeline believes the header only when the secret matches (compared in constant time), so a
 client cannot pose as another address.
 
@@ -43,7 +44,7 @@ def edge_table(state: ServingState, *, python_only: bool, header_limit: int, pay
         for stage_index, canary, runtime in runtimes:
             for route_index, route in enumerate(runtime.routes):
                 describe = getattr(route.integration, "edge_route", None)
-                spec = describe() if describe is not None else None
+                spec = describe(runtime.variables) if describe is not None else None
                 if spec is None:
                     continue
                 spec.update(

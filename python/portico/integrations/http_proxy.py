@@ -428,21 +428,45 @@ class HttpProxyIntegration:
             self._append_path = route_is_default
             self._by = None
 
-    def edge_route(self) -> dict[str, Any] | None:
-        """What the edge needs to serve this integration without Python (`portico.dataplane.edge`),
-        or None when it cannot: a URI with placeholders (stage variables, path parameters) or TLS."""
-        if self._static is None or not self.uri.lower().startswith("http://"):
+    def edge_route(self, variables: dict[str, str]) -> dict[str, Any] | None:
+        """What the edge needs to serve this integration for a stage with `variables` without
+        Python (`portico.dataplane.edge`), or None when it cannot: a TLS upstream, or an authority
+        that depends on a path parameter. Stage variables are substituted here; `{name}` path
+        parameters stay in the path and query for the edge to fill in, raw, as `_url` does."""
+        if self._static is not None:
+            origin, path, query = self._static
+            append = self._append_path
+        else:
+            pieces: list[str] = []
+            for part in self._parts or ():
+                if isinstance(part, str):
+                    pieces.append(part)
+                elif part[0] == "s":
+                    value = variables.get(part[1], "")
+                    if "{" in value or "}" in value:
+                        return None  # would read as a path-parameter marker
+                    pieces.append(value)
+                else:
+                    pieces.append("{" + part[1] + "}")
+            try:
+                origin, path, query = _split_url("".join(pieces))
+            except ValueError:
+                return None
+            if "{" in origin:
+                return None
+            append = self._append_path or path in ("", "/")
+        if not origin.lower().startswith("http://"):
             return None
-        origin, path, query = self._static
+        by = self._by if self._by is not None else _egress_ip(_host_of(origin))
         return {
             "kind": "proxy",
             "origin": origin,
             "path": path,
             "query": query,
-            "append_path": self._append_path,
+            "append_path": append,
             "method": self._method,
             "timeout_ms": self.timeout_ms,
-            "by": self._by or "unknown",
+            "by": by,
         }
 
     def transport(self) -> HttpTransport:

@@ -31,7 +31,7 @@ class MockIntegration:
         self._headers = [(n, v) for n, v in merged if n not in ("content-length", "transfer-encoding")]
         self._body = body.encode() if isinstance(body, str) else bytes(body)
 
-    def edge_route(self) -> dict[str, object]:
+    def edge_route(self, variables: dict[str, str]) -> dict[str, object]:
         """What the edge needs to answer for this integration without Python (the body as latin-1
         text: one character per byte)."""
         return {
