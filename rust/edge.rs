@@ -120,7 +120,6 @@ impl Table {
     /// The table from the data plane's JSON (see `portico/dataplane/edge.py`).
     pub fn from_json(gateway: Arc<gateway::Gateway>, json: &str) -> Result<Table, String> {
         let spec: Value = serde_json::from_str(json).map_err(|e| format!("edge table: {e}"))?;
-        let int = int_of;
         let mut routes = HashMap::new();
         for r in spec.get("routes").and_then(Value::as_array).into_iter().flatten() {
             let fast = match r.get("kind").and_then(Value::as_str) {
@@ -128,7 +127,7 @@ impl Table {
                 _ => Fast::Proxy(proxy_from_json(r)?),
             };
             let canary = r.get("canary").and_then(Value::as_bool).unwrap_or(false);
-            let key = (int(r, "api")?, int(r, "stage")?, canary, int(r, "route")?);
+            let key = (int_of(r, "api")?, int_of(r, "stage")?, canary, int_of(r, "route")?);
             routes.insert(key, Arc::new(fast));
         }
         let answers = spec
@@ -141,8 +140,8 @@ impl Table {
             routes,
             answers,
             answer_unmatched: spec.get("answer_unmatched").and_then(Value::as_bool).unwrap_or(false),
-            header_limit: int(&spec, "header_limit")? as usize,
-            payload_limit: int(&spec, "payload_limit")? as u64,
+            header_limit: int_of(&spec, "header_limit")? as usize,
+            payload_limit: int_of(&spec, "payload_limit")? as u64,
         })
     }
 }
@@ -332,51 +331,47 @@ async fn handle(
         .to_owned();
     let raw_path = req.uri().path().to_owned();
     let mut decision = snapshot.classify(&host, req.method().as_str(), &raw_path);
-    if let Some(body) = within_limits(&req, &table) {
-        match decision.kind {
-            ROUTE => {
-                let key = (decision.api, decision.stage, decision.canary, decision.route);
-                if let Some(fast) = table.routes.get(&key).cloned() {
-                    snapshot.spend_with_clock(&mut decision, table.gateway.buckets(), monotonic_ns);
-                    let id = shared.ids.request_id();
-                    if decision.kind == THROTTLED {
-                        return Ok(answer(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", &id));
+    match decision.kind {
+        ROUTE => {
+            let key = (decision.api, decision.stage, decision.canary, decision.route);
+            // The limits are counted only for requests the edge could serve itself.
+            let fast = table.routes.get(&key).cloned();
+            if let (Some(fast), Some(body)) = (fast, within_limits(&req, &table)) {
+                snapshot.spend_with_clock(&mut decision, table.gateway.buckets(), monotonic_ns);
+                let id = shared.ids.request_id();
+                if decision.kind == THROTTLED {
+                    return Ok(answer(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", &id));
+                }
+                return Ok(match &*fast {
+                    Fast::Mock(mock) => mock_response(mock, &id),
+                    // Refused before anything reaches the upstream, as the pipeline does.
+                    Fast::Proxy(_) if body == BodyFit::TooLarge => {
+                        answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large", &id)
                     }
-                    return Ok(match &*fast {
-                        Fast::Mock(mock) => mock_response(mock, &id),
-                        // Refused before anything reaches the upstream, as the pipeline does.
-                        Fast::Proxy(_) if body == BodyFit::TooLarge => {
-                            answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large", &id)
-                        }
-                        Fast::Proxy(proxy) => {
-                            let api_path = decision.path.to_owned();
-                            let params: Vec<(String, String)> = decision
-                                .params()
-                                .map(|(name, value)| (name.to_owned(), value.to_owned()))
-                                .collect();
-                            let target = Target {
-                                api_path: &api_path,
-                                params: &params,
-                            };
-                            proxy_request(&shared, proxy, req, &host, target, peer, id).await
-                        }
-                    });
-                }
+                    Fast::Proxy(proxy) => {
+                        let params: Vec<(&str, &str)> = decision.params().collect();
+                        let target = Target {
+                            api_path: decision.path,
+                            params: &params,
+                        };
+                        proxy_request(&shared, proxy, req, &host, target, peer, id).await
+                    }
+                });
             }
-            NOT_FOUND => {
-                let answers = if decision.api < 0 {
-                    table.answer_unmatched
-                } else {
-                    table.answers.get(decision.api as usize).copied().unwrap_or(false)
-                        && snapshot.is_http_api(decision.api)
-                };
-                if answers {
-                    let id = shared.ids.request_id();
-                    return Ok(answer(StatusCode::NOT_FOUND, "Not Found", &id));
-                }
-            }
-            _ => {}
         }
+        NOT_FOUND => {
+            // `answers` is false for every API that is not an HTTP API.
+            let answers = if decision.api < 0 {
+                table.answer_unmatched
+            } else {
+                table.answers.get(decision.api as usize).copied().unwrap_or(false)
+            };
+            if answers && within_limits(&req, &table).is_some() {
+                let id = shared.ids.request_id();
+                return Ok(answer(StatusCode::NOT_FOUND, "Not Found", &id));
+            }
+        }
+        _ => {}
     }
     let rest_api = decision.api >= 0 && !snapshot.is_http_api(decision.api);
     Ok(forward(&shared, req, peer, table.payload_limit, rest_api).await)
@@ -454,7 +449,7 @@ fn mock_response(mock: &FastMock, request_id: &str) -> Response<EdgeBody> {
 /// (raw, as the client sent them).
 struct Target<'a> {
     api_path: &'a str,
-    params: &'a [(String, String)],
+    params: &'a [(&'a str, &'a str)],
 }
 
 async fn proxy_request(
@@ -548,7 +543,7 @@ fn upstream_url(proxy: &FastProxy, target: &Target<'_>, raw_query: &str) -> Stri
 }
 
 /// `template` with each `{name}` replaced by that path parameter's value ("" when absent).
-fn fill<'t>(template: &'t str, params: &[(String, String)]) -> std::borrow::Cow<'t, str> {
+fn fill<'t>(template: &'t str, params: &[(&str, &str)]) -> std::borrow::Cow<'t, str> {
     if !template.contains('{') {
         return std::borrow::Cow::Borrowed(template);
     }
@@ -561,7 +556,7 @@ fn fill<'t>(template: &'t str, params: &[(String, String)]) -> std::borrow::Cow<
             return std::borrow::Cow::Owned(out);
         };
         let name = &rest[open + 1..open + close];
-        if let Some((_, value)) = params.iter().find(|(n, _)| n == name) {
+        if let Some((_, value)) = params.iter().find(|(n, _)| *n == name) {
             out.push_str(value);
         }
         rest = &rest[open + close + 1..];
@@ -924,7 +919,7 @@ mod tests {
         }
     }
 
-    fn at<'a>(api_path: &'a str, params: &'a [(String, String)]) -> Target<'a> {
+    fn at<'a>(api_path: &'a str, params: &'a [(&'a str, &'a str)]) -> Target<'a> {
         Target { api_path, params }
     }
 
@@ -939,7 +934,7 @@ mod tests {
 
     #[test]
     fn path_parameters_fill_the_uri_raw() {
-        let params = [("proxy".to_string(), "a%2Fb/c".to_string()), ("id".to_string(), "7".to_string())];
+        let params = [("proxy", "a%2Fb/c"), ("id", "7")];
         let p = proxy("/items/{id}/{proxy}", "of={id}&{missing}", false);
         assert_eq!(upstream_url(&p, &at("/x", &params), "q=1"), "http://up:8080/items/7/a%2Fb/c?of=7&&q=1");
         assert_eq!(fill("/{unclosed", &params), "/{unclosed");

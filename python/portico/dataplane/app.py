@@ -253,7 +253,7 @@ class DataPlane:
         finally:
             if self._access_log is not None:
                 self._access_log.log(ctx, response, max(sent, 0))
-        if self._edge_secret is not None and not ctx.body._finished:
+        if self._edge_secret is not None and not ctx.body.finished:
             await ctx.body.drain()
 
     def _parse(self, scope: dict[str, Any], receive: Receive) -> RequestContext:

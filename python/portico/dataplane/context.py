@@ -83,6 +83,11 @@ class RequestBody:
             self._finished = True
         return message.get("body", b""), more
 
+    @property
+    def finished(self) -> bool:
+        """Whether the whole body has been received (or there is none)."""
+        return self._finished
+
     async def drain(self) -> None:
         """Receive and drop what is left of the body. Behind the edge, the server would otherwise
         close a connection the edge is still writing the body to, and the edge would lose the
