@@ -252,6 +252,7 @@ impl Edge {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(usize::MAX)
             .build(connector);
+        let backend_path = backend.clone();
         let backend = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -276,7 +277,7 @@ impl Edge {
                 runtime.block_on(async move {
                     tokio::select! {
                         _ = stopped => {}
-                        _ = accept_loop(listener, serving) => {}
+                        _ = accept_loop(listener, &backend_path, serving) => {}
                     }
                 });
                 runtime.shutdown_background();
@@ -293,7 +294,12 @@ impl Edge {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: tokio::net::TcpListener, backend: &std::path::Path, shared: Arc<Shared>) {
+    // Workers start before Granian listens on the pipeline's socket: clients wait in the public
+    // socket's backlog until requests can be passed on, rather than getting 500s.
+    while tokio::net::UnixStream::connect(backend).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,

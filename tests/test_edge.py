@@ -302,3 +302,48 @@ def test_early_answers_to_uploads_survive_the_hop(portico, chunked: bool):
             resp = client.post(server.url + "/lambda", content=content())
             assert resp.status_code == 200, resp.text
             assert resp.json()["isBase64Encoded"] is True
+
+
+def test_requests_at_startup_wait_for_the_pipeline(tmp_path):
+    """The public port accepts before Granian serves the pipeline's socket: a request passed on
+    in that window waits for it instead of getting a 500."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from conftest import TESTS_DIR, free_port
+
+    config = tmp_path / "portico.yaml"
+    config.write_text(yaml.safe_dump(one_api([("GET /echo", lambda_integration())])))
+    port = free_port()
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    )
+    command = [sys.executable, "-m", "portico", "serve", str(config), "--port", str(port)]
+    command += ["--function", "echo=handlers.basic:echo"]
+    process = subprocess.Popen(
+        command,
+        cwd=TESTS_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    statuses: list[int] = []
+    try:
+        for _attempt in range(2000):  # refused connections until the port listens, then answers
+            assert process.poll() is None, "the server exited"
+            with contextlib.suppress(httpx.TransportError):
+                statuses.append(httpx.get(f"http://127.0.0.1:{port}/echo", timeout=30).status_code)
+            if statuses and statuses[-1] == 200:
+                break
+            time.sleep(0.005)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(15)
+    assert set(statuses) == {200}, statuses
