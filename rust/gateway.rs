@@ -1,28 +1,29 @@
-//! The compiled gateway snapshot and the per-request decision.
+//! The compiled gateway snapshot and the phases that need no I/O: API and stage selection,
+//! routing and throttling.
 //!
 //! Pure Rust, no PyO3. `Gateway` holds the current `Snapshot` behind an `ArcSwap`: `swap()`
-//! compiles a new one and publishes it atomically while in-flight decisions finish on the old
-//! one. Token buckets live outside the snapshot, so their state survives reloads for keys
-//! (api id, stage name, route key) that still exist.
+//! compiles a new one and publishes it atomically while in-flight requests finish on the old one.
+//! Token buckets live outside the snapshot, so their state survives reloads for keys (api id,
+//! stage name, route key) that still exist.
 
+use crate::integrations::{self, Integration};
+use crate::pipeline::access_log::{AccessLog, LogSinks};
+use crate::pipeline::cors::Cors;
 use crate::router::{RouteEntry, Router};
+use crate::spec::{self, ApiSpec, CanarySpec, LimitSpec, RouteSpec, Spec, StageSpec};
 use crate::throttle::{key_hash, monotonic_ns, Buckets, Limit, DEFAULT_CAPACITY, NEVER};
 use ahash::RandomState;
 use arc_swap::ArcSwap;
-use serde_json::{Map, Value};
 use smallvec::SmallVec;
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const ROUTE: u8 = 0;
-pub const NOT_FOUND: u8 = 1;
-pub const THROTTLED: u8 = 2;
-pub const BAD_REQUEST: u8 = 3;
+pub use crate::spec::ApiKind;
 
 const DEFAULT_STAGE: &str = "$default";
 const DEFAULT_ROUTE: &str = "$default";
@@ -69,12 +70,6 @@ impl From<ConfigError> for GatewayError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Http,
-    Rest,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     hash: u64,
@@ -90,12 +85,37 @@ struct RouteSet {
     keys: Vec<Box<str>>,
 }
 
-/// What a stage (or its canary) serves: a route set and the bucket of each of its routes.
+/// A route as the pipeline serves it.
+#[derive(Debug)]
+pub struct RouteRuntime {
+    /// `GET /pets/{id}` or `$default`.
+    pub key: Box<str>,
+    /// `/pets/{id}` (`$default` for the default route).
+    pub resource_path: Box<str>,
+    pub integration: Integration,
+}
+
+/// What one stage (or its canary) serves: its deployment's routes with the stage's variables
+/// filled in, its CORS policy and access log.
+#[derive(Debug)]
+pub struct Serving {
+    pub stage: Box<str>,
+    pub deployment_id: Box<str>,
+    pub is_canary: bool,
+    pub variables: Vec<(Box<str>, Box<str>)>,
+    /// By route index (the `$default` route included).
+    pub routes: Vec<RouteRuntime>,
+    pub cors: Option<Arc<Cors>>,
+    /// The stage's `accessLogSettings`.
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
 #[derive(Debug)]
 struct Target {
     routes: Arc<RouteSet>,
     /// Per route index (the `$default` route included): the route's bucket, if throttled.
     buckets: Vec<Option<Bucket>>,
+    serving: Arc<Serving>,
 }
 
 #[derive(Debug)]
@@ -112,9 +132,15 @@ struct Stage {
     canary: Option<Canary>,
 }
 
+/// An API as the pipeline needs it.
 #[derive(Debug)]
-struct Api {
-    kind: Kind,
+pub struct Api {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    pub kind: ApiKind,
+    /// The API's CORS, for answers given before a stage is known.
+    pub cors: Option<Arc<Cors>>,
+    pub binary_media_types: Vec<Box<str>>,
     stages: Vec<Stage>,
     /// Index of the `$default` stage (HTTP APIs).
     default_stage: Option<usize>,
@@ -127,6 +153,18 @@ impl Api {
     }
 }
 
+/// Gateway-wide settings, compiled.
+#[derive(Debug)]
+pub struct Settings {
+    pub header_limit: usize,
+    pub payload_limit: u64,
+    pub account_id: Box<str>,
+    pub region: Box<str>,
+    pub plugins: spec::PluginHooks,
+    pub access_log: Option<Arc<AccessLog>>,
+    pub upstream_ca_file: Option<Box<str>>,
+}
+
 /// A compiled, immutable spec.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -137,33 +175,50 @@ pub struct Snapshot {
     by_host_id: HashMap<Box<str>, usize, RandomState>,
     default_api: Option<usize>,
     account: Option<Bucket>,
+    pub settings: Settings,
 }
 
-/// The outcome of `decide`. Ranges in `params` are byte ranges of `path`.
+/// How a request fares in selection, routing and throttling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Routed (and, after `spend`, admitted).
+    Route,
+    /// No API, stage or route matches.
+    NotFound,
+    /// A bucket is empty.
+    Throttled,
+    /// The path is not a path (no leading '/', bad percent-encoding).
+    BadRequest,
+}
+
+/// The outcome of selection and routing. Ranges in `params` are byte ranges of `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<'a> {
-    pub kind: u8,
-    pub api: i64,
-    pub stage: i64,
-    pub route: i64,
+    pub outcome: Outcome,
+    pub api: Option<usize>,
+    pub stage: Option<usize>,
+    pub route: Option<usize>,
     /// Whether the stage's canary was picked (`route` then indexes the canary's routes).
     pub canary: bool,
     /// The request path as the API sees it (a suffix of the raw path, or "/").
     pub path: &'a str,
+    /// Whether the request was addressed path-style (`/restapis/{id}/{stage}/_user_request_/...`).
+    pub path_style: bool,
     pub param_names: Option<Arc<[Box<str>]>>,
     pub params: SmallVec<[(u32, u32); 4]>,
     pub retry_after_ms: u64,
 }
 
 impl<'a> Decision<'a> {
-    fn new(kind: u8, path: &'a str) -> Self {
+    fn new(outcome: Outcome, path: &'a str) -> Self {
         Decision {
-            kind,
-            api: -1,
-            stage: -1,
-            route: -1,
+            outcome,
+            api: None,
+            stage: None,
+            route: None,
             canary: false,
             path,
+            path_style: false,
             param_names: None,
             params: SmallVec::new(),
             retry_after_ms: 0,
@@ -172,12 +227,12 @@ impl<'a> Decision<'a> {
 
     /// The verdict for a path that is not even a string of characters.
     pub fn bad_request() -> Decision<'static> {
-        Decision::new(BAD_REQUEST, "/")
+        Decision::new(Outcome::BadRequest, "/")
     }
 
     fn at(mut self, api: usize, stage: Option<usize>) -> Self {
-        self.api = api as i64;
-        self.stage = stage.map_or(-1, |s| s as i64);
+        self.api = Some(api);
+        self.stage = stage;
         self
     }
 
@@ -194,38 +249,14 @@ impl<'a> Decision<'a> {
 // ---------------------------------------------------------------------------------------------
 // Spec compilation
 
-fn field<'v>(obj: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
-    obj.get(name).filter(|v| !v.is_null())
-}
-
-fn as_object<'v>(v: &'v Value, at: &str) -> Result<&'v Map<String, Value>, ConfigError> {
-    v.as_object()
-        .ok_or_else(|| ConfigError(format!("{at}: expected an object")))
-}
-
-fn as_array<'v>(v: &'v Value, at: &str) -> Result<&'v Vec<Value>, ConfigError> {
-    v.as_array()
-        .ok_or_else(|| ConfigError(format!("{at}: expected an array")))
-}
-
-fn as_str<'v>(v: &'v Value, at: &str) -> Result<&'v str, ConfigError> {
-    v.as_str()
-        .ok_or_else(|| ConfigError(format!("{at}: expected a string")))
-}
-
-fn parse_limit(v: &Value, at: &str) -> Result<Limit, ConfigError> {
-    let obj = as_object(v, at)?;
-    let rate = field(obj, "rate")
-        .ok_or_else(|| ConfigError(format!("{at}.rate: missing")))?
-        .as_f64()
-        .filter(|r| r.is_finite() && *r >= 0.0)
-        .ok_or_else(|| ConfigError(format!("{at}.rate: expected a number >= 0")))?;
-    let burst = field(obj, "burst")
-        .ok_or_else(|| ConfigError(format!("{at}.burst: missing")))?
-        .as_i64()
-        .filter(|b| *b >= 0)
-        .ok_or_else(|| ConfigError(format!("{at}.burst: expected an integer >= 0")))?;
-    Ok(Limit::new(rate, burst))
+fn limit(l: &LimitSpec, at: &str) -> Result<Limit, ConfigError> {
+    if !l.rate.is_finite() || l.rate < 0.0 {
+        return Err(ConfigError(format!("{at}.rate: expected a number >= 0")));
+    }
+    if l.burst < 0 {
+        return Err(ConfigError(format!("{at}.burst: expected an integer >= 0")));
+    }
+    Ok(Limit::new(l.rate, l.burst))
 }
 
 fn bucket_key(api: &str, stage: &str, route: &str) -> u64 {
@@ -248,13 +279,22 @@ pub fn route_bucket_key(api_id: &str, stage: &str, route_key: &str) -> u64 {
     bucket_key(api_id, stage, route_key)
 }
 
-fn compile_routes(v: &Value, at: &str) -> Result<RouteSet, ConfigError> {
+/// `GET /pets/{id}` -> `/pets/{id}`; `$default` stays `$default`.
+fn resource_path_of(key: &str) -> &str {
+    if key == DEFAULT_ROUTE {
+        key
+    } else {
+        key.split_once(' ').map_or(key, |(_, p)| p)
+    }
+}
+
+fn compile_routes(routes: &[RouteSpec], at: &str) -> Result<RouteSet, ConfigError> {
     let mut router = Router::new();
     let mut default_route = None;
     let mut keys: Vec<Box<str>> = Vec::new();
-    for (i, r) in as_array(v, at)?.iter().enumerate() {
+    for (i, r) in routes.iter().enumerate() {
         let rat = format!("{at}[{i}]");
-        let key = as_str(r, &rat)?;
+        let key = r.key();
         if key == DEFAULT_ROUTE {
             if default_route.is_some() {
                 return Err(ConfigError(format!("{rat}: \"$default\": duplicate route")));
@@ -274,32 +314,31 @@ fn compile_routes(v: &Value, at: &str) -> Result<RouteSet, ConfigError> {
     })
 }
 
-/// Throttle settings as written in a stage or canary object.
+/// Throttle settings as written in a stage or canary.
 struct ThrottleSpec<'v> {
     default: Option<Limit>,
     per_route: Vec<(&'v str, Limit)>,
 }
 
 fn parse_throttles<'v>(
-    obj: &'v Map<String, Value>,
+    default: Option<&LimitSpec>,
+    per_route: Option<&'v BTreeMap<String, LimitSpec>>,
     at: &str,
 ) -> Result<Option<ThrottleSpec<'v>>, ConfigError> {
-    let dt = field(obj, "default_throttle");
-    let rt = field(obj, "route_throttle");
-    if dt.is_none() && rt.is_none() {
+    if default.is_none() && per_route.is_none() {
         return Ok(None);
     }
-    let default = dt
-        .map(|t| parse_limit(t, &format!("{at}.default_throttle")))
+    let default = default
+        .map(|t| limit(t, &format!("{at}.default_throttle")))
         .transpose()?;
-    let mut per_route = Vec::new();
-    if let Some(rt) = rt {
-        let rat = format!("{at}.route_throttle");
-        for (k, t) in as_object(rt, &rat)? {
-            per_route.push((k.as_str(), parse_limit(t, &format!("{rat}[{k:?}]"))?));
-        }
+    let mut routes = Vec::new();
+    for (k, t) in per_route.into_iter().flatten() {
+        routes.push((k.as_str(), limit(t, &format!("{at}.route_throttle[{k:?}]"))?));
     }
-    Ok(Some(ThrottleSpec { default, per_route }))
+    Ok(Some(ThrottleSpec {
+        default,
+        per_route: routes,
+    }))
 }
 
 /// The buckets of `routes` under `throttles`. With `strict`, a `route_throttle` key that is not a
@@ -338,178 +377,307 @@ fn target_buckets(
         .collect())
 }
 
-fn compile_api(v: &Value, at: &str) -> Result<(Box<str>, Api), ConfigError> {
-    let obj = as_object(v, at)?;
-    let id = as_str(
-        field(obj, "id").ok_or_else(|| ConfigError(format!("{at}.id: missing")))?,
-        &format!("{at}.id"),
+/// Everything compilation needs beyond the spec: where access logs go.
+pub struct CompileContext<'c> {
+    pub sinks: &'c mut LogSinks,
+}
+
+struct ServingSpec<'s> {
+    stage: &'s str,
+    deployment_id: &'s str,
+    is_canary: bool,
+    variables: &'s BTreeMap<String, String>,
+    routes: &'s [RouteSpec],
+    cors: Option<Arc<Cors>>,
+    access_log: Option<Arc<AccessLog>>,
+}
+
+fn compile_serving(
+    s: ServingSpec<'_>,
+    api: &ApiSpec,
+    at: &str,
+) -> Result<Serving, ConfigError> {
+    let variables: Vec<(Box<str>, Box<str>)> = s
+        .variables
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+        .collect();
+    let mut routes = Vec::with_capacity(s.routes.len());
+    for (i, r) in s.routes.iter().enumerate() {
+        let key = r.key();
+        let integration = match r.integration() {
+            None => Integration::Unset,
+            Some(spec) => integrations::compile(spec, key, api.kind, &api.id, &variables)
+                .map_err(|e| ConfigError(format!("{at}[{i}].integration: {e}")))?,
+        };
+        routes.push(RouteRuntime {
+            key: key.into(),
+            resource_path: resource_path_of(key).into(),
+            integration,
+        });
+    }
+    Ok(Serving {
+        stage: s.stage.into(),
+        deployment_id: s.deployment_id.into(),
+        is_canary: s.is_canary,
+        variables,
+        routes,
+        cors: s.cors,
+        access_log: s.access_log,
+    })
+}
+
+fn compile_cors(c: Option<&spec::CorsSpec>) -> Option<Arc<Cors>> {
+    c.map(|c| Arc::new(Cors::compile(c)))
+}
+
+fn compile_stage(
+    api: &ApiSpec,
+    api_routes: &Arc<RouteSet>,
+    s: &StageSpec,
+    sat: &str,
+    cx: &mut CompileContext<'_>,
+) -> Result<Stage, ConfigError> {
+    let id = api.id.as_str();
+    let name = s.name.as_str();
+    let (routes, route_specs, rat) = match &s.routes {
+        Some(r) => {
+            let rat = format!("{sat}.routes");
+            (Arc::new(compile_routes(r, &rat)?), r.as_slice(), rat)
+        }
+        None => (api_routes.clone(), api.routes.as_slice(), "routes".to_string()),
+    };
+    // A stage serving a deployment of its own carries that deployment's CORS.
+    let cors = if s.routes.is_some() {
+        compile_cors(s.cors.as_ref())
+    } else {
+        compile_cors(s.cors.as_ref().or(api.cors.as_ref()))
+    };
+    let access_log = s
+        .access_log
+        .as_ref()
+        .map(|l| cx.sinks.open(l).map_err(|e| ConfigError(format!("{sat}.access_log: {e}"))))
+        .transpose()?;
+    let throttles = parse_throttles(s.default_throttle.as_ref(), s.route_throttle.as_ref(), sat)?;
+    let main_serving = compile_serving(
+        ServingSpec {
+            stage: name,
+            deployment_id: &s.deployment_id,
+            is_canary: false,
+            variables: &s.variables,
+            routes: route_specs,
+            cors: cors.clone(),
+            access_log: access_log.clone(),
+        },
+        api,
+        &rat,
     )?;
+    let main = Target {
+        buckets: target_buckets(&routes, throttles.as_ref(), true, id, name, sat)?,
+        routes: routes.clone(),
+        serving: Arc::new(main_serving),
+    };
+    let canary = match &s.canary {
+        None => None,
+        Some(c) => Some(compile_canary(api, s, c, &main, throttles.as_ref(), cors, access_log, sat)?),
+    };
+    Ok(Stage {
+        name: name.into(),
+        main,
+        canary,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_canary(
+    api: &ApiSpec,
+    s: &StageSpec,
+    c: &CanarySpec,
+    main: &Target,
+    stage_throttles: Option<&ThrottleSpec<'_>>,
+    stage_cors: Option<Arc<Cors>>,
+    access_log: Option<Arc<AccessLog>>,
+    sat: &str,
+) -> Result<Canary, ConfigError> {
+    let cat = format!("{sat}.canary");
+    if !(0.0..=100.0).contains(&c.percent) {
+        return Err(ConfigError(format!("{cat}.percent: expected a number in 0..=100")));
+    }
+    let (routes, route_specs, rat) = match &c.routes {
+        Some(r) => {
+            let rat = format!("{cat}.routes");
+            (Arc::new(compile_routes(r, &rat)?), r.as_slice(), rat)
+        }
+        None => (
+            main.routes.clone(),
+            s.routes.as_deref().unwrap_or(api.routes.as_slice()),
+            format!("{sat}.routes"),
+        ),
+    };
+    // A canary without throttle settings of its own inherits the stage's.
+    let own = parse_throttles(c.default_throttle.as_ref(), c.route_throttle.as_ref(), &cat)?;
+    let (id, name) = (api.id.as_str(), s.name.as_str());
+    let buckets = match &own {
+        Some(t) => target_buckets(&routes, Some(t), true, id, name, &cat)?,
+        None => target_buckets(&routes, stage_throttles, false, id, name, &cat)?,
+    };
+    let cors = if c.routes.is_some() {
+        compile_cors(c.cors.as_ref())
+    } else {
+        stage_cors
+    };
+    let serving = compile_serving(
+        ServingSpec {
+            stage: name,
+            deployment_id: &c.deployment_id,
+            is_canary: true,
+            variables: c.variables.as_ref().unwrap_or(&s.variables),
+            routes: route_specs,
+            cors,
+            access_log,
+        },
+        api,
+        &rat,
+    )?;
+    let threshold = if c.percent >= 100.0 {
+        u64::MAX
+    } else {
+        (c.percent / 100.0 * 18_446_744_073_709_551_616.0) as u64
+    };
+    Ok(Canary {
+        threshold,
+        target: Target {
+            routes,
+            buckets,
+            serving: Arc::new(serving),
+        },
+    })
+}
+
+fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api, ConfigError> {
+    let id = a.id.as_str();
     if id.is_empty()
         || id.contains(['/', '.'])
         || id.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(ConfigError(format!("{at}.id: {id:?}: invalid API id")));
     }
-    let kind = match field(obj, "kind")
-        .map(|k| as_str(k, &format!("{at}.kind")))
-        .transpose()?
-    {
-        None | Some("http") => Kind::Http,
-        Some("rest") => Kind::Rest,
-        Some(other) => {
-            return Err(ConfigError(format!(
-                "{at}.kind: {other:?}: expected \"http\" or \"rest\""
-            )))
-        }
-    };
-    let api_routes = Arc::new(match field(obj, "routes") {
-        Some(r) => compile_routes(r, &format!("{at}.routes"))?,
-        None => RouteSet {
-            router: Router::new(),
-            default_route: None,
-            keys: Vec::new(),
-        },
-    });
+    let api_routes = Arc::new(compile_routes(&a.routes, &format!("{at}.routes"))?);
     let mut stages: Vec<Stage> = Vec::new();
-    let stages_v =
-        field(obj, "stages").ok_or_else(|| ConfigError(format!("{at}.stages: missing")))?;
-    for (si, s) in as_array(stages_v, &format!("{at}.stages"))?
-        .iter()
-        .enumerate()
-    {
+    for (si, s) in a.stages.iter().enumerate() {
         let sat = format!("{at}.stages[{si}]");
-        let sobj = as_object(s, &sat)?;
-        let name = as_str(
-            field(sobj, "name").ok_or_else(|| ConfigError(format!("{sat}.name: missing")))?,
-            &format!("{sat}.name"),
-        )?;
+        let name = s.name.as_str();
         if name.is_empty()
             || name.contains('/')
             || name.chars().any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(ConfigError(format!(
-                "{sat}.name: {name:?}: invalid stage name"
-            )));
+            return Err(ConfigError(format!("{sat}.name: {name:?}: invalid stage name")));
         }
         if stages.iter().any(|x| &*x.name == name) {
-            return Err(ConfigError(format!(
-                "{sat}.name: {name:?}: duplicate stage"
-            )));
+            return Err(ConfigError(format!("{sat}.name: {name:?}: duplicate stage")));
         }
-        let routes = match field(sobj, "routes") {
-            Some(r) => Arc::new(compile_routes(r, &format!("{sat}.routes"))?),
-            None => api_routes.clone(),
-        };
-        let throttles = parse_throttles(sobj, &sat)?;
-        let main = Target {
-            buckets: target_buckets(&routes, throttles.as_ref(), true, id, name, &sat)?,
-            routes,
-        };
-        let canary = match field(sobj, "canary") {
-            None => None,
-            Some(c) => {
-                let cat = format!("{sat}.canary");
-                let cobj = as_object(c, &cat)?;
-                let percent = match field(cobj, "percent") {
-                    None => 0.0,
-                    Some(p) => p
-                        .as_f64()
-                        .filter(|p| (0.0..=100.0).contains(p))
-                        .ok_or_else(|| {
-                            ConfigError(format!("{cat}.percent: expected a number in 0..=100"))
-                        })?,
-                };
-                let routes = match field(cobj, "routes") {
-                    Some(r) => Arc::new(compile_routes(r, &format!("{cat}.routes"))?),
-                    None => main.routes.clone(),
-                };
-                // A canary without throttle settings of its own inherits the stage's.
-                let own = parse_throttles(cobj, &cat)?;
-                let buckets = match &own {
-                    Some(t) => target_buckets(&routes, Some(t), true, id, name, &cat)?,
-                    None => target_buckets(&routes, throttles.as_ref(), false, id, name, &cat)?,
-                };
-                let threshold = if percent >= 100.0 {
-                    u64::MAX
-                } else {
-                    (percent / 100.0 * 18_446_744_073_709_551_616.0) as u64
-                };
-                Some(Canary {
-                    threshold,
-                    target: Target { routes, buckets },
-                })
-            }
-        };
-        stages.push(Stage {
-            name: name.into(),
-            main,
-            canary,
-        });
+        stages.push(compile_stage(a, &api_routes, s, &sat, cx)?);
     }
-    let default_stage = match kind {
-        Kind::Http => stages.iter().position(|s| &*s.name == DEFAULT_STAGE),
-        Kind::Rest => None,
+    let default_stage = match a.kind {
+        ApiKind::Http => stages.iter().position(|s| &*s.name == DEFAULT_STAGE),
+        ApiKind::Rest => None,
     };
-    Ok((
-        id.into(),
-        Api {
-            kind,
-            stages,
-            default_stage,
-        },
-    ))
+    Ok(Api {
+        id: id.into(),
+        name: a.name.as_str().into(),
+        kind: a.kind,
+        cors: compile_cors(a.cors.as_ref()),
+        binary_media_types: a.binary_media_types.iter().map(|t| t.as_str().into()).collect(),
+        stages,
+        default_stage,
+    })
 }
 
 impl Snapshot {
+    /// Compile a spec given as JSON (with access logs opened on their own writers).
     pub fn compile(spec_json: &str) -> Result<Snapshot, ConfigError> {
-        let spec: Value = serde_json::from_str(spec_json)
-            .map_err(|e| ConfigError(format!("spec is not valid JSON: {e}")))?;
-        let obj = as_object(&spec, "spec")?;
-        let apis_v = field(obj, "apis").ok_or_else(|| ConfigError("apis: missing".into()))?;
+        Snapshot::compile_with(spec_json, &mut LogSinks::default())
+    }
+
+    /// Compile a spec given as JSON, reusing the access-log writers in `sinks`.
+    pub fn compile_with(spec_json: &str, sinks: &mut LogSinks) -> Result<Snapshot, ConfigError> {
+        let spec = Spec::from_json(spec_json).map_err(ConfigError)?;
+        Snapshot::compile_spec(&spec, &mut CompileContext { sinks })
+    }
+
+    pub fn compile_spec(spec: &Spec, cx: &mut CompileContext<'_>) -> Result<Snapshot, ConfigError> {
         let mut apis = Vec::new();
         let mut by_id = HashMap::with_hasher(hasher());
         let mut by_host_id = HashMap::with_hasher(hasher());
-        for (i, a) in as_array(apis_v, "apis")?.iter().enumerate() {
+        for (i, a) in spec.apis.iter().enumerate() {
             let at = format!("apis[{i}]");
-            let (id, api) = compile_api(a, &at)?;
+            let api = compile_api(a, &at, cx)?;
             if by_host_id
-                .insert(id.to_ascii_lowercase().into_boxed_str(), i)
+                .insert(api.id.to_ascii_lowercase().into_boxed_str(), i)
                 .is_some()
             {
-                return Err(ConfigError(format!("{at}.id: {id:?}: duplicate API id")));
+                return Err(ConfigError(format!("{at}.id: {:?}: duplicate API id", api.id)));
             }
-            by_id.insert(id, i);
+            by_id.insert(api.id.clone(), i);
             apis.push(api);
         }
-        let default_api = match field(obj, "default_api") {
+        let default_api = match spec.default_api {
             None => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .map(|n| n as usize)
-                    .filter(|n| *n < apis.len())
-                    .ok_or_else(|| {
-                        ConfigError(format!("default_api: {v}: not an index into apis"))
-                    })?,
-            ),
+            Some(n) if n < apis.len() => Some(n),
+            Some(n) => {
+                return Err(ConfigError(format!(
+                    "default_api: {n}: not an index into apis"
+                )))
+            }
         };
-        let account = field(obj, "account_throttle")
-            .map(|t| parse_limit(t, "account_throttle"))
+        let account = spec
+            .account_throttle
+            .as_ref()
+            .map(|t| limit(t, "account_throttle"))
             .transpose()?
             .map(|limit| Bucket {
                 hash: account_key(),
                 limit,
             });
+        let s = &spec.settings;
+        let access_log = s
+            .access_log
+            .as_ref()
+            .map(|l| cx.sinks.open(l).map_err(|e| ConfigError(format!("settings.access_log: {e}"))))
+            .transpose()?;
         Ok(Snapshot {
             apis,
             by_id,
             by_host_id,
             default_api,
             account,
+            settings: Settings {
+                header_limit: s.header_limit,
+                payload_limit: s.payload_limit,
+                account_id: s.account_id.as_str().into(),
+                region: s.region.as_str().into(),
+                plugins: s.plugins,
+                access_log,
+                upstream_ca_file: s.upstream_ca_file.as_deref().map(Into::into),
+            },
         })
     }
 
     pub fn api_count(&self) -> usize {
         self.apis.len()
+    }
+
+    pub fn api(&self, index: usize) -> &Api {
+        &self.apis[index]
+    }
+
+    /// What serves a routed decision's stage (its canary's when it picked the canary).
+    pub fn serving(&self, d: &Decision<'_>) -> Option<&Arc<Serving>> {
+        let stage = self.apis.get(d.api?)?.stages.get(d.stage?)?;
+        Some(match (&stage.canary, d.canary) {
+            (Some(c), true) => &c.target.serving,
+            _ => &stage.main.serving,
+        })
     }
 }
 
@@ -548,7 +716,7 @@ fn random_u64() -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decision
+// Selection and routing
 
 /// Every '%' is followed by two hex digits.
 #[inline]
@@ -643,20 +811,24 @@ impl Snapshot {
         d
     }
 
-    /// `decide` without spending tokens: a ROUTE decision is final only after `spend_with_clock`.
-    /// The edge classifies first and spends only for the requests it serves itself, so that a
-    /// request it passes on to the Python pipeline is not counted twice.
+    /// Select the API and stage and match the route, without spending tokens: a `Route`
+    /// decision is final only after `spend_with_clock` (the pipeline answers CORS preflights
+    /// in between, which AWS does not count against the route's limits).
     #[inline]
     pub fn classify<'a>(&self, host: &str, method: &str, raw_path: &'a str) -> Decision<'a> {
         if !raw_path.starts_with('/') {
-            return Decision::new(BAD_REQUEST, "/");
+            return Decision::new(Outcome::BadRequest, "/");
         }
         if !valid_percent_encoding(raw_path.as_bytes()) {
-            return Decision::new(BAD_REQUEST, raw_path);
+            return Decision::new(Outcome::BadRequest, raw_path);
         }
+        let mut by_path = false;
         let (ai, si, path) = if let Some((id, stage, rest)) = path_style(raw_path) {
+            by_path = true;
             let Some(&ai) = self.by_id.get(id) else {
-                return Decision::new(NOT_FOUND, api_path(rest));
+                let mut d = Decision::new(Outcome::NotFound, api_path(rest));
+                d.path_style = true;
+                return d;
             };
             let stage = if stage == "%24default" {
                 DEFAULT_STAGE
@@ -664,7 +836,9 @@ impl Snapshot {
                 stage
             };
             let Some(si) = self.apis[ai].stage(stage) else {
-                return Decision::new(NOT_FOUND, api_path(rest)).at(ai, None);
+                let mut d = Decision::new(Outcome::NotFound, api_path(rest)).at(ai, None);
+                d.path_style = true;
+                return d;
             };
             (ai, si, api_path(rest))
         } else {
@@ -673,7 +847,7 @@ impl Snapshot {
                 Some(&ai) => ai,
                 None => match self.default_api {
                     Some(ai) => ai,
-                    None => return Decision::new(NOT_FOUND, raw_path),
+                    None => return Decision::new(Outcome::NotFound, raw_path),
                 },
             };
             let api = &self.apis[ai];
@@ -682,19 +856,21 @@ impl Snapshot {
                 Some(i) => (&after[..i], &after[i..]),
                 None => (after, ""),
             };
-            let named = if first.is_empty() || (api.kind == Kind::Http && first == DEFAULT_STAGE) {
+            let named = if first.is_empty() || (api.kind == ApiKind::Http && first == DEFAULT_STAGE)
+            {
                 None
             } else {
                 api.stage(first)
             };
             match (named, api.kind, api.default_stage) {
                 (Some(si), _, _) => (ai, si, api_path(rest)),
-                (None, Kind::Http, Some(si)) => (ai, si, raw_path),
-                _ => return Decision::new(NOT_FOUND, raw_path).at(ai, None),
+                (None, ApiKind::Http, Some(si)) => (ai, si, raw_path),
+                _ => return Decision::new(Outcome::NotFound, raw_path).at(ai, None),
             }
         };
         let stage = &self.apis[ai].stages[si];
-        let mut d = Decision::new(ROUTE, path).at(ai, Some(si));
+        let mut d = Decision::new(Outcome::Route, path).at(ai, Some(si));
+        d.path_style = by_path;
         let target = match &stage.canary {
             Some(c)
                 if c.threshold == u64::MAX || (c.threshold != 0 && random_u64() < c.threshold) =>
@@ -717,33 +893,34 @@ impl Snapshot {
             None => match routes.default_route {
                 Some(r) => r as usize,
                 None => {
-                    d.kind = NOT_FOUND;
+                    d.outcome = Outcome::NotFound;
                     return d;
                 }
             },
         };
-        d.route = route_index as i64;
+        d.route = Some(route_index);
         d
     }
 
-    /// Spend the tokens a ROUTE decision of `route` (made without spending) needs: the route's
-    /// bucket, then the account's. Turns the decision into THROTTLED when one is empty.
+    /// Spend the tokens a `Route` decision (made without spending) needs: the route's bucket,
+    /// then the account's. Turns the decision into `Throttled` when one is empty.
     pub fn spend_with_clock<C: Fn() -> u64>(&self, d: &mut Decision<'_>, buckets: &Buckets, clock: C) {
-        if d.kind != ROUTE || d.api < 0 || d.stage < 0 || d.route < 0 {
+        let (Outcome::Route, Some(api), Some(stage), Some(route)) = (d.outcome, d.api, d.stage, d.route)
+        else {
             return;
-        }
-        let stage = &self.apis[d.api as usize].stages[d.stage as usize];
+        };
+        let stage = &self.apis[api].stages[stage];
         let target = match (&stage.canary, d.canary) {
             (Some(c), true) => &c.target,
             _ => &stage.main,
         };
-        let route_bucket = target.buckets[d.route as usize];
+        let route_bucket = target.buckets[route];
         let mut now = None;
         for b in route_bucket.iter().chain(self.account.iter()) {
             let now_ns = *now.get_or_insert_with(&clock);
             let wait = buckets.try_acquire(b.hash, &b.limit, now_ns);
             if wait != 0 {
-                d.kind = THROTTLED;
+                d.outcome = Outcome::Throttled;
                 d.retry_after_ms = if wait == NEVER {
                     NEVER
                 } else {
@@ -753,20 +930,16 @@ impl Snapshot {
             }
         }
     }
-
-    /// Whether API `index` is an HTTP API (its gateway responses are the plain `{"message"}` ones).
-    pub fn is_http_api(&self, index: i64) -> bool {
-        index >= 0 && self.apis.get(index as usize).is_some_and(|a| a.kind == Kind::Http)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Gateway
 
-/// The current snapshot plus the bucket table it spends from.
+/// The current snapshot plus the bucket table it spends from and the access-log writers.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     buckets: Arc<Buckets>,
+    sinks: std::sync::Mutex<LogSinks>,
 }
 
 impl Gateway {
@@ -774,36 +947,37 @@ impl Gateway {
         spec_json: &str,
         shared_buckets_path: Option<&Path>,
     ) -> Result<Gateway, GatewayError> {
-        let snapshot = Snapshot::compile(spec_json)?;
         let buckets = match shared_buckets_path {
             Some(p) => Buckets::shared(p, DEFAULT_CAPACITY),
             None => Buckets::anonymous(DEFAULT_CAPACITY),
         }
         .map_err(GatewayError::Io)?;
-        Ok(Gateway {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            buckets: Arc::new(buckets),
-        })
+        Ok(Gateway::with_buckets(spec_json, Arc::new(buckets))?)
     }
 
     /// A gateway spending from an existing bucket table (e.g. another gateway's, so that a
     /// reload that builds a new gateway keeps every bucket's state).
     pub fn with_buckets(spec_json: &str, buckets: Arc<Buckets>) -> Result<Gateway, ConfigError> {
-        let snapshot = Snapshot::compile(spec_json)?;
+        let mut sinks = LogSinks::default();
+        let snapshot = Snapshot::compile_with(spec_json, &mut sinks)?;
         Ok(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             buckets,
+            sinks: std::sync::Mutex::new(sinks),
         })
     }
 
-    /// The bucket table, shareable with another gateway.
     pub fn shared_buckets(&self) -> Arc<Buckets> {
         self.buckets.clone()
     }
 
-    /// Compile `spec_json` and publish it; the old snapshot stays valid for in-flight decisions.
+    /// Compile `spec_json` and publish it; the old snapshot stays valid for in-flight requests.
+    /// Access-log writers of destinations still in use are kept (their queues carry over).
     pub fn swap(&self, spec_json: &str) -> Result<(), ConfigError> {
-        let snapshot = Snapshot::compile(spec_json)?;
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = sinks.successor();
+        let snapshot = Snapshot::compile_with(spec_json, &mut next)?;
+        *sinks = next;
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }
@@ -814,6 +988,11 @@ impl Gateway {
 
     pub fn buckets(&self) -> &Buckets {
         &self.buckets
+    }
+
+    /// Write out every access-log line handed in so far.
+    pub fn flush_logs(&self) {
+        self.sinks.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
 
     #[inline]
@@ -861,8 +1040,17 @@ mod tests {
         Gateway::new(SPEC, None).unwrap()
     }
 
-    fn summary(d: &Decision<'_>) -> (u8, i64, i64, i64, String) {
-        (d.kind, d.api, d.stage, d.route, d.path.to_string())
+    const ROUTE: Outcome = Outcome::Route;
+    const NOT_FOUND: Outcome = Outcome::NotFound;
+    const THROTTLED: Outcome = Outcome::Throttled;
+    const BAD_REQUEST: Outcome = Outcome::BadRequest;
+
+    fn idx(i: Option<usize>) -> i64 {
+        i.map_or(-1, |i| i as i64)
+    }
+
+    fn summary(d: &Decision<'_>) -> (Outcome, i64, i64, i64, String) {
+        (d.outcome, idx(d.api), idx(d.stage), idx(d.route), d.path.to_string())
     }
 
     #[test]
@@ -985,39 +1173,39 @@ mod tests {
     fn bad_requests() {
         let g = gw();
         for p in ["/%zz", "/a%2", "/a%", "/%g0", "x", ""] {
-            assert_eq!(g.decide_at("h", "GET", p, 1).kind, BAD_REQUEST, "{p}");
+            assert_eq!(g.decide_at("h", "GET", p, 1).outcome, BAD_REQUEST, "{p}");
         }
-        assert_eq!(g.decide_at("h", "GET", "/a%2F%2f", 1).kind, ROUTE);
+        assert_eq!(g.decide_at("h", "GET", "/a%2F%2f", 1).outcome, ROUTE);
         let long = "/a".repeat(10_000);
-        assert_eq!(g.decide_at("h", "GET", &long, 1).route, 3);
-        assert_eq!(g.decide_at("h", "GET", &"/".repeat(20_000), 1).route, 3);
-        assert_eq!(g.decide_at("h", "GET", "/", 1).route, 3);
+        assert_eq!(g.decide_at("h", "GET", &long, 1).route, Some(3));
+        assert_eq!(g.decide_at("h", "GET", &"/".repeat(20_000), 1).route, Some(3));
+        assert_eq!(g.decide_at("h", "GET", "/", 1).route, Some(3));
     }
 
     #[test]
     fn throttling() {
         let g = gw();
         let t = 5_000_000_000;
-        assert_eq!(g.decide_at("h", "GET", "/prod/pets/dog/1", t).kind, ROUTE);
-        assert_eq!(g.decide_at("h", "GET", "/prod/pets/dog/1", t).kind, ROUTE);
+        assert_eq!(g.decide_at("h", "GET", "/prod/pets/dog/1", t).outcome, ROUTE);
+        assert_eq!(g.decide_at("h", "GET", "/prod/pets/dog/1", t).outcome, ROUTE);
         let d = g.decide_at("h", "GET", "/prod/pets/dog/1", t);
         assert_eq!(summary(&d), (THROTTLED, 0, 1, 0, "/pets/dog/1".into()));
         assert_eq!(d.retry_after_ms, 1000);
         // Other routes have their own bucket; $default stage is not throttled per route.
-        assert_eq!(g.decide_at("h", "GET", "/prod/pets/dog/2", t).kind, ROUTE);
-        assert_eq!(g.decide_at("h", "GET", "/pets/dog/1", t).kind, ROUTE);
+        assert_eq!(g.decide_at("h", "GET", "/prod/pets/dog/2", t).outcome, ROUTE);
+        assert_eq!(g.decide_at("h", "GET", "/pets/dog/1", t).outcome, ROUTE);
         // rate 0 refuses everything.
         let d = g.decide_at("h", "POST", "/prod/x", t);
-        assert_eq!((d.kind, d.retry_after_ms), (THROTTLED, NEVER));
+        assert_eq!((d.outcome, d.retry_after_ms), (THROTTLED, NEVER));
         // State survives a swap for keys that still exist.
         g.swap(SPEC).unwrap();
         assert_eq!(
-            g.decide_at("h", "GET", "/prod/pets/dog/1", t).kind,
+            g.decide_at("h", "GET", "/prod/pets/dog/1", t).outcome,
             THROTTLED
         );
         assert_eq!(
             g.decide_at("h", "GET", "/prod/pets/dog/1", t + 1_000_000_000)
-                .kind,
+                .outcome,
             ROUTE
         );
     }
@@ -1027,14 +1215,14 @@ mod tests {
         let spec = r#"{"apis": [{"id": "x", "kind": "http", "routes": ["GET /a"], "stages": [{"name": "$default"}]}],
                        "default_api": 0, "account_throttle": {"rate": 0.5, "burst": 3}}"#;
         let g = Gateway::new(spec, None).unwrap();
-        let kinds: Vec<u8> = (0..4)
-            .map(|_| g.decide_at("h", "GET", "/a", 1).kind)
+        let kinds: Vec<Outcome> = (0..4)
+            .map(|_| g.decide_at("h", "GET", "/a", 1).outcome)
             .collect();
         assert_eq!(kinds, vec![ROUTE, ROUTE, ROUTE, THROTTLED]);
         assert_eq!(g.decide_at("h", "GET", "/a", 1).retry_after_ms, 2000);
         // Not-found requests spend nothing.
         assert_eq!(
-            g.decide_at("h", "GET", "/b", 10_000_000_000).kind,
+            g.decide_at("h", "GET", "/b", 10_000_000_000).outcome,
             NOT_FOUND
         );
     }
@@ -1045,15 +1233,15 @@ mod tests {
         let old = g.snapshot();
         g.swap(r#"{"apis": [{"id": "n", "kind": "http", "routes": ["GET /new"], "stages": [{"name": "$default"}]}], "default_api": 0}"#)
             .unwrap();
-        assert_eq!(g.decide_at("h", "GET", "/new", 1).kind, ROUTE);
-        assert_eq!(g.decide_at("h", "GET", "/pets/dog/1", 1).kind, NOT_FOUND);
+        assert_eq!(g.decide_at("h", "GET", "/new", 1).outcome, ROUTE);
+        assert_eq!(g.decide_at("h", "GET", "/pets/dog/1", 1).outcome, NOT_FOUND);
         // The old snapshot is still usable by whoever holds it.
         assert_eq!(
-            old.decide(g.buckets(), "h", "GET", "/pets/dog/1", 1).kind,
+            old.decide(g.buckets(), "h", "GET", "/pets/dog/1", 1).outcome,
             ROUTE
         );
         assert!(g.swap("{").is_err());
-        assert_eq!(g.decide_at("h", "GET", "/new", 1).kind, ROUTE);
+        assert_eq!(g.decide_at("h", "GET", "/new", 1).outcome, ROUTE);
     }
 
     #[test]
@@ -1097,7 +1285,7 @@ mod tests {
             ),
             (
                 r#"{"apis": [{"id": "a", "kind": "soap", "stages": []}]}"#,
-                "apis[0].kind",
+                "apis[0].outcome",
             ),
             (
                 r#"{"apis": [{"routes": [], "stages": []}]}"#,
@@ -1164,7 +1352,7 @@ mod tests {
         assert_eq!(summary(&d), (ROUTE, 0, 0, 0, "/shared".into()));
         assert!(!d.canary);
         assert_eq!(
-            g.decide_at("st.execute-api.x", "GET", "/old/v1", 1).kind,
+            g.decide_at("st.execute-api.x", "GET", "/old/v1", 1).outcome,
             NOT_FOUND
         );
         // 100 %: always the canary, whose routes differ from the stage's (its `GET /v2` matches;
@@ -1174,12 +1362,12 @@ mod tests {
         assert!(d.canary);
         // The canary's routes: `GET /shared` is not one of them.
         let d = g.decide_at("st.execute-api.x", "GET", "/prod/shared", 1);
-        assert_eq!((d.kind, d.canary), (NOT_FOUND, true));
+        assert_eq!((d.outcome, d.canary), (NOT_FOUND, true));
         // 0 %: never.
         let d = g.decide_at("st.execute-api.x", "GET", "/never/v2", 1);
-        assert_eq!((d.kind, d.canary), (NOT_FOUND, false));
+        assert_eq!((d.outcome, d.canary), (NOT_FOUND, false));
         let d = g.decide_at("st.execute-api.x", "GET", "/never/v1", 1);
-        assert_eq!((d.kind, d.route, d.canary), (ROUTE, 0, false));
+        assert_eq!((d.outcome, idx(d.route), d.canary), (ROUTE, 0, false));
     }
 
     #[test]
@@ -1188,9 +1376,9 @@ mod tests {
         let t = 5_000_000_000;
         // The canary inherits the stage's throttles: `GET /v1` has burst 1 for both halves.
         let d = g.decide_at("st.execute-api.x", "GET", "/prod/v1", t);
-        assert_eq!((d.kind, d.route, d.canary), (ROUTE, 1, true));
+        assert_eq!((d.outcome, idx(d.route), d.canary), (ROUTE, 1, true));
         let d = g.decide_at("st.execute-api.x", "GET", "/prod/v1", t);
-        assert_eq!((d.kind, d.canary), (THROTTLED, true));
+        assert_eq!((d.outcome, d.canary), (THROTTLED, true));
         // And the same key as the main route set: after a reload without the canary, still empty.
         let spec = STAGED.replace(
             r#""canary": {"percent": 100.0, "routes": ["GET /v2", "GET /v1"]}"#,
@@ -1198,15 +1386,15 @@ mod tests {
         );
         let g2 = Gateway::with_buckets(&spec, g.shared_buckets()).unwrap();
         let d = g2.decide_at("st.execute-api.x", "GET", "/prod/v1", t);
-        assert_eq!((d.kind, d.route, d.canary), (THROTTLED, 0, false));
+        assert_eq!((d.outcome, idx(d.route), d.canary), (THROTTLED, 0, false));
         assert_eq!(
             g2.decide_at("st.execute-api.x", "GET", "/prod/v1", t + 1_000_000_000)
-                .kind,
+                .outcome,
             ROUTE
         );
         // The stage default (rate 0) applies to the canary's routes without a route setting.
         let d = g.decide_at("st.execute-api.x", "GET", "/prod/v2", t);
-        assert_eq!((d.kind, d.retry_after_ms), (THROTTLED, NEVER));
+        assert_eq!((d.outcome, d.retry_after_ms), (THROTTLED, NEVER));
     }
 
     #[test]

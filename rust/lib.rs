@@ -1,31 +1,45 @@
-//! Portico's hot path: route trie (`router`), shared token buckets (`throttle`) and the
-//! per-request decision (`gateway`), exposed to Python as `portico._core` by `py`.
+//! Portico's core: the request pipeline and everything it serves without Python.
+//!
+//! - `spec`: the typed contract Python's compiler fills in (one `Spec` per deployment).
+//! - `gateway`: the compiled snapshot; API and stage selection, routing, throttling.
+//! - `pipeline`: the chain of phases (limits, CORS, gateway responses, access log, ...).
+//! - `integrations`: `HTTP_PROXY`, `MOCK`, and `AWS_PROXY` (events built here, handlers run by
+//!   Python through `invoke`); `lambda`: the proxy event and response formats.
+//! - `edge` (the runtime and the public listener) and `embed` (the embedded ASGI app's door): the
+//!   two front doors over the same pipeline.
+//! - `router`, `throttle`, `ids`, `access_log`: the building blocks; `py`: the only PyO3 code.
 
+pub mod access_log;
 pub mod edge;
+pub mod embed;
 pub mod gateway;
-pub mod http1;
 pub mod ids;
+pub mod integrations;
+pub mod invoke;
+pub mod lambda;
+pub mod pipeline;
 mod py;
 pub mod router;
+pub mod spec;
 pub mod throttle;
 
 use pyo3::prelude::*;
 
-/// Rust core of Portico: routing, throttling and the per-request decision.
+/// Rust core of Portico.
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    const ROUTE: u8 = crate::gateway::ROUTE;
+    const ROUTE: u8 = crate::py::ROUTE;
     #[pymodule_export]
-    const NOT_FOUND: u8 = crate::gateway::NOT_FOUND;
+    const NOT_FOUND: u8 = crate::py::NOT_FOUND;
     #[pymodule_export]
-    const THROTTLED: u8 = crate::gateway::THROTTLED;
+    const THROTTLED: u8 = crate::py::THROTTLED;
     #[pymodule_export]
-    const BAD_REQUEST: u8 = crate::gateway::BAD_REQUEST;
+    const BAD_REQUEST: u8 = crate::py::BAD_REQUEST;
 
     #[pymodule_export]
     use crate::py::{
-        monotonic_ns, parse_response_head, ConfigError, Edge, Gateway, RequestIds, Router, TokenBuckets,
+        monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router, StreamSink, TokenBuckets,
         Verdict,
     };
 }

@@ -1,18 +1,42 @@
-//! The only PyO3 file: thin wrappers around the pure-Rust router, buckets and gateway.
+//! The only PyO3 file: the typed face of the core (`portico/_core.pyi`). Rust enums become the
+//! small integers and strings the stub documents here, and nowhere else.
 
-use crate::edge;
-use crate::gateway::{self, GatewayError};
-use crate::http1;
+use crate::edge::Server;
+use crate::embed::{Completion, Embedded, Head};
+use crate::gateway::{self, GatewayError, Outcome};
 use crate::ids::IdGenerator;
+use crate::invoke::{Call, Hook, Invoker, Job as CoreJob, PluginResponse, Replier, Reply, ReplyBody};
+use crate::pipeline::Pipeline;
 use crate::router;
 use crate::throttle::{self, Buckets, Limit};
+use bytes::Bytes;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// `Verdict.kind` values (`portico._core.ROUTE`, ...).
+pub const ROUTE: u8 = 0;
+pub const NOT_FOUND: u8 = 1;
+pub const THROTTLED: u8 = 2;
+pub const BAD_REQUEST: u8 = 3;
+
+fn outcome_code(o: Outcome) -> u8 {
+    match o {
+        Outcome::Route => ROUTE,
+        Outcome::NotFound => NOT_FOUND,
+        Outcome::Throttled => THROTTLED,
+        Outcome::BadRequest => BAD_REQUEST,
+    }
+}
+
+fn index(i: Option<usize>) -> i64 {
+    i.map_or(-1, |i| i as i64)
+}
 
 create_exception!(
     portico._core,
@@ -58,10 +82,10 @@ pub struct Verdict {
 impl Verdict {
     fn from_decision(d: gateway::Decision<'_>) -> Verdict {
         Verdict {
-            kind: d.kind,
-            api: d.api,
-            stage: d.stage,
-            route: d.route,
+            kind: outcome_code(d.outcome),
+            api: index(d.api),
+            stage: index(d.stage),
+            route: index(d.route),
             canary: d.canary,
             path: d.path.to_owned(),
             names: d.param_names,
@@ -122,9 +146,9 @@ impl Verdict {
 
     fn __repr__(&self) -> String {
         let kind = match self.kind {
-            gateway::ROUTE => "ROUTE",
-            gateway::NOT_FOUND => "NOT_FOUND",
-            gateway::THROTTLED => "THROTTLED",
+            ROUTE => "ROUTE",
+            NOT_FOUND => "NOT_FOUND",
+            THROTTLED => "THROTTLED",
             _ => "BAD_REQUEST",
         };
         format!(
@@ -177,6 +201,11 @@ impl Gateway {
         TokenBuckets {
             inner: self.inner.shared_buckets(),
         }
+    }
+
+    /// Write out every access-log line handed in so far (at shutdown: no line is lost).
+    fn flush_logs(&self, py: Python<'_>) {
+        py.detach(|| self.inner.flush_logs());
     }
 
     fn swap(&self, py: Python<'_>, spec_json: &str) -> PyResult<()> {
@@ -293,52 +322,6 @@ pub fn monotonic_ns() -> u64 {
     throttle::monotonic_ns()
 }
 
-/// Parse an HTTP/1.x response head at the start of `buf` (the upstream client's one call per head).
-/// None while incomplete, else (bytes consumed, status, minor version, [(lower-case name, latin-1
-/// value), ...], Content-Length or -1, framing flags); ValueError when malformed.
-#[pyfunction]
-#[allow(clippy::type_complexity)]
-pub fn parse_response_head<'py>(
-    py: Python<'py>,
-    buf: &[u8],
-) -> PyResult<Option<(usize, u16, u8, Bound<'py, PyList>, i64, u8)>> {
-    let parsed = http1::with_response_head(buf, |head, headers| -> PyResult<_> {
-        let framing =
-            http1::Framing::of(headers).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let list = PyList::empty(py);
-        for h in headers {
-            let name = if h.name.bytes().any(|b| b.is_ascii_uppercase()) {
-                PyString::new(py, &h.name.to_ascii_lowercase())
-            } else {
-                PyString::new(py, h.name)
-            };
-            let value = match std::str::from_utf8(h.value) {
-                Ok(text) if h.value.is_ascii() => PyString::new(py, text),
-                _ => PyString::new(py, &h.value.iter().map(|&b| b as char).collect::<String>()),
-            };
-            list.append((name, value))?;
-        }
-        // A Content-Length beyond i64 was refused by Framing::of (19 digits at most fit).
-        let length = framing
-            .content_length
-            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        Ok((
-            head.consumed,
-            head.status,
-            head.minor,
-            list,
-            length,
-            framing.flags(),
-        ))
-    });
-    match parsed {
-        Ok(Some(result)) => result.map(Some),
-        Ok(None) => Ok(None),
-        Err(e) => Err(PyValueError::new_err(e.to_string())),
-    }
-}
-
-/// Request ids and trace ids for one worker (see `ids.rs`).
 #[pyclass(frozen, module = "portico._core")]
 pub struct RequestIds {
     inner: IdGenerator,
@@ -370,37 +353,372 @@ impl RequestIds {
 /// The edge (see `edge.rs`): serves the public listener on a thread of its own, answering
 /// plugin-free HTTP_PROXY and MOCK routes, 404s and 429s itself and passing the rest to the
 /// Python pipeline listening on the Unix socket `backend`. Stops when garbage-collected.
+
+// ------------------------------------------------------------------------------------------
+// The pipeline's runtime, its two front doors and the hand-off to the Python side
+
+/// The core serving a gateway: its runtime thread, the edge (`listen`), the embedded app's door
+/// (`submit`), and the calls it hands to the Python side (`next_job`).
 #[pyclass(frozen, module = "portico._core")]
-pub struct Edge {
-    inner: edge::Edge,
+pub struct Core {
+    server: Server,
+    embedded: Arc<Embedded>,
+    invoker: Arc<Invoker>,
 }
 
 #[pymethods]
-impl Edge {
-    /// `listener_fd`: a bound, listening TCP socket the edge takes over (and closes).
+impl Core {
     #[new]
-    fn new(
-        listener_fd: i32,
-        backend: PathBuf,
-        secret: String,
-        gateway: PyRef<'_, Gateway>,
-        table_json: &str,
-    ) -> PyResult<Self> {
-        if listener_fd < 0 {
-            return Err(PyValueError::new_err("listener_fd must be a socket descriptor"));
-        }
-        let table = edge::Table::from_json(gateway.inner.clone(), table_json).map_err(PyValueError::new_err)?;
-        // SAFETY: the caller hands over a listening socket it no longer uses (`socket.detach()`).
-        let listener = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(listener_fd) };
-        let inner = edge::Edge::start(listener, backend, secret, table)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        Ok(Edge { inner })
+    #[pyo3(signature = (gateway, max_threads=64))]
+    fn new(gateway: PyRef<'_, Gateway>, max_threads: usize) -> PyResult<Self> {
+        let invoker = Arc::new(Invoker::new(max_threads));
+        let pipeline = Pipeline::new(gateway.inner.clone(), invoker.clone()).map_err(PyValueError::new_err)?;
+        let server = Server::start(Arc::new(pipeline)).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(Core {
+            server,
+            embedded: Embedded::new(),
+            invoker,
+        })
     }
 
-    /// Serve `gateway` and `table_json` from now on (a reload).
-    fn publish(&self, gateway: PyRef<'_, Gateway>, table_json: &str) -> PyResult<()> {
-        let table = edge::Table::from_json(gateway.inner.clone(), table_json).map_err(PyValueError::new_err)?;
-        self.inner.publish(table);
-        Ok(())
+    /// Serve the listening socket `fd` (taken over: closed when the core stops) with the edge.
+    fn listen(&self, fd: i32) -> PyResult<()> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the caller hands over a listening socket it no longer uses.
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        self.server.listen(listener).map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
+    /// Stop accepting, let requests in flight finish within `grace` seconds, stop the runtime
+    /// and the hand-off. Blocks (without the GIL) until done.
+    #[pyo3(signature = (grace=10.0))]
+    fn stop(&self, py: Python<'_>, grace: f64) {
+        py.detach(|| {
+            self.server.stop(Duration::from_secs_f64(grace.max(0.0)));
+            self.invoker.close();
+            self.embedded.close();
+        });
+    }
+
+    // -------------------------------------------------------------- the hand-off
+
+    /// The next call for the Python side, waiting for one without the GIL; None once stopped.
+    fn next_job(&self, py: Python<'_>) -> Option<Job> {
+        py.detach(|| self.invoker.next_job()).map(Job::new)
+    }
+
+    /// For the Python side's supervisor: wait until another thread is wanted (True), or the core
+    /// stopped (False).
+    fn wait_for_growth(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.invoker.wait_for_growth())
+    }
+
+    /// Count a thread the Python side started before any call.
+    fn add_thread(&self) {
+        self.invoker.add_thread();
+    }
+
+    /// (threads, idle threads, queued calls).
+    fn invoker_stats(&self) -> (usize, usize, usize) {
+        self.invoker.stats()
+    }
+
+    // -------------------------------------------------------------- the embedded app's door
+
+    /// Start a request from an ASGI server. Returns its body feed when it has a body.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (token, method, target, headers, client_ip, scheme, http_version, has_body))]
+    fn submit(
+        &self,
+        token: u64,
+        method: &str,
+        target: &str,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        client_ip: &str,
+        scheme: &str,
+        http_version: &str,
+        has_body: bool,
+    ) -> PyResult<Option<BodyFeed>> {
+        let head = Head {
+            token,
+            method: method.to_owned(),
+            target: target.to_owned(),
+            headers,
+            client_ip: client_ip.parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            scheme: if scheme == "https" { "https" } else { "http" },
+            version: match http_version {
+                "1.0" => http::Version::HTTP_10,
+                "2" | "2.0" => http::Version::HTTP_2,
+                _ => http::Version::HTTP_11,
+            },
+            has_body,
+        };
+        let feed = self.embedded.submit(&self.server, head).map_err(PyValueError::new_err)?;
+        Ok(feed.map(|tx| BodyFeed { tx }))
+    }
+
+    /// Ask for the next chunk of a response body.
+    fn pull(&self, token: u64) {
+        self.embedded.pull(&self.server, token);
+    }
+
+    /// Forget a response body nobody will read.
+    fn discard(&self, token: u64) {
+        self.embedded.discard(token);
+    }
+
+    /// What the embedded app waits for, as tuples: `(token, 0, status, [(name, value)])` for a
+    /// head, `(token, 1, data, more)` for a chunk, `(token, 2, error)` for a failed body. Waits
+    /// up to `timeout` seconds without the GIL; empty once stopped.
+    fn next_completions<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyList>> {
+        let items = py.detach(|| self.embedded.next(Duration::from_secs_f64(timeout.max(0.0))));
+        let out = PyList::empty(py);
+        for item in items {
+            let tuple = match item {
+                Completion::Head { token, status, headers } => {
+                    let hs = PyList::empty(py);
+                    for (n, v) in headers {
+                        hs.append((PyBytes::new(py, &n), PyBytes::new(py, &v)))?;
+                    }
+                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), 0u8.into_pyobject(py)?.into_any(), status.into_pyobject(py)?.into_any(), hs.into_any()])?
+                }
+                Completion::Chunk { token, data, more } => PyTuple::new(
+                    py,
+                    [
+                        token.into_pyobject(py)?.into_any(),
+                        1u8.into_pyobject(py)?.into_any(),
+                        PyBytes::new(py, &data).into_any(),
+                        pyo3::types::PyBool::new(py, more).to_owned().into_any(),
+                    ],
+                )?,
+                Completion::Abort { token, error } => PyTuple::new(
+                    py,
+                    [
+                        token.into_pyobject(py)?.into_any(),
+                        2u8.into_pyobject(py)?.into_any(),
+                        PyString::new(py, &error).into_any(),
+                    ],
+                )?,
+            };
+            out.append(tuple)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Where an embedded request's body goes, chunk by chunk.
+#[pyclass(frozen, module = "portico._core")]
+pub struct BodyFeed {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+}
+
+#[pymethods]
+impl BodyFeed {
+    /// Queue a chunk: 0 sent, 1 full (try again soon), 2 the pipeline no longer reads the body.
+    fn send(&self, chunk: &[u8]) -> u8 {
+        use tokio::sync::mpsc::error::TrySendError;
+        match self.tx.try_send(Ok(Bytes::copy_from_slice(chunk))) {
+            Ok(()) => 0,
+            Err(TrySendError::Full(_)) => 1,
+            Err(TrySendError::Closed(_)) => 2,
+        }
+    }
+
+    /// The client's body failed (it went away): the pipeline's read of it fails.
+    fn fail(&self, why: &str) {
+        let _ = self.tx.try_send(Err(why.to_owned()));
+    }
+}
+
+/// One call for the Python side (see `portico/serve/user_code.py`), answered once.
+#[pyclass(frozen, module = "portico._core")]
+pub struct Job {
+    call: Mutex<Option<Call>>,
+    replier: Mutex<Option<Replier>>,
+    kind: &'static str,
+}
+
+impl Job {
+    fn new(job: CoreJob) -> Job {
+        let (call, replier) = job.into_parts();
+        let kind = match &call {
+            Call::Lambda(_) => "lambda",
+            Call::Plugin { hook: Hook::OnRequest, .. } => "on_request",
+            Call::Plugin { hook: Hook::OnResponse, .. } => "on_response",
+        };
+        Job {
+            call: Mutex::new(Some(call)),
+            replier: Mutex::new(Some(replier)),
+            kind,
+        }
+    }
+
+    fn answer(&self, reply: Reply) -> PyResult<()> {
+        match self.replier.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(r) => {
+                r.reply(reply);
+                Ok(())
+            }
+            None => Err(PyRuntimeError::new_err("this job is answered already")),
+        }
+    }
+}
+
+fn text_headers(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+}
+
+#[pymethods]
+impl Job {
+    /// "lambda", "on_request" or "on_response".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// A Lambda call's arguments: (function uri, event JSON, timeout ms, region, account id).
+    /// Taken once.
+    fn lambda_call<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyBytes>, u64, String, String)> {
+        match self.call.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(Call::Lambda(c)) => Ok((
+                c.uri.into(),
+                PyBytes::new(py, &c.event),
+                c.timeout_ms,
+                c.region.into(),
+                c.account_id.into(),
+            )),
+            _ => Err(PyRuntimeError::new_err("not a Lambda call, or taken already")),
+        }
+    }
+
+    /// A plugin call's request (a dict) and, for on_response, the response as
+    /// (status, [(name, value)], body). Taken once.
+    #[allow(clippy::type_complexity)]
+    fn plugin_call<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyDict>, Option<(u16, Vec<(String, String)>, Bound<'py, PyBytes>)>)> {
+        let Some(Call::Plugin { request: r, response, .. }) = self.call.lock().unwrap_or_else(|e| e.into_inner()).take()
+        else {
+            return Err(PyRuntimeError::new_err("not a plugin call, or taken already"));
+        };
+        let d = PyDict::new(py);
+        d.set_item("request_id", &r.request_id)?;
+        d.set_item("method", &r.method)?;
+        d.set_item("raw_path", &r.raw_path)?;
+        d.set_item("path", &r.path)?;
+        d.set_item("raw_query", &r.raw_query)?;
+        let headers = PyList::empty(py);
+        for (n, v) in &r.headers {
+            headers.append((PyBytes::new(py, n), PyBytes::new(py, v)))?;
+        }
+        d.set_item("raw_headers", headers)?;
+        d.set_item("host", &r.host)?;
+        d.set_item("scheme", r.scheme)?;
+        d.set_item("protocol", r.protocol)?;
+        d.set_item("client_ip", &r.client_ip)?;
+        d.set_item("time_epoch_ms", r.time_epoch_ms)?;
+        d.set_item("account_id", &r.account_id)?;
+        d.set_item("api_id", &r.api_id)?;
+        d.set_item("api_name", &r.api_name)?;
+        d.set_item("api_kind", r.api_kind)?;
+        d.set_item("stage", &r.stage)?;
+        d.set_item("deployment_id", &r.deployment_id)?;
+        d.set_item("is_canary", r.is_canary)?;
+        d.set_item("stage_variables", r.stage_variables.iter().cloned().collect::<std::collections::HashMap<_, _>>())?;
+        d.set_item("route_key", &r.route_key)?;
+        d.set_item("resource_path", &r.resource_path)?;
+        d.set_item(
+            "path_params",
+            if r.path_params.is_empty() && r.route_key.is_empty() {
+                None
+            } else {
+                Some(r.path_params.iter().cloned().collect::<std::collections::HashMap<_, _>>())
+            },
+        )?;
+        let response = match response {
+            Some(PluginResponse {
+                status,
+                headers,
+                body: ReplyBody::Bytes(body),
+            }) => Some((status, headers, PyBytes::new(py, &body))),
+            _ => None,
+        };
+        Ok((d, response))
+    }
+
+    /// The handler's result, serialized as JSON.
+    fn reply_lambda(&self, result: &[u8]) -> PyResult<()> {
+        self.answer(Reply::Lambda(Ok(result.to_vec())))
+    }
+
+    /// The function failed (raised, could not be found or imported): why, for the log.
+    fn reply_lambda_error(&self, message: String) -> PyResult<()> {
+        self.answer(Reply::Lambda(Err(message)))
+    }
+
+    /// on_request returned None: the pipeline goes on.
+    fn reply_continue(&self) -> PyResult<()> {
+        self.answer(Reply::Continue)
+    }
+
+    /// Answer with a whole response.
+    fn reply_response(&self, status: u16, headers: Vec<(String, String)>, body: &[u8]) -> PyResult<()> {
+        self.answer(Reply::Respond(PluginResponse {
+            status,
+            headers: text_headers(headers),
+            body: ReplyBody::Bytes(Bytes::copy_from_slice(body)),
+        }))
+    }
+
+    /// Answer with a response whose body follows through the returned sink.
+    fn reply_stream(&self, status: u16, headers: Vec<(String, String)>) -> PyResult<StreamSink> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        self.answer(Reply::Respond(PluginResponse {
+            status,
+            headers: text_headers(headers),
+            body: ReplyBody::Stream(rx),
+        }))?;
+        Ok(StreamSink {
+            tx: Mutex::new(Some(tx)),
+        })
+    }
+
+    /// A plugin raised: the request gets the INTEGRATION_FAILURE gateway response.
+    fn reply_failed(&self, message: String) -> PyResult<()> {
+        self.answer(Reply::Failed(message))
+    }
+}
+
+/// The body of a streamed response from Python.
+#[pyclass(frozen, module = "portico._core")]
+pub struct StreamSink {
+    tx: Mutex<Option<tokio::sync::mpsc::Sender<Result<Bytes, String>>>>,
+}
+
+#[pymethods]
+impl StreamSink {
+    /// Send a chunk (waits, without the GIL, while the client is slow); False when the client
+    /// went away.
+    fn send(&self, py: Python<'_>, chunk: &[u8]) -> bool {
+        let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return false;
+        };
+        let chunk = Bytes::copy_from_slice(chunk);
+        py.detach(|| tx.blocking_send(Ok(chunk)).is_ok())
+    }
+
+    /// The body is complete.
+    fn close(&self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// The body failed: the connection is aborted, never ended as if complete.
+    fn abort(&self, py: Python<'_>, why: String) {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            py.detach(|| {
+                let _ = tx.blocking_send(Err(why));
+            });
+        }
     }
 }

@@ -1,0 +1,219 @@
+//! The second front door: requests an ASGI server hands to the embedded app
+//! (`portico.dataplane.app.DataPlane`) run through the same pipeline as the edge's.
+//!
+//! Python submits the request head with a token and feeds its body; the pipeline runs on the
+//! core's thread; what Python waits for (the response head, each body chunk) is posted to a
+//! completion queue that one Python thread drains, resolving futures on the ASGI server's loop.
+//! The core's thread never takes the GIL.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Version};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::sync::mpsc;
+
+use crate::edge::Server;
+use crate::pipeline::body::{empty, ChannelBody, PipelineBody};
+use crate::pipeline::Connection;
+
+/// What Python waits for.
+#[derive(Debug)]
+pub enum Completion {
+    /// The response head; its body is then pulled with `pull`.
+    Head {
+        token: u64,
+        status: u16,
+        headers: Vec<(Bytes, Bytes)>,
+    },
+    /// One body chunk (`more`: whether others follow).
+    Chunk { token: u64, data: Bytes, more: bool },
+    /// The body failed mid-way: the server must abort the connection.
+    Abort { token: u64, error: String },
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Completion>,
+    closed: bool,
+}
+
+/// The embedded door's state: completions to hand to Python and the bodies being pulled.
+pub struct Embedded {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    bodies: Mutex<HashMap<u64, PipelineBody>>,
+}
+
+/// A request head as the ASGI server gave it.
+pub struct Head {
+    pub token: u64,
+    pub method: String,
+    /// Raw path and query (`/a%2Fb?x=1`).
+    pub target: String,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub client_ip: IpAddr,
+    pub scheme: &'static str,
+    pub version: Version,
+    /// Whether a body follows (Content-Length or Transfer-Encoding given).
+    pub has_body: bool,
+}
+
+/// The sending end of a request body fed by Python.
+pub type BodyFeed = mpsc::Sender<Result<Bytes, String>>;
+
+/// Request bodies buffered ahead of the pipeline (chunks as the ASGI server delivers them).
+const FEED_CHUNKS: usize = 64;
+
+impl Embedded {
+    pub fn new() -> Arc<Embedded> {
+        Arc::new(Embedded {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            bodies: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn post(&self, completion: Completion) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.items.push_back(completion);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Every completion available, waiting up to `timeout` for the first; empty once closed.
+    pub fn next(&self, timeout: Duration) -> Vec<Completion> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.items.is_empty() && !q.closed {
+            q = self
+                .ready
+                .wait_timeout(q, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        q.items.drain(..).collect()
+    }
+
+    pub fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Start a request; returns where its body goes (None when it has none).
+    pub fn submit(self: &Arc<Self>, server: &Server, head: Head) -> Result<Option<BodyFeed>, String> {
+        let mut builder = Request::builder()
+            .method(head.method.as_str())
+            .uri(head.target.as_str())
+            .version(head.version);
+        for (name, value) in &head.headers {
+            let name = HeaderName::from_bytes(name).map_err(|e| e.to_string())?;
+            let value = HeaderValue::from_bytes(value).map_err(|e| e.to_string())?;
+            builder = builder.header(name, value);
+        }
+        let (feed, body) = if head.has_body {
+            let (tx, rx) = mpsc::channel(FEED_CHUNKS);
+            (Some(tx), ChannelBody::new(rx).boxed())
+        } else {
+            (None, empty())
+        };
+        let request = builder.body(body).map_err(|e| e.to_string())?;
+        let conn = Connection {
+            client_ip: head.client_ip,
+            scheme: head.scheme,
+        };
+        let pipeline = server.pipeline.clone();
+        let guard = server.inflight().enter();
+        let me = self.clone();
+        let token = head.token;
+        server.spawn(async move {
+            let response = pipeline.handle(request, conn).await;
+            let (parts, body) = response.into_parts();
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(n, v)| (Bytes::copy_from_slice(n.as_str().as_bytes()), Bytes::copy_from_slice(v.as_bytes())))
+                .collect();
+            me.bodies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(token, body);
+            me.post(Completion::Head {
+                token,
+                status: parts.status.as_u16(),
+                headers,
+            });
+            drop(guard);
+        });
+        Ok(feed)
+    }
+
+    /// Ask for the next chunk of `token`'s response body (posted as a `Chunk` or `Abort`).
+    pub fn pull(self: &Arc<Self>, server: &Server, token: u64) {
+        let body = self
+            .bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token);
+        let Some(mut body) = body else {
+            self.post(Completion::Chunk {
+                token,
+                data: Bytes::new(),
+                more: false,
+            });
+            return;
+        };
+        let me = self.clone();
+        server.spawn(async move {
+            loop {
+                match body.frame().await {
+                    None => {
+                        me.post(Completion::Chunk {
+                            token,
+                            data: Bytes::new(),
+                            more: false,
+                        });
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        me.post(Completion::Abort {
+                            token,
+                            error: e.to_string(),
+                        });
+                        return;
+                    }
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue; // trailers: not carried over ASGI
+                        };
+                        if data.is_empty() && !body.is_end_stream() {
+                            continue;
+                        }
+                        let more = !body.is_end_stream();
+                        if more {
+                            me.bodies
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(token, body);
+                        }
+                        me.post(Completion::Chunk { token, data, more });
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Drop `token`'s response body (the client went away).
+    pub fn discard(&self, token: u64) {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token);
+    }
+}
+

@@ -1,0 +1,608 @@
+//! `HTTP_PROXY`: the request goes to the integration's URL and the response streams back, both
+//! ways without buffering, with API Gateway's header rules (docs/pipeline.md, "HTTP_PROXY").
+//!
+//! The URL is compiled per stage (stage variables filled in); `{name}` path-parameter markers are
+//! filled per request with the raw values the client sent, the authority included (a host taken
+//! from a path parameter). `https://` upstreams go through rustls with the system's roots, or the
+//! PEM bundle of `settings.upstreamCaFile`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::pipeline::body::{empty, BoxError, PipelineBody};
+use crate::pipeline::responses::ErrorType;
+
+const VIA: &str = "HTTP/1.1 AmazonAPIGateway";
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way.
+pub const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+/// `Connection` values that name no header beyond the hop-by-hop ones.
+const PLAIN_CONNECTION: [&str; 6] = [
+    "keep-alive",
+    "close",
+    "upgrade",
+    "te",
+    "keep-alive, te",
+    "te, keep-alive",
+];
+
+/// The pooled upstream client of every `HTTP_PROXY` route: http and https, keep-alive.
+pub struct UpstreamClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, PipelineBody>,
+}
+
+impl UpstreamClient {
+    /// `ca_file`: a PEM bundle trusted instead of the system's roots.
+    pub fn new(ca_file: Option<&str>) -> Result<UpstreamClient, String> {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match ca_file {
+            None => builder
+                .with_native_roots()
+                .map_err(|e| format!("the system's CA roots: {e}"))?,
+            Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert.map_err(|e| format!("{path}: {e}"))?;
+                    roots.add(cert).map_err(|e| format!("{path}: {e}"))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("{path}: no certificate in the file"));
+                }
+                let config = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                builder.with_tls_config(config)
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(usize::MAX)
+            .build(connector);
+        Ok(UpstreamClient { client })
+    }
+}
+
+/// Where the request goes: the URL's parts, compiled for one stage.
+#[derive(Debug)]
+enum Url {
+    /// The authority is fixed: `{name}` markers may remain in the path and query.
+    Fixed {
+        origin: Box<str>,
+        path: Box<str>,
+        query: Box<str>,
+        append_path: bool,
+        /// The gateway's own address toward the upstream (`Forwarded: by=`).
+        by: Box<str>,
+    },
+    /// The authority holds a path-parameter marker: split after filling, per request.
+    PerRequest { url: Box<str>, route_is_default: bool },
+}
+
+/// A compiled `HTTP_PROXY` integration.
+#[derive(Debug)]
+pub struct HttpProxy {
+    url: Url,
+    method: Option<Method>,
+    timeout: Duration,
+    user_agent: HeaderValue,
+}
+
+/// `uri` with each `${stageVariables.NAME}` replaced (an unset variable is empty, as on AWS).
+pub fn substitute_stage_variables(uri: &str, variables: &[(Box<str>, Box<str>)]) -> String {
+    const MARK: &str = "${stageVariables.";
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(start) = rest.find(MARK) {
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let name = &rest[start + MARK.len()..start + end];
+        if let Some((_, v)) = variables.iter().find(|(k, _)| &**k == name) {
+            out.push_str(v);
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// (origin `scheme://authority`, path, query) of an absolute http(s) URL.
+fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let scheme_end = url.find("://")?;
+    let rest_start = scheme_end + 3;
+    let path_start = url[rest_start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| rest_start + i);
+    let (origin, tail) = url.split_at(path_start);
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    Some((origin, path, query))
+}
+
+fn host_of(origin: &str) -> &str {
+    let authority = &origin[origin.find("://").map_or(0, |i| i + 3)..];
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(h, _)| h);
+    }
+    authority.split_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// The gateway's own address toward `host` (a routing lookup; nothing is sent), "unknown" for a
+/// name (resolving it here would block; the client resolves it when connecting).
+fn egress_ip(host: &str) -> String {
+    let Ok(ip) = host.parse::<IpAddr>() else {
+        return "unknown".into();
+    };
+    let bind: std::net::SocketAddr = if ip.is_ipv6() {
+        "[::]:0".parse().expect("literal")
+    } else {
+        "0.0.0.0:0".parse().expect("literal")
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| {
+            s.connect((ip, 9))?;
+            s.local_addr()
+        })
+        .map_or_else(|_| "unknown".into(), |a| a.ip().to_string())
+}
+
+impl HttpProxy {
+    /// Compile `uri` for a stage with `variables`. `route_key` `$default` appends the API path.
+    pub fn compile(
+        uri: &str,
+        method: Option<&str>,
+        timeout_ms: u64,
+        route_key: &str,
+        api_id: &str,
+        variables: &[(Box<str>, Box<str>)],
+    ) -> Result<HttpProxy, String> {
+        let lower = uri.to_ascii_lowercase();
+        if !lower.starts_with("http://") && !lower.starts_with("https://") {
+            return Err(format!("HTTP_PROXY uri must be an absolute http(s) URL: {uri:?}"));
+        }
+        let filled = substitute_stage_variables(uri, variables);
+        let route_is_default = route_key == "$default";
+        let (origin, path, query) =
+            split_url(&filled).ok_or_else(|| format!("not an absolute URL: {filled:?}"))?;
+        let url = if origin.contains('{') {
+            Url::PerRequest {
+                url: filled.as_str().into(),
+                route_is_default,
+            }
+        } else {
+            Uri::try_from(origin).map_err(|e| format!("{origin:?}: {e}"))?;
+            Url::Fixed {
+                origin: origin.into(),
+                path: path.into(),
+                query: query.into(),
+                append_path: route_is_default || path.is_empty() || path == "/",
+                by: egress_ip(host_of(origin)).into(),
+            }
+        };
+        let method = match method.map(str::to_ascii_uppercase).as_deref() {
+            None | Some("ANY") | Some("") => None,
+            Some(m) => Some(Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?),
+        };
+        Ok(HttpProxy {
+            url,
+            method,
+            timeout: Duration::from_millis(timeout_ms.max(50)),
+            user_agent: HeaderValue::from_str(&format!("AmazonAPIGateway_{api_id}"))
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The upstream URL and the `Forwarded: by=` address for this request.
+    fn url(&self, target: &Target<'_>, raw_query: &str) -> Result<(String, String), ErrorType> {
+        match &self.url {
+            Url::Fixed {
+                origin,
+                path,
+                query,
+                append_path,
+                by,
+            } => Ok((
+                build_url(origin, &fill(path, target.params), &fill(query, target.params), *append_path, target, raw_query),
+                by.to_string(),
+            )),
+            Url::PerRequest {
+                url,
+                route_is_default,
+            } => {
+                let filled = fill(url, target.params);
+                let (origin, path, query) = split_url(&filled).ok_or(ErrorType::IntegrationFailure)?;
+                let append = *route_is_default || path.is_empty() || path == "/";
+                Ok((
+                    build_url(origin, path, query, append, target, raw_query),
+                    egress_ip(host_of(origin)),
+                ))
+            }
+        }
+    }
+
+    /// Send the request upstream; the response head once it arrives (its body streams).
+    pub async fn call(
+        &self,
+        client: &UpstreamClient,
+        parts: &http::request::Parts,
+        body: PipelineBody,
+        target: Target<'_>,
+        trace_id: &(dyn Fn() -> String + Sync),
+    ) -> Result<Response<PipelineBody>, ErrorType> {
+        let (url, by) = self.url(&target, parts.uri.query().unwrap_or(""))?;
+        let uri = Uri::try_from(url.as_str()).map_err(|_| ErrorType::IntegrationFailure)?;
+        let method = self.method.clone().unwrap_or_else(|| parts.method.clone());
+        let mut headers = upstream_request_headers(
+            &parts.headers,
+            &self.user_agent,
+            &by,
+            &target.client_ip,
+            target.host,
+            target.scheme,
+            trace_id,
+        );
+        match parts.headers.get(CONTENT_LENGTH) {
+            Some(length) if length.as_bytes() != b"0" => {
+                headers.insert(CONTENT_LENGTH, length.clone());
+            }
+            // Methods that carry a body say it is empty.
+            _ if body.is_end_stream() && matches!(method, Method::POST | Method::PUT | Method::PATCH) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+            _ => {}
+        }
+        let body = if body.is_end_stream() { empty() } else { body };
+        let mut upstream_req = Request::new(body);
+        *upstream_req.method_mut() = method.clone();
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.headers_mut() = headers;
+        let response = match tokio::time::timeout(self.timeout, client.client.request(upstream_req)).await {
+            Err(_) => return Err(ErrorType::IntegrationTimeout),
+            Ok(Err(_)) => return Err(ErrorType::IntegrationFailure),
+            Ok(Ok(response)) => response,
+        };
+        let (mut parts, body) = response.into_parts();
+        let status = parts.status;
+        filter_response_headers(&mut parts.headers);
+        let no_body = method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status.is_informational();
+        let body = if no_body {
+            empty()
+        } else {
+            http_body_util::BodyExt::boxed(IdleTimeout::new(body, self.timeout))
+        };
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Where a request goes within its API, and who sent it.
+pub struct Target<'a> {
+    /// The path the API sees (stage removed).
+    pub api_path: &'a str,
+    /// The route's path parameters, raw, as the client sent them.
+    pub params: &'a [(&'a str, &'a str)],
+    pub client_ip: IpAddr,
+    pub host: &'a str,
+    pub scheme: &'a str,
+}
+
+/// The URL from its parts: the API path appended for `$default` routes and path-less URIs, the
+/// client's raw query after the URI's own.
+fn build_url(origin: &str, path: &str, own_query: &str, append: bool, target: &Target<'_>, raw_query: &str) -> String {
+    let mut url = String::with_capacity(origin.len() + path.len() + target.api_path.len() + 32);
+    url.push_str(origin);
+    if append || path.is_empty() || path == "/" {
+        url.push_str(path.trim_end_matches('/'));
+        url.push_str(if target.api_path.is_empty() { "/" } else { target.api_path });
+    } else {
+        url.push_str(path);
+    }
+    match (own_query.is_empty(), raw_query.is_empty()) {
+        (true, true) => {}
+        (false, true) => {
+            url.push('?');
+            url.push_str(own_query);
+        }
+        (true, false) => {
+            url.push('?');
+            url.push_str(raw_query);
+        }
+        (false, false) => {
+            url.push('?');
+            url.push_str(own_query);
+            url.push('&');
+            url.push_str(raw_query);
+        }
+    }
+    url
+}
+
+/// `template` with each `{name}` (or `{name+}`) replaced by that path parameter's value ("" when
+/// absent).
+fn fill<'t>(template: &'t str, params: &[(&str, &str)]) -> std::borrow::Cow<'t, str> {
+    if !template.contains('{') {
+        return std::borrow::Cow::Borrowed(template);
+    }
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            out.push_str(&rest[open..]);
+            return std::borrow::Cow::Owned(out);
+        };
+        let name = rest[open + 1..open + close].trim_end_matches('+');
+        if let Some((_, value)) = params.iter().find(|(n, _)| *n == name) {
+            out.push_str(value);
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+fn is_token(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b))
+}
+
+/// An RFC 7239 value: a token as is, anything else quoted (an IPv6 address as "[addr]").
+pub fn forwarded_value(value: &str) -> String {
+    if is_token(value) {
+        return value.to_owned();
+    }
+    let mut text = value.to_owned();
+    if value.contains(':') && !value.starts_with('[') && value.parse::<std::net::Ipv6Addr>().is_ok() {
+        text = format!("[{value}]");
+    }
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn header_text(value: &HeaderValue) -> String {
+    value.as_bytes().iter().map(|&b| b as char).collect()
+}
+
+/// Whether an `X-Amzn-Trace-Id` value carries a root (`(?:^|;)\s*Root=`).
+fn has_trace_root(value: &str) -> bool {
+    value
+        .split(';')
+        .enumerate()
+        .any(|(i, part)| if i == 0 { part.starts_with("Root=") } else { part.trim_start().starts_with("Root=") })
+}
+
+/// The upstream request's headers ("HTTP proxy integrations" in the API Gateway developer guide; docs/pipeline.md): hop-by-hop ones and those the client's
+/// `Connection` names are dropped, as are Host, Content-Length and Expect; `X-Forwarded-*` and any
+/// `Forwarded` are folded into one `Forwarded` to which this hop is appended; `Via`,
+/// `X-Amzn-Trace-Id` (when the client sent none) and `User-Agent` (likewise) are added.
+pub fn upstream_request_headers(
+    client: &HeaderMap,
+    user_agent: &HeaderValue,
+    by: &str,
+    client_ip: &IpAddr,
+    host: &str,
+    scheme: &str,
+    trace_id: &(dyn Fn() -> String + Sync),
+) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(client.len() + 4);
+    let mut special: HashMap<&str, String> = HashMap::new();
+    let mut connection: Option<String> = None;
+    for (name, value) in client {
+        let n = name.as_str();
+        match n {
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded" | "via"
+            | "x-amzn-trace-id" | "user-agent" => {
+                let text = header_text(value);
+                special
+                    .entry(n)
+                    .and_modify(|prev| {
+                        prev.push_str(", ");
+                        prev.push_str(&text);
+                    })
+                    .or_insert(text);
+            }
+            "connection" => {
+                let text = header_text(value);
+                connection = Some(match connection {
+                    Some(prev) => format!("{prev}, {text}"),
+                    None => text,
+                });
+            }
+            "host" | "content-length" | "expect" => {}
+            _ if HOP_BY_HOP.contains(&n) => {}
+            _ => {
+                out.append(name.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(conn) = connection {
+        if !PLAIN_CONNECTION.contains(&conn.to_ascii_lowercase().as_str()) {
+            for token in conn.split(',') {
+                if let Ok(named) = HeaderName::from_bytes(token.trim().to_ascii_lowercase().as_bytes()) {
+                    out.remove(named);
+                }
+            }
+        }
+    }
+    let hop = format!(
+        "by={};for={};host={};proto={}",
+        forwarded_value(by),
+        forwarded_value(&client_ip.to_string()),
+        forwarded_value(host),
+        scheme,
+    );
+    let mut elements: Vec<String> = Vec::new();
+    if let Some(forwarded) = special.get("forwarded") {
+        elements.push(forwarded.clone());
+    }
+    let xff = special.get("x-forwarded-for");
+    let xfh = special.get("x-forwarded-host");
+    let xfp = special.get("x-forwarded-proto");
+    if xff.is_some() || xfh.is_some() || xfp.is_some() {
+        let hops: Vec<&str> = xff
+            .map(|v| v.split(',').map(str::trim).filter(|h| !h.is_empty()).collect())
+            .unwrap_or_default();
+        let mut extra = String::new();
+        if let Some(h) = xfh {
+            extra.push_str(";host=");
+            extra.push_str(&forwarded_value(h.split(',').next().unwrap_or("").trim()));
+        }
+        if let Some(p) = xfp {
+            extra.push_str(";proto=");
+            extra.push_str(&forwarded_value(p.split(',').next().unwrap_or("").trim()));
+        }
+        if let Some((first, rest)) = hops.split_first() {
+            elements.push(format!("for={}{extra}", forwarded_value(first)));
+            elements.extend(rest.iter().map(|h| format!("for={}", forwarded_value(h))));
+        } else if !extra.is_empty() {
+            elements.push(extra[1..].to_owned());
+        }
+    }
+    elements.push(hop);
+    let value = |text: String| HeaderValue::from_bytes(&latin1(&text)).ok();
+    if let Some(v) = value(elements.join(", ")) {
+        out.append("forwarded", v);
+    }
+    let via = match special.get("via") {
+        Some(prev) => format!("{prev}, {VIA}"),
+        None => VIA.to_owned(),
+    };
+    if let Some(v) = value(via) {
+        out.append("via", v);
+    }
+    let trace = match special.get("x-amzn-trace-id") {
+        Some(t) if has_trace_root(t) => t.clone(),
+        _ => trace_id(),
+    };
+    if let Some(v) = value(trace) {
+        out.append("x-amzn-trace-id", v);
+    }
+    match special.get("user-agent").and_then(|ua| value(ua.clone())) {
+        Some(v) => {
+            out.append("user-agent", v);
+        }
+        None => {
+            out.append("user-agent", user_agent.clone());
+        }
+    }
+    out
+}
+
+fn latin1(text: &str) -> Vec<u8> {
+    text.chars().map(|c| u32::from(c).min(255) as u8).collect()
+}
+
+/// The client response's headers: hop-by-hop ones and those the upstream's `Connection` names are
+/// dropped; `Content-Type: application/json` is added when the upstream sent none.
+pub fn filter_response_headers(headers: &mut HeaderMap) {
+    let connection: Option<String> = {
+        let values: Vec<String> = headers.get_all("connection").iter().map(header_text).collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(conn) = connection {
+        if !PLAIN_CONNECTION.contains(&conn.to_ascii_lowercase().as_str()) {
+            for token in conn.split(',') {
+                if let Ok(named) = HeaderName::from_bytes(token.trim().to_ascii_lowercase().as_bytes()) {
+                    if named != CONTENT_TYPE && named != CONTENT_LENGTH {
+                        headers.remove(named);
+                    }
+                }
+            }
+        }
+    }
+    if !headers.contains_key(CONTENT_TYPE) {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+}
+
+/// A response body whose every read must make progress within `timeout` (`timeoutInMillis`
+/// applies to each body read): a stalled upstream is cut, a slow
+/// client is not.
+struct IdleTimeout {
+    inner: Incoming,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(inner: Incoming, timeout: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.timeout;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                // An error makes hyper abort the connection: the client sees a truncated
+                // response, never one that looks complete.
+                Poll::Ready(()) => Poll::Ready(Some(Err("upstream body read timed out".into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,63 @@
+//! Integrations: what a route calls once the request has passed every check.
+//!
+//! `HTTP_PROXY` and `MOCK` are served by the core alone; `AWS_PROXY` builds the event here and
+//! hands it to the Python side, which runs the user's handler (`crate::invoke`).
+
+pub mod http_proxy;
+pub mod lambda_proxy;
+pub mod mock;
+
+use crate::spec::{ApiKind, IntegrationSpec};
+
+/// A route's integration, compiled for one stage (its variables filled in).
+#[derive(Debug)]
+pub enum Integration {
+    HttpProxy(http_proxy::HttpProxy),
+    Mock(mock::Mock),
+    LambdaProxy(lambda_proxy::LambdaProxy),
+    /// Cannot be served as configured: AWS's 500, and `detail` in the log.
+    Unavailable(Box<str>),
+    /// A route given by key only (routing-only specs): answers as `Unavailable`.
+    Unset,
+}
+
+/// Compile `spec` for route `route_key` of an API (`api_id`, `kind`) on a stage with `variables`.
+pub fn compile(
+    spec: &IntegrationSpec,
+    route_key: &str,
+    kind: ApiKind,
+    api_id: &str,
+    variables: &[(Box<str>, Box<str>)],
+) -> Result<Integration, String> {
+    Ok(match spec {
+        IntegrationSpec::HttpProxy {
+            uri,
+            method,
+            timeout_ms,
+        } => Integration::HttpProxy(http_proxy::HttpProxy::compile(
+            uri,
+            method.as_deref(),
+            *timeout_ms,
+            route_key,
+            api_id,
+            variables,
+        )?),
+        IntegrationSpec::Mock {
+            status,
+            headers,
+            body,
+        } => Integration::Mock(mock::Mock::compile(*status, headers, body)?),
+        IntegrationSpec::LambdaProxy {
+            uri,
+            payload_format_version,
+            timeout_ms,
+        } => Integration::LambdaProxy(lambda_proxy::LambdaProxy::compile(
+            uri,
+            kind,
+            *payload_format_version,
+            *timeout_ms,
+            variables,
+        )),
+        IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
+    })
+}

@@ -1,0 +1,275 @@
+//! The hand-off to the Python side: where the pipeline calls the user's code (Lambda handlers,
+//! plugins) and waits for the answer without holding a thread or the GIL.
+//!
+//! The pipeline queues a `Call` and awaits a oneshot `Reply`. Python threads, started and grown
+//! by the Python side (`portico/serve/user_code.py`), block in `next_job` with the GIL released
+//! and run one call at a time; busy threads take the next call without sleeping. When a call is
+//! queued and no thread is idle, the Python side's supervisor is asked (`wait_for_growth`) to
+//! start another thread, up to `max_threads`, so that a slow handler never delays another.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+/// An `AWS_PROXY` invocation: the function URI (stage variables filled in), the event as JSON.
+#[derive(Debug)]
+pub struct LambdaCall {
+    pub uri: Box<str>,
+    pub event: Vec<u8>,
+    pub timeout_ms: u64,
+    pub region: Box<str>,
+    pub account_id: Box<str>,
+}
+
+/// A request as a plugin sees it (`portico.dataplane.context.RequestContext`).
+#[derive(Debug, Default)]
+pub struct PluginRequest {
+    pub request_id: String,
+    pub method: String,
+    pub raw_path: String,
+    pub path: String,
+    pub raw_query: String,
+    pub headers: Vec<(Bytes, Bytes)>,
+    pub host: String,
+    pub scheme: &'static str,
+    pub protocol: &'static str,
+    pub client_ip: String,
+    pub time_epoch_ms: u64,
+    pub account_id: String,
+    pub api_id: String,
+    pub api_name: String,
+    pub api_kind: &'static str,
+    pub stage: String,
+    pub deployment_id: String,
+    pub is_canary: bool,
+    pub stage_variables: Vec<(String, String)>,
+    pub route_key: String,
+    pub resource_path: String,
+    pub path_params: Vec<(String, String)>,
+}
+
+/// A response handed to or from Python.
+#[derive(Debug)]
+pub struct PluginResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ReplyBody,
+}
+
+#[derive(Debug)]
+pub enum ReplyBody {
+    Bytes(Bytes),
+    /// Chunks sent by Python as it produces them; an `Err` aborts the response.
+    Stream(mpsc::Receiver<Result<Bytes, String>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    OnRequest,
+    OnResponse,
+}
+
+#[derive(Debug)]
+pub enum Call {
+    Lambda(LambdaCall),
+    Plugin {
+        hook: Hook,
+        request: Arc<PluginRequest>,
+        /// The integration's response (`OnResponse` only).
+        response: Option<PluginResponse>,
+    },
+}
+
+#[derive(Debug)]
+pub enum Reply {
+    /// The handler's result as JSON, or why the function failed.
+    Lambda(Result<Vec<u8>, String>),
+    /// `on_request` returned None: go on.
+    Continue,
+    /// The response to send.
+    Respond(PluginResponse),
+    /// A plugin raised.
+    Failed(String),
+}
+
+/// One queued call and where its reply goes. Dropping it unanswered fails the call.
+pub struct Job {
+    pub call: Call,
+    reply: oneshot::Sender<Reply>,
+}
+
+impl Job {
+    pub fn reply(self, reply: Reply) {
+        let _ = self.reply.send(reply);
+    }
+
+    /// Split into the call and a replier, for calls whose arguments are moved out first.
+    pub fn into_parts(self) -> (Call, Replier) {
+        (self.call, Replier(self.reply))
+    }
+}
+
+pub struct Replier(oneshot::Sender<Reply>);
+
+impl Replier {
+    pub fn reply(self, reply: Reply) {
+        let _ = self.0.send(reply);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+    /// Threads asked of the supervisor and not started yet.
+    wanted: usize,
+    closed: bool,
+}
+
+pub struct Invoker {
+    state: Mutex<State>,
+    work: Condvar,
+    grow: Condvar,
+    max_threads: usize,
+}
+
+impl Invoker {
+    pub fn new(max_threads: usize) -> Invoker {
+        Invoker {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            grow: Condvar::new(),
+            max_threads: max_threads.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `call`; the reply arrives on the receiver (an error if it is dropped unanswered).
+    pub fn call(&self, call: Call) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.lock();
+        if st.closed {
+            return rx; // tx dropped: the caller sees the Python side gone
+        }
+        st.queue.push_back(Job { call, reply: tx });
+        if st.idle >= st.queue.len() {
+            self.work.notify_one();
+        } else if st.threads + st.wanted < self.max_threads {
+            st.wanted += 1;
+            self.grow.notify_one();
+        }
+        drop(st);
+        rx
+    }
+
+    /// The next call, waiting for one (a Python thread calls this with the GIL released); None
+    /// once closed.
+    pub fn next_job(&self) -> Option<Job> {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.queue.pop_front() {
+                return Some(job);
+            }
+            if st.closed {
+                st.threads = st.threads.saturating_sub(1);
+                return None;
+            }
+            st.idle += 1;
+            st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
+        }
+    }
+
+    /// For the Python side's supervisor: wait until another thread is wanted and count it as
+    /// started (the caller starts it); false once closed.
+    pub fn wait_for_growth(&self) -> bool {
+        let mut st = self.lock();
+        loop {
+            if st.closed {
+                return false;
+            }
+            if st.wanted > 0 {
+                st.wanted -= 1;
+                st.threads += 1;
+                return true;
+            }
+            st = self.grow.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Count a thread the Python side started on its own (before any call).
+    pub fn add_thread(&self) {
+        self.lock().threads += 1;
+    }
+
+    /// Stop handing out calls: queued ones fail, waiting threads and the supervisor return.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.queue.clear();
+        drop(st);
+        self.work.notify_all();
+        self.grow.notify_all();
+    }
+
+    /// (threads, idle threads, queued calls), for tests and metrics.
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let st = self.lock();
+        (st.threads, st.idle, st.queue.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lambda_call() -> Call {
+        Call::Lambda(LambdaCall {
+            uri: "f".into(),
+            event: b"{}".to_vec(),
+            timeout_ms: 1000,
+            region: "us-east-1".into(),
+            account_id: "1".into(),
+        })
+    }
+
+    #[test]
+    fn a_call_with_no_idle_thread_asks_for_one_and_a_thread_answers_it() {
+        let invoker = Arc::new(Invoker::new(4));
+        let rx = invoker.call(lambda_call());
+        assert!(invoker.wait_for_growth());
+        let worker = invoker.clone();
+        let t = std::thread::spawn(move || {
+            let job = worker.next_job().unwrap();
+            job.reply(Reply::Lambda(Ok(b"42".to_vec())));
+            worker.next_job().is_none()
+        });
+        match rx.blocking_recv().unwrap() {
+            Reply::Lambda(Ok(v)) => assert_eq!(v, b"42"),
+            other => panic!("{other:?}"),
+        }
+        invoker.close();
+        assert!(t.join().unwrap());
+        assert!(!invoker.wait_for_growth());
+    }
+
+    #[test]
+    fn growth_stops_at_the_maximum_and_dropped_jobs_fail_their_call() {
+        let invoker = Invoker::new(2);
+        let calls: Vec<_> = (0..5).map(|_| invoker.call(lambda_call())).collect();
+        assert!(invoker.wait_for_growth());
+        assert!(invoker.wait_for_growth());
+        assert_eq!(invoker.stats(), (2, 0, 5));
+        drop(invoker.next_job());
+        let mut calls = calls.into_iter();
+        assert!(calls.next().unwrap().blocking_recv().is_err());
+        invoker.close();
+        assert!(calls.next().unwrap().blocking_recv().is_err());
+    }
+}

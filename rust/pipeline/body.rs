@@ -1,0 +1,200 @@
+//! Bodies as the pipeline moves them: one boxed type for requests and responses of both front
+//! doors, the payload limit on request bodies, and a response body that reports when it ends.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, SizeHint};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every body the pipeline handles: the edge's and the embedded app's requests, every response.
+pub type PipelineBody = BoxBody<Bytes, BoxError>;
+
+pub fn empty() -> PipelineBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> PipelineBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A request body cut (with an error) once it passes the payload limit; `over` tells why the
+/// body failed, so that the answer is AWS's 413 rather than an integration failure.
+pub struct LimitedBody {
+    inner: PipelineBody,
+    left: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl LimitedBody {
+    pub fn new(inner: PipelineBody, limit: u64) -> (LimitedBody, Arc<AtomicBool>) {
+        let over = Arc::new(AtomicBool::new(false));
+        (
+            LimitedBody {
+                inner,
+                left: limit,
+                over: over.clone(),
+            },
+            over,
+        )
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let size = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if size > this.left {
+                    this.over.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err("request body over the payload limit".into())));
+                }
+                this.left -= size;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Read a whole request body (for integrations that need it whole, as Lambda does). `Err(true)`:
+/// it passed `limit`; `Err(false)`: the client went away or sent a broken body.
+pub async fn read_all(body: PipelineBody, limit: u64) -> Result<Bytes, bool> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let (limited, over) = LimitedBody::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(over.load(Ordering::Relaxed)),
+    }
+}
+
+/// A response body that calls `done(bytes sent, completed)` once, when it ends, fails or is
+/// dropped (the client went away): where the access-log line is written.
+pub struct Reported<F: FnOnce(u64, bool) + Send + 'static> {
+    inner: PipelineBody,
+    sent: u64,
+    done: Option<F>,
+}
+
+impl<F: FnOnce(u64, bool) + Send + 'static> Reported<F> {
+    pub fn new(inner: PipelineBody, done: F) -> Self {
+        Reported {
+            inner,
+            sent: 0,
+            done: Some(done),
+        }
+    }
+
+    fn finish(&mut self, completed: bool) {
+        if let Some(done) = self.done.take() {
+            done(self.sent, completed);
+        }
+    }
+}
+
+impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> Body for Reported<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(None) => this.finish(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<F: FnOnce(u64, bool) + Send + 'static> Drop for Reported<F> {
+    fn drop(&mut self) {
+        let completed = self.inner.is_end_stream();
+        if let Some(done) = self.done.take() {
+            done(self.sent, completed);
+        }
+    }
+}
+
+/// A response body fed chunk by chunk from another thread (the Python side); an `Err` chunk
+/// aborts the connection, so the client never mistakes a truncated body for a whole one.
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    done: bool,
+}
+
+impl ChannelBody {
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>) -> Self {
+        ChannelBody { rx, done: false }
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(Some(Err(why))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(why.into())))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}

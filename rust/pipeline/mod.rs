@@ -1,0 +1,588 @@
+//! The request pipeline: every built-in phase of the gateway, in one explicit chain, run for both
+//! front doors (the edge's listener, `crate::edge`, and the embedded ASGI app, `crate::embed`).
+//!
+//! ```text
+//! limits -> select API and stage -> route -> CORS preflight -> throttle -> authorize (plugins)
+//!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
+//!        -> CORS headers -> plugins' on_response -> gateway response -> access log
+//! ```
+//!
+//! A phase that fails returns an `ErrorType`; the gateway-response phase turns it into AWS's
+//! answer for the API's kind. Python is on the path only where the user's code runs: Lambda
+//! handlers and plugins (`crate::invoke`). See docs/pipeline.md.
+
+pub mod access_log;
+pub mod body;
+pub mod cors;
+pub mod limits;
+pub mod responses;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, USER_AGENT};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::access_log::LogRecord;
+use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
+use crate::ids::IdGenerator;
+use crate::integrations::http_proxy::{Target, UpstreamClient};
+use crate::integrations::Integration;
+use crate::invoke::{Call, Hook, Invoker, PluginRequest, PluginResponse, Reply, ReplyBody};
+use crate::lambda::EventSource;
+use crate::throttle::monotonic_ns;
+use body::{empty, full, LimitedBody, PipelineBody, Reported};
+use cors::Cors;
+use responses::ErrorType;
+
+/// The header every answer carries: the request's id.
+const REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
+
+/// Who sent a request, as the front door knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub client_ip: IpAddr,
+    pub scheme: &'static str,
+}
+
+/// A phase's failure: the gateway response to answer with, and why (for the operator's log and
+/// `$context.integrationErrorMessage`; clients never see it).
+#[derive(Debug)]
+pub struct Failure {
+    pub error: ErrorType,
+    pub detail: String,
+}
+
+impl From<ErrorType> for Failure {
+    fn from(error: ErrorType) -> Self {
+        Failure {
+            error,
+            detail: String::new(),
+        }
+    }
+}
+
+fn fail<T>(error: ErrorType, detail: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure {
+        error,
+        detail: detail.into(),
+    })
+}
+
+/// What the pipeline learns about a request as it goes, for the later phases and the log.
+struct Exchange {
+    request_id: String,
+    started: Instant,
+    epoch_ms: u64,
+    api: Option<usize>,
+    serving: Option<Arc<Serving>>,
+    route: Option<usize>,
+    /// The path as addressed to the API's stage (path-style addressing mapped to `/{stage}/...`).
+    addressed_path: String,
+    error: Option<Failure>,
+}
+
+impl Exchange {
+    fn route<'s>(&'s self) -> Option<&'s RouteRuntime> {
+        Some(&self.serving.as_ref()?.routes[self.route?])
+    }
+}
+
+pub struct Pipeline {
+    pub gateway: Arc<Gateway>,
+    pub invoker: Arc<Invoker>,
+    upstream: UpstreamClient,
+    ids: IdGenerator,
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+impl Pipeline {
+    pub fn new(gateway: Arc<Gateway>, invoker: Arc<Invoker>) -> Result<Pipeline, String> {
+        let ca_file = gateway.snapshot().settings.upstream_ca_file.clone();
+        Ok(Pipeline {
+            gateway,
+            invoker,
+            upstream: UpstreamClient::new(ca_file.as_deref())?,
+            ids: IdGenerator::new(),
+        })
+    }
+
+    /// Run one request through every phase; the response always comes back (errors become
+    /// gateway responses).
+    pub async fn handle(&self, req: Request<PipelineBody>, conn: Connection) -> Response<PipelineBody> {
+        let snap = self.gateway.snapshot();
+        let (parts, body) = req.into_parts();
+        let mut ex = Exchange {
+            request_id: self.ids.request_id(),
+            started: Instant::now(),
+            epoch_ms: epoch_ms(),
+            api: None,
+            serving: None,
+            route: None,
+            addressed_path: String::new(),
+            error: None,
+        };
+        let mut response = match self.run(&snap, &parts, body, conn, &mut ex).await {
+            Ok(response) => response,
+            Err(failure) => {
+                let response = self.gateway_response(&snap, &ex, &parts, failure.error);
+                if matches!(
+                    failure.error,
+                    ErrorType::FunctionError | ErrorType::IntegrationFailure | ErrorType::MalformedResponse
+                ) {
+                    eprintln!(
+                        "portico: request {}: {}: {}",
+                        ex.request_id,
+                        failure.error.name(),
+                        failure.detail
+                    );
+                }
+                ex.error = Some(failure);
+                response
+            }
+        };
+        if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
+            response.headers_mut().insert(REQUEST_ID, id);
+        }
+        self.access_log(&snap, &parts, conn, ex, response)
+    }
+
+    async fn run(
+        &self,
+        snap: &Arc<Snapshot>,
+        parts: &http::request::Parts,
+        body: PipelineBody,
+        conn: Connection,
+        ex: &mut Exchange,
+    ) -> Result<Response<PipelineBody>, Failure> {
+        // limits: the request line and headers, before any work on their content.
+        let settings = &snap.settings;
+        limits::check_head(parts, settings.header_limit)?;
+
+        // select API and stage, route: no tokens spent yet.
+        let host = header_str(&parts.headers, HOST).unwrap_or("");
+        let raw_path = parts.uri.path();
+        let mut d = snap.classify(host, parts.method.as_str(), raw_path);
+        ex.api = d.api;
+        ex.serving = snap.serving(&d).cloned();
+        ex.addressed_path = addressed_path(&d, ex.serving.as_deref(), raw_path);
+
+        // CORS preflight: answered by the gateway whatever the route.
+        if let Some(cors) = self.cors(snap, ex) {
+            if cors::is_preflight(&parts.method, &parts.headers) {
+                let mut response = Response::new(empty());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                cors.preflight(parts.headers.get(ORIGIN), response.headers_mut());
+                return Ok(response);
+            }
+        }
+        match d.outcome {
+            Outcome::Route => {}
+            Outcome::BadRequest => return fail(ErrorType::BadRequest, "malformed request path"),
+            Outcome::NotFound | Outcome::Throttled => {
+                let rest = d.api.is_some_and(|a| snap.api(a).kind == ApiKind::Rest);
+                // REST APIs answer an unknown path, method or stage with 403.
+                let error = if rest {
+                    ErrorType::MissingAuthenticationToken
+                } else {
+                    ErrorType::ResourceNotFound
+                };
+                return fail(error, "no route matched");
+            }
+        }
+        ex.route = d.route;
+
+        // throttle: the route's bucket, then the account's.
+        snap.spend_with_clock(&mut d, self.gateway.buckets(), monotonic_ns);
+        if d.outcome == Outcome::Throttled {
+            return fail(ErrorType::Throttled, format!("retry after {} ms", d.retry_after_ms));
+        }
+
+        let params: Vec<(&str, &str)> = d.params().collect();
+        let hooks = settings.plugins;
+        let plugin_request = (hooks.on_request || hooks.on_response)
+            .then(|| Arc::new(self.plugin_request(snap, parts, conn, ex, &d, &params)));
+
+        // authorize: plugins may answer instead of the integration.
+        if let (true, Some(request)) = (hooks.on_request, &plugin_request) {
+            let reply = self.invoker.call(Call::Plugin {
+                hook: Hook::OnRequest,
+                request: request.clone(),
+                response: None,
+            });
+            match reply.await {
+                Ok(Reply::Continue) => {}
+                Ok(Reply::Respond(r)) => return self.plugin_answer(snap, parts, ex, request, r).await,
+                Ok(Reply::Failed(why)) => return fail(ErrorType::IntegrationFailure, why),
+                _ => return fail(ErrorType::IntegrationFailure, "the Python side stopped"),
+            }
+        }
+
+        // integrate
+        let mut response = self.integrate(snap, parts, body, conn, ex, &d, &params).await?;
+        if let Some(cors) = self.cors(snap, ex) {
+            cors.apply(parts.headers.get(ORIGIN), response.headers_mut());
+        }
+        match (hooks.on_response, plugin_request) {
+            (true, Some(request)) => self.on_response(request, response).await,
+            _ => Ok(response),
+        }
+    }
+
+    /// The CORS policy of the deployment serving a request (the API's before a stage is known).
+    fn cors<'s>(&self, snap: &'s Snapshot, ex: &'s Exchange) -> Option<&'s Cors> {
+        match &ex.serving {
+            Some(serving) => serving.cors.as_deref(),
+            None => ex.api.and_then(|a| snap.api(a).cors.as_deref()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn integrate(
+        &self,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        body: PipelineBody,
+        conn: Connection,
+        ex: &Exchange,
+        d: &Decision<'_>,
+        params: &[(&str, &str)],
+    ) -> Result<Response<PipelineBody>, Failure> {
+        let Some(route) = ex.route() else {
+            return fail(ErrorType::IntegrationFailure, "no route");
+        };
+        let settings = &snap.settings;
+        match &route.integration {
+            Integration::Mock(mock) => {
+                let mut response = Response::new(full(mock.body.clone()));
+                *response.status_mut() = mock.status;
+                *response.headers_mut() = mock.headers.clone();
+                Ok(response)
+            }
+            Integration::HttpProxy(proxy) => {
+                // Refused before anything reaches the upstream.
+                if declared_length(&parts.headers).is_some_and(|n| n > settings.payload_limit) {
+                    return fail(ErrorType::RequestTooLarge, "declared Content-Length over the payload limit");
+                }
+                let (limited, over) = LimitedBody::new(body, settings.payload_limit);
+                let target = Target {
+                    api_path: d.path,
+                    params,
+                    client_ip: conn.client_ip,
+                    host: header_str(&parts.headers, HOST).unwrap_or(""),
+                    scheme: conn.scheme,
+                };
+                let trace = || self.ids.trace_id(ex.epoch_ms / 1000);
+                match proxy.call(&self.upstream, parts, limited.boxed(), target, &trace).await {
+                    Ok(response) => Ok(response),
+                    Err(_) if over.load(std::sync::atomic::Ordering::Relaxed) => {
+                        fail(ErrorType::RequestTooLarge, "body passed the payload limit")
+                    }
+                    Err(error) => fail(error, "the upstream request failed"),
+                }
+            }
+            Integration::LambdaProxy(lambda) => {
+                let body = match body::read_all(body, settings.payload_limit).await {
+                    Ok(body) => body,
+                    Err(true) => return fail(ErrorType::RequestTooLarge, "body passed the payload limit"),
+                    Err(false) => return fail(ErrorType::BadRequest, "the request body could not be read"),
+                };
+                let api = snap.api(ex.api.unwrap_or(0));
+                let serving = ex.serving.as_deref();
+                let trace = self.ids.trace_id(ex.epoch_ms / 1000);
+                let extended = self.ids.request_id();
+                let source = EventSource {
+                    format: lambda.format,
+                    request_id: &ex.request_id,
+                    extended_request_id: &extended,
+                    trace_id: &trace,
+                    method: parts.method.as_str(),
+                    raw_path: &ex.addressed_path,
+                    path: d.path,
+                    raw_query: parts.uri.query().unwrap_or(""),
+                    headers: &parts.headers,
+                    host: header_str(&parts.headers, HOST).unwrap_or(""),
+                    scheme: conn.scheme,
+                    protocol: protocol(parts.version),
+                    client_ip: &conn.client_ip.to_string(),
+                    time_epoch_ms: ex.epoch_ms,
+                    account_id: &settings.account_id,
+                    api_id: &api.id,
+                    stage: serving.map_or("", |s| &s.stage),
+                    route_key: &route.key,
+                    resource_path: &route.resource_path,
+                    path_params: params,
+                    stage_variables: serving.map_or(&[], |s| &s.variables),
+                    body: &body,
+                    binary_media_types: &api.binary_media_types,
+                };
+                let accept = header_str(&parts.headers, ACCEPT);
+                match lambda
+                    .invoke(&self.invoker, &source, accept, &settings.region, &settings.account_id)
+                    .await
+                {
+                    Ok(r) => Ok(response_of(r.status, r.headers, full(r.body))),
+                    Err((error, detail)) => fail(error, detail),
+                }
+            }
+            Integration::Unavailable(detail) => {
+                eprintln!(
+                    "portico: request {}: execution failed due to configuration error: {detail}",
+                    ex.request_id
+                );
+                fail(ErrorType::ApiConfigurationError, detail.to_string())
+            }
+            Integration::Unset => fail(ErrorType::ApiConfigurationError, "the route has no integration"),
+        }
+    }
+
+    // ------------------------------------------------------------------------------ plugins
+
+    fn plugin_request(
+        &self,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: Connection,
+        ex: &Exchange,
+        d: &Decision<'_>,
+        params: &[(&str, &str)],
+    ) -> PluginRequest {
+        let api = ex.api.map(|a| snap.api(a));
+        let serving = ex.serving.as_deref();
+        let route = ex.route();
+        PluginRequest {
+            request_id: ex.request_id.clone(),
+            method: parts.method.as_str().to_owned(),
+            raw_path: parts.uri.path().to_owned(),
+            path: d.path.to_owned(),
+            raw_query: parts.uri.query().unwrap_or("").to_owned(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (Bytes::copy_from_slice(n.as_str().as_bytes()), Bytes::copy_from_slice(v.as_bytes())))
+                .collect(),
+            host: header_str(&parts.headers, HOST).unwrap_or("").to_owned(),
+            scheme: conn.scheme,
+            protocol: protocol(parts.version),
+            client_ip: conn.client_ip.to_string(),
+            time_epoch_ms: ex.epoch_ms,
+            account_id: snap.settings.account_id.to_string(),
+            api_id: api.map_or(String::new(), |a| a.id.to_string()),
+            api_name: api.map_or(String::new(), |a| a.name.to_string()),
+            api_kind: match api.map(|a| a.kind) {
+                Some(ApiKind::Rest) => "rest",
+                _ => "http",
+            },
+            stage: serving.map_or(String::new(), |s| s.stage.to_string()),
+            deployment_id: serving.map_or(String::new(), |s| s.deployment_id.to_string()),
+            is_canary: serving.is_some_and(|s| s.is_canary),
+            stage_variables: serving
+                .map(|s| s.variables.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+                .unwrap_or_default(),
+            route_key: route.map_or(String::new(), |r| r.key.to_string()),
+            resource_path: route.map_or(String::new(), |r| r.resource_path.to_string()),
+            path_params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// An answer a plugin gave instead of the integration: it passes the response phases too.
+    async fn plugin_answer(
+        &self,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        ex: &Exchange,
+        request: &Arc<PluginRequest>,
+        answer: PluginResponse,
+    ) -> Result<Response<PipelineBody>, Failure> {
+        let mut response = plugin_response(answer)?;
+        if let Some(cors) = self.cors(snap, ex) {
+            cors.apply(parts.headers.get(ORIGIN), response.headers_mut());
+        }
+        if snap.settings.plugins.on_response {
+            return self.on_response(request.clone(), response).await;
+        }
+        Ok(response)
+    }
+
+    async fn on_response(
+        &self,
+        request: Arc<PluginRequest>,
+        response: Response<PipelineBody>,
+    ) -> Result<Response<PipelineBody>, Failure> {
+        let (parts, body) = response.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => return fail(ErrorType::IntegrationFailure, format!("reading the response: {e}")),
+        };
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().iter().map(|&b| b as char).collect()))
+            .collect();
+        let reply = self.invoker.call(Call::Plugin {
+            hook: Hook::OnResponse,
+            request,
+            response: Some(PluginResponse {
+                status: parts.status.as_u16(),
+                headers,
+                body: ReplyBody::Bytes(body),
+            }),
+        });
+        match reply.await {
+            Ok(Reply::Respond(r)) => plugin_response(r),
+            Ok(Reply::Failed(why)) => fail(ErrorType::IntegrationFailure, why),
+            _ => fail(ErrorType::IntegrationFailure, "the Python side stopped"),
+        }
+    }
+
+    // ------------------------------------------------------------------------------ answers
+
+    /// The gateway response for `error`, worded for the API's kind, with the deployment's CORS.
+    fn gateway_response(
+        &self,
+        snap: &Snapshot,
+        ex: &Exchange,
+        parts: &http::request::Parts,
+        error: ErrorType,
+    ) -> Response<PipelineBody> {
+        let kind = ex.api.map_or(ApiKind::Http, |a| snap.api(a).kind);
+        let answer = error.response(kind);
+        let mut response = Response::new(full(answer.body()));
+        *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(t) = answer.error_type {
+            headers.insert("x-amzn-errortype", HeaderValue::from_static(t));
+        }
+        if let Some(cors) = self.cors(snap, ex) {
+            cors.apply(parts.headers.get(ORIGIN), headers);
+        }
+        response
+    }
+
+    /// The access-log phase: when the response body has gone (or failed), one line per log.
+    fn access_log(
+        &self,
+        snap: &Arc<Snapshot>,
+        parts: &http::request::Parts,
+        conn: Connection,
+        ex: Exchange,
+        response: Response<PipelineBody>,
+    ) -> Response<PipelineBody> {
+        let stage_log = ex.serving.as_ref().and_then(|s| s.access_log.clone());
+        let global = snap.settings.access_log.clone();
+        if stage_log.is_none() && global.is_none() {
+            return response;
+        }
+        let api_id = ex.api.map(|a| snap.api(a).id.to_string());
+        let route_key = ex.route().map(|r| r.key.to_string());
+        let stage = ex.serving.as_ref().map(|s| s.stage.to_string());
+        let status = response.status().as_u16();
+        let method = parts.method.as_str().to_owned();
+        let user_agent = header_str(&parts.headers, USER_AGENT).map(str::to_owned);
+        let domain = header_str(&parts.headers, HOST).unwrap_or("").to_owned();
+        let proto = protocol(parts.version);
+        let Exchange {
+            request_id,
+            started,
+            epoch_ms,
+            addressed_path,
+            error,
+            ..
+        } = ex;
+        let error = error.map(|f| f.detail);
+        let write = move |sent: u64, _completed: bool| {
+            let source_ip = conn.client_ip.to_string();
+            let record = LogRecord {
+                request_id: &request_id,
+                api_id: api_id.as_deref().unwrap_or("-"),
+                stage: stage.as_deref().unwrap_or("-"),
+                route_key: route_key.as_deref().unwrap_or("-"),
+                http_method: &method,
+                path: &addressed_path,
+                protocol: proto,
+                status,
+                response_length: sent,
+                response_latency_ms: started.elapsed().as_millis() as u64,
+                request_time_epoch_ms: epoch_ms,
+                source_ip: &source_ip,
+                user_agent: user_agent.as_deref().unwrap_or("-"),
+                domain_name: &domain,
+                error_message: error.as_deref().unwrap_or("-"),
+            };
+            for log in stage_log.iter().chain(global.iter()) {
+                log.log(&record);
+            }
+        };
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, Reported::new(body, write).boxed())
+    }
+}
+
+/// A response from parts given as text (the Python side's and Lambda's).
+fn response_of(status: u16, headers: Vec<(String, String)>, body: PipelineBody) -> Response<PipelineBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let map = response.headers_mut();
+    for (name, value) in headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if name == CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        let bytes: Vec<u8> = value.chars().map(|c| u32::from(c).min(255) as u8).collect();
+        if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+            map.append(name, value);
+        }
+    }
+    response
+}
+
+fn plugin_response(r: PluginResponse) -> Result<Response<PipelineBody>, Failure> {
+    let body = match r.body {
+        ReplyBody::Bytes(b) => full(b),
+        ReplyBody::Stream(rx) => body::ChannelBody::new(rx).boxed(),
+    };
+    if !(100..=599).contains(&r.status) {
+        return fail(ErrorType::IntegrationFailure, format!("a plugin answered status {}", r.status));
+    }
+    Ok(response_of(r.status, r.headers, body))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// The path as addressed to the stage: a path-style request (`/restapis/{id}/{stage}/
+/// _user_request_/orders`) is seen as the stage's own host would see it (`/{stage}/orders`, or
+/// `/orders` on an HTTP API's `$default` stage), so that handlers and frameworks route it.
+fn addressed_path(d: &Decision<'_>, serving: Option<&Serving>, raw_path: &str) -> String {
+    if !d.path_style {
+        return raw_path.to_owned();
+    }
+    match serving {
+        Some(s) if &*s.stage != "$default" => format!("/{}{}", s.stage, if d.path == "/" { "" } else { d.path }),
+        _ => d.path.to_owned(),
+    }
+}

@@ -1,0 +1,142 @@
+//! Gateway responses: every answer the gateway gives on its own, by AWS's gateway-response type.
+//!
+//! HTTP APIs and REST APIs word the same failure differently (`Internal Server Error` vs
+//! `Internal server error`, 404 vs 403 for an unknown route); the table holds both so that every
+//! phase fails with a type and the API kind picks the wire form. See "Gateway response types for
+//! API Gateway" in the API Gateway developer guide.
+
+use crate::spec::ApiKind;
+
+/// AWS gateway-response types (the ones Portico can produce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    BadRequest,
+    ResourceNotFound,
+    MissingAuthenticationToken,
+    Throttled,
+    RequestTooLarge,
+    HeadersTooLarge,
+    UriTooLong,
+    IntegrationFailure,
+    IntegrationTimeout,
+    /// A Lambda returned output API Gateway cannot turn into a response.
+    MalformedResponse,
+    /// A Lambda raised, or could not be invoked.
+    FunctionError,
+    /// The route's integration cannot be served as configured.
+    ApiConfigurationError,
+}
+
+/// A gateway response as sent: status, `{"message": ...}` and, for REST APIs, `x-amzn-ErrorType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayResponse {
+    pub status: u16,
+    pub message: &'static str,
+    pub error_type: Option<&'static str>,
+}
+
+impl ErrorType {
+    /// The name AWS uses for the type (`$context.error.responseType`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorType::BadRequest => "DEFAULT_4XX",
+            ErrorType::ResourceNotFound => "RESOURCE_NOT_FOUND",
+            ErrorType::MissingAuthenticationToken => "MISSING_AUTHENTICATION_TOKEN",
+            ErrorType::Throttled => "THROTTLED",
+            ErrorType::RequestTooLarge => "REQUEST_TOO_LARGE",
+            ErrorType::HeadersTooLarge | ErrorType::UriTooLong => "DEFAULT_4XX",
+            ErrorType::IntegrationFailure => "INTEGRATION_FAILURE",
+            ErrorType::IntegrationTimeout => "INTEGRATION_TIMEOUT",
+            ErrorType::MalformedResponse | ErrorType::FunctionError => "DEFAULT_5XX",
+            ErrorType::ApiConfigurationError => "API_CONFIGURATION_ERROR",
+        }
+    }
+
+    /// The response for an API of `kind`.
+    pub fn response(self, kind: ApiKind) -> GatewayResponse {
+        let (status, message, error_type) = match kind {
+            ApiKind::Http => {
+                let (s, m) = self.http_api();
+                (s, m, None)
+            }
+            ApiKind::Rest => {
+                let (s, m, t) = self.rest_api();
+                (s, m, Some(t))
+            }
+        };
+        GatewayResponse {
+            status,
+            message,
+            error_type,
+        }
+    }
+
+    fn http_api(self) -> (u16, &'static str) {
+        match self {
+            ErrorType::BadRequest => (400, "Bad Request"),
+            ErrorType::ResourceNotFound | ErrorType::MissingAuthenticationToken => (404, "Not Found"),
+            ErrorType::Throttled => (429, "Too Many Requests"),
+            ErrorType::RequestTooLarge => (413, "Request Entity Too Large"),
+            ErrorType::HeadersTooLarge => (431, "Request Header Fields Too Large"),
+            ErrorType::UriTooLong => (414, "Request-URI Too Long"),
+            ErrorType::IntegrationFailure
+            | ErrorType::MalformedResponse
+            | ErrorType::FunctionError
+            | ErrorType::ApiConfigurationError => (500, "Internal Server Error"),
+            ErrorType::IntegrationTimeout => (503, "Service Unavailable"),
+        }
+    }
+
+    fn rest_api(self) -> (u16, &'static str, &'static str) {
+        match self {
+            ErrorType::BadRequest => (400, "Bad Request", "BadRequestException"),
+            ErrorType::ResourceNotFound => (404, "Not Found", "NotFoundException"),
+            ErrorType::MissingAuthenticationToken => (
+                403,
+                "Missing Authentication Token",
+                "MissingAuthenticationTokenException",
+            ),
+            ErrorType::Throttled => (429, "Too Many Requests", "TooManyRequestsException"),
+            ErrorType::RequestTooLarge => (413, "Request Too Long", "RequestTooLargeException"),
+            ErrorType::HeadersTooLarge => (431, "Request Header Fields Too Large", "BadRequestException"),
+            ErrorType::UriTooLong => (414, "Request-URI Too Long", "BadRequestException"),
+            ErrorType::IntegrationFailure | ErrorType::IntegrationTimeout => (
+                504,
+                "Endpoint request timed out",
+                "InternalServerErrorException",
+            ),
+            ErrorType::MalformedResponse | ErrorType::FunctionError => {
+                (502, "Internal server error", "InternalServerErrorException")
+            }
+            ErrorType::ApiConfigurationError => {
+                (500, "Internal server error", "InternalServerErrorException")
+            }
+        }
+    }
+}
+
+impl GatewayResponse {
+    /// `{"message":"..."}`, as AWS's default templates render it.
+    pub fn body(&self) -> String {
+        format!("{{\"message\":\"{}\"}}", self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_api_kinds_word_failures_differently() {
+        let http = ErrorType::MissingAuthenticationToken.response(ApiKind::Http);
+        assert_eq!((http.status, http.message, http.error_type), (404, "Not Found", None));
+        let rest = ErrorType::MissingAuthenticationToken.response(ApiKind::Rest);
+        assert_eq!(rest.status, 403);
+        assert_eq!(rest.error_type, Some("MissingAuthenticationTokenException"));
+        assert_eq!(rest.body(), r#"{"message":"Missing Authentication Token"}"#);
+        assert_eq!(ErrorType::FunctionError.response(ApiKind::Rest).status, 502);
+        assert_eq!(ErrorType::FunctionError.response(ApiKind::Http).status, 500);
+        assert_eq!(ErrorType::IntegrationTimeout.response(ApiKind::Http).status, 503);
+        assert_eq!(ErrorType::IntegrationTimeout.response(ApiKind::Rest).status, 504);
+    }
+}

@@ -1,0 +1,260 @@
+//! The spec: what the core serves, as Python's compiler builds it (`portico/compile/spec.py`).
+//!
+//! The typed contract across the language line. Python validates the user's configuration and
+//! builds these structures with one typed builder; here they are deserialized once per deployment
+//! (with the path of any bad field in the error) and compiled into a `gateway::Snapshot`.
+//! Semantic checks (route keys, duplicate ids, throttle values) happen at compilation.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// AWS's default payload limit (10 MB) and header limit (10,240 bytes of request line and headers).
+pub const DEFAULT_PAYLOAD_LIMIT: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_HEADER_LIMIT: usize = 10_240;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub apis: Vec<ApiSpec>,
+    /// The API a Host that names none reaches (the only API, when there is exactly one).
+    #[serde(default)]
+    pub default_api: Option<usize>,
+    #[serde(default)]
+    pub account_throttle: Option<LimitSpec>,
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// Gateway-wide settings (`settings:` in the config file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub header_limit: usize,
+    pub payload_limit: u64,
+    /// The access log of every request (stages may add their own, `accessLogSettings`).
+    pub access_log: Option<AccessLogSpec>,
+    pub account_id: String,
+    pub region: String,
+    /// Which plugin hooks exist: each one puts Python on the path of every request.
+    pub plugins: PluginHooks,
+    /// PEM bundle trusted for `https://` upstreams instead of the system's roots.
+    pub upstream_ca_file: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            header_limit: DEFAULT_HEADER_LIMIT,
+            payload_limit: DEFAULT_PAYLOAD_LIMIT,
+            access_log: None,
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            plugins: PluginHooks::default(),
+            upstream_ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginHooks {
+    pub on_request: bool,
+    pub on_response: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    /// AWS's `$context` format string.
+    pub format: String,
+    /// `stdout`, `stderr` or a file path.
+    pub destination: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    pub rate: f64,
+    pub burst: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKind {
+    #[default]
+    Http,
+    Rest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub kind: ApiKind,
+    /// The routes every stage serves unless it names its own (file-declared APIs).
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    pub stages: Vec<StageSpec>,
+    /// `corsConfiguration` of an HTTP API (stages that serve a deployment carry their own).
+    #[serde(default)]
+    pub cors: Option<CorsSpec>,
+    /// REST APIs' `binaryMediaTypes`.
+    #[serde(default)]
+    pub binary_media_types: Vec<String>,
+}
+
+/// A route: its key (`GET /pets/{id}`, `$default`) and integration. A bare key (no integration)
+/// is a route the core routes and throttles but cannot serve (used by routing-only tests).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RouteSpec {
+    Key(String),
+    Full(RouteDef),
+}
+
+impl RouteSpec {
+    pub fn key(&self) -> &str {
+        match self {
+            RouteSpec::Key(k) => k,
+            RouteSpec::Full(r) => &r.key,
+        }
+    }
+
+    pub fn integration(&self) -> Option<&IntegrationSpec> {
+        match self {
+            RouteSpec::Key(_) => None,
+            RouteSpec::Full(r) => r.integration.as_ref(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDef {
+    pub key: String,
+    #[serde(default)]
+    pub integration: Option<IntegrationSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum PayloadVersion {
+    #[serde(rename = "1.0")]
+    V1,
+    #[serde(rename = "2.0")]
+    V2,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum IntegrationSpec {
+    /// `HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` (filled per stage) and `{name}`
+    /// path-parameter markers (filled per request).
+    #[serde(rename = "HTTP_PROXY")]
+    HttpProxy {
+        uri: String,
+        /// `ANY` (or absent): the client's method.
+        #[serde(default)]
+        method: Option<String>,
+        timeout_ms: u64,
+    },
+    /// `MOCK`: the same response every time.
+    #[serde(rename = "MOCK")]
+    Mock {
+        status: u16,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        #[serde(default)]
+        body: String,
+    },
+    /// `AWS_PROXY`: a Lambda handler run by the Python side; `uri` may hold stage variables.
+    #[serde(rename = "AWS_PROXY")]
+    LambdaProxy {
+        uri: String,
+        payload_format_version: PayloadVersion,
+        timeout_ms: u64,
+    },
+    /// A route that cannot be served as configured: answers AWS's 500 and logs `detail`.
+    #[serde(rename = "UNAVAILABLE")]
+    Unavailable { detail: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age: Option<i64>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub name: String,
+    #[serde(default)]
+    pub deployment_id: String,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub default_throttle: Option<LimitSpec>,
+    #[serde(default)]
+    pub route_throttle: Option<BTreeMap<String, LimitSpec>>,
+    /// The routes of the stage's deployment; absent: the API's.
+    #[serde(default)]
+    pub routes: Option<Vec<RouteSpec>>,
+    /// The deployment's CORS (with `routes`); absent: the API's.
+    #[serde(default)]
+    pub cors: Option<CorsSpec>,
+    /// `accessLogSettings` of the stage.
+    #[serde(default)]
+    pub access_log: Option<AccessLogSpec>,
+    #[serde(default)]
+    pub canary: Option<CanarySpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySpec {
+    #[serde(default)]
+    pub percent: f64,
+    #[serde(default)]
+    pub deployment_id: String,
+    /// The stage's variables overlaid with `stageVariableOverrides`; absent: the stage's.
+    #[serde(default)]
+    pub variables: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub default_throttle: Option<LimitSpec>,
+    #[serde(default)]
+    pub route_throttle: Option<BTreeMap<String, LimitSpec>>,
+    #[serde(default)]
+    pub routes: Option<Vec<RouteSpec>>,
+    #[serde(default)]
+    pub cors: Option<CorsSpec>,
+}
+
+impl Spec {
+    /// Parse a spec; the error names the path of the bad field (`apis[0].stages[1].name: ...`).
+    pub fn from_json(json: &str) -> Result<Spec, String> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                format!("spec: {inner}")
+            } else {
+                format!("{path}: {inner}")
+            }
+        })
+    }
+}
