@@ -1,6 +1,7 @@
 //! Portico's hot path: route trie (`router`), shared token buckets (`throttle`) and the
 //! per-request decision (`gateway`), exposed to Python as `portico._core` by `py`.
 
+pub mod access_log;
 pub mod edge;
 pub mod gateway;
 pub mod http1;
