@@ -3,15 +3,17 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::access_log::{AccessLogFormat, AccessLogWriter, Destination, LogRecord};
+use crate::spec::ApiKind;
 use crate::spec::AccessLogSpec;
 
-/// A compiled access log: a format and the writer of its destination.
+/// A compiled access log: its format (as each API kind renders it) and the writer of its
+/// destination.
 pub struct AccessLog {
-    format: AccessLogFormat,
+    http: AccessLogFormat,
+    rest: AccessLogFormat,
     writer: Arc<AccessLogWriter>,
 }
 
@@ -22,10 +24,12 @@ impl std::fmt::Debug for AccessLog {
 }
 
 impl AccessLog {
-    pub fn log(&self, record: &LogRecord<'_>) {
-        let mut line = String::with_capacity(256);
-        self.format.render(record, &mut line);
-        self.writer.write_line(line);
+    pub fn log(&self, kind: ApiKind, record: &LogRecord<'_>) {
+        let format = match kind {
+            ApiKind::Http => &self.http,
+            ApiKind::Rest => &self.rest,
+        };
+        self.writer.log(format, record);
     }
 }
 
@@ -46,9 +50,8 @@ impl LogSinks {
                 let w = match self.inherited.remove(destination) {
                     Some(w) => w,
                     None => Arc::new(AccessLogWriter::open(match destination {
-                        "stdout" | "" => Destination::Stdout,
-                        "stderr" => Destination::Stderr,
-                        path => Destination::File(PathBuf::from(path)),
+                        "" => Destination::Stdout,
+                        other => Destination::parse(other),
                     })?),
                 };
                 self.writers.insert(destination.to_owned(), w.clone());
@@ -56,7 +59,8 @@ impl LogSinks {
             }
         };
         Ok(Arc::new(AccessLog {
-            format: AccessLogFormat::compile(&spec.format),
+            http: AccessLogFormat::compile_for(&spec.format, ApiKind::Http),
+            rest: AccessLogFormat::compile_for(&spec.format, ApiKind::Rest),
             writer,
         }))
     }

@@ -26,7 +26,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, C
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::access_log::LogRecord;
+use crate::access_log::{Identity, LogRecord};
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
 use crate::integrations::http_proxy::{Target, UpstreamClient};
@@ -496,6 +496,7 @@ impl Pipeline {
         }
         let api_id = ex.api.map(|a| snap.api(a).id.to_string());
         let route_key = ex.route().map(|r| r.key.to_string());
+        let resource_path = ex.route().map(|r| r.resource_path.to_string());
         let stage = ex.serving.as_ref().map(|s| s.stage.to_string());
         let status = response.status().as_u16();
         let method = parts.method.as_str().to_owned();
@@ -510,28 +511,39 @@ impl Pipeline {
             error,
             ..
         } = ex;
-        let error = error.map(|f| f.detail);
+        let error = error.map(|f| (f.error, f.detail));
+        let kind = ex.api.map_or(ApiKind::Http, |a| snap.api(a).kind);
+        let account_id = snap.settings.account_id.to_string();
         let write = move |sent: u64, _completed: bool| {
             let source_ip = conn.client_ip.to_string();
             let record = LogRecord {
                 request_id: &request_id,
-                api_id: api_id.as_deref().unwrap_or("-"),
-                stage: stage.as_deref().unwrap_or("-"),
-                route_key: route_key.as_deref().unwrap_or("-"),
+                extended_request_id: Some(&request_id),
                 http_method: &method,
                 path: &addressed_path,
                 protocol: proto,
+                domain_name: Some(&domain),
+                request_time_epoch_ms: epoch_ms,
+                identity: Identity {
+                    source_ip: &source_ip,
+                    user_agent: user_agent.as_deref(),
+                    ..Default::default()
+                },
+                account_id: Some(&account_id),
+                api_id: api_id.as_deref(),
+                stage: stage.as_deref(),
+                route_key: route_key.as_deref(),
+                resource_path: resource_path.as_deref(),
                 status,
                 response_length: sent,
                 response_latency_ms: started.elapsed().as_millis() as u64,
-                request_time_epoch_ms: epoch_ms,
-                source_ip: &source_ip,
-                user_agent: user_agent.as_deref().unwrap_or("-"),
-                domain_name: &domain,
-                error_message: error.as_deref().unwrap_or("-"),
+                error_message: error.as_ref().map(|(_, m)| m.as_str()),
+                error_response_type: error.as_ref().map(|(t, _)| t.name()),
+                integration_error: error.as_ref().map(|(_, d)| d.as_str()),
+                ..Default::default()
             };
             for log in stage_log.iter().chain(global.iter()) {
-                log.log(&record);
+                log.log(kind, &record);
             }
         };
         let (parts, body) = response.into_parts();
