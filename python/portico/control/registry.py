@@ -29,7 +29,7 @@ from portico.control.store import Store
 from portico.control.wire import get_service
 
 HANDLER_MODULES = (
-    "portico.control.v2_apis",
+    "portico.control.apigatewayv2",
     "portico.control.v1_restapis",
     "portico.control.v1_resources",
     "portico.control.v1_methods",
@@ -41,15 +41,6 @@ HANDLER_MODULES = (
     "portico.control.v1_apikeys",
     "portico.control.v1_account",
     "portico.control.v1_openapi",
-    "portico.control.v2_routes",
-    "portico.control.v2_integrations",
-    "portico.control.v2_authorizers",
-    "portico.control.v2_models",
-    "portico.control.v2_stages",
-    "portico.control.v2_deployments",
-    "portico.control.v2_openapi",
-    "portico.control.v2_tags",
-    "portico.control.v2_domains",
 )
 
 
