@@ -98,7 +98,7 @@ def create_rest_api(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         tx.put(SERVICE, KIND, api_id, api)
         tx.put(SERVICE, RESOURCE_KIND, root_id, {"id": root_id, "path": "/"}, parent=api_id)
-        from portico.control.v1_models import default_models, put_model
+        from portico.control.apigateway.models import default_models, put_model
 
         for model in default_models():
             put_model(tx, api_id, model)

@@ -9,10 +9,8 @@ import re
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, copy_given, operation
-from portico.control.v1_resources import METHOD_KIND
-from portico.control.v1_restapis import (
+from portico.control.apigateway.resources import METHOD_KIND
+from portico.control.apigateway.restapis import (
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,
@@ -20,6 +18,8 @@ from portico.control.v1_restapis import (
     load_rest_api,
     load_rest_api_child,
 )
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation
 
 KIND = "model"
 _NAME = re.compile(r"^[A-Za-z0-9]+$")
