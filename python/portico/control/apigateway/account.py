@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from portico.control.apigateway.restapis import SERVICE
+from portico.control.apigateway.common import SERVICE
 from portico.control.apigateway.stages import KIND as STAGE_KIND
 from portico.control.apigateway.stages import stage_key
 from portico.control.errors import BadRequestException, NotFoundException

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from portico.control import ids
-from portico.control.apigateway.restapis import SERVICE
+from portico.control.apigateway.common import SERVICE
 from portico.control.apigateway.stages import KIND as STAGE_KIND
 from portico.control.apigateway.stages import stage_key
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException

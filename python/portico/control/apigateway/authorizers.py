@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from portico.control import ids
-from portico.control.apigateway.resources import METHOD_KIND
-from portico.control.apigateway.restapis import (
+from portico.control.apigateway.common import (
+    METHOD_KIND,
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,

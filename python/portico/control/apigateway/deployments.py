@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 from portico.control import ids
-from portico.control.apigateway.resources import methods_by_resource
-from portico.control.apigateway.restapis import (
+from portico.control.apigateway.common import (
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,
@@ -17,6 +16,7 @@ from portico.control.apigateway.restapis import (
     load_rest_api_child,
     put_rest_api_child,
 )
+from portico.control.apigateway.resources import methods_by_resource
 from portico.control.apigateway.stages import (
     DEPLOYMENT_KIND,
     _cache,

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from portico.control.apigateway.resources import METHOD_KIND, load_resource
-from portico.control.apigateway.restapis import SERVICE, apply_request_patch
+from portico.control.apigateway.common import METHOD_KIND, SERVICE, apply_request_patch
+from portico.control.apigateway.resources import load_resource
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.registry import AdminRequest, copy_given, operation
 

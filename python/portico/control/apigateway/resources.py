@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 from portico.control import ids
-from portico.control.apigateway.restapis import (
+from portico.control.apigateway.common import (
+    METHOD_KIND,
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,
@@ -18,7 +19,6 @@ from portico.control.apigateway.restapis import (
 from portico.control.errors import BadRequestException, ConflictException
 from portico.control.registry import AdminRequest, operation, paginate
 
-METHOD_KIND = "method"
 _PATH_PART = re.compile(r"^(\{[A-Za-z0-9._-]+\+?\}|[A-Za-z0-9._:@&=+$,~!*'()-]+)$")
 _RESOURCE_PATHS = ("/parentId", "/pathPart")
 

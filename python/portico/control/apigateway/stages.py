@@ -8,7 +8,7 @@ import re
 import time
 from typing import Any
 
-from portico.control.apigateway.restapis import SERVICE, load_rest_api, load_rest_api_child
+from portico.control.apigateway.common import SERVICE, load_rest_api, load_rest_api_child
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch, split_pointer
 from portico.control.registry import AdminRequest, copy_given, operation
