@@ -9,11 +9,11 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portico.control.apigateway.resources import create_resource, get_resources, update_resource
+from portico.control.apigateway.restapis import create_rest_api
 from portico.control.errors import ServiceError
 from portico.control.registry import AdminRequest
 from portico.control.store import Store
-from portico.control.v1_resources import create_resource, get_resources, update_resource
-from portico.control.v1_restapis import create_rest_api
 
 PARTS = st.sampled_from(["a", "b", "c", "{id}", "{name}", "{proxy+}", "x.y", "z-1"])
 

@@ -7,5 +7,6 @@ wire-compatible with boto3 and the AWS CLI.
 - `store`: SQLite state (`<data-dir>/portico.db`), `keys`: admin credentials, `ids`: AWS-style ids
 - `patch`: v1 `patchOperations`
 - `server`: the aiohttp admin server
-- handlers: `v2_apis`, `v1_restapis`, `v1_resources`, ...
+- handlers, one module per resource family: `apigateway/` (REST APIs: `restapis`, `resources`,
+  ...) and `apigatewayv2/` (HTTP and WebSocket APIs: `apis`, `routes`, ...)
 """

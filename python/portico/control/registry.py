@@ -11,7 +11,8 @@
 return value is its output keyed the same way (None for operations without output). Raise
 `portico.control.errors.*` for AWS errors. Handlers are plain synchronous functions: the server
 runs them on a small thread pool (SQLite is synchronous; each thread has its own connection).
-Modules that define handlers are imported by `load_handlers()`; add new ones to HANDLER_MODULES.
+`load_handlers()` imports the packages in HANDLER_MODULES, `apigateway` and `apigatewayv2`, each of
+which imports its handler modules: add a new module to its package's `__init__`.
 """
 
 from __future__ import annotations
@@ -29,27 +30,8 @@ from portico.control.store import Store
 from portico.control.wire import get_service
 
 HANDLER_MODULES = (
-    "portico.control.v2_apis",
-    "portico.control.v1_restapis",
-    "portico.control.v1_resources",
-    "portico.control.v1_methods",
-    "portico.control.v1_stages",
-    "portico.control.v1_deployments",
-    "portico.control.v1_authorizers",
-    "portico.control.v1_models",
-    "portico.control.v1_gateway_responses",
-    "portico.control.v1_apikeys",
-    "portico.control.v1_account",
-    "portico.control.v1_openapi",
-    "portico.control.v2_routes",
-    "portico.control.v2_integrations",
-    "portico.control.v2_authorizers",
-    "portico.control.v2_models",
-    "portico.control.v2_stages",
-    "portico.control.v2_deployments",
-    "portico.control.v2_openapi",
-    "portico.control.v2_tags",
-    "portico.control.v2_domains",
+    "portico.control.apigateway",
+    "portico.control.apigatewayv2",
 )
 
 

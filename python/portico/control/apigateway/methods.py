@@ -11,10 +11,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from portico.control.apigateway.common import METHOD_KIND, SERVICE, apply_request_patch
+from portico.control.apigateway.resources import load_resource
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.registry import AdminRequest, copy_given, operation
-from portico.control.v1_resources import METHOD_KIND, load_resource
-from portico.control.v1_restapis import SERVICE, apply_request_patch
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 _STATUS = re.compile(r"^[1-5]\d\d$")

@@ -9,9 +9,7 @@ import re
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v2_common import (
+from portico.control.apigatewayv2.common import (
     AUTHORIZER,
     INTEGRATION,
     ROUTE,
@@ -23,6 +21,8 @@ from portico.control.v2_common import (
     load_route,
     not_found,
 )
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 
 HTTP_METHODS = ("ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 WEBSOCKET_SPECIAL_KEYS = ("$connect", "$disconnect", "$default")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from portico.control.apigateway.common import SERVICE
+from portico.control.apigateway.stages import KIND as STAGE_KIND
+from portico.control.apigateway.stages import stage_key
 from portico.control.errors import BadRequestException, NotFoundException
 from portico.control.patch import apply_patch
 from portico.control.registry import AdminRequest, operation
-from portico.control.v1_restapis import SERVICE
-from portico.control.v1_stages import KIND as STAGE_KIND
-from portico.control.v1_stages import stage_key
 from portico.control.wire import get_service
 
 ACCOUNT_KIND = "account"

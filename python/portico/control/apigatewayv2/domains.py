@@ -9,9 +9,9 @@ import re
 from typing import Any
 
 from portico.control import ids
+from portico.control.apigatewayv2.common import SERVICE, load_api, load_stage, not_found
 from portico.control.errors import BadRequestException, ConflictException
 from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v2_common import SERVICE, load_api, load_stage, not_found
 
 DOMAIN = "domainname"
 MAPPING = "apimapping"

@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException
-from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v2_common import (
+from portico.control.apigatewayv2.common import (
     API_KIND,
     INTEGRATION,
     ROUTE,
@@ -23,6 +21,8 @@ from portico.control.v2_common import (
     load_api,
     now,
 )
+from portico.control.errors import BadRequestException
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 
 KIND = API_KIND
 __all__ = ["KIND", "SERVICE", "api_not_found", "load_api"]
@@ -101,7 +101,7 @@ def quick_integration(target: str, credentials_arn: str | None) -> dict[str, Any
 
 @operation(SERVICE, "CreateApi")
 def create_api(request: AdminRequest, params: dict) -> dict:
-    from portico.control.v2_routes import check_route_key
+    from portico.control.apigatewayv2.routes import check_route_key
 
     quick = params.get("Target") is not None
     if (params.get("RouteKey") or params.get("CredentialsArn")) and not quick:
@@ -158,7 +158,7 @@ def get_apis(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "UpdateApi")
 def update_api(request: AdminRequest, params: dict) -> dict:
-    from portico.control.v2_routes import check_route_key
+    from portico.control.apigatewayv2.routes import check_route_key
 
     with request.store.transaction() as tx:
         api = load_api(request, tx, params["ApiId"])

@@ -1,6 +1,6 @@
 """apigatewayv2: stages. Documents: kind "stage", id f"{ApiId}/{StageName}", parent ApiId, keyed by
 GetStageResponse members. A stage with AutoDeploy true is deployed on creation (and when AutoDeploy
-is switched on) and after every change of its API (see `v2_common.auto_deploy`)."""
+is switched on) and after every change of its API (see `common.auto_deploy`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v2_common import (
+from portico.control.apigatewayv2.common import (
     DEPLOYMENT,
     ROUTE,
     SERVICE,
@@ -22,6 +20,8 @@ from portico.control.v2_common import (
     now,
     stage_id,
 )
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")

@@ -7,10 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, copy_given, operation
-from portico.control.v1_resources import METHOD_KIND
-from portico.control.v1_restapis import (
+from portico.control.apigateway.common import (
+    METHOD_KIND,
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,
@@ -19,6 +17,8 @@ from portico.control.v1_restapis import (
     load_rest_api_child,
     put_rest_api_child,
 )
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation
 
 AUTHORIZER_KIND = "authorizer"
 VALIDATOR_KIND = "requestvalidator"

@@ -8,10 +8,7 @@ import time
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException
-from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v1_resources import methods_by_resource
-from portico.control.v1_restapis import (
+from portico.control.apigateway.common import (
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,
@@ -19,7 +16,8 @@ from portico.control.v1_restapis import (
     load_rest_api_child,
     put_rest_api_child,
 )
-from portico.control.v1_stages import (
+from portico.control.apigateway.resources import methods_by_resource
+from portico.control.apigateway.stages import (
     DEPLOYMENT_KIND,
     _cache,
     check_variables,
@@ -27,9 +25,11 @@ from portico.control.v1_stages import (
     save_stage,
     stage_key,
 )
-from portico.control.v1_stages import (
+from portico.control.apigateway.stages import (
     KIND as STAGE_KIND,
 )
+from portico.control.errors import BadRequestException
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 
 KIND = DEPLOYMENT_KIND
 _DEPLOYMENT_PATHS = ("/description",)

@@ -11,9 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v2_common import (
+from portico.control.apigatewayv2.common import (
     INTEGRATION,
     INTEGRATION_RESPONSE,
     ROUTE,
@@ -23,6 +21,8 @@ from portico.control.v2_common import (
     load_integration,
     not_found,
 )
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation, paginate
 
 _MEMBERS = (
     "ConnectionId",

@@ -18,12 +18,12 @@ import time
 from typing import Any
 
 from portico.control import ids
+from portico.control.apigateway.common import SERVICE
+from portico.control.apigateway.stages import KIND as STAGE_KIND
+from portico.control.apigateway.stages import stage_key
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch
 from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v1_restapis import SERVICE
-from portico.control.v1_stages import KIND as STAGE_KIND
-from portico.control.v1_stages import stage_key
 from portico.control.wire import get_service
 
 KEY_KIND = "apikey"

@@ -8,17 +8,17 @@ import re
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, operation, paginate
-from portico.control.v1_restapis import (
+from portico.control.apigateway.common import (
+    METHOD_KIND,
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,
     load_rest_api,
     load_rest_api_child,
 )
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, operation, paginate
 
-METHOD_KIND = "method"
 _PATH_PART = re.compile(r"^(\{[A-Za-z0-9._-]+\+?\}|[A-Za-z0-9._:@&=+$,~!*'()-]+)$")
 _RESOURCE_PATHS = ("/parentId", "/pathPart")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from portico.control.apigatewayv2.common import API_KIND, SERVICE, STAGE, not_found, stage_id
 from portico.control.errors import BadRequestException
 from portico.control.registry import AdminRequest, operation
-from portico.control.v2_common import API_KIND, SERVICE, STAGE, not_found, stage_id
 
 _ARN = re.compile(r"^arn:aws[a-z-]*:apigateway:([a-z0-9-]*)::(/.+)$")
 MAX_TAGS = 50

@@ -8,9 +8,9 @@ import re
 from typing import Any
 
 from portico.control import ids
+from portico.control.apigatewayv2.common import MODEL, SERVICE, changed, load_api, load_child
 from portico.control.errors import BadRequestException, ConflictException
 from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v2_common import MODEL, SERVICE, changed, load_api, load_child
 
 _MEMBERS = ("ContentType", "Description", "Name", "Schema")
 _NAME = re.compile(r"^[A-Za-z0-9]+$")

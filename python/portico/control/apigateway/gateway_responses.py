@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from portico.control.apigateway.common import SERVICE, load_rest_api
 from portico.control.errors import BadRequestException, NotFoundException
 from portico.control.patch import apply_patch
 from portico.control.registry import AdminRequest, operation, paginate
-from portico.control.v1_restapis import SERVICE, load_rest_api
 from portico.control.wire import get_service
 
 KIND = "gatewayresponse"

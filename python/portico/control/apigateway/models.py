@@ -9,49 +9,24 @@ import re
 from typing import Any
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, ConflictException
-from portico.control.registry import AdminRequest, copy_given, operation
-from portico.control.v1_resources import METHOD_KIND
-from portico.control.v1_restapis import (
+from portico.control.apigateway.common import (
+    METHOD_KIND,
+    MODEL_KIND,
     RESOURCE_KIND,
     SERVICE,
     apply_request_patch,
     list_rest_api_children,
     load_rest_api,
     load_rest_api_child,
+    model_key,
+    put_model,
 )
+from portico.control.errors import BadRequestException, ConflictException
+from portico.control.registry import AdminRequest, copy_given, operation
 
-KIND = "model"
+KIND = MODEL_KIND
 _NAME = re.compile(r"^[A-Za-z0-9]+$")
 MODEL_PATHS = ("/schema", "/description")
-EMPTY_SCHEMA = '{"$schema":"http://json-schema.org/draft-04/schema#","title":"Empty Schema","type":"object"}'
-ERROR_SCHEMA = (
-    '{\n  "$schema" : "http://json-schema.org/draft-04/schema#",\n  "title" : "Error Schema",\n'
-    '  "type" : "object",\n  "properties" : {\n    "message" : { "type" : "string" }\n  }\n}'
-)
-
-
-def model_key(rest_api_id: str, name: str) -> str:
-    return f"{rest_api_id}/{name}"
-
-
-def default_models() -> list[dict[str, Any]]:
-    return [
-        {
-            "id": ids.random_id(6),
-            "name": "Empty",
-            "description": "This is a default empty schema model",
-            "schema": EMPTY_SCHEMA,
-            "contentType": "application/json",
-        },
-        {
-            "id": ids.random_id(6),
-            "name": "Error",
-            "description": "This is a default error schema model",
-            "schema": ERROR_SCHEMA,
-            "contentType": "application/json",
-        },
-    ]
 
 
 def check_schema(schema: str | None, strict: bool = True) -> None:
@@ -69,10 +44,6 @@ def check_schema(schema: str | None, strict: bool = True) -> None:
     structural = ("properties", "items", "$ref", "allOf", "anyOf", "oneOf", "enum")
     if strict and parsed.get("type") in ("object", "array") and not any(k in parsed for k in structural):
         raise BadRequestException("Model schema must have at least 1 property or array items defined")
-
-
-def put_model(tx, rest_api_id: str, model: dict[str, Any]) -> None:
-    tx.put(SERVICE, KIND, model_key(rest_api_id, model["name"]), model, parent=rest_api_id)
 
 
 def load_model(tx, rest_api_id: str, name: str) -> dict[str, Any]:

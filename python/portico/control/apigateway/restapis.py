@@ -4,18 +4,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 from portico.control import ids
+from portico.control.apigateway.common import (
+    RESOURCE_KIND,
+    REST_API_KIND,
+    SERVICE,
+    apply_request_patch,
+    default_models,
+    load_rest_api,
+    put_model,
+)
 from portico.control.errors import NotFoundException
-from portico.control.patch import apply_patch
 from portico.control.registry import AdminRequest, copy_given, not_implemented, operation, paginate
-from portico.control.wire import get_service
 
-SERVICE = "apigateway"
-KIND = "restapi"
-RESOURCE_KIND = "resource"
+KIND = REST_API_KIND
 
 # What UpdateRestApi may patch.
 REST_API_PATHS = (
@@ -31,47 +34,6 @@ REST_API_PATHS = (
     "/endpointConfiguration/ipAddressType",
     "/endpointConfiguration/vpcEndpointIds/*",
 )
-
-
-def load_rest_api(tx, rest_api_id: str) -> dict[str, Any]:
-    """The REST API document, or AWS's NotFoundException."""
-    api = tx.get(SERVICE, KIND, rest_api_id)
-    if api is None:
-        raise NotFoundException("Invalid REST API identifier specified")
-    return api
-
-
-def load_rest_api_child(tx, rest_api_id: str, kind: str, child_id: str, not_found: str) -> dict[str, Any]:
-    """A REST API's document of `kind`: AWS's NotFoundException for the API first, then
-    `not_found` for the document."""
-    load_rest_api(tx, rest_api_id)
-    doc = tx.get(SERVICE, kind, child_id, parent=rest_api_id)
-    if doc is None:
-        raise NotFoundException(not_found)
-    return doc
-
-
-def put_rest_api_child(tx, rest_api_id: str, kind: str, doc: dict[str, Any]) -> None:
-    """Store a REST API's document of `kind` under its own `id`."""
-    tx.put(SERVICE, kind, doc["id"], doc, parent=rest_api_id)
-
-
-def apply_request_patch(
-    doc: dict[str, Any], params: dict, shape_name: str, allowed: Sequence[str] | Mapping[str, Sequence[str]]
-) -> dict[str, Any]:
-    """A copy of `doc` with the request's `patchOperations` applied (paths checked against
-    `allowed`, values typed by the `shape_name` shape): the core of every v1 Update* operation."""
-    return apply_patch(doc, params.get("patchOperations"), get_service(SERVICE).shape(shape_name), allowed)
-
-
-def list_rest_api_children(request: AdminRequest, params: dict, kind: str) -> dict:
-    """One page (`limit`/`position`) of a REST API's documents of `kind`: the shape of every v1
-    list operation scoped to a REST API."""
-    with request.store.read() as tx:
-        load_rest_api(tx, params["restApiId"])
-        items = tx.list(SERVICE, kind, params["restApiId"])
-    page, position = paginate(items, params.get("position"), params.get("limit"))
-    return {"items": page, "position": position}
 
 
 @operation(SERVICE, "CreateRestApi")
@@ -98,8 +60,6 @@ def create_rest_api(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         tx.put(SERVICE, KIND, api_id, api)
         tx.put(SERVICE, RESOURCE_KIND, root_id, {"id": root_id, "path": "/"}, parent=api_id)
-        from portico.control.v1_models import default_models, put_model
-
         for model in default_models():
             put_model(tx, api_id, model)
     return api

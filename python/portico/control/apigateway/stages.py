@@ -8,10 +8,10 @@ import re
 import time
 from typing import Any
 
+from portico.control.apigateway.common import SERVICE, load_rest_api, load_rest_api_child
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch, split_pointer
 from portico.control.registry import AdminRequest, copy_given, operation
-from portico.control.v1_restapis import SERVICE, load_rest_api, load_rest_api_child
 from portico.control.wire import get_service
 
 KIND = "stage"

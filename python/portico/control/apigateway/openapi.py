@@ -16,24 +16,37 @@ from typing import Any
 import yaml
 
 from portico.control import ids
-from portico.control.errors import BadRequestException, NotFoundException
-from portico.control.registry import AdminRequest, copy_given, operation
-from portico.control.v1_authorizers import AUTHORIZER_KIND, VALIDATOR_KIND, check_authorizer, new_validator
-from portico.control.v1_deployments import load_deployment
-from portico.control.v1_gateway_responses import (
+from portico.control.apigateway.authorizers import (
+    AUTHORIZER_KIND,
+    VALIDATOR_KIND,
+    check_authorizer,
+    new_validator,
+)
+from portico.control.apigateway.common import (
+    METHOD_KIND,
+    MODEL_KIND,
+    RESOURCE_KIND,
+    SERVICE,
+    default_models,
+    load_rest_api,
+    model_key,
+    put_model,
+    put_rest_api_child,
+)
+from portico.control.apigateway.common import REST_API_KIND as API_KIND
+from portico.control.apigateway.deployments import load_deployment
+from portico.control.apigateway.gateway_responses import (
     KIND as GATEWAY_KIND,
 )
-from portico.control.v1_gateway_responses import (
+from portico.control.apigateway.gateway_responses import (
     gateway_response_key,
     new_gateway_response,
 )
-from portico.control.v1_methods import INTEGRATION_MEMBERS, build_integration, method_key, save_method
-from portico.control.v1_models import KIND as MODEL_KIND
-from portico.control.v1_models import default_models, model_key, put_model
-from portico.control.v1_resources import METHOD_KIND, add_resource
-from portico.control.v1_restapis import KIND as API_KIND
-from portico.control.v1_restapis import RESOURCE_KIND, SERVICE, load_rest_api, put_rest_api_child
-from portico.control.v1_stages import load_stage
+from portico.control.apigateway.methods import INTEGRATION_MEMBERS, build_integration, method_key, save_method
+from portico.control.apigateway.resources import add_resource
+from portico.control.apigateway.stages import load_stage
+from portico.control.errors import BadRequestException, NotFoundException
+from portico.control.registry import AdminRequest, copy_given, operation
 
 INVALID = "Invalid OpenAPI input."
 VERBS = ("get", "put", "post", "delete", "options", "head", "patch")

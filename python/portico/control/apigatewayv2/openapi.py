@@ -24,11 +24,9 @@ from urllib.parse import urlparse
 
 import yaml
 
-from portico.control.errors import BadRequestException
-from portico.control.registry import AdminRequest, operation
-from portico.control.v2_apis import check_cors, new_api
-from portico.control.v2_authorizers import normalise as normalise_authorizer
-from portico.control.v2_common import (
+from portico.control.apigatewayv2.apis import check_cors, new_api
+from portico.control.apigatewayv2.authorizers import normalise as normalise_authorizer
+from portico.control.apigatewayv2.common import (
     AUTHORIZER,
     DEPLOYMENT,
     INTEGRATION,
@@ -39,8 +37,10 @@ from portico.control.v2_common import (
     load_stage,
     public,
 )
-from portico.control.v2_integrations import normalise as normalise_integration
-from portico.control.v2_routes import check_route_key
+from portico.control.apigatewayv2.integrations import normalise as normalise_integration
+from portico.control.apigatewayv2.routes import check_route_key
+from portico.control.errors import BadRequestException
+from portico.control.registry import AdminRequest, operation
 
 IMPORT_EXPORT_VERSION = "1.0"
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch")

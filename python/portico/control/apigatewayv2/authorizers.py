@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from portico.control import ids
+from portico.control.apigatewayv2.common import AUTHORIZER, ROUTE, SERVICE, changed, load_api, load_child
 from portico.control.errors import BadRequestException, ConflictException
 from portico.control.registry import AdminRequest, copy_given, operation, paginate
-from portico.control.v2_common import AUTHORIZER, ROUTE, SERVICE, changed, load_api, load_child
 
 _MEMBERS = (
     "AuthorizerCredentialsArn",

@@ -1,13 +1,11 @@
 """apigatewayv2: deployments. Documents: kind "deployment", id DeploymentId, parent ApiId:
-GetDeploymentResponse members plus the private `_snapshot` (see `v2_common.snapshot`)."""
+GetDeploymentResponse members plus the private `_snapshot` (see `common.snapshot`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from portico.control.errors import BadRequestException
-from portico.control.registry import AdminRequest, operation, paginate
-from portico.control.v2_common import (
+from portico.control.apigatewayv2.common import (
     DEPLOYMENT,
     SERVICE,
     STAGE,
@@ -18,6 +16,8 @@ from portico.control.v2_common import (
     point_stage,
     stage_id,
 )
+from portico.control.errors import BadRequestException
+from portico.control.registry import AdminRequest, operation, paginate
 
 
 def load_deployment(tx, api_id: str, deployment_id: str) -> dict[str, Any]:
