@@ -25,11 +25,13 @@ use crate::pipeline::Connection;
 /// What Python waits for.
 #[derive(Debug)]
 pub enum Completion {
-    /// The response head; its body is then pulled with `pull`.
+    /// The response head, with the whole body when it is small and known (else it is pulled
+    /// with `pull`).
     Head {
         token: u64,
         status: u16,
         headers: Vec<(Bytes, Bytes)>,
+        whole: Option<Bytes>,
     },
     /// One body chunk (`more`: whether others follow).
     Chunk { token: u64, data: Bytes, more: bool },
@@ -66,6 +68,9 @@ pub struct Head {
 
 /// The sending end of a request body fed by Python.
 pub type BodyFeed = mpsc::Sender<Result<Bytes, String>>;
+
+/// Bodies up to this size are sent with the response head.
+const WHOLE_BODY_MAX: u64 = 64 * 1024;
 
 /// Request bodies buffered ahead of the pipeline (chunks as the ASGI server delivers them).
 const FEED_CHUNKS: usize = 64;
@@ -138,14 +143,31 @@ impl Embedded {
                 .iter()
                 .map(|(n, v)| (Bytes::copy_from_slice(n.as_str().as_bytes()), Bytes::copy_from_slice(v.as_bytes())))
                 .collect();
-            me.bodies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(token, body);
+            // A small body of known size comes with the head: one hand-off instead of two.
+            let small = body.size_hint().exact().is_some_and(|n| n <= WHOLE_BODY_MAX);
+            let whole = if small {
+                match body.collect().await {
+                    Ok(collected) => Some(collected.to_bytes()),
+                    Err(e) => {
+                        me.post(Completion::Abort {
+                            token,
+                            error: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            } else {
+                me.bodies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(token, body);
+                None
+            };
             me.post(Completion::Head {
                 token,
                 status: parts.status.as_u16(),
                 headers,
+                whole,
             });
             drop(guard);
         });

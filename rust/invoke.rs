@@ -11,6 +11,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
+
+use crate::pipeline::responses::ErrorType;
 use tokio::sync::{mpsc, oneshot};
 
 /// An `AWS_PROXY` invocation: the function URI (stage variables filled in), the event as JSON.
@@ -84,14 +86,14 @@ pub enum Call {
 
 #[derive(Debug)]
 pub enum Reply {
-    /// The handler's result as JSON, or why the function failed.
-    Lambda(Result<Vec<u8>, String>),
+    /// The handler's result as JSON, or how and why the function failed.
+    Lambda(Result<Vec<u8>, (ErrorType, String)>),
     /// `on_request` returned None: go on.
     Continue,
     /// The response to send.
     Respond(PluginResponse),
-    /// A plugin raised.
-    Failed(String),
+    /// A plugin raised: the gateway response to answer with, and why.
+    Failed(ErrorType, String),
 }
 
 /// One queued call and where its reply goes. Dropping it unanswered fails the call.

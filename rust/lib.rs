@@ -39,7 +39,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router, StreamSink, TokenBuckets,
+        install_sighup_reopen, monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router,
+        StreamSink, TokenBuckets,
         Verdict,
     };
 }

@@ -6,6 +6,7 @@ use crate::embed::{Completion, Embedded, Head};
 use crate::gateway::{self, GatewayError, Outcome};
 use crate::ids::IdGenerator;
 use crate::invoke::{Call, Hook, Invoker, Job as CoreJob, PluginResponse, Replier, Reply, ReplyBody};
+use crate::pipeline::responses::ErrorType;
 use crate::pipeline::Pipeline;
 use crate::router;
 use crate::throttle::{self, Buckets, Limit};
@@ -454,7 +455,7 @@ impl Core {
             has_body,
         };
         let feed = self.embedded.submit(&self.server, head).map_err(PyValueError::new_err)?;
-        Ok(feed.map(|tx| BodyFeed { tx }))
+        Ok(feed.map(|tx| BodyFeed { tx: Mutex::new(Some(tx)) }))
     }
 
     /// Ask for the next chunk of a response body.
@@ -467,20 +468,38 @@ impl Core {
         self.embedded.discard(token);
     }
 
-    /// What the embedded app waits for, as tuples: `(token, 0, status, [(name, value)])` for a
-    /// head, `(token, 1, data, more)` for a chunk, `(token, 2, error)` for a failed body. Waits
+    /// What the embedded app waits for, as tuples: `(token, 0, status, [(name, value)], body or
+    /// None)` for a head, `(token, 1, data, more)` for a chunk, `(token, 2, error)` for a failed body. Waits
     /// up to `timeout` seconds without the GIL; empty once stopped.
     fn next_completions<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyList>> {
         let items = py.detach(|| self.embedded.next(Duration::from_secs_f64(timeout.max(0.0))));
         let out = PyList::empty(py);
         for item in items {
             let tuple = match item {
-                Completion::Head { token, status, headers } => {
+                Completion::Head {
+                    token,
+                    status,
+                    headers,
+                    whole,
+                } => {
                     let hs = PyList::empty(py);
                     for (n, v) in headers {
                         hs.append((PyBytes::new(py, &n), PyBytes::new(py, &v)))?;
                     }
-                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), 0u8.into_pyobject(py)?.into_any(), status.into_pyobject(py)?.into_any(), hs.into_any()])?
+                    let whole = match whole {
+                        Some(b) => PyBytes::new(py, &b).into_any(),
+                        None => py.None().into_bound(py),
+                    };
+                    PyTuple::new(
+                        py,
+                        [
+                            token.into_pyobject(py)?.into_any(),
+                            0u8.into_pyobject(py)?.into_any(),
+                            status.into_pyobject(py)?.into_any(),
+                            hs.into_any(),
+                            whole,
+                        ],
+                    )?
                 }
                 Completion::Chunk { token, data, more } => PyTuple::new(
                     py,
@@ -509,7 +528,7 @@ impl Core {
 /// Where an embedded request's body goes, chunk by chunk.
 #[pyclass(frozen, module = "portico._core")]
 pub struct BodyFeed {
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+    tx: Mutex<Option<tokio::sync::mpsc::Sender<Result<Bytes, String>>>>,
 }
 
 #[pymethods]
@@ -517,7 +536,11 @@ impl BodyFeed {
     /// Queue a chunk: 0 sent, 1 full (try again soon), 2 the pipeline no longer reads the body.
     fn send(&self, chunk: &[u8]) -> u8 {
         use tokio::sync::mpsc::error::TrySendError;
-        match self.tx.try_send(Ok(Bytes::copy_from_slice(chunk))) {
+        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return 2;
+        };
+        match tx.try_send(Ok(Bytes::copy_from_slice(chunk))) {
             Ok(()) => 0,
             Err(TrySendError::Full(_)) => 1,
             Err(TrySendError::Closed(_)) => 2,
@@ -526,7 +549,14 @@ impl BodyFeed {
 
     /// The client's body failed (it went away): the pipeline's read of it fails.
     fn fail(&self, why: &str) {
-        let _ = self.tx.try_send(Err(why.to_owned()));
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.try_send(Err(why.to_owned()));
+        }
+    }
+
+    /// The body is complete.
+    fn close(&self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -652,9 +682,11 @@ impl Job {
         self.answer(Reply::Lambda(Ok(result.to_vec())))
     }
 
-    /// The function failed (raised, could not be found or imported): why, for the log.
-    fn reply_lambda_error(&self, message: String) -> PyResult<()> {
-        self.answer(Reply::Lambda(Err(message)))
+    /// The function failed: the gateway response type (`FUNCTION_ERROR`, or
+    /// `API_CONFIGURATION_ERROR` for a function that is not registered) and why, for the log.
+    fn reply_lambda_error(&self, error_type: &str, message: String) -> PyResult<()> {
+        let error = error_type.parse::<ErrorType>().map_err(PyValueError::new_err)?;
+        self.answer(Reply::Lambda(Err((error, message))))
     }
 
     /// on_request returned None: the pipeline goes on.
@@ -684,9 +716,11 @@ impl Job {
         })
     }
 
-    /// A plugin raised: the request gets the INTEGRATION_FAILURE gateway response.
-    fn reply_failed(&self, message: String) -> PyResult<()> {
-        self.answer(Reply::Failed(message))
+    /// A plugin raised: the gateway response of `error_type` (`INTEGRATION_FAILURE` for an
+    /// unexpected exception), and why, for the log.
+    fn reply_failed(&self, error_type: &str, message: String) -> PyResult<()> {
+        let error = error_type.parse::<ErrorType>().map_err(PyValueError::new_err)?;
+        self.answer(Reply::Failed(error, message))
     }
 }
 
@@ -721,4 +755,10 @@ impl StreamSink {
             });
         }
     }
+}
+
+/// Make SIGHUP reopen every access-log file of this process (logrotate's rename, then HUP).
+#[pyfunction]
+pub fn install_sighup_reopen() -> PyResult<()> {
+    crate::access_log::install_sighup_reopen().map_err(|e| PyOSError::new_err(e.to_string()))
 }

@@ -120,7 +120,7 @@ def _find_config(given: str | None, required: bool = True) -> str | None:
 
 
 def _validate(config_path: str | None, functions: list[str], plugins: list[str] = ()):
-    from portico.config.compile import CompileError, compile_config
+    from portico.compile.files import CompileError, compile_config
     from portico.config.loader import ConfigFileError
     from portico.config.models import Config
     from portico.dataplane.build import build_registry, compile_file
@@ -146,14 +146,14 @@ def _validate(config_path: str | None, functions: list[str], plugins: list[str] 
 def _describe(compiled, host: str, port: int) -> str:
     lines = []
     for api in compiled.apis:
-        lines.append(f"API {api.name} (id {api.api_id})")
-        for stage in api.stages:
-            base = f"http://{host}:{port}" + ("" if stage.name == "$default" else f"/{stage.name}")
-            lines.append(
-                f"  stage {stage.name}: {base}  (or http://{api.api_id}.execute-api.localhost:{port})"
-            )
-        for route in api.routes:
-            lines.append(f"    {route.route_key}")
+        lines.append(f"API {api['name']} (id {api['id']})")
+        for stage in api["stages"]:
+            name = stage["name"]
+            base = f"http://{host}:{port}" + ("" if name == "$default" else f"/{name}")
+            lines.append(f"  stage {name}: {base}  (or http://{api['id']}.execute-api.localhost:{port})")
+        routes = api["routes"] or next((s.get("routes", []) for s in api["stages"]), [])
+        for route in routes:
+            lines.append(f"    {route['key']}")
     return "\n".join(lines)
 
 
@@ -167,81 +167,20 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SystemExit("portico: --workers must be at least 1")
 
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from portico.serve.process import ServeOptions, serve
 
-    from portico.dataplane.edge import listen as edge_listen
-    from portico.dataplane.worker import (
-        ENV_CONFIG,
-        ENV_DATA_DIR,
-        ENV_EDGE,
-        ENV_FUNCTIONS,
-        ENV_PLUGINS,
-        ENV_SHARED_BUCKETS,
-    )
-
-    # The edge's public socket, bound here once (workers inherit it): a port in use fails now.
-    public: socket.socket | None = None
-    if args.edge:
-        try:
-            public = edge_listen(args.host, args.port)
-        except OSError as exc:
-            raise SystemExit(f"portico: cannot listen on {args.host}:{args.port}: {exc}") from None
-    shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
-    # Empty: no config file, only the APIs the admin API creates.
-    os.environ[ENV_CONFIG] = config_path or ""
-    os.environ[ENV_FUNCTIONS] = json.dumps(args.function)
-    os.environ[ENV_PLUGINS] = json.dumps(args.plugin)
-    # Token buckets live in one shared file so that limits hold for all workers together.
-    os.environ[ENV_SHARED_BUCKETS] = buckets
-    print(_describe(compiled, args.host, args.port), flush=True)
-    print(f"portico: serving on http://{args.host}:{args.port} with {args.workers} worker(s)", flush=True)
-    admin = _start_admin(args)
-    # With the admin API, workers also serve the APIs it creates and follow every change live;
-    # without it the store is left alone and only the config file is served.
-    if admin is not None:
-        os.environ[ENV_DATA_DIR] = os.path.abspath(args.data_dir)
-    else:
-        os.environ.pop(ENV_DATA_DIR, None)
-    # With the edge, each worker's edge takes the public address and Granian serves the Python
-    # pipeline behind it on a Unix socket in a directory only this user can enter.
-    socket_dir: str | None = None
-    listen: dict[str, Any] = {"address": args.host, "port": args.port}
-    if public is not None:
-        socket_dir = tempfile.mkdtemp(prefix="portico-")
-        backend = os.path.join(socket_dir, "pipeline.sock")
-        os.environ[ENV_EDGE] = json.dumps(
-            {"listener_fd": public.fileno(), "backend": backend, "secret": secrets.token_hex(16)}
-        )
-        listen = {"uds": Path(backend)}
-    else:
-        os.environ.pop(ENV_EDGE, None)
-    server = Granian(
-        "portico.dataplane.worker:create_app",
-        factory=True,
-        **listen,
-        interface=Interfaces.ASGI,
+    options = ServeOptions(
+        config_path=config_path,
+        host=args.host,
+        port=args.port,
         workers=args.workers,
-        loop=Loops.uvloop,
-        websockets=False,
-        log_access=False,
-        workers_kill_timeout=5,
-        # Backpressure counts connections: keep it well above a fronting proxy's keep-alive pool.
-        backpressure=1024,
+        functions=list(args.function),
+        plugins=list(args.plugin),
+        edge=args.edge,
     )
-    try:
-        server.serve()
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(buckets)
-        if socket_dir is not None:
-            shutil.rmtree(socket_dir, ignore_errors=True)
-        if public is not None:
-            public.close()
-        if admin is not None:
-            _stop_admin(admin)
-    return 0
+    print(_describe(compiled, args.host, args.port), flush=True)
+    return serve(options, start_admin=lambda: _start_admin(args), stop_admin=_stop_admin,
+                 data_dir=os.path.abspath(args.data_dir))
 
 
 def _start_admin(args: argparse.Namespace):

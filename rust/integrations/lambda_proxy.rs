@@ -69,7 +69,7 @@ impl LambdaProxy {
             }
             Ok(Err(_)) => return Err((ErrorType::IntegrationFailure, "the Python side stopped".into())),
             Ok(Ok(Reply::Lambda(Ok(result)))) => result,
-            Ok(Ok(Reply::Lambda(Err(message)))) => return Err((ErrorType::FunctionError, message)),
+            Ok(Ok(Reply::Lambda(Err(failure)))) => return Err(failure),
             Ok(Ok(_)) => return Err((ErrorType::IntegrationFailure, "unexpected reply".into())),
         };
         lambda::parse_response(self.format, &result, accept, source.binary_media_types)

@@ -233,7 +233,7 @@ impl Pipeline {
             match reply.await {
                 Ok(Reply::Continue) => {}
                 Ok(Reply::Respond(r)) => return self.plugin_answer(snap, parts, ex, request, r).await,
-                Ok(Reply::Failed(why)) => return fail(ErrorType::IntegrationFailure, why),
+                Ok(Reply::Failed(error, why)) => return fail(error, why),
                 _ => return fail(ErrorType::IntegrationFailure, "the Python side stopped"),
             }
         }
@@ -450,7 +450,7 @@ impl Pipeline {
         });
         match reply.await {
             Ok(Reply::Respond(r)) => plugin_response(r),
-            Ok(Reply::Failed(why)) => fail(ErrorType::IntegrationFailure, why),
+            Ok(Reply::Failed(error, why)) => fail(error, why),
             _ => fail(ErrorType::IntegrationFailure, "the Python side stopped"),
         }
     }

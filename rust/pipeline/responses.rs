@@ -115,6 +115,29 @@ impl ErrorType {
     }
 }
 
+impl std::str::FromStr for ErrorType {
+    type Err = String;
+
+    /// The names `portico.dataplane.errors.ErrorType` uses.
+    fn from_str(name: &str) -> Result<ErrorType, String> {
+        Ok(match name {
+            "BAD_REQUEST" => ErrorType::BadRequest,
+            "RESOURCE_NOT_FOUND" => ErrorType::ResourceNotFound,
+            "MISSING_AUTHENTICATION_TOKEN" => ErrorType::MissingAuthenticationToken,
+            "THROTTLED" => ErrorType::Throttled,
+            "REQUEST_TOO_LARGE" => ErrorType::RequestTooLarge,
+            "HEADERS_TOO_LARGE" => ErrorType::HeadersTooLarge,
+            "URI_TOO_LONG" => ErrorType::UriTooLong,
+            "INTEGRATION_FAILURE" => ErrorType::IntegrationFailure,
+            "INTEGRATION_TIMEOUT" => ErrorType::IntegrationTimeout,
+            "MALFORMED_RESPONSE" => ErrorType::MalformedResponse,
+            "FUNCTION_ERROR" => ErrorType::FunctionError,
+            "API_CONFIGURATION_ERROR" => ErrorType::ApiConfigurationError,
+            other => return Err(format!("unknown gateway response type {other:?}")),
+        })
+    }
+}
+
 impl GatewayResponse {
     /// `{"message":"..."}`, as AWS's default templates render it.
     pub fn body(&self) -> String {

@@ -231,6 +231,8 @@ class Settings(_Model):
     accountId: Annotated[str, Field(pattern=r"^[0-9]{12}$")] = "123456789012"
     region: str = "us-east-1"
     accessLog: AccessLog | None = None
+    # A PEM bundle trusted for https:// upstreams instead of the system's roots.
+    upstreamCaFile: str | None = None
 
 
 class AccessLog(_Model):

@@ -1,49 +1,51 @@
-"""The data plane: an ASGI application that passes every request through one chain of phases.
+"""The data plane: the core's pipeline, with an ASGI front door for embedding.
 
-    parse  ->  decide (Rust: select API and stage -> route -> throttle)  ->  authorize (plugins)
-           ->  integrate  ->  respond  ->  log
+Every request, whichever door it comes through, runs the core's one chain of phases
+(`rust/pipeline/mod.rs`): limits, API and stage selection, routing, CORS, throttling, the
+integration, gateway responses and the access log. Python runs only the user's code, on the
+threads of `portico.serve.user_code`.
 
-`decide` is the single crossing into the Rust core per request. Everything after it indexes the
-compiled runtimes with the verdict's indices. ASGI (rather than RSGI) is used because it hands us
-the raw, still percent-encoded path and raw header bytes, which AWS's event formats need; it also
-lets Portico embed in any ASGI server or framework.
+- `DataPlane.listen(fd)`: the edge, the core's own HTTP/1.1 server on a listening socket (what
+  `portico serve` uses).
+- `DataPlane` as an ASGI app: an adapter that hands each request to the same pipeline and streams
+  the answer back (what `build_dataplane` gives library users, and `portico serve --no-edge`).
+
+ASGI hands over the raw, still percent-encoded path and raw header bytes, which AWS's event
+formats need.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import itertools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from portico import _core
-from portico.config.compile import CompiledConfig
-from portico.dataplane.context import ApiRuntime, RequestBody, RequestContext, Response, StageRuntime
-from portico.dataplane.cors import is_preflight
-from portico.dataplane.edge import EDGE_HEADER, edge_table
-from portico.dataplane.errors import ErrorType, GatewayError, error_status_and_body
+from portico.compile import spec as S
+from portico.compile.files import CompiledConfig
 from portico.dataplane.plugins import Plugin
-from portico.observability.access_log import AccessLogger
+from portico.integrations.functions import FunctionRegistry
+from portico.serve.user_code import UserCode
 
 logger = logging.getLogger("portico.dataplane")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
-_ROUTE = _core.ROUTE
-_THROTTLED = _core.THROTTLED
-_BAD_REQUEST = _core.BAD_REQUEST
-_STREAM_END = {"type": "http.response.body", "body": b"", "more_body": False}
-
 # How often a live data plane asks its source whether the configuration changed.
 RELOAD_POLL_SECONDS = 0.2
+# How long shutdown waits for requests in flight.
+SHUTDOWN_GRACE_SECONDS = 10.0
+_HEAD, _CHUNK, _ABORT = 0, 1, 2
 
 
 class ReloadSource(Protocol):
-    """Where a live data plane's configuration comes from (see `portico.control.deployed`)."""
+    """Where a live data plane's configuration comes from (see `portico.compile.store`)."""
 
     def generation(self) -> int:
         """A number that changes whenever `build()` would return something new."""
@@ -54,137 +56,141 @@ class ReloadSource(Protocol):
         ...
 
 
-class ServingState:
-    """What serves requests: a core gateway and the runtimes its verdicts index.
+def _overrides(plugin: Plugin, hook: str) -> bool:
+    return getattr(type(plugin), hook) is not getattr(Plugin, hook)
 
-    Immutable once built. The data plane reads its current state once per request, so a request
-    finishes on the state (gateway, routes, integrations, stage variables) it started with, even
-    when a reload publishes a new one meanwhile.
+
+class _Completions:
+    """Resolves, on the ASGI server's loops, what the core posts for embedded requests.
+
+    One thread drains the core's completion queue (waiting without the GIL) and hands each batch
+    to the loop that waits for it, in one `call_soon_threadsafe` per loop and batch.
     """
 
-    __slots__ = ("apis", "compiled", "gateway", "generation")
+    def __init__(self, core: _core.Core) -> None:
+        self._core = core
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.tokens = itertools.count(1)
 
-    def __init__(
-        self, compiled: CompiledConfig, gateway: _core.Gateway, generation: int | None = None
-    ) -> None:
-        self.compiled = compiled
-        self.gateway = gateway
-        self.apis = compiled.apis
-        self.generation = generation
+    def expect(self, token: int) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting[token] = (loop, future)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._drain, name="portico-completions", daemon=True)
+                    self._thread.start()
+        return future
+
+    def forget(self, token: int) -> None:
+        self._waiting.pop(token, None)
+
+    def _drain(self) -> None:
+        core = self._core
+        waiting = self._waiting
+        while True:
+            batch = core.next_completions(0.5)
+            if not batch:
+                continue
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+            for item in batch:
+                found = waiting.pop(item[0], None)
+                if found is not None:
+                    by_loop.setdefault(found[0], []).append((found[1], item))
+            for loop, results in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed
+                    loop.call_soon_threadsafe(_resolve, results)
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, value in results:
+        if not future.done():
+            future.set_result(value)
 
 
 class DataPlane:
-    """The ASGI app serving one compiled configuration, replaceable at run time by `reload`."""
+    """Serves one compiled configuration, replaceable at run time by `reload`."""
 
     def __init__(
         self,
         compiled: CompiledConfig,
         *,
+        registry: FunctionRegistry | None = None,
         shared_buckets_path: str | None = None,
         plugins: Sequence[Plugin] = (),
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
         source: ReloadSource | None = None,
         generation: int | None = None,
+        max_threads: int = 64,
     ) -> None:
-        self._state = ServingState(
-            compiled, _core.Gateway(compiled.core_spec, shared_buckets_path), generation
-        )
-        settings = compiled.config.settings
-        self.payload_limit = settings.payloadLimitBytes
-        self.header_limit = settings.headerLimitBytes
-        self.account_id = settings.accountId
         self.plugins = list(plugins)
-        # Bound hooks, gathered once, so that a request pays only for the hooks that exist.
-        self._on_request = [p.on_request for p in self.plugins if _overrides(p, "on_request")]
-        self._on_response = [p.on_response for p in self.plugins if _overrides(p, "on_response")]
-        self._access_log = AccessLogger(settings.accessLog) if settings.accessLog else None
+        self._hooks = {
+            "on_request": any(_overrides(p, "on_request") for p in self.plugins),
+            "on_response": any(_overrides(p, "on_response") for p in self.plugins),
+        }
+        self.compiled = compiled
+        self.gateway = _core.Gateway(self._spec_json(compiled), shared_buckets_path)
+        self.core = _core.Core(self.gateway, max_threads)
+        self.registry = registry if registry is not None else FunctionRegistry()
+        self.user_code = UserCode(self.core, self.registry, self.plugins)
+        self.user_code.start()
+        self._completions = _Completions(self.core)
         self._on_shutdown = list(on_shutdown)
-        # apigw-requestid values (and X-Ray trace ids for HTTP_PROXY): made by the core.
-        self.ids = _core.RequestIds()
         self.source = source
         # The source generation last built (or last failed to build: not retried until it moves).
         self._generation = generation
         self._watcher: asyncio.Task[None] | None = None
-        # The Rust edge in front, when `attach_edge` started one; its requests carry this secret.
-        self._edge: _core.Edge | None = None
-        self._edge_secret: bytes | None = None
+        self._stopped = False
+
+    def _spec_json(self, compiled: CompiledConfig) -> str:
+        spec: S.Spec = {**compiled.spec, "settings": {**compiled.spec["settings"], "plugins": self._hooks}}  # type: ignore[typeddict-item]
+        return S.dumps(spec)
 
     @property
-    def state(self) -> ServingState:
-        return self._state
-
-    @property
-    def compiled(self) -> CompiledConfig:
-        return self._state.compiled
-
-    @property
-    def gateway(self) -> _core.Gateway:
-        return self._state.gateway
+    def generation(self) -> int | None:
+        return self._generation
 
     # ---------------------------------------------------------------- reload
 
-    def prepare(self, compiled: CompiledConfig, generation: int | None = None) -> ServingState:
-        """A state serving `compiled` whose gateway spends from the current token buckets, so a
-        reload never resets throttling. Raises ConfigError for a spec the core refuses."""
-        return ServingState(
-            compiled, _core.Gateway(compiled.core_spec, buckets=self._state.gateway.buckets), generation
-        )
-
-    def reload(self, compiled: CompiledConfig | ServingState, generation: int | None = None) -> None:
-        """Serve `compiled` from now on. Atomic: each request uses the old or the new state, whole;
-        requests in flight finish on the state they started with."""
-        state = compiled if isinstance(compiled, ServingState) else self.prepare(compiled, generation)
-        self._state = state
-        if self._edge is not None:
-            self._edge.publish(state.gateway, self._edge_table(state))
-
-    # ---------------------------------------------------------------- the edge
-
-    def attach_edge(self, listener_fd: int, backend: str, secret: str) -> None:
-        """Start the core's edge on `listener_fd` (a listening socket it takes over), in front of
-        this app served on the Unix socket `backend`; see `portico.dataplane.edge`."""
-        self._edge_secret = secret.encode()
-        state = self._state
-        self._edge = _core.Edge(listener_fd, backend, secret, state.gateway, self._edge_table(state))
-
-    def _edge_table(self, state: ServingState) -> str:
-        return edge_table(
-            state,
-            python_only=bool(self._on_request or self._on_response or self._access_log is not None),
-            header_limit=self.header_limit,
-            payload_limit=self.payload_limit,
-        )
+    def reload(self, compiled: CompiledConfig, generation: int | None = None) -> None:
+        """Serve `compiled` from now on. Atomic: each request uses the old or the new snapshot,
+        whole; requests in flight finish on the one they started with; throttle state carries
+        over. Raises ConfigError (and keeps serving the old one) for a spec the core refuses."""
+        self.gateway.swap(self._spec_json(compiled))
+        self.compiled = compiled
+        if generation is not None:
+            self._generation = generation
 
     async def refresh(self) -> bool:
-        """Reload from `source` if its generation moved; True when a new state was published.
+        """Reload from `source` if its generation moved; True when a new snapshot was published.
         The build runs in a thread, off the event loop; a failed build is logged and the current
-        state stays."""
+        snapshot stays."""
         source = self.source
         if source is None:
             return False
         generation = await asyncio.to_thread(source.generation)
         if generation == self._generation:
             return False
-        self._generation = generation
+        previous, self._generation = self._generation, generation
 
-        def build() -> ServingState:
-            return self.prepare(source.build(), generation)
+        def build() -> CompiledConfig:
+            compiled = source.build()
+            self.reload(compiled)
+            return compiled
 
         started = time.perf_counter()
         try:
-            state = await asyncio.to_thread(build)
+            compiled = await asyncio.to_thread(build)
         except Exception:
-            logger.exception(
-                "reload of generation %s failed; still serving generation %s",
-                generation,
-                self._state.generation,
-            )
+            logger.exception("reload of generation %s failed; still serving generation %s", generation, previous)
             return False
-        self.reload(state)
         logger.info(
             "serving generation %s (%d APIs), built in %.1f ms",
             generation,
-            len(state.apis),
+            len(compiled.apis),
             (time.perf_counter() - started) * 1000,
         )
         return True
@@ -211,6 +217,23 @@ class DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
+    # ---------------------------------------------------------------- serving
+
+    def listen(self, listener_fd: int) -> None:
+        """Serve the listening socket `listener_fd` with the core's edge (it takes the descriptor
+        over)."""
+        self.core.listen(listener_fd)
+
+    def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, let requests in flight finish (within `grace` seconds), then write out
+        every access-log line. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.core.stop(grace)
+        self.gateway.flush_logs()
+        self.registry.shutdown()
+
     # ---------------------------------------------------------------- ASGI entry
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -228,6 +251,7 @@ class DataPlane:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.stop_watching()
+                await asyncio.to_thread(self.stop)
                 for hook in self._on_shutdown:
                     try:
                         await hook()
@@ -236,184 +260,79 @@ class DataPlane:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # ---------------------------------------------------------------- the phases
-
     async def handle(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        ctx = self._parse(scope, receive)
-        try:
-            response = await self._process(ctx)
-        except GatewayError as exc:
-            response = self._error(ctx, exc)
-        except Exception as exc:  # a bug in a phase or plugin must not take the worker down
-            logger.exception("unhandled error in the request pipeline")
-            response = self._error(ctx, GatewayError(ErrorType.INTEGRATION_FAILURE, repr(exc)))
-        sent = -1
-        try:
-            sent = await self._respond(ctx, response, send)
-        finally:
-            if self._access_log is not None:
-                self._access_log.log(ctx, response, max(sent, 0))
-        if self._edge_secret is not None and not ctx.body.finished:
-            await ctx.body.drain()
-
-    def _parse(self, scope: dict[str, Any], receive: Receive) -> RequestContext:
-        raw_headers = scope["headers"]
+        """One request through the core's pipeline, its answer streamed back."""
+        headers = scope["headers"]
+        has_body = False
+        for name, value in headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+                has_body = True
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        target = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
         client = scope.get("client")
-        client_ip = client[0] if client else "127.0.0.1"
-        protocol = "HTTP/" + scope.get("http_version", "1.1")
-        if self._edge_secret is not None and raw_headers and raw_headers[-1][0] == EDGE_HEADER:
-            # Passed on by the edge, which appends this header last: "<secret> <client ip> <version>".
-            secret, _, rest = raw_headers[-1][1].partition(b" ")
-            raw_headers = raw_headers[:-1]
-            if hmac.compare_digest(secret, self._edge_secret):
-                ip, _, version = rest.partition(b" ")
-                client_ip = ip.decode("latin-1")
-                protocol = "HTTP/" + version.decode("latin-1")
-        host = ""
-        chunked = False
-        content_length: int | None = None
-        # The request head counts against AWS's header limit: request line plus every header.
-        head_size = 0
-        for name, value in raw_headers:
-            head_size += len(name) + len(value) + 4
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"content-length":
-                content_length = int(value) if value.isdigit() else None
-            elif name == b"transfer-encoding":
-                chunked = True
-        raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        ctx = RequestContext(
-            request_id=self.ids.next(),
-            method=scope["method"],
-            raw_path=path,
-            raw_query=scope["query_string"].decode("latin-1"),
-            raw_headers=raw_headers,
-            host=host,
-            scheme=scope.get("scheme", "http"),
-            protocol=protocol,
-            client_ip=client_ip,
-            body=RequestBody(receive, content_length, self.payload_limit, chunked),
-            start_ns=time.perf_counter_ns(),
-            time_epoch_ms=time.time_ns() // 1_000_000,
-            account_id=self.account_id,
+        completions = self._completions
+        token = next(completions.tokens)
+        answer = completions.expect(token)
+        feed = self.core.submit(
+            token,
+            scope["method"],
+            target,
+            headers,
+            client[0] if client else "127.0.0.1",
+            scope.get("scheme", "http"),
+            scope.get("http_version", "1.1"),
+            has_body,
         )
-        ctx.extra["head_size"] = head_size
-        return ctx
-
-    async def _process(self, ctx: RequestContext) -> Response:
-        # Limits on the request line and headers come before any work on their content.
-        head_size = ctx.extra["head_size"] + len(ctx.method) + len(ctx.raw_path) + len(ctx.raw_query) + 12
-        if head_size > self.header_limit:
-            if len(ctx.raw_path) + len(ctx.raw_query) > self.header_limit:
-                raise GatewayError(ErrorType.URI_TOO_LONG, f"request line of {head_size} bytes")
-            raise GatewayError(ErrorType.HEADERS_TOO_LARGE, f"request head of {head_size} bytes")
-
-        # decide: one call selects API and stage, matches the route and spends throttle tokens.
-        # The state is read once: this request finishes on it whatever reloads happen meanwhile.
-        state = self._state
-        verdict = state.gateway.decide(ctx.host, ctx.method, ctx.raw_path)
-        api_index = verdict.api_index
-        api = state.apis[api_index] if api_index >= 0 else None
-        ctx.api = api
-        stage: StageRuntime | None = None
-        if api is not None and verdict.stage_index >= 0:
-            stage = api.stages[verdict.stage_index]
-            if verdict.canary and stage.canary is not None:
-                stage = stage.canary
-            ctx.stage = stage
-        ctx.path = verdict.path
-        cors = _cors_of(api, stage)
-        if cors is not None:
-            origin = ctx.header("origin")
-            if is_preflight(ctx.method, origin, ctx.header("access-control-request-method")):
-                return Response(204, cors.preflight_headers(origin))
-        kind = verdict.kind
-        if kind != _ROUTE:
-            if kind == _THROTTLED:
-                ctx.route = stage.routes[verdict.route_index] if stage is not None else None
-                raise GatewayError(ErrorType.THROTTLED, f"retry after {verdict.retry_after_ms} ms")
-            if kind == _BAD_REQUEST:
-                raise GatewayError(ErrorType.BAD_REQUEST, "malformed request path")
-            if api is not None and api.kind == "rest":
-                # REST APIs answer an unknown path, method or stage with 403 Missing Authentication Token.
-                raise GatewayError(ErrorType.MISSING_AUTHENTICATION_TOKEN, "no route matched")
-            raise GatewayError(ErrorType.RESOURCE_NOT_FOUND, "no route matched")
-        assert api is not None and stage is not None
-        route = stage.routes[verdict.route_index]
-        ctx.route = route
-        ctx.path_params = verdict.path_params
-
-        # authorize: plugins (and, later, authorizers) may answer instead of the integration.
-        for hook in self._on_request:
-            early = await hook(ctx)
-            if early is not None:
-                return early
-
-        # integrate
-        response = await route.integration(ctx)
-
-        if cors is not None:
-            response.headers = cors.apply(response.headers, ctx.header("origin"))
-        for after in self._on_response:
-            response = await after(ctx, response)
-        return response
-
-    def _error(self, ctx: RequestContext, exc: GatewayError) -> Response:
-        kind = ctx.api.kind if ctx.api is not None else "http"
-        status, body, extra = error_status_and_body(exc.error_type, kind)
-        ctx.extra["error"] = exc
-        if exc.error_type is ErrorType.FUNCTION_ERROR or exc.error_type is ErrorType.INTEGRATION_FAILURE:
-            logger.warning("request %s: %s: %s", ctx.request_id, exc.error_type.value, exc.detail)
-        headers = [("content-type", "application/json"), *extra]
-        cors = _cors_of(ctx.api, ctx.stage)
-        if cors is not None:
-            headers = cors.apply(headers, ctx.header("origin"))
-        return Response(status, headers, body)
-
-    async def _respond(self, ctx: RequestContext, response: Response, send: Send) -> int:
-        """Send `response`; returns the number of body bytes sent."""
-        headers = [
-            (name.encode("latin-1"), value.encode("latin-1", "replace")) for name, value in response.headers
-        ]
-        headers.append((b"apigw-requestid", ctx.request_id.encode()))
-        stream = response.stream
-        if stream is None:
-            body = response.body
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            return len(body)
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        sent = 0
+        feeder = asyncio.get_running_loop().create_task(_feed(feed, receive)) if feed is not None else None
+        del feed  # the feeder closes it: the pipeline sees the body end
         try:
-            async for chunk in stream:
-                if chunk:
-                    sent += len(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (asyncio.CancelledError, GeneratorExit):
-            raise
-        except Exception as exc:
-            # The status line is gone already. Ending the body normally would hand the client a
-            # truncated body that looks complete, so the error propagates and the server aborts
-            # the connection instead.
-            logger.warning("request %s: response stream failed after %d bytes: %r", ctx.request_id, sent, exc)
-            raise
+            item = await answer
+            if item[1] == _ABORT:
+                raise ConnectionError(item[2])
+            _, _, status, response_headers, whole = item
+            await send({"type": "http.response.start", "status": status, "headers": response_headers})
+            if whole is not None:
+                await send({"type": "http.response.body", "body": whole, "more_body": False})
+                return
+            while True:
+                chunk = completions.expect(token)
+                self.core.pull(token)
+                item = await chunk
+                if item[1] == _ABORT:
+                    # The status line is gone already: the server aborts the connection rather
+                    # than end a truncated body as if it were whole.
+                    raise ConnectionError(item[2])
+                _, _, data, more = item
+                await send({"type": "http.response.body", "body": data, "more_body": more})
+                if not more:
+                    return
         finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
-        await send(_STREAM_END)
-        return sent
+            completions.forget(token)
+            self.core.discard(token)
+            if feeder is not None and not feeder.done():
+                feeder.cancel()
 
 
-def _cors_of(api: ApiRuntime | None, stage: StageRuntime | None) -> Any:
-    """The CORS policy of the deployment serving a request (the API's before a stage is known)."""
-    if stage is not None:
-        return stage.cors
-    return api.cors if api is not None else None
+async def _feed(feed: _core.BodyFeed, receive: Receive) -> None:
+    """Hand the request body to the pipeline as the ASGI server delivers it."""
+    try:
+        await _feed_all(feed, receive)
+    finally:
+        feed.close()
 
 
-def _overrides(plugin: Plugin, hook: str) -> bool:
-    return getattr(type(plugin), hook) is not getattr(Plugin, hook)
+async def _feed_all(feed: _core.BodyFeed, receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            feed.fail("the client went away")
+            return
+        body = message.get("body", b"")
+        if body:
+            while (sent := feed.send(body)) == 1:  # full: the pipeline reads on
+                await asyncio.sleep(0.001)
+            if sent == 2:  # the pipeline answered without reading the rest
+                return
+        if not message.get("more_body", False):
+            return

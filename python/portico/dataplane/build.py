@@ -1,4 +1,4 @@
-"""Assembling a data plane from a configuration file: the one place that wires the pieces.
+"""Assembling a data plane from a configuration: the one place that wires the pieces.
 
 Used by the CLI's workers and by applications that embed Portico as a library.
 """
@@ -9,20 +9,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from portico.config.compile import (
-    CompiledConfig,
-    assemble,
-    compile_config,
-    compile_file_apis,
-    deployment_id_of,
-)
+from portico.compile.files import CompiledConfig, assemble, compile_config, compile_file_apis, deployment_id_of
 from portico.config.loader import load_config
 from portico.config.models import Config
 from portico.control.store import Store
 from portico.dataplane.app import DataPlane
 from portico.dataplane.plugins import Plugin
 from portico.integrations.functions import FunctionRegistry
-from portico.integrations.http_proxy import make_transport
 
 logger = logging.getLogger("portico.dataplane")
 
@@ -51,44 +44,39 @@ def build_dataplane(
     shared_buckets_path: str | None = None,
     plugins: Sequence[Plugin] = (),
     store: Store | str | Path | None = None,
+    max_threads: int = 64,
 ) -> DataPlane:
-    """An ASGI app serving `config` (a file path or a `Config`).
+    """An ASGI app serving `config` (a file path or a `Config`) through the core's pipeline.
 
     With `store` (a control-plane `Store` or its data directory), it also serves the APIs created
     through the admin API, and follows every change: it polls the store's generation every 200 ms
     (from ASGI lifespan startup) and swaps in the rebuilt configuration without dropping requests.
+    `max_threads` bounds the threads that run Lambda handlers and plugins.
     """
     if not isinstance(config, Config):
         config = load_config(config)
     if registry is None:
         registry = build_registry(config, function_specs)
-    transport = make_transport()
     deployment_id = deployment_id_of(config)
-    file_apis = compile_file_apis(config, registry, transport, deployment_id)
+    file_apis = compile_file_apis(config, registry, deployment_id)
+    common = {
+        "registry": registry,
+        "shared_buckets_path": shared_buckets_path,
+        "plugins": plugins,
+        "max_threads": max_threads,
+    }
     if store is None:
-        return DataPlane(
-            assemble(config, file_apis, deployment_id),
-            shared_buckets_path=shared_buckets_path,
-            plugins=plugins,
-            on_shutdown=[transport.close],
-        )
-    from portico.control.deployed import StoreSource
+        return DataPlane(assemble(config, file_apis, deployment_id), **common)  # type: ignore[arg-type]
+    from portico.compile.store import StoreSource
 
     if not isinstance(store, Store):
         store = Store(store)
-    source = StoreSource(store, config, registry, transport, file_apis)
+    source = StoreSource(store, config, registry, file_apis)
     # The generation is read first: a write racing with this build is picked up by the first poll.
     generation: int | None = source.generation()
     try:
         compiled = source.build()
-    except Exception:  # a store the bridge cannot read must not keep the file's APIs from serving
+    except Exception:  # a store the compiler cannot read must not keep the file's APIs from serving
         logger.exception("the admin-created APIs could not be loaded; serving the config file's only")
         compiled, generation = assemble(config, file_apis, deployment_id), None
-    return DataPlane(
-        compiled,
-        shared_buckets_path=shared_buckets_path,
-        plugins=plugins,
-        on_shutdown=[transport.close],
-        source=source,
-        generation=generation,
-    )
+    return DataPlane(compiled, source=source, generation=generation, **common)  # type: ignore[arg-type]

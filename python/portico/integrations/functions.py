@@ -304,6 +304,19 @@ class FunctionRegistry:
             raise GatewayError(ErrorType.FUNCTION_ERROR, f"function {ref.name} is not registered")
         return fn
 
+    def context_for(
+        self, ref: FunctionRef, fn: LambdaFunction, *, timeout_ms: int, region: str, account_id: str
+    ) -> LambdaContext:
+        """The `context` a handler of `fn` gets for one invocation through `ref`."""
+        return LambdaContext(
+            aws_request_id=_new_request_id(),
+            function_name=ref.name,
+            invoked_function_arn=ref.arn(region, account_id),
+            deadline_ms=time.time() * 1000 + timeout_ms,
+            memory_limit_in_mb=fn.memory_limit_in_mb,
+            log_stream_name=fn.log_stream_name,
+        )
+
     async def invoke(
         self,
         ref: FunctionRef | str,
@@ -313,23 +326,16 @@ class FunctionRegistry:
         region: str = DEFAULT_REGION,
         account_id: str = DEFAULT_ACCOUNT,
     ) -> Any:
-        """Run the function on `event`; returns what the handler returned.
+        """Run the function on `event` from async code; returns what the handler returned.
 
+        (The gateway itself runs handlers on the Python side's threads, `portico.serve.user_code`.)
         Raises GatewayError(INTEGRATION_TIMEOUT) when it does not answer within `timeout_ms` and
         GatewayError(FUNCTION_ERROR) when it raises or is not registered.
         """
         if isinstance(ref, str):
             ref = parse_function_uri(ref)
         fn = self.resolve(ref)
-        deadline_ms = time.time() * 1000 + timeout_ms
-        context = LambdaContext(
-            aws_request_id=_new_request_id(),
-            function_name=ref.name,
-            invoked_function_arn=ref.arn(region, account_id),
-            deadline_ms=deadline_ms,
-            memory_limit_in_mb=fn.memory_limit_in_mb,
-            log_stream_name=fn.log_stream_name,
-        )
+        context = self.context_for(ref, fn, timeout_ms=timeout_ms, region=region, account_id=account_id)
         handler = fn.handler
         try:
             if fn.is_async:
@@ -345,7 +351,8 @@ class FunctionRegistry:
                 finally:
                     timer.cancel()
                 if inspect.isawaitable(result):  # a sync wrapper around a coroutine
-                    async with asyncio.timeout(max(deadline_ms - time.time() * 1000, 0) / 1000):
+                    remaining = context.get_remaining_time_in_millis()
+                    async with asyncio.timeout(remaining / 1000):
                         result = await result
         except TimeoutError:
             log.warning(
@@ -360,18 +367,23 @@ class FunctionRegistry:
         except GatewayError:
             raise
         except Exception as exc:
-            log.error(
-                "[ERROR] %s: %s (function %s, request %s)",
-                type(exc).__name__,
-                exc,
-                ref.name,
-                context.aws_request_id,
-                exc_info=exc,
-            )
+            log_function_error(ref, context, exc)
             raise GatewayError(
                 ErrorType.FUNCTION_ERROR, f"function {ref.name} raised {type(exc).__name__}: {exc}"
             ) from None
         return result
+
+
+def log_function_error(ref: FunctionRef, context: LambdaContext, exc: BaseException) -> None:
+    """What Lambda's runtime logs when a handler raises."""
+    log.error(
+        "[ERROR] %s: %s (function %s, request %s)",
+        type(exc).__name__,
+        exc,
+        ref.name,
+        context.aws_request_id,
+        exc_info=exc,
+    )
 
 
 def _import_handler(target: str, spec: str) -> Callable[..., Any]:

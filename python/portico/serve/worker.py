@@ -11,6 +11,7 @@ import json
 import os
 
 from portico.config.models import Config
+from portico import _core
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
 from portico.dataplane.plugins import load_plugins
@@ -22,9 +23,8 @@ ENV_PLUGINS = "PORTICO_PLUGINS"
 # The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
 # serve the admin-created APIs and follow their changes live.
 ENV_DATA_DIR = "PORTICO_DATA_DIR"
-# Set (JSON: listener_fd, backend, secret) when each worker runs the core's edge in front of
-# Granian: the edge accepts from the inherited public socket `listener_fd`, and Granian listens on
-# the Unix socket `backend`.
+# Set (JSON: listener_fd) when each worker's core serves the public port with its edge: it accepts
+# from the inherited listening socket `listener_fd`.
 ENV_EDGE = "PORTICO_EDGE"
 
 
@@ -40,9 +40,11 @@ def create_app() -> DataPlane:
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
         store=os.environ.get(ENV_DATA_DIR) or None,
     )
+    # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate.
+    _core.install_sighup_reopen()
     edge = os.environ.get(ENV_EDGE)
     if edge:
         settings = json.loads(edge)
         # A descriptor of the worker's own: the edge closes it when it stops.
-        app.attach_edge(os.dup(settings["listener_fd"]), settings["backend"], settings["secret"])
+        app.listen(os.dup(settings["listener_fd"]))
     return app

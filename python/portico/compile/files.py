@@ -1,0 +1,140 @@
+"""Compiling a config file: a validated `Config` becomes the spec the core serves.
+
+Stages of a file-declared API serve the API's routes (and its CORS), each with its own variables
+and throttles. The gateway settings (limits, access log, account throttle) come from the file
+whether or not the admin API adds APIs of its own (see `assemble`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from portico.compile import spec as S
+from portico.config.models import Api, Config, Cors, Integration
+from portico.integrations.functions import FunctionRegistry, function_name_from_uri
+
+
+@dataclass(slots=True)
+class CompiledConfig:
+    """What a data plane serves: the spec (its `settings.plugins` is the data plane's to set)."""
+
+    config: Config
+    spec: S.Spec
+    deployment_id: str
+
+    @property
+    def apis(self) -> list[S.ApiSpec]:
+        return self.spec["apis"]
+
+
+class CompileError(ValueError):
+    """The configuration is well-formed but cannot be served (e.g. a function is not registered)."""
+
+
+def compile_config(config: Config, registry: FunctionRegistry) -> CompiledConfig:
+    deployment_id = deployment_id_of(config)
+    return assemble(config, compile_file_apis(config, registry, deployment_id), deployment_id)
+
+
+def compile_file_apis(
+    config: Config, registry: FunctionRegistry, deployment_id: str | None = None
+) -> list[S.ApiSpec]:
+    """The APIs declared in `config` (raises CompileError listing every problem)."""
+    deployment_id = deployment_id or deployment_id_of(config)
+    out: list[S.ApiSpec] = []
+    problems: list[str] = []
+    for api_index, api in enumerate(config.apis):
+        routes: list[S.RouteSpec] = []
+        for route_index, route in enumerate(api.routes):
+            where = f"apis[{api_index}].routes[{route_index}].integration"
+            try:
+                integration = _integration(api.integration_of(route), registry)
+            except (CompileError, ValueError) as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            routes.append(S.route(route.route, integration))
+        out.append(_api(api, routes, deployment_id))
+    if problems:
+        raise CompileError("\n".join(problems))
+    return out
+
+
+def assemble(config: Config, apis: list[S.ApiSpec], deployment_id: str) -> CompiledConfig:
+    """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings."""
+    settings = config.settings
+    throttle = settings.accountThrottle.throttle() if settings.accountThrottle else None
+    log = settings.accessLog
+    spec = S.spec(
+        apis,
+        account_throttle=S.limit(throttle["rate"], int(throttle["burst"])) if throttle else None,
+        header_limit=settings.headerLimitBytes,
+        payload_limit=settings.payloadLimitBytes,
+        access_log=S.access_log(log.format, log.destination) if log else None,
+        account_id=settings.accountId,
+        region=settings.region,
+        upstream_ca_file=settings.upstreamCaFile,
+    )
+    return CompiledConfig(config, spec, deployment_id)
+
+
+def cors_spec(cors: Cors) -> S.CorsSpec:
+    return S.cors(
+        cors.allowOrigins,
+        cors.allowMethods,
+        cors.allowHeaders,
+        cors.exposeHeaders,
+        cors.maxAge,
+        cors.allowCredentials,
+    )
+
+
+def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str) -> S.ApiSpec:
+    stages = []
+    for stage in api.stages:
+        default = stage.defaultRouteSettings.throttle() if stage.defaultRouteSettings else None
+        per_route = {
+            key: S.limit(t["rate"], int(t["burst"]))
+            for key, settings in stage.routeSettings.items()
+            if (t := settings.throttle()) is not None
+        }
+        stages.append(
+            S.stage(
+                stage.name,
+                deployment_id=deployment_id,
+                variables=dict(stage.variables),
+                default_throttle=S.limit(default["rate"], int(default["burst"])) if default else None,
+                route_throttle=per_route,
+            )
+        )
+    return S.api(
+        api.api_id,
+        api.name,
+        "http",
+        stages,
+        routes=routes,
+        cors=cors_spec(api.cors) if api.cors is not None else None,
+    )
+
+
+def _integration(integration: Integration, registry: FunctionRegistry) -> S.IntegrationSpec:
+    if integration.type == "MOCK":
+        return S.mock(integration.statusCode or 200, integration.headers, integration.body)
+    uri = integration.uri or ""
+    if integration.type == "AWS_PROXY":
+        if "${stageVariables." not in uri:
+            name = function_name_from_uri(uri)
+            if name not in registry:
+                raise CompileError(
+                    f"function {name!r} is not registered: declare it under `functions:` in the config "
+                    f"or pass --function {name}=module.path:attribute"
+                )
+        return S.lambda_proxy(uri, integration.payload_format, integration.timeoutInMillis)
+    return S.http_proxy(uri, integration.method, integration.timeoutInMillis)
+
+
+def deployment_id_of(config: Config) -> str:
+    """The deployment id of a config file's APIs: a digest of the whole configuration."""
+    digest = hashlib.sha256(config.model_dump_json().encode()).digest()
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(alphabet[b % 36] for b in digest[:6])

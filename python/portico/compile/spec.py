@@ -1,0 +1,313 @@
+"""The spec the core serves: the one typed contract across the language line.
+
+Every configuration Portico serves (a config file, an OpenAPI import, the admin API's deployments)
+is compiled into one `Spec`, built only through the functions below, serialized once per
+deployment and deserialized by the core into serde-derived structs (`rust/spec.rs`, which these
+TypedDicts mirror field for field). The core compiles it into its route trie, throttle table,
+integrations, CORS policies and access logs; nothing of the spec is interpreted in Python again.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+import orjson
+
+__all__ = [
+    "AccessLogSpec",
+    "ApiSpec",
+    "CanarySpec",
+    "CorsSpec",
+    "IntegrationSpec",
+    "LimitSpec",
+    "RouteSpec",
+    "Spec",
+    "StageSpec",
+    "access_log",
+    "api",
+    "canary",
+    "cors",
+    "dumps",
+    "http_proxy",
+    "lambda_proxy",
+    "limit",
+    "mock",
+    "route",
+    "spec",
+    "stage",
+    "unavailable",
+]
+
+DEFAULT_PAYLOAD_LIMIT = 10 * 1024 * 1024
+DEFAULT_HEADER_LIMIT = 10_240
+
+
+class LimitSpec(TypedDict):
+    rate: float
+    burst: int
+
+
+class AccessLogSpec(TypedDict):
+    format: str
+    destination: str  # "stdout", "stderr" or a file path
+
+
+class CorsSpec(TypedDict):
+    allow_origins: list[str]
+    allow_methods: list[str]
+    allow_headers: list[str]
+    expose_headers: list[str]
+    max_age: int | None
+    allow_credentials: bool
+
+
+class HttpProxySpec(TypedDict):
+    type: Literal["HTTP_PROXY"]
+    uri: str
+    method: str | None
+    timeout_ms: int
+
+
+class MockSpec(TypedDict):
+    type: Literal["MOCK"]
+    status: int
+    headers: list[tuple[str, str]]
+    body: str
+
+
+class LambdaProxySpec(TypedDict):
+    type: Literal["AWS_PROXY"]
+    uri: str
+    payload_format_version: Literal["1.0", "2.0"]
+    timeout_ms: int
+
+
+class UnavailableSpec(TypedDict):
+    type: Literal["UNAVAILABLE"]
+    detail: str
+
+
+IntegrationSpec = HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec
+
+
+class RouteSpec(TypedDict):
+    key: str  # "GET /pets/{id}" or "$default"
+    integration: IntegrationSpec
+
+
+class CanarySpec(TypedDict):
+    percent: float
+    deployment_id: str
+    variables: dict[str, str]
+    routes: NotRequired[list[RouteSpec]]
+    cors: NotRequired[CorsSpec | None]
+
+
+class StageSpec(TypedDict):
+    name: str
+    deployment_id: str
+    variables: dict[str, str]
+    default_throttle: LimitSpec | None
+    route_throttle: dict[str, LimitSpec]
+    routes: NotRequired[list[RouteSpec]]
+    cors: NotRequired[CorsSpec | None]
+    access_log: NotRequired[AccessLogSpec]
+    canary: NotRequired[CanarySpec]
+
+
+class ApiSpec(TypedDict):
+    id: str
+    name: str
+    kind: Literal["http", "rest"]
+    routes: list[RouteSpec]
+    stages: list[StageSpec]
+    cors: CorsSpec | None
+    binary_media_types: list[str]
+
+
+class PluginHooks(TypedDict):
+    on_request: bool
+    on_response: bool
+
+
+class Settings(TypedDict):
+    header_limit: int
+    payload_limit: int
+    access_log: AccessLogSpec | None
+    account_id: str
+    region: str
+    plugins: PluginHooks
+    upstream_ca_file: str | None
+
+
+class Spec(TypedDict):
+    apis: list[ApiSpec]
+    default_api: int | None
+    account_throttle: LimitSpec | None
+    settings: Settings
+
+
+# ------------------------------------------------------------------------------------- builders
+
+
+def limit(rate: float, burst: int) -> LimitSpec:
+    return {"rate": float(rate), "burst": int(burst)}
+
+
+def access_log(format: str, destination: str = "stdout") -> AccessLogSpec:  # noqa: A002 - AWS's name
+    return {"format": format, "destination": destination}
+
+
+def cors(
+    allow_origins: list[str],
+    allow_methods: list[str] = (),  # type: ignore[assignment]
+    allow_headers: list[str] = (),  # type: ignore[assignment]
+    expose_headers: list[str] = (),  # type: ignore[assignment]
+    max_age: int | None = None,
+    allow_credentials: bool = False,
+) -> CorsSpec:
+    return {
+        "allow_origins": list(allow_origins),
+        "allow_methods": list(allow_methods),
+        "allow_headers": list(allow_headers),
+        "expose_headers": list(expose_headers),
+        "max_age": max_age,
+        "allow_credentials": bool(allow_credentials),
+    }
+
+
+def http_proxy(uri: str, method: str | None = None, timeout_ms: int = 30000) -> HttpProxySpec:
+    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers."""
+    return {
+        "type": "HTTP_PROXY",
+        "uri": uri,
+        "method": None if not method or method.upper() == "ANY" else method.upper(),
+        "timeout_ms": int(timeout_ms),
+    }
+
+
+def mock(status: int, headers: dict[str, str] | None = None, body: str = "") -> MockSpec:
+    return {"type": "MOCK", "status": int(status), "headers": list((headers or {}).items()), "body": body}
+
+
+def lambda_proxy(uri: str, payload_format_version: str = "2.0", timeout_ms: int = 30000) -> LambdaProxySpec:
+    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side."""
+    if payload_format_version not in ("1.0", "2.0"):
+        raise ValueError(f"payloadFormatVersion must be 1.0 or 2.0, not {payload_format_version!r}")
+    return {
+        "type": "AWS_PROXY",
+        "uri": uri,
+        "payload_format_version": payload_format_version,  # type: ignore[typeddict-item]
+        "timeout_ms": int(timeout_ms),
+    }
+
+
+def unavailable(detail: str) -> UnavailableSpec:
+    """A route that cannot be served as configured: AWS's 500, and `detail` in the log."""
+    return {"type": "UNAVAILABLE", "detail": detail}
+
+
+def route(key: str, integration: IntegrationSpec) -> RouteSpec:
+    return {"key": key, "integration": integration}
+
+
+def canary(
+    percent: float,
+    deployment_id: str,
+    variables: dict[str, str],
+    routes: list[RouteSpec] | None = None,
+) -> CanarySpec:
+    out: CanarySpec = {
+        "percent": min(max(float(percent), 0.0), 100.0),
+        "deployment_id": deployment_id,
+        "variables": dict(variables),
+    }
+    if routes is not None:
+        out["routes"] = routes
+    return out
+
+
+def stage(
+    name: str,
+    *,
+    deployment_id: str = "",
+    variables: dict[str, str] | None = None,
+    default_throttle: LimitSpec | None = None,
+    route_throttle: dict[str, LimitSpec] | None = None,
+    routes: list[RouteSpec] | None = None,
+    cors: CorsSpec | None = None,
+    access_log: AccessLogSpec | None = None,
+    canary: CanarySpec | None = None,
+) -> StageSpec:
+    """A stage. `routes` None: it serves the API's routes (and the API's CORS)."""
+    out: StageSpec = {
+        "name": name,
+        "deployment_id": deployment_id,
+        "variables": dict(variables or {}),
+        "default_throttle": default_throttle,
+        "route_throttle": dict(route_throttle or {}),
+    }
+    if routes is not None:
+        out["routes"] = routes
+        out["cors"] = cors
+    if access_log is not None:
+        out["access_log"] = access_log
+    if canary is not None:
+        out["canary"] = canary
+    return out
+
+
+def api(
+    api_id: str,
+    name: str,
+    kind: Literal["http", "rest"],
+    stages: list[StageSpec],
+    *,
+    routes: list[RouteSpec] | None = None,
+    cors: CorsSpec | None = None,
+    binary_media_types: list[str] | tuple[str, ...] = (),
+) -> ApiSpec:
+    return {
+        "id": api_id,
+        "name": name,
+        "kind": kind,
+        "routes": routes or [],
+        "stages": stages,
+        "cors": cors,
+        "binary_media_types": list(binary_media_types),
+    }
+
+
+def spec(
+    apis: list[ApiSpec],
+    *,
+    account_throttle: LimitSpec | None = None,
+    header_limit: int = DEFAULT_HEADER_LIMIT,
+    payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+    access_log: AccessLogSpec | None = None,
+    account_id: str = "000000000000",
+    region: str = "us-east-1",
+    on_request: bool = False,
+    on_response: bool = False,
+    upstream_ca_file: str | None = None,
+) -> Spec:
+    """The whole spec. A Host that names no API reaches the only API when there is exactly one."""
+    return {
+        "apis": apis,
+        "default_api": 0 if len(apis) == 1 else None,
+        "account_throttle": account_throttle,
+        "settings": {
+            "header_limit": int(header_limit),
+            "payload_limit": int(payload_limit),
+            "access_log": access_log,
+            "account_id": account_id,
+            "region": region,
+            "plugins": {"on_request": on_request, "on_response": on_response},
+            "upstream_ca_file": upstream_ca_file,
+        },
+    }
+
+
+def dumps(value: Spec) -> str:
+    """The spec as the core reads it."""
+    return orjson.dumps(value).decode()

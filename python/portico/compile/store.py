@@ -1,0 +1,469 @@
+"""Compiling the admin API's deployments: deployed stages in the store -> the spec that serves them.
+
+The admin API writes documents (see the storage contract in `portico.control.store` and the
+handler modules); this module reads them and builds, for every stage that points at a deployment,
+the same spec entries `portico.compile.files` builds for a config file. Only deployments are
+served, never the API's current working copy: a stage serves the `_snapshot` its deployment
+captured, exactly as API Gateway serves what was deployed.
+
+- apigatewayv2 HTTP APIs (kind "http"): routes and integrations of the deployment snapshot;
+  AWS_PROXY (payload 1.0/2.0) and HTTP_PROXY integrations; stage variables; DefaultRouteSettings /
+  RouteSettings throttling; the API's CorsConfiguration as deployed.
+- apigateway REST APIs (kind "rest"): every resource path + method of the snapshot is a route
+  `METHOD /path` (`ANY` and a greedy `{proxy+}` resource included); AWS_PROXY (REST 1.0 events),
+  HTTP_PROXY (`{var}` in the uri from the path parameters its requestParameters map), MOCK (the
+  default integration response's status and static `application/json` template); stage
+  variables; methodSettings throttling (`*/*` and `path/METHOD`); canarySettings.
+
+Anything that cannot be served (an unsupported integration type, a route without integration)
+becomes a route answering 500 with a log line naming it, never a failed reload. A function that is
+not registered is looked up at call time: the route answers 500 and logs how to register it.
+
+Deployment snapshots are immutable, so their compiled routes are cached across rebuilds
+(`StoreSource`): a reload recompiles only what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from portico.compile import spec as S
+from portico.compile.files import CompiledConfig, assemble, compile_file_apis, deployment_id_of
+from portico.config.models import Config, validate_route_key
+from portico.control.store import Store
+from portico.integrations.functions import FunctionRegistry, parse_function_uri
+
+__all__ = ["StoreSource", "load_store_apis"]
+
+log = logging.getLogger("portico.compile")
+
+V2 = "apigatewayv2"
+V1 = "apigateway"
+# What an unset rate or burst means next to a set one: AWS's account defaults.
+ACCOUNT_RATE = 10000.0
+ACCOUNT_BURST = 5000
+_DEFAULT_HTTP_TIMEOUT_MS = 30000
+_DEFAULT_REST_TIMEOUT_MS = 29000
+
+
+@dataclass(slots=True)
+class _Deployed:
+    """The routes of one deployment, compiled; and its CORS (HTTP APIs deploy it with the API)."""
+
+    routes: list[S.RouteSpec]
+    cors: S.CorsSpec | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        return [r["key"] for r in self.routes]
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _throttle(rate: Any, burst: Any) -> S.LimitSpec | None:
+    """A core throttle from AWS's pair; a negative or missing member is unset (AWS shows -1)."""
+    has_rate = isinstance(rate, int | float) and rate >= 0
+    has_burst = isinstance(burst, int | float) and burst >= 0
+    if not has_rate and not has_burst:
+        return None
+    return S.limit(float(rate) if has_rate else ACCOUNT_RATE, int(burst) if has_burst else ACCOUNT_BURST)
+
+
+def _lambda(uri: str, payload: str, timeout_ms: int, registry: FunctionRegistry, where: str) -> S.IntegrationSpec:
+    if "${stageVariables." not in uri:
+        name = parse_function_uri(uri).name
+        if name not in registry:
+            log.warning(
+                "%s: Lambda function %r is not registered; the route answers 500 until it is "
+                "(--function %s=module:attribute)",
+                where,
+                name,
+                name,
+            )
+    return S.lambda_proxy(uri, payload, timeout_ms)
+
+
+def _timeout(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, int | float) and value > 0 else default
+
+
+def _valid_key(key: str, where: str) -> bool:
+    try:
+        validate_route_key(key)
+    except ValueError as exc:
+        log.warning("%s: not served: %s", where, exc)
+        return False
+    return True
+
+
+def _cors(api: dict[str, Any]) -> S.CorsSpec | None:
+    config = api.get("CorsConfiguration")
+    if not config:
+        return None
+    return S.cors(
+        config.get("AllowOrigins") or [],
+        config.get("AllowMethods") or [],
+        config.get("AllowHeaders") or [],
+        config.get("ExposeHeaders") or [],
+        config.get("MaxAge"),
+        bool(config.get("AllowCredentials")),
+    )
+
+
+def _method_settings(
+    settings: dict[str, Any], keys: Iterable[str]
+) -> tuple[S.LimitSpec | None, dict[str, S.LimitSpec]]:
+    """methodSettings -> (stage default throttle, per route key). Keys are `*/*` or
+    `path/METHOD` (the resource path without its leading slash; `~1` accepted for `/`)."""
+    known = set(keys)
+    default = None
+    per_route: dict[str, S.LimitSpec] = {}
+    for key, setting in settings.items():
+        throttle = _throttle(setting.get("throttlingRateLimit"), setting.get("throttlingBurstLimit"))
+        if throttle is None:
+            continue
+        if key == "*/*":
+            default = throttle
+            continue
+        path, _, method = key.replace("~1", "/").lstrip("/").rpartition("/")
+        route_key = f"{method.upper()} /{path}"
+        if route_key in known:
+            per_route[route_key] = throttle
+    return default, per_route
+
+
+_MAPPING = re.compile(r"^integration\.request\.path\.([A-Za-z0-9_.-]+)$")
+_SOURCE = re.compile(r"^method\.request\.path\.([A-Za-z0-9_.-]+)$")
+
+
+def _map_path_parameters(uri: str, parameters: dict[str, str]) -> str:
+    """Rewrite `{X}` / `{X+}` in an HTTP_PROXY uri to the method path parameter mapped to it
+    (`integration.request.path.X = method.request.path.Y`); unmapped ones keep their name."""
+    for target, source in parameters.items():
+        to = _MAPPING.match(target)
+        frm = _SOURCE.match(source or "")
+        if to and frm and to[1] != frm[1]:
+            uri = re.sub(r"\{" + re.escape(to[1]) + r"\+?\}", "{" + frm[1] + "}", uri)
+    return uri
+
+
+def _mock(integration: dict[str, Any]) -> S.IntegrationSpec:
+    """MOCK: the default integration response (empty selectionPattern), its static template."""
+    responses = integration.get("integrationResponses") or {}
+    chosen = None
+    for code, response in responses.items():
+        pattern = response.get("selectionPattern")
+        if not pattern or pattern == ".*":
+            chosen = (code, response)
+            break
+    if chosen is None:
+        raise ValueError("MOCK integration without a default integration response")
+    code, response = chosen
+    template = (response.get("responseTemplates") or {}).get("application/json") or ""
+    body = "" if ("$" in template or "#" in template) else template
+    headers = {}
+    for name, value in (response.get("responseParameters") or {}).items():
+        if name.startswith("method.response.header.") and len(value) >= 2 and value[0] == value[-1] == "'":
+            headers[name[len("method.response.header.") :]] = value[1:-1]
+    return S.mock(int(response.get("statusCode") or code), headers, body)
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiler
+
+
+class _Builder:
+    """One rebuild: reads the store in one read transaction, reuses cached deployments."""
+
+    def __init__(self, registry: FunctionRegistry, cache: dict[tuple[str, str, str], _Deployed] | None = None):
+        self.registry = registry
+        self.cache = cache if cache is not None else {}
+        self.used: set[tuple[str, str, str]] = set()
+
+    def _cached(
+        self, service: str, api_id: str, deployment: dict[str, Any], build: Callable[[dict[str, Any]], _Deployed]
+    ) -> _Deployed:
+        key = (service, api_id, deployment.get("DeploymentId") or deployment.get("id") or "")
+        self.used.add(key)
+        found = self.cache.get(key)
+        if found is None:
+            found = self.cache[key] = build(deployment.get("_snapshot") or {})
+        return found
+
+    # -- apigatewayv2 HTTP APIs -------------------------------------------------------------------
+
+    def http_api(self, tx: Any, api: dict[str, Any]) -> S.ApiSpec | None:
+        api_id = api["ApiId"]
+        if api.get("ProtocolType", "HTTP") != "HTTP":
+            return None  # WebSocket APIs are not served yet
+        if api.get("DisableExecuteApiEndpoint"):
+            log.info("API %s: the default endpoint is disabled; not served", api_id)
+            return None
+        stages: list[S.StageSpec] = []
+        first_cors = None
+        for stage in tx.list(V2, "stage", api_id):
+            name = stage.get("StageName")
+            deployment_id = stage.get("DeploymentId")
+            if not name or not deployment_id:
+                continue
+            deployment = tx.get(V2, "deployment", deployment_id, parent=api_id)
+            if deployment is None:
+                log.warning(
+                    "API %s stage %s: deployment %s not found; stage not served", api_id, name, deployment_id
+                )
+                continue
+            deployed = self._cached(V2, api_id, deployment, lambda snap: self._http_routes(api_id, snap))
+            default = stage.get("DefaultRouteSettings") or {}
+            keys = set(deployed.keys)
+            per_route = {}
+            for route_key, settings in (stage.get("RouteSettings") or {}).items():
+                throttle = _throttle(settings.get("ThrottlingRateLimit"), settings.get("ThrottlingBurstLimit"))
+                if throttle is not None and route_key in keys:
+                    per_route[route_key] = throttle
+            log_settings = stage.get("AccessLogSettings") or {}
+            access_log = None
+            if log_settings.get("Format") and _local_destination(log_settings.get("DestinationArn")):
+                access_log = S.access_log(log_settings["Format"], log_settings["DestinationArn"])
+            if not stages:
+                first_cors = deployed.cors
+            stages.append(
+                S.stage(
+                    name,
+                    deployment_id=deployment_id,
+                    variables=dict(stage.get("StageVariables") or {}),
+                    default_throttle=_throttle(default.get("ThrottlingRateLimit"), default.get("ThrottlingBurstLimit")),
+                    route_throttle=per_route,
+                    routes=deployed.routes,
+                    cors=deployed.cors,
+                    access_log=access_log,
+                )
+            )
+        if not stages:
+            return None
+        return S.api(api_id, api.get("Name", api_id), "http", stages, cors=first_cors)
+
+    def _http_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
+        integrations = {i.get("IntegrationId"): i for i in snap.get("Integrations") or []}
+        routes: list[S.RouteSpec] = []
+        seen: set[str] = set()
+        for route in snap.get("Routes") or []:
+            key = route.get("RouteKey") or ""
+            where = f"API {api_id} route {key!r}"
+            if not _valid_key(key, where) or key in seen:
+                continue
+            seen.add(key)
+            target = route.get("Target") or ""
+            integration = (
+                integrations.get(target[len("integrations/") :]) if target.startswith("integrations/") else None
+            )
+            if integration is None:
+                spec = S.unavailable(f"{where} has no integration")
+            else:
+                spec = self._http_integration(integration, where)
+            routes.append(S.route(key, spec))
+        return _Deployed(routes, _cors(snap.get("Api") or {}))
+
+    def _http_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
+        kind = integration.get("IntegrationType")
+        uri = integration.get("IntegrationUri") or ""
+        timeout_ms = _timeout(integration.get("TimeoutInMillis"), _DEFAULT_HTTP_TIMEOUT_MS)
+        try:
+            if integration.get("ConnectionType") == "VPC_LINK":
+                raise ValueError("private integrations (VPC_LINK) are not supported")
+            if kind == "AWS_PROXY":
+                payload = integration.get("PayloadFormatVersion") or "2.0"
+                return _lambda(uri, payload, timeout_ms, self.registry, where)
+            if kind == "HTTP_PROXY":
+                if not re.match(r"^https?://", uri, re.IGNORECASE):
+                    raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
+                return S.http_proxy(uri, integration.get("IntegrationMethod") or "ANY", timeout_ms)
+            raise ValueError(f"integration type {kind} is not supported for HTTP APIs")
+        except ValueError as exc:
+            log.warning("%s: %s; the route answers 500", where, exc)
+            return S.unavailable(f"{where}: {exc}")
+
+    # -- apigateway REST APIs ---------------------------------------------------------------------
+
+    def rest_api(self, tx: Any, api: dict[str, Any]) -> S.ApiSpec | None:
+        api_id = api["id"]
+        if api.get("disableExecuteApiEndpoint"):
+            log.info("REST API %s: the default endpoint is disabled; not served", api_id)
+            return None
+        stages: list[S.StageSpec] = []
+
+        def deployed_of(deployment_id: str | None, what: str) -> tuple[str, _Deployed] | None:
+            if not deployment_id:
+                return None
+            deployment = tx.get(V1, "deployment", deployment_id, parent=api_id)
+            if deployment is None:
+                log.warning("REST API %s %s: deployment %s not found", api_id, what, deployment_id)
+                return None
+            return deployment_id, self._cached(V1, api_id, deployment, lambda snap: self._rest_routes(api_id, snap))
+
+        for stage in tx.list(V1, "stage", api_id):
+            name = stage.get("stageName")
+            if not name:
+                continue
+            main = deployed_of(stage.get("deploymentId"), f"stage {name}")
+            if main is None:
+                continue
+            deployment_id, deployed = main
+            variables = dict(stage.get("variables") or {})
+            default, per_route = _method_settings(stage.get("methodSettings") or {}, deployed.keys)
+            canary_spec = None
+            settings = stage.get("canarySettings") or None
+            if settings:
+                canary = deployed_of(settings.get("deploymentId"), f"stage {name} canary")
+                if canary is not None:
+                    canary_id, canary_deployed = canary
+                    overrides = settings.get("stageVariableOverrides") or {}
+                    canary_spec = S.canary(
+                        settings.get("percentTraffic") or 0.0,
+                        canary_id,
+                        {**variables, **overrides},
+                        routes=canary_deployed.routes,
+                    )
+            log_settings = stage.get("accessLogSettings") or {}
+            access_log = None
+            if log_settings.get("format") and _local_destination(log_settings.get("destinationArn")):
+                access_log = S.access_log(log_settings["format"], log_settings["destinationArn"])
+            stages.append(
+                S.stage(
+                    name,
+                    deployment_id=deployment_id,
+                    variables=variables,
+                    default_throttle=default,
+                    route_throttle=per_route,
+                    routes=deployed.routes,
+                    access_log=access_log,
+                    canary=canary_spec,
+                )
+            )
+        if not stages:
+            return None
+        return S.api(
+            api_id,
+            api.get("name", api_id),
+            "rest",
+            stages,
+            binary_media_types=api.get("binaryMediaTypes") or (),
+        )
+
+    def _rest_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
+        routes: list[S.RouteSpec] = []
+        seen: set[str] = set()
+        for resource in snap.get("resources") or []:
+            path = resource.get("path") or "/"
+            for method, doc in (resource.get("resourceMethods") or {}).items():
+                key = f"{method.upper()} {path}"
+                where = f"REST API {api_id} {method.upper()} {path}"
+                if not _valid_key(key, where) or key in seen:
+                    continue
+                seen.add(key)
+                if (doc.get("authorizationType") or "NONE") != "NONE" or doc.get("apiKeyRequired"):
+                    log.info("%s: authorization and API keys are not enforced yet", where)
+                integration = doc.get("methodIntegration")
+                if not integration:
+                    spec = S.unavailable(f"{where} has no integration")
+                else:
+                    spec = self._rest_integration(integration, where)
+                routes.append(S.route(key, spec))
+        return _Deployed(routes)
+
+    def _rest_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
+        kind = integration.get("type")
+        uri = integration.get("uri") or ""
+        timeout_ms = _timeout(integration.get("timeoutInMillis"), _DEFAULT_REST_TIMEOUT_MS)
+        try:
+            if kind == "AWS_PROXY":
+                return _lambda(uri, "1.0", timeout_ms, self.registry, where)
+            if kind == "HTTP_PROXY":
+                if not re.match(r"^https?://", uri, re.IGNORECASE):
+                    raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
+                uri = _map_path_parameters(uri, integration.get("requestParameters") or {})
+                return S.http_proxy(uri, integration.get("httpMethod") or "ANY", timeout_ms)
+            if kind == "MOCK":
+                return _mock(integration)
+            raise ValueError(f"integration type {kind} is not supported yet (mapping templates come later)")
+        except ValueError as exc:
+            log.warning("%s: %s; the route answers 500", where, exc)
+            return S.unavailable(f"{where}: {exc}")
+
+
+def _local_destination(destination: Any) -> bool:
+    """Access logs Portico can write: a file path, `stdout` or `stderr` (a CloudWatch Logs ARN
+    names a destination outside this machine; such settings are kept but not written)."""
+    return isinstance(destination, str) and bool(destination) and not destination.startswith("arn:")
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry points
+
+
+def load_store_apis(
+    store: Store,
+    registry: FunctionRegistry,
+    *,
+    skip_ids: Iterable[str] = (),
+    cache: dict[tuple[str, str, str], _Deployed] | None = None,
+) -> list[S.ApiSpec]:
+    """Every admin-created API with at least one deployed stage. `skip_ids`: ids served from the
+    config file (an admin API with one of them is skipped with a warning)."""
+    taken = {api_id.lower() for api_id in skip_ids}
+    builder = _Builder(registry, cache)
+    out: list[S.ApiSpec] = []
+    with store.read() as tx:
+        candidates: list[tuple[str, dict[str, Any]]] = [(V2, api) for api in tx.list(V2, "api")]
+        candidates += [(V1, api) for api in tx.list(V1, "restapi")]
+        for service, api in candidates:
+            api_id = api.get("ApiId") if service == V2 else api.get("id")
+            if not api_id:
+                continue
+            if api_id.lower() in taken:
+                log.warning("admin API %s has the id of an API of the config file: skipped", api_id)
+                continue
+            try:
+                built = builder.http_api(tx, api) if service == V2 else builder.rest_api(tx, api)
+            except Exception:  # one broken API must not stop the others from being served
+                log.exception("API %s could not be built; not served", api_id)
+                continue
+            if built is not None:
+                taken.add(api_id.lower())
+                out.append(built)
+    if cache is not None:
+        for key in list(cache):
+            if key not in builder.used:
+                del cache[key]
+    return out
+
+
+class StoreSource:
+    """A live data plane's `ReloadSource`: the config file's APIs (compiled once) plus the store's."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        registry: FunctionRegistry,
+        file_apis: list[S.ApiSpec] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.registry = registry
+        self.file_apis = file_apis if file_apis is not None else compile_file_apis(config, registry)
+        self._file_ids = [api["id"] for api in self.file_apis]
+        self._deployment_id = deployment_id_of(config)
+        self._cache: dict[tuple[str, str, str], _Deployed] = {}
+
+    def generation(self) -> int:
+        return self.store.generation()
+
+    def build(self) -> CompiledConfig:
+        store_apis = load_store_apis(self.store, self.registry, skip_ids=self._file_ids, cache=self._cache)
+        return assemble(self.config, [*self.file_apis, *store_apis], self._deployment_id)

@@ -1,1 +1,0 @@
-"""Observability: access logs and request ids."""

@@ -1,0 +1,156 @@
+"""Assembling the serving processes of `portico serve`: one place for what used to be spread over
+the CLI, the workers and environment variables.
+
+The server process binds the public port once, then Granian starts the workers (each a process
+that builds its own data plane, `portico.serve.worker`); every worker's core serves the
+inherited public socket with its edge, as nginx's workers share theirs. Granian hosts the Python
+side (process management, lifespan) and, with `--no-edge`, serves the embedded ASGI app itself.
+Throttle buckets live in one shared-memory file so that limits hold for all workers together.
+
+Shutdown (SIGTERM/SIGINT): each worker's core stops accepting, finishes what is in flight, writes
+out its access log, then the worker exits. SIGHUP makes every worker reopen its access-log files
+(for logrotate) instead of restarting the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from portico.dataplane.app import SHUTDOWN_GRACE_SECONDS
+from portico.serve.worker import (
+    ENV_CONFIG,
+    ENV_DATA_DIR,
+    ENV_EDGE,
+    ENV_FUNCTIONS,
+    ENV_PLUGINS,
+    ENV_SHARED_BUCKETS,
+)
+
+__all__ = ["ServeOptions", "listen", "serve"]
+
+
+@dataclass(slots=True)
+class ServeOptions:
+    config_path: str | None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    functions: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)
+    # False: Granian serves the embedded ASGI app on the public port (no edge).
+    edge: bool = True
+
+
+def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """The public listening socket, bound once by the server process before its workers start:
+    they inherit it, and each worker's edge accepts from it. A port already in use fails here,
+    with OSError, instead of being shared with another server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    options: ServeOptions,
+    *,
+    start_admin: Callable[[], Any] = lambda: None,
+    stop_admin: Callable[[Any], None] = lambda _: None,
+    data_dir: str | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit status."""
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    # The edge's public socket, bound here once (workers inherit it): a port in use fails now.
+    public: socket.socket | None = None
+    if options.edge:
+        try:
+            public = listen(options.host, options.port)
+        except OSError as exc:
+            raise SystemExit(f"portico: cannot listen on {options.host}:{options.port}: {exc}") from None
+    shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
+    # Empty: no config file, only the APIs the admin API creates.
+    os.environ[ENV_CONFIG] = options.config_path or ""
+    os.environ[ENV_FUNCTIONS] = json.dumps(options.functions)
+    os.environ[ENV_PLUGINS] = json.dumps(options.plugins)
+    os.environ[ENV_SHARED_BUCKETS] = buckets
+    print(
+        f"portico: serving on http://{options.host}:{options.port} with {options.workers} worker(s)",
+        flush=True,
+    )
+    admin = start_admin()
+    # With the admin API, workers also serve the APIs it creates and follow every change live;
+    # without it the store is left alone and only the config file is served.
+    if admin is not None and data_dir is not None:
+        os.environ[ENV_DATA_DIR] = data_dir
+    else:
+        os.environ.pop(ENV_DATA_DIR, None)
+    # With the edge, Granian hosts the workers and listens only on a Unix socket of its own, in a
+    # directory only this user can enter (the embedded app's door, unused by clients).
+    socket_dir: str | None = None
+    bind: dict[str, Any] = {"address": options.host, "port": options.port}
+    if public is not None:
+        socket_dir = tempfile.mkdtemp(prefix="portico-")
+        os.environ[ENV_EDGE] = json.dumps({"listener_fd": public.fileno()})
+        bind = {"uds": Path(socket_dir) / "granian.sock"}
+    else:
+        os.environ.pop(ENV_EDGE, None)
+    server = Granian(
+        "portico.serve.worker:create_app",
+        factory=True,
+        **bind,
+        interface=Interfaces.ASGI,
+        workers=options.workers,
+        loop=Loops.uvloop,
+        websockets=False,
+        log_access=False,
+        # Workers finish their requests in flight (SHUTDOWN_GRACE_SECONDS) before being killed.
+        workers_kill_timeout=int(SHUTDOWN_GRACE_SECONDS) + 5,
+        # Backpressure counts connections: keep it well above a fronting proxy's keep-alive pool.
+        backpressure=1024,
+    )
+    # SIGHUP reopens the workers' access logs (logrotate); Granian would restart them instead.
+    server.signal_handler_reload = _forward_sighup(server)  # type: ignore[method-assign]
+    try:
+        server.serve()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(buckets)
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+        if public is not None:
+            public.close()
+        if admin is not None:
+            stop_admin(admin)
+    return 0
+
+
+def _forward_sighup(server: Any) -> Callable[..., None]:
+    def forward(*_: Any) -> None:
+        for worker in list(getattr(server, "wrks", ())):
+            pid = getattr(getattr(worker, "inner", None), "pid", None)
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+
+    return forward

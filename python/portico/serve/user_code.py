@@ -1,0 +1,191 @@
+"""The Python side of the pipeline: threads that run the user's code when the core calls for it.
+
+The core (`rust/invoke.rs`) queues a call whenever a request reaches a Lambda handler
+(`AWS_PROXY`) or a plugin hook, and waits for the reply without holding a thread or the GIL. The
+threads here block in `Core.next_job` (GIL released), run one call each, and reply. A supervisor
+starts another thread whenever a call is queued and no thread is idle (up to the core's
+`max_threads`), so a slow handler never delays another; busy threads take the next call without
+sleeping. Each thread has an event loop of its own, as a Lambda runtime's main thread does:
+`async def` handlers and plugin hooks run on it, and adapters such as Mangum find one.
+
+The event arrives as JSON and the result leaves as JSON, as they cross Lambda's own runtime API:
+the core builds events and maps results; Python only runs the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import decimal
+import inspect
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from portico import _core
+from portico.dataplane.context import RequestContext, Response
+from portico.dataplane.errors import GatewayError
+from portico.dataplane.plugins import Plugin
+from portico.integrations.functions import FunctionRegistry, log_function_error, parse_function_uri
+
+__all__ = ["UserCode"]
+
+log = logging.getLogger("portico.lambda")
+plugin_log = logging.getLogger("portico.plugins")
+
+
+def _marshal_default(value: Any) -> Any:
+    # As Lambda's Python runtime serializes results: Decimal as a number.
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _overrides(plugin: Plugin, hook: str) -> bool:
+    return getattr(type(plugin), hook) is not getattr(Plugin, hook)
+
+
+class UserCode:
+    """Runs Lambda handlers and plugin hooks for `core`, on threads of its own."""
+
+    def __init__(self, core: _core.Core, registry: FunctionRegistry, plugins: Sequence[Plugin] = ()) -> None:
+        self.core = core
+        self.registry = registry
+        self.on_request = [p.on_request for p in plugins if _overrides(p, "on_request")]
+        self.on_response = [p.on_response for p in plugins if _overrides(p, "on_response")]
+        self._supervisor: threading.Thread | None = None
+        self._started = 0
+
+    def start(self) -> None:
+        """Start the supervisor (idempotent); threads start as calls arrive."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, name="portico-user-code", daemon=True)
+            self._supervisor.start()
+
+    def _supervise(self) -> None:
+        while self.core.wait_for_growth():
+            self._started += 1
+            threading.Thread(target=self._work, name=f"portico-user-code-{self._started}", daemon=True).start()
+
+    def _work(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            while (job := self.core.next_job()) is not None:
+                try:
+                    self._run(job, loop)
+                except BaseException:  # a reply that could not be sent: the core fails the call
+                    log.exception("calling user code failed")
+                del job  # do not keep the last event alive while idle
+        finally:
+            with contextlib.suppress(Exception):
+                loop.close()
+
+    def _run(self, job: _core.Job, loop: asyncio.AbstractEventLoop) -> None:
+        kind = job.kind
+        if kind == "lambda":
+            self._invoke(job, loop)
+        else:
+            self._plugins(job, loop, kind)
+
+    # ------------------------------------------------------------------------ Lambda handlers
+
+    def _invoke(self, job: _core.Job, loop: asyncio.AbstractEventLoop) -> None:
+        uri, event_json, timeout_ms, region, account_id = job.lambda_call()
+        try:
+            ref = parse_function_uri(uri)
+        except ValueError as exc:
+            job.reply_lambda_error("FUNCTION_ERROR", f"invalid function URI: {exc}")
+            return
+        fn = self.registry.get(f"{ref.name}:{ref.qualifier}") if ref.qualifier else None
+        fn = fn or self.registry.get(ref.name)
+        if fn is None:
+            log.error(
+                "Lambda function %r is not registered in this gateway "
+                "(start it with --function %s=module:attribute); answering 500",
+                ref.name,
+                ref.name,
+            )
+            job.reply_lambda_error("API_CONFIGURATION_ERROR", f"function {ref.name} is not registered")
+            return
+        context = self.registry.context_for(
+            ref, fn, timeout_ms=timeout_ms, region=ref.region or region, account_id=ref.account_id or account_id
+        )
+        try:
+            result = fn.handler(orjson.loads(event_json), context)
+            if inspect.isawaitable(result):
+                remaining = context.get_remaining_time_in_millis() / 1000
+                result = loop.run_until_complete(asyncio.wait_for(result, max(remaining, 0.001)))
+        except TimeoutError:
+            job.reply_lambda_error("INTEGRATION_TIMEOUT", f"function {ref.name} timed out")
+            return
+        except Exception as exc:
+            log_function_error(ref, context, exc)
+            job.reply_lambda_error("FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}")
+            return
+        try:
+            payload = orjson.dumps(result, default=_marshal_default, option=_DUMPS_OPTIONS)
+        except TypeError as exc:
+            # Lambda's runtime fails such an invocation with Runtime.MarshalError.
+            job.reply_lambda_error("FUNCTION_ERROR", f"Runtime.MarshalError: unable to marshal response: {exc}")
+            return
+        job.reply_lambda(payload)
+
+    # ------------------------------------------------------------------------ plugins
+
+    def _plugins(self, job: _core.Job, loop: asyncio.AbstractEventLoop, kind: str) -> None:
+        request, given = job.plugin_call()
+        ctx = RequestContext.from_core(request)
+        try:
+            if kind == "on_request":
+                for hook in self.on_request:
+                    early = loop.run_until_complete(hook(ctx))
+                    if early is not None:
+                        self._reply(job, loop, early)
+                        return
+                job.reply_continue()
+                return
+            assert given is not None
+            status, headers, body = given
+            response = Response(status, headers, body)
+            for after in self.on_response:
+                response = loop.run_until_complete(after(ctx, response))
+            self._reply(job, loop, response)
+        except GatewayError as exc:
+            job.reply_failed(exc.error_type.value, exc.detail)
+        except Exception as exc:  # a bug in a plugin must not take the worker down
+            plugin_log.exception("plugin %s failed", kind)
+            job.reply_failed("INTEGRATION_FAILURE", repr(exc))
+
+    def _reply(self, job: _core.Job, loop: asyncio.AbstractEventLoop, response: Response) -> None:
+        headers = [(name.lower(), value) for name, value in response.headers]
+        stream = response.stream
+        if stream is None:
+            job.reply_response(response.status, headers, bytes(response.body))
+            return
+        sink = job.reply_stream(response.status, headers)
+
+        async def pump() -> None:
+            async for chunk in stream:
+                if chunk and not sink.send(bytes(chunk)):
+                    return  # the client went away
+
+        try:
+            loop.run_until_complete(pump())
+        except Exception as exc:
+            # The status line is gone already: abort rather than end a truncated body normally.
+            plugin_log.warning("request %s: response stream failed: %r", job, exc)
+            sink.abort(repr(exc))
+        else:
+            sink.close()
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(close())
