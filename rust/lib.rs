@@ -5,6 +5,7 @@ pub mod edge;
 pub mod gateway;
 pub mod http1;
 pub mod ids;
+pub mod lambda;
 mod py;
 pub mod router;
 pub mod throttle;
