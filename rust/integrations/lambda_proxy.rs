@@ -72,6 +72,9 @@ impl LambdaProxy {
             Ok(Ok(Reply::Lambda(Err(failure)))) => return Err(failure),
             Ok(Ok(_)) => return Err((ErrorType::IntegrationFailure, "unexpected reply".into())),
         };
+        if let Some(why) = lambda::response::payload_too_large(&result) {
+            return Err((ErrorType::FunctionError, why));
+        }
         lambda::parse_response(self.format, &result, accept, source.binary_media_types)
             .map_err(|m| (ErrorType::MalformedResponse, m.0))
     }

@@ -329,6 +329,7 @@ impl Pipeline {
                     account_id: &settings.account_id,
                     api_id: &api.id,
                     stage: serving.map_or("", |s| &s.stage),
+                    deployment_id: serving.map_or("", |s| &s.deployment_id),
                     route_key: &route.key,
                     resource_path: &route.resource_path,
                     path_params: params,
