@@ -250,7 +250,9 @@ impl Spec {
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            if path == "." || path.is_empty() {
+            if inner.is_syntax() || inner.is_eof() {
+                format!("spec is not valid JSON: {inner}")
+            } else if path == "." || path.is_empty() {
                 format!("spec: {inner}")
             } else {
                 format!("{path}: {inner}")

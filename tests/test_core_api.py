@@ -227,7 +227,7 @@ def api_with(**fields) -> str:
     ("doc", "message"),
     [
         ("not json", "not valid JSON"),
-        (json.dumps({}), "apis: missing"),
+        (json.dumps({}), "missing field `apis`"),
         (
             api_with(routes=["GET /a", "GET /b", "POST /c", "GETT /x"]),
             'apis[0].routes[3]: "GETT /x": unknown method',

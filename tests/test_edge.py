@@ -1,8 +1,8 @@
-"""The Rust edge in front of the Python pipeline (`portico serve`, unless `--no-edge`).
+"""The edge (`portico serve`, unless `--no-edge`): the core's own listener, running the pipeline
+for every request and handing Lambda handlers and plugins to the Python side in process.
 
-The edge serves plugin-free MOCK and static HTTP_PROXY routes (and the 404/429 answers of such
-APIs) itself and passes everything else to Python with a signed `x-portico-edge` header. These
-tests drive real servers over loopback sockets, plus the pipeline's check of that header in process.
+These tests drive real servers over loopback sockets, beside the embedded app (`--no-edge`) for
+the answers both doors must give alike.
 """
 
 from __future__ import annotations
@@ -14,11 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-
-from handlers.basic import echo
-from portico.config.loader import parse_config
-from portico.dataplane.build import build_dataplane
-from portico.integrations.functions import FunctionRegistry
 
 ECHO_ARN = "arn:aws:lambda:us-east-1:123456789012:function:echo"
 FUNCTIONS = {"echo": "handlers.basic:echo"}
@@ -79,19 +74,55 @@ def upstream() -> Iterator[str]:
 # ------------------------------------------------------------------------------------------ 1. forged
 
 
-def test_forged_edge_header_from_a_client_is_dropped(portico):
+def test_the_event_carries_the_client_and_nothing_internal(portico):
+    """What a handler sees is the client's request: its address, its headers, no header of the
+    gateway's own, even for a request without Host addressed path-style."""
+    import socket
+
     server = portico(one_api([("GET /echo", lambda_integration())]), functions=FUNCTIONS)
-    response = httpx.get(
-        server.url + "/echo",
-        headers=[("x-custom", "kept"), ("x-portico-edge", "0123456789abcdef 6.6.6.6 1.0")],
-        timeout=10,
-    )
+    response = httpx.get(server.url + "/echo", headers=[("x-custom", "kept")], timeout=10)
     assert response.status_code == 200, response.text
     event = response.json()
     assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
     assert event["requestContext"]["http"]["protocol"] == "HTTP/1.1"
     assert event["headers"]["x-custom"] == "kept"
-    assert not any(name.lower() == "x-portico-edge" for name in event["headers"]), event["headers"]
+    assert sorted(event["headers"]) == sorted(
+        [
+            "x-custom",
+            "host",
+            "accept",
+            "accept-encoding",
+            "user-agent",
+            "x-amzn-trace-id",
+            "x-forwarded-for",
+            "x-forwarded-port",
+            "x-forwarded-proto",
+        ]
+    )
+
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /restapis/edge123456/$default/_user_request_/echo HTTP/1.1\r\nx-custom: kept\r\n\r\n"
+        )
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            raw += sock.recv(65536)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
+        while len(body) < length:
+            body += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    event = json.loads(body)
+    assert event["rawPath"] == "/echo"  # the path the API sees, not the path-style address
+    assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+    assert "host" not in event["headers"] and event["headers"]["x-custom"] == "kept"
 
 
 # ------------------------------------------------------------------------------------------ 2. throttle
@@ -184,81 +215,6 @@ def test_plugins_still_see_mock_routes_with_the_edge_on(portico):
             assert response.status_code == 200
             assert response.text == "mocked"
             assert response.headers["x-powered-by"] == "portico/GET /mock"
-
-
-# ------------------------------------------------------------------------------------------ 5. secret
-
-
-class _Sent:
-    """A fake ASGI `send` that keeps every message."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict] = []
-
-    async def __call__(self, message: dict) -> None:
-        self.messages.append(message)
-
-    @property
-    def status(self) -> int:
-        return self.messages[0]["status"]
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
-
-
-async def _receive() -> dict:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _call(app, edge_value: bytes) -> dict:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/echo",
-        "raw_path": b"/echo",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"example.test"),
-            (b"x-custom", b"kept"),
-            (b"x-portico-edge", edge_value),
-        ],
-        "client": ("10.0.0.9", 1234),
-        "server": ("127.0.0.1", 80),
-    }
-    sent = _Sent()
-    await app(scope, _receive, sent)
-    assert sent.status == 200, sent.body
-    return json.loads(sent.body)
-
-
-async def test_pipeline_believes_the_edge_header_only_with_the_secret():
-    registry = FunctionRegistry()
-    registry.register("echo", echo)
-    config = parse_config(json.dumps(one_api([("GET /echo", lambda_integration())])))
-    app = build_dataplane(config, registry=registry)
-    app._edge_secret = b"s3cret"
-
-    forged = await _call(app, b"wrong 6.6.6.6 1.0")
-    assert forged["requestContext"]["http"]["sourceIp"] == "10.0.0.9"
-    assert forged["requestContext"]["http"]["protocol"] == "HTTP/1.1"
-    assert forged["headers"]["x-custom"] == "kept"
-    assert "x-portico-edge" not in forged["headers"]
-
-    # A prefix of the secret, or the secret with more after it, is not the secret.
-    for near in (b"s3cre 6.6.6.6 1.0", b"s3cret2 6.6.6.6 1.0", b" 6.6.6.6 1.0"):
-        event = await _call(app, near)
-        assert event["requestContext"]["http"]["sourceIp"] == "10.0.0.9", near
-        assert "x-portico-edge" not in event["headers"]
-
-    signed = await _call(app, b"s3cret 6.6.6.6 1.0")
-    assert signed["requestContext"]["http"]["sourceIp"] == "6.6.6.6"
-    assert signed["requestContext"]["http"]["protocol"] == "HTTP/1.0"
-    assert signed["headers"]["x-custom"] == "kept"
-    assert "x-portico-edge" not in signed["headers"]
 
 
 def test_a_port_in_use_is_refused_not_shared(tmp_path):

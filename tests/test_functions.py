@@ -11,9 +11,13 @@ import textwrap
 import threading
 import time
 
+import httpx
 import pytest
 
-from factories import make_ctx
+from portico.compile import spec as S
+from portico.compile.files import CompiledConfig
+from portico.config.models import Config
+from portico.dataplane.app import DataPlane
 from portico.dataplane.errors import ErrorType, GatewayError
 from portico.integrations.functions import (
     FunctionRegistry,
@@ -21,7 +25,6 @@ from portico.integrations.functions import (
     function_name_from_uri,
     parse_function_uri,
 )
-from portico.integrations.lambda_proxy import LambdaProxyIntegration
 
 # -------------------------------------------------------------------------------------------------
 # URIs
@@ -323,23 +326,41 @@ async def test_slow_sync_handlers_run_concurrently_without_blocking_the_loop():
 
 
 # -------------------------------------------------------------------------------------------------
-# The integration
+# The integration, through the core's pipeline (the embedded app's door)
 
 
 def echo(event, context):
     return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(event)}
 
 
+def serve(registry, integration, *, kind="http", stage="$default", variables=None, binary=()):
+    """A data plane serving `integration` on every path of one API."""
+    api = S.api(
+        "testapi",
+        "test",
+        kind,
+        [S.stage(stage, variables=variables or {})],
+        routes=[S.route("ANY /{proxy+}", integration)],
+        binary_media_types=binary,
+    )
+    return DataPlane(CompiledConfig(Config(), S.spec([api]), "dep"), registry=registry)
+
+
+async def call(app, path="/x", method="GET", headers=None, content=None):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testapi.execute-api.localhost") as c:
+        return await c.request(method, path, headers=headers, content=content)
+
+
 async def test_integration_v2_round_trip():
     registry = FunctionRegistry()
     registry.register("echo", echo)
-    integration = LambdaProxyIntegration(
-        "arn:aws:lambda:us-east-1:123456789012:function:echo", "2.0", 1000, registry
+    app = serve(registry, S.lambda_proxy("arn:aws:lambda:us-east-1:123456789012:function:echo", "2.0", 1000))
+    response = await call(
+        app, method="POST", headers={"content-type": "application/json"}, content=b'{"k": 1}'
     )
-    ctx = make_ctx(method="POST", headers=[("content-type", "application/json")], body=b'{"k": 1}')
-    response = await integration(ctx)
-    assert response.status == 200
-    event = json.loads(response.body)
+    assert response.status_code == 200
+    event = response.json()
     assert event["version"] == "2.0"
     assert event["body"] == '{"k": 1}'
 
@@ -347,12 +368,11 @@ async def test_integration_v2_round_trip():
 async def test_integration_v1_http_api_and_rest():
     registry = FunctionRegistry()
     registry.register("echo", echo)
-    http = LambdaProxyIntegration("echo", "1.0", 1000, registry)
-    event = json.loads((await http(make_ctx())).body)
+    event = (await call(serve(registry, S.lambda_proxy("echo", "1.0", 1000)))).json()
     assert event["version"] == "1.0"
     # REST APIs always get 1.0, whatever the payload version says
-    rest = LambdaProxyIntegration("echo", "2.0", 1000, registry)
-    event = json.loads((await rest(make_ctx(kind="rest", stage="prod"))).body)
+    rest = serve(registry, S.lambda_proxy("echo", "2.0", 1000), kind="rest", stage="prod")
+    event = (await call(rest, "/prod/x")).json()
     assert "version" not in event
     assert event["requestContext"]["stage"] == "prod"
 
@@ -367,50 +387,49 @@ async def test_integration_rest_binary_media_types():
 
     registry = FunctionRegistry()
     registry.register("image", image)
-    integration = LambdaProxyIntegration("image", "1.0", 1000, registry, binary_media_types=["image/png"])
-    binary = await integration(make_ctx(kind="rest", headers=[("accept", "image/png")]))
-    assert binary.body == b"\x89PNG"
-    text = await integration(make_ctx(kind="rest", headers=[("accept", "text/html")]))
-    assert text.body == base64.b64encode(b"\x89PNG")
+    rest = serve(
+        registry, S.lambda_proxy("image", "1.0", 1000), kind="rest", stage="v1", binary=["image/png"]
+    )
+    assert (await call(rest, "/v1/x", headers={"accept": "image/png"})).content == b"\x89PNG"
+    text = await call(rest, "/v1/x", headers={"accept": "text/html"})
+    assert text.content == base64.b64encode(b"\x89PNG")
     # HTTP API 1.0: always decoded
-    http = LambdaProxyIntegration("image", "1.0", 1000, registry)
-    assert (await http(make_ctx(headers=[("accept", "text/html")]))).body == b"\x89PNG"
+    http = serve(registry, S.lambda_proxy("image", "1.0", 1000))
+    assert (await call(http, headers={"accept": "text/html"})).content == b"\x89PNG"
 
 
 async def test_integration_stage_variable_function():
     registry = FunctionRegistry()
     registry.register("blue", lambda e, c: "blue")
     registry.register("green", lambda e, c: "green")
-    integration = LambdaProxyIntegration(
-        "arn:aws:lambda:us-east-1:123456789012:function:${stageVariables.fn}", "2.0", 1000, registry
-    )
-    assert (await integration(make_ctx(stage_variables={"fn": "blue"}))).body == b"blue"
-    assert (await integration(make_ctx(stage_variables={"fn": "green"}))).body == b"green"
-    with pytest.raises(GatewayError) as info:
-        await integration(make_ctx(stage_variables={}))
-    assert info.value.error_type is ErrorType.FUNCTION_ERROR
-    with pytest.raises(GatewayError) as info:
-        await integration(make_ctx(stage_variables={"fn": "ghost"}))
-    assert info.value.detail == "function ghost is not registered"
+    uri = "arn:aws:lambda:us-east-1:123456789012:function:${stageVariables.fn}"
+    assert (await call(serve(registry, S.lambda_proxy(uri), variables={"fn": "blue"}))).text == "blue"
+    assert (await call(serve(registry, S.lambda_proxy(uri), variables={"fn": "green"}))).text == "green"
+    # An unset stage variable fails the function; a function nobody registered is a configuration error.
+    rest = serve(registry, S.lambda_proxy(uri), kind="rest", stage="p")
+    assert (await call(rest, "/p/x")).status_code == 502
+    rest = serve(registry, S.lambda_proxy(uri), kind="rest", stage="p", variables={"fn": "ghost"})
+    response = await call(rest, "/p/x")
+    assert (response.status_code, response.json()) == (500, {"message": "Internal server error"})
 
 
 async def test_integration_errors():
     registry = FunctionRegistry()
     registry.register("bad", lambda e, c: {"statusCode": "nope"})
     registry.register("slow", lambda e, c: time.sleep(0.3))
-    with pytest.raises(GatewayError) as info:
-        await LambdaProxyIntegration("bad", "2.0", 1000, registry)(make_ctx())
-    assert info.value.error_type is ErrorType.MALFORMED_RESPONSE
-    with pytest.raises(GatewayError) as info:
-        await LambdaProxyIntegration("slow", "2.0", 50, registry)(make_ctx())
-    assert info.value.error_type is ErrorType.INTEGRATION_TIMEOUT
+    registry.register("raises", lambda e, c: 1 / 0)
+    registry.register("unmarshalable", lambda e, c: {"statusCode": 200, "body": object()})
+    rest = {"kind": "rest", "stage": "p"}
+    assert (await call(serve(registry, S.lambda_proxy("bad")))).status_code == 500
+    assert (await call(serve(registry, S.lambda_proxy("bad"), **rest), "/p/x")).status_code == 502
+    assert (await call(serve(registry, S.lambda_proxy("slow", timeout_ms=50)))).status_code == 503
+    assert (
+        await call(serve(registry, S.lambda_proxy("slow", timeout_ms=50), **rest), "/p/x")
+    ).status_code == 504
+    assert (await call(serve(registry, S.lambda_proxy("raises"), **rest), "/p/x")).status_code == 502
+    assert (await call(serve(registry, S.lambda_proxy("unmarshalable"), **rest), "/p/x")).status_code == 502
 
 
 def test_integration_validates_configuration():
-    registry = FunctionRegistry()
     with pytest.raises(ValueError):
-        LambdaProxyIntegration("echo", "3.0", 1000, registry)
-    with pytest.raises(ValueError):
-        LambdaProxyIntegration("not a name", "2.0", 1000, registry)
-    with pytest.raises(ValueError):
-        LambdaProxyIntegration("echo", "2.0", 0, registry)
+        S.lambda_proxy("echo", "3.0", 1000)

@@ -183,13 +183,10 @@ def upstream() -> Iterator[Upstream]:
     server.stop()
 
 
-@pytest.fixture(params=["edge", "native", "aiohttp"])
-def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Who proxies: the Rust edge (the default `portico serve`), or, with `--no-edge`, the Python
-    pipeline with each of its HTTP clients. The same expectations hold for all three."""
-    if request.param != "edge":
-        # The server subprocess inherits the environment: PORTICO_HTTP_TRANSPORT picks its client.
-        monkeypatch.setenv("PORTICO_HTTP_TRANSPORT", request.param)
+@pytest.fixture(params=["edge", "embedded"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which front door the request comes through: the edge (the default `portico serve`), or the
+    embedded ASGI app served by Granian (`--no-edge`). The same expectations hold for both."""
     return request.param
 
 

@@ -224,10 +224,10 @@ def test_embedded_reload_keeps_in_flight_requests(tmp_path, caplog):
     async def scenario() -> None:
         # The only API: a Host that names no API reaches it.
         assert (await _get(app, "/prod/a")).text == "v1"
-        state = app.state
+        compiled = app.compiled
         _put_rest_api(store, "embedded1", "v2", deployment="d2")
         assert await app.refresh()
-        assert app.state is not state
+        assert app.compiled is not compiled
         assert (await _get(app, "/prod/a")).text == "v2"
         # Nothing changed: no rebuild.
         assert not await app.refresh()
@@ -269,11 +269,11 @@ def test_file_api_wins_an_id_clash(tmp_path, caplog):
     _put_rest_api(store, "fileapi", "v1")
     _put_rest_api(store, "other1", "v2")
     config = Config.model_validate(FILE_CONFIG)
-    with caplog.at_level(logging.WARNING, logger="portico.deployed"):
+    with caplog.at_level(logging.WARNING, logger="portico.compile"):
         app = build_dataplane(config, registry=_registry(), store=store)
     assert "admin API fileapi has the id of an API of the config file: skipped" in caplog.text
-    assert [api.api_id for api in app.compiled.apis] == ["fileapi", "other1"]
-    assert app.compiled.apis[0].kind == "http"
+    assert [api["id"] for api in app.compiled.apis] == ["fileapi", "other1"]
+    assert app.compiled.apis[0]["kind"] == "http"
 
     async def scenario() -> None:
         assert (await _get(app, "/file", "fileapi.execute-api.localhost")).text == "file"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from admin_e2e import invocation_uri, start_admin_server, wait_for
-from portico.control.deployed import _map_path_parameters, _method_settings
+from portico.compile.store import _map_path_parameters, _method_settings
 
 
 def test_rest_api_resource_by_resource(portico, tmp_path):

@@ -1,7 +1,10 @@
-"""Typed face of the Rust core (`rust/`): routing, throttling and the per-request decision.
+"""Typed face of the Rust core (`rust/`): the request pipeline and its building blocks.
 
-The boundary is coarse on purpose: the data plane makes one `Gateway.decide` call per request,
-which selects the API and stage, matches the route and spends the throttle tokens.
+The boundary is coarse on purpose. Python compiles a spec (`portico.compile.spec`) into a
+`Gateway`; a `Core` serves it, with every built-in phase in Rust, through the edge (`listen`) or
+the embedded ASGI app (`submit`); Python answers only the calls for the user's code (`next_job`).
+`Gateway.decide`, `Router` and `TokenBuckets` expose the routing and throttling for tests and
+benchmarks.
 """
 
 from typing import Final, final
@@ -11,15 +14,18 @@ __all__ = [
     "NOT_FOUND",
     "ROUTE",
     "THROTTLED",
+    "BodyFeed",
     "ConfigError",
-    "Edge",
+    "Core",
     "Gateway",
+    "Job",
     "RequestIds",
     "Router",
+    "StreamSink",
     "TokenBuckets",
     "Verdict",
+    "install_sighup_reopen",
     "monotonic_ns",
-    "parse_response_head",
 ]
 
 # Verdict kinds (Verdict.kind)
@@ -68,27 +74,8 @@ class Verdict:
 class Gateway:
     """A compiled, immutable snapshot of all APIs, swapped atomically on reload.
 
-    `spec_json` is a JSON document:
-    {
-      "apis": [{
-          "id": "a1b2c3d4e5",                 # matched against Host `{id}.execute-api.*`
-          "kind": "http" | "rest",
-          "routes": ["GET /pets/{id}", "ANY /{proxy+}", "$default", ...],   # HTTP route keys
-          "stages": [{
-              "name": "$default" | "prod" | ...,
-              "routes": [...] | absent,                 # this stage's deployment (else the API's)
-              "default_throttle": {"rate": 100.0, "burst": 50} | null,     # per-route bucket
-              "route_throttle": {"GET /pets/{id}": {"rate": 1.5, "burst": 2}, ...},
-              "canary": {                               # optional
-                  "percent": 10.0,                      # 0.0-100.0: share of requests it takes
-                  "routes": [...] | absent,             # the canary deployment's (else the stage's)
-                  "default_throttle": ..., "route_throttle": ...   # absent: the stage's apply
-              } | null
-          }]
-      }],
-      "default_api": 0 | null,                  # API served for a Host that names no API
-      "account_throttle": {"rate": 10000.0, "burst": 5000} | null
-    }
+    `spec_json` is a `portico.compile.spec.Spec` as JSON (the contract `rust/spec.rs` mirrors):
+    APIs with their stages, routes and integrations, CORS, access logs, throttles and limits.
     A throttle of rate 0 or burst 0 refuses every request. The canary is picked at random per
     request (thread-local xorshift); its buckets have the stage's keys (api, stage, route key), so
     a stage is throttled as a whole whichever deployment serves a request.
@@ -105,6 +92,8 @@ class Gateway:
     @property
     def buckets(self) -> TokenBuckets:
         """The bucket table this gateway spends from (shared with it, not a copy)."""
+    def flush_logs(self) -> None:
+        """Write out every access-log line handed in so far."""
     def swap(self, spec_json: str) -> None:
         """Replace the snapshot atomically; in-flight decisions finish on the old one.
         Bucket state survives for keys that still exist."""
@@ -137,19 +126,94 @@ class Router:
     def __len__(self) -> int: ...
 
 @final
-class Edge:
-    """The edge (rust/edge.rs): serves the public listener on a thread of its own, answering
-    plugin-free HTTP_PROXY and MOCK routes, 404s and 429s itself and passing every other request
-    to the Python pipeline on the Unix socket `backend` with `x-portico-edge: <secret> <client ip>
-    <HTTP version>`. Stops when garbage-collected."""
+class Core:
+    """The core serving a gateway: a runtime thread of its own running the request pipeline for
+    the edge (`listen`) and the embedded app (`submit`), and the calls it hands to the Python
+    side for the user's code (`next_job`)."""
 
-    def __new__(
-        cls, listener_fd: int, backend: str, secret: str, gateway: Gateway, table_json: str
-    ) -> Edge:
-        """Take over the listening socket `listener_fd` and serve it from `gateway` and the table
-        (JSON, see `portico.dataplane.edge.edge_table`); ValueError for a malformed table."""
-    def publish(self, gateway: Gateway, table_json: str) -> None:
-        """Serve `gateway` and `table_json` from now on (a reload)."""
+    def __new__(cls, gateway: Gateway, max_threads: int = 64) -> Core:
+        """`max_threads`: the most threads the Python side may run user code on at once."""
+    def listen(self, fd: int) -> None:
+        """Serve the listening socket `fd` (taken over) with the edge, hyper's HTTP/1.1 server."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish within `grace` seconds, end the runtime
+        and the hand-off. Blocks until done; later calls return at once."""
+    def next_job(self) -> Job | None:
+        """The next call for the Python side (waits without the GIL); None once stopped."""
+    def wait_for_growth(self) -> bool:
+        """For the Python side's supervisor: True when another thread is wanted (start one),
+        False once stopped."""
+    def add_thread(self) -> None:
+        """Count a thread the Python side started before any call."""
+    def invoker_stats(self) -> tuple[int, int, int]:
+        """(threads, idle threads, queued calls)."""
+    def submit(
+        self,
+        token: int,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        client_ip: str,
+        scheme: str,
+        http_version: str,
+        has_body: bool,
+    ) -> BodyFeed | None:
+        """Start an embedded request (`target`: raw path and query). Its head arrives as a
+        completion; its body goes through the returned feed (None when it has none)."""
+    def pull(self, token: int) -> None:
+        """Ask for the next chunk of `token`'s response body (arrives as a completion)."""
+    def discard(self, token: int) -> None:
+        """Forget `token`'s response body."""
+    def next_completions(self, timeout: float) -> list[tuple[object, ...]]:
+        """What embedded requests wait for: `(token, 0, status, headers, body | None)` for a
+        head (the body when small and whole), `(token, 1, data, more)` for a chunk,
+        `(token, 2, error)` for a failed body. Waits up to `timeout` seconds without the GIL."""
+
+@final
+class BodyFeed:
+    """Where an embedded request's body goes."""
+
+    def send(self, chunk: bytes) -> int:
+        """0 queued, 1 full (try again soon), 2 the pipeline no longer reads the body."""
+    def fail(self, why: str) -> None:
+        """The client's body failed: the pipeline's read of it fails."""
+    def close(self) -> None:
+        """The body is complete."""
+
+@final
+class Job:
+    """One call for the Python side, answered once with one of the `reply_*` methods."""
+
+    @property
+    def kind(self) -> str:
+        """"lambda", "on_request" or "on_response"."""
+    def lambda_call(self) -> tuple[str, bytes, int, str, str]:
+        """(function uri, event JSON, timeout ms, region, account id); taken once."""
+    def plugin_call(self) -> tuple[dict[str, object], tuple[int, list[tuple[str, str]], bytes] | None]:
+        """(the request, as `RequestContext.from_core` reads it; the response for on_response)."""
+    def reply_lambda(self, result: bytes) -> None:
+        """The handler's result, as JSON."""
+    def reply_lambda_error(self, error_type: str, message: str) -> None:
+        """The function failed: a `portico.dataplane.errors.ErrorType` name, and why."""
+    def reply_continue(self) -> None:
+        """on_request hooks did not answer: the pipeline goes on."""
+    def reply_response(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+    def reply_stream(self, status: int, headers: list[tuple[str, str]]) -> StreamSink:
+        """Answer with a response whose body follows through the sink."""
+    def reply_failed(self, error_type: str, message: str) -> None:
+        """A plugin raised: the gateway response of `error_type`, and why."""
+
+@final
+class StreamSink:
+    """The body of a response streamed from Python."""
+
+    def send(self, chunk: bytes) -> bool:
+        """Send a chunk (waits without the GIL while the client is slow); False once the client
+        went away."""
+    def close(self) -> None:
+        """The body is complete."""
+    def abort(self, why: str) -> None:
+        """The body failed: the connection is aborted, never ended as if complete."""
 
 @final
 class RequestIds:
@@ -165,9 +229,5 @@ class RequestIds:
 def monotonic_ns() -> int:
     """The clock the buckets use (CLOCK_MONOTONIC, shared by all processes on the machine)."""
 
-def parse_response_head(buf: bytes) -> tuple[int, int, int, list[tuple[str, str]], int, int] | None:
-    """Parse the HTTP/1.x response head at the start of `buf` (httparse; the upstream client's one
-    call per head). None while incomplete, else (bytes consumed, status, minor version,
-    [(lower-case name, latin-1 value), ...] in arrival order, Content-Length or -1, framing flags:
-    1 Transfer-Encoding present | 2 last coding chunked | 4 Connection: close | 8 Connection:
-    keep-alive). ValueError when malformed, or for an invalid or conflicting Content-Length."""
+def install_sighup_reopen() -> None:
+    """Make SIGHUP reopen every access-log file of this process (logrotate: rename, then HUP)."""

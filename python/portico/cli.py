@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import secrets
-import shutil
-import socket
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from portico import __version__
 
@@ -179,8 +172,12 @@ def _serve(args: argparse.Namespace) -> int:
         edge=args.edge,
     )
     print(_describe(compiled, args.host, args.port), flush=True)
-    return serve(options, start_admin=lambda: _start_admin(args), stop_admin=_stop_admin,
-                 data_dir=os.path.abspath(args.data_dir))
+    return serve(
+        options,
+        start_admin=lambda: _start_admin(args),
+        stop_admin=_stop_admin,
+        data_dir=os.path.abspath(args.data_dir),
+    )
 
 
 def _start_admin(args: argparse.Namespace):

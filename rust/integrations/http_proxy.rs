@@ -606,3 +606,127 @@ impl Body for IdleTimeout {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy(path: &str, query: &str, append: bool) -> HttpProxy {
+        HttpProxy {
+            url: Url::Fixed {
+                origin: "http://up:8080".into(),
+                path: path.into(),
+                query: query.into(),
+                append_path: append,
+                by: "10.0.0.1".into(),
+            },
+            method: None,
+            timeout: Duration::from_secs(1),
+            user_agent: HeaderValue::from_static("AmazonAPIGateway_abc"),
+        }
+    }
+
+    fn at<'a>(api_path: &'a str, params: &'a [(&'a str, &'a str)]) -> Target<'a> {
+        Target {
+            api_path,
+            params,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            host: "h",
+            scheme: "http",
+        }
+    }
+
+    fn upstream_url(p: &HttpProxy, target: &Target<'_>, raw_query: &str) -> String {
+        p.url(target, raw_query).unwrap().0
+    }
+
+    #[test]
+    fn stage_variables_and_a_host_from_a_path_parameter() {
+        let vars: Vec<(Box<str>, Box<str>)> = vec![("up".into(), "10.1.2.3:81".into())];
+        let p = HttpProxy::compile("http://${stageVariables.up}/a/{proxy+}", None, 1000, "ANY /{proxy+}", "x", &vars)
+            .unwrap();
+        assert_eq!(upstream_url(&p, &at("/q", &[("proxy", "b/c")]), ""), "http://10.1.2.3:81/a/b/c");
+        let p = HttpProxy::compile("https://{host}/v1", None, 1000, "GET /{host}", "x", &[]).unwrap();
+        let (url, by) = p.url(&at("/example.com", &[("host", "example.com")]), "x=1").unwrap();
+        assert_eq!((url.as_str(), by.as_str()), ("https://example.com/v1?x=1", "unknown"));
+        assert!(HttpProxy::compile("ftp://x/", None, 1000, "GET /", "x", &[]).is_err());
+    }
+
+    #[test]
+    fn urls_append_the_path_and_merge_queries() {
+        assert_eq!(upstream_url(&proxy("", "", true), &at("/a/b", &[]), ""), "http://up:8080/a/b");
+        assert_eq!(upstream_url(&proxy("/base/", "", true), &at("/a", &[]), "x=1"), "http://up:8080/base/a?x=1");
+        assert_eq!(upstream_url(&proxy("/p", "k=v", false), &at("/no", &[]), "x=1"), "http://up:8080/p?k=v&x=1");
+        assert_eq!(upstream_url(&proxy("/p/", "", false), &at("/no", &[]), ""), "http://up:8080/p/");
+        assert_eq!(upstream_url(&proxy("/{gone}", "", false), &at("/api", &[]), ""), "http://up:8080/api");
+    }
+
+    #[test]
+    fn path_parameters_fill_the_uri_raw() {
+        let params = [("proxy", "a%2Fb/c"), ("id", "7")];
+        let p = proxy("/items/{id}/{proxy}", "of={id}&{missing}", false);
+        assert_eq!(upstream_url(&p, &at("/x", &params), "q=1"), "http://up:8080/items/7/a%2Fb/c?of=7&&q=1");
+        assert_eq!(fill("/{unclosed", &params), "/{unclosed");
+    }
+
+    #[test]
+    fn forwarded_values_quote_what_is_not_a_token() {
+        assert_eq!(forwarded_value("10.0.0.1"), "10.0.0.1");
+        assert_eq!(forwarded_value("127.0.0.1:8080"), "\"127.0.0.1:8080\"");
+        assert_eq!(forwarded_value("::1"), "\"[::1]\"");
+        assert_eq!(forwarded_value("a\"b"), "\"a\\\"b\"");
+    }
+
+    #[test]
+    fn request_headers_follow_the_proxy_rules() {
+        let mut client = HeaderMap::new();
+        client.append("host", HeaderValue::from_static("api.example"));
+        client.append("accept", HeaderValue::from_static("*/*"));
+        client.append("connection", HeaderValue::from_static("x-secret"));
+        client.append("x-secret", HeaderValue::from_static("1"));
+        client.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 2.2.2.2"));
+        client.append("x-forwarded-proto", HeaderValue::from_static("https"));
+        client.append("keep-alive", HeaderValue::from_static("timeout=5"));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let ua = HeaderValue::from_static("AmazonAPIGateway_abc");
+        let out = upstream_request_headers(&client, &ua, "10.0.0.1", &ip, "api.example", "http", &|| "Root=1-x".into());
+        assert_eq!(out.get("accept").unwrap(), "*/*");
+        for gone in ["host", "connection", "x-secret", "keep-alive", "x-forwarded-for"] {
+            assert!(out.get(gone).is_none(), "{gone} should be dropped");
+        }
+        assert_eq!(
+            out.get("forwarded").unwrap(),
+            "for=1.1.1.1;proto=https, for=2.2.2.2, by=10.0.0.1;for=127.0.0.1;host=api.example;proto=http"
+        );
+        assert_eq!(out.get("via").unwrap(), VIA);
+        assert_eq!(out.get("x-amzn-trace-id").unwrap(), "Root=1-x");
+        assert_eq!(out.get("user-agent").unwrap(), "AmazonAPIGateway_abc");
+    }
+
+    #[test]
+    fn a_client_trace_root_is_kept() {
+        let mut client = HeaderMap::new();
+        client.append("x-amzn-trace-id", HeaderValue::from_static("Self=1;Root=1-abc"));
+        client.append("user-agent", HeaderValue::from_static("curl"));
+        let ip: IpAddr = "::1".parse().unwrap();
+        let ua = HeaderValue::from_static("AmazonAPIGateway_abc");
+        let out = upstream_request_headers(&client, &ua, "10.0.0.1", &ip, "h", "http", &|| "new".into());
+        assert_eq!(out.get("x-amzn-trace-id").unwrap(), "Self=1;Root=1-abc");
+        assert_eq!(out.get("user-agent").unwrap(), "curl");
+        assert_eq!(out.get("forwarded").unwrap(), "by=10.0.0.1;for=\"[::1]\";host=h;proto=http");
+    }
+
+    #[test]
+    fn response_headers_drop_hops_and_default_the_type() {
+        let mut headers = HeaderMap::new();
+        headers.append("connection", HeaderValue::from_static("x-internal"));
+        headers.append("x-internal", HeaderValue::from_static("1"));
+        headers.append("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.append("x-kept", HeaderValue::from_static("1"));
+        filter_response_headers(&mut headers);
+        assert!(headers.get("x-internal").is_none());
+        assert!(headers.get("keep-alive").is_none());
+        assert_eq!(headers.get("x-kept").unwrap(), "1");
+        assert_eq!(headers.get("content-type").unwrap(), "application/json");
+    }
+}

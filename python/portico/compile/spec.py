@@ -154,7 +154,7 @@ def limit(rate: float, burst: int) -> LimitSpec:
     return {"rate": float(rate), "burst": int(burst)}
 
 
-def access_log(format: str, destination: str = "stdout") -> AccessLogSpec:  # noqa: A002 - AWS's name
+def access_log(format: str, destination: str = "stdout") -> AccessLogSpec:
     return {"format": format, "destination": destination}
 
 

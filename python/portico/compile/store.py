@@ -75,7 +75,9 @@ def _throttle(rate: Any, burst: Any) -> S.LimitSpec | None:
     return S.limit(float(rate) if has_rate else ACCOUNT_RATE, int(burst) if has_burst else ACCOUNT_BURST)
 
 
-def _lambda(uri: str, payload: str, timeout_ms: int, registry: FunctionRegistry, where: str) -> S.IntegrationSpec:
+def _lambda(
+    uri: str, payload: str, timeout_ms: int, registry: FunctionRegistry, where: str
+) -> S.IntegrationSpec:
     if "${stageVariables." not in uri:
         name = parse_function_uri(uri).name
         if name not in registry:
@@ -181,13 +183,19 @@ def _mock(integration: dict[str, Any]) -> S.IntegrationSpec:
 class _Builder:
     """One rebuild: reads the store in one read transaction, reuses cached deployments."""
 
-    def __init__(self, registry: FunctionRegistry, cache: dict[tuple[str, str, str], _Deployed] | None = None):
+    def __init__(
+        self, registry: FunctionRegistry, cache: dict[tuple[str, str, str], _Deployed] | None = None
+    ):
         self.registry = registry
         self.cache = cache if cache is not None else {}
         self.used: set[tuple[str, str, str]] = set()
 
     def _cached(
-        self, service: str, api_id: str, deployment: dict[str, Any], build: Callable[[dict[str, Any]], _Deployed]
+        self,
+        service: str,
+        api_id: str,
+        deployment: dict[str, Any],
+        build: Callable[[dict[str, Any]], _Deployed],
     ) -> _Deployed:
         key = (service, api_id, deployment.get("DeploymentId") or deployment.get("id") or "")
         self.used.add(key)
@@ -223,7 +231,9 @@ class _Builder:
             keys = set(deployed.keys)
             per_route = {}
             for route_key, settings in (stage.get("RouteSettings") or {}).items():
-                throttle = _throttle(settings.get("ThrottlingRateLimit"), settings.get("ThrottlingBurstLimit"))
+                throttle = _throttle(
+                    settings.get("ThrottlingRateLimit"), settings.get("ThrottlingBurstLimit")
+                )
                 if throttle is not None and route_key in keys:
                     per_route[route_key] = throttle
             log_settings = stage.get("AccessLogSettings") or {}
@@ -237,7 +247,9 @@ class _Builder:
                     name,
                     deployment_id=deployment_id,
                     variables=dict(stage.get("StageVariables") or {}),
-                    default_throttle=_throttle(default.get("ThrottlingRateLimit"), default.get("ThrottlingBurstLimit")),
+                    default_throttle=_throttle(
+                        default.get("ThrottlingRateLimit"), default.get("ThrottlingBurstLimit")
+                    ),
                     route_throttle=per_route,
                     routes=deployed.routes,
                     cors=deployed.cors,
@@ -260,7 +272,9 @@ class _Builder:
             seen.add(key)
             target = route.get("Target") or ""
             integration = (
-                integrations.get(target[len("integrations/") :]) if target.startswith("integrations/") else None
+                integrations.get(target[len("integrations/") :])
+                if target.startswith("integrations/")
+                else None
             )
             if integration is None:
                 spec = S.unavailable(f"{where} has no integration")
@@ -304,7 +318,9 @@ class _Builder:
             if deployment is None:
                 log.warning("REST API %s %s: deployment %s not found", api_id, what, deployment_id)
                 return None
-            return deployment_id, self._cached(V1, api_id, deployment, lambda snap: self._rest_routes(api_id, snap))
+            return deployment_id, self._cached(
+                V1, api_id, deployment, lambda snap: self._rest_routes(api_id, snap)
+            )
 
         for stage in tx.list(V1, "stage", api_id):
             name = stage.get("stageName")

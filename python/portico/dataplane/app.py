@@ -81,7 +81,9 @@ class _Completions:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._drain, name="portico-completions", daemon=True)
+                    self._thread = threading.Thread(
+                        target=self._drain, name="portico-completions", daemon=True
+                    )
                     self._thread.start()
         return future
 
@@ -185,7 +187,9 @@ class DataPlane:
         try:
             compiled = await asyncio.to_thread(build)
         except Exception:
-            logger.exception("reload of generation %s failed; still serving generation %s", generation, previous)
+            logger.exception(
+                "reload of generation %s failed; still serving generation %s", generation, previous
+            )
             return False
         logger.info(
             "serving generation %s (%d APIs), built in %.1f ms",

@@ -9,7 +9,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from portico.compile.files import CompiledConfig, assemble, compile_config, compile_file_apis, deployment_id_of
+from portico.compile.files import (
+    CompiledConfig,
+    assemble,
+    compile_config,
+    compile_file_apis,
+    deployment_id_of,
+)
 from portico.config.loader import load_config
 from portico.config.models import Config
 from portico.control.store import Store

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import decimal
 import inspect
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -37,14 +38,22 @@ log = logging.getLogger("portico.lambda")
 plugin_log = logging.getLogger("portico.plugins")
 
 
-def _marshal_default(value: Any) -> Any:
-    # As Lambda's Python runtime serializes results: Decimal as a number.
+def _decimal_default(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+def marshal(result: Any) -> bytes:
+    """The handler's result as Lambda's Python runtime serializes it (`json.dumps`, non-ASCII as
+    is, Decimal as a number); a proxy response dict, the usual case, through orjson (its fields
+    are read, not its spacing). Raises TypeError for what JSON cannot carry."""
+    if isinstance(result, bytes | bytearray):
+        return bytes(result)
+    if type(result) is dict and "statusCode" in result:
+        with contextlib.suppress(TypeError):
+            return orjson.dumps(result)
+    return json.dumps(result, ensure_ascii=False, default=_decimal_default).encode()
 
 
 def _overrides(plugin: Plugin, hook: str) -> bool:
@@ -71,7 +80,9 @@ class UserCode:
     def _supervise(self) -> None:
         while self.core.wait_for_growth():
             self._started += 1
-            threading.Thread(target=self._work, name=f"portico-user-code-{self._started}", daemon=True).start()
+            threading.Thread(
+                target=self._work, name=f"portico-user-code-{self._started}", daemon=True
+            ).start()
 
     def _work(self) -> None:
         loop = asyncio.new_event_loop()
@@ -115,7 +126,11 @@ class UserCode:
             job.reply_lambda_error("API_CONFIGURATION_ERROR", f"function {ref.name} is not registered")
             return
         context = self.registry.context_for(
-            ref, fn, timeout_ms=timeout_ms, region=ref.region or region, account_id=ref.account_id or account_id
+            ref,
+            fn,
+            timeout_ms=timeout_ms,
+            region=ref.region or region,
+            account_id=ref.account_id or account_id,
         )
         try:
             result = fn.handler(orjson.loads(event_json), context)
@@ -127,13 +142,17 @@ class UserCode:
             return
         except Exception as exc:
             log_function_error(ref, context, exc)
-            job.reply_lambda_error("FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}")
+            job.reply_lambda_error(
+                "FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}"
+            )
             return
         try:
-            payload = orjson.dumps(result, default=_marshal_default, option=_DUMPS_OPTIONS)
-        except TypeError as exc:
+            payload = marshal(result)
+        except (TypeError, ValueError) as exc:
             # Lambda's runtime fails such an invocation with Runtime.MarshalError.
-            job.reply_lambda_error("FUNCTION_ERROR", f"Runtime.MarshalError: unable to marshal response: {exc}")
+            job.reply_lambda_error(
+                "FUNCTION_ERROR", f"Runtime.MarshalError: unable to marshal response: {exc}"
+            )
             return
         job.reply_lambda(payload)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-from portico.config.models import Config
 from portico import _core
+from portico.config.models import Config
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
 from portico.dataplane.plugins import load_plugins
