@@ -12,3 +12,8 @@ def hello(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "headers": {"content-type": "application/json"},
         "body": '{"message":"hello from lambda"}',
     }
+
+
+def ok(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """AWS_PROXY (payload 2.0), the production-shaped benchmark's handler: the smallest answer."""
+    return {"statusCode": 200, "body": '{"ok":true}'}

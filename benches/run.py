@@ -4,6 +4,8 @@
                           [--no-edge] [--transport native|aiohttp|all] [--only CASE[,CASE...]]
                           [--ceiling-spin US,...]
                           [--profile S] [--micro] [--keep]
+    python benches/run.py --shape production [--duration S] [--warmup S] [--connections N]
+                          [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
   upstream      nginx (1 worker) answering every request with a small fixed JSON body
@@ -27,7 +29,28 @@ p50/p99 for each case. Every round runs every case once, the order reversed on o
 so that machine drift cancels; the table shows the median over the rounds, and the ratio of Portico's
 HTTP_PROXY throughput to nginx's proxy.
 
+With `--shape production`, the traffic production sends instead: an access log, CORS, bodies, each
+case against nginx doing the same job in the same run (one worker each):
+  upstream          as above (answers POST too)
+  nginx-production  the proxy above plus a JSON `log_format` of the access log's ten fields written to
+                    a file (`buffer=64k flush=1s`), and Access-Control-Allow-Origin / -Expose-Headers
+                    for the allowed Origin (none without one)
+  portico-cors      `settings.accessLog` (JSON, the ten `$context` fields, to a file) and an API with
+                    `corsConfiguration`: GET /proxy HTTP_PROXY -> the upstream
+  portico-log       the same access log, no CORS: POST /proxy HTTP_PROXY -> the upstream,
+                    GET /lambda AWS_PROXY -> benches/handlers.py:ok
+  nginx, portico    the bare proxies of the default shape (no log, no CORS), the reference row
+Cases (keys for --only): GET with `Origin: https://app.example` (nginx-cors, cors); POST of a 1 KB
+JSON body by a wrk Lua script (nginx-post, post); GET of the Lambda route (lambda) against nginx's
+proxied GET with its log (nginx-log); the bare GET (nginx, proxy). The table sets each ratio and p99
+next to its target (GET >= 0.8x nginx, POST >= 0.7x, Lambda >= 0.6x; proxied p99 <= 2x nginx's,
+Lambda p99 <= 5 ms). After the rounds the logging servers are stopped (so they flush) and each case's
+access-log lines (by routeKey) are printed next to the requests wrk counted as answered, warm-up and
+checks included; wrk does not count the requests in flight when a run ends, so lines may exceed
+requests by up to CONNECTIONS per run, never fall short.
+
 Flags:
+  --shape S         bare (the default: the cases above) or production (the production-shaped cases)
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of untimed load per case before the rounds (default 1)
   --connections N   wrk connections (default 32)
@@ -37,6 +60,7 @@ Flags:
   --transport T     the Python pipeline's HTTP_PROXY client for the no-edge Portico: native, aiohttp,
                     or all (`both` is a synonym): one Portico each (implies --no-edge)
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
+                    (production: nginx-cors, cors, nginx-post, post, nginx-log, lambda, nginx, proxy)
   --profile S       after the rounds, sample a `--no-edge` Portico's worker with py-spy for S seconds
                     under HTTP_PROXY load and print where Python's time goes (needs py-spy)
   --ceiling-spin US[,US...]
@@ -56,6 +80,7 @@ import collections
 import contextlib
 import http.client
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -75,6 +100,8 @@ import yaml
 BENCHES = Path(__file__).resolve().parent
 REPO = BENCHES.parent
 UPSTREAM_BODY = '{"message":"hello from upstream","ok":true}'
+# Requests each case answers before it is timed (the first spends a throttled route's one token).
+CHECKS = 2
 # Portico's HTTP_PROXY clients (PORTICO_HTTP_TRANSPORT); `--transport all` measures each.
 TRANSPORTS = ("native", "aiohttp")
 
@@ -94,6 +121,18 @@ class Processes:
             )
         self.procs.append(proc)
         return proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        """Stop one process (its group) and wait for it: servers flush their logs on the way out."""
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
@@ -137,13 +176,19 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: 
     raise RuntimeError(f"nothing answered on port {port} within {timeout} s; log {log}")
 
 
-def fetch(port: int, path: str) -> tuple[int, bytes]:
+def fetch(
+    port: int,
+    path: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", path)
+    conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
-    body = resp.read()
+    data = resp.read()
     conn.close()
-    return resp.status, body
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
 def descendants(pid: int) -> list[int]:
@@ -280,19 +325,27 @@ class Sample:
     p99_ms: float
     non_2xx: int
     errors: int
+    requests: int  # answered, as wrk counts them ("N requests in ...")
 
 
-def run_wrk(url: str, duration: float, connections: int, threads: int) -> Sample:
+def run_wrk(url: str, duration: float, connections: int, threads: int, extra: tuple[str, ...] = ()) -> Sample:
+    """One wrk run; `extra` are more wrk arguments (`-H HEADER`, `-s SCRIPT`)."""
     seconds = max(1, round(duration))  # wrk takes whole seconds
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return Sample(
-        rps, p50, p99, int(non.group(1)) if non else 0, sum(int(g) for g in errs.groups()) if errs else 0
+        rps,
+        p50,
+        p99,
+        int(non.group(1)) if non else 0,
+        sum(int(g) for g in errs.groups()) if errs else 0,
+        requests,
     )
 
 
@@ -304,6 +357,24 @@ class Case:
     path: str
     expect_status: int = 200
     samples: list[Sample] = field(default_factory=list)
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    script: Path | None = None  # a wrk Lua script (the POST case)
+    expect_headers: dict[str, str] = field(default_factory=dict)  # checked once, before timing
+    requests: int = 0  # every request answered, warm-up and checks included (for access-log counts)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def wrk_args(self) -> tuple[str, ...]:
+        args: list[str] = []
+        for name, value in self.headers.items():
+            args += ["-H", f"{name}: {value}"]
+        if self.script is not None:
+            args += ["-s", str(self.script)]
+        return tuple(args)
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -487,7 +558,12 @@ def main() -> int:
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--shape", choices=("bare", "production"), default="bare")
     args = parser.parse_args()
+    if args.shape == "production" and (
+        args.no_edge or args.transport or args.profile or args.ceiling_spin not in ("0", "")
+    ):
+        parser.error("--shape production takes none of --no-edge, --transport, --profile, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
@@ -519,40 +595,94 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         f"load    : wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
         f"{args.rounds} rounds (order alternating), median shown"
     )
+    if args.shape == "production":
+        return run_production(args, tmp, procs)
+    return run_bare(args, tmp, procs)
 
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """The environment of the servers started here: ours, with benches/ on PYTHONPATH (handlers)."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
+    return env
+
+
+def start_nginx(tmp: Path, procs: Processes, name: str, body: str) -> tuple[int, subprocess.Popen]:
+    port = free_port()
+    conf = nginx_conf(tmp, name, port, body)
+    log = tmp / f"{name}.log"
+    proc = procs.start(["nginx", "-p", str(tmp), "-e", str(tmp / f"{name}.error.log"), "-c", str(conf)], log)
+    wait_http(port, "/", proc, log)
+    return port, proc
+
+
+def start_portico(
+    tmp: Path,
+    procs: Processes,
+    name: str,
+    config: dict,
+    ready: str,
+    flags: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[int, subprocess.Popen, Path]:
+    """`python -m portico serve` on a free port, one worker; returns (port, process, config path)."""
+    port = free_port()
+    config_path = tmp / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    log = tmp / f"{name}.log"
+    cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
+    cmd += ["--workers", "1", *flags]
+    proc = procs.start(cmd, log, cwd=BENCHES, env=env or bench_env())
+    wait_http(port, ready, proc, log)
+    return port, proc, config_path
+
+
+def measure(args: argparse.Namespace, cases: list[Case]) -> None:
+    """Check every case once, warm each up, then the rounds in alternating order."""
+    for case in cases:
+        for _ in range(CHECKS):  # the throttled route spends its one token on the first
+            sent = dict(case.headers)
+            if case.body is not None:
+                sent.setdefault("content-type", "application/json")
+            status, headers, body = fetch(case.port, case.path, case.method, sent, case.body)
+            case.requests += 1
+        if status != case.expect_status:
+            raise RuntimeError(f"{case.label}: expected {case.expect_status}, got {status}: {body[:200]!r}")
+        for name, value in case.expect_headers.items():
+            if headers.get(name) != value:
+                raise RuntimeError(f"{case.label}: expected {name}: {value}, got {headers.get(name)!r}")
+    if args.warmup > 0:
+        for case in cases:
+            sample = run_wrk(case.url, args.warmup, args.connections, args.threads, case.wrk_args())
+            case.requests += sample.requests
+    for round_no in range(args.rounds):
+        order = cases if round_no % 2 == 0 else list(reversed(cases))
+        for case in order:
+            sample = run_wrk(case.url, args.duration, args.connections, args.threads, case.wrk_args())
+            case.samples.append(sample)
+            case.requests += sample.requests
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+
+
+def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     # upstream and nginx proxy
-    up_port, ngx_port = free_port(), free_port()
-    up_conf = nginx_conf(tmp, "upstream", up_port, UPSTREAM_HTTP)
-    ngx_conf = nginx_conf(tmp, "proxy", ngx_port, PROXY_HTTP.replace("UPSTREAM_PORT", str(up_port)))
-    for name, conf, port in (("upstream", up_conf, up_port), ("proxy", ngx_conf, ngx_port)):
-        log = tmp / f"{name}.log"
-        proc = procs.start(
-            ["nginx", "-p", str(tmp), "-e", str(tmp / f"{name}.error.log"), "-c", str(conf)], log
-        )
-        wait_http(port, "/", proc, log)
+    up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
+    ngx_port, _ = start_nginx(tmp, procs, "proxy", PROXY_HTTP.replace("UPSTREAM_PORT", str(up_port)))
 
     # Portico: with its edge (the default), and with `--no-edge` the Python pipeline alone, one per
     # HTTP client asked for (the client only serves HTTP_PROXY without the edge).
-    config_path = tmp / "portico.yaml"
-    config_path.write_text(yaml.safe_dump(portico_config(up_port), sort_keys=False))
+    config = portico_config(up_port)
     variants: list[tuple[str, str | None]] = [("edge", None)]
     if args.no_edge or args.transport:
         transports = list(TRANSPORTS) if args.transport in ("all", "both") else [args.transport]
         variants += [("no-edge", transport) for transport in transports]
     porticos: dict[str, int] = {}
     for mode, transport in variants:
-        port = free_port()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
-        if transport:
-            env["PORTICO_HTTP_TRANSPORT"] = transport
-        name = mode + (f", {transport}" if transport else "")
-        log = tmp / f"portico-{mode}-{transport or 'default'}.log"
-        cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
-        cmd += ["--workers", "1"] + (["--no-edge"] if mode == "no-edge" else [])
-        proc = procs.start(cmd, log, cwd=BENCHES, env=env)
-        wait_http(port, "/mock", proc, log)
-        porticos[name] = port
+        env = bench_env(**({"PORTICO_HTTP_TRANSPORT": transport} if transport else {}))
+        flags = ("--no-edge",) if mode == "no-edge" else ()
+        file_name = f"portico-{mode}-{transport or 'default'}"
+        port, _, config_path = start_portico(tmp, procs, file_name, config, "/mock", flags, env)
+        porticos[mode + (f", {transport}" if transport else "")] = port
 
     # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
     # --ceiling-spin value, measured side by side.
@@ -560,8 +690,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     bare_ports: dict[float, int] = {}
     for spin in spins:
         bare_port = free_port()
-        env = dict(os.environ, BARE_UPSTREAM=f"127.0.0.1:{up_port}", BARE_SPIN_US=str(spin))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
+        env = bench_env(BARE_UPSTREAM=f"127.0.0.1:{up_port}", BARE_SPIN_US=str(spin))
         bare_cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--no-ws"]
         bare_cmd += ["--workers", "1", "--backpressure", "1024", "--log-level", "warning"]
         bare_cmd += ["--host", "127.0.0.1", "--port", str(bare_port), "bare_proxy:app"]
@@ -601,36 +730,271 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         cases = [c for c in cases if c.key in wanted or c.key.split("[")[0] in wanted]
         proxy_keys = [k for k in proxy_keys if k in {c.key for c in cases}]
 
-    # sanity: every case answers what it should before anything is timed
-    for case in cases:
-        fetch(case.port, case.path)  # the throttled route spends its one token here
-        status, body = fetch(case.port, case.path)
-        if status != case.expect_status:
-            raise RuntimeError(f"{case.label}: expected {case.expect_status}, got {status}: {body[:200]!r}")
-
-    if args.warmup > 0:
-        for case in cases:
-            run_wrk(f"http://127.0.0.1:{case.port}{case.path}", args.warmup, args.connections, args.threads)
-    for round_no in range(args.rounds):
-        order = cases if round_no % 2 == 0 else list(reversed(cases))
-        for case in order:
-            url = f"http://127.0.0.1:{case.port}{case.path}"
-            case.samples.append(run_wrk(url, args.duration, args.connections, args.threads))
-        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-
+    measure(args, cases)
     print_table(cases, "nginx", proxy_keys)
 
     if args.profile > 0:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHES), env.get("PYTHONPATH")]))
-        if args.transport in TRANSPORTS:
-            env["PORTICO_HTTP_TRANSPORT"] = args.transport
+        env = bench_env(
+            **({"PORTICO_HTTP_TRANSPORT": args.transport} if args.transport in TRANSPORTS else {})
+        )
         profile(args, tmp, procs, config_path, env)
 
     if args.micro:
         print("\ncargo bench --bench core:")
         subprocess.run(["cargo", "bench", "--bench", "core"], cwd=REPO, check=False)
     return 0
+
+
+# ------------------------------------------------------------------------------------------ production
+
+ORIGIN = "https://app.example"
+EXPOSE = "x-request-id, x-trace-id"
+# The access log's fields, as Portico's `$context` variables and as nginx's equivalents.
+LOG_FIELDS = (
+    ("requestId", "$context.requestId", "$request_id"),
+    ("sourceIp", "$context.identity.sourceIp", "$remote_addr"),
+    ("requestTime", "$context.requestTime", "$time_local"),
+    ("httpMethod", "$context.httpMethod", "$request_method"),
+    ("routeKey", "$context.routeKey", "$request_method $uri"),
+    ("status", "$context.status", "$status"),
+    ("protocol", "$context.protocol", "$server_protocol"),
+    ("responseLength", "$context.responseLength", "$body_bytes_sent"),
+    ("responseLatency", "$context.responseLatency", "$request_time"),
+    ("userAgent", "$context.identity.userAgent", "$http_user_agent"),
+)
+PORTICO_LOG_FORMAT = "{" + ",".join(f'"{name}":"{var}"' for name, var, _ in LOG_FIELDS) + "}"
+NGINX_LOG_FORMAT = "{" + ",".join(f'"{name}":"{var}"' for name, _, var in LOG_FIELDS) + "}"
+_ROUTE_KEY = re.compile(r'"routeKey":"([^"]*)"')
+
+# nginx doing Portico's production job: the same proxy, a JSON access log buffered as a production
+# nginx would write it, and the CORS headers for the allowed origin only (none without an Origin).
+PRODUCTION_PROXY_HTTP = (
+    """
+    keepalive_requests 1000000;
+    log_format bench escape=json 'LOG_FORMAT';
+    map $http_origin $cors_origin {{ default ""; "ORIGIN" $http_origin; }}
+    map $http_origin $cors_expose {{ default ""; "ORIGIN" "EXPOSE"; }}
+    upstream backend {{
+        server 127.0.0.1:UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        access_log ACCESS_LOG bench buffer=64k flush=1s;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header Access-Control-Allow-Origin $cors_origin always;
+            add_header Access-Control-Expose-Headers $cors_expose always;
+        }}
+    }}
+""".replace("LOG_FORMAT", NGINX_LOG_FORMAT.replace("{", "{{").replace("}", "}}"))
+    .replace("ORIGIN", ORIGIN)
+    .replace("EXPOSE", EXPOSE)
+)
+
+
+def production_config(upstream_port: int, access_log: Path, *, cors: bool) -> dict:
+    """One API with an access log to `access_log`: with CORS, GET /proxy (case 1); without, POST
+    /proxy (case 2) and GET /lambda (case 3)."""
+    upstream = {
+        "type": "HTTP_PROXY",
+        "uri": f"http://127.0.0.1:{upstream_port}/",
+        "method": "ANY",
+        "timeoutInMillis": 10000,
+    }
+    api: dict = {"name": "production", "id": "prod12345"}
+    if cors:
+        api["routes"] = [{"route": "GET /proxy", "integration": "upstream"}]
+        api["integrations"] = {"upstream": upstream}
+        api["corsConfiguration"] = {
+            "allowOrigins": [ORIGIN],
+            "allowMethods": ["GET", "POST", "PUT", "DELETE"],
+            "allowHeaders": ["authorization", "content-type", "x-api-key"],
+            "exposeHeaders": [h.strip() for h in EXPOSE.split(",")],
+            "maxAge": 600,
+        }
+    else:
+        api["routes"] = [
+            {"route": "POST /proxy", "integration": "upstream"},
+            {"route": "GET /lambda", "integration": "ok"},
+        ]
+        api["integrations"] = {
+            "upstream": upstream,
+            "ok": {
+                "type": "AWS_PROXY",
+                "uri": "arn:aws:lambda:us-east-1:123456789012:function:ok",
+                "payloadFormatVersion": "2.0",
+            },
+        }
+    return {
+        "functions": {"ok": "handlers:ok"},
+        "apis": [api],
+        "settings": {"accessLog": {"format": PORTICO_LOG_FORMAT, "destination": str(access_log)}},
+    }
+
+
+def json_body(size: int = 1024) -> bytes:
+    """A JSON document of exactly `size` bytes, shaped like an API's request."""
+    doc = {
+        "orderId": "ord-0001234567",
+        "customer": {"id": "cus-42", "email": "jane@example.com", "tier": "gold"},
+        "items": [{"sku": f"SKU-{i:04d}", "qty": i % 5 + 1, "price": round(9.99 + i, 2)} for i in range(8)],
+        "note": "",
+    }
+    base = len(json.dumps(doc, separators=(",", ":")))
+    doc["note"] = "n" * (size - base)
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    assert len(body) == size, len(body)
+    return body
+
+
+@dataclass
+class Target:
+    label: str
+    portico: str  # case keys
+    nginx: str
+    min_ratio: float | None  # Portico/nginx req/s
+    p99_rule: tuple[str, float]  # ("x", N): p99 <= N x nginx's; ("ms", N): p99 <= N ms
+
+
+TARGETS = (
+    Target("GET, access log + CORS", "cors", "nginx-cors", 0.8, ("x", 2.0)),
+    Target("POST 1 KB, access log", "post", "nginx-post", 0.7, ("x", 2.0)),
+    Target("Lambda GET, access log", "lambda", "nginx-log", 0.6, ("ms", 5.0)),
+    Target("bare GET (reference)", "proxy", "nginx", None, ("x", 2.0)),
+)
+
+
+def run_production(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+    up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
+    bare_ngx_port, _ = start_nginx(tmp, procs, "proxy", PROXY_HTTP.replace("UPSTREAM_PORT", str(up_port)))
+    ngx_log = tmp / "nginx-production.access.log"
+    ngx_body = PRODUCTION_PROXY_HTTP.replace("UPSTREAM_PORT", str(up_port)).replace(
+        "ACCESS_LOG", str(ngx_log)
+    )
+    ngx_port, ngx_proc = start_nginx(tmp, procs, "proxy-production", ngx_body)
+
+    cors_log, plain_log = tmp / "portico-cors.access.log", tmp / "portico-log.access.log"
+    # Readiness on an unrouted path: its log line has routeKey "-", outside every case's count.
+    cors_port, cors_proc, _ = start_portico(
+        tmp, procs, "portico-cors", production_config(up_port, cors_log, cors=True), "/ready"
+    )
+    log_port, log_proc, _ = start_portico(
+        tmp, procs, "portico-log", production_config(up_port, plain_log, cors=False), "/ready"
+    )
+    bare_port, _, _ = start_portico(tmp, procs, "portico-bare", portico_config(up_port), "/mock")
+
+    script = tmp / "post.lua"
+    body = json_body()
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = [==[{body.decode()}]==]\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    origin = {"Origin": ORIGIN}
+    cors_headers = {"access-control-allow-origin": ORIGIN, "access-control-expose-headers": EXPOSE}
+    post = {"method": "POST", "body": body, "script": script}
+    cases = [
+        Case(
+            "nginx-cors",
+            "nginx GET, log + CORS",
+            ngx_port,
+            "/cors",
+            headers=origin,
+            expect_headers=cors_headers,
+        ),
+        Case(
+            "cors",
+            "portico GET, log + CORS",
+            cors_port,
+            "/proxy",
+            headers=origin,
+            expect_headers=cors_headers,
+        ),
+        Case("nginx-post", "nginx POST 1 KB, log", ngx_port, "/post", **post),
+        Case("post", "portico POST 1 KB, log", log_port, "/proxy", **post),
+        Case("nginx-log", "nginx GET, log", ngx_port, "/get"),
+        Case("lambda", "portico AWS_PROXY GET, log", log_port, "/lambda"),
+        Case("nginx", "nginx GET, bare", bare_ngx_port, "/"),
+        Case("proxy", "portico GET, bare", bare_port, "/proxy"),
+    ]
+    # Where each case's requests are logged: (file, routeKey).
+    logs = {
+        "nginx-cors": (ngx_log, "GET /cors"),
+        "nginx-post": (ngx_log, "POST /post"),
+        "nginx-log": (ngx_log, "GET /get"),
+        "cors": (cors_log, "GET /proxy"),
+        "post": (plain_log, "POST /proxy"),
+        "lambda": (plain_log, "GET /lambda"),
+    }
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",")}
+        cases = [c for c in cases if c.key in wanted]
+
+    measure(args, cases)
+    print_table(cases, "nginx", [])
+    print_targets(cases)
+
+    # Count the log lines once the servers have stopped (and flushed): one per request answered.
+    for proc in (cors_proc, log_proc, ngx_proc):
+        procs.stop(proc)
+    counts: dict[Path, collections.Counter[str]] = {}
+    for path in {path for path, _ in logs.values()}:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        counts[path] = collections.Counter(_ROUTE_KEY.findall(text))
+    print(
+        f"\naccess log: lines written vs requests answered (wrk's count, warm-up and "
+        f"{CHECKS} checks included; wrk leaves up to -c requests per run uncounted)"
+    )
+    print(f"{'case':<30} {'log lines':>10} {'requests':>10} {'lines - requests':>17}")
+    for case in cases:
+        if case.key in logs:
+            path, route = logs[case.key]
+            lines = counts[path][route]
+            slack = args.connections * (len(case.samples) + (args.warmup > 0))  # in flight at the ends
+            diff = lines - case.requests
+            warn = "  [!lines missing]" if diff < 0 else "  [!more than in flight]" if diff > slack else ""
+            print(f"{case.label:<30} {lines:>10,} {case.requests:>10,} {diff:>17,}{warn}")
+    return 0
+
+
+def print_targets(cases: list[Case]) -> None:
+    by_key = {case.key: case for case in cases if case.samples}
+
+    def med(case: Case, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in case.samples)
+
+    print()
+    head = f"{'':<24} {'portico':>25}   {'nginx':>25}"
+    print(head)
+    print(
+        f"{'case':<24} {'req/s':>9} {'p50':>7} {'p99':>7}   {'req/s':>9} {'p50':>7} {'p99':>7}"
+        f"   {'ratio':>5} {'target':>7}   {'p99 target':>12}"
+    )
+    for target in TARGETS:
+        portico, nginx = by_key.get(target.portico), by_key.get(target.nginx)
+        if portico is None or nginx is None:
+            continue
+        p_rps, n_rps = med(portico, "rps"), med(nginx, "rps")
+        p_p99, n_p99 = med(portico, "p99_ms"), med(nginx, "p99_ms")
+        ratio = p_rps / n_rps
+        if target.min_ratio is None:
+            ratio_target = "ref"
+        else:
+            ratio_target = f">={target.min_ratio:g} " + ("ok" if ratio >= target.min_ratio else "NO")
+        kind, bound = target.p99_rule
+        limit = bound * n_p99 if kind == "x" else bound
+        p99_target = (f"<={bound:g}x " if kind == "x" else f"<={bound:g}ms ") + (
+            "ok" if p_p99 <= limit else "NO"
+        )
+        print(
+            f"{target.label:<24} {p_rps:>9,.0f} {med(portico, 'p50_ms'):>7.2f} {p_p99:>7.2f}"
+            f"   {n_rps:>9,.0f} {med(nginx, 'p50_ms'):>7.2f} {n_p99:>7.2f}"
+            f"   {ratio:>5.2f} {ratio_target:>7}   {p99_target:>12}"
+        )
+    print("(latencies in ms, medians over the rounds; Lambda is against nginx's proxied GET with its log)")
 
 
 def _comm(pid: int) -> str:
