@@ -447,8 +447,9 @@ impl Core {
             headers,
             client_ip: client_ip.parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
             scheme: if scheme == "https" { "https" } else { "http" },
+            // Granian says "1" for HTTP/1.0 (ASGI servers differ); "1.1" is HTTP/1.1.
             version: match http_version {
-                "1.0" => http::Version::HTTP_10,
+                "1.0" | "1" => http::Version::HTTP_10,
                 "2" | "2.0" => http::Version::HTTP_2,
                 _ => http::Version::HTTP_11,
             },

@@ -475,6 +475,10 @@ impl Pipeline {
         if let Some(t) = answer.error_type {
             headers.insert("x-amzn-errortype", HeaderValue::from_static(t));
         }
+        if error == ErrorType::RequestTooLarge {
+            // The rest of the body is not worth reading: close rather than drain it.
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(cors) = self.cors(snap, ex) {
             cors.apply(parts.headers.get(ORIGIN), headers);
         }
@@ -515,7 +519,10 @@ impl Pipeline {
         let error = error.map(|f| (f.error, f.detail));
         let kind = ex.api.map_or(ApiKind::Http, |a| snap.api(a).kind);
         let account_id = snap.settings.account_id.to_string();
+        // A HEAD answer carries no body, whatever its length says.
+        let head = parts.method == http::Method::HEAD;
         let write = move |sent: u64, _completed: bool| {
+            let sent = if head { 0 } else { sent };
             let source_ip = conn.client_ip.to_string();
             let record = LogRecord {
                 request_id: &request_id,

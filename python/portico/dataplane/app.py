@@ -271,6 +271,9 @@ class DataPlane:
         for name, value in headers:
             if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
                 has_body = True
+            elif name == b"host" and not value:
+                # Some ASGI servers make up an empty Host for a request that sent none.
+                headers = [h for h in headers if h != (b"host", b"")]
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
         target = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
