@@ -186,7 +186,7 @@ class Job:
 
     @property
     def kind(self) -> str:
-        """"lambda", "on_request" or "on_response"."""
+        """ "lambda", "on_request" or "on_response"."""
     def lambda_call(self) -> tuple[str, bytes, int, str, str]:
         """(function uri, event JSON, timeout ms, region, account id); taken once."""
     def plugin_call(self) -> tuple[dict[str, object], tuple[int, list[tuple[str, str]], bytes] | None]:
