@@ -15,6 +15,7 @@ from conftest import start_server
 
 FUNCTIONS = {"echo": "handlers.basic:echo"}
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:echo"
+MOCK = {"type": "MOCK", "statusCode": 200, "body": "fine"}
 
 
 def _config(log_file: Path) -> dict:
@@ -29,7 +30,7 @@ def _config(log_file: Path) -> dict:
             {
                 "name": "logged",
                 "routes": [
-                    {"route": "GET /mock", "integration": {"type": "MOCK", "statusCode": 200, "body": "fine"}},
+                    {"route": "GET /mock", "integration": MOCK},
                     {"route": "GET /lambda", "integration": {"type": "AWS_PROXY", "uri": ARN}},
                 ],
             }
