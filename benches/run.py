@@ -1,9 +1,8 @@
 """Side-by-side benchmark: Portico against nginx, on loopback, in one command.
 
     python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
-                          [--no-edge] [--transport native|aiohttp|all] [--only CASE[,CASE...]]
-                          [--ceiling-spin US,...]
-                          [--profile S] [--micro] [--keep]
+                          [--no-edge] [--only CASE[,CASE...]] [--ceiling-spin US,...]
+                          [--micro] [--keep]
     python benches/run.py --shape production [--duration S] [--warmup S] [--connections N]
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
 
@@ -15,11 +14,10 @@ What it starts (every port is a free one picked at run time; everything listens 
                   GET /lambda   AWS_PROXY  -> benches/handlers.py:hello (payload 2.0)
                   GET /mock     MOCK       -> 200 {"ok":true}
                   GET /limited  MOCK behind a route throttle of rate 1 / burst 1 (answers 429)
-                Served with its edge (the default: HTTP_PROXY, MOCK and 429 answered in Rust, the
-                Lambda route passed to the Python pipeline behind Granian). With `--no-edge`, a second
-                Portico serves everything through the Python pipeline (`portico serve --no-edge`),
-                measured side by side; with `--transport T` (native, aiohttp, or all/both) one such
-                Portico per HTTP client.
+                Served by its edge (the default): every request runs the core's pipeline in Rust,
+                the Lambda handler runs on the Python side's threads in process. With `--no-edge`, a
+                second Portico serves the embedded ASGI app through Granian (`portico serve
+                --no-edge`, the same pipeline behind Python's ASGI door), measured side by side.
   ceiling       benches/bare_proxy.py on the same Granian settings as Portico: the least an ASGI proxy
                 can do (a pooled GET, nothing else). Its ratio to nginx bounds every design that runs
                 Python per request; Portico's gap to it is the cost of the gateway's own work.
@@ -57,12 +55,8 @@ Flags:
   --threads N       wrk threads (default 1)
   --rounds N        rounds (default 3)
   --no-edge         also measure Portico without its edge (Python pipeline only), side by side
-  --transport T     the Python pipeline's HTTP_PROXY client for the no-edge Portico: native, aiohttp,
-                    or all (`both` is a synonym): one Portico each (implies --no-edge)
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
                     (production: nginx-cors, cors, nginx-post, post, nginx-log, lambda, nginx, proxy)
-  --profile S       after the rounds, sample a `--no-edge` Portico's worker with py-spy for S seconds
-                    under HTTP_PROXY load and print where Python's time goes (needs py-spy)
   --ceiling-spin US[,US...]
                     add US microseconds of busy work per request to the ceiling's proxy, one proxy per
                     value, side by side (e.g. 0,4,8,12): what each microsecond of per-request Python
@@ -102,8 +96,6 @@ REPO = BENCHES.parent
 UPSTREAM_BODY = '{"message":"hello from upstream","ok":true}'
 # Requests each case answers before it is timed (the first spends a throttled route's one token).
 CHECKS = 2
-# Portico's HTTP_PROXY clients (PORTICO_HTTP_TRANSPORT); `--transport all` measures each.
-TRANSPORTS = ("native", "aiohttp")
 
 # ------------------------------------------------------------------------------------------ processes
 
@@ -436,109 +428,6 @@ def print_table(cases: list[Case], nginx_key: str, proxy_keys: list[str]) -> Non
             print(f"ratio {label} / nginx proxy: {medians[key] / medians[nginx_key]:.2f}")
 
 
-# ------------------------------------------------------------------------------------------ profile
-
-
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds used so far by each thread of `pid`, summed per thread name."""
-    out: dict[str, float] = collections.defaultdict(float)
-    tick = os.sysconf("SC_CLK_TCK")
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        out[name] += (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-def profile(args: argparse.Namespace, tmp: Path, procs: Processes, config_path: Path, env: dict) -> None:
-    """Portico under HTTP_PROXY load: CPU per worker thread, and (with py-spy) where Python spends it.
-
-    py-spy launches the server itself (`py-spy record --subprocesses -- python -m portico serve ...`):
-    attaching to a running process needs ptrace rights that containers often lack.
-    """
-    port = free_port()
-    serve = [
-        sys.executable,
-        "-m",
-        "portico",
-        "serve",
-        str(config_path),
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-edge",  # the profile is of the Python pipeline
-    ]
-    py_spy = shutil.which("py-spy")
-    raw = tmp / "profile.txt"
-    if py_spy:
-        cmd = [py_spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(raw)]
-        cmd += ["--", *serve]
-    else:
-        print("\n--profile: py-spy not found (pip install py-spy): thread CPU only")
-        cmd = serve
-    log = tmp / "portico-profile.log"
-    leader = procs.start(cmd, log, cwd=BENCHES, env=env)
-    wait_http(port, "/proxy", leader, log)
-    time.sleep(0.5)
-    workers = [pid for pid in descendants(leader.pid) if "portico" in _comm(pid)]
-    worker = workers[-1]
-    url = f"http://127.0.0.1:{port}/proxy"
-    run_wrk(url, 1, args.connections, args.threads)  # warm-up
-    before = thread_cpu(worker)
-    sample = run_wrk(url, args.profile, args.connections, args.threads)
-    after = thread_cpu(worker)
-    if py_spy:
-        leader.send_signal(signal.SIGINT)  # py-spy writes its file; the server it launched lives on
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            leader.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(leader.pid, signal.SIGTERM)
-    seconds = max(1, round(args.profile))
-    print(f"\nprofile: Portico worker (pid {worker}) under HTTP_PROXY load, {sample.rps:,.0f} req/s")
-    print("  CPU per worker thread (% of one core):")
-    for name in sorted(after, key=lambda n: after[n] - before.get(n, 0), reverse=True):
-        share = 100 * (after[name] - before.get(name, 0)) / seconds
-        if share >= 0.5:
-            print(f"    {share:5.1f}%  {name}")
-    if not py_spy or not raw.exists():
-        return
-    self_time: collections.Counter[str] = collections.Counter()
-    total_time: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = [f for f in stack.split(";") if not f.startswith("process ")]
-        if not count.isdigit() or not frames:
-            continue  # samples of threads with no Python frame (Rust runtimes)
-        n = int(count)
-        total += n
-        self_time[_short(frames[-1])] += n
-        for frame in set(map(_short, frames)):
-            total_time[frame] += n
-    if not total:
-        print("  py-spy: no samples")
-        return
-    print(f"  Python stacks (py-spy, non-idle), {total} samples (py-spy):")
-    print("  top self time:")
-    for frame, n in self_time.most_common(15):
-        print(f"    {100 * n / total:5.1f}%  {frame}")
-    print("  top inclusive time:")
-    for frame, n in total_time.most_common(20):
-        print(f"    {100 * n / total:5.1f}%  {frame}")
-    print(f"  raw stacks: {raw} (kept with --keep)")
-
-
-def _short(frame: str) -> str:
-    frame = re.sub(r"/[^ ()]*/site-packages/", "", frame)
-    frame = frame.replace(str(REPO) + "/", "")
-    return frame
-
-
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -551,19 +440,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--transport", choices=[*TRANSPORTS, "all", "both"], default=None)
     parser.add_argument("--no-edge", action="store_true")
     parser.add_argument("--only", default="")
-    parser.add_argument("--profile", type=int, default=0)
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--shape", choices=("bare", "production"), default="bare")
     args = parser.parse_args()
     if args.shape == "production" and (
-        args.no_edge or args.transport or args.profile or args.ceiling_spin not in ("0", "")
+        args.no_edge or args.ceiling_spin not in ("0", "")
     ):
-        parser.error("--shape production takes none of --no-edge, --transport, --profile, --ceiling-spin")
+        parser.error("--shape production takes none of --no-edge, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
@@ -669,20 +556,14 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
     ngx_port, _ = start_nginx(tmp, procs, "proxy", PROXY_HTTP.replace("UPSTREAM_PORT", str(up_port)))
 
-    # Portico: with its edge (the default), and with `--no-edge` the Python pipeline alone, one per
-    # HTTP client asked for (the client only serves HTTP_PROXY without the edge).
+    # Portico: served by its edge (the default), and with `--no-edge` the embedded ASGI app behind
+    # Granian, side by side.
     config = portico_config(up_port)
-    variants: list[tuple[str, str | None]] = [("edge", None)]
-    if args.no_edge or args.transport:
-        transports = list(TRANSPORTS) if args.transport in ("all", "both") else [args.transport]
-        variants += [("no-edge", transport) for transport in transports]
     porticos: dict[str, int] = {}
-    for mode, transport in variants:
-        env = bench_env(**({"PORTICO_HTTP_TRANSPORT": transport} if transport else {}))
+    for mode in ("edge", "no-edge") if args.no_edge else ("edge",):
         flags = ("--no-edge",) if mode == "no-edge" else ()
-        file_name = f"portico-{mode}-{transport or 'default'}"
-        port, _, config_path = start_portico(tmp, procs, file_name, config, "/mock", flags, env)
-        porticos[mode + (f", {transport}" if transport else "")] = port
+        port, _, _ = start_portico(tmp, procs, f"portico-{mode}", config, "/mock", flags, bench_env())
+        porticos[mode] = port
 
     # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
     # --ceiling-spin value, measured side by side.
@@ -732,12 +613,6 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
 
     measure(args, cases)
     print_table(cases, "nginx", proxy_keys)
-
-    if args.profile > 0:
-        env = bench_env(
-            **({"PORTICO_HTTP_TRANSPORT": args.transport} if args.transport in TRANSPORTS else {})
-        )
-        profile(args, tmp, procs, config_path, env)
 
     if args.micro:
         print("\ncargo bench --bench core:")
