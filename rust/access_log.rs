@@ -598,6 +598,10 @@ pub fn install_sighup_reopen() -> io::Result<()> {
 
 /// How long the idle writer thread sleeps between looks at the SIGHUP counter.
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// How long the writer naps between batches under load: a line reaches the file within this.
+const BATCH_INTERVAL: Duration = Duration::from_millis(5);
+/// Lines pending past this many bytes wake the writer before its nap ends.
+const WAKE_BYTES: usize = 256 * 1024;
 /// How often (at most) the thread checks that the path still names the open file.
 const PATH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest single `write` to a pipe or terminal (POSIX `PIPE_BUF`: atomic up to this size).
@@ -614,8 +618,13 @@ struct State {
     handed_in: u64,
     /// Lines the thread is done with (written, or reported as failed).
     done: u64,
-    /// The thread sleeps and must be woken for new lines.
+    /// The thread sleeps with nothing to write and must be woken for new lines. Between batches
+    /// it naps instead (`BATCH_INTERVAL`), and lines handed in meanwhile wake nobody: under load
+    /// the thread writes a batch per nap rather than being woken per line (a futex wake per
+    /// request cost the pipeline's thread about 7% of its time).
     idle: bool,
+    /// `flush` waits: write without finishing the nap.
+    flushing: bool,
     reopen: bool,
     closing: bool,
     /// The thread has exited (only after `closing`, or if it panicked).
@@ -656,6 +665,7 @@ impl AccessLogWriter {
                 handed_in: 0,
                 done: 0,
                 idle: false,
+                flushing: false,
                 reopen: false,
                 closing: false,
                 gone: false,
@@ -710,6 +720,10 @@ impl AccessLogWriter {
     pub fn flush(&self) {
         let mut st = self.shared.lock();
         let target = st.handed_in;
+        if st.done < target {
+            st.flushing = true;
+            self.shared.wake.notify_one();
+        }
         while st.done < target && !st.gone {
             st = self
                 .shared
@@ -725,11 +739,12 @@ impl AccessLogWriter {
     pub fn reopen(&self) {
         let mut st = self.shared.lock();
         st.reopen = true;
-        self.wake_locked(st);
+        drop(st);
+        self.shared.wake.notify_one();
     }
 
     fn wake_locked(&self, mut st: MutexGuard<'_, State>) {
-        if st.idle {
+        if st.idle || st.pending.len() >= WAKE_BYTES {
             st.idle = false;
             drop(st);
             self.shared.wake.notify_one();
@@ -769,8 +784,13 @@ fn run(shared: Arc<Shared>, mut sink: Sink) {
     loop {
         let (upto, closing, reopen_asked) = {
             let mut st = shared.lock();
+            // Whether the thread has napped since its last batch.
+            let mut napped = false;
             loop {
-                if !st.pending.is_empty() || st.closing || st.reopen {
+                if st.closing || st.reopen || (!st.pending.is_empty() && (napped || st.flushing)) {
+                    break;
+                }
+                if st.pending.len() >= WAKE_BYTES {
                     break;
                 }
                 if sink.is_file()
@@ -779,14 +799,25 @@ fn run(shared: Arc<Shared>, mut sink: Sink) {
                 {
                     break;
                 }
-                st.idle = true;
-                st = shared
-                    .wake
-                    .wait_timeout(st, IDLE_TICK)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-                st.idle = false;
+                if st.pending.is_empty() && napped {
+                    // Nothing came during the nap: sleep until a line comes.
+                    st.idle = true;
+                    st = shared
+                        .wake
+                        .wait_timeout(st, IDLE_TICK)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    st.idle = false;
+                } else {
+                    st = shared
+                        .wake
+                        .wait_timeout(st, BATCH_INTERVAL)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    napped = true;
+                }
             }
+            st.flushing = false;
             mem::swap(&mut batch, &mut st.pending);
             (
                 st.handed_in,

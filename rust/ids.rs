@@ -60,6 +60,24 @@ impl IdGenerator {
         out
     }
 
+    /// A random (version 4) UUID, as Lambda's invocation ids (`context.aws_request_id`) are.
+    pub fn uuid(&self) -> String {
+        let (hi, lo) = (self.next_random(), self.next_random());
+        let hi = (hi & !0xF000) | 0x4000; // version 4
+        let lo = (lo & !(0b11 << 62)) | (0b10 << 62); // RFC 4122 variant
+        let mut out = String::with_capacity(36);
+        push_hex(&mut out, hi >> 32, 8);
+        out.push('-');
+        push_hex(&mut out, (hi >> 16) & 0xFFFF, 4);
+        out.push('-');
+        push_hex(&mut out, hi & 0xFFFF, 4);
+        out.push('-');
+        push_hex(&mut out, lo >> 48, 4);
+        out.push('-');
+        push_hex(&mut out, lo & 0xFFFF_FFFF_FFFF, 12);
+        out
+    }
+
     fn next_random(&self) -> u64 {
         // wyrand: a Weyl sequence (atomic, so generators are thread-safe) through a 128-bit mix.
         let s = self
@@ -129,4 +147,16 @@ mod tests {
         assert!(t[16..].bytes().all(|b| HEX.contains(&b)));
         assert_ne!(ids.trace_id(1), ids.trace_id(1));
     }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let ids = IdGenerator::new();
+        let (a, b) = (ids.uuid(), ids.uuid());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+        assert_eq!(a.matches('-').count(), 4);
+    }
 }
+

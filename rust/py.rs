@@ -607,9 +607,13 @@ impl Job {
         self.kind
     }
 
-    /// A Lambda call's arguments: (function uri, event JSON, timeout ms, region, account id).
-    /// Taken once.
-    fn lambda_call<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyBytes>, u64, String, String)> {
+    /// A Lambda call's arguments: (function uri, event JSON, timeout ms, region, account id,
+    /// invocation id). Taken once.
+    #[allow(clippy::type_complexity)]
+    fn lambda_call<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(String, Bound<'py, PyBytes>, u64, String, String, String)> {
         match self.call.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(Call::Lambda(c)) => Ok((
                 c.uri.into(),
@@ -617,6 +621,7 @@ impl Job {
                 c.timeout_ms,
                 c.region.into(),
                 c.account_id.into(),
+                c.invocation_id,
             )),
             _ => Err(PyRuntimeError::new_err("not a Lambda call, or taken already")),
         }

@@ -187,8 +187,8 @@ class Job:
     @property
     def kind(self) -> str:
         """ "lambda", "on_request" or "on_response"."""
-    def lambda_call(self) -> tuple[str, bytes, int, str, str]:
-        """(function uri, event JSON, timeout ms, region, account id); taken once."""
+    def lambda_call(self) -> tuple[str, bytes, int, str, str, str]:
+        """(function uri, event JSON, timeout ms, region, account id, invocation id); taken once."""
     def plugin_call(self) -> tuple[dict[str, object], tuple[int, list[tuple[str, str]], bytes] | None]:
         """(the request, as `RequestContext.from_core` reads it; the response for on_response)."""
     def reply_lambda(self, result: bytes) -> None:

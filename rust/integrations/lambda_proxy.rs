@@ -47,6 +47,7 @@ impl LambdaProxy {
         accept: Option<&str>,
         region: &str,
         account_id: &str,
+        invocation_id: String,
     ) -> Result<LambdaResponse, (ErrorType, String)> {
         let uri = match &self.uri {
             Ok(uri) => uri.clone(),
@@ -54,6 +55,7 @@ impl LambdaProxy {
         };
         let event = lambda::build_event(source);
         let reply = invoker.call(Call::Lambda(LambdaCall {
+            invocation_id,
             uri,
             event,
             timeout_ms: self.timeout.as_millis() as u64,

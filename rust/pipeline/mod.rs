@@ -80,14 +80,19 @@ struct Exchange {
     api: Option<usize>,
     serving: Option<Arc<Serving>>,
     route: Option<usize>,
-    /// The path as addressed to the API's stage (path-style addressing mapped to `/{stage}/...`).
-    addressed_path: String,
+    /// For a request addressed path-style, the path as the stage's own host would see it.
+    path_style: Option<String>,
     error: Option<Failure>,
 }
 
 impl Exchange {
-    fn route<'s>(&'s self) -> Option<&'s RouteRuntime> {
+    fn route(&self) -> Option<&RouteRuntime> {
         Some(&self.serving.as_ref()?.routes[self.route?])
+    }
+
+    /// The path as addressed to the stage (`$context.path`, the event's raw path).
+    fn addressed_path<'p>(&'p self, parts: &'p http::request::Parts) -> &'p str {
+        self.path_style.as_deref().unwrap_or(parts.uri.path())
     }
 }
 
@@ -139,7 +144,7 @@ impl Pipeline {
             api: None,
             serving: None,
             route: None,
-            addressed_path: String::new(),
+            path_style: None,
             error: None,
         };
         let mut response = match self.run(&snap, &parts, body, conn, &mut ex).await {
@@ -164,7 +169,7 @@ impl Pipeline {
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
             response.headers_mut().insert(REQUEST_ID, id);
         }
-        self.access_log(&snap, &parts, conn, ex, response)
+        self.access_log(snap, parts, conn, ex, response)
     }
 
     async fn run(
@@ -185,7 +190,7 @@ impl Pipeline {
         let mut d = snap.classify(host, parts.method.as_str(), raw_path);
         ex.api = d.api;
         ex.serving = snap.serving(&d).cloned();
-        ex.addressed_path = addressed_path(&d, ex.serving.as_deref(), raw_path);
+        ex.path_style = d.path_style.then(|| stage_path(&d, ex.serving.as_deref()));
 
         // CORS preflight: answered by the gateway whatever the route.
         if let Some(cors) = self.cors(snap, ex) {
@@ -317,7 +322,7 @@ impl Pipeline {
                     extended_request_id: &extended,
                     trace_id: &trace,
                     method: parts.method.as_str(),
-                    raw_path: &ex.addressed_path,
+                    raw_path: ex.path_style.as_deref().unwrap_or(parts.uri.path()),
                     path: d.path,
                     raw_query: parts.uri.query().unwrap_or(""),
                     headers: &parts.headers,
@@ -339,7 +344,14 @@ impl Pipeline {
                 };
                 let accept = header_str(&parts.headers, ACCEPT);
                 match lambda
-                    .invoke(&self.invoker, &source, accept, &settings.region, &settings.account_id)
+                    .invoke(
+                        &self.invoker,
+                        &source,
+                        accept,
+                        &settings.region,
+                        &settings.account_id,
+                        self.ids.uuid(),
+                    )
                     .await
                 {
                     Ok(r) => Ok(response_of(r.status, r.headers, full(r.body))),
@@ -486,10 +498,12 @@ impl Pipeline {
     }
 
     /// The access-log phase: when the response body has gone (or failed), one line per log.
+    /// The request head and what the pipeline learned move into the body's end: nothing is
+    /// copied for the log.
     fn access_log(
         &self,
-        snap: &Arc<Snapshot>,
-        parts: &http::request::Parts,
+        snap: Arc<Snapshot>,
+        parts: http::request::Parts,
         conn: Connection,
         ex: Exchange,
         response: Response<PipelineBody>,
@@ -499,57 +513,43 @@ impl Pipeline {
         if stage_log.is_none() && global.is_none() {
             return response;
         }
-        let api_id = ex.api.map(|a| snap.api(a).id.to_string());
-        let route_key = ex.route().map(|r| r.key.to_string());
-        let resource_path = ex.route().map(|r| r.resource_path.to_string());
-        let stage = ex.serving.as_ref().map(|s| s.stage.to_string());
         let status = response.status().as_u16();
-        let method = parts.method.as_str().to_owned();
-        let user_agent = header_str(&parts.headers, USER_AGENT).map(str::to_owned);
-        let domain = header_str(&parts.headers, HOST).unwrap_or("").to_owned();
-        let proto = protocol(parts.version);
-        let Exchange {
-            request_id,
-            started,
-            epoch_ms,
-            addressed_path,
-            error,
-            ..
-        } = ex;
-        let error = error.map(|f| (f.error, f.detail));
-        let kind = ex.api.map_or(ApiKind::Http, |a| snap.api(a).kind);
-        let account_id = snap.settings.account_id.to_string();
-        // A HEAD answer carries no body, whatever its length says.
-        let head = parts.method == http::Method::HEAD;
         let write = move |sent: u64, _completed: bool| {
-            let sent = if head { 0 } else { sent };
-            let source_ip = conn.client_ip.to_string();
+            // A HEAD answer carries no body, whatever its length says.
+            let sent = if parts.method == http::Method::HEAD { 0 } else { sent };
+            let api = ex.api.map(|a| snap.api(a));
+            let serving = ex.serving.as_deref();
+            let route = ex.route();
+            let mut ip = [0u8; 48];
+            let source_ip = ip_text(conn.client_ip, &mut ip);
+            let error = ex.error.as_ref();
             let record = LogRecord {
-                request_id: &request_id,
-                extended_request_id: Some(&request_id),
-                http_method: &method,
-                path: &addressed_path,
-                protocol: proto,
-                domain_name: Some(&domain),
-                request_time_epoch_ms: epoch_ms,
+                request_id: &ex.request_id,
+                extended_request_id: Some(&ex.request_id),
+                http_method: parts.method.as_str(),
+                path: ex.addressed_path(&parts),
+                protocol: protocol(parts.version),
+                domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
+                request_time_epoch_ms: ex.epoch_ms,
                 identity: Identity {
-                    source_ip: &source_ip,
-                    user_agent: user_agent.as_deref(),
+                    source_ip,
+                    user_agent: header_str(&parts.headers, USER_AGENT),
                     ..Default::default()
                 },
-                account_id: Some(&account_id),
-                api_id: api_id.as_deref(),
-                stage: stage.as_deref(),
-                route_key: route_key.as_deref(),
-                resource_path: resource_path.as_deref(),
+                account_id: Some(&snap.settings.account_id),
+                api_id: api.map(|a| &*a.id),
+                stage: serving.map(|s| &*s.stage),
+                route_key: route.map(|r| &*r.key),
+                resource_path: route.map(|r| &*r.resource_path),
                 status,
                 response_length: sent,
-                response_latency_ms: started.elapsed().as_millis() as u64,
-                error_message: error.as_ref().map(|(_, m)| m.as_str()),
-                error_response_type: error.as_ref().map(|(t, _)| t.name()),
-                integration_error: error.as_ref().map(|(_, d)| d.as_str()),
+                response_latency_ms: ex.started.elapsed().as_millis() as u64,
+                error_message: error.map(|f| f.detail.as_str()),
+                error_response_type: error.map(|f| f.error.name()),
+                integration_error: error.map(|f| f.detail.as_str()),
                 ..Default::default()
             };
+            let kind = api.map_or(ApiKind::Http, |a| a.kind);
             for log in stage_log.iter().chain(global.iter()) {
                 log.log(kind, &record);
             }
@@ -557,6 +557,15 @@ impl Pipeline {
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, Reported::new(body, write).boxed())
     }
+}
+
+/// `ip` as text, written into `buf` (no allocation).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
 /// A response from parts given as text (the Python side's and Lambda's).
@@ -597,10 +606,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// The path as addressed to the stage: a path-style request (`/restapis/{id}/{stage}/
 /// _user_request_/orders`) is seen as the stage's own host would see it (`/{stage}/orders`, or
 /// `/orders` on an HTTP API's `$default` stage), so that handlers and frameworks route it.
-fn addressed_path(d: &Decision<'_>, serving: Option<&Serving>, raw_path: &str) -> String {
-    if !d.path_style {
-        return raw_path.to_owned();
-    }
+fn stage_path(d: &Decision<'_>, serving: Option<&Serving>) -> String {
     match serving {
         Some(s) if &*s.stage != "$default" => format!("/{}{}", s.stage, if d.path == "/" { "" } else { d.path }),
         _ => d.path.to_owned(),

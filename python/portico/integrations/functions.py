@@ -305,11 +305,18 @@ class FunctionRegistry:
         return fn
 
     def context_for(
-        self, ref: FunctionRef, fn: LambdaFunction, *, timeout_ms: int, region: str, account_id: str
+        self,
+        ref: FunctionRef,
+        fn: LambdaFunction,
+        *,
+        timeout_ms: int,
+        region: str,
+        account_id: str,
+        invocation_id: str | None = None,
     ) -> LambdaContext:
         """The `context` a handler of `fn` gets for one invocation through `ref`."""
         return LambdaContext(
-            aws_request_id=_new_request_id(),
+            aws_request_id=invocation_id or _new_request_id(),
             function_name=ref.name,
             invoked_function_arn=ref.arn(region, account_id),
             deadline_ms=time.time() * 1000 + timeout_ms,

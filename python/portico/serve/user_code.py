@@ -108,7 +108,7 @@ class UserCode:
     # ------------------------------------------------------------------------ Lambda handlers
 
     def _invoke(self, job: _core.Job, loop: asyncio.AbstractEventLoop) -> None:
-        uri, event_json, timeout_ms, region, account_id = job.lambda_call()
+        uri, event_json, timeout_ms, region, account_id, invocation_id = job.lambda_call()
         try:
             ref = parse_function_uri(uri)
         except ValueError as exc:
