@@ -461,60 +461,71 @@ pub fn upstream_request_headers(
             }
         }
     }
-    let hop = format!(
-        "by={};for={};host={};proto={}",
-        forwarded_value(by),
-        forwarded_value(&client_ip.to_string()),
-        forwarded_value(host),
-        scheme,
-    );
-    let mut elements: Vec<String> = Vec::new();
-    if let Some(forwarded) = special.get("forwarded") {
-        elements.push(forwarded.clone());
-    }
+    // This hop, written in one buffer (`by=..;for=..;host=..;proto=..`).
+    let mut hop = String::with_capacity(by.len() + host.len() + 64);
+    hop.push_str("by=");
+    push_forwarded(&mut hop, by);
+    hop.push_str(";for=");
+    let mut ip = [0u8; 48];
+    push_forwarded(&mut hop, ip_text(client_ip, &mut ip));
+    hop.push_str(";host=");
+    push_forwarded(&mut hop, host);
+    hop.push_str(";proto=");
+    hop.push_str(scheme);
     let xff = special.get("x-forwarded-for");
     let xfh = special.get("x-forwarded-host");
     let xfp = special.get("x-forwarded-proto");
-    if xff.is_some() || xfh.is_some() || xfp.is_some() {
-        let hops: Vec<&str> = xff
-            .map(|v| v.split(',').map(str::trim).filter(|h| !h.is_empty()).collect())
-            .unwrap_or_default();
-        let mut extra = String::new();
-        if let Some(h) = xfh {
-            extra.push_str(";host=");
-            extra.push_str(&forwarded_value(h.split(',').next().unwrap_or("").trim()));
+    let forwarded = if special.get("forwarded").is_none() && xff.is_none() && xfh.is_none() && xfp.is_none() {
+        hop
+    } else {
+        let mut elements: Vec<String> = Vec::new();
+        if let Some(forwarded) = special.get("forwarded") {
+            elements.push(forwarded.clone());
         }
-        if let Some(p) = xfp {
-            extra.push_str(";proto=");
-            extra.push_str(&forwarded_value(p.split(',').next().unwrap_or("").trim()));
+        if xff.is_some() || xfh.is_some() || xfp.is_some() {
+            let hops: Vec<&str> = xff
+                .map(|v| v.split(',').map(str::trim).filter(|h| !h.is_empty()).collect())
+                .unwrap_or_default();
+            let mut extra = String::new();
+            if let Some(h) = xfh {
+                extra.push_str(";host=");
+                extra.push_str(&forwarded_value(h.split(',').next().unwrap_or("").trim()));
+            }
+            if let Some(p) = xfp {
+                extra.push_str(";proto=");
+                extra.push_str(&forwarded_value(p.split(',').next().unwrap_or("").trim()));
+            }
+            if let Some((first, rest)) = hops.split_first() {
+                elements.push(format!("for={}{extra}", forwarded_value(first)));
+                elements.extend(rest.iter().map(|h| format!("for={}", forwarded_value(h))));
+            } else if !extra.is_empty() {
+                elements.push(extra[1..].to_owned());
+            }
         }
-        if let Some((first, rest)) = hops.split_first() {
-            elements.push(format!("for={}{extra}", forwarded_value(first)));
-            elements.extend(rest.iter().map(|h| format!("for={}", forwarded_value(h))));
-        } else if !extra.is_empty() {
-            elements.push(extra[1..].to_owned());
-        }
-    }
-    elements.push(hop);
-    let value = |text: String| HeaderValue::from_bytes(&latin1(&text)).ok();
-    if let Some(v) = value(elements.join(", ")) {
+        elements.push(hop);
+        elements.join(", ")
+    };
+    if let Some(v) = header_value(forwarded) {
         out.append("forwarded", v);
     }
-    let via = match special.get("via") {
-        Some(prev) => format!("{prev}, {VIA}"),
-        None => VIA.to_owned(),
-    };
-    if let Some(v) = value(via) {
-        out.append("via", v);
+    match special.get("via") {
+        Some(prev) => {
+            if let Some(v) = header_value(format!("{prev}, {VIA}")) {
+                out.append("via", v);
+            }
+        }
+        None => {
+            out.append("via", HeaderValue::from_static(VIA));
+        }
     }
     let trace = match special.get("x-amzn-trace-id") {
         Some(t) if has_trace_root(t) => t.clone(),
         _ => trace_id(),
     };
-    if let Some(v) = value(trace) {
+    if let Some(v) = header_value(trace) {
         out.append("x-amzn-trace-id", v);
     }
-    match special.get("user-agent").and_then(|ua| value(ua.clone())) {
+    match special.get("user-agent").and_then(|ua| header_value(ua.clone())) {
         Some(v) => {
             out.append("user-agent", v);
         }
@@ -523,6 +534,34 @@ pub fn upstream_request_headers(
         }
     }
     out
+}
+
+/// A header value from text kept as latin-1 (one byte per character), without a copy when the
+/// text is ASCII.
+fn header_value(text: String) -> Option<HeaderValue> {
+    if text.is_ascii() {
+        HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
+    } else {
+        HeaderValue::from_bytes(&latin1(&text)).ok()
+    }
+}
+
+/// `value` as an RFC 7239 value, appended to `out` (see `forwarded_value`).
+fn push_forwarded(out: &mut String, value: &str) {
+    if is_token(value) {
+        out.push_str(value);
+    } else {
+        out.push_str(&forwarded_value(value));
+    }
+}
+
+/// `ip` as text in `buf` (no allocation).
+fn ip_text<'b>(ip: &IpAddr, buf: &'b mut [u8; 48]) -> &'b str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
 fn latin1(text: &str) -> Vec<u8> {
@@ -561,6 +600,8 @@ pub fn filter_response_headers(headers: &mut HeaderMap) {
 struct IdleTimeout {
     inner: Incoming,
     timeout: Duration,
+    /// When the last frame came: the timer is moved on only when it fires, not per frame.
+    progress: tokio::time::Instant,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -569,6 +610,7 @@ impl IdleTimeout {
         IdleTimeout {
             inner,
             timeout,
+            progress: tokio::time::Instant::now(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
         }
     }
@@ -585,15 +627,22 @@ impl Body for IdleTimeout {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + this.timeout;
-                this.deadline.as_mut().reset(next);
+                this.progress = tokio::time::Instant::now();
                 Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                // An error makes hyper abort the connection: the client sees a truncated
-                // response, never one that looks complete.
-                Poll::Ready(()) => Poll::Ready(Some(Err("upstream body read timed out".into()))),
-                Poll::Pending => Poll::Pending,
+            Poll::Pending => loop {
+                match this.deadline.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        let due = this.progress + this.timeout;
+                        if due <= tokio::time::Instant::now() {
+                            // An error makes hyper abort the connection: the client sees a
+                            // truncated response, never one that looks complete.
+                            return Poll::Ready(Some(Err("upstream body read timed out".into())));
+                        }
+                        this.deadline.as_mut().reset(due);
+                    }
+                }
             },
         }
     }
