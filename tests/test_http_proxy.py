@@ -1,7 +1,8 @@
 """HTTP_PROXY end to end: a real Portico process in front of a real upstream, over loopback sockets.
 
 The upstream is an aiohttp server (plus a raw socket server for byte-exact responses) running in a
-thread of the test process, on free ports. Every test runs once per HTTP client (native, aiohttp).
+thread of the test process, on free ports. Every test runs once per front door (the edge and the
+embedded app behind Granian).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from aiohttp import web
 
 MB = 1024 * 1024
@@ -31,7 +34,8 @@ CHUNK = 64 * 1024
 class Upstream:
     """An aiohttp server in a background thread; records what it received."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
         self.uploads: list[dict] = []
         self.loop = asyncio.new_event_loop()
         self.port = 0
@@ -57,12 +61,14 @@ class Upstream:
         app.router.add_post("/reject", self.reject)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     @property
     def url(self) -> str:
+        if self.ssl_context is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     async def echo(self, request: web.Request) -> web.Response:
@@ -545,3 +551,42 @@ def test_refused_connection_is_500(portico, transport: str) -> None:
         resp = httpx.get(server.url + path, timeout=20)
         assert resp.status_code == 500, path
         assert resp.json() == {"message": "Internal Server Error"}
+
+
+# ------------------------------------------------------------------------------------------ https and hosts
+
+
+@pytest.fixture
+def tls_upstream(tmp_path: Path) -> Iterator[tuple[Upstream, Path]]:
+    """An upstream serving https with a certificate of a CA of the test's own (its PEM beside)."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = Upstream(ssl_context=context)
+    yield server, ca_file
+    server.stop()
+
+
+def test_https_upstream_trusted_through_the_configured_ca(portico, tls_upstream, transport: str) -> None:
+    upstream, ca_file = tls_upstream
+    routes = [("ANY /tls/{proxy+}", "backend")]
+    integrations = {"backend": _proxy(f"{upstream.url}/echo/{{proxy}}")}
+    server = portico(_config(integrations, routes, upstreamCaFile=str(ca_file)))
+    response = httpx.get(server.url + "/tls/over?q=1", timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["path_qs"] == "/echo/over?q=1"
+    # Without that CA the system's roots apply: the upstream's certificate is refused (AWS's 500).
+    untrusted = portico(_config(integrations, routes))
+    refused = httpx.get(untrusted.url + "/tls/over", timeout=10)
+    assert (refused.status_code, refused.json()) == (500, {"message": "Internal Server Error"})
+
+
+def test_host_taken_from_a_path_parameter(portico, upstream: Upstream, transport: str) -> None:
+    server = portico(
+        _config({"any": _proxy("http://{host}/echo/{proxy}")}, [("ANY /to/{host}/{proxy+}", "any")])
+    )
+    response = httpx.get(f"{server.url}/to/127.0.0.1:{upstream.port}/a%2Fb/c?x=1", timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["path_qs"] == "/echo/a%2Fb/c?x=1"
