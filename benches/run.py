@@ -447,9 +447,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--shape", choices=("bare", "production"), default="bare")
     args = parser.parse_args()
-    if args.shape == "production" and (
-        args.no_edge or args.ceiling_spin not in ("0", "")
-    ):
+    if args.shape == "production" and (args.no_edge or args.ceiling_spin not in ("0", "")):
         parser.error("--shape production takes none of --no-edge, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:

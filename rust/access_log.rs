@@ -432,7 +432,7 @@ fn render_var(var: &Var, rec: &LogRecord, out: &mut String) {
         Path => push_str(out, rec.path),
         Protocol => push_str(out, rec.protocol),
         RequestId => push_str(out, rec.request_id),
-        RequestTime => push_clf_time(out, rec.request_time_epoch_ms),
+        RequestTime => crate::time::push_clf_time(out, rec.request_time_epoch_ms),
         RequestTimeEpochS => push_u64(out, rec.request_time_epoch_ms / 1000),
         RequestTimeEpochMs => push_u64(out, rec.request_time_epoch_ms),
         ResourceId => push_opt(out, rec.resource_id),
@@ -508,48 +508,6 @@ fn push_u64(out: &mut String, mut n: u64) {
         }
     }
     out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or("-"));
-}
-
-fn push_2(out: &mut String, n: u32) {
-    out.push(char::from(b'0' + (n / 10 % 10) as u8));
-    out.push(char::from(b'0' + (n % 10) as u8));
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// CLF time in UTC, `dd/MMM/yyyy:HH:mm:ss +0000`.
-fn push_clf_time(out: &mut String, epoch_ms: u64) {
-    let secs = epoch_ms / 1000;
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let tod = (secs % 86_400) as u32;
-    push_2(out, day);
-    out.push('/');
-    out.push_str(MONTHS[(month - 1) as usize]);
-    out.push('/');
-    push_u64(out, year.max(0) as u64);
-    out.push(':');
-    push_2(out, tod / 3600);
-    out.push(':');
-    push_2(out, tod / 60 % 60);
-    out.push(':');
-    push_2(out, tod % 60);
-    out.push_str(" +0000");
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 // ---------------------------------------------------------------------------------------------

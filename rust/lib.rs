@@ -22,6 +22,7 @@ mod py;
 pub mod router;
 pub mod spec;
 pub mod throttle;
+pub mod time;
 
 use pyo3::prelude::*;
 

@@ -28,7 +28,7 @@ def api_with_routes(route_keys: list[str], stages: list[dict] | None = None, **e
     }
 
 
-# AWS's documented example (aws-semantics §1.4) and the recorded back-off cases (§1.2).
+# AWS's documented example ("Working with routes for HTTP APIs") and the recorded back-off cases.
 DOC_ROUTES = ["GET /pets/dog/1", "GET /pets/dog/{id}", "GET /pets/{proxy+}", "ANY /{proxy+}", "$default"]
 
 

@@ -1,5 +1,6 @@
-//! The event an AWS_PROXY integration hands the function (port of `lambda_events.py`):
-//! payload 2.0 (HTTP APIs), 1.0 for HTTP APIs (`"version": "1.0"`) and the REST shape.
+//! The event an AWS_PROXY integration hands the function: payload 2.0 (HTTP APIs), 1.0 for HTTP
+//! APIs (`"version": "1.0"`) and the REST shape ("Lambda proxy integrations" in the API Gateway
+//! developer guide).
 //!
 //! The JSON is written directly, keys in the Python dicts' order.
 
@@ -353,42 +354,11 @@ fn hex_val(b: u8) -> Option<u8> {
 // -------------------------------------------------------------------------------------------------
 // Small pieces
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
 /// `12/Mar/2020:19:03:58 +0000` (requestContext.time / requestTime).
 pub fn format_request_time(epoch_ms: u64) -> String {
-    let secs = epoch_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let sod = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     let mut out = String::with_capacity(26);
-    push_2(&mut out, day as u64);
-    out.push('/');
-    out.push_str(MONTHS[(month - 1) as usize]);
-    out.push('/');
-    let _ = write!(out, "{year}");
-    for (sep, n) in [(':', sod / 3600), (':', sod / 60 % 60), (':', sod % 60)] {
-        out.push(sep);
-        push_2(&mut out, n);
-    }
-    out.push_str(" +0000");
+    crate::time::push_clf_time(&mut out, epoch_ms);
     out
-}
-
-fn push_2(out: &mut String, n: u64) {
-    out.push(char::from(b'0' + (n / 10) as u8));
-    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// A stable REST resource id (6 lower-case alphanumerics), the Python's

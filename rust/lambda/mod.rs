@@ -1,10 +1,11 @@
 //! The Lambda proxy integration (AWS_PROXY): the event API Gateway hands the function (`event`)
 //! and the HTTP response made of what the function returned (`response`).
 //!
-//! A port of `portico.integrations.lambda_events` / `lambda_responses`: same keys, values and
-//! orders, same malformed-response cases (aws-semantics §2.1-2.5).
+//! The formats of "Set up Lambda proxy integrations in API Gateway" and "Create AWS Lambda proxy
+//! integrations for HTTP APIs" in the API Gateway developer guide: payload 1.0 (REST and HTTP
+//! APIs) and 2.0, their keys, values and orders, and the malformed-response cases.
 //!
-//! What the caller does around them, as `lambda_proxy.py` does:
+//! What the caller (`crate::integrations::lambda_proxy`) does around them:
 //! - REST APIs always use [`PayloadFormat::RestV1`]; HTTP APIs pick by payloadFormatVersion.
 //! - It makes the REST `extendedRequestId` and the X-Amzn-Trace-Id the gateway adds
 //!   (`crate::ids::IdGenerator::trace_id`) and keeps them for the request.

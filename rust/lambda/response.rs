@@ -1,5 +1,6 @@
-//! The client's response made of what a Lambda proxy handler returned (port of
-//! `lambda_responses.py`, aws-semantics §2.4, §2.5).
+//! The client's response made of what a Lambda proxy handler returned (the response formats of
+//! "Set up Lambda proxy integrations in API Gateway" and "Create AWS Lambda proxy integrations for
+//! HTTP APIs", payload 1.0 and 2.0, in the API Gateway developer guide).
 //!
 //! The handler's result arrives as the JSON its runtime wrote. It is read with the semantics of
 //! the Python's `orjson.loads` (objects keep their key order, a repeated key keeps its first

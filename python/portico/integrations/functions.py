@@ -1,8 +1,10 @@
 """Local "Lambda functions": a registry of Python handlers, and invoking one like Lambda would.
 
-A function is a name bound to a handler `handler(event, context)`, sync or `async def`. Sync handlers
-run in a thread pool so they never block the event loop; async handlers are awaited on the loop.
-The context object carries the attributes of awslambdaric's `LambdaContext` (aws-semantics §2.6).
+A function is a name bound to a handler `handler(event, context)`, sync or `async def`. The gateway
+runs handlers on the Python side's threads (`portico.serve.user_code`); `FunctionRegistry.invoke`
+runs one from async code (sync handlers on a thread pool, async ones on the loop).
+The context object carries the attributes of the Python runtime's `LambdaContext` ("Using the
+Lambda context object to retrieve Python function information" in the Lambda developer guide).
 """
 
 from __future__ import annotations

@@ -131,6 +131,7 @@ class UserCode:
             timeout_ms=timeout_ms,
             region=ref.region or region,
             account_id=ref.account_id or account_id,
+            invocation_id=invocation_id,
         )
         try:
             result = fn.handler(orjson.loads(event_json), context)
