@@ -3,13 +3,14 @@
 //!
 //! Python submits the request head with a token and feeds its body; the pipeline runs on the
 //! core's thread; what Python waits for (the response head, each body chunk) is posted to a
-//! completion queue that one Python thread drains, resolving futures on the ASGI server's loop.
-//! The core's thread never takes the GIL.
+//! completion queue, and an eventfd the ASGI server's loop watches says when it has something:
+//! the loop drains it and resolves its futures itself, with no thread in between. The core's
+//! thread never takes the GIL.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -39,16 +40,11 @@ pub enum Completion {
     Abort { token: u64, error: String },
 }
 
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Completion>,
-    closed: bool,
-}
-
 /// The embedded door's state: completions to hand to Python and the bodies being pulled.
 pub struct Embedded {
-    queue: Mutex<Queue>,
-    ready: Condvar,
+    queue: Mutex<VecDeque<Completion>>,
+    /// Readable while completions wait (an eventfd: written when the queue stops being empty).
+    ready: OwnedFd,
     bodies: Mutex<HashMap<u64, PipelineBody>>,
 }
 
@@ -76,37 +72,48 @@ const WHOLE_BODY_MAX: u64 = 64 * 1024;
 const FEED_CHUNKS: usize = 64;
 
 impl Embedded {
-    pub fn new() -> Arc<Embedded> {
-        Arc::new(Embedded {
-            queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
+    pub fn new() -> std::io::Result<Arc<Embedded>> {
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Arc::new(Embedded {
+            queue: Mutex::new(VecDeque::new()),
+            // SAFETY: a descriptor of our own, closed with the struct.
+            ready: unsafe { OwnedFd::from_raw_fd(fd) },
             bodies: Mutex::new(HashMap::new()),
-        })
+        }))
+    }
+
+    /// The descriptor that is readable while completions wait.
+    pub fn ready_fd(&self) -> i32 {
+        self.ready.as_raw_fd()
     }
 
     fn post(&self, completion: Completion) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.items.push_back(completion);
+        let was_empty = q.is_empty();
+        q.push_back(completion);
         drop(q);
-        self.ready.notify_one();
-    }
-
-    /// Every completion available, waiting up to `timeout` for the first; empty once closed.
-    pub fn next(&self, timeout: Duration) -> Vec<Completion> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.items.is_empty() && !q.closed {
-            q = self
-                .ready
-                .wait_timeout(q, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        if was_empty {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a local; an eventfd that is full already is readable.
+            unsafe { libc::write(self.ready.as_raw_fd(), (&one as *const u64).cast(), 8) };
         }
-        q.items.drain(..).collect()
     }
 
-    pub fn close(&self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
-        self.ready.notify_all();
+    /// Every completion waiting (none blocks): the eventfd is reset first, so a completion posted
+    /// meanwhile makes it readable again.
+    pub fn take(&self) -> Vec<Completion> {
+        let mut count: u64 = 0;
+        // SAFETY: reads 8 bytes into a local; EAGAIN (nothing to reset) is fine.
+        unsafe { libc::read(self.ready.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
     }
 
     /// Start a request; returns where its body goes (None when it has none).

@@ -375,9 +375,10 @@ impl Core {
         let invoker = Arc::new(Invoker::new(max_threads));
         let pipeline = Pipeline::new(gateway.inner.clone(), invoker.clone()).map_err(PyValueError::new_err)?;
         let server = Server::start(Arc::new(pipeline)).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let embedded = Embedded::new().map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(Core {
             server,
-            embedded: Embedded::new(),
+            embedded,
             invoker,
         })
     }
@@ -397,7 +398,6 @@ impl Core {
         py.detach(|| {
             self.server.stop(Duration::from_secs_f64(grace.max(0.0)));
             self.invoker.close();
-            self.embedded.close();
         });
     }
 
@@ -469,11 +469,16 @@ impl Core {
         self.embedded.discard(token);
     }
 
+    /// The descriptor that is readable while completions wait (for the ASGI server's loop).
+    fn completion_fd(&self) -> i32 {
+        self.embedded.ready_fd()
+    }
+
     /// What the embedded app waits for, as tuples: `(token, 0, status, [(name, value)], body or
-    /// None)` for a head, `(token, 1, data, more)` for a chunk, `(token, 2, error)` for a failed body. Waits
-    /// up to `timeout` seconds without the GIL; empty once stopped.
-    fn next_completions<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyList>> {
-        let items = py.detach(|| self.embedded.next(Duration::from_secs_f64(timeout.max(0.0))));
+    /// None)` for a head, `(token, 1, data, more)` for a chunk, `(token, 2, error)` for a failed
+    /// body. Never waits.
+    fn take_completions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items = self.embedded.take();
         let out = PyList::empty(py);
         for item in items {
             let tuple = match item {

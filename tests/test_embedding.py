@@ -81,3 +81,31 @@ async def test_payload_limit_declared_and_streamed(registry):
 
         streamed = await client.post("/echo", content=chunks())
         assert streamed.status_code == 413
+
+
+def test_one_app_serves_two_running_loops(registry):
+    """Two ASGI servers' loops in two threads share one embedded app: each gets its answers."""
+    import asyncio
+    import threading
+
+    app = build_dataplane(parse_config(CONFIG), registry=registry)
+
+    async def get_many(count: int) -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [(await client.get("/mock")).status_code for _ in range(count)]
+
+    first_running = threading.Event()
+    results: dict[str, list[int]] = {}
+
+    async def first() -> None:
+        first_running.set()
+        # Fewer: this loop ends (and stops watching) while the other still waits on answers.
+        results["first"] = await get_many(20)
+
+    thread = threading.Thread(target=lambda: asyncio.run(first()))
+    thread.start()
+    first_running.wait(5)
+    results["second"] = asyncio.run(get_many(200))
+    thread.join(30)
+    assert results == {"first": [202] * 20, "second": [202] * 200}

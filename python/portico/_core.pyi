@@ -164,10 +164,12 @@ class Core:
         """Ask for the next chunk of `token`'s response body (arrives as a completion)."""
     def discard(self, token: int) -> None:
         """Forget `token`'s response body."""
-    def next_completions(self, timeout: float) -> list[tuple[object, ...]]:
+    def completion_fd(self) -> int:
+        """A descriptor that is readable while completions wait (for the ASGI server's loop)."""
+    def take_completions(self) -> list[tuple[object, ...]]:
         """What embedded requests wait for: `(token, 0, status, headers, body | None)` for a
         head (the body when small and whole), `(token, 1, data, more)` for a chunk,
-        `(token, 2, error)` for a failed body. Waits up to `timeout` seconds without the GIL."""
+        `(token, 2, error)` for a failed body. Never waits."""
 
 @final
 class BodyFeed:

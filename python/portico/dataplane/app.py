@@ -61,50 +61,74 @@ def _overrides(plugin: Plugin, hook: str) -> bool:
 
 
 class _Completions:
-    """Resolves, on the ASGI server's loops, what the core posts for embedded requests.
+    """Resolves, on the ASGI server's loop, what the core posts for embedded requests.
 
-    One thread drains the core's completion queue (waiting without the GIL) and hands each batch
-    to the loop that waits for it, in one `call_soon_threadsafe` per loop and batch.
+    The core makes a descriptor readable whenever completions wait; the loop that serves requests
+    watches it and resolves its futures itself (no thread in between). A request from another
+    loop moves the watch to that loop when the watching one no longer runs (tests start a loop per
+    test); while both run, the watching loop hands the other's results over thread-safely.
     """
 
     def __init__(self, core: _core.Core) -> None:
         self._core = core
+        self._fd = core.completion_fd()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.tokens = itertools.count(1)
 
     def expect(self, token: int) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._watch_from(loop)
         future = loop.create_future()
         self._waiting[token] = (loop, future)
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._drain, name="portico-completions", daemon=True
-                    )
-                    self._thread.start()
         return future
 
     def forget(self, token: int) -> None:
         self._waiting.pop(token, None)
 
+    async def wait(self, future: asyncio.Future[Any]) -> Any:
+        """The result of `future`. On a loop other than the watching one, the watch is taken over
+        should the watching loop stop meanwhile."""
+        loop = asyncio.get_running_loop()
+        while loop is not self._loop:
+            done, _ = await asyncio.wait({future}, timeout=0.05)
+            if done:
+                return future.result()
+            self._watch_from(loop)
+        return await future
+
+    def _watch_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            old = self._loop
+            if old is loop or (old is not None and not old.is_closed() and old.is_running()):
+                return
+            if old is not None and not old.is_closed():
+                with contextlib.suppress(Exception):
+                    old.remove_reader(self._fd)
+            loop.add_reader(self._fd, self._drain)
+            self._loop = loop
+        # What was posted before the move.
+        loop.call_soon(self._drain)
+
     def _drain(self) -> None:
-        core = self._core
+        here = self._loop
         waiting = self._waiting
-        while True:
-            batch = core.next_completions(0.5)
-            if not batch:
+        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for item in self._core.take_completions():
+            found = waiting.pop(item[0], None)
+            if found is None:
                 continue
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-            for item in batch:
-                found = waiting.pop(item[0], None)
-                if found is not None:
-                    by_loop.setdefault(found[0], []).append((found[1], item))
-            for loop, results in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # that loop is closed
-                    loop.call_soon_threadsafe(_resolve, results)
+            loop, future = found
+            if loop is here:
+                if not future.done():
+                    future.set_result(item)
+            else:
+                elsewhere.setdefault(loop, []).append((future, item))
+        for loop, results in elsewhere.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(_resolve, results)
 
 
 def _resolve(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
@@ -294,7 +318,7 @@ class DataPlane:
         feeder = asyncio.get_running_loop().create_task(_feed(feed, receive)) if feed is not None else None
         del feed  # the feeder closes it: the pipeline sees the body end
         try:
-            item = await answer
+            item = await completions.wait(answer)
             if item[1] == _ABORT:
                 raise ConnectionError(item[2])
             _, _, status, response_headers, whole = item
@@ -305,7 +329,7 @@ class DataPlane:
             while True:
                 chunk = completions.expect(token)
                 self.core.pull(token)
-                item = await chunk
+                item = await completions.wait(chunk)
                 if item[1] == _ABORT:
                     # The status line is gone already: the server aborts the connection rather
                     # than end a truncated body as if it were whole.
