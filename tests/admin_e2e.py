@@ -130,3 +130,38 @@ def point_at(apigw, api_id: str, resource_id: str, function: str, method: str = 
         integrationHttpMethod="POST",
         uri=invocation_uri(function),
     )
+
+
+def rest_echo_api(apigw, name: str, **create) -> str:
+    """A REST API, not deployed: `{proxy+}` ANY -> the echo Lambda, `/health` GET -> MOCK (the
+    default integration response's static template). Returns its id."""
+    api = apigw.create_rest_api(name=name, **create)
+    api_id, root_id = api["id"], api["rootResourceId"]
+    proxy = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="{proxy+}")
+    apigw.put_method(restApiId=api_id, resourceId=proxy["id"], httpMethod="ANY", authorizationType="NONE")
+    apigw.put_integration(
+        restApiId=api_id,
+        resourceId=proxy["id"],
+        httpMethod="ANY",
+        type="AWS_PROXY",
+        integrationHttpMethod="POST",
+        uri=invocation_uri("echo"),
+    )
+    health = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="health")
+    apigw.put_method(restApiId=api_id, resourceId=health["id"], httpMethod="GET", authorizationType="NONE")
+    apigw.put_integration(
+        restApiId=api_id,
+        resourceId=health["id"],
+        httpMethod="GET",
+        type="MOCK",
+        requestTemplates={"application/json": '{"statusCode": 200}'},
+    )
+    apigw.put_method_response(restApiId=api_id, resourceId=health["id"], httpMethod="GET", statusCode="200")
+    apigw.put_integration_response(
+        restApiId=api_id,
+        resourceId=health["id"],
+        httpMethod="GET",
+        statusCode="200",
+        responseTemplates={"application/json": '{"status": "ok"}'},
+    )
+    return api_id

@@ -38,7 +38,7 @@ import httpx
 import pytest
 import yaml
 
-from admin_e2e import ACCESS_KEY_ID, SECRET, AdminServer, invocation_uri, wait_for
+from admin_e2e import ACCESS_KEY_ID, SECRET, AdminServer, rest_echo_api, wait_for
 from conftest import Server, free_port, start_server
 from test_http_proxy import Upstream
 
@@ -309,35 +309,7 @@ LOG_FORMAT = (
 def _create_rest_api(admin: AdminServer) -> str:
     """A REST API: `{proxy+}` ANY -> the echo Lambda, `/health` GET -> MOCK; deployed to `prod`."""
     apigw = admin.client("apigateway")
-    api = apigw.create_rest_api(name="parity-rest")
-    api_id, root_id = api["id"], api["rootResourceId"]
-    proxy = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="{proxy+}")
-    apigw.put_method(restApiId=api_id, resourceId=proxy["id"], httpMethod="ANY", authorizationType="NONE")
-    apigw.put_integration(
-        restApiId=api_id,
-        resourceId=proxy["id"],
-        httpMethod="ANY",
-        type="AWS_PROXY",
-        integrationHttpMethod="POST",
-        uri=invocation_uri("echo"),
-    )
-    health = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="health")
-    apigw.put_method(restApiId=api_id, resourceId=health["id"], httpMethod="GET", authorizationType="NONE")
-    apigw.put_integration(
-        restApiId=api_id,
-        resourceId=health["id"],
-        httpMethod="GET",
-        type="MOCK",
-        requestTemplates={"application/json": '{"statusCode": 200}'},
-    )
-    apigw.put_method_response(restApiId=api_id, resourceId=health["id"], httpMethod="GET", statusCode="200")
-    apigw.put_integration_response(
-        restApiId=api_id,
-        resourceId=health["id"],
-        httpMethod="GET",
-        statusCode="200",
-        responseTemplates={"application/json": '{"status": "ok"}'},
-    )
+    api_id = rest_echo_api(apigw, "parity-rest")
     apigw.create_deployment(restApiId=api_id, stageName="prod", variables={"color": "green"})
     return api_id
 

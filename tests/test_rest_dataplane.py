@@ -4,43 +4,14 @@ from __future__ import annotations
 
 import httpx
 
-from admin_e2e import invocation_uri, start_admin_server, wait_for
+from admin_e2e import invocation_uri, rest_echo_api, start_admin_server, wait_for
 from portico.compile.store import _map_path_parameters, _method_settings
 
 
 def test_rest_api_resource_by_resource(portico, tmp_path):
     admin = start_admin_server(portico, tmp_path)
     apigw = admin.client("apigateway")
-    api = apigw.create_rest_api(name="shop", binaryMediaTypes=["image/png"])
-    api_id, root_id = api["id"], api["rootResourceId"]
-    proxy = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="{proxy+}")
-    apigw.put_method(restApiId=api_id, resourceId=proxy["id"], httpMethod="ANY", authorizationType="NONE")
-    apigw.put_integration(
-        restApiId=api_id,
-        resourceId=proxy["id"],
-        httpMethod="ANY",
-        type="AWS_PROXY",
-        integrationHttpMethod="POST",
-        uri=invocation_uri("echo"),
-    )
-    # A MOCK method beside it: the default integration response's static template.
-    health = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="health")
-    apigw.put_method(restApiId=api_id, resourceId=health["id"], httpMethod="GET", authorizationType="NONE")
-    apigw.put_integration(
-        restApiId=api_id,
-        resourceId=health["id"],
-        httpMethod="GET",
-        type="MOCK",
-        requestTemplates={"application/json": '{"statusCode": 200}'},
-    )
-    apigw.put_method_response(restApiId=api_id, resourceId=health["id"], httpMethod="GET", statusCode="200")
-    apigw.put_integration_response(
-        restApiId=api_id,
-        resourceId=health["id"],
-        httpMethod="GET",
-        statusCode="200",
-        responseTemplates={"application/json": '{"status": "ok"}'},
-    )
+    api_id = rest_echo_api(apigw, "shop", binaryMediaTypes=["image/png"])
     apigw.create_deployment(restApiId=api_id, stageName="prod", variables={"color": "blue"})
 
     path_style = f"{admin.url}/restapis/{api_id}/prod/_user_request_/anything"
@@ -84,6 +55,7 @@ def test_rest_api_resource_by_resource(portico, tmp_path):
         assert response.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
 
     # Resources changed after the deployment are not served until deployed again.
+    root_id = apigw.get_rest_api(restApiId=api_id)["rootResourceId"]
     items = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="items")
     apigw.put_method(restApiId=api_id, resourceId=items["id"], httpMethod="GET", authorizationType="NONE")
     apigw.put_integration(
