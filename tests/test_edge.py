@@ -102,8 +102,9 @@ def test_the_event_carries_the_client_and_nothing_internal(portico):
 
     port = int(server.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        # HTTP/1.0 may leave Host out (HTTP/1.1 may not: `test_host_is_required_in_http_1_1`).
         sock.sendall(
-            b"GET /restapis/edge123456/$default/_user_request_/echo HTTP/1.1\r\nx-custom: kept\r\n\r\n"
+            b"GET /restapis/edge123456/$default/_user_request_/echo HTTP/1.0\r\nx-custom: kept\r\n\r\n"
         )
         raw = b""
         while b"\r\n\r\n" not in raw:
@@ -118,11 +119,30 @@ def test_the_event_carries_the_client_and_nothing_internal(portico):
         )
         while len(body) < length:
             body += sock.recv(65536)
-    assert head.startswith(b"HTTP/1.1 200"), head
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
     event = json.loads(body)
     assert event["rawPath"] == "/echo"  # the path the API sees, not the path-style address
     assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
     assert "host" not in event["headers"] and event["headers"]["x-custom"] == "kept"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"", b"Host: \r\n", b"Host: edge123456.execute-api.localhost\r\nHost: other.example\r\n"],
+    ids=["none", "empty", "two"],
+)
+def test_host_is_required_in_http_1_1(portico, head: bytes):
+    """AWS and nginx answer an HTTP/1.1 request without exactly one Host with 400; it never reaches
+    a handler."""
+    import socket
+
+    server = portico(one_api([("GET /echo", lambda_integration())]), functions=FUNCTIONS)
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /restapis/edge123456/$default/_user_request_/echo HTTP/1.1\r\n" + head + b"\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert answer.endswith(b'{"message":"Bad Request"}'), answer
 
 
 # ------------------------------------------------------------------------------------------ 2. throttle

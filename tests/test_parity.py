@@ -164,6 +164,8 @@ CORPUS: list[Case] = [
     Case("headers_too_large_lambda", "GET", "/v2/x", headers=(("X-Big", "h" * HEADER_LIMIT),)),
     Case("uri_too_long", "GET", "/mock?q=" + "u" * HEADER_LIMIT),
     Case("no_host_header", "GET", "/mock", host=None),
+    Case("empty_host_header", "GET", "/mock", host=""),
+    Case("two_host_headers", "GET", "/mock", headers=(("Host", "other.example"),)),
     Case("http10_no_host", "GET", "/mock", host=None, version="HTTP/1.0"),
     Case("no_host_path_style_lambda", "GET", f"/restapis/{CORE}/$default/_user_request_/v2/h", host=None),
     Case(

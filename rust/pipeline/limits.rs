@@ -15,6 +15,19 @@ pub fn head_size(parts: &http::request::Parts) -> (usize, usize) {
     (size, uri)
 }
 
+/// HTTP/1.1 requires exactly one Host header, and a non-empty one when the target has no
+/// authority (RFC 9112 §3.2): without it the API cannot be told, and AWS and nginx answer 400.
+pub fn check_host(parts: &http::request::Parts) -> Result<(), ErrorType> {
+    if parts.version == http::Version::HTTP_10 || parts.version == http::Version::HTTP_09 {
+        return Ok(());
+    }
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) if !host.is_empty() => Ok(()),
+        _ => Err(ErrorType::BadRequest),
+    }
+}
+
 pub fn check_head(parts: &http::request::Parts, limit: usize) -> Result<(), ErrorType> {
     let (size, uri) = head_size(parts);
     if size <= limit {
@@ -36,6 +49,17 @@ mod tests {
             b = b.header(*n, *v);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn http_1_1_needs_exactly_one_host() {
+        assert_eq!(check_host(&parts("/", &[("host", "a")])), Ok(()));
+        assert_eq!(check_host(&parts("/", &[])), Err(ErrorType::BadRequest));
+        assert_eq!(check_host(&parts("/", &[("host", "")])), Err(ErrorType::BadRequest));
+        assert_eq!(check_host(&parts("/", &[("host", "a"), ("host", "b")])), Err(ErrorType::BadRequest));
+        let mut old = parts("/", &[]);
+        old.version = http::Version::HTTP_10;
+        assert_eq!(check_host(&old), Ok(()));
     }
 
     #[test]

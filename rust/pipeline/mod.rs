@@ -183,6 +183,10 @@ impl Pipeline {
         // limits: the request line and headers, before any work on their content.
         let settings = &snap.settings;
         limits::check_head(parts, settings.header_limit)?;
+        limits::check_host(parts).map_err(|e| Failure {
+            error: e,
+            detail: "no Host header, or more than one".into(),
+        })?;
 
         // select API and stage, route: no tokens spent yet.
         let host = header_str(&parts.headers, HOST).unwrap_or("");
