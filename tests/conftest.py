@@ -55,14 +55,15 @@ def start_server(
     workers: int = 1,
     extra_args: list[str] | None = None,
     wait_path: str = "/__portico_probe__",
+    port: int | None = None,
 ) -> Server:
-    """Start `python -m portico serve` on a free port and wait until it answers HTTP."""
+    """Start `python -m portico serve` on a free port (or `port`) and wait until it answers HTTP."""
     if isinstance(config, dict):
         config_path = workdir / "portico.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     else:
         config_path = Path(config)
-    port = free_port()
+    port = port or free_port()
     args = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
     args += ["--workers", str(workers)]
     for name, target in (functions or {}).items():

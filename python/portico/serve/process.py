@@ -88,6 +88,7 @@ def serve(
         except OSError as exc:
             raise SystemExit(f"portico: cannot listen on {options.host}:{options.port}: {exc}") from None
     shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    _clean_leftovers(shared_dir)
     buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
     # Empty: no config file, only the APIs the admin API creates.
     os.environ[ENV_CONFIG] = options.config_path or ""
@@ -110,7 +111,7 @@ def serve(
     socket_dir: str | None = None
     bind: dict[str, Any] = {"address": options.host, "port": options.port}
     if public is not None:
-        socket_dir = tempfile.mkdtemp(prefix="portico-")
+        socket_dir = tempfile.mkdtemp(prefix=f"portico-{os.getpid()}-")
         os.environ[ENV_EDGE] = json.dumps({"listener_fd": public.fileno()})
         bind = {"uds": Path(socket_dir) / "granian.sock"}
     else:
@@ -143,6 +144,41 @@ def serve(
         if admin is not None:
             stop_admin(admin)
     return 0
+
+
+def _clean_leftovers(shared_dir: str) -> None:
+    """Remove what servers killed without a chance to clean up left behind: their bucket files
+    and socket directories (`portico-<pid>-...`, owned by us, of a process that no longer runs)."""
+    places = [(shared_dir, ".buckets"), (tempfile.gettempdir(), "")]
+    for directory, suffix in places:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory):
+                parts = name.split("-")
+                if (
+                    len(parts) < 3
+                    or parts[0] != "portico"
+                    or not parts[1].isdigit()
+                    or not name.endswith(suffix)
+                ):
+                    continue
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_uid != os.getuid() or _running(int(parts[1])):
+                        continue
+                    if os.path.isdir(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _forward_sighup(server: Any) -> Callable[..., None]:

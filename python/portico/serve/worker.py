@@ -7,8 +7,11 @@ are separate processes and build their own runtimes, never sharing Python object
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
+import sys
 
 from portico import _core
 from portico.config.models import Config
@@ -28,7 +31,20 @@ ENV_DATA_DIR = "PORTICO_DATA_DIR"
 ENV_EDGE = "PORTICO_EDGE"
 
 
+def _die_with_parent() -> None:
+    """A worker outlives no `portico serve`: if the server process is killed (even with SIGKILL),
+    the kernel sends its workers SIGTERM, and they stop as on a normal shutdown."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() == 1:  # the server died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def create_app() -> DataPlane:
+    _die_with_parent()
     # An empty PORTICO_CONFIG: no config file (admin-created APIs only).
     config_path = os.environ.get(ENV_CONFIG) or Config()
     functions = json.loads(os.environ.get(ENV_FUNCTIONS, "[]"))

@@ -1,0 +1,81 @@
+"""Faults of the serving process model: the server killed outright takes its workers with it, frees
+its port, and what it left behind is cleaned at the next start."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from conftest import start_server
+
+MOCK_API = {
+    "apis": [
+        {
+            "name": "faults",
+            "routes": [
+                {"route": "GET /mock", "integration": {"type": "MOCK", "statusCode": 200, "body": "ok"}}
+            ],
+        }
+    ]
+}
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.split("/")[2]))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_kill_9_of_the_server_leaves_no_orphan_and_frees_the_port(tmp_path):
+    server = start_server(MOCK_API, tmp_path, workers=2)
+    assert httpx.get(server.url + "/mock").status_code == 200
+    workers = _children(server.process.pid)
+    assert len(workers) >= 2, workers
+    leftovers = glob.glob(f"/dev/shm/portico-{server.process.pid}-*.buckets")
+    assert leftovers
+
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(5)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived the server"
+    assert _port_free(server.port)
+
+    # The next server on that port starts, serves, and removes the dead one's bucket file.
+    again = start_server(MOCK_API, tmp_path, port=server.port)
+    try:
+        assert httpx.get(again.url + "/mock").status_code == 200
+        assert not any(os.path.exists(path) for path in leftovers)
+    finally:
+        again.stop()
