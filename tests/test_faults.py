@@ -1,5 +1,6 @@
-"""Faults of the serving process model: the server killed outright takes its workers with it, frees
-its port, and what it left behind is cleaned at the next start."""
+"""Faults of the serving process model: a worker killed under load is replaced while the others
+serve; the server killed outright takes its workers with it, frees its port, and what it left
+behind is cleaned at the next start."""
 
 from __future__ import annotations
 
@@ -79,3 +80,30 @@ def test_kill_9_of_the_server_leaves_no_orphan_and_frees_the_port(tmp_path):
         assert not any(os.path.exists(path) for path in leftovers)
     finally:
         again.stop()
+
+
+def test_a_killed_worker_is_replaced_while_the_others_serve(tmp_path):
+    server = start_server(MOCK_API, tmp_path, workers=2)
+    try:
+        workers = _children(server.process.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        statuses: list[int | str] = []
+        deadline = time.monotonic() + 5
+        replaced = False
+        while time.monotonic() < deadline:
+            try:
+                statuses.append(httpx.get(server.url + "/mock", timeout=5).status_code)
+            except httpx.HTTPError as exc:  # only what the dead worker held when it died
+                statuses.append(type(exc).__name__)
+            now = set(_children(server.process.pid))
+            replaced = replaced or (len(now) == 2 and workers[0] not in now)
+            if replaced and len(statuses) > 50:
+                break
+        assert replaced, "no replacement worker within 5 s"
+        assert statuses.count(200) >= len(statuses) - 2, statuses
+        assert "Respawning worker" in server.log
+        # And the replacement serves: every connection is answered, whichever worker accepts it.
+        assert all(httpx.get(server.url + "/mock", timeout=5).status_code == 200 for _ in range(50))
+    finally:
+        server.stop()

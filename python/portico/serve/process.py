@@ -125,6 +125,9 @@ def serve(
         loop=Loops.uvloop,
         websockets=False,
         log_access=False,
+        # A worker that dies is replaced at once (Granian logs "Respawning worker-N"); the others
+        # keep serving the shared port meanwhile.
+        respawn_failed_workers=True,
         # Workers finish their requests in flight (SHUTDOWN_GRACE_SECONDS) before being killed.
         workers_kill_timeout=int(SHUTDOWN_GRACE_SECONDS) + 5,
         # Backpressure counts connections: keep it well above a fronting proxy's keep-alive pool.
