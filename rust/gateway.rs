@@ -158,6 +158,7 @@ impl Api {
 pub struct Settings {
     pub header_limit: usize,
     pub payload_limit: u64,
+    pub body_timeout: std::time::Duration,
     pub account_id: Box<str>,
     pub region: Box<str>,
     pub plugins: spec::PluginHooks,
@@ -654,6 +655,7 @@ impl Snapshot {
             settings: Settings {
                 header_limit: s.header_limit,
                 payload_limit: s.payload_limit,
+                body_timeout: std::time::Duration::from_millis(s.body_timeout_ms.max(1)),
                 account_id: s.account_id.as_str().into(),
                 region: s.region.as_str().into(),
                 plugins: s.plugins,

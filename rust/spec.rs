@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 /// AWS's default payload limit (10 MB) and header limit (10,240 bytes of request line and headers).
 pub const DEFAULT_PAYLOAD_LIMIT: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_HEADER_LIMIT: usize = 10_240;
+/// As the head's read timeout: a client that stops sending its body for 30 s is cut.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,8 @@ pub struct Spec {
 pub struct Settings {
     pub header_limit: usize,
     pub payload_limit: u64,
+    /// Each read of a request body must make progress within this (a stalled upload is cut).
+    pub body_timeout_ms: u64,
     /// The access log of every request (stages may add their own, `accessLogSettings`).
     pub access_log: Option<AccessLogSpec>,
     pub account_id: String,
@@ -46,6 +50,7 @@ impl Default for Settings {
         Settings {
             header_limit: DEFAULT_HEADER_LIMIT,
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
+            body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
             access_log: None,
             account_id: "000000000000".into(),
             region: "us-east-1".into(),

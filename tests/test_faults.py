@@ -107,3 +107,34 @@ def test_a_killed_worker_is_replaced_while_the_others_serve(tmp_path):
         assert all(httpx.get(server.url + "/mock", timeout=5).status_code == 200 for _ in range(50))
     finally:
         server.stop()
+
+
+def test_a_stalled_body_is_cut_and_others_are_served(tmp_path):
+    """A client that stops sending its body gets 408 once the body timeout passes (the connection
+    closes), and holds up no one meanwhile."""
+    config = {
+        "settings": {"bodyTimeoutMillis": 300},
+        "apis": [
+            {
+                "name": "faults",
+                "routes": [
+                    {"route": "GET /mock", "integration": {"type": "MOCK", "statusCode": 200, "body": "ok"}},
+                    {"route": "POST /echo", "integration": {"type": "AWS_PROXY", "uri": "echo"}},
+                ],
+            }
+        ],
+    }
+    server = start_server(config, tmp_path, {"echo": "handlers.basic:echo"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
+            stalled.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+            # Meanwhile, others are answered.
+            assert all(httpx.get(server.url + "/mock").status_code == 200 for _ in range(20))
+            started = time.monotonic()
+            answer = stalled.recv(65536)
+            waited = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"connection: close" in answer.lower()
+        assert waited < 5, waited
+    finally:
+        server.stop()

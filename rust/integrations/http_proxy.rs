@@ -7,21 +7,18 @@
 //! PEM bundle of `settings.upstreamCaFile`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode, Uri};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::pipeline::body::{empty, BoxError, PipelineBody};
+use crate::pipeline::body::{empty, Idle, PipelineBody};
 use crate::pipeline::responses::ErrorType;
 
 const VIA: &str = "HTTP/1.1 AmazonAPIGateway";
@@ -305,7 +302,8 @@ impl HttpProxy {
         let body = if no_body {
             empty()
         } else {
-            http_body_util::BodyExt::boxed(IdleTimeout::new(body, self.timeout))
+            // `timeoutInMillis` applies to each read of the body: a stalled upstream is cut.
+            http_body_util::BodyExt::boxed(Idle::new(body, self.timeout, None))
         };
         Ok(Response::from_parts(parts, body))
     }
@@ -591,68 +589,6 @@ pub fn filter_response_headers(headers: &mut HeaderMap) {
     }
     if !headers.contains_key(CONTENT_TYPE) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-}
-
-/// A response body whose every read must make progress within `timeout` (`timeoutInMillis`
-/// applies to each body read): a stalled upstream is cut, a slow
-/// client is not.
-struct IdleTimeout {
-    inner: Incoming,
-    timeout: Duration,
-    /// When the last frame came: the timer is moved on only when it fires, not per frame.
-    progress: tokio::time::Instant,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl IdleTimeout {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
-        IdleTimeout {
-            inner,
-            timeout,
-            progress: tokio::time::Instant::now(),
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-}
-
-impl Body for IdleTimeout {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.progress = tokio::time::Instant::now();
-                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
-            }
-            Poll::Pending => loop {
-                match this.deadline.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(()) => {
-                        let due = this.progress + this.timeout;
-                        if due <= tokio::time::Instant::now() {
-                            // An error makes hyper abort the connection: the client sees a
-                            // truncated response, never one that looks complete.
-                            return Poll::Ready(Some(Err("upstream body read timed out".into())));
-                        }
-                        this.deadline.as_mut().reset(due);
-                    }
-                }
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

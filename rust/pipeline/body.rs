@@ -1,6 +1,7 @@
 //! Bodies as the pipeline moves them: one boxed type for requests and responses of both front
 //! doors, the payload limit on request bodies, and a response body that reports when it ends.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,77 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, SizeHint};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body whose every read must make progress within `timeout`: a stalled peer is cut (with an
+/// error, and `stalled` set), a slow one is not. The timer moves on only when it fires, not on
+/// every frame. Used for upstream responses (`timeoutInMillis`) and for request bodies
+/// (`settings.bodyTimeoutMillis`).
+pub struct Idle<B> {
+    inner: B,
+    timeout: std::time::Duration,
+    progress: tokio::time::Instant,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    stalled: Option<Arc<AtomicBool>>,
+}
+
+impl<B> Idle<B> {
+    pub fn new(inner: B, timeout: std::time::Duration, stalled: Option<Arc<AtomicBool>>) -> Self {
+        Idle {
+            inner,
+            timeout,
+            progress: tokio::time::Instant::now(),
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            stalled,
+        }
+    }
+}
+
+impl<B> Body for Idle<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.progress = tokio::time::Instant::now();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => loop {
+                match this.deadline.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        let due = this.progress + this.timeout;
+                        if due <= tokio::time::Instant::now() {
+                            if let Some(flag) = &this.stalled {
+                                flag.store(true, Ordering::Relaxed);
+                            }
+                            // An error aborts the exchange: never a truncated body passed off
+                            // as whole.
+                            return Poll::Ready(Some(Err("body read timed out".into())));
+                        }
+                        this.deadline.as_mut().reset(due);
+                    }
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 /// Every body the pipeline handles: the edge's and the embedded app's requests, every response.
 pub type PipelineBody = BoxBody<Bytes, BoxError>;
 

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, USER_AGENT};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 
 use crate::access_log::{Identity, LogRecord};
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
@@ -220,6 +221,13 @@ impl Pipeline {
             }
         }
         ex.route = d.route;
+        // A request body must keep coming: each read makes progress within the body timeout.
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let body = if body.is_end_stream() {
+            body
+        } else {
+            body::Idle::new(body, settings.body_timeout, Some(stalled.clone())).boxed()
+        };
 
         // throttle: the route's bucket, then the account's.
         snap.spend_with_clock(&mut d, self.gateway.buckets(), monotonic_ns);
@@ -248,7 +256,11 @@ impl Pipeline {
         }
 
         // integrate
-        let mut response = self.integrate(snap, parts, body, conn, ex, &d, &params).await?;
+        let integrated = self.integrate(snap, parts, body, conn, ex, &d, &params).await;
+        if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+            return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
+        }
+        let mut response = integrated?;
         if let Some(cors) = self.cors(snap, ex) {
             cors.apply(parts.headers.get(ORIGIN), response.headers_mut());
         }
@@ -491,7 +503,7 @@ impl Pipeline {
         if let Some(t) = answer.error_type {
             headers.insert("x-amzn-errortype", HeaderValue::from_static(t));
         }
-        if error == ErrorType::RequestTooLarge {
+        if matches!(error, ErrorType::RequestTooLarge | ErrorType::RequestTimeout) {
             // The rest of the body is not worth reading: close rather than drain it.
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }

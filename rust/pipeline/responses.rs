@@ -17,6 +17,8 @@ pub enum ErrorType {
     RequestTooLarge,
     HeadersTooLarge,
     UriTooLong,
+    /// The client stopped sending its body.
+    RequestTimeout,
     IntegrationFailure,
     IntegrationTimeout,
     /// A Lambda returned output API Gateway cannot turn into a response.
@@ -44,7 +46,7 @@ impl ErrorType {
             ErrorType::MissingAuthenticationToken => "MISSING_AUTHENTICATION_TOKEN",
             ErrorType::Throttled => "THROTTLED",
             ErrorType::RequestTooLarge => "REQUEST_TOO_LARGE",
-            ErrorType::HeadersTooLarge | ErrorType::UriTooLong => "DEFAULT_4XX",
+            ErrorType::HeadersTooLarge | ErrorType::UriTooLong | ErrorType::RequestTimeout => "DEFAULT_4XX",
             ErrorType::IntegrationFailure => "INTEGRATION_FAILURE",
             ErrorType::IntegrationTimeout => "INTEGRATION_TIMEOUT",
             ErrorType::MalformedResponse | ErrorType::FunctionError => "DEFAULT_5XX",
@@ -79,6 +81,7 @@ impl ErrorType {
             ErrorType::RequestTooLarge => (413, "Request Entity Too Large"),
             ErrorType::HeadersTooLarge => (431, "Request Header Fields Too Large"),
             ErrorType::UriTooLong => (414, "Request-URI Too Long"),
+            ErrorType::RequestTimeout => (408, "Request Timeout"),
             ErrorType::IntegrationFailure
             | ErrorType::MalformedResponse
             | ErrorType::FunctionError
@@ -100,6 +103,7 @@ impl ErrorType {
             ErrorType::RequestTooLarge => (413, "Request Too Long", "RequestTooLargeException"),
             ErrorType::HeadersTooLarge => (431, "Request Header Fields Too Large", "BadRequestException"),
             ErrorType::UriTooLong => (414, "Request-URI Too Long", "BadRequestException"),
+            ErrorType::RequestTimeout => (408, "Request Timeout", "BadRequestException"),
             ErrorType::IntegrationFailure | ErrorType::IntegrationTimeout => (
                 504,
                 "Endpoint request timed out",
@@ -128,6 +132,7 @@ impl std::str::FromStr for ErrorType {
             "REQUEST_TOO_LARGE" => ErrorType::RequestTooLarge,
             "HEADERS_TOO_LARGE" => ErrorType::HeadersTooLarge,
             "URI_TOO_LONG" => ErrorType::UriTooLong,
+            "REQUEST_TIMEOUT" => ErrorType::RequestTimeout,
             "INTEGRATION_FAILURE" => ErrorType::IntegrationFailure,
             "INTEGRATION_TIMEOUT" => ErrorType::IntegrationTimeout,
             "MALFORMED_RESPONSE" => ErrorType::MalformedResponse,

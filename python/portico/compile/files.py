@@ -70,6 +70,7 @@ def assemble(config: Config, apis: list[S.ApiSpec], deployment_id: str) -> Compi
         account_throttle=S.limit(throttle["rate"], int(throttle["burst"])) if throttle else None,
         header_limit=settings.headerLimitBytes,
         payload_limit=settings.payloadLimitBytes,
+        body_timeout_ms=settings.bodyTimeoutMillis,
         access_log=S.access_log(log.format, log.destination) if log else None,
         account_id=settings.accountId,
         region=settings.region,

@@ -133,6 +133,7 @@ class PluginHooks(TypedDict):
 class Settings(TypedDict):
     header_limit: int
     payload_limit: int
+    body_timeout_ms: int
     access_log: AccessLogSpec | None
     account_id: str
     region: str
@@ -284,6 +285,7 @@ def spec(
     account_throttle: LimitSpec | None = None,
     header_limit: int = DEFAULT_HEADER_LIMIT,
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+    body_timeout_ms: int = 30_000,
     access_log: AccessLogSpec | None = None,
     account_id: str = "000000000000",
     region: str = "us-east-1",
@@ -299,6 +301,7 @@ def spec(
         "settings": {
             "header_limit": int(header_limit),
             "payload_limit": int(payload_limit),
+            "body_timeout_ms": int(body_timeout_ms),
             "access_log": access_log,
             "account_id": account_id,
             "region": region,

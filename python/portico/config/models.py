@@ -227,6 +227,8 @@ class Settings(_Model):
     payloadLimitBytes: Annotated[int, Field(ge=1)] = 10 * 1024 * 1024
     # AWS counts the request line and all header names and values (10,240 bytes for HTTP APIs).
     headerLimitBytes: Annotated[int, Field(ge=256)] = 10240
+    # Each read of a request body must make progress within this, else 408 and the connection closes.
+    bodyTimeoutMillis: Annotated[int, Field(ge=100, le=3_600_000)] = 30_000
     accountThrottle: RouteSettings | None = None
     accountId: Annotated[str, Field(pattern=r"^[0-9]{12}$")] = "123456789012"
     region: str = "us-east-1"

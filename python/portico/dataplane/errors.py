@@ -19,6 +19,8 @@ class ErrorType(enum.Enum):
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     URI_TOO_LONG = "URI_TOO_LONG"
+    # The client stopped sending its body.
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     INTEGRATION_FAILURE = "INTEGRATION_FAILURE"
     INTEGRATION_TIMEOUT = "INTEGRATION_TIMEOUT"
     # A Lambda returned output API Gateway cannot turn into a response (malformed proxy response).
