@@ -243,11 +243,6 @@ impl Invoker {
         }
     }
 
-    /// Count a thread the Python side started on its own (before any call).
-    pub fn add_thread(&self) {
-        self.lock().threads += 1;
-    }
-
     /// Stop handing out calls: queued ones fail, waiting threads and the supervisor return.
     pub fn close(&self) {
         let mut st = self.lock();

@@ -414,11 +414,6 @@ impl Core {
         py.detach(|| self.invoker.wait_for_growth())
     }
 
-    /// Count a thread the Python side started before any call.
-    fn add_thread(&self) {
-        self.invoker.add_thread();
-    }
-
     /// (threads, idle threads, queued calls).
     fn invoker_stats(&self) -> (usize, usize, usize) {
         self.invoker.stats()

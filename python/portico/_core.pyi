@@ -143,8 +143,6 @@ class Core:
     def wait_for_growth(self) -> bool:
         """For the Python side's supervisor: True when another thread is wanted (start one),
         False once stopped."""
-    def add_thread(self) -> None:
-        """Count a thread the Python side started before any call."""
     def invoker_stats(self) -> tuple[int, int, int]:
         """(threads, idle threads, queued calls)."""
     def submit(

@@ -465,7 +465,7 @@ pub fn upstream_request_headers(
     push_forwarded(&mut hop, by);
     hop.push_str(";for=");
     let mut ip = [0u8; 48];
-    push_forwarded(&mut hop, ip_text(client_ip, &mut ip));
+    push_forwarded(&mut hop, crate::pipeline::ip_text(*client_ip, &mut ip));
     hop.push_str(";host=");
     push_forwarded(&mut hop, host);
     hop.push_str(";proto=");
@@ -551,15 +551,6 @@ fn push_forwarded(out: &mut String, value: &str) {
     } else {
         out.push_str(&forwarded_value(value));
     }
-}
-
-/// `ip` as text in `buf` (no allocation).
-fn ip_text<'b>(ip: &IpAddr, buf: &'b mut [u8; 48]) -> &'b str {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let n = cursor.position() as usize;
-    std::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
 fn latin1(text: &str) -> Vec<u8> {

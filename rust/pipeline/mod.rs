@@ -222,11 +222,12 @@ impl Pipeline {
         }
         ex.route = d.route;
         // A request body must keep coming: each read makes progress within the body timeout.
-        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let body = if body.is_end_stream() {
-            body
+        let (body, stalled) = if body.is_end_stream() {
+            (body, None)
         } else {
-            body::Idle::new(body, settings.body_timeout, Some(stalled.clone())).boxed()
+            let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let idle = body::Idle::new(body, settings.body_timeout, Some(stalled.clone()));
+            (idle.boxed(), Some(stalled))
         };
 
         // throttle: the route's bucket, then the account's.
@@ -257,7 +258,7 @@ impl Pipeline {
 
         // integrate
         let integrated = self.integrate(snap, parts, body, conn, ex, &d, &params).await;
-        if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+        if stalled.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
             return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
         }
         let mut response = integrated?;
@@ -576,7 +577,7 @@ impl Pipeline {
 }
 
 /// `ip` as text, written into `buf` (no allocation).
-fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
+pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
     use std::io::Write;
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cursor, "{ip}");

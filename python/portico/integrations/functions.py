@@ -295,13 +295,14 @@ class FunctionRegistry:
             self._threads.shutdown()
             self._threads = None
 
-    def resolve(self, ref: FunctionRef) -> LambdaFunction:
+    def find(self, ref: FunctionRef) -> LambdaFunction | None:
+        """The function `ref` names: `name:qualifier` when registered so, else `name`."""
         functions = self._functions
-        fn = None
-        if ref.qualifier:
-            fn = functions.get(f"{ref.name}:{ref.qualifier}")
-        if fn is None:
-            fn = functions.get(ref.name)
+        fn = functions.get(f"{ref.name}:{ref.qualifier}") if ref.qualifier else None
+        return fn if fn is not None else functions.get(ref.name)
+
+    def resolve(self, ref: FunctionRef) -> LambdaFunction:
+        fn = self.find(ref)
         if fn is None:
             raise GatewayError(ErrorType.FUNCTION_ERROR, f"function {ref.name} is not registered")
         return fn

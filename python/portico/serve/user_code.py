@@ -114,8 +114,7 @@ class UserCode:
         except ValueError as exc:
             job.reply_lambda_error("FUNCTION_ERROR", f"invalid function URI: {exc}")
             return
-        fn = self.registry.get(f"{ref.name}:{ref.qualifier}") if ref.qualifier else None
-        fn = fn or self.registry.get(ref.name)
+        fn = self.registry.find(ref)
         if fn is None:
             log.error(
                 "Lambda function %r is not registered in this gateway "
