@@ -381,6 +381,7 @@ fn target_buckets(
 /// Everything compilation needs beyond the spec: where access logs go.
 pub struct CompileContext<'c> {
     pub sinks: &'c mut LogSinks,
+    pub settings: &'c spec::Settings,
 }
 
 struct ServingSpec<'s> {
@@ -391,6 +392,7 @@ struct ServingSpec<'s> {
     routes: &'s [RouteSpec],
     cors: Option<Arc<Cors>>,
     access_log: Option<Arc<AccessLog>>,
+    settings: &'s spec::Settings,
 }
 
 fn compile_serving(
@@ -408,7 +410,7 @@ fn compile_serving(
         let key = r.key();
         let integration = match r.integration() {
             None => Integration::Unset,
-            Some(spec) => integrations::compile(spec, key, api.kind, &api.id, &variables)
+            Some(spec) => integrations::compile(spec, key, api.kind, &api.id, &variables, s.settings)
                 .map_err(|e| ConfigError(format!("{at}[{i}].integration: {e}")))?,
         };
         routes.push(RouteRuntime {
@@ -469,6 +471,7 @@ fn compile_stage(
             routes: route_specs,
             cors: cors.clone(),
             access_log: access_log.clone(),
+            settings: cx.settings,
         },
         api,
         &rat,
@@ -480,7 +483,7 @@ fn compile_stage(
     };
     let canary = match &s.canary {
         None => None,
-        Some(c) => Some(compile_canary(api, s, c, &main, throttles.as_ref(), cors, access_log, sat)?),
+        Some(c) => Some(compile_canary(api, s, c, &main, throttles.as_ref(), cors, access_log, sat, cx.settings)?),
     };
     Ok(Stage {
         name: name.into(),
@@ -499,6 +502,7 @@ fn compile_canary(
     stage_cors: Option<Arc<Cors>>,
     access_log: Option<Arc<AccessLog>>,
     sat: &str,
+    settings: &spec::Settings,
 ) -> Result<Canary, ConfigError> {
     let cat = format!("{sat}.canary");
     if !(0.0..=100.0).contains(&c.percent) {
@@ -536,6 +540,7 @@ fn compile_canary(
             routes: route_specs,
             cors,
             access_log,
+            settings,
         },
         api,
         &rat,
@@ -603,7 +608,13 @@ impl Snapshot {
     /// Compile a spec given as JSON, reusing the access-log writers in `sinks`.
     pub fn compile_with(spec_json: &str, sinks: &mut LogSinks) -> Result<Snapshot, ConfigError> {
         let spec = Spec::from_json(spec_json).map_err(ConfigError)?;
-        Snapshot::compile_spec(&spec, &mut CompileContext { sinks })
+        Snapshot::compile_spec(
+            &spec,
+            &mut CompileContext {
+                sinks,
+                settings: &spec.settings,
+            },
+        )
     }
 
     pub fn compile_spec(spec: &Spec, cx: &mut CompileContext<'_>) -> Result<Snapshot, ConfigError> {

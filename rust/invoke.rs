@@ -12,8 +12,18 @@
 //! delays another for much longer than `STALL`, and quick handlers keep to the one thread that
 //! keeps up with them: every extra runnable thread would contend for the GIL (measured: 33
 //! threads for 32 concurrent trivial calls instead of one cost a third of the throughput).
+//!
+//! One function cannot take the capacity of the others: each Lambda call counts against its
+//! function's concurrency limit from the moment it is queued until the Python side is done with
+//! it, which for a handler that outlives its timeout is when the handler returns (a Python thread
+//! cannot be stopped). A call past the limit is refused at once, without Python, as Lambda
+//! throttles an invocation past a function's reserved concurrency
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html>). So a hung function
+//! holds at most its limit of threads, and the queue holds at most the limits' sum of calls.
+//! Queued calls whose caller has gone (timed out, disconnected) are dropped, never run.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,32 +118,60 @@ pub enum Reply {
 /// One queued call and where its reply goes. Dropping it unanswered fails the call.
 pub struct Job {
     pub call: Call,
-    reply: oneshot::Sender<Reply>,
+    replier: Replier,
 }
 
 impl Job {
     pub fn reply(self, reply: Reply) {
-        let _ = self.reply.send(reply);
+        self.replier.reply(reply);
     }
 
     /// Split into the call and a replier, for calls whose arguments are moved out first.
     pub fn into_parts(self) -> (Call, Replier) {
-        (self.call, Replier(self.reply))
+        (self.call, self.replier)
+    }
+
+    /// The caller stopped waiting (it timed out, or its client went away).
+    fn abandoned(&self) -> bool {
+        self.replier.tx.is_closed()
     }
 }
 
-pub struct Replier(oneshot::Sender<Reply>);
+/// Where a call's reply goes. While it lives, the call counts against its function's limit.
+pub struct Replier {
+    tx: oneshot::Sender<Reply>,
+    _in_flight: Option<InFlight>,
+}
 
 impl Replier {
     pub fn reply(self, reply: Reply) {
-        let _ = self.0.send(reply);
+        let _ = self.tx.send(reply);
     }
+}
+
+/// One call in flight of a function: counted while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A Lambda call refused because its function has `limit` calls in flight already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    pub limit: usize,
 }
 
 /// How long queued calls wait on threads that take none before another thread is put to work.
 /// Longer than a scheduler time slice, so that a thread the OS merely preempted is not taken for
 /// a blocked one.
 pub const STALL: Duration = Duration::from_millis(10);
+
+/// An idle thread beyond the first exits after this long without a call: the threads a burst or
+/// a hung function needed are given back once it is over.
+pub const IDLE_EXIT: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct State {
@@ -143,6 +181,8 @@ struct State {
     /// Calls taken so far: progress, as the supervisor sees it.
     taken: u64,
     closed: bool,
+    /// Lambda calls in flight, by function name.
+    in_flight: HashMap<Box<str>, Arc<AtomicUsize>>,
 }
 
 pub struct Invoker {
@@ -150,15 +190,21 @@ pub struct Invoker {
     work: Condvar,
     grow: Condvar,
     max_threads: usize,
+    idle_exit: Duration,
 }
 
 impl Invoker {
     pub fn new(max_threads: usize) -> Invoker {
+        Invoker::with_idle_exit(max_threads, IDLE_EXIT)
+    }
+
+    pub fn with_idle_exit(max_threads: usize, idle_exit: Duration) -> Invoker {
         Invoker {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             grow: Condvar::new(),
             max_threads: max_threads.max(1),
+            idle_exit,
         }
     }
 
@@ -168,12 +214,46 @@ impl Invoker {
 
     /// Queue `call`; the reply arrives on the receiver (an error if it is dropped unanswered).
     pub fn call(&self, call: Call) -> oneshot::Receiver<Reply> {
-        let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
+        self.enqueue(&mut st, call, None)
+    }
+
+    /// Queue a call of `function`, unless it has `limit` calls in flight already.
+    pub fn call_function(
+        &self,
+        call: LambdaCall,
+        function: &str,
+        limit: usize,
+    ) -> Result<oneshot::Receiver<Reply>, Throttled> {
+        let mut st = self.lock();
+        let count = match st.in_flight.get(function) {
+            Some(count) => count.clone(),
+            None => {
+                let count = Arc::new(AtomicUsize::new(0));
+                st.in_flight.insert(function.into(), count.clone());
+                count
+            }
+        };
+        // Decrements happen outside the lock, so the count only errs towards allowing.
+        if count.load(Ordering::Acquire) >= limit {
+            return Err(Throttled { limit });
+        }
+        count.fetch_add(1, Ordering::AcqRel);
+        Ok(self.enqueue(&mut st, Call::Lambda(call), Some(InFlight(count))))
+    }
+
+    fn enqueue(&self, st: &mut State, call: Call, in_flight: Option<InFlight>) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
         if st.closed {
             return rx; // tx dropped: the caller sees the Python side gone
         }
-        st.queue.push_back(Job { call, reply: tx });
+        st.queue.push_back(Job {
+            call,
+            replier: Replier {
+                tx,
+                _in_flight: in_flight,
+            },
+        });
         let working = st.threads - st.idle;
         if working == 0 && st.idle > 0 {
             self.work.notify_one();
@@ -181,17 +261,19 @@ impl Invoker {
             // A working thread takes it when done; the supervisor watches for a stall.
             self.grow.notify_one();
         }
-        drop(st);
         rx
     }
 
     /// The next call, waiting for one (a Python thread calls this with the GIL released); None
-    /// once closed.
+    /// once closed, or when the thread should exit (idle for `idle_exit`, and not the last).
     pub fn next_job(&self) -> Option<Job> {
         let mut st = self.lock();
         loop {
-            if let Some(job) = st.queue.pop_front() {
+            while let Some(job) = st.queue.pop_front() {
                 st.taken += 1;
+                if job.abandoned() {
+                    continue; // nobody waits for it: do not run the user's code for nothing
+                }
                 return Some(job);
             }
             if st.closed {
@@ -199,8 +281,16 @@ impl Invoker {
                 return None;
             }
             st.idle += 1;
-            st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            let (guard, waited) = self
+                .work
+                .wait_timeout(st, self.idle_exit)
+                .unwrap_or_else(|e| e.into_inner());
+            st = guard;
             st.idle -= 1;
+            if waited.timed_out() && st.queue.is_empty() && st.threads > 1 {
+                st.threads -= 1;
+                return None;
+            }
         }
     }
 
@@ -229,6 +319,11 @@ impl Invoker {
                 Some((taken, since)) if taken == st.taken => {
                     if now.duration_since(since) >= STALL {
                         seen = Some((taken, now));
+                        // Calls nobody waits for any more need no thread.
+                        st.queue.retain(|job| !job.abandoned());
+                        if st.queue.is_empty() {
+                            continue;
+                        }
                         if st.idle > 0 {
                             self.work.notify_one();
                         } else if st.threads < self.max_threads {
@@ -257,6 +352,11 @@ impl Invoker {
     pub fn stats(&self) -> (usize, usize, usize) {
         let st = self.lock();
         (st.threads, st.idle, st.queue.len())
+    }
+
+    /// Calls of `function` in flight: queued, or taken and not yet answered.
+    pub fn in_flight(&self, function: &str) -> usize {
+        self.lock().in_flight.get(function).map_or(0, |c| c.load(Ordering::Acquire))
     }
 }
 
@@ -310,5 +410,71 @@ mod tests {
         assert!(calls.next().unwrap().blocking_recv().is_err());
         invoker.close();
         assert!(calls.next().unwrap().blocking_recv().is_err());
+    }
+
+    fn lambda_call_of(name: &str) -> LambdaCall {
+        LambdaCall {
+            invocation_id: "i".into(),
+            uri: name.into(),
+            event: b"{}".to_vec(),
+            timeout_ms: 1000,
+            region: "us-east-1".into(),
+            account_id: "1".into(),
+        }
+    }
+
+    #[test]
+    fn a_function_at_its_limit_is_throttled_and_others_are_not() {
+        let invoker = Invoker::new(8);
+        let hung: Vec<_> = (0..2).map(|_| invoker.call_function(lambda_call_of("hung"), "hung", 2).unwrap()).collect();
+        assert_eq!(invoker.call_function(lambda_call_of("hung"), "hung", 2).unwrap_err(), Throttled { limit: 2 });
+        let healthy = invoker.call_function(lambda_call_of("healthy"), "healthy", 2);
+        assert!(healthy.is_ok());
+        assert_eq!(invoker.in_flight("hung"), 2);
+
+        // A call whose caller timed out still counts while its handler runs...
+        let taken = invoker.next_job().unwrap();
+        drop(hung);
+        assert_eq!(invoker.in_flight("hung"), 2);
+        // ...a queued one whose caller left is dropped, never handed to a thread...
+        let next = invoker.next_job().unwrap();
+        assert!(matches!(&next.call, Call::Lambda(c) if &*c.uri == "healthy"));
+        assert_eq!(invoker.in_flight("hung"), 1);
+        // ...and the running one frees its place once answered.
+        taken.reply(Reply::Lambda(Ok(b"late".to_vec())));
+        assert_eq!(invoker.in_flight("hung"), 0);
+        assert!(invoker.call_function(lambda_call_of("hung"), "hung", 2).is_ok());
+        // Reserved concurrency 0 refuses every call, as Lambda does.
+        assert!(invoker.call_function(lambda_call_of("off"), "off", 0).is_err());
+    }
+
+    #[test]
+    fn idle_threads_beyond_the_first_exit() {
+        let invoker = Arc::new(Invoker::with_idle_exit(4, Duration::from_millis(20)));
+        let _calls: Vec<_> = (0..2).map(|_| invoker.call(lambda_call())).collect();
+        assert!(invoker.wait_for_growth());
+        assert!(invoker.wait_for_growth());
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let invoker = invoker.clone();
+                std::thread::spawn(move || {
+                    let mut taken = 0;
+                    while invoker.next_job().is_some() {
+                        taken += 1;
+                    }
+                    taken
+                })
+            })
+            .collect();
+        // One thread gives up once idle; the last one stays until the invoker closes.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while invoker.stats().0 > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(invoker.stats().0, 1);
+        invoker.close();
+        let taken: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(taken, 2);
+        assert_eq!(invoker.stats().0, 0);
     }
 }

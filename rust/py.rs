@@ -351,10 +351,6 @@ impl RequestIds {
     }
 }
 
-/// The edge (see `edge.rs`): serves the public listener on a thread of its own, answering
-/// plugin-free HTTP_PROXY and MOCK routes, 404s and 429s itself and passing the rest to the
-/// Python pipeline listening on the Unix socket `backend`. Stops when garbage-collected.
-
 // ------------------------------------------------------------------------------------------
 // The pipeline's runtime, its two front doors and the hand-off to the Python side
 
@@ -370,7 +366,7 @@ pub struct Core {
 #[pymethods]
 impl Core {
     #[new]
-    #[pyo3(signature = (gateway, max_threads=64))]
+    #[pyo3(signature = (gateway, max_threads=256))]
     fn new(gateway: PyRef<'_, Gateway>, max_threads: usize) -> PyResult<Self> {
         let invoker = Arc::new(Invoker::new(max_threads));
         let pipeline = Pipeline::new(gateway.inner.clone(), invoker.clone()).map_err(PyValueError::new_err)?;

@@ -13,6 +13,8 @@ pub const DEFAULT_PAYLOAD_LIMIT: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_HEADER_LIMIT: usize = 10_240;
 /// As the head's read timeout: a client that stops sending its body for 30 s is cut.
 pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+/// Enough for any handler that shares its process's GIL; a hung function holds no more threads.
+pub const DEFAULT_FUNCTION_CONCURRENCY: usize = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +45,29 @@ pub struct Settings {
     pub plugins: PluginHooks,
     /// PEM bundle trusted for `https://` upstreams instead of the system's roots.
     pub upstream_ca_file: Option<String>,
+    /// The most calls of one function in flight at once (per serving process), for functions
+    /// that reserve no concurrency of their own.
+    pub function_concurrency: usize,
+    /// Per-function settings, by function name.
+    pub functions: BTreeMap<String, FunctionSpec>,
+}
+
+impl Settings {
+    /// How many calls of `function` may be in flight at once.
+    pub fn concurrency_of(&self, function: &str) -> usize {
+        self.functions
+            .get(function)
+            .and_then(|f| f.reserved_concurrency)
+            .unwrap_or(self.function_concurrency)
+    }
+}
+
+/// A function's settings, as Lambda's `PutFunctionConcurrency` sets them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionSpec {
+    /// Lambda's `ReservedConcurrentExecutions`: this function's own limit (0 refuses every call).
+    pub reserved_concurrency: Option<usize>,
 }
 
 impl Default for Settings {
@@ -56,6 +81,8 @@ impl Default for Settings {
             region: "us-east-1".into(),
             plugins: PluginHooks::default(),
             upstream_ca_file: None,
+            function_concurrency: DEFAULT_FUNCTION_CONCURRENCY,
+            functions: BTreeMap::new(),
         }
     }
 }

@@ -87,6 +87,17 @@ def write(tmp_path: Path, document: dict | str, name: str = "portico.yaml") -> P
             "apis[0].cors",
             "allow-credentials",
         ),
+        (lambda c: c.update(functions={"f": "no_colon"}), "functions.f.handler", "module.path:attribute"),
+        (
+            lambda c: c.update(functions={"f": {"handler": "m:f", "reservedConcurrency": -1}}),
+            "functions.f.reservedConcurrency",
+            "greater than or equal to 0",
+        ),
+        (
+            lambda c: c.setdefault("settings", {}).update(functionConcurrency=0),
+            "settings.functionConcurrency",
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_bad_fields_are_named(tmp_path, mutate, field, reason):

@@ -9,7 +9,9 @@ import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -138,3 +140,57 @@ def test_a_stalled_body_is_cut_and_others_are_served(tmp_path):
         assert waited < 5, waited
     finally:
         server.stop()
+
+
+def test_a_hung_function_is_throttled_and_the_others_keep_their_latency(tmp_path):
+    """A handler that outlives its timeout keeps its thread, but one function holds at most its
+    concurrency of threads: past it, its calls are refused at once (500, as Lambda throttles),
+    and every other function is still answered as quickly as before."""
+    config = {
+        "functions": {
+            "hang": {"handler": "handlers.basic:slow", "reservedConcurrency": 4},
+            "echo": "handlers.basic:echo",
+        },
+        "settings": {"functionConcurrency": 6},
+        "apis": [
+            {
+                "name": "faults",
+                "routes": [
+                    {
+                        "route": "GET /hang",
+                        "integration": {"type": "AWS_PROXY", "uri": "hang", "timeoutInMillis": 1000},
+                    },
+                    {"route": "GET /echo", "integration": {"type": "AWS_PROXY", "uri": "echo"}},
+                ],
+            }
+        ],
+    }
+    server = start_server(config, tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            usual = max(_timed(client, "/echo")[1] for _ in range(5))
+            with ThreadPoolExecutor(24) as pool:
+                hung = [pool.submit(_timed, httpx, server.url + "/hang?s=4") for _ in range(20)]
+                time.sleep(0.3)  # the hung calls have taken their threads
+                healthy = [_timed(client, "/echo") for _ in range(20)]
+                statuses = sorted(f.result()[0] for f in hung)
+            # HTTP APIs answer an integration timeout 503.
+            assert statuses == [500] * 16 + [503] * 4, statuses
+            assert all(status == 200 for status, _ in healthy), healthy
+            # "Its normal latency": bounded by the quiet figure (with room for a noisy machine),
+            # not by the hung function's 4 s.
+            assert max(t for _, t in healthy) < max(10 * usual, 0.5), (usual, healthy)
+            assert "throttled" in server.log
+            # Once the hung handlers return, the function has its threads back.
+            deadline = time.monotonic() + 10
+            while client.get("/hang?s=0").status_code != 200:
+                assert time.monotonic() < deadline, "the function never recovered"
+                time.sleep(0.2)
+    finally:
+        server.stop()
+
+
+def _timed(client: Any, url: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    status = client.get(url, timeout=30).status_code
+    return status, time.perf_counter() - started

@@ -131,7 +131,7 @@ class Core:
     the edge (`listen`) and the embedded app (`submit`), and the calls it hands to the Python
     side for the user's code (`next_job`)."""
 
-    def __new__(cls, gateway: Gateway, max_threads: int = 64) -> Core:
+    def __new__(cls, gateway: Gateway, max_threads: int = 256) -> Core:
         """`max_threads`: the most threads the Python side may run user code on at once."""
     def listen(self, fd: int) -> None:
         """Serve the listening socket `fd` (taken over) with the edge, hyper's HTTP/1.1 server."""

@@ -7,7 +7,7 @@ pub mod http_proxy;
 pub mod lambda_proxy;
 pub mod mock;
 
-use crate::spec::{ApiKind, IntegrationSpec};
+use crate::spec::{ApiKind, IntegrationSpec, Settings};
 
 /// A route's integration, compiled for one stage (its variables filled in).
 #[derive(Debug)]
@@ -28,6 +28,7 @@ pub fn compile(
     kind: ApiKind,
     api_id: &str,
     variables: &[(Box<str>, Box<str>)],
+    settings: &Settings,
 ) -> Result<Integration, String> {
     Ok(match spec {
         IntegrationSpec::HttpProxy {
@@ -57,6 +58,7 @@ pub fn compile(
             *payload_format_version,
             *timeout_ms,
             variables,
+            settings,
         )),
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
     })

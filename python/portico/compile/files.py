@@ -75,6 +75,12 @@ def assemble(config: Config, apis: list[S.ApiSpec], deployment_id: str) -> Compi
         account_id=settings.accountId,
         region=settings.region,
         upstream_ca_file=settings.upstreamCaFile,
+        function_concurrency=settings.functionConcurrency,
+        reserved_concurrency={
+            name: f.reservedConcurrency
+            for name, f in config.functions.items()
+            if f.reservedConcurrency is not None
+        },
     )
     return CompiledConfig(config, spec, deployment_id)
 

@@ -18,6 +18,7 @@ __all__ = [
     "ApiSpec",
     "CanarySpec",
     "CorsSpec",
+    "FunctionSpec",
     "IntegrationSpec",
     "LimitSpec",
     "RouteSpec",
@@ -139,6 +140,12 @@ class Settings(TypedDict):
     region: str
     plugins: PluginHooks
     upstream_ca_file: str | None
+    function_concurrency: int
+    functions: dict[str, FunctionSpec]
+
+
+class FunctionSpec(TypedDict):
+    reserved_concurrency: int | None
 
 
 class Spec(TypedDict):
@@ -292,6 +299,8 @@ def spec(
     on_request: bool = False,
     on_response: bool = False,
     upstream_ca_file: str | None = None,
+    function_concurrency: int = 64,
+    reserved_concurrency: dict[str, int] | None = None,
 ) -> Spec:
     """The whole spec. A Host that names no API reaches the only API when there is exactly one."""
     return {
@@ -307,6 +316,11 @@ def spec(
             "region": region,
             "plugins": {"on_request": on_request, "on_response": on_response},
             "upstream_ca_file": upstream_ca_file,
+            "function_concurrency": int(function_concurrency),
+            "functions": {
+                name: {"reserved_concurrency": int(limit)}
+                for name, limit in (reserved_concurrency or {}).items()
+            },
         },
     }
 

@@ -235,6 +235,10 @@ class Settings(_Model):
     accessLog: AccessLog | None = None
     # A PEM bundle trusted for https:// upstreams instead of the system's roots.
     upstreamCaFile: str | None = None
+    # The most calls of one function in flight at once in each serving process, unless the
+    # function reserves its own (`functions.NAME.reservedConcurrency`): calls past it are refused
+    # as Lambda throttles them (500), so that a hung function cannot take every thread.
+    functionConcurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
 
 
 class AccessLog(_Model):
@@ -251,19 +255,34 @@ class AccessLog(_Model):
 Settings.model_rebuild()
 
 
+class Function(_Model):
+    """A function (`functions.NAME`): its handler, and its concurrency as Lambda's
+    `PutFunctionConcurrency` reserves it (0 refuses every call)."""
+
+    handler: str
+    reservedConcurrency: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+    @field_validator("handler")
+    @classmethod
+    def _handler(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.]+:[A-Za-z0-9_.]+$", value):
+            raise ValueError(f"expected `module.path:attribute`, got {value!r}")
+        return value
+
+
 class Config(_Model):
     """A whole Portico configuration file."""
 
-    functions: dict[str, str] = Field(default_factory=dict)
+    # `NAME: module:attribute`, or `NAME: {handler: module:attribute, reservedConcurrency: N}`.
+    functions: dict[str, Function] = Field(default_factory=dict)
     apis: list[Api] = Field(default_factory=list)
     settings: Settings = Field(default_factory=Settings)
 
-    @field_validator("functions")
+    @field_validator("functions", mode="before")
     @classmethod
-    def _functions(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, target in value.items():
-            if not re.match(r"^[A-Za-z0-9_.]+:[A-Za-z0-9_.]+$", target):
-                raise ValueError(f"{name}: expected `module.path:attribute`, got {target!r}")
+    def _handler_only(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {name: {"handler": f} if isinstance(f, str) else f for name, f in value.items()}
         return value
 
     @model_validator(mode="after")

@@ -150,7 +150,7 @@ class DataPlane:
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
         source: ReloadSource | None = None,
         generation: int | None = None,
-        max_threads: int = 64,
+        max_threads: int = 256,
     ) -> None:
         self.plugins = list(plugins)
         self._hooks = {

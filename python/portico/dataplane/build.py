@@ -29,8 +29,8 @@ logger = logging.getLogger("portico.dataplane")
 def build_registry(config: Config, function_specs: Sequence[str] = ()) -> FunctionRegistry:
     """Functions declared in the config, then `NAME=module:attr` specs (which win on a clash)."""
     registry = FunctionRegistry()
-    for name, target in config.functions.items():
-        registry.load(name, target)
+    for name, function in config.functions.items():
+        registry.load(name, function.handler)
     for spec in function_specs:
         registry.register_spec(spec)
     return registry
@@ -50,14 +50,16 @@ def build_dataplane(
     shared_buckets_path: str | None = None,
     plugins: Sequence[Plugin] = (),
     store: Store | str | Path | None = None,
-    max_threads: int = 64,
+    max_threads: int = 256,
 ) -> DataPlane:
     """An ASGI app serving `config` (a file path or a `Config`) through the core's pipeline.
 
     With `store` (a control-plane `Store` or its data directory), it also serves the APIs created
     through the admin API, and follows every change: it polls the store's generation every 200 ms
     (from ASGI lifespan startup) and swaps in the rebuilt configuration without dropping requests.
-    `max_threads` bounds the threads that run Lambda handlers and plugins.
+    `max_threads` bounds the threads that run Lambda handlers and plugins; one function holds at
+    most its concurrency limit of them (`settings.functionConcurrency`), so a hung one leaves the
+    rest to the others.
     """
     if not isinstance(config, Config):
         config = load_config(config)
