@@ -65,3 +65,9 @@ def binary(event, context):
 
 def hello(event, context):
     return {"message": "hello"}
+
+
+def big(event, context):
+    """A proxy response of `mb` megabytes."""
+    megabytes = float((event.get("queryStringParameters") or {}).get("mb", "1"))
+    return {"statusCode": 200, "body": "x" * int(megabytes * 1024 * 1024)}

@@ -43,8 +43,23 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _return_large_blocks() -> None:
+    """Large blocks (a 5 MB Lambda response, its event, a big body) go back to the system when
+    freed. glibc would otherwise raise its mmap threshold to the largest block freed so far (up to
+    32 MB) and serve later ones from per-thread arenas that keep the memory: measured, a worker
+    grew from 40 MB to 300 MB after thirty 20 MB responses, and to 41 MB with a fixed threshold."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    mallopt = getattr(libc, "mallopt", None)  # glibc's; musl has none and returns memory anyway
+    if mallopt is not None:
+        m_mmap_threshold = -3
+        mallopt(m_mmap_threshold, 256 * 1024)
+
+
 def create_app() -> DataPlane:
     _die_with_parent()
+    _return_large_blocks()
     # An empty PORTICO_CONFIG: no config file (admin-created APIs only).
     config_path = os.environ.get(ENV_CONFIG) or Config()
     functions = json.loads(os.environ.get(ENV_FUNCTIONS, "[]"))
