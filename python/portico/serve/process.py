@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -38,6 +39,8 @@ from portico.serve.worker import (
 )
 
 __all__ = ["ServeOptions", "listen", "serve"]
+
+log = logging.getLogger("portico.serve")
 
 
 @dataclass(slots=True)
@@ -135,6 +138,7 @@ def serve(
     )
     # SIGHUP reopens the workers' access logs (logrotate); Granian would restart them instead.
     server.signal_handler_reload = _forward_sighup(server)  # type: ignore[method-assign]
+    _count_restarts(server)
     try:
         server.serve()
     finally:
@@ -182,6 +186,27 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _count_restarts(server: Any) -> None:
+    """Log each worker Granian replaces (reloads are forwarded, not respawns, so every respawn
+    replaces a worker that died), with how it died and how many replacements so far."""
+    respawn = getattr(server, "_respawn_workers", None)
+    if respawn is None:  # another Granian: its own "Respawning worker-N" lines remain
+        return
+    restarts = 0
+
+    def counted(workers: list[int], *args: Any, **kwargs: Any) -> Any:
+        nonlocal restarts
+        for idx in workers:
+            restarts += 1
+            with contextlib.suppress(Exception):
+                code = server.wrks[idx].inner.exitcode
+                how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                log.warning("worker-%d died (%s); replaced, restart #%d", idx + 1, how, restarts)
+        return respawn(workers, *args, **kwargs)
+
+    server._respawn_workers = counted
 
 
 def _forward_sighup(server: Any) -> Callable[..., None]:
