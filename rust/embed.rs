@@ -20,7 +20,7 @@ use hyper::body::Body;
 use tokio::sync::mpsc;
 
 use crate::edge::Server;
-use crate::pipeline::body::{empty, ChannelBody, PipelineBody};
+use crate::pipeline::body::{empty, failed, ChannelBody, PipelineBody};
 use crate::pipeline::Connection;
 
 /// What Python waits for.
@@ -153,14 +153,25 @@ impl Embedded {
             // A small body of known size comes with the head: one hand-off instead of two.
             let small = body.size_hint().exact().is_some_and(|n| n <= WHOLE_BODY_MAX);
             let whole = if small {
-                match body.collect().await {
-                    Ok(collected) => Some(collected.to_bytes()),
-                    Err(e) => {
-                        me.post(Completion::Abort {
-                            token,
-                            error: e.to_string(),
-                        });
-                        return;
+                let mut body = body;
+                let mut data = bytes::BytesMut::new();
+                loop {
+                    match body.frame().await {
+                        None => break Some(data.freeze()),
+                        Some(Ok(frame)) => {
+                            if let Ok(chunk) = frame.into_data() {
+                                data.extend_from_slice(&chunk);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            // As through the edge, which sent the head already: the head, what
+                            // came of the body, then the connection aborted.
+                            me.bodies
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(token, failed(data.freeze(), e));
+                            break None;
+                        }
                     }
                 }
             } else {

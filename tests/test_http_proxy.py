@@ -590,3 +590,31 @@ def test_host_taken_from_a_path_parameter(portico, upstream: Upstream, transport
     response = httpx.get(f"{server.url}/to/127.0.0.1:{upstream.port}/a%2Fb/c?x=1", timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["path_qs"] == "/echo/a%2Fb/c?x=1"
+
+
+def test_an_upstream_that_stalls_mid_body_is_cut(portico, upstream: Upstream, transport: str) -> None:
+    """The integration timeout also bounds each read of the upstream's body: once the head is sent
+    the status cannot change, so the client's connection is closed short of the declared length,
+    and the gateway keeps serving."""
+    stalling = RawUpstream(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    try:
+        server = portico(
+            _config(
+                {
+                    "stall": _proxy(f"http://127.0.0.1:{stalling.port}/", timeoutInMillis=500),
+                    "echo": _proxy(f"{upstream.url}/echo/"),
+                },
+                [("GET /stall", "stall"), ("GET /echo", "echo")],
+            )
+        )
+        started = time.monotonic()
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("GET", server.url + "/stall", timeout=10) as resp,
+        ):
+            assert resp.status_code == 200
+            resp.read()
+        assert time.monotonic() - started < 5
+        assert httpx.get(server.url + "/echo", timeout=10).status_code == 200
+    finally:
+        stalling.stop()

@@ -95,6 +95,32 @@ pub fn full(bytes: impl Into<Bytes>) -> PipelineBody {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
+/// A body that yields `data`, then fails with `error`: what was read of a body that failed.
+pub fn failed(data: Bytes, error: BoxError) -> PipelineBody {
+    Failed {
+        data: (!data.is_empty()).then_some(data),
+        error: Some(error),
+    }
+    .boxed()
+}
+
+struct Failed {
+    data: Option<Bytes>,
+    error: Option<BoxError>,
+}
+
+impl Body for Failed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.error.take().map(Err))
+    }
+}
+
 /// A request body cut (with an error) once it passes the payload limit; `over` tells why the
 /// body failed, so that the answer is AWS's 413 rather than an integration failure.
 pub struct LimitedBody {
