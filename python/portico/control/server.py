@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import time
 import uuid
 from collections.abc import Mapping
@@ -99,6 +100,11 @@ async def _handle(request: web.Request) -> web.Response:
         status, headers, payload = service.serialise(match.operation, result)
     except ServiceError as error:
         status, headers, payload = service.serialise_error(error)
+    except sqlite3.Error as exc:
+        # The store's disk is full or failing: every request fails alike until it is back, so one
+        # line each, not a traceback each; the client gets AWS's 500 and may retry.
+        log.error("request %s failed: the store is unavailable: %s", request_id, exc)
+        status, headers, payload = service.serialise_error(InternalFailure("An internal error occurred"))
     except Exception:
         log.exception("request %s failed", request_id)
         status, headers, payload = service.serialise_error(InternalFailure("An internal error occurred"))
