@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import subprocess
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from admin_e2e import rest_echo_api, start_admin_server, wait_for
 from portico.config.models import Config
+from portico.control.keys import ENV_ADMIN_KEY, load_or_create_admin_key
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
 from portico.dataplane.build import build_dataplane
@@ -291,3 +293,43 @@ def test_a_build_the_store_fails_is_tried_again(tmp_path):
         assert await _body(app) == "200 two"
 
     asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Every file of the data directory is private, whatever the directory's mode
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.stat().st_mode) for path in directory.iterdir()}
+
+
+def test_store_and_key_files_are_0600_in_an_open_data_directory(tmp_path, monkeypatch):
+    data_dir = tmp_path / "open"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    monkeypatch.delenv(ENV_ADMIN_KEY, raising=False)
+    previous = os.umask(0o022)
+    try:
+        store = Store(data_dir)
+        with store.transaction() as tx:  # the rollback journal comes with the first write
+            tx.put("apigateway", "restapi", "a", {"id": "a"})
+        load_or_create_admin_key(data_dir)
+    finally:
+        os.umask(previous)
+    modes = _modes(data_dir)
+    assert {"portico.db", "portico.db-journal", "admin-key"} <= set(modes), modes
+    assert set(modes.values()) == {0o600}, {name: oct(mode) for name, mode in modes.items()}
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o755  # the directory is the owner's choice
+
+
+def test_files_an_older_version_left_readable_are_made_private(tmp_path, monkeypatch):
+    data_dir = tmp_path / "old"
+    data_dir.mkdir()
+    monkeypatch.delenv(ENV_ADMIN_KEY, raising=False)
+    Store(data_dir).close()
+    key_id, secret, _ = load_or_create_admin_key(data_dir)
+    for path in data_dir.iterdir():
+        path.chmod(0o644)
+    Store(data_dir)
+    assert load_or_create_admin_key(data_dir)[:2] == (key_id, secret)
+    assert set(_modes(data_dir).values()) == {0o600}, _modes(data_dir)

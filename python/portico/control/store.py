@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 DB_NAME = "portico.db"
+# Files of the data directory: the state and the admin secret, for their owner only.
+PRIVATE_FILE_MODE = 0o600
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -151,6 +154,12 @@ class Store:
         if read_only:
             return
         ensure_data_dir(self.data_dir)
+        # SQLite would create the database 0644 (less the umask), and its journal with the
+        # database's mode: created 0600 here, every file of the store is private to its owner,
+        # whatever the mode of a data directory that already existed.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+        for suffix in ("", "-journal", "-wal", "-shm"):  # and those an older Portico left open
+            make_private(self.path.with_name(DB_NAME + suffix))
         conn = self._connection()
         conn.executescript(_SCHEMA)
 
@@ -223,6 +232,13 @@ class Store:
 
     def integrity_check(self) -> str:
         return self._connection().execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def make_private(path: Path) -> None:
+    """chmod 0600 a file that exists with more permissions than that."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_IMODE(path.stat().st_mode) & ~PRIVATE_FILE_MODE:
+            path.chmod(PRIVATE_FILE_MODE)
 
 
 def ensure_data_dir(path: str | os.PathLike[str]) -> Path:
