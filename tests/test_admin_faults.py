@@ -16,11 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from admin_e2e import rest_echo_api, start_admin_server, wait_for
+from admin_e2e import ACCESS_KEY_ID, REGION, SECRET, rest_echo_api, start_admin_server, wait_for
 from portico.config.models import Config
 from portico.control.keys import ENV_ADMIN_KEY, load_or_create_admin_key
 from portico.control.store import Store
@@ -333,3 +336,49 @@ def test_files_an_older_version_left_readable_are_made_private(tmp_path, monkeyp
     Store(data_dir)
     assert load_or_create_admin_key(data_dir)[:2] == (key_id, secret)
     assert set(_modes(data_dir).values()) == {0o600}, _modes(data_dir)
+
+
+# ------------------------------------------------------------------------------------------------
+# 2, 3. Hostile requests get AWS's JSON 4xx answers, and one log line each
+
+
+def _signed(admin, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
+    """A hand-built request to the admin API, signed like boto3 signs."""
+    request = botocore.awsrequest.AWSRequest(
+        method=method, url=admin.admin_url + path, data=body, headers=dict(headers or {})
+    )
+    credentials = botocore.credentials.Credentials(ACCESS_KEY_ID, SECRET)
+    botocore.auth.SigV4Auth(credentials, "apigateway", REGION).add_auth(request)
+    prepared = request.prepare()
+    return httpx.request(method, prepared.url, headers=dict(prepared.headers), content=body, timeout=30)
+
+
+def _log_lines(admin, request_id: str) -> list[str]:
+    return [line for line in admin.server.log.splitlines() if request_id in line]
+
+
+def test_a_deeply_nested_body_is_a_bad_request(portico, tmp_path):
+    admin = start_admin_server(portico, tmp_path)
+    json_headers = {"Content-Type": "application/json"}
+    nested = b"[" * 100_000
+    for method, path, body in [
+        ("POST", "/v2/apis", nested),  # the request body itself
+        ("POST", "/v2/apis", b'{"Name": ' + b'{"a": ' * 100_000),
+        # A document a handler parses: the OpenAPI definition of an import.
+        ("POST", "/restapis?mode=import", nested),
+        ("PUT", "/v2/apis", b'{"body": "' + b"[" * 100_000 + b'"}'),
+    ]:
+        response = _signed(admin, method, path, body, json_headers)
+        assert response.status_code == 400, (path, response.text)
+        assert response.headers["x-amzn-ErrorType"] == "BadRequestException"
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {
+            "message": "Could not parse request body into json: the document is nested too deeply"
+        }
+        request_id = response.headers["x-amzn-RequestId"]
+        wait_for(lambda request_id=request_id: _log_lines(admin, request_id), timeout=5)
+        assert len(_log_lines(admin, request_id)) <= 2, _log_lines(admin, request_id)
+    # The request body itself: nothing but the access-log line.
+    assert "Traceback" not in admin.server.log and "RecursionError" not in admin.server.log
+    # And the admin API goes on.
+    assert admin.client("apigatewayv2").get_apis()["Items"] == []

@@ -27,7 +27,7 @@ from portico.control.errors import BadRequestException, InternalFailure, Service
 from portico.control.keys import load_or_create_admin_key
 from portico.control.registry import HANDLERS, AdminRequest, load_handlers, not_implemented
 from portico.control.store import Store
-from portico.control.wire import get_service, parse_query, service_for_path
+from portico.control.wire import NESTED_TOO_DEEPLY, get_service, parse_query, service_for_path
 
 log = logging.getLogger("portico.admin")
 DEFAULT_ACCOUNT_ID = "000000000000"
@@ -100,6 +100,11 @@ async def _handle(request: web.Request) -> web.Response:
         status, headers, payload = service.serialise(match.operation, result)
     except ServiceError as error:
         status, headers, payload = service.serialise_error(error)
+    except RecursionError:
+        # Input nested deeper than a handler's parser or walker follows (an OpenAPI document, a
+        # model schema): the request's fault, refused like a body nested too deeply to parse.
+        log.warning("request %s: input nested too deeply to process", request_id)
+        status, headers, payload = service.serialise_error(BadRequestException(NESTED_TOO_DEEPLY))
     except sqlite3.Error as exc:
         # The store's disk is full or failing: every request fails alike until it is back, so one
         # line each, not a traceback each; the client gets AWS's 500 and may retry.
