@@ -382,3 +382,35 @@ def test_a_deeply_nested_body_is_a_bad_request(portico, tmp_path):
     assert "Traceback" not in admin.server.log and "RecursionError" not in admin.server.log
     # And the admin API goes on.
     assert admin.client("apigatewayv2").get_apis()["Items"] == []
+
+
+def test_a_long_url_gets_aws_json_answers(portico, tmp_path):
+    """Past aiohttp's 8,190-byte request line: a URL within AWS's 10,240-byte head is routed as
+    usual, a longer one is 414 (a head too large otherwise 431), all as JSON with the error
+    type, the way the service's other errors are answered."""
+    admin = start_admin_server(portico, tmp_path)
+    within = _signed(admin, "GET", "/restapis/" + "a" * 9000)
+    assert within.status_code == 404, within.text
+    assert within.headers["x-amzn-ErrorType"] == "NotFoundException"
+    assert within.json()["message"].startswith("Invalid REST API identifier specified")
+
+    for length in (11_000, 60_000):
+        for signed in (True, False):  # the limit is checked before authentication
+            path = "/restapis/" + "a" * length
+            response = _signed(admin, "GET", path) if signed else httpx.get(admin.admin_url + path)
+            assert response.status_code == 414, response.text
+            assert response.headers["x-amzn-ErrorType"] == "BadRequestException"
+            assert response.headers["content-type"] == "application/json"
+            assert response.json() == {"message": "Request-URI Too Long"}
+            assert response.headers["x-amzn-RequestId"]
+    query = _signed(admin, "GET", "/restapis?position=" + "p" * 12_000)
+    assert (query.status_code, query.json()) == (414, {"message": "Request-URI Too Long"})
+
+    headers = _signed(admin, "GET", "/restapis", headers={"x-padding": "h" * 12_000})
+    assert headers.status_code == 431, headers.text
+    assert headers.headers["x-amzn-ErrorType"] == "BadRequestException"
+    assert headers.json() == {"message": "Request Header Fields Too Large"}
+
+    assert admin.client("apigateway").get_rest_apis()["items"] == []
+    assert "Traceback" not in admin.server.log
+    assert max(len(line) for line in admin.server.log.splitlines()) < 2000
