@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
@@ -24,6 +26,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from admin_e2e import ACCESS_KEY_ID, REGION, SECRET, rest_echo_api, start_admin_server, wait_for
+from conftest import free_port, start_server
 from portico.config.models import Config
 from portico.control.keys import ENV_ADMIN_KEY, load_or_create_admin_key
 from portico.control.store import Store
@@ -414,3 +417,60 @@ def test_a_long_url_gets_aws_json_answers(portico, tmp_path):
     assert admin.client("apigateway").get_rest_apis()["items"] == []
     assert "Traceback" not in admin.server.log
     assert max(len(line) for line in admin.server.log.splitlines()) < 2000
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. The admin key never reaches user code
+
+
+def test_the_admin_key_never_reaches_handlers(tmp_path, monkeypatch):
+    """Started with PORTICO_ADMIN_KEY, the server takes the key out of the environment before
+    any handler loads, in the server process and in every worker; the admin API still accepts it.
+    (And the data directory's files are private though the directory is not.)"""
+    key = f"{ACCESS_KEY_ID}:{SECRET}"
+    probe_file = tmp_path / "probe.txt"
+    monkeypatch.setenv(ENV_ADMIN_KEY, key)
+    monkeypatch.setenv("PORTICO_PROBE_FILE", str(probe_file))
+    data_dir = tmp_path / "state"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    admin_port = free_port()
+    config = {
+        "apis": [
+            {
+                "name": "probe",
+                "routes": [{"route": "GET /seen", "integration": {"type": "AWS_PROXY", "uri": "probe"}}],
+            }
+        ]
+    }
+    server = start_server(
+        config,
+        tmp_path,
+        {"probe": "handlers.secrets_probe:admin_key_seen"},
+        workers=2,
+        extra_args=["--admin-port", str(admin_port), "--data-dir", str(data_dir)],
+    )
+    try:
+        seen = [httpx.get(server.url + "/seen", headers={"connection": "close"}).json() for _ in range(20)]
+        assert len({answer["pid"] for answer in seen}) == 2, "both workers answered"
+        for answer in seen:
+            assert (answer["at_import"], answer["at_call"]) == (None, None), answer
+            assert SECRET not in json.dumps(answer["argv"])
+        # Loaded once in the server process (the workers inherit it) or again in each worker.
+        imports = probe_file.read_text().split()
+        assert imports and set(imports[1::2]) == {"None"}, imports
+
+        client = boto3.client(
+            "apigateway",
+            endpoint_url=f"http://127.0.0.1:{admin_port}",
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET,
+        )
+        assert client.create_rest_api(name="signed-with-the-env-key")["name"] == "signed-with-the-env-key"
+        assert not (data_dir / "admin-key").exists()  # the configured key was used, none generated
+        modes = _modes(data_dir)
+        assert modes and set(modes.values()) == {0o600}, {name: oct(mode) for name, mode in modes.items()}
+    finally:
+        server.stop()
+    assert SECRET not in server.log
