@@ -45,10 +45,10 @@ def _die_with_parent() -> None:
 
 
 def create_app() -> DataPlane:
-    _die_with_parent()
     # The server process took it out already; a worker started some other way must not hand the
     # admin secret to the handlers and plugins it loads either.
     os.environ.pop(ENV_ADMIN_KEY, None)
+    _die_with_parent()
     # An empty PORTICO_CONFIG: no config file (admin-created APIs only).
     config_path = os.environ.get(ENV_CONFIG) or Config()
     functions = json.loads(os.environ.get(ENV_FUNCTIONS, "[]"))
