@@ -192,7 +192,7 @@ def test_a_full_disk_fails_the_write_with_sqlites_own_error(small_tmpfs):
     with store.transaction() as tx:
         tx.put("apigateway", "restapi", "kept", {"id": "kept"})
     filler = _fill(small_tmpfs)
-    with pytest.raises(Exception, match="database or disk is full"), store.transaction() as tx:
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"), store.transaction() as tx:
         tx.put("apigateway", "restapi", "big", {"id": "big", "blob": "x" * 200_000})
     with store.read() as tx:
         assert tx.exists("apigateway", "restapi", "kept")
