@@ -150,7 +150,18 @@ def _describe(compiled, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
+def _take_admin_key(args: argparse.Namespace) -> str | None:
+    """The admin key configured for this server (`--admin-key`, else `PORTICO_ADMIN_KEY`), taken
+    out of the environment before any user code loads: Lambda handlers and plugins run in
+    processes that inherit it (the admin process is handed the key explicitly)."""
+    from portico.control.keys import ENV_ADMIN_KEY
+
+    from_env = os.environ.pop(ENV_ADMIN_KEY, None)
+    return args.admin_key or from_env
+
+
 def _serve(args: argparse.Namespace) -> int:
+    admin_key = _take_admin_key(args)
     found = _find_config(args.config, required=args.admin_port is None)
     config_path = os.path.abspath(found) if found else None
     compiled = _validate(config_path, args.function, args.plugin)
@@ -174,15 +185,16 @@ def _serve(args: argparse.Namespace) -> int:
     print(_describe(compiled, args.host, args.port), flush=True)
     return serve(
         options,
-        start_admin=lambda: _start_admin(args),
+        start_admin=lambda: _start_admin(args, admin_key),
         stop_admin=_stop_admin,
         data_dir=os.path.abspath(args.data_dir),
     )
 
 
-def _start_admin(args: argparse.Namespace):
-    """Start the admin API in a child process (None without --admin-port). Prints where the
-    generated admin key lives, never the secret."""
+def _start_admin(args: argparse.Namespace, admin_key: str | None):
+    """Start the admin API in a child process (None without --admin-port), handing it the key
+    (`admin_key`, else the one in the data directory). Prints where the generated admin key
+    lives, never the secret."""
     if args.admin_port is None:
         return None
     import multiprocessing
@@ -193,7 +205,7 @@ def _start_admin(args: argparse.Namespace):
 
     data_dir = os.path.abspath(args.data_dir)
     try:
-        access_key_id, secret, key_path = load_or_create_admin_key(data_dir, args.admin_key)
+        access_key_id, secret, key_path = load_or_create_admin_key(data_dir, admin_key)
     except (AdminKeyError, OSError) as exc:
         raise SystemExit(f"portico: admin key: {exc}") from None
     context = multiprocessing.get_context("spawn")

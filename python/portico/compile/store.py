@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from portico.compile import spec as S
 from portico.compile.files import CompiledConfig, assemble, compile_file_apis, deployment_id_of
 from portico.config.models import Config, validate_route_key
 from portico.control.store import Store
+from portico.dataplane.app import SourceUnavailable
 from portico.integrations.functions import FunctionRegistry, parse_function_uri
 
 __all__ = ["StoreSource", "load_store_apis"]
@@ -446,6 +448,8 @@ def load_store_apis(
                 continue
             try:
                 built = builder.http_api(tx, api) if service == V2 else builder.rest_api(tx, api)
+            except sqlite3.Error:
+                raise  # the store failed, not this API: never serve the others without it
             except Exception:  # one broken API must not stop the others from being served
                 log.exception("API %s could not be built; not served", api_id)
                 continue
@@ -481,5 +485,10 @@ class StoreSource:
         return self.store.generation()
 
     def build(self) -> CompiledConfig:
-        store_apis = load_store_apis(self.store, self.registry, skip_ids=self._file_ids, cache=self._cache)
+        try:
+            store_apis = load_store_apis(
+                self.store, self.registry, skip_ids=self._file_ids, cache=self._cache
+            )
+        except sqlite3.Error as exc:
+            raise SourceUnavailable(f"the store cannot be read: {exc}") from exc
         return assemble(self.config, [*self.file_apis, *store_apis], self._deployment_id)

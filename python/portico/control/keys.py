@@ -1,8 +1,9 @@
 """The admin credentials: an access key id and secret that admin requests are signed with.
 
 Precedence: an explicit `ID:SECRET` (`--admin-key` or the env var `PORTICO_ADMIN_KEY`), else the
-file `<data-dir>/admin-key` (created on first start: mode 0600, in a 0700 data dir). The secret is
-never printed or logged; callers show the file's LOCATION only.
+file `<data-dir>/admin-key` (created on first start: mode 0600, whatever the data directory's mode;
+0700 when it creates the directory). The secret is never printed or logged; callers show the
+file's LOCATION only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import secrets
 import string
 from pathlib import Path
 
-from portico.control.store import ensure_data_dir
+from portico.control.store import PRIVATE_FILE_MODE, ensure_data_dir, make_private
 
 ENV_ADMIN_KEY = "PORTICO_ADMIN_KEY"
 KEY_FILE = "admin-key"
@@ -46,13 +47,14 @@ def load_or_create_admin_key(
     if configured:
         return (*parse_admin_key(configured), None)
     path = ensure_data_dir(data_dir) / KEY_FILE
+    make_private(path)  # a key file written looser by hand or by an older Portico
     try:
         return (*parse_admin_key(path.read_text()), path)
     except FileNotFoundError:
         pass
     access_key_id, secret = generate_admin_key()
     temp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"{access_key_id}:{secret}\n")
         handle.flush()

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import time
 import uuid
 from collections.abc import Mapping
@@ -26,11 +27,21 @@ from portico.control.errors import BadRequestException, InternalFailure, Service
 from portico.control.keys import load_or_create_admin_key
 from portico.control.registry import HANDLERS, AdminRequest, load_handlers, not_implemented
 from portico.control.store import Store
-from portico.control.wire import get_service, parse_query, service_for_path
+from portico.control.wire import NESTED_TOO_DEEPLY, get_service, parse_query, service_for_path
 
 log = logging.getLogger("portico.admin")
 DEFAULT_ACCOUNT_ID = "000000000000"
 MAX_BODY = 16 * 1024 * 1024
+# API Gateway counts the request line and the headers against 10,240 bytes and refuses more: the
+# URI alone over it is 414, else 431, with the JSON body and `x-amzn-ErrorType` of its other errors
+# (as the data plane does, rust/pipeline/limits.rs; "API Gateway quotas",
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
+HEAD_LIMIT_BYTES = 10_240
+# aiohttp's own parser limits (8,190 by default, answered with a plain-text 400), raised above
+# AWS's so that the check above answers; they still bound what one request head may buffer.
+PARSER_LIMIT_BYTES = 64 * 1024
+# An access-log line shows this much of a path (a 414's path would make it 10 KB and more).
+LOGGED_PATH_CHARS = 1024
 HANDLER_THREADS = 4
 
 _STORE = web.AppKey("store", Store)
@@ -68,6 +79,7 @@ async def _handle(request: web.Request) -> web.Response:
     app = request.app
     access_key_id = "-"
     try:
+        _check_head(request)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -99,6 +111,16 @@ async def _handle(request: web.Request) -> web.Response:
         status, headers, payload = service.serialise(match.operation, result)
     except ServiceError as error:
         status, headers, payload = service.serialise_error(error)
+    except RecursionError:
+        # Input nested deeper than a handler's parser or walker follows (an OpenAPI document, a
+        # model schema): the request's fault, refused like a body nested too deeply to parse.
+        log.warning("request %s: input nested too deeply to process", request_id)
+        status, headers, payload = service.serialise_error(BadRequestException(NESTED_TOO_DEEPLY))
+    except sqlite3.Error as exc:
+        # The store's disk is full or failing: every request fails alike until it is back, so one
+        # line each, not a traceback each; the client gets AWS's 500 and may retry.
+        log.error("request %s failed: the store is unavailable: %s", request_id, exc)
+        status, headers, payload = service.serialise_error(InternalFailure("An internal error occurred"))
     except Exception:
         log.exception("request %s failed", request_id)
         status, headers, payload = service.serialise_error(InternalFailure("An internal error occurred"))
@@ -107,12 +129,24 @@ async def _handle(request: web.Request) -> web.Response:
         "%s %s %s %d %.1fms key=%s",
         request_id,
         request.method,
-        raw_path,
+        raw_path if len(raw_path) <= LOGGED_PATH_CHARS else raw_path[:LOGGED_PATH_CHARS] + "...",
         status,
         (time.perf_counter() - started) * 1000,
         access_key_id,
     )
     return web.Response(status=status, body=payload, headers=headers)
+
+
+def _check_head(request: web.Request) -> None:
+    """AWS's limit on the request head, checked before anything else (authentication too)."""
+    uri = len(request.raw_path)
+    size = len(request.method) + uri + 12  # the request line's spaces, version and CRLF
+    size += sum(len(name) + len(value) + 4 for name, value in request.raw_headers)  # ": ", CRLF
+    if size <= HEAD_LIMIT_BYTES:
+        return
+    if uri > HEAD_LIMIT_BYTES:
+        raise BadRequestException("Request-URI Too Long", status=414)
+    raise BadRequestException("Request Header Fields Too Large", status=431)
 
 
 async def serve_admin(
@@ -126,7 +160,13 @@ async def serve_admin(
 ) -> None:
     """Serve until `stop` is set (or forever). `ready.set()` is called once listening."""
     app = await create_admin_app(store, keys, account_id)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        max_line_size=PARSER_LIMIT_BYTES,
+        max_field_size=PARSER_LIMIT_BYTES,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -9,19 +9,27 @@ belongs to (`restApiId` / `ApiId`); resources nested deeper use a path like `api
 `meta.generation` grows by one in the same transaction as any write; data-plane workers poll
 `Store.generation()` to know when to reload.
 
-Durability: WAL journal with `synchronous=FULL`: a commit is fsynced before the admin request is
-answered, so an acknowledged write survives `kill -9` of the process (WAL alone gives that) and
-also an OS crash or power loss (what FULL adds; admin writes are rare, the fsync is cheap).
+Durability: a rollback journal (`journal_mode=TRUNCATE`) with `synchronous=FULL`: a commit is
+fsynced before the admin request is answered, so an acknowledged write survives `kill -9` of the
+process and also an OS crash or power loss (admin writes are rare, the fsyncs are cheap).
+Not WAL, and no memory-mapped I/O (`mmap_size=0`): WAL keeps its index in a `-shm` file that every
+process mmaps, and when the file system fills up or that file is truncated, touching the mapping is
+SIGBUS: every worker and the admin process died of it. Without any mapping, a failing disk is a
+`sqlite3.Error` on the admin API (answered 500) and nothing at all to the workers, which open the
+database read-only and keep serving what they last built (https://www.sqlite.org/wal.html,
+"Disadvantages"; https://www.sqlite.org/mmap.html).
 Concurrency: one connection per thread (and per process); writes take the database lock up front
 (`BEGIN IMMEDIATE`) and wait up to `busy_timeout` for it, so concurrent writers from threads and
-processes serialise instead of failing.
+processes serialise instead of failing; readers wait the same way while a commit is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 DB_NAME = "portico.db"
+# Files of the data directory: the state and the admin secret, for their owner only.
+PRIVATE_FILE_MODE = 0o600
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -130,26 +140,57 @@ class Transaction:
 
 
 class Store:
-    """The state database. Safe to share between threads; each thread gets its own connection."""
+    """The state database. Safe to share between threads; each thread gets its own connection.
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    `read_only`: for the data plane's workers, which only read: nothing in the data directory is
+    ever written, and the database (the admin process creates it) is opened at the first read, so
+    that a store that cannot be read fails that read, never the worker's start."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.data_dir = Path(data_dir)
-        ensure_data_dir(self.data_dir)
         self.path = self.data_dir / DB_NAME
+        self.read_only = read_only
         self._local = threading.local()
+        if read_only:
+            return
+        ensure_data_dir(self.data_dir)
+        # SQLite would create the database 0644 (less the umask), and its journal with the
+        # database's mode: created 0600 here, every file of the store is private to its owner,
+        # whatever the mode of a data directory that already existed.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+        for suffix in ("", "-journal", "-wal", "-shm"):  # and those an older Portico left open
+            make_private(self.path.with_name(DB_NAME + suffix))
         conn = self._connection()
         conn.executescript(_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            if self.read_only:
+                target, uri = f"{self.path.resolve().as_uri()}?mode=ro", True
+            else:
+                target, uri = str(self.path), False
+            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=uri)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA mmap_size = 0")
+            if not self.read_only:
+                # Persistent: also turns the WAL of a database written by an older Portico off.
+                conn.execute("PRAGMA journal_mode = TRUNCATE")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
+
+    def _end(self, conn: sqlite3.Connection) -> None:
+        """Roll back what is still open. SQLite has already rolled back a transaction whose COMMIT
+        failed (a full disk, an I/O error), and a connection that cannot roll back is dropped: the
+        next use opens a new one instead of failing again."""
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -164,18 +205,18 @@ class Store:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._end(conn)
             raise
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        """A consistent read-only snapshot (does not block writers, thanks to WAL)."""
+        """A consistent read-only snapshot (a writer's commit waits for it to end)."""
         conn = self._connection()
         conn.execute("BEGIN")
         try:
             yield Transaction(conn, writable=False)
         finally:
-            conn.execute("ROLLBACK")
+            self._end(conn)
 
     def generation(self) -> int:
         """Grows by one with every committed write transaction."""
@@ -185,11 +226,19 @@ class Store:
         """Close this thread's connection."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
             self._local.conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def integrity_check(self) -> str:
         return self._connection().execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def make_private(path: Path) -> None:
+    """chmod 0600 a file that exists with more permissions than that."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_IMODE(path.stat().st_mode) & ~PRIVATE_FILE_MODE:
+            path.chmod(PRIVATE_FILE_MODE)
 
 
 def ensure_data_dir(path: str | os.PathLike[str]) -> Path:

@@ -48,6 +48,7 @@ from portico.control.errors import (
 
 SERVICES = ("apigateway", "apigatewayv2")
 JSON_CONTENT_TYPE = "application/json"
+NESTED_TOO_DEEPLY = "Could not parse request body into json: the document is nested too deeply"
 
 
 @dataclass(frozen=True)
@@ -500,6 +501,10 @@ def _load_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestException(f"Could not parse request body into json: {exc}") from None
+    except RecursionError:
+        # Python's parser stops at its recursion limit (about 1,000 levels): a body nested deeper
+        # is refused like any body that is not JSON, with AWS's 400.
+        raise BadRequestException(NESTED_TOO_DEEPLY) from None
 
 
 def _dump_json(document: Any) -> bytes:

@@ -44,6 +44,11 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 _HEAD, _CHUNK, _ABORT = 0, 1, 2
 
 
+class SourceUnavailable(RuntimeError):
+    """The source cannot be read right now (e.g. its disk is failing): unlike a configuration
+    that does not build, the same generation is tried again at the next poll."""
+
+
 class ReloadSource(Protocol):
     """Where a live data plane's configuration comes from (see `portico.compile.store`)."""
 
@@ -52,7 +57,8 @@ class ReloadSource(Protocol):
         ...
 
     def build(self) -> CompiledConfig:
-        """The configuration to serve now (may raise: the data plane keeps the previous one)."""
+        """The configuration to serve now (may raise: the data plane keeps the previous one;
+        `SourceUnavailable` to have it tried again)."""
         ...
 
 
@@ -193,7 +199,7 @@ class DataPlane:
     async def refresh(self) -> bool:
         """Reload from `source` if its generation moved; True when a new snapshot was published.
         The build runs in a thread, off the event loop; a failed build is logged and the current
-        snapshot stays."""
+        snapshot stays (`SourceUnavailable` propagates instead, and is tried again next time)."""
         source = self.source
         if source is None:
             return False
@@ -210,6 +216,9 @@ class DataPlane:
         started = time.perf_counter()
         try:
             compiled = await asyncio.to_thread(build)
+        except SourceUnavailable:
+            self._generation = previous  # not this generation's fault: build it again next poll
+            raise
         except Exception:
             logger.exception(
                 "reload of generation %s failed; still serving generation %s", generation, previous
@@ -224,13 +233,23 @@ class DataPlane:
         return True
 
     async def _watch(self) -> None:
+        failing = False
         while True:
             try:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the source itself failed (e.g. the database is locked for long)
-                logger.exception("checking for a new configuration failed")
+            except Exception:  # the source itself failed (e.g. its disk is failing)
+                if not failing:  # once per outage, not at every poll
+                    logger.exception(
+                        "checking for a new configuration failed; still serving generation %s",
+                        self._generation,
+                    )
+                failing = True
+            else:
+                if failing:
+                    logger.info("the configuration source can be read again")
+                failing = False
             await asyncio.sleep(RELOAD_POLL_SECONDS)
 
     def start_watching(self) -> None:

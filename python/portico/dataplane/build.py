@@ -78,11 +78,14 @@ def build_dataplane(
     from portico.compile.store import StoreSource
 
     if not isinstance(store, Store):
-        store = Store(store)
+        # Read-only: the data plane never writes the store, so a full or failing disk cannot
+        # touch it; the admin process owns (and creates) the database.
+        store = Store(store, read_only=True)
     source = StoreSource(store, config, registry, file_apis)
-    # The generation is read first: a write racing with this build is picked up by the first poll.
-    generation: int | None = source.generation()
+    generation: int | None = None
     try:
+        # The generation is read first: a write racing with this build is picked up by the first poll.
+        generation = source.generation()
         compiled = source.build()
     except Exception:  # a store the compiler cannot read must not keep the file's APIs from serving
         logger.exception("the admin-created APIs could not be loaded; serving the config file's only")

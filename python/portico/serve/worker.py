@@ -15,6 +15,7 @@ import sys
 
 from portico import _core
 from portico.config.models import Config
+from portico.control.keys import ENV_ADMIN_KEY
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
 from portico.dataplane.plugins import load_plugins
@@ -58,6 +59,9 @@ def _return_large_blocks() -> None:
 
 
 def create_app() -> DataPlane:
+    # The server process took it out already; a worker started some other way must not hand the
+    # admin secret to the handlers and plugins it loads either.
+    os.environ.pop(ENV_ADMIN_KEY, None)
     _die_with_parent()
     _return_large_blocks()
     # An empty PORTICO_CONFIG: no config file (admin-created APIs only).
