@@ -11,6 +11,10 @@ use crate::spec::ApiKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorType {
     BadRequest,
+    /// The request body could not be read whole: its framing is broken (a malformed chunked
+    /// encoding) or it ended early. AWS's 400 Bad Request; the connection closes, its framing
+    /// being lost.
+    MalformedBody,
     ResourceNotFound,
     MissingAuthenticationToken,
     Throttled,
@@ -41,7 +45,7 @@ impl ErrorType {
     /// The name AWS uses for the type (`$context.error.responseType`).
     pub fn name(self) -> &'static str {
         match self {
-            ErrorType::BadRequest => "DEFAULT_4XX",
+            ErrorType::BadRequest | ErrorType::MalformedBody => "DEFAULT_4XX",
             ErrorType::ResourceNotFound => "RESOURCE_NOT_FOUND",
             ErrorType::MissingAuthenticationToken => "MISSING_AUTHENTICATION_TOKEN",
             ErrorType::Throttled => "THROTTLED",
@@ -75,7 +79,7 @@ impl ErrorType {
 
     fn http_api(self) -> (u16, &'static str) {
         match self {
-            ErrorType::BadRequest => (400, "Bad Request"),
+            ErrorType::BadRequest | ErrorType::MalformedBody => (400, "Bad Request"),
             ErrorType::ResourceNotFound | ErrorType::MissingAuthenticationToken => (404, "Not Found"),
             ErrorType::Throttled => (429, "Too Many Requests"),
             ErrorType::RequestTooLarge => (413, "Request Entity Too Large"),
@@ -92,7 +96,7 @@ impl ErrorType {
 
     fn rest_api(self) -> (u16, &'static str, &'static str) {
         match self {
-            ErrorType::BadRequest => (400, "Bad Request", "BadRequestException"),
+            ErrorType::BadRequest | ErrorType::MalformedBody => (400, "Bad Request", "BadRequestException"),
             ErrorType::ResourceNotFound => (404, "Not Found", "NotFoundException"),
             ErrorType::MissingAuthenticationToken => (
                 403,
@@ -166,5 +170,11 @@ mod tests {
         assert_eq!(ErrorType::FunctionError.response(ApiKind::Http).status, 500);
         assert_eq!(ErrorType::IntegrationTimeout.response(ApiKind::Http).status, 503);
         assert_eq!(ErrorType::IntegrationTimeout.response(ApiKind::Rest).status, 504);
+    }
+
+    #[test]
+    fn a_malformed_body_is_a_bad_request() {
+        assert_eq!(ErrorType::MalformedBody.response(ApiKind::Http), ErrorType::BadRequest.response(ApiKind::Http));
+        assert_eq!(ErrorType::MalformedBody.response(ApiKind::Rest), ErrorType::BadRequest.response(ApiKind::Rest));
     }
 }
