@@ -305,3 +305,32 @@ def test_a_mock_answers_a_body_at_the_limit(doors: Doors, door: str):
     answer = exchange_streaming(doors.servers[door], head, _chunks(PAYLOAD_LIMIT))
     assert answer.status == 200, answer
     assert answer.body == b"mocked"
+
+
+# ------------------------------------------------------------------------------------------ 4. upstream head
+
+
+@pytest.mark.parametrize("size", [HEADER_LIMIT + 100, 200 * 1024, 600 * 1024], ids=["10k", "200k", "600k"])
+@pytest.mark.parametrize("door", DOORS)
+def test_an_upstream_head_past_the_header_limit_is_not_passed_on(doors: Doors, door: str, size: int):
+    """AWS cannot return an integration response whose headers pass its limit: the HTTP API's
+    answer to an integration response it cannot pass on. The 600 KB one is past what the upstream
+    client reads of a head at all; the answer is the same."""
+    server = doors.servers[door]
+    since = len(server.log)
+    answer = exchange(server, _head("GET", f"/head/{size}"), "GET")
+    assert answer.status == 500, answer.status
+    assert _gateway_answer(answer) == {"message": "Internal Server Error"}
+    assert "x-big" not in answer.headers
+    time.sleep(0.1)
+    # The operator is told why: the upstream misbehaved.
+    logged = _errors_logged(server, since)
+    assert len(logged) == 1 and "the upstream's response head" in logged[0], logged
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_an_upstream_head_within_the_limit_is_passed_on(doors: Doors, door: str):
+    answer = exchange(doors.servers[door], _head("GET", f"/head/{HEADER_LIMIT - 1024}"), "GET")
+    assert answer.status == 200, answer.status
+    assert answer.headers["x-big"] == "b" * (HEADER_LIMIT - 1024)
+    assert answer.body == b"ok"

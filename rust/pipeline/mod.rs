@@ -319,11 +319,14 @@ impl Pipeline {
                     scheme: conn.scheme,
                 };
                 let trace = || self.ids.trace_id(ex.epoch_ms / 1000);
-                match proxy.call(&self.upstream, parts, limited.boxed(), target, &trace).await {
+                let called = proxy
+                    .call(&self.upstream, parts, limited.boxed(), target, settings.header_limit, &trace)
+                    .await;
+                match called {
                     Ok(response) => Ok(response),
                     // The client's body failed, not the upstream: the client's fault is answered.
                     Err(_) if state.error().is_some() => Err(body_failure(state.error().unwrap_or(BodyError::Broken))),
-                    Err(error) => fail(error, "the upstream request failed"),
+                    Err((error, detail)) => fail(error, detail),
                 }
             }
             Integration::LambdaProxy(lambda) => {

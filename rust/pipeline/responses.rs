@@ -25,7 +25,8 @@ pub enum ErrorType {
     RequestTimeout,
     IntegrationFailure,
     IntegrationTimeout,
-    /// A Lambda returned output API Gateway cannot turn into a response.
+    /// An integration answered with what API Gateway cannot pass on: a Lambda's malformed output,
+    /// an upstream's response head over the header limit.
     MalformedResponse,
     /// A Lambda raised, or could not be invoked.
     FunctionError,
@@ -173,8 +174,13 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_body_is_a_bad_request() {
+    fn a_malformed_body_is_a_bad_request_and_an_unpassable_response_a_5xx() {
         assert_eq!(ErrorType::MalformedBody.response(ApiKind::Http), ErrorType::BadRequest.response(ApiKind::Http));
         assert_eq!(ErrorType::MalformedBody.response(ApiKind::Rest), ErrorType::BadRequest.response(ApiKind::Rest));
+        let http = ErrorType::MalformedResponse.response(ApiKind::Http);
+        assert_eq!((http.status, http.body()), (500, r#"{"message":"Internal Server Error"}"#.to_owned()));
+        let rest = ErrorType::MalformedResponse.response(ApiKind::Rest);
+        assert_eq!((rest.status, rest.body()), (502, r#"{"message":"Internal server error"}"#.to_owned()));
+        assert_eq!(rest.error_type, Some("InternalServerErrorException"));
     }
 }
