@@ -307,6 +307,44 @@ def test_a_mock_answers_a_body_at_the_limit(doors: Doors, door: str):
     assert answer.body == b"mocked"
 
 
+# ------------------------------------------------------------------------------------------ 3. HTTP/1.0
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("path", ["/v2", "/v1"], ids=["payload_2_0", "payload_1_0"])
+@pytest.mark.parametrize("door", DOORS)
+def test_the_event_names_the_request_s_protocol(
+    doors: Doors, door: str, path: str, method: str, version: str
+):
+    sent = [("X-Client", "kept"), ("Connection", "close")]
+    body = b""
+    if method == "POST":
+        body = b'{"a": 1}'
+        sent += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    answer = exchange(doors.servers[door], _head(method, path, sent, version) + body, method)
+    assert answer.status == 200, answer
+    event = json.loads(answer.body)
+    context = event["requestContext"]
+    protocol = context["http"]["protocol"] if path == "/v2" else context["protocol"]
+    assert protocol == version
+    # What the handler sees is the client's request: its headers and the ones AWS adds.
+    client = {name.lower() for name, _ in sent} | {"host"}
+    assert set(event["headers"]) - client <= LAMBDA_ADDED, event["headers"]
+    assert event["headers"]["x-client"] == "kept"
+    if method == "POST":
+        assert event["body"] == body.decode()
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_an_http_1_0_request_reaches_the_upstream_with_nothing_internal(doors: Doors, door: str):
+    sent = [("X-Client", "kept")]
+    answer = exchange(doors.servers[door], _head("GET", "/proxy/old", sent, "HTTP/1.0"), "GET")
+    assert answer.status == 200, answer
+    received = {name for name, _ in json.loads(answer.body)["headers"]}
+    assert received - {"x-client"} <= PROXY_ADDED, received
+
+
 # ------------------------------------------------------------------------------------------ 4. upstream head
 
 
