@@ -322,11 +322,11 @@ impl Pipeline {
                 let called = proxy
                     .call(&self.upstream, parts, limited.boxed(), target, settings.header_limit, &trace)
                     .await;
-                match called {
-                    Ok(response) => Ok(response),
+                match (called, state.error()) {
+                    (Ok(response), _) => Ok(response),
                     // The client's body failed, not the upstream: the client's fault is answered.
-                    Err(_) if state.error().is_some() => Err(body_failure(state.error().unwrap_or(BodyError::Broken))),
-                    Err((error, detail)) => fail(error, detail),
+                    (Err(_), Some(body)) => Err(body_failure(body)),
+                    (Err((error, detail)), None) => fail(error, detail),
                 }
             }
             Integration::LambdaProxy(lambda) => {
