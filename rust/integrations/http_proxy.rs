@@ -251,17 +251,23 @@ impl HttpProxy {
         }
     }
 
-    /// Send the request upstream; the response head once it arrives (its body streams).
+    /// Send the request upstream; the response head once it arrives (its body streams). A head
+    /// over `head_limit` bytes (counted as `response_head_size` does) is not passed on: API
+    /// Gateway cannot return it either. Errors carry the detail for the operator's log.
     pub async fn call(
         &self,
         client: &UpstreamClient,
         parts: &http::request::Parts,
         body: PipelineBody,
         target: Target<'_>,
+        head_limit: usize,
         trace_id: &(dyn Fn() -> String + Sync),
-    ) -> Result<Response<PipelineBody>, ErrorType> {
-        let (url, by) = self.url(&target, parts.uri.query().unwrap_or(""))?;
-        let uri = Uri::try_from(url.as_str()).map_err(|_| ErrorType::IntegrationFailure)?;
+    ) -> Result<Response<PipelineBody>, (ErrorType, String)> {
+        let (url, by) = self
+            .url(&target, parts.uri.query().unwrap_or(""))
+            .map_err(|e| (e, "the upstream URL could not be built".to_owned()))?;
+        let uri = Uri::try_from(url.as_str())
+            .map_err(|e| (ErrorType::IntegrationFailure, format!("the upstream URL {url:?}: {e}")))?;
         let method = self.method.clone().unwrap_or_else(|| parts.method.clone());
         let mut headers = upstream_request_headers(
             &parts.headers,
@@ -288,11 +294,25 @@ impl HttpProxy {
         *upstream_req.uri_mut() = uri;
         *upstream_req.headers_mut() = headers;
         let response = match tokio::time::timeout(self.timeout, client.client.request(upstream_req)).await {
-            Err(_) => return Err(ErrorType::IntegrationTimeout),
-            Ok(Err(_)) => return Err(ErrorType::IntegrationFailure),
+            Err(_) => return Err((ErrorType::IntegrationTimeout, "no response within the timeout".into())),
+            Ok(Err(e)) if head_too_large(&e) => {
+                return Err((
+                    ErrorType::MalformedResponse,
+                    format!("the upstream's response head is too large to read (over {head_limit} bytes)"),
+                ))
+            }
+            Ok(Err(e)) => return Err((ErrorType::IntegrationFailure, format!("the upstream request failed: {e}"))),
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
+        let head = response_head_size(&parts.headers);
+        if head > head_limit {
+            // Dropping the body aborts the upstream connection.
+            return Err((
+                ErrorType::MalformedResponse,
+                format!("the upstream's response headers are {head} bytes, over the {head_limit}-byte limit"),
+            ));
+        }
         let status = parts.status;
         filter_response_headers(&mut parts.headers);
         let no_body = method == Method::HEAD
@@ -307,6 +327,24 @@ impl HttpProxy {
         };
         Ok(Response::from_parts(parts, body))
     }
+}
+
+/// A response head's headers as counted against the header limit: each name and value plus four
+/// bytes of framing (`: ` and CRLF), as the request's are (`crate::pipeline::limits::head_size`).
+pub fn response_head_size(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+}
+
+/// Whether the client failed because the upstream's response head did not fit its read buffer.
+fn head_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse_too_large) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Where a request goes within its API, and who sent it.
@@ -690,6 +728,15 @@ mod tests {
         assert_eq!(out.get("x-amzn-trace-id").unwrap(), "Self=1;Root=1-abc");
         assert_eq!(out.get("user-agent").unwrap(), "curl");
         assert_eq!(out.get("forwarded").unwrap(), "by=10.0.0.1;for=\"[::1]\";host=h;proto=http");
+    }
+
+    #[test]
+    fn a_response_head_is_counted_as_a_request_s() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_static("12345"));
+        headers.append("x-a", HeaderValue::from_static("6"));
+        assert_eq!(response_head_size(&headers), (3 + 5 + 4) + (3 + 1 + 4));
+        assert_eq!(response_head_size(&HeaderMap::new()), 0);
     }
 
     #[test]

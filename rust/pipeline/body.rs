@@ -121,24 +121,57 @@ impl Body for Failed {
     }
 }
 
-/// A request body cut (with an error) once it passes the payload limit; `over` tells why the
-/// body failed, so that the answer is AWS's 413 rather than an integration failure.
+
+/// Why a request body could not be read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// It passed the payload limit: AWS's 413.
+    TooLarge,
+    /// Its framing was broken (a malformed chunked encoding, data past a chunk's size), or it
+    /// ended early (the client went away): 400, as AWS and nginx answer a malformed request.
+    Broken,
+}
+
+/// What became of a request body read through a `LimitedBody`: set as it fails, read once the
+/// integration has answered (or failed), so that the answer names the client's fault rather
+/// than an integration failure.
+#[derive(Debug, Default)]
+pub struct BodyState {
+    over: AtomicBool,
+    broken: AtomicBool,
+}
+
+impl BodyState {
+    /// Why the body failed, if it did.
+    pub fn error(&self) -> Option<BodyError> {
+        if self.over.load(Ordering::Relaxed) {
+            Some(BodyError::TooLarge)
+        } else if self.broken.load(Ordering::Relaxed) {
+            Some(BodyError::Broken)
+        } else {
+            None
+        }
+    }
+}
+
+/// A request body cut (with an error) once it passes the payload limit; its `BodyState` tells
+/// why it failed (over the limit, or broken by the client).
 pub struct LimitedBody {
     inner: PipelineBody,
     left: u64,
-    over: Arc<AtomicBool>,
+    state: Arc<BodyState>,
 }
 
 impl LimitedBody {
-    pub fn new(inner: PipelineBody, limit: u64) -> (LimitedBody, Arc<AtomicBool>) {
-        let over = Arc::new(AtomicBool::new(false));
+    pub fn new(inner: PipelineBody, limit: u64) -> (LimitedBody, Arc<BodyState>) {
+        let state = Arc::new(BodyState::default());
         (
             LimitedBody {
                 inner,
                 left: limit,
-                over: over.clone(),
+                state: state.clone(),
             },
-            over,
+            state,
         )
     }
 }
@@ -156,11 +189,17 @@ impl Body for LimitedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let size = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if size > this.left {
-                    this.over.store(true, Ordering::Relaxed);
+                    this.state.over.store(true, Ordering::Relaxed);
                     return Poll::Ready(Some(Err("request body over the payload limit".into())));
                 }
                 this.left -= size;
                 Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The front door could not read the body: its framing is broken, or the client
+                // went away.
+                this.state.broken.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(e)))
             }
             other => other,
         }
@@ -175,17 +214,31 @@ impl Body for LimitedBody {
     }
 }
 
-/// Read a whole request body (for integrations that need it whole, as Lambda does). `Err(true)`:
-/// it passed `limit`; `Err(false)`: the client went away or sent a broken body.
-pub async fn read_all(body: PipelineBody, limit: u64) -> Result<Bytes, bool> {
+/// Read a whole request body (for integrations that need it whole, as Lambda does).
+pub async fn read_all(body: PipelineBody, limit: u64) -> Result<Bytes, BodyError> {
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    let (limited, over) = LimitedBody::new(body, limit);
+    let (limited, state) = LimitedBody::new(body, limit);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) => Err(over.load(Ordering::Relaxed)),
+        Err(_) => Err(state.error().unwrap_or(BodyError::Broken)),
     }
+}
+
+/// Read a request body to its end and drop it (for integrations that answer without it, as
+/// MOCK does): the request is answered only once it has arrived whole and within `limit`.
+pub async fn drain(body: PipelineBody, limit: u64) -> Result<(), BodyError> {
+    if body.is_end_stream() {
+        return Ok(());
+    }
+    let (mut limited, state) = LimitedBody::new(body, limit);
+    while let Some(frame) = limited.frame().await {
+        if frame.is_err() {
+            return Err(state.error().unwrap_or(BodyError::Broken));
+        }
+    }
+    Ok(())
 }
 
 /// A response body that calls `done(bytes sent, completed)` once, when it ends, fails or is
@@ -294,5 +347,46 @@ impl Body for ChannelBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request body of these chunks, as a front door feeds it (an `Err` is a broken read).
+    fn body_of(chunks: &[Result<&'static str, &'static str>]) -> PipelineBody {
+        let (tx, rx) = tokio::sync::mpsc::channel(chunks.len().max(1));
+        for chunk in chunks {
+            tx.try_send(chunk.map(|c| Bytes::from_static(c.as_bytes())).map_err(str::to_owned)).unwrap();
+        }
+        ChannelBody::new(rx).boxed()
+    }
+
+    #[test]
+    fn a_body_is_read_whole_or_its_fault_is_named() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            assert_eq!(drain(body_of(&[Ok("ab"), Ok("cd")]), 4).await, Ok(()));
+            assert_eq!(drain(body_of(&[Ok("ab"), Ok("cde")]), 4).await, Err(BodyError::TooLarge));
+            assert_eq!(drain(body_of(&[Ok("ab"), Err("bad chunk size")]), 4).await, Err(BodyError::Broken));
+            assert_eq!(drain(empty(), 0).await, Ok(()));
+            assert_eq!(read_all(body_of(&[Ok("ab"), Ok("c")]), 4).await, Ok(Bytes::from_static(b"abc")));
+            assert_eq!(read_all(body_of(&[Ok("abcde")]), 4).await, Err(BodyError::TooLarge));
+            assert_eq!(read_all(body_of(&[Err("the client went away")]), 4).await, Err(BodyError::Broken));
+        });
+    }
+
+    #[test]
+    fn the_state_tells_over_the_limit_from_broken() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let (limited, state) = LimitedBody::new(body_of(&[Ok("ab"), Err("bad chunk size")]), 10);
+            assert!(limited.collect().await.is_err());
+            assert_eq!(state.error(), Some(BodyError::Broken));
+            let (limited, state) = LimitedBody::new(body_of(&[Ok("ab")]), 10);
+            assert!(limited.collect().await.is_ok());
+            assert_eq!(state.error(), None);
+        });
     }
 }

@@ -35,7 +35,7 @@ use crate::integrations::Integration;
 use crate::invoke::{Call, Hook, Invoker, PluginRequest, PluginResponse, Reply, ReplyBody};
 use crate::lambda::EventSource;
 use crate::throttle::monotonic_ns;
-use body::{empty, full, LimitedBody, PipelineBody, Reported};
+use body::{empty, full, BodyError, LimitedBody, PipelineBody, Reported};
 use cors::Cors;
 use responses::ErrorType;
 
@@ -294,19 +294,23 @@ impl Pipeline {
             return fail(ErrorType::IntegrationFailure, "no route");
         };
         let settings = &snap.settings;
+        // Every integration's request body is held to the payload limit; one declared over it is
+        // refused before anything is read or reaches an upstream.
+        if declared_length(&parts.headers).is_some_and(|n| n > settings.payload_limit) {
+            return fail(ErrorType::RequestTooLarge, "declared Content-Length over the payload limit");
+        }
         match &route.integration {
             Integration::Mock(mock) => {
+                // A MOCK answers without the body, but only once it has arrived whole and within
+                // the limit, as any other integration's.
+                body::drain(body, settings.payload_limit).await.map_err(body_failure)?;
                 let mut response = Response::new(full(mock.body.clone()));
                 *response.status_mut() = mock.status;
                 *response.headers_mut() = mock.headers.clone();
                 Ok(response)
             }
             Integration::HttpProxy(proxy) => {
-                // Refused before anything reaches the upstream.
-                if declared_length(&parts.headers).is_some_and(|n| n > settings.payload_limit) {
-                    return fail(ErrorType::RequestTooLarge, "declared Content-Length over the payload limit");
-                }
-                let (limited, over) = LimitedBody::new(body, settings.payload_limit);
+                let (limited, state) = LimitedBody::new(body, settings.payload_limit);
                 let target = Target {
                     api_path: d.path,
                     params,
@@ -315,20 +319,18 @@ impl Pipeline {
                     scheme: conn.scheme,
                 };
                 let trace = || self.ids.trace_id(ex.epoch_ms / 1000);
-                match proxy.call(&self.upstream, parts, limited.boxed(), target, &trace).await {
-                    Ok(response) => Ok(response),
-                    Err(_) if over.load(std::sync::atomic::Ordering::Relaxed) => {
-                        fail(ErrorType::RequestTooLarge, "body passed the payload limit")
-                    }
-                    Err(error) => fail(error, "the upstream request failed"),
+                let called = proxy
+                    .call(&self.upstream, parts, limited.boxed(), target, settings.header_limit, &trace)
+                    .await;
+                match (called, state.error()) {
+                    (Ok(response), _) => Ok(response),
+                    // The client's body failed, not the upstream: the client's fault is answered.
+                    (Err(_), Some(body)) => Err(body_failure(body)),
+                    (Err((error, detail)), None) => fail(error, detail),
                 }
             }
             Integration::LambdaProxy(lambda) => {
-                let body = match body::read_all(body, settings.payload_limit).await {
-                    Ok(body) => body,
-                    Err(true) => return fail(ErrorType::RequestTooLarge, "body passed the payload limit"),
-                    Err(false) => return fail(ErrorType::BadRequest, "the request body could not be read"),
-                };
+                let body = body::read_all(body, settings.payload_limit).await.map_err(body_failure)?;
                 let api = snap.api(ex.api.unwrap_or(0));
                 let serving = ex.serving.as_deref();
                 let trace = self.ids.trace_id(ex.epoch_ms / 1000);
@@ -504,8 +506,12 @@ impl Pipeline {
         if let Some(t) = answer.error_type {
             headers.insert("x-amzn-errortype", HeaderValue::from_static(t));
         }
-        if matches!(error, ErrorType::RequestTooLarge | ErrorType::RequestTimeout) {
-            // The rest of the body is not worth reading: close rather than drain it.
+        if matches!(
+            error,
+            ErrorType::RequestTooLarge | ErrorType::RequestTimeout | ErrorType::MalformedBody
+        ) {
+            // The rest of the body is not worth reading, or cannot be framed: close rather than
+            // drain it.
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(cors) = self.cors(snap, ex) {
@@ -614,6 +620,20 @@ fn plugin_response(r: PluginResponse) -> Result<Response<PipelineBody>, Failure>
         return fail(ErrorType::IntegrationFailure, format!("a plugin answered status {}", r.status));
     }
     Ok(response_of(r.status, r.headers, body))
+}
+
+/// The answer to a request body that could not be read whole.
+fn body_failure(error: BodyError) -> Failure {
+    match error {
+        BodyError::TooLarge => Failure {
+            error: ErrorType::RequestTooLarge,
+            detail: "body passed the payload limit".into(),
+        },
+        BodyError::Broken => Failure {
+            error: ErrorType::MalformedBody,
+            detail: "the request body could not be read: malformed, or cut short".into(),
+        },
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

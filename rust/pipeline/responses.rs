@@ -11,6 +11,10 @@ use crate::spec::ApiKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorType {
     BadRequest,
+    /// The request body could not be read whole: its framing is broken (a malformed chunked
+    /// encoding) or it ended early. AWS's 400 Bad Request; the connection closes, its framing
+    /// being lost.
+    MalformedBody,
     ResourceNotFound,
     MissingAuthenticationToken,
     Throttled,
@@ -21,7 +25,8 @@ pub enum ErrorType {
     RequestTimeout,
     IntegrationFailure,
     IntegrationTimeout,
-    /// A Lambda returned output API Gateway cannot turn into a response.
+    /// An integration answered with what API Gateway cannot pass on: a Lambda's malformed output,
+    /// an upstream's response head over the header limit.
     MalformedResponse,
     /// A Lambda raised, or could not be invoked.
     FunctionError,
@@ -41,7 +46,7 @@ impl ErrorType {
     /// The name AWS uses for the type (`$context.error.responseType`).
     pub fn name(self) -> &'static str {
         match self {
-            ErrorType::BadRequest => "DEFAULT_4XX",
+            ErrorType::BadRequest | ErrorType::MalformedBody => "DEFAULT_4XX",
             ErrorType::ResourceNotFound => "RESOURCE_NOT_FOUND",
             ErrorType::MissingAuthenticationToken => "MISSING_AUTHENTICATION_TOKEN",
             ErrorType::Throttled => "THROTTLED",
@@ -75,7 +80,7 @@ impl ErrorType {
 
     fn http_api(self) -> (u16, &'static str) {
         match self {
-            ErrorType::BadRequest => (400, "Bad Request"),
+            ErrorType::BadRequest | ErrorType::MalformedBody => (400, "Bad Request"),
             ErrorType::ResourceNotFound | ErrorType::MissingAuthenticationToken => (404, "Not Found"),
             ErrorType::Throttled => (429, "Too Many Requests"),
             ErrorType::RequestTooLarge => (413, "Request Entity Too Large"),
@@ -92,7 +97,7 @@ impl ErrorType {
 
     fn rest_api(self) -> (u16, &'static str, &'static str) {
         match self {
-            ErrorType::BadRequest => (400, "Bad Request", "BadRequestException"),
+            ErrorType::BadRequest | ErrorType::MalformedBody => (400, "Bad Request", "BadRequestException"),
             ErrorType::ResourceNotFound => (404, "Not Found", "NotFoundException"),
             ErrorType::MissingAuthenticationToken => (
                 403,
@@ -166,5 +171,16 @@ mod tests {
         assert_eq!(ErrorType::FunctionError.response(ApiKind::Http).status, 500);
         assert_eq!(ErrorType::IntegrationTimeout.response(ApiKind::Http).status, 503);
         assert_eq!(ErrorType::IntegrationTimeout.response(ApiKind::Rest).status, 504);
+    }
+
+    #[test]
+    fn a_malformed_body_is_a_bad_request_and_an_unpassable_response_a_5xx() {
+        assert_eq!(ErrorType::MalformedBody.response(ApiKind::Http), ErrorType::BadRequest.response(ApiKind::Http));
+        assert_eq!(ErrorType::MalformedBody.response(ApiKind::Rest), ErrorType::BadRequest.response(ApiKind::Rest));
+        let http = ErrorType::MalformedResponse.response(ApiKind::Http);
+        assert_eq!((http.status, http.body()), (500, r#"{"message":"Internal Server Error"}"#.to_owned()));
+        let rest = ErrorType::MalformedResponse.response(ApiKind::Rest);
+        assert_eq!((rest.status, rest.body()), (502, r#"{"message":"Internal server error"}"#.to_owned()));
+        assert_eq!(rest.error_type, Some("InternalServerErrorException"));
     }
 }
