@@ -126,14 +126,14 @@ fn bench_gateway(c: &mut Criterion) {
     ];
     for (name, path) in cases {
         assert_eq!(
-            gw.decide(host, "GET", path).kind,
-            _core::gateway::ROUTE,
+            gw.decide(host, "GET", path).outcome,
+            _core::gateway::Outcome::Route,
             "{name}"
         );
         g.bench_function(name, |b| {
             b.iter(|| {
                 gw.decide(black_box(host), black_box("GET"), black_box(path))
-                    .kind
+                    .outcome
             })
         });
     }

@@ -11,6 +11,8 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 LIBDIR="$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
 export LD_LIBRARY_PATH="${LIBDIR}${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 cargo test --release --quiet
+# The criterion benches are not run here, but they must keep compiling against the core.
+cargo check --release --benches --quiet
 
 python3 -m ruff check python tests benches examples
 python3 -m pytest -q -p no:cacheprovider "$@"
