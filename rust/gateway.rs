@@ -6,6 +6,7 @@
 //! Token buckets live outside the snapshot, so their state survives reloads for keys (api id,
 //! stage name, route key) that still exist.
 
+use crate::auth;
 use crate::integrations::{self, Integration};
 use crate::pipeline::access_log::{AccessLog, LogSinks};
 use crate::pipeline::cors::Cors;
@@ -93,6 +94,8 @@ pub struct RouteRuntime {
     /// `/pets/{id}` (`$default` for the default route).
     pub resource_path: Box<str>,
     pub integration: Integration,
+    /// Who may call it (None: anyone).
+    pub auth: Option<auth::RouteAuth>,
 }
 
 /// What one stage (or its canary) serves: its deployment's routes with the stage's variables
@@ -141,6 +144,10 @@ pub struct Api {
     /// The API's CORS, for answers given before a stage is known.
     pub cors: Option<Arc<Cors>>,
     pub binary_media_types: Vec<Box<str>>,
+    pub api_key_source: spec::ApiKeySource,
+    /// REST APIs' resource policy, or why it cannot be applied (every request is then refused
+    /// with AWS's 500 and the reason in the log: a policy is never skipped).
+    pub policy: Option<Result<auth::policy::Policy, Box<str>>>,
     stages: Vec<Stage>,
     /// Index of the `$default` stage (HTTP APIs).
     default_stage: Option<usize>,
@@ -177,6 +184,7 @@ pub struct Snapshot {
     default_api: Option<usize>,
     account: Option<Bucket>,
     pub settings: Settings,
+    pub api_keys: auth::api_keys::ApiKeys,
 }
 
 /// How a request fares in selection, routing and throttling.
@@ -406,6 +414,7 @@ fn compile_serving(
         .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
         .collect();
     let mut routes = Vec::with_capacity(s.routes.len());
+    let mut authorizers = HashMap::new();
     for (i, r) in s.routes.iter().enumerate() {
         let key = r.key();
         let integration = match r.integration() {
@@ -417,6 +426,7 @@ fn compile_serving(
             key: key.into(),
             resource_path: resource_path_of(key).into(),
             integration,
+            auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers)),
         });
     }
     Ok(Serving {
@@ -594,6 +604,11 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
         kind: a.kind,
         cors: compile_cors(a.cors.as_ref()),
         binary_media_types: a.binary_media_types.iter().map(|t| t.as_str().into()).collect(),
+        api_key_source: a.api_key_source,
+        policy: a
+            .policy
+            .as_ref()
+            .map(|p| auth::policy::Policy::parse(p).map_err(|e| format!("{at}.policy: {e}").into())),
         stages,
         default_stage,
     })
@@ -657,12 +672,14 @@ impl Snapshot {
             .as_ref()
             .map(|l| cx.sinks.open(l).map_err(|e| ConfigError(format!("settings.access_log: {e}"))))
             .transpose()?;
+        let api_keys = auth::api_keys::ApiKeys::compile(&spec.api_keys).map_err(ConfigError)?;
         Ok(Snapshot {
             apis,
             by_id,
             by_host_id,
             default_api,
             account,
+            api_keys,
             settings: Settings {
                 header_limit: s.header_limit,
                 payload_limit: s.payload_limit,

@@ -10,6 +10,7 @@
 //! - `router`, `throttle`, `ids`, `access_log`: the building blocks; `py`: the only PyO3 code.
 
 pub mod access_log;
+pub mod auth;
 pub mod edge;
 pub mod embed;
 pub mod gateway;

@@ -27,6 +27,48 @@ pub struct Spec {
     pub account_throttle: Option<LimitSpec>,
     #[serde(default)]
     pub settings: Settings,
+    /// Who may sign requests to `AWS_IAM` routes (SigV4), with what identity policy.
+    #[serde(default)]
+    pub principals: Vec<PrincipalSpec>,
+    /// The account's API keys (REST APIs' `apiKeyRequired`).
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySpec>,
+}
+
+/// A principal known to the gateway: SigV4 credentials and what they may invoke.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSpec {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Temporary credentials carry a session token the request must present.
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// `arn:aws:iam::ACCOUNT:user/NAME`, `arn:aws:iam::ACCOUNT:root`, an assumed role...
+    pub arn: String,
+    pub account_id: String,
+    /// The identity policy (IAM JSON): what `execute-api:Invoke` it allows or denies. None: the
+    /// account's root, allowed everything.
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
+}
+
+/// An API key (AWS `ApiKey`), its value known only by its SHA-256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    pub id: String,
+    /// Hex SHA-256 of the key's value: the spec never carries the secret itself.
+    pub value_sha256: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `apiId/stage` of every stage a usage plan holding the key is bound to.
+    #[serde(default)]
+    pub stages: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Gateway-wide settings (`settings:` in the config file).
@@ -136,6 +178,44 @@ pub struct ApiSpec {
     /// REST APIs' `binaryMediaTypes`.
     #[serde(default)]
     pub binary_media_types: Vec<String>,
+    /// REST APIs' `apiKeySource`.
+    #[serde(default)]
+    pub api_key_source: ApiKeySource,
+    /// REST APIs' resource policy (IAM JSON).
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
+    /// Gateway responses customised with `PutGatewayResponse`.
+    #[serde(default)]
+    pub gateway_responses: Vec<GatewayResponseSpec>,
+}
+
+/// Where a REST API reads a request's API key (AWS `apiKeySource`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ApiKeySource {
+    /// The `x-api-key` header.
+    #[default]
+    #[serde(rename = "HEADER")]
+    Header,
+    /// The Lambda authorizer's `usageIdentifierKey`.
+    #[serde(rename = "AUTHORIZER")]
+    Authorizer,
+}
+
+/// A customised gateway response (AWS `GatewayResponse`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayResponseSpec {
+    /// AWS's `responseType` (`UNAUTHORIZED`, `DEFAULT_4XX`, ...).
+    pub response_type: String,
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `gatewayresponse.header.NAME` → AWS's value expression (`'static'`,
+    /// `method.request.header.X`, `stageVariables.X`, `context.X`).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Content type → body template (`$context.error.messageString` and the like).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
 }
 
 /// A route: its key (`GET /pets/{id}`, `$default`) and integration. A bare key (no integration)
@@ -161,6 +241,13 @@ impl RouteSpec {
             RouteSpec::Full(r) => r.integration.as_ref(),
         }
     }
+
+    pub fn auth(&self) -> Option<&RouteAuthSpec> {
+        match self {
+            RouteSpec::Key(_) => None,
+            RouteSpec::Full(r) => r.auth.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +256,123 @@ pub struct RouteDef {
     pub key: String,
     #[serde(default)]
     pub integration: Option<IntegrationSpec>,
+    /// Who may call the route. Absent: anyone.
+    #[serde(default)]
+    pub auth: Option<RouteAuthSpec>,
+}
+
+/// A route's (REST: a method's) authorization: AWS's `authorizationType`, its authorizer,
+/// `authorizationScopes` and `apiKeyRequired`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteAuthSpec {
+    pub authorization: AuthorizationType,
+    pub authorizer: Option<AuthorizerSpec>,
+    pub scopes: Vec<String>,
+    pub api_key_required: bool,
+}
+
+/// AWS's `authorizationType` of a route or method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum AuthorizationType {
+    #[default]
+    #[serde(rename = "NONE")]
+    None,
+    #[serde(rename = "AWS_IAM")]
+    AwsIam,
+    /// HTTP APIs' JWT authorizers.
+    #[serde(rename = "JWT")]
+    Jwt,
+    /// Lambda authorizers.
+    #[serde(rename = "CUSTOM")]
+    Custom,
+    /// REST APIs' Cognito user pool authorizers.
+    #[serde(rename = "COGNITO_USER_POOLS")]
+    CognitoUserPools,
+}
+
+/// An authorizer (AWS `Authorizer`), as deployed with the routes that use it. Routes naming one
+/// authorizer (the same `id`) share its caches.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum AuthorizerSpec {
+    /// HTTP APIs: a JWT verified against the issuer's keys (OpenID discovery).
+    #[serde(rename = "JWT")]
+    Jwt {
+        id: String,
+        #[serde(default)]
+        name: String,
+        /// `$request.header.Authorization` or `$request.querystring.NAME`.
+        identity_source: String,
+        issuer: String,
+        #[serde(default)]
+        audience: Vec<String>,
+    },
+    /// REST APIs: an ID or access token of one of these Cognito user pools (issuer URLs).
+    #[serde(rename = "COGNITO_USER_POOLS")]
+    Cognito {
+        id: String,
+        #[serde(default)]
+        name: String,
+        /// `method.request.header.Authorization`.
+        identity_source: String,
+        issuers: Vec<String>,
+        #[serde(default)]
+        ttl_s: u64,
+    },
+    /// A Lambda function deciding, run by the Python side.
+    #[serde(rename = "LAMBDA")]
+    Lambda {
+        id: String,
+        #[serde(default)]
+        name: String,
+        uri: String,
+        event: AuthorizerEvent,
+        /// AWS's expressions, either dialect: `method.request.header.X`, `$request.header.X`,
+        /// `...querystring.X`, `stageVariables.X`, `context.X`.
+        #[serde(default)]
+        identity_sources: Vec<String>,
+        /// REST TOKEN authorizers' `identityValidationExpression` (a regex the token must match).
+        #[serde(default)]
+        validation_expression: Option<String>,
+        /// `authorizerResultTtlInSeconds` (0: no caching).
+        #[serde(default)]
+        ttl_s: u64,
+        /// HTTP API 2.0: `enableSimpleResponses`.
+        #[serde(default)]
+        simple_responses: bool,
+        #[serde(default = "authorizer_timeout_ms")]
+        timeout_ms: u64,
+    },
+}
+
+fn authorizer_timeout_ms() -> u64 {
+    10_000
+}
+
+impl AuthorizerSpec {
+    pub fn id(&self) -> &str {
+        match self {
+            AuthorizerSpec::Jwt { id, .. } | AuthorizerSpec::Cognito { id, .. } | AuthorizerSpec::Lambda { id, .. } => id,
+        }
+    }
+}
+
+/// The event a Lambda authorizer receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuthorizerEvent {
+    /// REST `TOKEN`: the token and the method ARN.
+    #[serde(rename = "TOKEN")]
+    Token,
+    /// REST `REQUEST`: the request, as a proxy event.
+    #[serde(rename = "REQUEST")]
+    Request,
+    /// HTTP APIs, `authorizerPayloadFormatVersion` 1.0.
+    #[serde(rename = "HTTP_1_0")]
+    Http10,
+    /// HTTP APIs, `authorizerPayloadFormatVersion` 2.0.
+    #[serde(rename = "HTTP_2_0")]
+    Http20,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

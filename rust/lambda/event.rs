@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use smallvec::SmallVec;
 
 use super::{media_matches, media_type, py_strip, OrderedMap, PayloadFormat};
+use crate::auth::{claim_text, flatten_claims, AuthContext, ClientCert, Granted};
 
 /// One request as the pipeline saw it: everything an AWS_PROXY event is built from.
 pub struct EventSource<'a> {
@@ -53,6 +54,9 @@ pub struct EventSource<'a> {
     pub body: &'a [u8],
     /// REST APIs' binaryMediaTypes (ignored by HTTP APIs).
     pub binary_media_types: &'a [Box<str>],
+    /// What the authorize phase learned: `requestContext.authorizer`, `identity`,
+    /// `authentication`.
+    pub auth: &'a AuthContext,
 }
 
 /// The event as JSON bytes (what Lambda hands the handler).
@@ -699,6 +703,7 @@ fn build_v2(src: &EventSource<'_>) -> String {
     j.open('{');
     j.kv("accountId", src.account_id);
     j.kv("apiId", src.api_id);
+    write_v2_auth(&mut j, src.auth);
     j.kv("domainName", src.host);
     j.kv("domainPrefix", prefix);
     j.key("http");
@@ -742,12 +747,24 @@ fn build_v2(src: &EventSource<'_>) -> String {
 // -------------------------------------------------------------------------------------------------
 // Payload format 1.0 (REST APIs, and HTTP APIs with payloadFormatVersion 1.0)
 
-fn write_identity(j: &mut Json, source_ip: &str, user_agent: Option<&str>) {
+fn write_identity(j: &mut Json, source_ip: &str, user_agent: Option<&str>, auth: &AuthContext) {
+    let iam = auth.iam.as_ref();
     j.open('{');
+    j.key("accessKey");
+    j.opt_str(iam.map(|i| i.access_key.as_str()));
+    j.key("accountId");
+    j.opt_str(iam.map(|i| i.account_id.as_str()));
+    if let Some(key) = &auth.api_key {
+        j.kv("apiKey", &key.value);
+        j.kv("apiKeyId", &key.id);
+    }
+    j.key("caller");
+    j.opt_str(iam.map(|i| i.caller.as_str()));
+    if let Some(cert) = &auth.client_cert {
+        j.key("clientCert");
+        write_client_cert(j, cert);
+    }
     for key in [
-        "accessKey",
-        "accountId",
-        "caller",
         "cognitoAuthenticationProvider",
         "cognitoAuthenticationType",
         "cognitoIdentityId",
@@ -759,12 +776,153 @@ fn write_identity(j: &mut Json, source_ip: &str, user_agent: Option<&str>) {
     }
     j.kv("sourceIp", source_ip);
     j.key("user");
-    j.null();
+    j.opt_str(iam.map(|i| i.user.as_str()));
     j.key("userAgent");
     j.opt_str(user_agent);
     j.key("userArn");
-    j.null();
+    j.opt_str(iam.map(|i| i.user_arn.as_str()));
     j.close('}');
+}
+
+/// `clientCert` of `identity` (payload 1.0) and `authentication` (2.0).
+fn write_client_cert(j: &mut Json, cert: &ClientCert) {
+    j.open('{');
+    j.kv("clientCertPem", &cert.pem);
+    j.kv("subjectDN", &cert.subject_dn);
+    j.kv("issuerDN", &cert.issuer_dn);
+    j.kv("serialNumber", &cert.serial_number);
+    j.key("validity");
+    j.open('{');
+    j.kv("notBefore", &cert.not_before);
+    j.kv("notAfter", &cert.not_after);
+    j.close('}');
+    j.close('}');
+}
+
+/// A JSON value as is (a Lambda authorizer's context, in 2.0 events).
+fn write_value(j: &mut Json, value: &serde_json::Value) {
+    j.raw(&value.to_string());
+}
+
+/// Payload 1.0's `requestContext.authorizer`: a Lambda authorizer's principal and context (its
+/// values as strings), or a JWT's claims; for HTTP APIs, the claims/scopes pair even when empty.
+fn write_v1_authorizer(j: &mut Json, auth: &AuthContext, rest: bool) {
+    match &auth.granted {
+        Granted::Nothing if rest => {}
+        Granted::Nothing => {
+            j.key("authorizer");
+            j.open('{');
+            j.key("claims");
+            j.null();
+            j.key("scopes");
+            j.null();
+            j.close('}');
+        }
+        Granted::Jwt { claims, scopes } => {
+            j.key("authorizer");
+            j.open('{');
+            j.key("claims");
+            j.open('{');
+            for (k, v) in flatten_claims(claims) {
+                j.kv(&k, &v);
+            }
+            j.close('}');
+            if !rest || scopes.is_some() {
+                j.key("scopes");
+                match scopes {
+                    Some(scopes) => {
+                        j.open('[');
+                        for s in scopes {
+                            j.str(s);
+                        }
+                        j.close(']');
+                    }
+                    None => j.null(),
+                }
+            }
+            j.close('}');
+        }
+        Granted::Lambda {
+            principal_id,
+            context,
+            latency_ms,
+            ..
+        } => {
+            j.key("authorizer");
+            j.open('{');
+            for (k, v) in context {
+                j.kv(k, &claim_text(v));
+            }
+            j.key("principalId");
+            j.opt_str(principal_id.as_deref());
+            j.key("integrationLatency");
+            j.u64(*latency_ms);
+            j.close('}');
+        }
+    }
+}
+
+/// Payload 2.0's `authentication` (mTLS) and `authorizer` (`jwt`, `lambda` or `iam`).
+fn write_v2_auth(j: &mut Json, auth: &AuthContext) {
+    if let Some(cert) = &auth.client_cert {
+        j.key("authentication");
+        j.open('{');
+        j.key("clientCert");
+        write_client_cert(j, cert);
+        j.close('}');
+    }
+    match (&auth.granted, &auth.iam) {
+        (Granted::Jwt { claims, scopes }, _) => {
+            j.key("authorizer");
+            j.open('{');
+            j.key("jwt");
+            j.open('{');
+            j.key("claims");
+            j.open('{');
+            for (k, v) in flatten_claims(claims) {
+                j.kv(&k, &v);
+            }
+            j.close('}');
+            j.key("scopes");
+            match scopes {
+                Some(scopes) => {
+                    j.open('[');
+                    for s in scopes {
+                        j.str(s);
+                    }
+                    j.close(']');
+                }
+                None => j.null(),
+            }
+            j.close('}');
+            j.close('}');
+        }
+        (Granted::Lambda { context, .. }, _) => {
+            j.key("authorizer");
+            j.open('{');
+            j.key("lambda");
+            write_value(j, &serde_json::Value::Object(context.clone()));
+            j.close('}');
+        }
+        (Granted::Nothing, Some(iam)) => {
+            j.key("authorizer");
+            j.open('{');
+            j.key("iam");
+            j.open('{');
+            j.kv("accessKey", &iam.access_key);
+            j.kv("accountId", &iam.account_id);
+            j.kv("callerId", &iam.caller);
+            j.key("cognitoIdentity");
+            j.null();
+            j.key("principalOrgId");
+            j.null();
+            j.kv("userArn", &iam.user_arn);
+            j.kv("userId", &iam.caller);
+            j.close('}');
+            j.close('}');
+        }
+        (Granted::Nothing, None) => {}
+    }
 }
 
 fn build_v1(src: &EventSource<'_>, rest: bool) -> String {
@@ -877,16 +1035,9 @@ fn build_v1(src: &EventSource<'_>, rest: bool) -> String {
     j.open('{');
     j.kv("accountId", src.account_id);
     j.kv("apiId", src.api_id);
+    write_v1_authorizer(&mut j, src.auth, rest);
     if rest {
         j.kv("deploymentId", src.deployment_id);
-    } else {
-        j.key("authorizer");
-        j.open('{');
-        j.key("claims");
-        j.null();
-        j.key("scopes");
-        j.null();
-        j.close('}');
     }
     j.kv("domainName", src.host);
     j.kv("domainPrefix", prefix);
@@ -897,7 +1048,7 @@ fn build_v1(src: &EventSource<'_>, rest: bool) -> String {
     );
     j.kv("httpMethod", src.method);
     j.key("identity");
-    write_identity(&mut j, src.client_ip, scan.user_agent.as_deref());
+    write_identity(&mut j, src.client_ip, scan.user_agent.as_deref(), src.auth);
     // REST: requestContext.path carries the stage while `path` does not; HTTP API 1.0 events
     // carry the stage segment in both.
     j.kv("path", src.raw_path);
@@ -973,6 +1124,7 @@ mod tests {
         request_id: String,
         time_epoch_ms: u64,
         binary_media_types: Vec<Box<str>>,
+        auth: AuthContext,
     }
 
     fn ctx(format: PayloadFormat) -> Ctx {
@@ -995,6 +1147,7 @@ mod tests {
             request_id: "JKJaXmPLvHcESHA=".into(),
             time_epoch_ms: EPOCH_MS,
             binary_media_types: Vec::new(),
+            auth: AuthContext::default(),
         }
     }
 
@@ -1098,6 +1251,7 @@ mod tests {
                 stage_variables: &self.stage_variables,
                 body,
                 binary_media_types: &self.binary_media_types,
+                auth: &self.auth,
             };
             String::from_utf8(build_event(&src)).expect("events are UTF-8")
         }
@@ -1871,5 +2025,78 @@ mod tests {
         assert_eq!(event["requestContext"]["identity"]["userAgent"], "");
         let event = http_v1().headers(&[]).build(b"");
         assert_eq!(event["requestContext"]["identity"]["userAgent"], Value::Null);
+    }
+
+    fn lambda_grant() -> AuthContext {
+        let context = json!({"tenant": "t1", "admin": true, "n": 3});
+        AuthContext {
+            granted: Granted::Lambda {
+                principal_id: Some("user|a1".into()),
+                context: context.as_object().unwrap().clone(),
+                usage_identifier_key: None,
+                latency_ms: 12,
+            },
+            api_key: Some(crate::auth::ApiKeyIdentity {
+                value: "k".repeat(20),
+                id: "key1".into(),
+            }),
+            ..AuthContext::default()
+        }
+    }
+
+    #[test]
+    fn rest_events_carry_the_authorizer_context_as_strings_and_the_api_key() {
+        let mut c = ctx(PayloadFormat::RestV1);
+        c.auth = lambda_grant();
+        let event = c.build(b"");
+        let authorizer = &event["requestContext"]["authorizer"];
+        assert_eq!(
+            authorizer,
+            &json!({"tenant": "t1", "admin": "true", "n": "3", "principalId": "user|a1", "integrationLatency": 12})
+        );
+        assert_eq!(event["requestContext"]["identity"]["apiKey"], "k".repeat(20));
+        assert_eq!(event["requestContext"]["identity"]["apiKeyId"], "key1");
+        // Without authorization, REST events have no authorizer at all.
+        assert!(ctx(PayloadFormat::RestV1).build(b"")["requestContext"].get("authorizer").is_none());
+    }
+
+    #[test]
+    fn v2_events_carry_lambda_jwt_and_iam_grants_as_aws_nests_them() {
+        let mut c = ctx(PayloadFormat::HttpV2);
+        c.auth = lambda_grant();
+        let event = c.build(b"");
+        assert_eq!(event["requestContext"]["authorizer"], json!({"lambda": {"tenant": "t1", "admin": true, "n": 3}}));
+
+        let claims = json!({"sub": "u1", "groups": ["a", "b"], "exp": 1700000000});
+        c.auth = AuthContext {
+            granted: Granted::Jwt {
+                claims: claims.as_object().unwrap().clone(),
+                scopes: Some(vec!["read".into()]),
+            },
+            ..AuthContext::default()
+        };
+        let event = c.build(b"");
+        assert_eq!(
+            event["requestContext"]["authorizer"],
+            json!({"jwt": {"claims": {"sub": "u1", "groups": "[a b]", "exp": "1700000000"}, "scopes": ["read"]}})
+        );
+
+        c.auth = AuthContext {
+            iam: Some(crate::auth::IamIdentity {
+                access_key: "AKIDEXAMPLE".into(),
+                account_id: "123456789012".into(),
+                caller: "AIDAEXAMPLE".into(),
+                user: "AIDAEXAMPLE".into(),
+                user_arn: "arn:aws:iam::123456789012:user/alice".into(),
+            }),
+            ..AuthContext::default()
+        };
+        let event = c.build(b"");
+        assert_eq!(event["requestContext"]["authorizer"]["iam"]["accessKey"], "AKIDEXAMPLE");
+        assert_eq!(event["requestContext"]["authorizer"]["iam"]["userArn"], "arn:aws:iam::123456789012:user/alice");
+        let mut v1 = ctx(PayloadFormat::RestV1);
+        v1.auth = c.auth.clone();
+        assert_eq!(v1.build(b"")["requestContext"]["identity"]["userArn"], "arn:aws:iam::123456789012:user/alice");
+        assert!(ctx(PayloadFormat::HttpV2).build(b"")["requestContext"].get("authorizer").is_none());
     }
 }

@@ -2,7 +2,8 @@
 //! front doors (the edge's listener, `crate::edge`, and the embedded ASGI app, `crate::embed`).
 //!
 //! ```text
-//! limits -> select API and stage -> route -> CORS preflight -> throttle -> authorize (plugins)
+//! limits -> select API and stage -> route -> CORS preflight -> throttle -> authorize
+//!        -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
 //! ```
@@ -12,6 +13,7 @@
 //! handlers and plugins (`crate::invoke`). See docs/pipeline.md.
 
 pub mod access_log;
+mod authorize;
 pub mod body;
 pub mod cors;
 pub mod limits;
@@ -28,6 +30,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body as _;
 
 use crate::access_log::{Identity, LogRecord};
+use crate::auth::AuthContext;
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
 use crate::integrations::http_proxy::{Target, UpstreamClient};
@@ -51,26 +54,49 @@ pub struct Connection {
 
 /// A phase's failure: the gateway response to answer with, and why (for the operator's log and
 /// `$context.integrationErrorMessage`; clients never see it).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Failure {
     pub error: ErrorType,
     pub detail: String,
+    /// The client's message, where AWS words it per request (`$context.error.message`: a
+    /// signature's canonical request, an explicit deny); None: the type's own.
+    pub message: Option<String>,
+    /// Headers the answer carries (`WWW-Authenticate` of a JWT authorizer).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl From<ErrorType> for Failure {
     fn from(error: ErrorType) -> Self {
         Failure {
             error,
-            detail: String::new(),
+            ..Failure::default()
         }
     }
 }
 
+impl Failure {
+    pub fn new(error: ErrorType, detail: impl Into<String>) -> Failure {
+        Failure {
+            error,
+            detail: detail.into(),
+            ..Failure::default()
+        }
+    }
+
+    /// With the client's message in place of the type's.
+    pub fn saying(mut self, message: impl Into<String>) -> Failure {
+        self.message = Some(message.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Failure {
+        self.headers.push((name, value));
+        self
+    }
+}
+
 fn fail<T>(error: ErrorType, detail: impl Into<String>) -> Result<T, Failure> {
-    Err(Failure {
-        error,
-        detail: detail.into(),
-    })
+    Err(Failure::new(error, detail))
 }
 
 /// What the pipeline learns about a request as it goes, for the later phases and the log.
@@ -83,6 +109,8 @@ struct Exchange {
     route: Option<usize>,
     /// For a request addressed path-style, the path as the stage's own host would see it.
     path_style: Option<String>,
+    /// What the authorize phase learned (the caller, an authorizer's grant, the API key).
+    auth: AuthContext,
     error: Option<Failure>,
 }
 
@@ -146,12 +174,13 @@ impl Pipeline {
             serving: None,
             route: None,
             path_style: None,
+            auth: AuthContext::default(),
             error: None,
         };
         let mut response = match self.run(&snap, &parts, body, conn, &mut ex).await {
             Ok(response) => response,
             Err(failure) => {
-                let response = self.gateway_response(&snap, &ex, &parts, failure.error);
+                let response = self.gateway_response(&snap, &ex, &parts, &failure);
                 if matches!(
                     failure.error,
                     ErrorType::FunctionError | ErrorType::IntegrationFailure | ErrorType::MalformedResponse
@@ -184,10 +213,7 @@ impl Pipeline {
         // limits: the request line and headers, before any work on their content.
         let settings = &snap.settings;
         limits::check_head(parts, settings.header_limit)?;
-        limits::check_host(parts).map_err(|e| Failure {
-            error: e,
-            detail: "no Host header, or more than one".into(),
-        })?;
+        limits::check_host(parts).map_err(|e| Failure::new(e, "no Host header, or more than one"))?;
 
         // select API and stage, route: no tokens spent yet.
         let host = header_str(&parts.headers, HOST).unwrap_or("");
@@ -236,12 +262,15 @@ impl Pipeline {
             return fail(ErrorType::Throttled, format!("retry after {} ms", d.retry_after_ms));
         }
 
+        // authorize: the resource policy, the route's authorization, its API key.
+        self.authorize(snap, parts, conn, ex, &d).await?;
+
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;
         let plugin_request = (hooks.on_request || hooks.on_response)
             .then(|| Arc::new(self.plugin_request(snap, parts, conn, ex, &d, &params)));
 
-        // authorize: plugins may answer instead of the integration.
+        // plugins' on_request: they may answer instead of the integration.
         if let (true, Some(request)) = (hooks.on_request, &plugin_request) {
             let reply = self.invoker.call(Call::Plugin {
                 hook: Hook::OnRequest,
@@ -360,6 +389,7 @@ impl Pipeline {
                     stage_variables: serving.map_or(&[], |s| &s.variables),
                     body: &body,
                     binary_media_types: &api.binary_media_types,
+                    auth: &ex.auth,
                 };
                 let accept = header_str(&parts.headers, ACCEPT);
                 match lambda
@@ -495,11 +525,12 @@ impl Pipeline {
         snap: &Snapshot,
         ex: &Exchange,
         parts: &http::request::Parts,
-        error: ErrorType,
+        failure: &Failure,
     ) -> Response<PipelineBody> {
+        let error = failure.error;
         let kind = ex.api.map_or(ApiKind::Http, |a| snap.api(a).kind);
         let answer = error.response(kind);
-        let mut response = Response::new(full(answer.body()));
+        let mut response = Response::new(full(answer.body_with(failure.message.as_deref())));
         *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -513,6 +544,9 @@ impl Pipeline {
             // The rest of the body is not worth reading, or cannot be framed: close rather than
             // drain it.
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        for (name, value) in &failure.headers {
+            headers.append(name.clone(), value.clone());
         }
         if let Some(cors) = self.cors(snap, ex) {
             cors.apply(parts.headers.get(ORIGIN), headers);
@@ -625,14 +659,11 @@ fn plugin_response(r: PluginResponse) -> Result<Response<PipelineBody>, Failure>
 /// The answer to a request body that could not be read whole.
 fn body_failure(error: BodyError) -> Failure {
     match error {
-        BodyError::TooLarge => Failure {
-            error: ErrorType::RequestTooLarge,
-            detail: "body passed the payload limit".into(),
-        },
-        BodyError::Broken => Failure {
-            error: ErrorType::MalformedBody,
-            detail: "the request body could not be read: malformed, or cut short".into(),
-        },
+        BodyError::TooLarge => Failure::new(ErrorType::RequestTooLarge, "body passed the payload limit"),
+        BodyError::Broken => Failure::new(
+            ErrorType::MalformedBody,
+            "the request body could not be read: malformed, or cut short",
+        ),
     }
 }
 

@@ -8,8 +8,9 @@
 use crate::spec::ApiKind;
 
 /// AWS gateway-response types (the ones Portico can produce).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ErrorType {
+    #[default]
     BadRequest,
     /// The request body could not be read whole: its framing is broken (a malformed chunked
     /// encoding) or it ended early. AWS's 400 Bad Request; the connection closes, its framing
@@ -32,14 +33,32 @@ pub enum ErrorType {
     FunctionError,
     /// The route's integration cannot be served as configured.
     ApiConfigurationError,
+    /// No, or no valid, credentials (a missing identity source, a token that does not verify,
+    /// a Lambda authorizer's `Unauthorized`).
+    Unauthorized,
+    /// Valid credentials that may not call this route (a policy's deny, a missing scope).
+    AccessDenied,
+    /// A SigV4 signature that does not verify.
+    InvalidSignature,
+    /// A SigV4 signature (or a session token) past its time.
+    ExpiredToken,
+    /// No API key, or one that may not call this stage.
+    InvalidApiKey,
+    /// A Lambda authorizer failed, timed out or answered what cannot be read.
+    AuthorizerFailure,
+    /// An authorizer cannot work as configured (an unknown function, an unusable issuer).
+    AuthorizerConfigurationError,
 }
 
-/// A gateway response as sent: status, `{"message": ...}` and, for REST APIs, `x-amzn-ErrorType`.
+/// A gateway response as sent: status, `{"message": ...}` (None: `null`, as AWS sends for
+/// authorizer failures) and, for REST APIs, `x-amzn-ErrorType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewayResponse {
     pub status: u16,
-    pub message: &'static str,
+    pub message: Option<&'static str>,
     pub error_type: Option<&'static str>,
+    /// `message`, or `Message` for REST APIs' policy denials (as AWS spells that one).
+    pub message_key: &'static str,
 }
 
 impl ErrorType {
@@ -56,6 +75,13 @@ impl ErrorType {
             ErrorType::IntegrationTimeout => "INTEGRATION_TIMEOUT",
             ErrorType::MalformedResponse | ErrorType::FunctionError => "DEFAULT_5XX",
             ErrorType::ApiConfigurationError => "API_CONFIGURATION_ERROR",
+            ErrorType::Unauthorized => "UNAUTHORIZED",
+            ErrorType::AccessDenied => "ACCESS_DENIED",
+            ErrorType::InvalidSignature => "INVALID_SIGNATURE",
+            ErrorType::ExpiredToken => "EXPIRED_TOKEN",
+            ErrorType::InvalidApiKey => "INVALID_API_KEY",
+            ErrorType::AuthorizerFailure => "AUTHORIZER_FAILURE",
+            ErrorType::AuthorizerConfigurationError => "AUTHORIZER_CONFIGURATION_ERROR",
         }
     }
 
@@ -71,15 +97,20 @@ impl ErrorType {
                 (s, m, Some(t))
             }
         };
+        let message_key = match (kind, self) {
+            (ApiKind::Rest, ErrorType::AccessDenied) => "Message",
+            _ => "message",
+        };
         GatewayResponse {
             status,
             message,
             error_type,
+            message_key,
         }
     }
 
-    fn http_api(self) -> (u16, &'static str) {
-        match self {
+    fn http_api(self) -> (u16, Option<&'static str>) {
+        let (status, message) = match self {
             ErrorType::BadRequest | ErrorType::MalformedBody => (400, "Bad Request"),
             ErrorType::ResourceNotFound | ErrorType::MissingAuthenticationToken => (404, "Not Found"),
             ErrorType::Throttled => (429, "Too Many Requests"),
@@ -90,13 +121,19 @@ impl ErrorType {
             ErrorType::IntegrationFailure
             | ErrorType::MalformedResponse
             | ErrorType::FunctionError
-            | ErrorType::ApiConfigurationError => (500, "Internal Server Error"),
+            | ErrorType::ApiConfigurationError
+            | ErrorType::AuthorizerFailure
+            | ErrorType::AuthorizerConfigurationError => (500, "Internal Server Error"),
             ErrorType::IntegrationTimeout => (503, "Service Unavailable"),
-        }
+            ErrorType::Unauthorized => (401, "Unauthorized"),
+            ErrorType::AccessDenied | ErrorType::InvalidApiKey => (403, "Forbidden"),
+            ErrorType::InvalidSignature | ErrorType::ExpiredToken => (403, "Forbidden"),
+        };
+        (status, Some(message))
     }
 
-    fn rest_api(self) -> (u16, &'static str, &'static str) {
-        match self {
+    fn rest_api(self) -> (u16, Option<&'static str>, &'static str) {
+        let (status, message, error_type) = match self {
             ErrorType::BadRequest | ErrorType::MalformedBody => (400, "Bad Request", "BadRequestException"),
             ErrorType::ResourceNotFound => (404, "Not Found", "NotFoundException"),
             ErrorType::MissingAuthenticationToken => (
@@ -120,7 +157,23 @@ impl ErrorType {
             ErrorType::ApiConfigurationError => {
                 (500, "Internal server error", "InternalServerErrorException")
             }
-        }
+            ErrorType::Unauthorized => (401, "Unauthorized", "UnauthorizedException"),
+            ErrorType::AccessDenied => (
+                403,
+                "User is not authorized to access this resource",
+                "AccessDeniedException",
+            ),
+            ErrorType::InvalidSignature => (
+                403,
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+                "InvalidSignatureException",
+            ),
+            ErrorType::ExpiredToken => (403, "The security token included in the request is expired", "ExpiredTokenException"),
+            ErrorType::InvalidApiKey => (403, "Forbidden", "ForbiddenException"),
+            ErrorType::AuthorizerFailure => return (500, None, "AuthorizerFailureException"),
+            ErrorType::AuthorizerConfigurationError => return (500, None, "AuthorizerConfigurationException"),
+        };
+        (status, Some(message), error_type)
     }
 }
 
@@ -143,16 +196,37 @@ impl std::str::FromStr for ErrorType {
             "MALFORMED_RESPONSE" => ErrorType::MalformedResponse,
             "FUNCTION_ERROR" => ErrorType::FunctionError,
             "API_CONFIGURATION_ERROR" => ErrorType::ApiConfigurationError,
+            "UNAUTHORIZED" => ErrorType::Unauthorized,
+            "ACCESS_DENIED" => ErrorType::AccessDenied,
+            "INVALID_SIGNATURE" => ErrorType::InvalidSignature,
+            "EXPIRED_TOKEN" => ErrorType::ExpiredToken,
+            "INVALID_API_KEY" => ErrorType::InvalidApiKey,
+            "AUTHORIZER_FAILURE" => ErrorType::AuthorizerFailure,
+            "AUTHORIZER_CONFIGURATION_ERROR" => ErrorType::AuthorizerConfigurationError,
             other => return Err(format!("unknown gateway response type {other:?}")),
         })
     }
 }
 
 impl GatewayResponse {
-    /// `{"message":"..."}`, as AWS's default templates render it.
+    /// `{"message":"..."}`, as AWS's default template (`{"message":$context.error.messageString}`)
+    /// renders it.
     pub fn body(&self) -> String {
-        format!("{{\"message\":\"{}\"}}", self.message)
+        self.body_with(None)
     }
+
+    /// The default body with `message` (a phase's own wording) in place of the type's.
+    pub fn body_with(&self, message: Option<&str>) -> String {
+        match message.or(self.message) {
+            Some(m) => format!("{{\"{}\":{}}}", self.message_key, json_string(m)),
+            None => format!("{{\"{}\":null}}", self.message_key),
+        }
+    }
+}
+
+/// `text` as a JSON string (`$context.error.messageString`).
+pub fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
 }
 
 #[cfg(test)]
@@ -162,7 +236,7 @@ mod tests {
     #[test]
     fn the_two_api_kinds_word_failures_differently() {
         let http = ErrorType::MissingAuthenticationToken.response(ApiKind::Http);
-        assert_eq!((http.status, http.message, http.error_type), (404, "Not Found", None));
+        assert_eq!((http.status, http.message, http.error_type), (404, Some("Not Found"), None));
         let rest = ErrorType::MissingAuthenticationToken.response(ApiKind::Rest);
         assert_eq!(rest.status, 403);
         assert_eq!(rest.error_type, Some("MissingAuthenticationTokenException"));
@@ -182,5 +256,22 @@ mod tests {
         let rest = ErrorType::MalformedResponse.response(ApiKind::Rest);
         assert_eq!((rest.status, rest.body()), (502, r#"{"message":"Internal server error"}"#.to_owned()));
         assert_eq!(rest.error_type, Some("InternalServerErrorException"));
+    }
+
+    #[test]
+    fn authorization_failures_as_aws_words_them() {
+        let rest = ErrorType::AuthorizerConfigurationError.response(ApiKind::Rest);
+        assert_eq!((rest.status, rest.body()), (500, r#"{"message":null}"#.to_owned()));
+        assert_eq!(rest.error_type, Some("AuthorizerConfigurationException"));
+        let http = ErrorType::Unauthorized.response(ApiKind::Http);
+        assert_eq!((http.status, http.body()), (401, r#"{"message":"Unauthorized"}"#.to_owned()));
+        let denied = ErrorType::AccessDenied.response(ApiKind::Rest);
+        assert_eq!(
+            denied.body_with(Some("User is not authorized to access this resource with an explicit deny")),
+            r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#
+        );
+        assert_eq!(ErrorType::InvalidApiKey.response(ApiKind::Rest).error_type, Some("ForbiddenException"));
+        assert_eq!(ErrorType::AccessDenied.response(ApiKind::Http).body(), r#"{"message":"Forbidden"}"#);
+        assert_eq!(json_string("a \"quoted\"\n"), r#""a \"quoted\"\n""#);
     }
 }

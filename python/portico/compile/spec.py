@@ -9,31 +9,44 @@ integrations, CORS policies and access logs; nothing of the spec is interpreted 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal, NotRequired, TypedDict
 
 import orjson
 
 __all__ = [
     "AccessLogSpec",
+    "ApiKeySpec",
     "ApiSpec",
+    "AuthorizerSpec",
     "CanarySpec",
     "CorsSpec",
     "FunctionSpec",
+    "GatewayResponseSpec",
     "IntegrationSpec",
     "LimitSpec",
+    "PrincipalSpec",
+    "RouteAuthSpec",
     "RouteSpec",
     "Spec",
     "StageSpec",
     "access_log",
     "api",
+    "api_key",
     "canary",
+    "cognito_authorizer",
     "cors",
     "dumps",
+    "gateway_response",
     "http_proxy",
+    "jwt_authorizer",
+    "lambda_authorizer",
     "lambda_proxy",
     "limit",
     "mock",
+    "principal",
     "route",
+    "route_auth",
     "spec",
     "stage",
     "unavailable",
@@ -94,6 +107,74 @@ IntegrationSpec = HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec
 class RouteSpec(TypedDict):
     key: str  # "GET /pets/{id}" or "$default"
     integration: IntegrationSpec
+    auth: NotRequired[RouteAuthSpec]
+
+
+AuthorizationType = Literal["NONE", "AWS_IAM", "JWT", "CUSTOM", "COGNITO_USER_POOLS"]
+
+
+class JwtAuthorizerSpec(TypedDict):
+    type: Literal["JWT"]
+    id: str
+    name: str
+    identity_source: str  # "$request.header.Authorization"
+    issuer: str
+    audience: list[str]
+
+
+class CognitoAuthorizerSpec(TypedDict):
+    type: Literal["COGNITO_USER_POOLS"]
+    id: str
+    name: str
+    identity_source: str  # "method.request.header.Authorization"
+    issuers: list[str]  # https://cognito-idp.REGION.amazonaws.com/POOL_ID
+    ttl_s: int
+
+
+class LambdaAuthorizerSpec(TypedDict):
+    type: Literal["LAMBDA"]
+    id: str
+    name: str
+    uri: str
+    event: Literal["TOKEN", "REQUEST", "HTTP_1_0", "HTTP_2_0"]
+    identity_sources: list[str]
+    validation_expression: str | None
+    ttl_s: int
+    simple_responses: bool
+    timeout_ms: int
+
+
+AuthorizerSpec = JwtAuthorizerSpec | CognitoAuthorizerSpec | LambdaAuthorizerSpec
+
+
+class RouteAuthSpec(TypedDict):
+    authorization: AuthorizationType
+    authorizer: AuthorizerSpec | None
+    scopes: list[str]
+    api_key_required: bool
+
+
+class GatewayResponseSpec(TypedDict):
+    response_type: str  # UNAUTHORIZED, DEFAULT_4XX, ...
+    status: int | None
+    headers: list[tuple[str, str]]  # name -> AWS value expression ('static', method.request.header.X)
+    templates: dict[str, str]  # content type -> body template
+
+
+class PrincipalSpec(TypedDict):
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None
+    arn: str
+    account_id: str
+    policy: dict | None  # the identity policy; None: allowed everything (the account's root)
+
+
+class ApiKeySpec(TypedDict):
+    id: str
+    value_sha256: str
+    enabled: bool
+    stages: list[str]  # "apiId/stage"
 
 
 class CanarySpec(TypedDict):
@@ -124,6 +205,9 @@ class ApiSpec(TypedDict):
     stages: list[StageSpec]
     cors: CorsSpec | None
     binary_media_types: list[str]
+    api_key_source: Literal["HEADER", "AUTHORIZER"]
+    policy: dict | None
+    gateway_responses: list[GatewayResponseSpec]
 
 
 class PluginHooks(TypedDict):
@@ -153,6 +237,8 @@ class Spec(TypedDict):
     default_api: int | None
     account_throttle: LimitSpec | None
     settings: Settings
+    principals: list[PrincipalSpec]
+    api_keys: list[ApiKeySpec]
 
 
 # ------------------------------------------------------------------------------------- builders
@@ -215,8 +301,122 @@ def unavailable(detail: str) -> UnavailableSpec:
     return {"type": "UNAVAILABLE", "detail": detail}
 
 
-def route(key: str, integration: IntegrationSpec) -> RouteSpec:
-    return {"key": key, "integration": integration}
+def route(key: str, integration: IntegrationSpec, auth: RouteAuthSpec | None = None) -> RouteSpec:
+    out: RouteSpec = {"key": key, "integration": integration}
+    if auth is not None:
+        out["auth"] = auth
+    return out
+
+
+def route_auth(
+    authorization: AuthorizationType = "NONE",
+    authorizer: AuthorizerSpec | None = None,
+    *,
+    scopes: list[str] | tuple[str, ...] = (),
+    api_key_required: bool = False,
+) -> RouteAuthSpec:
+    """A route's (REST: a method's) `authorizationType`, authorizer, scopes and API key."""
+    return {
+        "authorization": authorization,
+        "authorizer": authorizer,
+        "scopes": list(scopes),
+        "api_key_required": bool(api_key_required),
+    }
+
+
+def jwt_authorizer(
+    authorizer_id: str, issuer: str, audience: list[str], identity_source: str, name: str = ""
+) -> JwtAuthorizerSpec:
+    return {
+        "type": "JWT",
+        "id": authorizer_id,
+        "name": name,
+        "identity_source": identity_source,
+        "issuer": issuer,
+        "audience": list(audience),
+    }
+
+
+def cognito_authorizer(
+    authorizer_id: str, issuers: list[str], identity_source: str, ttl_s: int = 300, name: str = ""
+) -> CognitoAuthorizerSpec:
+    return {
+        "type": "COGNITO_USER_POOLS",
+        "id": authorizer_id,
+        "name": name,
+        "identity_source": identity_source,
+        "issuers": list(issuers),
+        "ttl_s": int(ttl_s),
+    }
+
+
+def lambda_authorizer(
+    authorizer_id: str,
+    uri: str,
+    event: Literal["TOKEN", "REQUEST", "HTTP_1_0", "HTTP_2_0"],
+    identity_sources: list[str] | tuple[str, ...] = (),
+    *,
+    validation_expression: str | None = None,
+    ttl_s: int = 0,
+    simple_responses: bool = False,
+    timeout_ms: int = 10_000,
+    name: str = "",
+) -> LambdaAuthorizerSpec:
+    """A Lambda authorizer: `event` is REST's TOKEN/REQUEST, or an HTTP API's payload version."""
+    return {
+        "type": "LAMBDA",
+        "id": authorizer_id,
+        "name": name,
+        "uri": uri,
+        "event": event,
+        "identity_sources": list(identity_sources),
+        "validation_expression": validation_expression,
+        "ttl_s": int(ttl_s),
+        "simple_responses": bool(simple_responses),
+        "timeout_ms": int(timeout_ms),
+    }
+
+
+def gateway_response(
+    response_type: str,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    templates: dict[str, str] | None = None,
+) -> GatewayResponseSpec:
+    return {
+        "response_type": response_type,
+        "status": status,
+        "headers": list((headers or {}).items()),
+        "templates": dict(templates or {}),
+    }
+
+
+def principal(
+    access_key_id: str,
+    secret_access_key: str,
+    arn: str,
+    account_id: str,
+    policy: dict | None = None,
+    session_token: str | None = None,
+) -> PrincipalSpec:
+    return {
+        "access_key_id": access_key_id,
+        "secret_access_key": secret_access_key,
+        "session_token": session_token,
+        "arn": arn,
+        "account_id": account_id,
+        "policy": policy,
+    }
+
+
+def api_key(key_id: str, value: str, stages: list[str], enabled: bool = True) -> ApiKeySpec:
+    """An API key: only its value's SHA-256 crosses to the core."""
+    return {
+        "id": key_id,
+        "value_sha256": hashlib.sha256(value.encode()).hexdigest(),
+        "enabled": bool(enabled),
+        "stages": list(stages),
+    }
 
 
 def canary(
@@ -274,6 +474,9 @@ def api(
     routes: list[RouteSpec] | None = None,
     cors: CorsSpec | None = None,
     binary_media_types: list[str] | tuple[str, ...] = (),
+    api_key_source: Literal["HEADER", "AUTHORIZER"] = "HEADER",
+    policy: dict | None = None,
+    gateway_responses: list[GatewayResponseSpec] | None = None,
 ) -> ApiSpec:
     return {
         "id": api_id,
@@ -283,6 +486,9 @@ def api(
         "stages": stages,
         "cors": cors,
         "binary_media_types": list(binary_media_types),
+        "api_key_source": api_key_source,
+        "policy": policy,
+        "gateway_responses": list(gateway_responses or []),
     }
 
 
@@ -301,6 +507,8 @@ def spec(
     upstream_ca_file: str | None = None,
     function_concurrency: int = 64,
     reserved_concurrency: dict[str, int] | None = None,
+    principals: list[PrincipalSpec] | None = None,
+    api_keys: list[ApiKeySpec] | None = None,
 ) -> Spec:
     """The whole spec. A Host that names no API reaches the only API when there is exactly one."""
     return {
@@ -322,6 +530,8 @@ def spec(
                 for name, limit in (reserved_concurrency or {}).items()
             },
         },
+        "principals": list(principals or []),
+        "api_keys": list(api_keys or []),
     }
 
 

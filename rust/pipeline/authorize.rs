@@ -1,0 +1,111 @@
+//! The authorize phase (see `crate::auth` and docs/pipeline.md): the REST API's resource policy,
+//! the route's authorization, then its API key, each failing with AWS's gateway response before
+//! anything reaches the integration.
+
+use http::header::HeaderName;
+
+use super::{fail, header_str, Connection, Exchange, Failure, Pipeline};
+use crate::auth::policy::{Request as PolicyRequest, Verdict};
+use crate::auth::{execute_api_arn, Authorizer, Granted};
+use crate::gateway::{ApiKind, Decision, Snapshot};
+use crate::pipeline::responses::ErrorType;
+use crate::spec::{ApiKeySource, AuthorizationType};
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+impl Pipeline {
+    /// Authorize the request routed by `d`: what was learned goes into `ex.auth`.
+    pub(super) async fn authorize(
+        &self,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: Connection,
+        ex: &mut Exchange,
+        d: &Decision<'_>,
+    ) -> Result<(), Failure> {
+        let Some(api) = ex.api.map(|a| snap.api(a)) else {
+            return Ok(());
+        };
+        let route_auth = ex.route().and_then(|r| r.auth.as_ref());
+        if api.policy.is_none() && route_auth.is_none() {
+            return Ok(());
+        }
+        let stage = ex.serving.as_ref().map_or("", |s| &*s.stage);
+        let settings = &snap.settings;
+        let arn = execute_api_arn(&settings.region, &settings.account_id, &api.id, stage, parts.method.as_str(), d.path);
+
+        // The resource policy (REST APIs), for an anonymous caller: evaluated before any
+        // authorizer runs, so that its explicit deny costs no authorizer call.
+        if let Some(policy) = &api.policy {
+            let policy = match policy {
+                Ok(policy) => policy,
+                Err(why) => return fail(ErrorType::ApiConfigurationError, why.to_string()),
+            };
+            let request = PolicyRequest {
+                action: "execute-api:Invoke",
+                resource: &arn,
+                principal: None,
+                principal_account: None,
+                source_ip: conn.client_ip,
+            };
+            match policy.evaluate(&request) {
+                Verdict::Allow => {}
+                verdict => {
+                    let explicit = if verdict == Verdict::Deny { " with an explicit deny" } else { "" };
+                    return Err(Failure::new(ErrorType::AccessDenied, "the resource policy refuses the caller")
+                        .saying(format!(
+                            "User: anonymous is not authorized to perform: execute-api:Invoke on resource: {arn}{explicit}"
+                        )));
+                }
+            }
+        }
+        let Some(route_auth) = route_auth else {
+            return Ok(());
+        };
+
+        // The route's authorization.
+        match route_auth.authorization {
+            AuthorizationType::None => {}
+            AuthorizationType::AwsIam => {
+                return fail(
+                    ErrorType::AuthorizerConfigurationError,
+                    "AWS_IAM authorization is not served by this build",
+                )
+            }
+            AuthorizationType::Jwt | AuthorizationType::Custom | AuthorizationType::CognitoUserPools => {
+                match &route_auth.authorizer {
+                    None => {
+                        return fail(
+                            ErrorType::AuthorizerConfigurationError,
+                            "the route names no authorizer for its authorization type",
+                        )
+                    }
+                    Some(Err(why)) => return fail(ErrorType::AuthorizerConfigurationError, why.to_string()),
+                    Some(Ok(authorizer)) => match &**authorizer {
+                        Authorizer::Unsupported(why) => {
+                            return fail(ErrorType::AuthorizerConfigurationError, why.to_string())
+                        }
+                    },
+                }
+            }
+        }
+
+        // The API key (REST APIs): from the header, or from the Lambda authorizer's
+        // `usageIdentifierKey` when the API's key source is AUTHORIZER.
+        if route_auth.api_key_required && api.kind == ApiKind::Rest {
+            let presented = match api.api_key_source {
+                ApiKeySource::Header => header_str(&parts.headers, X_API_KEY).map(str::to_owned),
+                ApiKeySource::Authorizer => match &ex.auth.granted {
+                    Granted::Lambda { usage_identifier_key, .. } => usage_identifier_key.clone(),
+                    _ => None,
+                },
+            };
+            let key = presented.and_then(|value| snap.api_keys.check(&value, &api.id, stage));
+            match key {
+                Some(key) => ex.auth.api_key = Some(key),
+                None => return fail(ErrorType::InvalidApiKey, "no API key, or one not bound to this stage"),
+            }
+        }
+        Ok(())
+    }
+}
