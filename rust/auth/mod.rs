@@ -8,6 +8,7 @@
 //! the Lambda event, plugins and the access log read.
 
 pub mod api_keys;
+pub mod jwt;
 pub mod policy;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,10 @@ pub struct RouteAuth {
 /// An authorizer, compiled once per deployment and shared by the routes that name it.
 #[derive(Debug)]
 pub enum Authorizer {
+    /// A JWT authorizer of an HTTP API.
+    Jwt(jwt::JwtAuthorizer),
+    /// A Cognito user pool authorizer of a REST API.
+    Cognito(jwt::JwtAuthorizer),
     /// Kept so that routes naming an authorizer of a type this build does not serve yet answer
     /// AUTHORIZER_CONFIGURATION_ERROR instead of being open.
     Unsupported(Box<str>),
@@ -39,12 +44,13 @@ pub enum Authorizer {
 
 impl Authorizer {
     pub fn compile(spec: &AuthorizerSpec) -> Result<Authorizer, String> {
-        let kind = match spec {
-            AuthorizerSpec::Jwt { .. } => "JWT",
-            AuthorizerSpec::Cognito { .. } => "COGNITO_USER_POOLS",
-            AuthorizerSpec::Lambda { .. } => "Lambda",
-        };
-        Ok(Authorizer::Unsupported(format!("{kind} authorizers are not served by this build").into()))
+        match spec {
+            AuthorizerSpec::Jwt { .. } => jwt::JwtAuthorizer::compile(spec).map(Authorizer::Jwt),
+            AuthorizerSpec::Cognito { .. } => jwt::JwtAuthorizer::compile(spec).map(Authorizer::Cognito),
+            AuthorizerSpec::Lambda { .. } => Ok(Authorizer::Unsupported(
+                "Lambda authorizers are not served by this build".into(),
+            )),
+        }
     }
 }
 
@@ -94,7 +100,8 @@ pub enum Granted {
     /// A JWT authorizer (HTTP APIs) or a Cognito user pool authorizer (REST APIs): the token's
     /// claims, and the scopes it carries when the route asks for some.
     Jwt {
-        claims: serde_json::Map<String, Value>,
+        /// Shared with the authorizer's cache of verified tokens.
+        claims: Arc<serde_json::Map<String, Value>>,
         scopes: Option<Vec<String>>,
     },
     /// A Lambda authorizer: its `principalId` and `context` (for simple responses, the context

@@ -86,6 +86,47 @@ impl UpstreamClient {
             .build(connector);
         Ok(UpstreamClient { client })
     }
+
+    /// GET `url` for the core itself (a JWT issuer's discovery document and keys), with the same
+    /// trust as upstreams: the body of a 200 answer, read whole within `timeout` and refused
+    /// past `limit` bytes. Errors say what failed, for the operator's log.
+    pub async fn get(&self, url: &str, timeout: Duration, limit: usize) -> Result<Bytes, String> {
+        let uri = Uri::try_from(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        let mut request = Request::new(empty());
+        *request.uri_mut() = uri;
+        request
+            .headers_mut()
+            .insert(http::header::ACCEPT, HeaderValue::from_static("application/json"));
+        let fetch = async {
+            let response = self.client.request(request).await.map_err(|e| format!("GET {url}: {e}"))?;
+            if response.status() != StatusCode::OK {
+                return Err(format!("GET {url}: status {}", response.status()));
+            }
+            if declared_over(response.headers(), limit) {
+                return Err(format!("GET {url}: the body is over {limit} bytes"));
+            }
+            let limited = http_body_util::Limited::new(response.into_body(), limit);
+            match http_body_util::BodyExt::collect(limited).await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Err(format!("GET {url}: the body is over {limit} bytes"))
+                }
+                Err(e) => Err(format!("GET {url}: {e}")),
+            }
+        };
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .map_err(|_| format!("GET {url}: no answer within {} ms", timeout.as_millis()))?
+    }
+}
+
+/// Whether `headers` declare a body longer than `limit`.
+fn declared_over(headers: &HeaderMap, limit: usize) -> bool {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
 }
 
 /// Where the request goes: the URL's parts, compiled for one stage.

@@ -2070,7 +2070,7 @@ mod tests {
         let claims = json!({"sub": "u1", "groups": ["a", "b"], "exp": 1700000000});
         c.auth = AuthContext {
             granted: Granted::Jwt {
-                claims: claims.as_object().unwrap().clone(),
+                claims: std::sync::Arc::new(claims.as_object().unwrap().clone()),
                 scopes: Some(vec!["read".into()]),
             },
             ..AuthContext::default()

@@ -2,10 +2,11 @@
 //! the route's authorization, then its API key, each failing with AWS's gateway response before
 //! anything reaches the integration.
 
-use http::header::HeaderName;
+use http::header::{HeaderName, WWW_AUTHENTICATE};
 
 use super::{fail, header_str, Connection, Exchange, Failure, Pipeline};
 use crate::auth::policy::{Request as PolicyRequest, Verdict};
+use crate::auth::jwt::{JwtAuthorizer, Rejection};
 use crate::auth::{execute_api_arn, Authorizer, Granted};
 use crate::gateway::{ApiKind, Decision, Snapshot};
 use crate::pipeline::responses::ErrorType;
@@ -26,7 +27,9 @@ impl Pipeline {
         let Some(api) = ex.api.map(|a| snap.api(a)) else {
             return Ok(());
         };
-        let route_auth = ex.route().and_then(|r| r.auth.as_ref());
+        // The route, held apart from `ex` (which the authorizers fill in).
+        let serving = ex.serving.clone();
+        let route_auth = serving.as_deref().zip(ex.route).and_then(|(s, r)| s.routes[r].auth.as_ref());
         if api.policy.is_none() && route_auth.is_none() {
             return Ok(());
         }
@@ -82,6 +85,13 @@ impl Pipeline {
                     }
                     Some(Err(why)) => return fail(ErrorType::AuthorizerConfigurationError, why.to_string()),
                     Some(Ok(authorizer)) => match &**authorizer {
+                        Authorizer::Jwt(jwt) | Authorizer::Cognito(jwt) => {
+                            let scopes = &route_auth.scopes;
+                            match jwt.authorize(parts, scopes, ex.epoch_ms, &self.upstream).await {
+                                Ok(granted) => ex.auth.granted = granted,
+                                Err(rejection) => return Err(jwt_failure(jwt, &rejection, scopes, api.kind)),
+                            }
+                        }
                         Authorizer::Unsupported(why) => {
                             return fail(ErrorType::AuthorizerConfigurationError, why.to_string())
                         }
@@ -107,5 +117,21 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+/// A JWT or Cognito authorizer's refusal: HTTP APIs answer 401 (403 for a missing scope) with
+/// `www-authenticate`; REST APIs' Cognito authorizers answer 401 `Unauthorized` whatever failed.
+fn jwt_failure(jwt: &JwtAuthorizer, rejection: &Rejection, scopes: &[Box<str>], kind: ApiKind) -> Failure {
+    let detail = format!("authorizer {}: {}", jwt.id(), rejection.describe());
+    match kind {
+        ApiKind::Http => {
+            let error = match rejection {
+                Rejection::Scope => ErrorType::AccessDenied,
+                _ => ErrorType::Unauthorized,
+            };
+            Failure::new(error, detail).with_header(WWW_AUTHENTICATE, rejection.www_authenticate(scopes))
+        }
+        ApiKind::Rest => Failure::new(ErrorType::Unauthorized, detail),
     }
 }

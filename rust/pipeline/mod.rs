@@ -30,7 +30,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body as _;
 
 use crate::access_log::{Identity, LogRecord};
-use crate::auth::AuthContext;
+use crate::auth::{AuthContext, Granted};
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
 use crate::integrations::http_proxy::{Target, UpstreamClient};
@@ -580,6 +580,12 @@ impl Pipeline {
             let mut ip = [0u8; 48];
             let source_ip = ip_text(conn.client_ip, &mut ip);
             let error = ex.error.as_ref();
+            // `$context.authorizer.claims.NAME`: a JWT's claims as the event renders them.
+            let flat = match &ex.auth.granted {
+                Granted::Jwt { claims, .. } => crate::auth::flatten_claims(claims),
+                _ => Default::default(),
+            };
+            let claims: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let record = LogRecord {
                 request_id: &ex.request_id,
                 extended_request_id: Some(&ex.request_id),
@@ -604,6 +610,7 @@ impl Pipeline {
                 error_message: error.map(|f| f.detail.as_str()),
                 error_response_type: error.map(|f| f.error.name()),
                 integration_error: error.map(|f| f.detail.as_str()),
+                claims: &claims,
                 ..Default::default()
             };
             let kind = api.map_or(ApiKind::Http, |a| a.kind);
