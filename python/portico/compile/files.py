@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from portico.compile import spec as S
-from portico.config.models import Api, Config, Cors, Integration
+from portico.config.models import Api, Authorizer, Config, Cors, Integration, Route
 from portico.integrations.functions import FunctionRegistry, function_name_from_uri
 
 
@@ -53,7 +53,7 @@ def compile_file_apis(
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            routes.append(S.route(route.route, integration))
+            routes.append(S.route(route.route, integration, _route_auth(api, route)))
         out.append(_api(api, routes, deployment_id))
     if problems:
         raise CompileError("\n".join(problems))
@@ -121,6 +121,26 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str) -> S.ApiSpec:
         stages,
         routes=routes,
         cors=cors_spec(api.cors) if api.cors is not None else None,
+    )
+
+
+def _route_auth(api: Api, route: Route) -> S.RouteAuthSpec | None:
+    """A route's authorization: a JWT authorizer of the API (`authorizerId`) and its scopes."""
+    if route.authorizationType != "JWT" or route.authorizerId is None:
+        return None
+    authorizer = _jwt_authorizer(route.authorizerId, api.authorizers[route.authorizerId])
+    return S.route_auth("JWT", authorizer, scopes=route.authorizationScopes)
+
+
+def _jwt_authorizer(authorizer_id: str, authorizer: Authorizer) -> S.AuthorizerSpec:
+    jwt = authorizer.jwtConfiguration
+    assert jwt is not None  # the model requires it of JWT authorizers
+    return S.jwt_authorizer(
+        authorizer_id,
+        jwt.issuer,
+        jwt.audience,
+        authorizer.identitySource[0],
+        name=authorizer.name or authorizer_id,
     )
 
 

@@ -113,11 +113,85 @@ class Route(_Model):
     route: str = Field(alias="routeKey")
     # The name of one of the API's integrations, or an integration written inline.
     integration: str | Integration
+    # Who may call it (AWS `Route` members): `JWT` names one of the API's `authorizers` by its key
+    # in `authorizerId`; a JWT must then carry one of `authorizationScopes` when there are some.
+    authorizationType: Literal["NONE", "JWT"] = "NONE"
+    authorizerId: str | None = None
+    authorizationScopes: list[str] = Field(default_factory=list)
 
     @field_validator("route")
     @classmethod
     def _route_key(cls, value: str) -> str:
         return validate_route_key(value)
+
+    @field_validator("authorizationType", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _authorization(self) -> Route:
+        if self.authorizationType == "JWT" and not self.authorizerId:
+            raise ValueError(
+                "authorizationType JWT needs authorizerId (the name of one of the API's authorizers)"
+            )
+        if self.authorizationScopes and self.authorizationType != "JWT":
+            raise ValueError("authorizationScopes apply to JWT authorization only")
+        if len(self.authorizationScopes) > 10:
+            raise ValueError("at most 10 authorizationScopes")
+        return self
+
+
+class JwtConfiguration(_Model):
+    """A JWT authorizer's issuer and audiences (AWS `JWTConfiguration`)."""
+
+    issuer: str
+    audience: list[str] = Field(default_factory=list)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return validate_issuer_url(value)
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, value: list[str]) -> list[str]:
+        if len(value) > 50:
+            raise ValueError("at most 50 audiences")
+        return value
+
+
+class Authorizer(_Model):
+    """An authorizer (AWS `Authorizer`, HTTP API flavour), named by its key under `authorizers:`."""
+
+    authorizerType: Literal["JWT"]
+    # `$request.header.NAME` or `$request.querystring.NAME` (a list of one, as AWS has it, or a string).
+    identitySource: list[str] = Field(default_factory=lambda: ["$request.header.Authorization"])
+    jwtConfiguration: JwtConfiguration | None = None
+    name: str | None = None
+
+    @field_validator("authorizerType", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("identitySource", mode="before")
+    @classmethod
+    def _one_or_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _per_type(self) -> Authorizer:
+        if self.jwtConfiguration is None:
+            raise ValueError("a JWT authorizer needs jwtConfiguration (issuer, audience)")
+        if len(self.identitySource) != 1 or not self.identitySource[0].startswith(
+            ("$request.header.", "$request.querystring.")
+        ):
+            raise ValueError(
+                "a JWT authorizer reads one identity source: "
+                "$request.header.NAME or $request.querystring.NAME"
+            )
+        return self
 
 
 class Cors(_Model):
@@ -175,6 +249,7 @@ class Api(_Model):
     integrations: dict[str, Integration] = Field(default_factory=dict)
     stages: list[Stage] = Field(default_factory=lambda: [Stage()])
     cors: Cors | None = Field(default=None, alias="corsConfiguration")
+    authorizers: dict[str, Authorizer] = Field(default_factory=dict)
 
     @field_validator("id")
     @classmethod
@@ -194,6 +269,12 @@ class Api(_Model):
                 known = ", ".join(sorted(self.integrations)) or "none"
                 raise ValueError(
                     f"routes[{index}].integration: unknown integration {route.integration!r} "
+                    f"(declared: {known})"
+                )
+            if route.authorizerId is not None and route.authorizerId not in self.authorizers:
+                known = ", ".join(sorted(self.authorizers)) or "none"
+                raise ValueError(
+                    f"routes[{index}].authorizerId: unknown authorizer {route.authorizerId!r} "
                     f"(declared: {known})"
                 )
         names: set[str] = set()
@@ -239,6 +320,21 @@ class Settings(_Model):
     # function reserves its own (`functions.NAME.reservedConcurrency`): calls past it are refused
     # as Lambda throttles them (500), so that a hung function cannot take every thread.
     functionConcurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    # Cognito user pool authorizers (REST APIs) trust the pools of their `providerARNs`, whose
+    # issuer is `https://cognito-idp.REGION.amazonaws.com/POOL_ID`; this maps a pool's ARN to
+    # another issuer that stands in for it (a local identity provider, in tests and offline).
+    cognitoUserPoolIssuers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("cognitoUserPoolIssuers")
+    @classmethod
+    def _pool_issuers(cls, value: dict[str, str]) -> dict[str, str]:
+        for arn, issuer in value.items():
+            if not _USER_POOL_ARN.match(arn):
+                raise ValueError(
+                    f"{arn!r} is not a user pool ARN (arn:aws:cognito-idp:REGION:ACCOUNT:userpool/ID)"
+                )
+            validate_issuer_url(issuer)
+        return value
 
 
 class AccessLog(_Model):
@@ -295,6 +391,49 @@ class Config(_Model):
                 )
             ids[api.api_id] = index
         return self
+
+
+_USER_POOL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:cognito-idp:([a-z0-9-]+):[0-9]{12}:userpool/([\w-]+_[0-9a-zA-Z]+)$"
+)
+
+
+def user_pool_issuer(arn: str, overrides: dict[str, str] | None = None) -> str:
+    """The issuer of the Cognito user pool `arn`: `https://cognito-idp.REGION.amazonaws.com/POOL_ID`,
+    or the issuer `overrides` (settings.cognitoUserPoolIssuers) maps it to."""
+    if overrides and arn in overrides:
+        return overrides[arn]
+    match = _USER_POOL_ARN.match(arn)
+    if not match:
+        raise ValueError(f"{arn!r} is not a user pool ARN (arn:aws:cognito-idp:REGION:ACCOUNT:userpool/ID)")
+    return f"https://cognito-idp.{match[1]}.amazonaws.com/{match[2]}"
+
+
+def validate_issuer_url(value: str) -> str:
+    """A JWT issuer: an https:// URL, or plain http:// on a loopback host (local identity providers)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError as exc:
+        raise ValueError(f"issuer {value!r} is not a URL: {exc}") from None
+    if parts.scheme == "https" and host:
+        return value
+    if parts.scheme == "http" and _is_loopback(host):
+        return value
+    raise ValueError(f"issuer {value!r} must be an https:// URL (plain http only on loopback)")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def validate_route_key(value: str) -> str:
