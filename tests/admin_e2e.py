@@ -68,11 +68,18 @@ class AdminServer:
         return f"{api_id}.execute-api.localhost:{self.port}"
 
 
-def start_admin_server(portico, tmp_path: Path, functions: dict[str, str] | None = None, workers: int = 1):
+def start_admin_server(
+    portico,
+    tmp_path: Path,
+    functions: dict[str, str] | None = None,
+    workers: int = 1,
+    config: dict[str, Any] | None = None,
+):
+    """`config`: the config file served next to the admin API (FILE_CONFIG by default)."""
     port = free_port()
     data_dir = tmp_path / "state"
     server = portico(
-        FILE_CONFIG,
+        config if config is not None else FILE_CONFIG,
         functions=functions if functions is not None else VERSIONS,
         workers=workers,
         extra_args=[

@@ -34,7 +34,7 @@ from typing import Any
 
 from portico.compile import spec as S
 from portico.compile.files import CompiledConfig, assemble, compile_file_apis, deployment_id_of
-from portico.config.models import Config, validate_route_key
+from portico.config.models import Config, user_pool_issuer, validate_issuer_url, validate_route_key
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
 from portico.integrations.functions import FunctionRegistry, parse_function_uri
@@ -186,11 +186,16 @@ class _Builder:
     """One rebuild: reads the store in one read transaction, reuses cached deployments."""
 
     def __init__(
-        self, registry: FunctionRegistry, cache: dict[tuple[str, str, str], _Deployed] | None = None
+        self,
+        registry: FunctionRegistry,
+        cache: dict[tuple[str, str, str], _Deployed] | None = None,
+        pool_issuers: dict[str, str] | None = None,
     ):
         self.registry = registry
         self.cache = cache if cache is not None else {}
         self.used: set[tuple[str, str, str]] = set()
+        # settings.cognitoUserPoolIssuers: user pool ARN -> the issuer standing in for it.
+        self.pool_issuers = pool_issuers or {}
 
     def _cached(
         self,
@@ -264,6 +269,7 @@ class _Builder:
 
     def _http_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         integrations = {i.get("IntegrationId"): i for i in snap.get("Integrations") or []}
+        authorizers = {a.get("AuthorizerId"): a for a in snap.get("Authorizers") or []}
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
         for route in snap.get("Routes") or []:
@@ -282,7 +288,7 @@ class _Builder:
                 spec = S.unavailable(f"{where} has no integration")
             else:
                 spec = self._http_integration(integration, where)
-            routes.append(S.route(key, spec))
+            routes.append(S.route(key, spec, _http_jwt_auth(route, authorizers, where)))
         return _Deployed(routes, _cors(snap.get("Api") or {}))
 
     def _http_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
@@ -376,6 +382,7 @@ class _Builder:
     def _rest_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
+        authorizers = {a.get("id"): a for a in snap.get("authorizers") or []}
         for resource in snap.get("resources") or []:
             path = resource.get("path") or "/"
             for method, doc in (resource.get("resourceMethods") or {}).items():
@@ -384,15 +391,56 @@ class _Builder:
                 if not _valid_key(key, where) or key in seen:
                     continue
                 seen.add(key)
-                if (doc.get("authorizationType") or "NONE") != "NONE" or doc.get("apiKeyRequired"):
+                auth = None
+                if doc.get("authorizationType") == "COGNITO_USER_POOLS":
+                    auth = self._cognito_auth(doc, authorizers, where)
+                elif (doc.get("authorizationType") or "NONE") != "NONE" or doc.get("apiKeyRequired"):
                     log.info("%s: authorization and API keys are not enforced yet", where)
                 integration = doc.get("methodIntegration")
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
                     spec = self._rest_integration(integration, where)
-                routes.append(S.route(key, spec))
+                routes.append(S.route(key, spec, auth))
         return _Deployed(routes)
+
+    def _cognito_auth(
+        self, method: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec:
+        """A COGNITO_USER_POOLS method: its authorizer's user pools as issuers, the method's
+        scopes. A method whose authorizer cannot work keeps it, so that it answers 500 (never
+        open)."""
+        authorizer = authorizers.get(method.get("authorizerId") or "")
+        spec = None
+        if authorizer is None or authorizer.get("type") != "COGNITO_USER_POOLS":
+            log.warning(
+                "%s: no COGNITO_USER_POOLS authorizer %r; the method answers 500",
+                where,
+                method.get("authorizerId"),
+            )
+        else:
+            issuers = []
+            for arn in authorizer.get("providerARNs") or []:
+                try:
+                    issuers.append(validate_issuer_url(user_pool_issuer(arn, self.pool_issuers)))
+                except ValueError as exc:
+                    log.warning(
+                        "%s: authorizer %s: %s; the method answers 500", where, authorizer.get("id"), exc
+                    )
+            if issuers:
+                spec = S.cognito_authorizer(
+                    authorizer["id"],
+                    issuers,
+                    authorizer.get("identitySource") or "method.request.header.Authorization",
+                    int(authorizer.get("authorizerResultTtlInSeconds", 300) or 0),
+                    name=authorizer.get("name") or "",
+                )
+        return S.route_auth(
+            "COGNITO_USER_POOLS",
+            spec,
+            scopes=method.get("authorizationScopes") or [],
+            api_key_required=bool(method.get("apiKeyRequired")),
+        )
 
     def _rest_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
         kind = integration.get("type")
@@ -414,6 +462,37 @@ class _Builder:
             return S.unavailable(f"{where}: {exc}")
 
 
+def _http_jwt_auth(
+    route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+) -> S.RouteAuthSpec | None:
+    """A JWT route of an HTTP API: its authorizer (issuer, audiences, identity source) and scopes.
+    A route whose authorizer cannot work keeps it, so that it answers 500 (never open)."""
+    if route.get("AuthorizationType") != "JWT":
+        return None
+    authorizer = authorizers.get(route.get("AuthorizerId") or "")
+    spec = None
+    jwt = (authorizer or {}).get("JwtConfiguration") or {}
+    sources = (authorizer or {}).get("IdentitySource") or []
+    if authorizer is None or authorizer.get("AuthorizerType") != "JWT":
+        log.warning("%s: no JWT authorizer %r; the route answers 500", where, route.get("AuthorizerId"))
+    else:
+        try:
+            issuer = validate_issuer_url(jwt.get("Issuer") or "")
+        except ValueError as exc:
+            log.warning(
+                "%s: authorizer %s: %s; the route answers 500", where, authorizer["AuthorizerId"], exc
+            )
+        else:
+            spec = S.jwt_authorizer(
+                authorizer["AuthorizerId"],
+                issuer,
+                jwt.get("Audience") or [],
+                sources[0] if sources else "$request.header.Authorization",
+                name=authorizer.get("Name") or "",
+            )
+    return S.route_auth("JWT", spec, scopes=route.get("AuthorizationScopes") or [])
+
+
 def _local_destination(destination: Any) -> bool:
     """Access logs Portico can write: a file path, `stdout` or `stderr` (a CloudWatch Logs ARN
     names a destination outside this machine; such settings are kept but not written)."""
@@ -430,11 +509,12 @@ def load_store_apis(
     *,
     skip_ids: Iterable[str] = (),
     cache: dict[tuple[str, str, str], _Deployed] | None = None,
+    pool_issuers: dict[str, str] | None = None,
 ) -> list[S.ApiSpec]:
     """Every admin-created API with at least one deployed stage. `skip_ids`: ids served from the
     config file (an admin API with one of them is skipped with a warning)."""
     taken = {api_id.lower() for api_id in skip_ids}
-    builder = _Builder(registry, cache)
+    builder = _Builder(registry, cache, pool_issuers)
     out: list[S.ApiSpec] = []
     with store.read() as tx:
         candidates: list[tuple[str, dict[str, Any]]] = [(V2, api) for api in tx.list(V2, "api")]
@@ -487,7 +567,11 @@ class StoreSource:
     def build(self) -> CompiledConfig:
         try:
             store_apis = load_store_apis(
-                self.store, self.registry, skip_ids=self._file_ids, cache=self._cache
+                self.store,
+                self.registry,
+                skip_ids=self._file_ids,
+                cache=self._cache,
+                pool_issuers=self.config.settings.cognitoUserPoolIssuers,
             )
         except sqlite3.Error as exc:
             raise SourceUnavailable(f"the store cannot be read: {exc}") from exc
