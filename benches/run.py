@@ -5,6 +5,7 @@
                           [--micro] [--keep]
     python benches/run.py --shape production [--duration S] [--warmup S] [--connections N]
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
+    python benches/run.py --shape jwt [--jwt-tokens N] [...the same flags]   (see benches/auth_jwt.py)
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
   upstream      nginx (1 worker) answering every request with a small fixed JSON body
@@ -445,10 +446,11 @@ def main() -> int:
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--shape", choices=("bare", "production"), default="bare")
+    parser.add_argument("--shape", choices=("bare", "production", "jwt"), default="bare")
+    parser.add_argument("--jwt-tokens", type=int, default=200_000)
     args = parser.parse_args()
-    if args.shape == "production" and (args.no_edge or args.ceiling_spin not in ("0", "")):
-        parser.error("--shape production takes none of --no-edge, --ceiling-spin")
+    if args.shape in ("production", "jwt") and (args.no_edge or args.ceiling_spin not in ("0", "")):
+        parser.error(f"--shape {args.shape} takes none of --no-edge, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
@@ -482,6 +484,10 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     )
     if args.shape == "production":
         return run_production(args, tmp, procs)
+    if args.shape == "jwt":
+        from auth_jwt import run_jwt  # JWT authorizers' cases: PyJWT mints their tokens
+
+        return run_jwt(args, tmp, procs)
     return run_bare(args, tmp, procs)
 
 
