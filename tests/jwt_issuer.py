@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,10 @@ def signing_key(kid: str, alg: str = "RS256", rsa_index: int = 0) -> SigningKey:
 class LocalIssuer:
     """An OpenID provider at `http://127.0.0.1:PORT/PATH` (its issuer URL)."""
 
-    def __init__(self, path: str = "/oidc") -> None:
+    def __init__(self, path: str | None = None) -> None:
         self.port = free_port()
+        # The core keeps issuers per process by URL: a path of its own, should a port be used again.
+        path = path or f"/oidc-{uuid.uuid4().hex[:12]}"
         self.url = f"http://127.0.0.1:{self.port}{path}"
         self.path = path
         self.keys: list[SigningKey] = []

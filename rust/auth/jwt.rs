@@ -233,7 +233,11 @@ impl JwtAuthorizer {
                 Source::Header(HeaderName::try_from(name).map_err(|e| format!("{at}: identity source: {e}"))?)
             }
             IdentitySource::Query(name) => Source::Query(name),
-            _ => return Err(format!("{at}: the identity source of a JWT authorizer is a header or a query string parameter")),
+            _ => {
+                return Err(format!(
+                    "{at}: the identity source of a JWT authorizer is a header or a query string parameter"
+                ))
+            }
         };
         if urls.is_empty() {
             return Err(format!("{at}: no issuer"));
@@ -261,7 +265,12 @@ impl JwtAuthorizer {
     pub fn token<'r>(&self, parts: &'r http::request::Parts) -> Option<Cow<'r, str>> {
         let raw: Cow<'r, str> = match &self.source {
             Source::Header(name) => String::from_utf8_lossy(parts.headers.get(name)?.as_bytes()),
-            Source::Query(name) => parse_query(parts.uri.query()?).into_iter().find(|(k, _)| k.as_ref() == name.as_str())?.1,
+            Source::Query(name) => {
+                parse_query(parts.uri.query()?)
+                    .into_iter()
+                    .find(|(k, _)| k.as_ref() == name.as_str())?
+                    .1
+            }
         };
         let range = bare_token(&raw)?;
         Some(match raw {
@@ -315,7 +324,11 @@ impl JwtAuthorizer {
         if let Flavor::Cognito = self.flavor {
             let wanted = if scopes.is_empty() { "id" } else { "access" };
             if verified.token_use.as_deref() != Some(wanted) {
-                return Err(invalid(if scopes.is_empty() { ID_TOKEN_WANTED } else { ACCESS_TOKEN_WANTED }));
+                return Err(invalid(if scopes.is_empty() {
+                    ID_TOKEN_WANTED
+                } else {
+                    ACCESS_TOKEN_WANTED
+                }));
             }
         }
         if !scopes.is_empty() && !verified.scopes.iter().any(|s| scopes.contains(s)) {
@@ -368,7 +381,10 @@ impl JwtAuthorizer {
             return Err(Rejection::Invalid(Cow::Owned(signing_method_invalid(alg_name(alg)))));
         }
         let message = &token[..header64.len() + 1 + payload64.len()];
-        if !matches!(jsonwebtoken::crypto::verify(signature64, message.as_bytes(), &key.decoding, alg), Ok(true)) {
+        if !matches!(
+            jsonwebtoken::crypto::verify(signature64, message.as_bytes(), &key.decoding, alg),
+            Ok(true)
+        ) {
             return Err(invalid(BAD_SIGNATURE));
         }
 
@@ -421,7 +437,10 @@ fn bare_token(text: &str) -> Option<std::ops::Range<usize>> {
     let start = text.len() - text.trim_start().len();
     let trimmed = text.trim();
     let mut token = trimmed;
-    if token.get(..7).is_some_and(|prefix| prefix.eq_ignore_ascii_case("bearer ")) {
+    if token
+        .get(..7)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("bearer "))
+    {
         token = token[7..].trim_start();
     }
     let begin = start + (trimmed.len() - token.len());
@@ -474,7 +493,11 @@ fn alg_name(alg: Algorithm) -> &'static str {
 
 /// AWS's wording for an algorithm it does not take (observed: `signing method ES256 is invalid`).
 fn signing_method_invalid(alg: &str) -> String {
-    let name: String = alg.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(32).collect();
+    let name: String = alg
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(32)
+        .collect();
     format!("signing method {name} is invalid")
 }
 
@@ -547,7 +570,10 @@ impl Key {
     /// A JWK as a verification key; None for keys that cannot verify a token here (encryption
     /// keys, symmetric keys, curves without an algorithm above).
     fn from_jwk(jwk: &Jwk) -> Option<Key> {
-        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))) {
+        if matches!(
+            jwk.common.public_key_use,
+            Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+        ) {
             return None;
         }
         let family = match &jwk.algorithm {

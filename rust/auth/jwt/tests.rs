@@ -13,7 +13,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING};
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+};
 use serde_json::{json, Value};
 
 use super::*;
@@ -66,7 +68,11 @@ fn rsa(kid: &str) -> Signer {
 
 fn ec(kid: &str, p384: bool) -> Signer {
     let rng = SystemRandom::new();
-    let alg = if p384 { &ECDSA_P384_SHA384_FIXED_SIGNING } else { &ECDSA_P256_SHA256_FIXED_SIGNING };
+    let alg = if p384 {
+        &ECDSA_P384_SHA384_FIXED_SIGNING
+    } else {
+        &ECDSA_P256_SHA256_FIXED_SIGNING
+    };
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
     let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
     let point = &pair.public_key().as_ref()[1..];
@@ -111,7 +117,9 @@ impl LocalIssuer {
     async fn start(keys: &[&Signer]) -> LocalIssuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let url = format!("http://127.0.0.1:{port}/pool");
+        // Issuers are kept per process by URL: a path of its own, should a port be used again.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let url = format!("http://127.0.0.1:{port}/pool{}", NEXT.fetch_add(1, Ordering::SeqCst));
         let issuer = LocalIssuer {
             url: url.clone(),
             jwks: Arc::new(Mutex::new(json!({}))),
@@ -122,7 +130,9 @@ impl LocalIssuer {
         let (jwks, up, hits) = (issuer.jwks.clone(), issuer.up.clone(), issuer.jwks_hits.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 if !up.load(Ordering::SeqCst) {
                     drop(stream);
                     continue;
@@ -130,7 +140,7 @@ impl LocalIssuer {
                 let (jwks, hits, url) = (jwks.clone(), hits.clone(), url.clone());
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let body = match req.uri().path() {
-                        "/pool/.well-known/openid-configuration" => {
+                        path if path.ends_with("/.well-known/openid-configuration") => {
                             json!({"issuer": url, "jwks_uri": format!("{url}/jwks.json")}).to_string()
                         }
                         _ => {
@@ -140,7 +150,9 @@ impl LocalIssuer {
                     };
                     async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body)))) }
                 });
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                );
             }
         });
         issuer
@@ -194,7 +206,12 @@ fn scopes(names: &[&str]) -> Vec<Box<str>> {
     names.iter().map(|s| (*s).into()).collect()
 }
 
-async fn check(a: &JwtAuthorizer, token: &str, route_scopes: &[&str], c: &UpstreamClient) -> Result<Granted, Rejection> {
+async fn check(
+    a: &JwtAuthorizer,
+    token: &str,
+    route_scopes: &[&str],
+    c: &UpstreamClient,
+) -> Result<Granted, Rejection> {
     a.authorize_token(token, &scopes(route_scopes), NOW_MS, c).await
 }
 
@@ -233,8 +250,16 @@ async fn every_algorithm_family_verifies() {
             other => panic!("{alg:?}: {other:?}"),
         }
         // A Bearer prefix is the same token.
-        let parts = http::Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap().into_parts().0;
-        assert!(a.authorize(&parts, &[], NOW_MS, &c).await.is_ok(), "{alg:?} with Bearer");
+        let parts = http::Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(
+            a.authorize(&parts, &[], NOW_MS, &c).await.is_ok(),
+            "{alg:?} with Bearer"
+        );
     }
     // One fetch served them all.
     assert_eq!(issuer.hits(), 1);
@@ -242,7 +267,10 @@ async fn every_algorithm_family_verifies() {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("r1".into());
     let forged = encode(&header, &body, &e256.key).unwrap();
-    assert_eq!(described(check(&a, &forged, &[], &c).await), "signing method ES256 is invalid");
+    assert_eq!(
+        described(check(&a, &forged, &[], &c).await),
+        "signing method ES256 is invalid"
+    );
 }
 
 #[tokio::test]
@@ -277,7 +305,11 @@ async fn claims_are_checked_as_aws_lists_them() {
         vec![("aud", json!(["x", "app"]))],
         vec![("nbf", Value::Null), ("iat", Value::Null)],
     ] {
-        assert_eq!(described(check(&a, &token(&change), &[], &c).await), "accepted", "{change:?}");
+        assert_eq!(
+            described(check(&a, &token(&change), &[], &c).await),
+            "accepted",
+            "{change:?}"
+        );
     }
     // Scopes: one of the route's, from `scope` or `scp`.
     let plain = token(&[]);
@@ -389,7 +421,9 @@ async fn keys_are_served_from_cache_while_the_issuer_is_down() {
     let issuer = LocalIssuer::start(&[&r]).await;
     let a = jwt_authorizer(&issuer.url, &["app"]);
     let c = client();
-    assert!(check(&a, &r.sign(Algorithm::RS256, &claims(&issuer.url)), &[], &c).await.is_ok());
+    assert!(check(&a, &r.sign(Algorithm::RS256, &claims(&issuer.url)), &[], &c)
+        .await
+        .is_ok());
     issuer.up.store(false, Ordering::SeqCst);
     // A token not seen before, signed with a known key: verified with the cached key.
     let other = r.sign(Algorithm::PS256, &with(&issuer.url, &[("sub", json!("user-2"))]));
@@ -408,9 +442,13 @@ async fn a_redeployed_authorizer_keeps_the_issuer_s_keys() {
     let issuer = LocalIssuer::start(&[&r]).await;
     let c = client();
     let token = r.sign(Algorithm::RS256, &claims(&issuer.url));
-    assert!(check(&jwt_authorizer(&issuer.url, &["app"]), &token, &[], &c).await.is_ok());
+    assert!(check(&jwt_authorizer(&issuer.url, &["app"]), &token, &[], &c)
+        .await
+        .is_ok());
     // Another deployment's authorizer (a new cache of tokens), the same issuer: no fetch.
-    assert!(check(&jwt_authorizer(&issuer.url, &["app"]), &token, &[], &c).await.is_ok());
+    assert!(check(&jwt_authorizer(&issuer.url, &["app"]), &token, &[], &c)
+        .await
+        .is_ok());
     assert_eq!(issuer.hits(), 1);
 }
 
@@ -429,7 +467,10 @@ async fn cognito_takes_id_tokens_without_scopes_and_access_tokens_with() {
     .unwrap();
     let c = client();
     let id_token = |iss: &str| {
-        r.sign(Algorithm::RS256, &json!({"iss": iss, "aud": "any-client", "token_use": "id", "sub": "u", "exp": NOW + 60}))
+        r.sign(
+            Algorithm::RS256,
+            &json!({"iss": iss, "aud": "any-client", "token_use": "id", "sub": "u", "exp": NOW + 60}),
+        )
     };
     let access = r.sign(
         Algorithm::RS256,
@@ -437,9 +478,15 @@ async fn cognito_takes_id_tokens_without_scopes_and_access_tokens_with() {
     );
     assert!(check(&a, &id_token(&pool_a.url), &[], &c).await.is_ok());
     assert!(check(&a, &id_token(&pool_b.url), &[], &c).await.is_ok());
-    assert_eq!(described(check(&a, &id_token("https://cognito-idp.example/other"), &[], &c).await), BAD_ISSUER);
+    assert_eq!(
+        described(check(&a, &id_token("https://cognito-idp.example/other"), &[], &c).await),
+        BAD_ISSUER
+    );
     assert_eq!(described(check(&a, &access, &[], &c).await), ID_TOKEN_WANTED);
-    assert_eq!(described(check(&a, &id_token(&pool_a.url), &["pets/read"], &c).await), ACCESS_TOKEN_WANTED);
+    assert_eq!(
+        described(check(&a, &id_token(&pool_a.url), &["pets/read"], &c).await),
+        ACCESS_TOKEN_WANTED
+    );
     match check(&a, &access, &["pets/read"], &c).await {
         Ok(Granted::Jwt { claims, scopes }) => {
             assert_eq!(claims["client_id"], "c");
@@ -447,7 +494,10 @@ async fn cognito_takes_id_tokens_without_scopes_and_access_tokens_with() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(check(&a, &access, &["pets/write"], &c).await.unwrap_err(), Rejection::Scope);
+    assert_eq!(
+        check(&a, &access, &["pets/write"], &c).await.unwrap_err(),
+        Rejection::Scope
+    );
 }
 
 #[test]
@@ -475,17 +525,32 @@ fn the_token_is_the_identity_source_bare_or_after_bearer() {
     })
     .unwrap();
     let parts = |uri: &str| http::Request::get(uri).body(()).unwrap().into_parts().0;
-    assert_eq!(a.token(&parts("/x?access_token=Bearer%20t.o.k&b=1")).as_deref(), Some("t.o.k"));
+    assert_eq!(
+        a.token(&parts("/x?access_token=Bearer%20t.o.k&b=1")).as_deref(),
+        Some("t.o.k")
+    );
     assert_eq!(a.token(&parts("/x?other=1")), None);
     assert_eq!(a.token(&parts("/x?access_token=")), None);
 }
 
 #[test]
 fn issuers_are_https_or_loopback() {
-    for ok in ["https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc", "http://127.0.0.1:9/x", "http://localhost/x", "http://[::1]:8080"] {
+    for ok in [
+        "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc",
+        "http://127.0.0.1:9/x",
+        "http://localhost/x",
+        "http://[::1]:8080",
+    ] {
         assert!(check_url(ok).is_ok(), "{ok}");
     }
-    for bad in ["http://issuer.example", "http://10.0.0.1/x", "ftp://x", "issuer.example", "", "https://"] {
+    for bad in [
+        "http://issuer.example",
+        "http://10.0.0.1/x",
+        "ftp://x",
+        "issuer.example",
+        "",
+        "https://",
+    ] {
         assert!(check_url(bad).is_err(), "{bad}");
     }
     let spec = |issuer: &str, source: &str| AuthorizerSpec::Jwt {
