@@ -509,14 +509,16 @@ def start_portico(
     ready: str,
     flags: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> tuple[int, subprocess.Popen, Path]:
-    """`python -m portico serve` on a free port, one worker; returns (port, process, config path)."""
+    """`python -m portico serve` on a free port (one worker unless told); returns (port, process,
+    config path). Its output goes to `tmp/NAME.log`."""
     port = free_port()
     config_path = tmp / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = tmp / f"{name}.log"
     cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
-    cmd += ["--workers", "1", *flags]
+    cmd += ["--workers", str(workers), *flags]
     proc = procs.start(cmd, log, cwd=BENCHES, env=env or bench_env())
     wait_http(port, ready, proc, log)
     return port, proc, config_path
