@@ -59,7 +59,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -69,7 +68,16 @@ from pathlib import Path
 import boto3
 from botocore.config import Config as BotoConfig
 
-from run import UPSTREAM_HTTP, Processes, descendants, free_port, start_nginx, start_portico, wait_http
+from run import (
+    UPSTREAM_HTTP,
+    Processes,
+    descendants,
+    free_port,
+    in_scratch,
+    start_nginx,
+    start_portico,
+    wait_http,
+)
 
 KEY_ID = "AKIASOAKBENCH"
 SECRET = "soak-bench-secret-0123456789abcdefghij"
@@ -645,23 +653,11 @@ def main() -> int:
         print("nginx not found: apt-get install -y nginx-light", file=sys.stderr)
         return 2
 
-    def stop(signum, frame):  # SIGTERM -> the same clean-up as Ctrl-C
-        raise KeyboardInterrupt
+    return in_scratch("portico-soak-", args.keep, lambda tmp, procs: _run_and_report(args, tmp, procs))
 
-    signal.signal(signal.SIGTERM, stop)
-    tmp = Path(tempfile.mkdtemp(prefix="portico-soak-"))
-    procs = Processes()
-    try:
-        result = run(args, tmp, procs)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+def _run_and_report(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+    result = run(args, tmp, procs)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2, default=str))
     targets = result["targets"]
