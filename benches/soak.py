@@ -14,8 +14,10 @@ What it starts (free ports, everything on 127.0.0.1):
                                       GET /version AWS_PROXY  -> handlers.py:stage_version (answers
                                                    the stage variable `version`)
                                       GET /proxy   HTTP_PROXY -> upstream
-Load: --connections threads, each on one keep-alive connection (http.client), together at most
---rate requests/s, round-robin over the five routes. Every answer is recorded, none is retried.
+Load: --connections threads, each on a keep-alive connection (http.client) replaced after every
+--keepalive-requests requests (so that connections keep spreading over the workers, replacements
+included), together at most --rate requests/s, round-robin over the five routes. Every answer is
+recorded, none is retried.
 
 Every --interval seconds (from the start of the load): SIGKILL of one worker, then a redeploy:
 UpdateStage (stage variable version = k) and CreateDeployment of the admin API's `$default`
@@ -42,6 +44,8 @@ Flags:
   --warmup S        seconds of load before the start RSS sample; less than --interval (default 20)
   --rate N          requests/s at most, all connections together (default 300)
   --connections N   client connections (threads) (default 8)
+  --keepalive-requests N
+                    requests per connection before the client opens a new one (default 100)
   --victim V        youngest or oldest worker (default youngest)
   --json PATH       also write every figure (and each error, kill, redeploy, RSS sample) as JSON
   --keep            keep the temporary directory (configs, data dir, logs) and print its path
@@ -210,11 +214,22 @@ class Soak:
 # ------------------------------------------------------------------------------------------ load
 
 
-def load(soak: Soak, port: int, routes: list[Route], rate: float, offset: int, stop: threading.Event) -> None:
-    """One client connection's loop: `rate` requests/s at most, round-robin from `offset`."""
+def load(
+    soak: Soak,
+    port: int,
+    routes: list[Route],
+    rate: float,
+    per_connection: int,
+    offset: int,
+    stop: threading.Event,
+) -> None:
+    """One client's loop: `rate` requests/s at most, round-robin from `offset`, a new connection
+    after every `per_connection` requests (as clients and proxies recycle theirs: connections,
+    and so the load, keep spreading over the workers, the replacements too)."""
     conn: http.client.HTTPConnection | None = None
     client_port: int | None = None
     opened_at = 0.0
+    sent_on_connection = 0
     due = time.monotonic()
     turn = offset
     while not stop.is_set():
@@ -232,6 +247,8 @@ def load(soak: Soak, port: int, routes: list[Route], rate: float, offset: int, s
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_SECONDS)
                 conn.connect()
                 client_port, opened_at = conn.sock.getsockname()[1], soak.now()
+                sent_on_connection = 0
+            sent_on_connection += 1
             conn.request("GET", route.path, headers={"Host": route.host})
             response = conn.getresponse()
             body = response.read()
@@ -242,7 +259,7 @@ def load(soak: Soak, port: int, routes: list[Route], rate: float, offset: int, s
             conn, client_port = None, None
             continue
         soak.answered(route, response.status, body, asked_at)
-        if response.will_close:
+        if response.will_close or sent_on_connection >= per_connection:
             conn.close()
             conn, client_port = None, None
     if conn is not None:
@@ -439,9 +456,11 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
 
     soak = Soak(routes)
     stop = threading.Event()
-    per_connection = args.rate / args.connections
+    rate = args.rate / args.connections
     clients = [
-        threading.Thread(target=load, args=(soak, port, routes, per_connection, i, stop), daemon=True)
+        threading.Thread(
+            target=load, args=(soak, port, routes, rate, args.keepalive_requests, i, stop), daemon=True
+        )
         for i in range(args.connections)
     ]
     for client in clients:
@@ -530,8 +549,8 @@ def report(
 ) -> dict:
     print(
         f"\nsoak: {args.duration} s of load, {WORKERS} workers, admin API on; every {args.interval} s a "
-        f"SIGKILL ({args.victim} worker) and a redeploy; <= {args.rate} req/s over {args.connections} "
-        "keep-alive connections"
+        f"SIGKILL ({args.victim} worker) and a redeploy; <= {args.rate:g} req/s from {args.connections} "
+        f"clients, a new keep-alive connection every {args.keepalive_requests} requests"
     )
     print(f"\n{'route':<32} {'requests':>9} {'200':>9} {'other':>6} {'conn err':>9} {'killed worker':>14}")
     totals = RouteCounts()
@@ -559,7 +578,8 @@ def report(
     print(
         f"\nkills: {len(soak.kills)}, replacement started in median "
         f"{statistics.median(respawns or [0.0]):.2f} s (max {max(respawns, default=0.0):.2f} s)"
-        f"{not_replaced}; killed worker's connection errors per kill: "
+        f"{not_replaced}\nper kill, connections the killed worker held: "
+        f"{[len(k.client_ports) for k in soak.kills]}\n          their errors (excused): "
         f"{[k.excused_errors for k in soak.kills]}"
     )
     print(
@@ -643,6 +663,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=20)
     parser.add_argument("--rate", type=float, default=300)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--keepalive-requests", type=int, default=100)
     parser.add_argument("--victim", choices=("youngest", "oldest"), default="youngest")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
