@@ -26,7 +26,8 @@ Checks, per connection (`check`):
   - an answer or a clean close within bounds: when the server stays silent for IDLE_SECONDS with
     requests unanswered, the client half-closes; the server then has CLOSE_SECONDS to answer or
     close, and the whole exchange EXCHANGE_SECONDS (a server still waiting for input sees its end,
-    a hung one is caught);
+    a hung one is caught). A reset counts as a close (a server closing on unread input resets);
+    the report counts how connections ended;
   - every answer well-formed (status line, headers, framing) and no answer cut short;
   - no 5xx but the integrations' own (the upstream's, marked): a bad request never becomes a 500;
   - for a lone request: a body over the payload limit is not accepted (413 or 400), and the Lambda
@@ -544,7 +545,7 @@ def run_exchange(port: int, case: Exchange) -> Outcome:
             pass  # the server stopped reading: what it answered is judged below
         except OSError:
             pass  # it answered and closed early (reset, broken pipe, gone): read what it sent
-        sock.settimeout(IDLE_SECONDS)
+        sock.settimeout(CLOSE_SECONDS if outcome.half_closed else IDLE_SECONDS)
         try:
             while True:
                 if time.monotonic() - started > EXCHANGE_SECONDS:
