@@ -470,9 +470,15 @@ class Malformed(ValueError):
     pass
 
 
-def parse_answers(data: bytes, head_only: Callable[[int], bool], eof: bool) -> tuple[list[Answer], bytes]:
+def parse_answers(
+    data: bytes, head_only: Callable[[int], bool], eof: bool, pipelined: bool = False
+) -> tuple[list[Answer], bytes]:
     """The complete answers in `data` and the bytes of an incomplete last one. `head_only(i)`: the
-    i-th answer has no body (it answers a HEAD). Raises Malformed."""
+    i-th answer has no body (it answers a HEAD). Raises Malformed.
+
+    In a pipeline the server may frame the requests otherwise than meant (a body shorter than its
+    Content-Length swallows the next request's first bytes, and `HEAD /x` becomes `D /x`): there,
+    bytes after a HEAD's answer that do not start another answer are taken as its body."""
     answers: list[Answer] = []
     pos = 0
     while pos < len(data):
@@ -495,7 +501,9 @@ def parse_answers(data: bytes, head_only: Callable[[int], bool], eof: bool) -> t
         if status < 200:  # 100 Continue: the answer follows
             pos = start
             continue
-        if head_only(len(answers)) or status in (204, 304):
+        follows = data[start : start + 7]
+        another = b"HTTP/1.".startswith(follows) or follows.startswith(b"HTTP/1.")
+        if status in (204, 304) or (head_only(len(answers)) and (another or not pipelined)):
             end, body = start, b""
         elif codings:
             if codings != [b"chunked"] or lengths:
@@ -555,7 +563,8 @@ def run_exchange(port: int, case: Exchange) -> Outcome:
         """Whether there is nothing more to wait for: every complete request answered (or an
         answer malformed)."""
         try:
-            answers, leftover = parse_answers(bytes(data), head_only, eof=outcome.closed != "open")
+            eof = outcome.closed != "open"
+            answers, leftover = parse_answers(bytes(data), head_only, eof, len(case.requests) > 1)
         except Malformed as exc:
             outcome.malformed = str(exc)
             return True
@@ -828,6 +837,7 @@ def report(args: argparse.Namespace, tally: Tally, elapsed: float, problems: lis
                 "count": count,
                 "description": KNOWN_BUGS.get(finding.known or "") or FOUND_BUGS.get(finding.known or ""),
                 "reproducer": case.raw.decode("latin-1"),
+                "requests": [r.raw.decode("latin-1") for r in case.requests],  # as sent, one by one
                 "half_close": case.half_close,
                 "got": tally.evidence[finding],
             }
