@@ -10,6 +10,7 @@ use crate::auth;
 use crate::integrations::{self, Integration};
 use crate::pipeline::access_log::{AccessLog, LogSinks};
 use crate::pipeline::cors::Cors;
+use crate::pipeline::gateway_responses::GatewayResponses;
 use crate::router::{RouteEntry, Router};
 use crate::spec::{self, ApiSpec, CanarySpec, LimitSpec, RouteSpec, Spec, StageSpec};
 use crate::throttle::{key_hash, monotonic_ns, Buckets, Limit, DEFAULT_CAPACITY, NEVER};
@@ -148,6 +149,8 @@ pub struct Api {
     /// REST APIs' resource policy, or why it cannot be applied (every request is then refused
     /// with AWS's 500 and the reason in the log: a policy is never skipped).
     pub policy: Option<Result<auth::policy::Policy, Box<str>>>,
+    /// REST APIs' customised gateway responses (None: AWS's built-in ones only).
+    pub gateway_responses: Option<Arc<GatewayResponses>>,
     stages: Vec<Stage>,
     /// Index of the `$default` stage (HTTP APIs).
     default_stage: Option<usize>,
@@ -594,6 +597,15 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
         }
         stages.push(compile_stage(a, &api_routes, s, &sat, cx)?);
     }
+    let gateway_responses = match (a.kind, a.gateway_responses.is_empty()) {
+        (_, true) => None,
+        (ApiKind::Http, false) => {
+            return Err(ConfigError(format!("{at}.gateway_responses: HTTP APIs have no gateway responses")))
+        }
+        (ApiKind::Rest, false) => Some(Arc::new(
+            GatewayResponses::compile(&a.gateway_responses).map_err(|e| ConfigError(format!("{at}.{e}")))?,
+        )),
+    };
     let default_stage = match a.kind {
         ApiKind::Http => stages.iter().position(|s| &*s.name == DEFAULT_STAGE),
         ApiKind::Rest => None,
@@ -609,6 +621,7 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
             .policy
             .as_ref()
             .map(|p| auth::policy::Policy::parse(p).map_err(|e| format!("{at}.policy: {e}").into())),
+        gateway_responses,
         stages,
         default_stage,
     })
