@@ -404,3 +404,64 @@ def test_resource_policies_from_boto3(portico, tmp_path):
         "denied": f"User: anonymous is not authorized to perform: execute-api:Invoke on resource: {arn}"
     }
     assert custom.headers["x-amzn-errortype"] == "AccessDeniedException"
+
+
+OPENAPI = {
+    "openapi": "3.0.1",
+    "info": {"title": "imported-keys", "version": "1"},
+    "x-amazon-apigateway-api-key-source": "HEADER",
+    "x-amazon-apigateway-gateway-responses": {
+        "INVALID_API_KEY": {
+            "statusCode": 401,
+            "responseParameters": {"gatewayresponse.header.x-why": "'no key'"},
+            "responseTemplates": {"application/json": '{"why":$context.error.messageString}'},
+        }
+    },
+    "components": {"securitySchemes": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}},
+    "paths": {
+        "/items": {
+            "get": {
+                "security": [{"api_key": []}],
+                "responses": {"200": {"description": "ok"}},
+                "x-amazon-apigateway-integration": {
+                    "type": "aws_proxy",
+                    "httpMethod": "POST",
+                    "uri": "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/"
+                    "arn:aws:lambda:us-east-1:123456789012:function:counted/invocations",
+                },
+            }
+        }
+    },
+}
+
+
+def test_api_keys_from_an_openapi_import(portico, tmp_path):
+    admin = start_admin_server(portico, tmp_path, functions=FUNCTIONS)
+    apigw = admin.client("apigateway")
+    api_id = apigw.import_rest_api(body=json.dumps(OPENAPI).encode())["id"]
+    apigw.create_deployment(restApiId=api_id, stageName="prod")
+    key = apigw.create_api_key(name="imported", value=KEY, enabled=True)
+    plan = apigw.create_usage_plan(name="imported", apiStages=[{"apiId": api_id, "stage": "prod"}])
+    apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    host = {"host": admin.host(api_id)}
+    calls = Calls()
+    calls.until(200, lambda: httpx.get(admin.url + "/prod/items", headers={**host, "x-api-key": KEY}))
+    refused = httpx.get(admin.url + "/prod/items", headers=host)
+    assert (refused.status_code, refused.json()) == (401, {"why": "Forbidden"})
+    assert refused.headers["x-why"] == "no key"
+    assert refused.headers["x-amzn-errortype"] == "ForbiddenException"
+    calls.passed(httpx.get(admin.url + "/prod/items", headers={**host, "X-Api-Key": KEY}))
+
+    exported = json.loads(
+        apigw.get_export(
+            restApiId=api_id, stageName="prod", exportType="oas30", parameters={"extensions": "apigateway"}
+        )["body"].read()
+    )
+    assert exported["x-amazon-apigateway-api-key-source"] == "HEADER"
+    assert exported["paths"]["/items"]["get"]["security"] == [{"api_key": []}]
+    assert exported["components"]["securitySchemes"]["api_key"] == {
+        "type": "apiKey",
+        "name": "x-api-key",
+        "in": "header",
+    }
+    assert exported["x-amazon-apigateway-gateway-responses"]["INVALID_API_KEY"]["statusCode"] == "401"
