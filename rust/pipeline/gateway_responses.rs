@@ -520,7 +520,7 @@ mod tests {
             spec("UNAUTHORIZED", None, &[("gatewayresponse.header.x", "method.request.body.x")], &[]),
             spec("UNAUTHORIZED", None, &[("gatewayresponse.header.x", "'line\nbreak'")], &[]),
         ] {
-            assert!(GatewayResponses::compile(&[bad.clone()]).is_err(), "{bad:?}");
+            assert!(GatewayResponses::compile(std::slice::from_ref(&bad)).is_err(), "{bad:?}");
         }
         let twice = [spec("UNAUTHORIZED", None, &[], &[]), spec("UNAUTHORIZED", None, &[], &[])];
         assert!(GatewayResponses::compile(&twice).unwrap_err().contains("twice"));
