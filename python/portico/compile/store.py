@@ -481,10 +481,18 @@ def _gateway_responses(docs: Iterable[dict[str, Any]], api_id: str) -> list[S.Ga
                 response_type,
                 int(status) if isinstance(status, str | int) and str(status).isdigit() else None,
                 headers,
-                {k: v for k, v in (doc.get("responseTemplates") or {}).items() if isinstance(v, str)},
+                {
+                    content_type: template
+                    for content_type, template in (doc.get("responseTemplates") or {}).items()
+                    if isinstance(template, str) and _visible_ascii(content_type)
+                },
             )
         )
     return out
+
+
+def _visible_ascii(text: Any) -> bool:
+    return isinstance(text, str) and bool(text.strip()) and all(32 <= ord(c) < 127 for c in text)
 
 
 def load_store_api_keys(store: Store, taken_values: Iterable[str] = ()) -> list[S.ApiKeySpec]:

@@ -237,6 +237,14 @@ class GatewayResponse(_Model):
     def _status_text(cls, value: Any) -> Any:
         return int(value) if isinstance(value, str) and value.isdigit() else value
 
+    @field_validator("responseTemplates")
+    @classmethod
+    def _content_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for content_type in value:
+            if not content_type.strip() or not all(32 <= ord(c) < 127 for c in content_type):
+                raise ValueError(f"{content_type!r} is not a content type")
+        return value
+
     @field_validator("responseParameters")
     @classmethod
     def _parameters(cls, value: dict[str, str]) -> dict[str, str]:
