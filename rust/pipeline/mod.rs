@@ -30,6 +30,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body as _;
 
 use crate::access_log::{Identity, LogRecord};
+use crate::auth::mtls::{self, ClientAuth};
 use crate::auth::AuthContext;
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
@@ -46,10 +47,12 @@ use responses::ErrorType;
 const REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
 
 /// Who sent a request, as the front door knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     pub client_ip: IpAddr,
     pub scheme: &'static str,
+    /// mTLS (a TLS listener with a truststore): the client's certificate, trusted or refused.
+    pub client_auth: Option<Arc<ClientAuth>>,
 }
 
 /// A phase's failure: the gateway response to answer with, and why (for the operator's log and
@@ -174,10 +177,13 @@ impl Pipeline {
             serving: None,
             route: None,
             path_style: None,
-            auth: AuthContext::default(),
+            auth: AuthContext {
+                client_cert: mtls::trusted_cert(&conn),
+                ..AuthContext::default()
+            },
             error: None,
         };
-        let mut response = match self.run(&snap, &parts, body, conn, &mut ex).await {
+        let mut response = match self.run(&snap, &parts, body, &conn, &mut ex).await {
             Ok(response) => response,
             Err(failure) => {
                 let response = self.gateway_response(&snap, &ex, &parts, &failure);
@@ -207,7 +213,7 @@ impl Pipeline {
         snap: &Arc<Snapshot>,
         parts: &http::request::Parts,
         body: PipelineBody,
-        conn: Connection,
+        conn: &Connection,
         ex: &mut Exchange,
     ) -> Result<Response<PipelineBody>, Failure> {
         // limits: the request line and headers, before any work on their content.
@@ -222,6 +228,12 @@ impl Pipeline {
         ex.api = d.api;
         ex.serving = snap.serving(&d).cloned();
         ex.path_style = d.path_style.then(|| stage_path(&d, ex.serving.as_deref()));
+
+        // mTLS: every request of a connection whose client certificate is missing or untrusted
+        // is refused, whatever it asks for (the API and stage are known, for the access log).
+        if let Some(refused) = mtls::refusal(conn) {
+            return Err(refused);
+        }
 
         // CORS preflight: answered by the gateway whatever the route.
         if let Some(cors) = self.cors(snap, ex) {
@@ -314,7 +326,7 @@ impl Pipeline {
         snap: &Snapshot,
         parts: &http::request::Parts,
         body: PipelineBody,
-        conn: Connection,
+        conn: &Connection,
         ex: &Exchange,
         d: &Decision<'_>,
         params: &[(&str, &str)],
@@ -424,7 +436,7 @@ impl Pipeline {
         &self,
         snap: &Snapshot,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         ex: &Exchange,
         d: &Decision<'_>,
         params: &[(&str, &str)],
@@ -539,10 +551,13 @@ impl Pipeline {
         }
         if matches!(
             error,
-            ErrorType::RequestTooLarge | ErrorType::RequestTimeout | ErrorType::MalformedBody
+            ErrorType::RequestTooLarge
+                | ErrorType::RequestTimeout
+                | ErrorType::MalformedBody
+                | ErrorType::ClientCertificateRefused
         ) {
             // The rest of the body is not worth reading, or cannot be framed: close rather than
-            // drain it.
+            // drain it. A connection refused by mTLS is closed too, as AWS fails it.
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         for (name, value) in &failure.headers {
@@ -591,6 +606,7 @@ impl Pipeline {
                 identity: Identity {
                     source_ip,
                     user_agent: header_str(&parts.headers, USER_AGENT),
+                    client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
                     ..Default::default()
                 },
                 account_id: Some(&snap.settings.account_id),
