@@ -1,7 +1,7 @@
 """Side-by-side benchmark: Portico against nginx, on loopback, in one command.
 
     python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
-                          [--no-edge] [--only CASE[,CASE...]] [--ceiling-spin US,...]
+                          [--no-edge] [--tls] [--only CASE[,CASE...]] [--ceiling-spin US,...]
                           [--micro] [--keep]
     python benches/run.py --shape production [--duration S] [--warmup S] [--connections N]
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
@@ -55,6 +55,10 @@ Flags:
   --threads N       wrk threads (default 1)
   --rounds N        rounds (default 3)
   --no-edge         also measure Portico without its edge (Python pipeline only), side by side
+  --tls             also measure Portico serving https (its edge's TLS, a certificate of a CA made for
+                    the run with trustme), side by side with plain http: cases mock[tls] and
+                    proxy[tls], and their ratio to the same routes over http. wrk keeps its
+                    connections open, so this is the cost of encryption, not of handshakes
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
                     (production: nginx-cors, cors, nginx-post, post, nginx-log, lambda, nginx, proxy)
   --ceiling-spin US[,US...]
@@ -81,6 +85,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -150,7 +155,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+def _connection(port: int, timeout: float, tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    if tls is not None:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+def wait_http(
+    port: int,
+    path: str,
+    proc: subprocess.Popen,
+    log: Path,
+    timeout: float = 30,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -158,7 +176,7 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: 
                 f"process exited with {proc.returncode}; log {log}:\n{log.read_text()[-3000:]}"
             )
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn = _connection(port, 1, tls)
             conn.request("GET", path)
             conn.getresponse().read()
             conn.close()
@@ -174,8 +192,9 @@ def fetch(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn = _connection(port, 5, tls)
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
     data = resp.read()
@@ -355,10 +374,12 @@ class Case:
     script: Path | None = None  # a wrk Lua script (the POST case)
     expect_headers: dict[str, str] = field(default_factory=dict)  # checked once, before timing
     requests: int = 0  # every request answered, warm-up and checks included (for access-log counts)
+    tls: ssl.SSLContext | None = None  # https, trusting this context's CA
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{self.path}"
 
     def wrk_args(self) -> tuple[str, ...]:
         args: list[str] = []
@@ -441,14 +462,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-edge", action="store_true")
+    parser.add_argument("--tls", action="store_true")
     parser.add_argument("--only", default="")
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--shape", choices=("bare", "production"), default="bare")
     args = parser.parse_args()
-    if args.shape == "production" and (args.no_edge or args.ceiling_spin not in ("0", "")):
-        parser.error("--shape production takes none of --no-edge, --ceiling-spin")
+    if args.shape == "production" and (args.no_edge or args.tls or args.ceiling_spin not in ("0", "")):
+        parser.error("--shape production takes none of --no-edge, --tls, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
@@ -509,6 +531,7 @@ def start_portico(
     ready: str,
     flags: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, subprocess.Popen, Path]:
     """`python -m portico serve` on a free port, one worker; returns (port, process, config path)."""
     port = free_port()
@@ -518,7 +541,7 @@ def start_portico(
     cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
     cmd += ["--workers", "1", *flags]
     proc = procs.start(cmd, log, cwd=BENCHES, env=env or bench_env())
-    wait_http(port, ready, proc, log)
+    wait_http(port, ready, proc, log, tls=tls)
     return port, proc, config_path
 
 
@@ -529,7 +552,7 @@ def measure(args: argparse.Namespace, cases: list[Case]) -> None:
             sent = dict(case.headers)
             if case.body is not None:
                 sent.setdefault("content-type", "application/json")
-            status, headers, body = fetch(case.port, case.path, case.method, sent, case.body)
+            status, headers, body = fetch(case.port, case.path, case.method, sent, case.body, case.tls)
             case.requests += 1
         if status != case.expect_status:
             raise RuntimeError(f"{case.label}: expected {case.expect_status}, got {status}: {body[:200]!r}")
@@ -562,6 +585,23 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         flags = ("--no-edge",) if mode == "no-edge" else ()
         port, _, _ = start_portico(tmp, procs, f"portico-{mode}", config, "/mock", flags, bench_env())
         porticos[mode] = port
+
+    # With --tls, the same config served over https by the edge.
+    tls_port, tls_client = None, None
+    if args.tls:
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        cert, key = tmp / "tls-cert.pem", tmp / "tls-key.pem"
+        cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        key.write_bytes(leaf.private_key_pem.bytes())
+        tls_client = ssl.create_default_context()
+        ca.configure_trust(tls_client)
+        flags = ("--tls-cert", str(cert), "--tls-key", str(key))
+        tls_port, _, _ = start_portico(
+            tmp, procs, "portico-tls", config, "/mock", flags, bench_env(), tls_client
+        )
 
     # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
     # --ceiling-spin value, measured side by side.
@@ -604,6 +644,11 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             Case(f"mock{tag}", f"portico MOCK{suffix}", port, "/mock"),
             Case(f"429{tag}", f"portico throttled (429){suffix}", port, "/limited", expect_status=429),
         ]
+    if tls_port is not None:
+        cases += [
+            Case("proxy[tls]", "portico HTTP_PROXY (https)", tls_port, "/proxy", tls=tls_client),
+            Case("mock[tls]", "portico MOCK (https)", tls_port, "/mock", tls=tls_client),
+        ]
     if args.only:
         wanted = {w.strip() for w in args.only.split(",")}
         cases = [c for c in cases if c.key in wanted or c.key.split("[")[0] in wanted]
@@ -611,6 +656,10 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
 
     measure(args, cases)
     print_table(cases, "nginx", proxy_keys)
+    rps = {c.key: statistics.median(s.rps for s in c.samples) for c in cases if c.samples}
+    for plain in ("proxy", "mock"):
+        if f"{plain}[tls]" in rps and plain in rps:
+            print(f"ratio portico {plain} over https / over http: {rps[f'{plain}[tls]'] / rps[plain]:.2f}")
 
     if args.micro:
         print("\ncargo bench --bench core:")

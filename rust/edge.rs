@@ -29,6 +29,8 @@ use crate::tls::TlsListener;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first byte of a TLS connection: a handshake record's content type.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// How often the TLS files (and the SIGHUP count) are looked at.
 const TLS_RELOAD_CHECK: Duration = Duration::from_secs(1);
 
@@ -217,11 +219,19 @@ async fn accept_loop(
             // The configuration as it is now: a reload later does not touch this connection.
             let loaded = tls.current();
             let acceptor = tokio_rustls::TlsAcceptor::from(loaded.config.clone());
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, async move {
+                // What does not open with a TLS handshake record (plain HTTP on the TLS port) is
+                // closed without a word, as a TLS endpoint does.
+                let mut first = [0u8; 1];
+                match stream.peek(&mut first).await {
+                    Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => acceptor.accept(stream).await.ok(),
+                    _ => None,
+                }
+            });
             let stream = tokio::select! {
                 done = handshake => match done {
-                    Ok(Ok(stream)) => stream,
-                    // Not TLS (plain HTTP on the TLS port), a failed or too slow handshake: closed.
+                    Ok(Some(stream)) => stream,
+                    // Not TLS, a failed or too slow handshake: closed.
                     _ => return,
                 },
                 _ = stopping.changed() => return,

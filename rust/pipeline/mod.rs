@@ -2,7 +2,7 @@
 //! front doors (the edge's listener, `crate::edge`, and the embedded ASGI app, `crate::embed`).
 //!
 //! ```text
-//! limits -> select API and stage -> route -> CORS preflight -> throttle -> authorize
+//! limits -> select API and stage -> mTLS -> route -> CORS preflight -> throttle -> authorize
 //!        -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
