@@ -291,6 +291,49 @@ def test_mtls_lets_trusted_certificates_in_and_answers_403_to_the_rest(tmp_path,
         server.stop()
 
 
+def _raw_get(port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None):
+    """(status, event or None, the TLS session, whether it was resumed) of GET /echo on its own
+    connection, offering `session` for resumption."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls,
+    ):
+        tls.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        return status, json.loads(body) if status == 200 else None, tls.session, tls.session_reused
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_resumed_sessions_carry_the_certificate_and_are_checked_again(tmp_path, calls, version):
+    pki = Pki(tmp_path)
+    good = pki.ca.issue_cert("client.example.com", common_name="resumer")
+    rogue = trustme.CA().issue_cert("client.example.com", common_name="rogue")
+    server = start_server(_config(pki.tls(mtls=True)), tmp_path, FUNCTIONS, ssl_context=pki.client())
+    try:
+        context = pki.client(good)
+        context.maximum_version = version
+        status, _, session, reused = _raw_get(server.port, context)
+        assert (status, reused) == (200, False)
+        status, event, _, reused = _raw_get(server.port, context, session)
+        assert (status, reused) == (200, True)
+        assert event["requestContext"]["authentication"]["clientCert"] == _expected_client_cert(good)
+
+        context = pki.client(rogue)
+        context.maximum_version = version
+        before = _calls(calls)
+        status, _, session, _ = _raw_get(server.port, context)
+        assert status == 403
+        status, _, _, reused = _raw_get(server.port, context, session)
+        assert (status, reused) == (403, True)
+        assert _calls(calls) == before
+    finally:
+        server.stop()
+
+
 def test_the_certificate_is_read_again_without_a_restart(tmp_path, calls):
     pki = Pki(tmp_path)
     first = _leaf_serial_of(pki.cert_file)
