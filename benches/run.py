@@ -57,8 +57,9 @@ Flags:
   --no-edge         also measure Portico without its edge (Python pipeline only), side by side
   --tls             also measure Portico serving https (its edge's TLS, a certificate of a CA made for
                     the run with trustme), side by side with plain http: cases mock[tls] and
-                    proxy[tls], and their ratio to the same routes over http. wrk keeps its
-                    connections open, so this is the cost of encryption, not of handshakes
+                    proxy[tls], and their ratio to the same routes over http; nginx answering over
+                    https too (upstream[tls]), for its ratio on the same machine and wrk. wrk keeps
+                    its connections open, so this is the cost of encryption, not of handshakes
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
                     (production: nginx-cors, cors, nginx-post, post, nginx-log, lambda, nginx, proxy)
   --ceiling-spin US[,US...]
@@ -253,6 +254,14 @@ UPSTREAM_HTTP = """
         }}
     }}
 """.replace("BODY", UPSTREAM_BODY.replace("{", "{{").replace("}", "}}"))
+
+# The upstream's answer over https (--tls): nginx's own cost of TLS on this machine and this wrk,
+# the reference for Portico's.
+UPSTREAM_HTTPS = UPSTREAM_HTTP.replace(
+    "reuseport backlog=4096;",
+    "reuseport backlog=4096 ssl;\n        ssl_certificate CERT;\n        ssl_certificate_key KEY;"
+    "\n        ssl_protocols TLSv1.2 TLSv1.3;",
+)
 
 PROXY_HTTP = """
     keepalive_requests 1000000;
@@ -514,12 +523,14 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_nginx(tmp: Path, procs: Processes, name: str, body: str) -> tuple[int, subprocess.Popen]:
+def start_nginx(
+    tmp: Path, procs: Processes, name: str, body: str, tls: ssl.SSLContext | None = None
+) -> tuple[int, subprocess.Popen]:
     port = free_port()
     conf = nginx_conf(tmp, name, port, body)
     log = tmp / f"{name}.log"
     proc = procs.start(["nginx", "-p", str(tmp), "-e", str(tmp / f"{name}.error.log"), "-c", str(conf)], log)
-    wait_http(port, "/", proc, log)
+    wait_http(port, "/", proc, log, tls=tls)
     return port, proc
 
 
@@ -587,7 +598,7 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         porticos[mode] = port
 
     # With --tls, the same config served over https by the edge.
-    tls_port, tls_client = None, None
+    tls_port, up_tls_port, tls_client = None, None, None
     if args.tls:
         import trustme
 
@@ -602,6 +613,8 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         tls_port, _, _ = start_portico(
             tmp, procs, "portico-tls", config, "/mock", flags, bench_env(), tls_client
         )
+        upstream_https = UPSTREAM_HTTPS.replace("CERT", str(cert)).replace("KEY", str(key))
+        up_tls_port, _ = start_nginx(tmp, procs, "upstream-tls", upstream_https, tls_client)
 
     # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
     # --ceiling-spin value, measured side by side.
@@ -646,6 +659,7 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         ]
     if tls_port is not None:
         cases += [
+            Case("upstream[tls]", "upstream (nginx, direct, https)", up_tls_port, "/", tls=tls_client),
             Case("proxy[tls]", "portico HTTP_PROXY (https)", tls_port, "/proxy", tls=tls_client),
             Case("mock[tls]", "portico MOCK (https)", tls_port, "/mock", tls=tls_client),
         ]
@@ -657,9 +671,11 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     measure(args, cases)
     print_table(cases, "nginx", proxy_keys)
     rps = {c.key: statistics.median(s.rps for s in c.samples) for c in cases if c.samples}
-    for plain in ("proxy", "mock"):
+    for plain in ("upstream", "proxy", "mock"):
         if f"{plain}[tls]" in rps and plain in rps:
-            print(f"ratio portico {plain} over https / over http: {rps[f'{plain}[tls]'] / rps[plain]:.2f}")
+            ratio = rps[f"{plain}[tls]"] / rps[plain]
+            who = "nginx" if plain == "upstream" else "portico"
+            print(f"ratio {who} {plain} over https / over http: {ratio:.2f}")
 
     if args.micro:
         print("\ncargo bench --bench core:")
