@@ -92,6 +92,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -485,20 +486,27 @@ def main() -> int:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
             return 2
 
+    return in_scratch("portico-bench-", args.keep, lambda tmp, procs: run(args, tmp, procs))
+
+
+def in_scratch(prefix: str, keep: bool, body: Callable[[Path, Processes], int]) -> int:
+    """`body(tmp, procs)` in a fresh temporary directory: every process it starts is stopped on
+    return, on errors, on Ctrl-C and on SIGTERM; the directory is removed unless `keep`."""
+
     def stop(signum, frame):  # SIGTERM -> the same clean-up as Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    tmp = Path(tempfile.mkdtemp(prefix="portico-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     procs = Processes()
     try:
-        return run(args, tmp, procs)
+        return body(tmp, procs)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
-        if args.keep:
+        if keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -542,15 +550,17 @@ def start_portico(
     ready: str,
     flags: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    workers: int = 1,
     tls: ssl.SSLContext | None = None,
 ) -> tuple[int, subprocess.Popen, Path]:
-    """`python -m portico serve` on a free port, one worker; returns (port, process, config path)."""
+    """`python -m portico serve` on a free port (one worker unless told); returns (port, process,
+    config path). Its output goes to `tmp/NAME.log`."""
     port = free_port()
     config_path = tmp / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = tmp / f"{name}.log"
     cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
-    cmd += ["--workers", "1", *flags]
+    cmd += ["--workers", str(workers), *flags]
     proc = procs.start(cmd, log, cwd=BENCHES, env=env or bench_env())
     wait_http(port, ready, proc, log, tls=tls)
     return port, proc, config_path
@@ -611,7 +621,7 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         ca.configure_trust(tls_client)
         flags = ("--tls-cert", str(cert), "--tls-key", str(key))
         tls_port, _, _ = start_portico(
-            tmp, procs, "portico-tls", config, "/mock", flags, bench_env(), tls_client
+            tmp, procs, "portico-tls", config, "/mock", flags, bench_env(), tls=tls_client
         )
         upstream_https = UPSTREAM_HTTPS.replace("CERT", str(cert)).replace("KEY", str(key))
         up_tls_port, _ = start_nginx(tmp, procs, "upstream-tls", upstream_https, tls_client)
