@@ -8,6 +8,7 @@
 //! the Lambda event, plugins and the access log read.
 
 pub mod api_keys;
+pub mod mtls;
 pub mod policy;
 
 use std::collections::BTreeMap;

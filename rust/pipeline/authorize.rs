@@ -19,7 +19,7 @@ impl Pipeline {
         &self,
         snap: &Snapshot,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         ex: &mut Exchange,
         d: &Decision<'_>,
     ) -> Result<(), Failure> {

@@ -48,6 +48,9 @@ pub enum ErrorType {
     AuthorizerFailure,
     /// An authorizer cannot work as configured (an unknown function, an unusable issuer).
     AuthorizerConfigurationError,
+    /// mTLS: the connection's client certificate is missing, or the truststore does not trust it
+    /// (AWS answers 403 Forbidden; `crate::auth::mtls`).
+    ClientCertificateRefused,
 }
 
 /// A gateway response as sent: status, `{"message": ...}` (None: `null`, as AWS sends for
@@ -82,6 +85,8 @@ impl ErrorType {
             ErrorType::InvalidApiKey => "INVALID_API_KEY",
             ErrorType::AuthorizerFailure => "AUTHORIZER_FAILURE",
             ErrorType::AuthorizerConfigurationError => "AUTHORIZER_CONFIGURATION_ERROR",
+            // AWS documents no gateway-response type of its own for it.
+            ErrorType::ClientCertificateRefused => "DEFAULT_4XX",
         }
     }
 
@@ -128,6 +133,7 @@ impl ErrorType {
             ErrorType::Unauthorized => (401, "Unauthorized"),
             ErrorType::AccessDenied | ErrorType::InvalidApiKey => (403, "Forbidden"),
             ErrorType::InvalidSignature | ErrorType::ExpiredToken => (403, "Forbidden"),
+            ErrorType::ClientCertificateRefused => (403, "Forbidden"),
         };
         (status, Some(message))
     }
@@ -170,6 +176,7 @@ impl ErrorType {
             ),
             ErrorType::ExpiredToken => (403, "The security token included in the request is expired", "ExpiredTokenException"),
             ErrorType::InvalidApiKey => (403, "Forbidden", "ForbiddenException"),
+            ErrorType::ClientCertificateRefused => (403, "Forbidden", "ForbiddenException"),
             ErrorType::AuthorizerFailure => return (500, None, "AuthorizerFailureException"),
             ErrorType::AuthorizerConfigurationError => return (500, None, "AuthorizerConfigurationException"),
         };

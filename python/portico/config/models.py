@@ -377,6 +377,28 @@ class Settings(_Model):
     # function reserves its own (`functions.NAME.reservedConcurrency`): calls past it are refused
     # as Lambda throttles them (500), so that a hung function cannot take every thread.
     functionConcurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    # TLS on the public port (and mTLS); `portico serve --tls-cert/--tls-key/--tls-truststore`
+    # take its place.
+    tls: Tls | None = None
+
+
+class MutualTlsAuthentication(_Model):
+    """mTLS (AWS `DomainName.mutualTlsAuthentication`): every client is asked for a certificate;
+    one missing, expired or not issued by a CA of the truststore gets 403 Forbidden. AWS reads the
+    truststore from S3 (`truststoreUri`); here it is a PEM bundle of CA certificates."""
+
+    truststoreFile: str
+
+
+class Tls(_Model):
+    """TLS on the public port, as an API Gateway custom domain name serves it (TLS 1.2 and 1.3):
+    a PEM certificate chain (leaf first) and its unencrypted PEM private key. The files are read
+    again when they change (or on SIGHUP), without a restart. Relative paths are relative to the
+    config file."""
+
+    certificateFile: str
+    privateKeyFile: str
+    mutualTlsAuthentication: MutualTlsAuthentication | None = None
 
 
 class AccessLog(_Model):

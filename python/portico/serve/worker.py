@@ -27,8 +27,8 @@ ENV_PLUGINS = "PORTICO_PLUGINS"
 # The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
 # serve the admin-created APIs and follow their changes live.
 ENV_DATA_DIR = "PORTICO_DATA_DIR"
-# Set (JSON: listener_fd) when each worker's core serves the public port with its edge: it accepts
-# from the inherited listening socket `listener_fd`.
+# Set (JSON: listener_fd, and tls: the files of `Core.listen`) when each worker's core serves the
+# public port with its edge: it accepts from the inherited listening socket `listener_fd`.
 ENV_EDGE = "PORTICO_EDGE"
 
 
@@ -75,11 +75,12 @@ def create_app() -> DataPlane:
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
         store=os.environ.get(ENV_DATA_DIR) or None,
     )
-    # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate.
+    # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate, and
+    # makes the edge read its TLS files again.
     _core.install_sighup_reopen()
     edge = os.environ.get(ENV_EDGE)
     if edge:
         settings = json.loads(edge)
         # A descriptor of the worker's own: the edge closes it when it stops.
-        app.listen(os.dup(settings["listener_fd"]))
+        app.listen(os.dup(settings["listener_fd"]), tls=settings.get("tls"))
     return app
