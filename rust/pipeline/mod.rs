@@ -17,6 +17,7 @@ mod authorize;
 pub mod body;
 pub mod cors;
 pub mod gateway_responses;
+mod iam;
 pub mod limits;
 pub mod responses;
 
@@ -265,7 +266,7 @@ impl Pipeline {
         ex.route = d.route;
         ex.path_params = PathParams::of(&d, raw_path);
         // A request body must keep coming: each read makes progress within the body timeout.
-        let (body, stalled) = if body.is_end_stream() {
+        let (mut body, stalled) = if body.is_end_stream() {
             (body, None)
         } else {
             let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -280,7 +281,12 @@ impl Pipeline {
         }
 
         // authorize: the resource policy, the route's authorization, its API key.
-        self.authorize(snap, parts, conn, ex, &d).await?;
+        if let Err(failure) = self.authorize(snap, parts, conn, ex, &d, &mut body).await {
+            if stalled.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
+            }
+            return Err(failure);
+        }
 
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;
@@ -694,6 +700,12 @@ impl Pipeline {
                     api_key: masked_key.as_deref(),
                     api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
                     client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
+                    // The signer of an AWS_IAM route (its access key id; never the secret).
+                    caller: ex.auth.iam.as_ref().map(|i| i.caller.as_str()),
+                    user: ex.auth.iam.as_ref().map(|i| i.user.as_str()),
+                    user_arn: ex.auth.iam.as_ref().map(|i| i.user_arn.as_str()),
+                    account_id: ex.auth.iam.as_ref().map(|i| i.account_id.as_str()),
+                    access_key: ex.auth.iam.as_ref().map(|i| i.access_key.as_str()),
                     ..Default::default()
                 },
                 account_id: Some(&snap.settings.account_id),
