@@ -110,6 +110,11 @@ def _timeout(value: Any, default: int) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else default
 
 
+def _iam_auth(authorization_type: Any) -> S.RouteAuthSpec | None:
+    """The authorization of an HTTP API's `AWS_IAM` route (None for any other type)."""
+    return S.route_auth("AWS_IAM") if authorization_type == "AWS_IAM" else None
+
+
 def _valid_key(key: str, where: str) -> bool:
     try:
         validate_route_key(key)
@@ -295,7 +300,7 @@ class _Builder:
                 spec = S.unavailable(f"{where} has no integration")
             else:
                 spec = self._http_integration(integration, where)
-            routes.append(S.route(key, spec))
+            routes.append(S.route(key, spec, _iam_auth(route.get("AuthorizationType"))))
         return _Deployed(routes, _cors(snap.get("Api") or {}))
 
     def _http_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
@@ -406,15 +411,19 @@ class _Builder:
                 if not _valid_key(key, where) or key in seen:
                     continue
                 seen.add(key)
-                if (doc.get("authorizationType") or "NONE") != "NONE":
+                if (doc.get("authorizationType") or "NONE") not in ("NONE", "AWS_IAM"):
                     log.info("%s: authorization is not enforced yet", where)
                 integration = doc.get("methodIntegration")
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
                     spec = self._rest_integration(integration, where)
-                # `apiKeyRequired`: the key is checked in the core against the account's keys.
-                auth = S.route_auth(api_key_required=True) if doc.get("apiKeyRequired") else None
+                # `AWS_IAM`: SigV4 in the core; `apiKeyRequired`: the key is checked in the core
+                # against the account's keys.
+                iam, keyed = doc.get("authorizationType") == "AWS_IAM", bool(doc.get("apiKeyRequired"))
+                auth = None
+                if iam or keyed:
+                    auth = S.route_auth("AWS_IAM" if iam else "NONE", api_key_required=keyed)
                 routes.append(S.route(key, spec, auth))
         rest_api = snap.get("restApi") or {}
         source = rest_api.get("apiKeySource")
@@ -581,8 +590,10 @@ class StoreSource:
         config: Config,
         registry: FunctionRegistry,
         file_apis: list[S.ApiSpec] | None = None,
+        admin_key: tuple[str, str] | None = None,
     ) -> None:
         self.store = store
+        self.admin_key = admin_key
         self.config = config
         self.registry = registry
         self.file_apis = file_apis if file_apis is not None else compile_file_apis(config, registry)
@@ -607,4 +618,5 @@ class StoreSource:
             [*self.file_apis, *store_apis],
             self._deployment_id,
             api_keys=[*self.file_api_keys, *store_keys],
+            admin_key=self.admin_key,
         )
