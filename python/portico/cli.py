@@ -266,6 +266,10 @@ def _start_admin(args: argparse.Namespace, admin_key: str | None):
         access_key_id, secret, key_path = load_or_create_admin_key(data_dir, admin_key)
     except (AdminKeyError, OSError) as exc:
         raise SystemExit(f"portico: admin key: {exc}") from None
+    from portico.serve import admin_principal
+
+    # The workers, forked later, verify AWS_IAM routes' signatures by the admin key too.
+    admin_principal.share(access_key_id, secret)
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
     process = context.Process(

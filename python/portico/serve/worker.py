@@ -19,6 +19,7 @@ from portico.control.keys import ENV_ADMIN_KEY
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
 from portico.dataplane.plugins import load_plugins
+from portico.serve import admin_principal
 
 ENV_CONFIG = "PORTICO_CONFIG"
 ENV_FUNCTIONS = "PORTICO_FUNCTIONS"
@@ -62,6 +63,9 @@ def create_app() -> DataPlane:
     # The server process took it out already; a worker started some other way must not hand the
     # admin secret to the handlers and plugins it loads either.
     os.environ.pop(ENV_ADMIN_KEY, None)
+    # The admin key signs requests to AWS_IAM routes; the server process shares it through an
+    # inherited descriptor (not the environment), read once here.
+    admin_key = admin_principal.take()
     _die_with_parent()
     _return_large_blocks()
     # An empty PORTICO_CONFIG: no config file (admin-created APIs only).
@@ -74,6 +78,7 @@ def create_app() -> DataPlane:
         plugins=plugins,
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
         store=os.environ.get(ENV_DATA_DIR) or None,
+        admin_key=admin_key,
     )
     # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate, and
     # makes the edge read its TLS files again.
