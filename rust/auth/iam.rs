@@ -14,7 +14,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use ring::{digest, hmac};
 
 use super::policy::{Policy, Request, Verdict};
@@ -30,9 +32,12 @@ pub struct Principals {
 
 pub struct Principal {
     secret: Box<str>,
-    /// HMAC of the session token under a key derived from the secret (temporary credentials):
-    /// compared in constant time, never as text.
-    session_tag: Option<Vec<u8>>,
+    /// Temporary credentials: a key derived from the secret, and the session token's HMAC under
+    /// it; a presented token is compared by its HMAC, in constant time, never as text.
+    session: Option<(hmac::Key, Vec<u8>)>,
+    /// The signing key of the last scope (date, region, service) seen: it changes once a day,
+    /// and deriving it costs four HMACs.
+    signing: ArcSwapOption<SigningKey>,
     pub identity: IamIdentity,
     /// The identity policy; None: the account's root.
     pub policy: Option<Policy>,
@@ -52,6 +57,13 @@ impl fmt::Debug for Principal {
             .field("arn", &self.identity.user_arn)
             .finish_non_exhaustive()
     }
+}
+
+struct SigningKey {
+    date: Box<str>,
+    region: Box<str>,
+    service: Box<str>,
+    key: hmac::Key,
 }
 
 fn session_key(secret: &str) -> hmac::Key {
@@ -74,12 +86,15 @@ impl Principals {
                 .as_ref()
                 .map(|doc| Policy::parse(doc).map_err(|e| format!("{at}.policy: {e}")))
                 .transpose()?;
+            let session = p.session_token.as_ref().map(|token| {
+                let key = session_key(&p.secret_access_key);
+                let tag = hmac::sign(&key, token.as_bytes()).as_ref().to_vec();
+                (key, tag)
+            });
             let principal = Principal {
                 secret: p.secret_access_key.as_str().into(),
-                session_tag: p
-                    .session_token
-                    .as_ref()
-                    .map(|t| hmac::sign(&session_key(&p.secret_access_key), t.as_bytes()).as_ref().to_vec()),
+                session,
+                signing: ArcSwapOption::empty(),
                 identity: identity_of(&p.access_key_id, &p.arn, &p.account_id),
                 policy,
             };
@@ -100,9 +115,9 @@ impl Principals {
     pub fn authenticate(&self, presented: &Presented, region: &str, now_s: i64) -> Result<&Principal, Refusal> {
         presented.check(region, now_s)?;
         let principal = self.by_key.get(&presented.access_key_id).ok_or(Refusal::Unrecognized)?;
-        let token_holds = match (&principal.session_tag, &presented.security_token) {
+        let token_holds = match (&principal.session, &presented.security_token) {
             (None, None) => true,
-            (Some(tag), Some(token)) => hmac::verify(&session_key(&principal.secret), token.as_bytes(), tag).is_ok(),
+            (Some((key, tag)), Some(token)) => hmac::verify(key, token.as_bytes(), tag).is_ok(),
             _ => false,
         };
         if !token_holds {
@@ -115,7 +130,20 @@ impl Principals {
 impl Principal {
     /// Check the signature over `canonical_request` with this principal's secret.
     pub fn verify(&self, presented: &Presented, canonical_request: &str) -> Result<(), Refusal> {
-        presented.verify(&self.secret, canonical_request)
+        let cached = self.signing.load();
+        if let Some(k) = cached.as_deref() {
+            if *k.date == presented.scope_date && *k.region == presented.region && *k.service == presented.service {
+                return presented.verify_with(&k.key, canonical_request);
+            }
+        }
+        let derived = Arc::new(SigningKey {
+            date: presented.scope_date.as_str().into(),
+            region: presented.region.as_str().into(),
+            service: presented.service.as_str().into(),
+            key: presented.signing_key(&self.secret),
+        });
+        self.signing.store(Some(derived.clone()));
+        presented.verify_with(&derived.key, canonical_request)
     }
 }
 
@@ -215,7 +243,11 @@ mod tests {
     }
 
     fn signed(akid: &str, secret: &str, token: Option<&str>) -> (HeaderMap, Presented) {
-        let date = format_basic(NOW);
+        signed_at(akid, secret, token, NOW)
+    }
+
+    fn signed_at(akid: &str, secret: &str, token: Option<&str>, at: i64) -> (HeaderMap, Presented) {
+        let date = format_basic(at);
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("api1.execute-api.localhost"));
         headers.insert("x-amz-date", HeaderValue::from_str(&date).unwrap());
@@ -269,6 +301,21 @@ mod tests {
         assert_eq!(check(&principals, &headers, &presented), Err(Refusal::Unrecognized));
         let shown = format!("{principals:?}");
         assert!(shown.contains("AKIAALICE") && !shown.contains("secret-of") && !shown.contains("tok-1"), "{shown}");
+    }
+
+    #[test]
+    fn the_cached_signing_key_follows_the_scope_date() {
+        let principals = Principals::compile(&[spec("AKIAALICE", "arn:aws:iam::123456789012:user/alice", None, None)]).unwrap();
+        let principal = &principals.by_key["AKIAALICE"];
+        let today = signed_at("AKIAALICE", "secret-of-AKIAALICE", None, NOW);
+        let yesterday = signed_at("AKIAALICE", "secret-of-AKIAALICE", None, NOW - 86_400);
+        let forged = signed_at("AKIAALICE", "another secret", None, NOW - 86_400);
+        for _ in 0..3 {
+            for ((headers, presented), holds) in [(&today, true), (&yesterday, true), (&forged, false)] {
+                let canonical = presented.canonical_request("GET", "/prod/pets", "", headers, EMPTY_SHA256);
+                assert_eq!(principal.verify(presented, &canonical).is_ok(), holds, "{presented:?}");
+            }
+        }
     }
 
     #[test]

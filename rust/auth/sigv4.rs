@@ -287,14 +287,16 @@ impl Presented {
                 format!("Credential should be scoped to correct service: '{SERVICE}'. "),
             ));
         }
-        let (signed, now) = (&self.amz_date, format_basic(now_s));
+        let signed = &self.amz_date;
+        let now = || format_basic(now_s);
         match self.expires_s {
             Some(expires) if now_s > self.epoch_s.saturating_add(expires) => {
                 return Err(Refusal::Invalid(
                     "presigned request expired",
                     format!(
-                        "Signature expired: {signed} is now earlier than {} ({now} - {expires} sec.)",
-                        format_basic(now_s - expires)
+                        "Signature expired: {signed} is now earlier than {} ({} - {expires} sec.)",
+                        format_basic(now_s - expires),
+                        now()
                     ),
                 ));
             }
@@ -302,8 +304,9 @@ impl Presented {
                 return Err(Refusal::Invalid(
                     "signature expired",
                     format!(
-                        "Signature expired: {signed} is now earlier than {} ({now} - 5 min.)",
-                        format_basic(now_s - MAX_SKEW_S)
+                        "Signature expired: {signed} is now earlier than {} ({} - 5 min.)",
+                        format_basic(now_s - MAX_SKEW_S),
+                        now()
                     ),
                 ));
             }
@@ -313,8 +316,9 @@ impl Presented {
             return Err(Refusal::Invalid(
                 "signature not yet current",
                 format!(
-                    "Signature not yet current: {signed} is still later than {} ({now} + 5 min.)",
-                    format_basic(now_s + MAX_SKEW_S)
+                    "Signature not yet current: {signed} is still later than {} ({} + 5 min.)",
+                    format_basic(now_s + MAX_SKEW_S),
+                    now()
                 ),
             ));
         }
@@ -382,9 +386,18 @@ impl Presented {
     /// showing the canonical request and string to sign the gateway computed (neither holds the
     /// secret).
     pub fn verify(&self, secret: &str, canonical_request: &str) -> Result<(), Refusal> {
+        self.verify_with(&self.signing_key(secret), canonical_request)
+    }
+
+    /// The key this signature's scope is signed with, from `secret`.
+    pub fn signing_key(&self, secret: &str) -> hmac::Key {
+        signing_key(secret, &self.scope_date, &self.region, &self.service)
+    }
+
+    /// `verify` with the scope's signing key already derived (`signing_key`).
+    pub fn verify_with(&self, key: &hmac::Key, canonical_request: &str) -> Result<(), Refusal> {
         let to_sign = self.string_to_sign(canonical_request);
-        let key = signing_key(secret, &self.scope_date, &self.region, &self.service);
-        let matches = decode_hex32(&self.signature).is_some_and(|tag| hmac::verify(&key, to_sign.as_bytes(), &tag).is_ok());
+        let matches = decode_hex32(&self.signature).is_some_and(|tag| hmac::verify(key, to_sign.as_bytes(), &tag).is_ok());
         if matches {
             return Ok(());
         }
