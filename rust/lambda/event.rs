@@ -822,24 +822,7 @@ fn write_v1_authorizer(j: &mut Json, auth: &AuthContext, rest: bool) {
             j.key("authorizer");
             j.open('{');
             j.key("claims");
-            j.open('{');
-            for (k, v) in flatten_claims(claims) {
-                j.kv(&k, &v);
-            }
-            j.close('}');
-            if !rest || scopes.is_some() {
-                j.key("scopes");
-                match scopes {
-                    Some(scopes) => {
-                        j.open('[');
-                        for s in scopes {
-                            j.str(s);
-                        }
-                        j.close(']');
-                    }
-                    None => j.null(),
-                }
-            }
+            write_claims(j, claims, scopes.as_deref(), !rest || scopes.is_some());
             j.close('}');
         }
         Granted::Lambda {
@@ -862,6 +845,28 @@ fn write_v1_authorizer(j: &mut Json, auth: &AuthContext, rest: bool) {
     }
 }
 
+/// A JWT's claims (as strings) and, when `with_scopes`, its `scopes` (null when none).
+fn write_claims(j: &mut Json, claims: &serde_json::Map<String, serde_json::Value>, scopes: Option<&[String]>, with_scopes: bool) {
+    j.open('{');
+    for (k, v) in flatten_claims(claims) {
+        j.kv(&k, &v);
+    }
+    j.close('}');
+    if with_scopes {
+        j.key("scopes");
+        match scopes {
+            Some(scopes) => {
+                j.open('[');
+                for s in scopes {
+                    j.str(s);
+                }
+                j.close(']');
+            }
+            None => j.null(),
+        }
+    }
+}
+
 /// Payload 2.0's `authentication` (mTLS) and `authorizer` (`jwt`, `lambda` or `iam`).
 fn write_v2_auth(j: &mut Json, auth: &AuthContext) {
     if let Some(cert) = &auth.client_cert {
@@ -878,22 +883,7 @@ fn write_v2_auth(j: &mut Json, auth: &AuthContext) {
             j.key("jwt");
             j.open('{');
             j.key("claims");
-            j.open('{');
-            for (k, v) in flatten_claims(claims) {
-                j.kv(&k, &v);
-            }
-            j.close('}');
-            j.key("scopes");
-            match scopes {
-                Some(scopes) => {
-                    j.open('[');
-                    for s in scopes {
-                        j.str(s);
-                    }
-                    j.close(']');
-                }
-                None => j.null(),
-            }
+            write_claims(j, claims, scopes.as_deref(), true);
             j.close('}');
             j.close('}');
         }
