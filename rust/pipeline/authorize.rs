@@ -4,10 +4,12 @@
 
 use http::header::HeaderName;
 
-use super::{fail, header_str, Connection, Exchange, Failure, Pipeline};
+use super::{fail, header_str, protocol, Connection, Exchange, Failure, Pipeline};
 use crate::auth::policy::{Request as PolicyRequest, Verdict};
-use crate::auth::{execute_api_arn, Authorizer, Granted};
+use crate::auth::lambda::{AuthRequest, LambdaAuthorizer};
+use crate::auth::{execute_api_arn, AuthContext, Authorizer, Granted};
 use crate::gateway::{ApiKind, Decision, Snapshot};
+use crate::lambda::{EventSource, PayloadFormat};
 use crate::pipeline::responses::ErrorType;
 use crate::spec::{ApiKeySource, AuthorizationType};
 
@@ -26,7 +28,12 @@ impl Pipeline {
         let Some(api) = ex.api.map(|a| snap.api(a)) else {
             return Ok(());
         };
-        let route_auth = ex.route().and_then(|r| r.auth.as_ref());
+        // Borrowed from `ex.serving` alone, so that `ex.auth` can take what authorization learns.
+        let route_auth = ex
+            .serving
+            .as_deref()
+            .zip(ex.route)
+            .and_then(|(serving, route)| serving.routes[route].auth.as_ref());
         if api.policy.is_none() && route_auth.is_none() {
             return Ok(());
         }
@@ -85,6 +92,9 @@ impl Pipeline {
                         Authorizer::Unsupported(why) => {
                             return fail(ErrorType::AuthorizerConfigurationError, why.to_string())
                         }
+                        Authorizer::Lambda(lambda) => {
+                            ex.auth.granted = self.lambda_authorizer(lambda, snap, parts, conn, ex, d, &arn).await?;
+                        }
                     },
                 }
             }
@@ -107,5 +117,66 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// A Lambda authorizer's decision (`crate::auth::lambda`), on the request as its event shows
+    /// it: what the route's integration would see, without the body.
+    #[allow(clippy::too_many_arguments)]
+    async fn lambda_authorizer(
+        &self,
+        lambda: &LambdaAuthorizer,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: Connection,
+        ex: &Exchange,
+        d: &Decision<'_>,
+        arn: &str,
+    ) -> Result<Granted, Failure> {
+        let settings = &snap.settings;
+        let api = snap.api(ex.api.unwrap_or(0));
+        let serving = ex.serving.as_deref();
+        let route = ex.route();
+        let params: Vec<(&str, &str)> = d.params().collect();
+        let trace = self.ids.trace_id(ex.epoch_ms / 1000);
+        let extended = self.ids.request_id();
+        let nothing = AuthContext::default();
+        let source = EventSource {
+            format: lambda.payload_format().unwrap_or(PayloadFormat::RestV1),
+            request_id: &ex.request_id,
+            extended_request_id: &extended,
+            trace_id: &trace,
+            method: parts.method.as_str(),
+            raw_path: ex.addressed_path(parts),
+            path: d.path,
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            host: header_str(&parts.headers, http::header::HOST).unwrap_or(""),
+            scheme: conn.scheme,
+            protocol: protocol(parts.version),
+            client_ip: &conn.client_ip.to_string(),
+            time_epoch_ms: ex.epoch_ms,
+            account_id: &settings.account_id,
+            api_id: &api.id,
+            stage: serving.map_or("", |s| &s.stage),
+            deployment_id: serving.map_or("", |s| &s.deployment_id),
+            route_key: route.map_or("", |r| &r.key),
+            resource_path: route.map_or("", |r| &r.resource_path),
+            path_params: &params,
+            stage_variables: serving.map_or(&[], |s| &s.variables),
+            body: &[],
+            binary_media_types: &api.binary_media_types,
+            auth: &nothing,
+        };
+        lambda
+            .authorize(AuthRequest {
+                invoker: &self.invoker,
+                source,
+                kind: api.kind,
+                arn,
+                region: &settings.region,
+                client_ip: conn.client_ip,
+                invocation_id: self.ids.uuid(),
+            })
+            .await
     }
 }
