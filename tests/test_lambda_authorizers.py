@@ -694,3 +694,422 @@ def test_no_malformed_answer_crashes_or_allows(returns_plane, answer):
             {"Message": "User is not authorized to access this resource"},
             {"Message": "User is not authorized to access this resource with an explicit deny"},
         )
+
+
+# ------------------------------------------------------------------------------ configuration
+
+
+async def test_http_api_authorizers_from_the_config_file():
+    from portico.compile.files import compile_config
+
+    config = Config.model_validate(
+        {
+            "functions": {"simple_authorizer": "handlers.authorizers:simple_authorizer"},
+            "apis": [
+                {
+                    "name": "from-yaml",
+                    "id": HTTP_ID,
+                    "integrations": {"echo": {"type": "AWS_PROXY", "uri": "integration"}},
+                    "authorizers": {
+                        "simple": {
+                            "authorizerType": "REQUEST",
+                            "authorizerUri": _arn("simple_authorizer"),
+                            "authorizerPayloadFormatVersion": "2.0",
+                            "enableSimpleResponses": True,
+                            "identitySource": ["$request.header.Authorization"],
+                            "authorizerResultTtlInSeconds": 60,
+                        }
+                    },
+                    "routes": [
+                        {
+                            "routeKey": "GET /pets/{id}",
+                            "integration": "echo",
+                            "authorizationType": "CUSTOM",
+                            "authorizerId": "simple",
+                        },
+                        {"routeKey": "GET /open", "integration": "echo"},
+                    ],
+                }
+            ],
+        }
+    )
+    plane = DataPlane(compile_config(config, _registry()), registry=_registry())
+    try:
+        for _ in range(2):
+            assert (await _get(plane, "/pets/7", {"Authorization": "secretToken"})).status_code == 200
+        denied = await _get(plane, "/pets/7", {"Authorization": "wrong"})
+        _check(denied, 403, {"message": "Forbidden"}, None)
+        _check(await _get(plane, "/pets/7"), 401, {"message": "Unauthorized"}, None)
+        assert (await _get(plane, "/open")).status_code == 200
+        assert fns.CALLS == {"simple_authorizer": 2, "integration": 3}
+    finally:
+        plane.stop()
+
+
+@pytest.mark.parametrize(
+    ("authorizer", "route", "error"),
+    [
+        (
+            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "1.0", "enableSimpleResponses": True},
+            {},
+            "enableSimpleResponses",
+        ),
+        (
+            {
+                "authorizerUri": "f",
+                "authorizerPayloadFormatVersion": "2.0",
+                "authorizerResultTtlInSeconds": 5,
+            },
+            {},
+            "identitySource",
+        ),
+        (
+            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "2.0", "identitySource": ["header.x"]},
+            {},
+            "identity source",
+        ),
+        (
+            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "2.0"},
+            {"authorizerId": "other"},
+            "unknown authorizer",
+        ),
+        (
+            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "2.0"},
+            {"authorizationType": "NONE"},
+            "only used with",
+        ),
+        (
+            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "3.0"},
+            {},
+            "authorizerPayloadFormatVersion",
+        ),
+    ],
+)
+def test_config_authorizers_are_validated(authorizer, route, error):
+    from pydantic import ValidationError
+
+    document = {
+        "apis": [
+            {
+                "name": "bad",
+                "authorizers": {"a": authorizer},
+                "routes": [
+                    {
+                        "routeKey": "GET /x",
+                        "integration": {"type": "MOCK", "statusCode": 200},
+                        "authorizationType": "CUSTOM",
+                        "authorizerId": "a",
+                        **route,
+                    }
+                ],
+            }
+        ]
+    }
+    with pytest.raises(ValidationError, match=error):
+        Config.model_validate(document)
+
+
+# ---------------------------------------------------------------------------- the admin API
+
+_FUNCTIONS = {
+    name: f"handlers.authorizers:{name}"
+    for name in ("token_authorizer", "request_authorizer", "simple_authorizer", "integration", "calls")
+}
+
+
+def _admin(portico, tmp_path):
+    from admin_e2e import start_admin_server
+
+    return start_admin_server(portico, tmp_path, functions=_FUNCTIONS)
+
+
+def _counts(admin, host: dict[str, str]) -> dict[str, int]:
+    response = httpx.get(admin.url + "/prod/calls", headers=host)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _rest_through_boto3(apigw, authorizer_id_of) -> tuple[str, str]:
+    """A REST API: GET /pets/{id} (CUSTOM, the authorizer `authorizer_id_of(api_id)` creates) and an
+    open GET /calls; deployed to `prod`. Returns (api id, the `{id}` resource id)."""
+    from admin_e2e import point_at
+
+    api = apigw.create_rest_api(name="guarded")
+    api_id, root_id = api["id"], api["rootResourceId"]
+    authorizer_id = authorizer_id_of(api_id)
+    pets = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="pets")
+    pet = apigw.create_resource(restApiId=api_id, parentId=pets["id"], pathPart="{id}")
+    apigw.put_method(
+        restApiId=api_id,
+        resourceId=pet["id"],
+        httpMethod="GET",
+        authorizationType="CUSTOM",
+        authorizerId=authorizer_id,
+    )
+    point_at(apigw, api_id, pet["id"], "integration", method="GET")
+    calls = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="calls")
+    apigw.put_method(restApiId=api_id, resourceId=calls["id"], httpMethod="GET", authorizationType="NONE")
+    point_at(apigw, api_id, calls["id"], "calls", method="GET")
+    apigw.create_deployment(restApiId=api_id, stageName="prod")
+    return api_id, pet["id"]
+
+
+def test_rest_token_authorizer_created_with_boto3_and_its_cache_flushed(portico, tmp_path):
+    from admin_e2e import invocation_uri, wait_for
+
+    admin = _admin(portico, tmp_path)
+    apigw = admin.client("apigateway")
+
+    def create(api_id: str) -> str:
+        created = apigw.create_authorizer(
+            restApiId=api_id,
+            name="token",
+            type="TOKEN",
+            authorizerUri=invocation_uri("token_authorizer"),
+            identitySource="method.request.header.Authorization",
+            identityValidationExpression="allow|deny|unauthorized",
+        )
+        assert created["authorizerResultTtlInSeconds"] == 300
+        return created["id"]
+
+    api_id, _ = _rest_through_boto3(apigw, create)
+    host = {"host": admin.host(api_id)}
+    wait_for(lambda: httpx.get(admin.url + "/prod/calls", headers=host).status_code == 200, timeout=5)
+
+    for _ in range(3):
+        allowed = httpx.get(admin.url + "/prod/pets/7", headers={**host, "Authorization": "allow"})
+        assert allowed.status_code == 200, allowed.text
+    authorizer = allowed.json()["requestContext"]["authorizer"]
+    assert (authorizer["principalId"], authorizer["numberKey"], authorizer["booleanKey"]) == (
+        "user",
+        "123",
+        "true",
+    )
+    assert _counts(admin, host) == {"token_authorizer": 1, "integration": 3}
+
+    denied = httpx.get(admin.url + "/prod/pets/7", headers={**host, "Authorization": "deny"})
+    _check(
+        denied,
+        403,
+        {"Message": "User is not authorized to access this resource with an explicit deny"},
+        "AccessDeniedException",
+    )
+    for headers in ({}, {"Authorization": "not-matching"}):
+        missing = httpx.get(admin.url + "/prod/pets/7", headers={**host, **headers})
+        _check(missing, 401, {"message": "Unauthorized"}, "UnauthorizedException")
+    assert _counts(admin, host) == {"token_authorizer": 2, "integration": 3}
+
+    # FlushStageAuthorizersCache: the next request asks the function again, then is cached again.
+    apigw.flush_stage_authorizers_cache(restApiId=api_id, stageName="prod")
+
+    def asked_again():
+        response = httpx.get(admin.url + "/prod/pets/7", headers={**host, "Authorization": "allow"})
+        assert response.status_code == 200
+        return _counts(admin, host)["token_authorizer"] == 3
+
+    wait_for(asked_again, timeout=5)
+    httpx.get(admin.url + "/prod/pets/7", headers={**host, "Authorization": "allow"})
+    assert _counts(admin, host)["token_authorizer"] == 3
+
+
+def test_rest_request_authorizer_created_with_boto3(portico, tmp_path):
+    from admin_e2e import invocation_uri, wait_for
+
+    admin = _admin(portico, tmp_path)
+    apigw = admin.client("apigateway")
+
+    def create(api_id: str) -> str:
+        return apigw.create_authorizer(
+            restApiId=api_id,
+            name="request",
+            type="REQUEST",
+            authorizerUri=invocation_uri("request_authorizer"),
+            identitySource="method.request.header.HeaderAuth1, method.request.querystring.QueryString1, "
+            "stageVariables.StageVar1",
+            authorizerResultTtlInSeconds=0,
+        )["id"]
+
+    api_id, _ = _rest_through_boto3(apigw, create)
+    apigw.update_stage(
+        restApiId=api_id,
+        stageName="prod",
+        patchOperations=[{"op": "replace", "path": "/variables/StageVar1", "value": "stageValue1"}],
+    )
+    host = {"host": admin.host(api_id)}
+    url = admin.url + "/prod/pets/7?QueryString1=queryValue1"
+
+    def allowed():
+        response = httpx.get(url, headers={**host, "HeaderAuth1": "headerValue1"})
+        return response if response.status_code == 200 else None
+
+    response, _ = wait_for(allowed, timeout=5)
+    assert response.json()["requestContext"]["authorizer"]["tenant"] == "headerValue1"
+    missing = httpx.get(url, headers=host)
+    _check(missing, 401, {"message": "Unauthorized"}, "UnauthorizedException")
+    before = _counts(admin, host)
+    httpx.get(url, headers={**host, "HeaderAuth1": "headerValue1"})
+    assert _counts(admin, host)["request_authorizer"] == before["request_authorizer"] + 1  # TTL 0
+
+
+def test_http_api_authorizer_created_with_boto3_and_reset(portico, tmp_path):
+    from admin_e2e import lambda_arn, wait_for
+
+    admin = _admin(portico, tmp_path)
+    apigw = admin.client("apigateway")
+    # An open REST API only to read the counts.
+    rest_id, _ = _rest_through_boto3(
+        apigw,
+        lambda api_id: apigw.create_authorizer(
+            restApiId=api_id,
+            name="t",
+            type="TOKEN",
+            authorizerUri=lambda_arn("token_authorizer"),
+            identitySource="method.request.header.Authorization",
+        )["id"],
+    )
+    counts_host = {"host": admin.host(rest_id)}
+    v2 = admin.client("apigatewayv2")
+    api_id = v2.create_api(Name="pets", ProtocolType="HTTP")["ApiId"]
+    integration = v2.create_integration(
+        ApiId=api_id,
+        IntegrationType="AWS_PROXY",
+        IntegrationUri=lambda_arn("integration"),
+        PayloadFormatVersion="2.0",
+    )
+    authorizer = v2.create_authorizer(
+        ApiId=api_id,
+        Name="simple",
+        AuthorizerType="REQUEST",
+        AuthorizerUri=lambda_arn("simple_authorizer"),
+        AuthorizerPayloadFormatVersion="2.0",
+        EnableSimpleResponses=True,
+        IdentitySource=["$request.header.Authorization"],
+        AuthorizerResultTtlInSeconds=300,
+    )
+    v2.create_route(
+        ApiId=api_id,
+        RouteKey="GET /pets/{id}",
+        Target=f"integrations/{integration['IntegrationId']}",
+        AuthorizationType="CUSTOM",
+        AuthorizerId=authorizer["AuthorizerId"],
+    )
+    v2.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+    host = {"host": admin.host(api_id)}
+
+    def served():
+        response = httpx.get(admin.url + "/pets/7", headers={**host, "Authorization": "secretToken"})
+        return response if response.status_code == 200 else None
+
+    response, _ = wait_for(served, timeout=5)
+    assert response.json()["requestContext"]["authorizer"]["lambda"]["mapKey"] == {"value1": "value2"}
+    _check(
+        httpx.get(admin.url + "/pets/7", headers={**host, "Authorization": "no"}),
+        403,
+        {"message": "Forbidden"},
+        None,
+    )
+    _check(httpx.get(admin.url + "/pets/7", headers=host), 401, {"message": "Unauthorized"}, None)
+    assert _counts(admin, counts_host)["simple_authorizer"] == 2
+    httpx.get(admin.url + "/pets/7", headers={**host, "Authorization": "secretToken"})
+    assert _counts(admin, counts_host)["simple_authorizer"] == 2
+
+    v2.reset_authorizers_cache(ApiId=api_id, StageName="$default")
+
+    def asked_again():
+        httpx.get(admin.url + "/pets/7", headers={**host, "Authorization": "secretToken"})
+        return _counts(admin, counts_host)["simple_authorizer"] == 3
+
+    wait_for(asked_again, timeout=5)
+
+
+def test_openapi_imports_lambda_authorizers(portico, tmp_path):
+    from admin_e2e import invocation_uri, wait_for
+
+    admin = _admin(portico, tmp_path)
+    apigw = admin.client("apigateway")
+    proxy = {"type": "aws_proxy", "httpMethod": "POST", "uri": invocation_uri("integration")}
+    document = {
+        "openapi": "3.0.1",
+        "info": {"title": "imported", "version": "1"},
+        "paths": {
+            "/pets/{id}": {
+                "get": {"security": [{"tokenAuth": []}], "x-amazon-apigateway-integration": proxy}
+            },
+            "/calls": {"get": {"x-amazon-apigateway-integration": {**proxy, "uri": invocation_uri("calls")}}},
+        },
+        "components": {
+            "securitySchemes": {
+                "tokenAuth": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "x-amazon-apigateway-authtype": "custom",
+                    "x-amazon-apigateway-authorizer": {
+                        "type": "token",
+                        "authorizerUri": invocation_uri("token_authorizer"),
+                        "authorizerResultTtlInSeconds": 0,
+                    },
+                }
+            }
+        },
+    }
+    api_id = apigw.import_rest_api(body=json.dumps(document).encode())["id"]
+    apigw.create_deployment(restApiId=api_id, stageName="prod")
+    host = {"host": admin.host(api_id)}
+    wait_for(lambda: httpx.get(admin.url + "/prod/calls", headers=host).status_code == 200, timeout=5)
+    assert (
+        httpx.get(admin.url + "/prod/pets/7", headers={**host, "Authorization": "allow"}).status_code == 200
+    )
+    denied = httpx.get(admin.url + "/prod/pets/7", headers={**host, "Authorization": "deny"})
+    assert denied.status_code == 403
+    assert _counts(admin, host) == {"token_authorizer": 2, "integration": 1}
+
+    v2 = admin.client("apigatewayv2")
+    http_document = {
+        "openapi": "3.0.1",
+        "info": {"title": "imported-http", "version": "1"},
+        "paths": {
+            "/pets/{id}": {
+                "get": {
+                    "security": [{"simple": []}],
+                    "x-amazon-apigateway-integration": {
+                        "type": "aws_proxy",
+                        "httpMethod": "POST",
+                        "uri": invocation_uri("integration"),
+                        "payloadFormatVersion": "2.0",
+                    },
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": {
+                "simple": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "x-amazon-apigateway-authorizer": {
+                        "type": "request",
+                        "identitySource": "$request.header.Authorization",
+                        "authorizerUri": invocation_uri("simple_authorizer"),
+                        "authorizerPayloadFormatVersion": "2.0",
+                        "enableSimpleResponses": True,
+                    },
+                }
+            }
+        },
+    }
+    http_id = v2.import_api(Body=json.dumps(http_document))["ApiId"]
+    v2.create_stage(ApiId=http_id, StageName="$default", AutoDeploy=True)
+    http_host = {"host": admin.host(http_id)}
+
+    def served():
+        response = httpx.get(admin.url + "/pets/7", headers={**http_host, "Authorization": "secretToken"})
+        return response if response.status_code == 200 else None
+
+    wait_for(served, timeout=5)
+    _check(
+        httpx.get(admin.url + "/pets/7", headers={**http_host, "Authorization": "x"}),
+        403,
+        {"message": "Forbidden"},
+        None,
+    )

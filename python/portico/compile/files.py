@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from portico.compile import spec as S
-from portico.config.models import Api, Config, Cors, Integration
+from portico.config.models import Api, Authorizer, Config, Cors, Integration
 from portico.integrations.functions import FunctionRegistry, function_name_from_uri
 
 
@@ -50,10 +50,17 @@ def compile_file_apis(
             where = f"apis[{api_index}].routes[{route_index}].integration"
             try:
                 integration = _integration(api.integration_of(route), registry)
+                auth = None
+                if route.authorizationType == "CUSTOM" and route.authorizerId is not None:
+                    where = f"apis[{api_index}].authorizers.{route.authorizerId}"
+                    authorizer = _lambda_authorizer(
+                        route.authorizerId, api.authorizers[route.authorizerId], registry
+                    )
+                    auth = S.route_auth("CUSTOM", authorizer)
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            routes.append(S.route(route.route, integration))
+            routes.append(S.route(route.route, integration, auth))
         out.append(_api(api, routes, deployment_id))
     if problems:
         raise CompileError("\n".join(problems))
@@ -138,6 +145,30 @@ def _integration(integration: Integration, registry: FunctionRegistry) -> S.Inte
                 )
         return S.lambda_proxy(uri, integration.payload_format, integration.timeoutInMillis)
     return S.http_proxy(uri, integration.method, integration.timeoutInMillis)
+
+
+def _lambda_authorizer(
+    name: str, authorizer: Authorizer, registry: FunctionRegistry
+) -> S.LambdaAuthorizerSpec:
+    """An HTTP API Lambda authorizer of the file; its function must be registered."""
+    uri = authorizer.authorizerUri
+    if "${stageVariables." not in uri:
+        function = function_name_from_uri(uri)
+        if function not in registry:
+            raise CompileError(
+                f"authorizer function {function!r} is not registered: declare it under `functions:` in "
+                f"the config or pass --function {function}=module.path:attribute"
+            )
+    version = authorizer.authorizerPayloadFormatVersion
+    return S.lambda_authorizer(
+        name,
+        uri,
+        "HTTP_1_0" if version == "1.0" else "HTTP_2_0",
+        authorizer.identitySource,
+        ttl_s=authorizer.authorizerResultTtlInSeconds,
+        simple_responses=authorizer.enableSimpleResponses,
+        name=name,
+    )
 
 
 def deployment_id_of(config: Config) -> str:

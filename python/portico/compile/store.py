@@ -34,6 +34,11 @@ from typing import Any
 
 from portico.compile import spec as S
 from portico.compile.files import CompiledConfig, assemble, compile_file_apis, deployment_id_of
+from portico.compile.lambda_authorizers import (
+    http_lambda_authorizer,
+    rest_lambda_authorizer,
+    warn_unregistered,
+)
 from portico.config.models import Config, validate_route_key
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
@@ -256,6 +261,7 @@ class _Builder:
                     routes=deployed.routes,
                     cors=deployed.cors,
                     access_log=access_log,
+                    authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                 )
             )
         if not stages:
@@ -264,6 +270,7 @@ class _Builder:
 
     def _http_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         integrations = {i.get("IntegrationId"): i for i in snap.get("Integrations") or []}
+        authorizers = {a.get("AuthorizerId"): a for a in snap.get("Authorizers") or []}
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
         for route in snap.get("Routes") or []:
@@ -282,8 +289,22 @@ class _Builder:
                 spec = S.unavailable(f"{where} has no integration")
             else:
                 spec = self._http_integration(integration, where)
-            routes.append(S.route(key, spec))
+            routes.append(S.route(key, spec, self._http_lambda_auth(route, authorizers, where)))
         return _Deployed(routes, _cors(snap.get("Api") or {}))
+
+    def _http_lambda_auth(
+        self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec | None:
+        """A CUSTOM route's Lambda authorizer (an unknown one: the route answers 500, never open)."""
+        if route.get("AuthorizationType") != "CUSTOM":
+            return None
+        doc = authorizers.get(route.get("AuthorizerId"))
+        authorizer = http_lambda_authorizer(doc) if doc else None
+        if authorizer is None:
+            log.warning("%s: CUSTOM authorization names no Lambda authorizer; the route answers 500", where)
+        else:
+            warn_unregistered(authorizer["uri"], self.registry, where)
+        return S.route_auth("CUSTOM", authorizer)
 
     def _http_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
         kind = integration.get("IntegrationType")
@@ -361,6 +382,7 @@ class _Builder:
                     routes=deployed.routes,
                     access_log=access_log,
                     canary=canary_spec,
+                    authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                 )
             )
         if not stages:
@@ -376,6 +398,7 @@ class _Builder:
     def _rest_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
+        authorizers = {a.get("id"): a for a in snap.get("authorizers") or []}
         for resource in snap.get("resources") or []:
             path = resource.get("path") or "/"
             for method, doc in (resource.get("resourceMethods") or {}).items():
@@ -384,15 +407,31 @@ class _Builder:
                 if not _valid_key(key, where) or key in seen:
                     continue
                 seen.add(key)
-                if (doc.get("authorizationType") or "NONE") != "NONE" or doc.get("apiKeyRequired"):
+                if (doc.get("authorizationType") or "NONE") not in ("NONE", "CUSTOM") or doc.get(
+                    "apiKeyRequired"
+                ):
                     log.info("%s: authorization and API keys are not enforced yet", where)
                 integration = doc.get("methodIntegration")
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
                     spec = self._rest_integration(integration, where)
-                routes.append(S.route(key, spec))
+                routes.append(S.route(key, spec, self._rest_lambda_auth(doc, authorizers, where)))
         return _Deployed(routes)
+
+    def _rest_lambda_auth(
+        self, method: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec | None:
+        """A CUSTOM method's Lambda authorizer (an unknown one: the method answers 500, never open)."""
+        if method.get("authorizationType") != "CUSTOM":
+            return None
+        doc = authorizers.get(method.get("authorizerId"))
+        authorizer = rest_lambda_authorizer(doc) if doc else None
+        if authorizer is None:
+            log.warning("%s: CUSTOM authorization names no Lambda authorizer; the method answers 500", where)
+        else:
+            warn_unregistered(authorizer["uri"], self.registry, where)
+        return S.route_auth("CUSTOM", authorizer)
 
     def _rest_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
         kind = integration.get("type")

@@ -109,15 +109,72 @@ def _without_stage_variables(uri: str) -> str:
     return re.sub(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}", r"\1", uri)
 
 
+class Authorizer(_Model):
+    """A Lambda authorizer of an HTTP API (AWS `Authorizer`, `authorizerType: REQUEST`): the
+    function decides with an IAM policy, or with `isAuthorized` when `enableSimpleResponses`."""
+
+    authorizerType: Literal["REQUEST"] = "REQUEST"
+    # A function name, a Lambda function ARN or API Gateway's invocation URI.
+    authorizerUri: str
+    authorizerPayloadFormatVersion: Literal["1.0", "2.0"]
+    enableSimpleResponses: bool = False
+    # `$request.header.NAME`, `$request.querystring.NAME`, `$context.NAME`, `$stageVariables.NAME`;
+    # a request missing one is refused (401) without calling the function.
+    identitySource: list[str] = Field(default_factory=list)
+    # 0: every request calls the function.
+    authorizerResultTtlInSeconds: Annotated[int, Field(ge=0, le=3600)] = 0
+
+    @field_validator("identitySource", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Authorizer:
+        for source in self.identitySource:
+            if not source.startswith(_IDENTITY_PREFIXES) or source in _IDENTITY_PREFIXES:
+                raise ValueError(
+                    f"identity source {source!r} must be one of "
+                    + ", ".join(prefix + "NAME" for prefix in _IDENTITY_PREFIXES)
+                )
+        if self.enableSimpleResponses and self.authorizerPayloadFormatVersion != "2.0":
+            raise ValueError("enableSimpleResponses needs authorizerPayloadFormatVersion 2.0")
+        if self.authorizerResultTtlInSeconds and not self.identitySource:
+            raise ValueError("caching (authorizerResultTtlInSeconds) needs at least one identitySource")
+        from portico.integrations.functions import function_name_from_uri
+
+        try:
+            function_name_from_uri(_without_stage_variables(self.authorizerUri))
+        except ValueError as exc:
+            raise ValueError(f"authorizerUri is not a Lambda function ARN or name: {exc}") from None
+        return self
+
+
+_IDENTITY_PREFIXES = ("$request.header.", "$request.querystring.", "$context.", "$stageVariables.")
+
+
 class Route(_Model):
     route: str = Field(alias="routeKey")
     # The name of one of the API's integrations, or an integration written inline.
     integration: str | Integration
+    # CUSTOM: the Lambda authorizer named by `authorizerId` (a key of the API's `authorizers`).
+    authorizationType: Literal["NONE", "CUSTOM"] = "NONE"
+    authorizerId: str | None = None
 
     @field_validator("route")
     @classmethod
     def _route_key(cls, value: str) -> str:
         return validate_route_key(value)
+
+    @model_validator(mode="after")
+    def _authorizer(self) -> Route:
+        if self.authorizationType == "CUSTOM" and not self.authorizerId:
+            raise ValueError("authorizationType CUSTOM needs authorizerId")
+        if self.authorizationType == "NONE" and self.authorizerId:
+            raise ValueError("authorizerId is only used with authorizationType CUSTOM")
+        return self
 
 
 class Cors(_Model):
@@ -173,6 +230,8 @@ class Api(_Model):
     description: str | None = None
     routes: list[Route] = Field(default_factory=list)
     integrations: dict[str, Integration] = Field(default_factory=dict)
+    # Lambda authorizers by name: routes name them in `authorizerId`.
+    authorizers: dict[str, Authorizer] = Field(default_factory=dict)
     stages: list[Stage] = Field(default_factory=lambda: [Stage()])
     cors: Cors | None = Field(default=None, alias="corsConfiguration")
 
@@ -194,6 +253,12 @@ class Api(_Model):
                 known = ", ".join(sorted(self.integrations)) or "none"
                 raise ValueError(
                     f"routes[{index}].integration: unknown integration {route.integration!r} "
+                    f"(declared: {known})"
+                )
+            if route.authorizerId is not None and route.authorizerId not in self.authorizers:
+                known = ", ".join(sorted(self.authorizers)) or "none"
+                raise ValueError(
+                    f"routes[{index}].authorizerId: unknown authorizer {route.authorizerId!r} "
                     f"(declared: {known})"
                 )
         names: set[str] = set()
