@@ -696,6 +696,52 @@ def test_no_malformed_answer_crashes_or_allows(returns_plane, answer):
         )
 
 
+async def test_tokens_never_reach_the_logs(capfd, caplog):
+    """Every refusal is logged (the access log carries why), never with the token."""
+    caplog.set_level("DEBUG")
+    secret = "sekrit-7f3a9c1e5b2d4680"
+    log_format = "$context.status $context.error.responseType $context.integrationErrorMessage"
+    checked = _token_authorizer(ttl_s=0, validation_expression="allow|deny|sekrit-[0-9a-f]+")
+    unchecked = S.lambda_authorizer(
+        "ret3", _arn("returns_authorizer"), "TOKEN", ["method.request.header.Authorization"], ttl_s=0
+    )
+    apis = [_rest_api(checked)]
+    other = _rest_api(unchecked)
+    other["id"] = "restapi456"
+    apis.append(other)
+    compiled = CompiledConfig(
+        Config(),
+        S.spec(apis, account_id=ACCOUNT, region=REGION, access_log=S.access_log(log_format, "stderr")),
+        "d1",
+    )
+    plane = DataPlane(compiled, registry=_registry())
+    try:
+        # The function answers a string: 500.
+        response = await _get(
+            plane, "/restapis/restapi123/prod/_user_request_/pets/7", {"Authorization": secret}
+        )
+        assert response.status_code == 500
+        # Not matching the validation expression: 401.
+        response = await _get(
+            plane, "/restapis/restapi123/prod/_user_request_/pets/7", {"Authorization": secret + " x"}
+        )
+        assert response.status_code == 401
+        # The function raises with the token in its event: 500.
+        response = await _get(
+            plane,
+            "/restapis/restapi456/prod/_user_request_/pets/7",
+            {"Authorization": json.dumps(secret) + "}"},
+        )
+        assert response.status_code == 500
+    finally:
+        plane.stop()
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err + caplog.text
+    assert "AUTHORIZER_CONFIGURATION_ERROR" in logs and "UNAUTHORIZED" in logs, logs
+    assert "identityValidationExpression" in logs
+    assert secret not in logs
+
+
 # ------------------------------------------------------------------------------ configuration
 
 

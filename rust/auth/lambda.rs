@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 use super::policy::{Policy, Request as PolicyRequest, Verdict};
 use super::{AuthScope, Granted, IdentitySource};
 use crate::gateway::ApiKind;
+use crate::ids::IdGenerator;
 use crate::integrations::lambda_proxy::{function_name, resolve};
 use crate::invoke::{Invoker, LambdaCall, Reply};
 use crate::lambda::event::{build_authorizer_event, parse_query, AuthorizerHead};
@@ -132,6 +133,15 @@ impl LambdaAuthorizer {
         })
     }
 
+    /// The authorizer's name, or its id, for the log.
+    fn label(&self) -> &str {
+        if self.name.is_empty() {
+            &self.id
+        } else {
+            &self.name
+        }
+    }
+
     /// The proxy-event shape the authorizer's REQUEST event is made from (None: a TOKEN event).
     pub fn payload_format(&self) -> Option<PayloadFormat> {
         match self.event {
@@ -154,12 +164,13 @@ impl LambdaAuthorizer {
             if !validation.is_match(token) {
                 return Err(Failure::new(
                     ErrorType::Unauthorized,
-                    format!("authorizer {}: the token does not match identityValidationExpression", self.name),
+                    format!("authorizer {}: the token does not match identityValidationExpression", self.label()),
                 ));
             }
         }
         let key = (!self.ttl.is_zero() && !values.is_empty()).then(|| cache_key(&values));
         if let Some(answer) = key.as_deref().and_then(|k| self.cache.get(k, Instant::now())) {
+            // Answered from the cache: no event is built, no id drawn.
             return self.grant(&answer, &request, 0);
         }
         let started = Instant::now();
@@ -181,7 +192,7 @@ impl LambdaAuthorizer {
                 None => {
                     return Err(Failure::new(
                         ErrorType::Unauthorized,
-                        format!("authorizer {}: identity source {} missing or empty", self.name, describe(source)),
+                        format!("authorizer {}: identity source {} missing or empty", self.label(), describe(source)),
                     ))
                 }
             }
@@ -197,27 +208,37 @@ impl LambdaAuthorizer {
                 json_string(request.arn)
             )
             .into_bytes(),
-            _ => build_authorizer_event(
-                &request.source,
-                &AuthorizerHead {
-                    arn: request.arn,
-                    identity: values,
-                },
-            ),
+            _ => {
+                // The ids a proxy event carries, drawn only when the function is called.
+                let trace = request.ids.trace_id(request.source.time_epoch_ms / 1000);
+                let extended = request.ids.request_id();
+                let source = EventSource {
+                    trace_id: &trace,
+                    extended_request_id: &extended,
+                    ..request.source
+                };
+                build_authorizer_event(
+                    &source,
+                    &AuthorizerHead {
+                        arn: request.arn,
+                        identity: values,
+                    },
+                )
+            }
         }
     }
 
     /// Call the function and read its answer.
     async fn invoke(&self, request: &AuthRequest<'_>, values: &[String]) -> Result<Answer, Failure> {
         let call = LambdaCall {
-            invocation_id: request.invocation_id.clone(),
+            invocation_id: request.ids.uuid(),
             uri: self.uri.clone(),
             event: self.event(request, values),
             timeout_ms: self.timeout.as_millis() as u64,
             region: request.region.into(),
             account_id: request.source.account_id.into(),
         };
-        let failed = |error: ErrorType, why: String| Failure::new(error, format!("authorizer {}: {why}", self.name));
+        let failed = |error: ErrorType, why: String| Failure::new(error, format!("authorizer {}: {why}", self.label()));
         // A function that cannot be called (throttled, gone) is an authorizer API Gateway cannot
         // reach: AUTHORIZER_CONFIGURATION_ERROR ("Gateway response types" in the developer guide).
         let reply = self
@@ -236,7 +257,7 @@ impl LambdaAuthorizer {
             Ok(Ok(Reply::Lambda(Err(e)))) if e.error_message.as_deref() == Some("Unauthorized") => {
                 return Err(Failure::new(
                     ErrorType::Unauthorized,
-                    format!("authorizer {}: the function answered Unauthorized", self.name),
+                    format!("authorizer {}: the function answered Unauthorized", self.label()),
                 ))
             }
             Ok(Ok(Reply::Lambda(Err(e)))) => {
@@ -283,7 +304,7 @@ impl LambdaAuthorizer {
             }),
             Answer::Simple { authorized: false, .. } => Err(Failure::new(
                 ErrorType::AccessDenied,
-                format!("authorizer {}: isAuthorized is false", self.name),
+                format!("authorizer {}: isAuthorized is false", self.label()),
             )),
             Answer::Policy {
                 principal_id,
@@ -308,7 +329,7 @@ impl LambdaAuthorizer {
                     Verdict::Deny => {
                         let failure = Failure::new(
                             ErrorType::AccessDenied,
-                            format!("authorizer {}: the policy denies {}", self.name, request.arn),
+                            format!("authorizer {}: the policy denies {}", self.label(), request.arn),
                         );
                         Err(match request.kind {
                             ApiKind::Rest => failure.saying(EXPLICIT_DENY),
@@ -317,7 +338,7 @@ impl LambdaAuthorizer {
                     }
                     Verdict::Implicit => Err(Failure::new(
                         ErrorType::AccessDenied,
-                        format!("authorizer {}: the policy allows nothing of {}", self.name, request.arn),
+                        format!("authorizer {}: the policy allows nothing of {}", self.label(), request.arn),
                     )),
                 }
             }
@@ -329,14 +350,15 @@ impl LambdaAuthorizer {
 pub struct AuthRequest<'a> {
     pub invoker: &'a Invoker,
     /// The request as a proxy event would show it, in the authorizer's `payload_format` (its
-    /// body left empty: authorizers are not given it).
+    /// body left empty: authorizers are not given it; its trace and extended request ids are
+    /// drawn from `ids` when an event is built).
     pub source: EventSource<'a>,
+    pub ids: &'a IdGenerator,
     pub kind: ApiKind,
     /// `methodArn` / `routeArn`: the request's actual method and path.
     pub arn: &'a str,
     pub region: &'a str,
     pub client_ip: IpAddr,
-    pub invocation_id: String,
 }
 
 fn describe(source: &IdentitySource) -> String {
@@ -406,11 +428,10 @@ fn context_value(name: &str, src: &EventSource<'_>) -> Option<String> {
 
 /// The identity values as one cache key (length-prefixed, so no two lists share a key).
 fn cache_key(values: &[String]) -> Box<str> {
+    use std::fmt::Write as _;
     let mut key = String::with_capacity(values.iter().map(|v| v.len() + 8).sum());
     for value in values {
-        key.push_str(&value.len().to_string());
-        key.push(':');
-        key.push_str(value);
+        let _ = write!(key, "{}:{value}", value.len());
     }
     key.into()
 }

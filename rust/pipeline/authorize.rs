@@ -4,7 +4,7 @@
 
 use http::header::HeaderName;
 
-use super::{fail, header_str, protocol, Connection, Exchange, Failure, Pipeline};
+use super::{fail, header_str, ip_text, protocol, Connection, Exchange, Failure, Pipeline};
 use crate::auth::policy::{Request as PolicyRequest, Verdict};
 use crate::auth::lambda::{AuthRequest, LambdaAuthorizer};
 use crate::auth::{execute_api_arn, AuthContext, Authorizer, Granted};
@@ -137,14 +137,14 @@ impl Pipeline {
         let serving = ex.serving.as_deref();
         let route = ex.route();
         let params: Vec<(&str, &str)> = d.params().collect();
-        let trace = self.ids.trace_id(ex.epoch_ms / 1000);
-        let extended = self.ids.request_id();
         let nothing = AuthContext::default();
+        let mut ip = [0u8; 48];
         let source = EventSource {
             format: lambda.payload_format().unwrap_or(PayloadFormat::RestV1),
             request_id: &ex.request_id,
-            extended_request_id: &extended,
-            trace_id: &trace,
+            // Drawn by the authorizer when it builds an event (not for answers from its cache).
+            extended_request_id: "",
+            trace_id: "",
             method: parts.method.as_str(),
             raw_path: ex.addressed_path(parts),
             path: d.path,
@@ -153,7 +153,7 @@ impl Pipeline {
             host: header_str(&parts.headers, http::header::HOST).unwrap_or(""),
             scheme: conn.scheme,
             protocol: protocol(parts.version),
-            client_ip: &conn.client_ip.to_string(),
+            client_ip: ip_text(conn.client_ip, &mut ip),
             time_epoch_ms: ex.epoch_ms,
             account_id: &settings.account_id,
             api_id: &api.id,
@@ -171,11 +171,11 @@ impl Pipeline {
             .authorize(AuthRequest {
                 invoker: &self.invoker,
                 source,
+                ids: &self.ids,
                 kind: api.kind,
                 arn,
                 region: &settings.region,
                 client_ip: conn.client_ip,
-                invocation_id: self.ids.uuid(),
             })
             .await
     }
