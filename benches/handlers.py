@@ -17,3 +17,36 @@ def hello(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def ok(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """AWS_PROXY (payload 2.0), the production-shaped benchmark's handler: the smallest answer."""
     return {"statusCode": 200, "body": '{"ok":true}'}
+
+
+AUTHORIZER_CALLS = 0
+
+
+def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A Lambda authorizer (HTTP API payload 2.0, IAM policy) for benches/lambda_authorizer.py:
+    allows the bearer of the benchmark's token on every route of the API and stage."""
+    global AUTHORIZER_CALLS
+    AUTHORIZER_CALLS += 1
+    if event["headers"].get("authorization") != "Bearer bench-token-0123456789":
+        raise Exception("Unauthorized")
+    region, account, rest = event["routeArn"].split(":")[3:6]
+    api_id, stage = rest.split("/")[:2]
+    return {
+        "principalId": "bench-user",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/*",
+                }
+            ],
+        },
+        "context": {"tenant": "bench", "tier": 2},
+    }
+
+
+def authorizer_calls(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """How many times `authorizer` ran in this process."""
+    return {"statusCode": 200, "body": f'{{"authorizer":{AUTHORIZER_CALLS}}}'}
