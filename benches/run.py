@@ -47,8 +47,17 @@ access-log lines (by routeKey) are printed next to the requests wrk counted as a
 checks included; wrk does not count the requests in flight when a run ends, so lines may exceed
 requests by up to CONNECTIONS per run, never fall short.
 
+With `--shape auth`, routes that require authorization against the same route without any, in one
+Portico (one worker) in front of the nginx upstream:
+  portico-auth      a REST API (`protocolType: REST`, stage `bench`): GET /open HTTP_PROXY -> the
+                    upstream, and GET /keyed, the same with `apiKeyRequired` (one key, in a usage plan
+                    bound to the stage)
+Cases: open (the reference), apikey (GET /keyed with `x-api-key`; target >= 0.95x open),
+apikey-403 (GET /keyed without a key: the 403 the core answers itself, for scale).
+
 Flags:
-  --shape S         bare (the default: the cases above) or production (the production-shaped cases)
+  --shape S         bare (the default: the cases above), production (the production-shaped cases) or
+                    auth (routes with authorization against the same route without)
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of untimed load per case before the rounds (default 1)
   --connections N   wrk connections (default 32)
@@ -86,6 +95,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -445,29 +455,36 @@ def main() -> int:
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--shape", choices=("bare", "production"), default="bare")
+    parser.add_argument("--shape", choices=("bare", "production", "auth"), default="bare")
     args = parser.parse_args()
-    if args.shape == "production" and (args.no_edge or args.ceiling_spin not in ("0", "")):
-        parser.error("--shape production takes none of --no-edge, --ceiling-spin")
+    if args.shape != "bare" and (args.no_edge or args.ceiling_spin not in ("0", "")):
+        parser.error(f"--shape {args.shape} takes none of --no-edge, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
             return 2
 
+    return in_scratch("portico-bench-", args.keep, lambda tmp, procs: run(args, tmp, procs))
+
+
+def in_scratch(prefix: str, keep: bool, body: Callable[[Path, Processes], int]) -> int:
+    """`body(tmp, procs)` in a fresh temporary directory: every process it starts is stopped on
+    return, on errors, on Ctrl-C and on SIGTERM; the directory is removed unless `keep`."""
+
     def stop(signum, frame):  # SIGTERM -> the same clean-up as Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    tmp = Path(tempfile.mkdtemp(prefix="portico-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     procs = Processes()
     try:
-        return run(args, tmp, procs)
+        return body(tmp, procs)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
-        if args.keep:
+        if keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -482,6 +499,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     )
     if args.shape == "production":
         return run_production(args, tmp, procs)
+    if args.shape == "auth":
+        return run_auth(args, tmp, procs)
     return run_bare(args, tmp, procs)
 
 
@@ -509,14 +528,16 @@ def start_portico(
     ready: str,
     flags: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> tuple[int, subprocess.Popen, Path]:
-    """`python -m portico serve` on a free port, one worker; returns (port, process, config path)."""
+    """`python -m portico serve` on a free port (one worker unless told); returns (port, process,
+    config path). Its output goes to `tmp/NAME.log`."""
     port = free_port()
     config_path = tmp / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = tmp / f"{name}.log"
     cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
-    cmd += ["--workers", "1", *flags]
+    cmd += ["--workers", str(workers), *flags]
     proc = procs.start(cmd, log, cwd=BENCHES, env=env or bench_env())
     wait_http(port, ready, proc, log)
     return port, proc, config_path
@@ -868,6 +889,77 @@ def print_targets(cases: list[Case]) -> None:
             f"   {ratio:>5.2f} {ratio_target:>7}   {p99_target:>12}"
         )
     print("(latencies in ms, medians over the rounds; Lambda is against nginx's proxied GET with its log)")
+
+
+# ------------------------------------------------------------------------------------------ auth
+
+BENCH_API_KEY = "BenchApiKeyValue0123456789abcdef"
+# (case, reference case, least ratio of their throughputs)
+AUTH_TARGETS = (("apikey", "open", 0.95),)
+
+
+def auth_config(upstream_port: int) -> dict:
+    upstream = {
+        "type": "HTTP_PROXY",
+        "uri": f"http://127.0.0.1:{upstream_port}/",
+        "method": "GET",
+        "timeoutInMillis": 10000,
+    }
+    return {
+        "apis": [
+            {
+                "name": "auth",
+                "id": "authbench",
+                "protocolType": "REST",
+                "routes": [
+                    {"routeKey": "GET /open", "integration": "upstream"},
+                    {"routeKey": "GET /keyed", "integration": "upstream", "apiKeyRequired": True},
+                ],
+                "integrations": {"upstream": upstream},
+                "stages": [{"stageName": "bench"}],
+            }
+        ],
+        "apiKeys": [{"name": "bench", "value": BENCH_API_KEY, "enabled": True}],
+        "usagePlans": [
+            {"name": "bench", "apiStages": [{"apiId": "authbench", "stage": "bench"}], "apiKeys": ["bench"]}
+        ],
+    }
+
+
+def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+    up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
+    port, _, _ = start_portico(tmp, procs, "portico-auth", auth_config(up_port), "/bench/open")
+    cases = [
+        Case("open", "REST HTTP_PROXY, no authorization", port, "/bench/open"),
+        Case(
+            "apikey", "the same, apiKeyRequired", port, "/bench/keyed", headers={"x-api-key": BENCH_API_KEY}
+        ),
+        Case("apikey-403", "apiKeyRequired, no key (403)", port, "/bench/keyed", expect_status=403),
+    ]
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",")}
+        cases = [c for c in cases if c.key in wanted]
+    measure(args, cases)
+    by_key = {case.key: case for case in cases}
+
+    def med(case: Case, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in case.samples)
+
+    print()
+    print(f"{'case':<36} {'req/s':>9} {'p50':>7} {'p99':>7}   {'ratio':>5} {'target':>9}")
+    for case in cases:
+        target = next((t for t in AUTH_TARGETS if t[0] == case.key), None)
+        ratio, verdict = "", ""
+        if target is not None and target[1] in by_key:
+            value = med(case, "rps") / med(by_key[target[1]], "rps")
+            ratio = f"{value:.2f}"
+            verdict = f">={target[2]:g} " + ("ok" if value >= target[2] else "NO")
+        print(
+            f"{case.label:<36} {med(case, 'rps'):>9,.0f} {med(case, 'p50_ms'):>7.2f} "
+            f"{med(case, 'p99_ms'):>7.2f}   {ratio:>5} {verdict:>9}"
+        )
+    print("(latencies in ms, medians over the rounds; ratios against the route without authorization)")
+    return 0
 
 
 def _comm(pid: int) -> str:

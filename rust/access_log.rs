@@ -360,6 +360,18 @@ impl AccessLogFormat {
     }
 }
 
+/// Appends `$context.NAME` for `rec` as an access log renders it (unset values as `-`); false,
+/// appending nothing, for a name access logs do not know. For gateway-response templates and
+/// header mappings (`crate::pipeline::gateway_responses`).
+pub fn render_context(name: &str, kind: ApiKind, rec: &LogRecord, out: &mut String) -> bool {
+    let var = variable(name, kind);
+    if var == Var::Absent {
+        return false;
+    }
+    render_var(&var, rec, out);
+    true
+}
+
 fn lookup<'a>(map: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
     map.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }

@@ -171,6 +171,9 @@ async fn accept_loop(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
+                // A client that shuts its side after sending the request still gets the answer
+                // whole, as from nginx (hyper would otherwise abort the response on that EOF).
+                .half_close(true)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {

@@ -10,6 +10,7 @@ use crate::auth;
 use crate::integrations::{self, Integration};
 use crate::pipeline::access_log::{AccessLog, LogSinks};
 use crate::pipeline::cors::Cors;
+use crate::pipeline::gateway_responses::GatewayResponses;
 use crate::router::{RouteEntry, Router};
 use crate::spec::{self, ApiSpec, CanarySpec, LimitSpec, RouteSpec, Spec, StageSpec};
 use crate::throttle::{key_hash, monotonic_ns, Buckets, Limit, DEFAULT_CAPACITY, NEVER};
@@ -148,6 +149,8 @@ pub struct Api {
     /// REST APIs' resource policy, or why it cannot be applied (every request is then refused
     /// with AWS's 500 and the reason in the log: a policy is never skipped).
     pub policy: Option<Result<auth::policy::Policy, Box<str>>>,
+    /// REST APIs' customised gateway responses (None: AWS's built-in ones only).
+    pub gateway_responses: Option<Arc<GatewayResponses>>,
     stages: Vec<Stage>,
     /// Index of the `$default` stage (HTTP APIs).
     default_stage: Option<usize>,
@@ -623,6 +626,15 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
         }
         stages.push(compile_stage(a, &api_routes, s, &sat, cx)?);
     }
+    let gateway_responses = match (a.kind, a.gateway_responses.is_empty()) {
+        (_, true) => None,
+        (ApiKind::Http, false) => {
+            return Err(ConfigError(format!("{at}.gateway_responses: HTTP APIs have no gateway responses")))
+        }
+        (ApiKind::Rest, false) => Some(Arc::new(
+            GatewayResponses::compile(&a.gateway_responses).map_err(|e| ConfigError(format!("{at}.{e}")))?,
+        )),
+    };
     let default_stage = match a.kind {
         ApiKind::Http => stages.iter().position(|s| &*s.name == DEFAULT_STAGE),
         ApiKind::Rest => None,
@@ -634,13 +646,53 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
         cors: compile_cors(a.cors.as_ref()),
         binary_media_types: a.binary_media_types.iter().map(|t| t.as_str().into()).collect(),
         api_key_source: a.api_key_source,
-        policy: a
-            .policy
-            .as_ref()
-            .map(|p| auth::policy::Policy::parse(p).map_err(|e| format!("{at}.policy: {e}").into())),
+        policy: a.policy.as_ref().map(|p| {
+            let p = expand_execute_api(p, &cx.settings.region, &cx.settings.account_id, id);
+            auth::policy::Policy::parse(&p).map_err(|e| format!("{at}.policy: {e}").into())
+        }),
+        gateway_responses,
         stages,
         default_stage,
     })
+}
+
+/// A resource policy with AWS's shorthand expanded: a `Resource` / `NotResource` of the form
+/// `execute-api:/STAGE/METHOD/PATH` is `arn:aws:execute-api:REGION:ACCOUNT:API_ID/STAGE/...`
+/// (see `x-amazon-apigateway-policy` in the developer guide: AWS converts `execute-api:/*` with
+/// the current Region, account ID and REST API ID).
+fn expand_execute_api(policy: &serde_json::Value, region: &str, account: &str, api_id: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let expand = |v: &Value| match v {
+        Value::String(s) => match s.strip_prefix("execute-api:/") {
+            Some(rest) => Value::String(format!("arn:aws:execute-api:{region}:{account}:{api_id}/{rest}")),
+            None => v.clone(),
+        },
+        other => other.clone(),
+    };
+    let statement = |st: &Value| {
+        let mut st = st.clone();
+        if let Value::Object(map) = &mut st {
+            for key in ["Resource", "NotResource"] {
+                if let Some(v) = map.get_mut(key) {
+                    *v = match &*v {
+                        Value::Array(items) => Value::Array(items.iter().map(expand).collect()),
+                        one => expand(one),
+                    };
+                }
+            }
+        }
+        st
+    };
+    let mut out = policy.clone();
+    if let Value::Object(map) = &mut out {
+        if let Some(v) = map.get_mut("Statement") {
+            *v = match &*v {
+                Value::Array(items) => Value::Array(items.iter().map(statement).collect()),
+                one => statement(one),
+            };
+        }
+    }
+    out
 }
 
 impl Snapshot {
@@ -1091,6 +1143,18 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resource_policy_shorthand_names_the_api() {
+        let policy = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Resource": ["execute-api:/*", "arn:aws:execute-api:*:*:x/*"]},
+            {"Effect": "Deny", "NotResource": "execute-api:/prod/GET/"}
+        ]});
+        let out = super::expand_execute_api(&policy, "eu-west-1", "111122223333", "abc");
+        assert_eq!(out["Statement"][0]["Resource"][0], "arn:aws:execute-api:eu-west-1:111122223333:abc/*");
+        assert_eq!(out["Statement"][0]["Resource"][1], "arn:aws:execute-api:*:*:x/*");
+        assert_eq!(out["Statement"][1]["NotResource"], "arn:aws:execute-api:eu-west-1:111122223333:abc/prod/GET/");
+    }
+
     use super::*;
 
     const SPEC: &str = r#"{

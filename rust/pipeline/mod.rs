@@ -16,6 +16,7 @@ pub mod access_log;
 mod authorize;
 pub mod body;
 pub mod cors;
+pub mod gateway_responses;
 pub mod limits;
 pub mod responses;
 
@@ -111,6 +112,8 @@ struct Exchange {
     path_style: Option<String>,
     /// What the authorize phase learned (the caller, an authorizer's grant, the API key).
     auth: AuthContext,
+    /// The routed path's variables, for gateway responses' `method.request.path.X`.
+    path_params: Option<PathParams>,
     error: Option<Failure>,
 }
 
@@ -175,12 +178,13 @@ impl Pipeline {
             route: None,
             path_style: None,
             auth: AuthContext::default(),
+            path_params: None,
             error: None,
         };
         let mut response = match self.run(&snap, &parts, body, conn, &mut ex).await {
             Ok(response) => response,
             Err(failure) => {
-                let response = self.gateway_response(&snap, &ex, &parts, &failure);
+                let response = self.gateway_response(&snap, &ex, &parts, conn, &failure);
                 if matches!(
                     failure.error,
                     ErrorType::FunctionError | ErrorType::IntegrationFailure | ErrorType::MalformedResponse
@@ -247,6 +251,7 @@ impl Pipeline {
             }
         }
         ex.route = d.route;
+        ex.path_params = PathParams::of(&d, raw_path);
         // A request body must keep coming: each read makes progress within the body timeout.
         let (body, stalled) = if body.is_end_stream() {
             (body, None)
@@ -525,15 +530,33 @@ impl Pipeline {
         snap: &Snapshot,
         ex: &Exchange,
         parts: &http::request::Parts,
+        conn: Connection,
         failure: &Failure,
     ) -> Response<PipelineBody> {
         let error = failure.error;
         let kind = ex.api.map_or(ApiKind::Http, |a| snap.api(a).kind);
         let answer = error.response(kind);
-        let mut response = Response::new(full(answer.body_with(failure.message.as_deref())));
-        *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // The API's customisation (REST APIs' PutGatewayResponse), if one applies.
+        let custom = self.customised(snap, ex, parts, conn, failure, &answer);
+        let (custom_headers, custom_body, custom_status) = match custom {
+            Some(c) => (c.headers, c.body, c.status),
+            None => (Vec::new(), None, None),
+        };
+        let (content_type, body) = match custom_body {
+            Some((content_type, body)) => (content_type, body),
+            None => (
+                HeaderValue::from_static("application/json"),
+                answer.body_with(failure.message.as_deref()),
+            ),
+        };
+        let mut response = Response::new(full(body));
+        *response.status_mut() = custom_status
+            .unwrap_or_else(|| StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type);
+        for (name, value) in custom_headers {
+            headers.insert(name, value);
+        }
         if let Some(t) = answer.error_type {
             headers.insert("x-amzn-errortype", HeaderValue::from_static(t));
         }
@@ -552,6 +575,66 @@ impl Pipeline {
             cors.apply(parts.headers.get(ORIGIN), headers);
         }
         response
+    }
+
+    /// A REST API's customised gateway response for `failure`, rendered for this request.
+    fn customised(
+        &self,
+        snap: &Snapshot,
+        ex: &Exchange,
+        parts: &http::request::Parts,
+        conn: Connection,
+        failure: &Failure,
+        answer: &responses::GatewayResponse,
+    ) -> Option<gateway_responses::Rendered> {
+        let api = snap.api(ex.api?);
+        let custom = api.gateway_responses.as_deref()?;
+        let serving = ex.serving.as_deref();
+        let route = ex.route();
+        let mut ip = [0u8; 48];
+        let message = failure.message.as_deref().or(answer.message);
+        let masked = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
+        let record = LogRecord {
+            request_id: &ex.request_id,
+            extended_request_id: Some(&ex.request_id),
+            http_method: parts.method.as_str(),
+            path: ex.addressed_path(parts),
+            protocol: protocol(parts.version),
+            domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
+            request_time_epoch_ms: ex.epoch_ms,
+            identity: Identity {
+                source_ip: ip_text(conn.client_ip, &mut ip),
+                user_agent: header_str(&parts.headers, USER_AGENT),
+                api_key: masked.as_deref(),
+                api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
+                ..Default::default()
+            },
+            account_id: Some(&snap.settings.account_id),
+            api_id: Some(&api.id),
+            stage: serving.map(|s| &*s.stage),
+            route_key: route.map(|r| &*r.key),
+            resource_path: route.map(|r| &*r.resource_path),
+            status: answer.status,
+            error_message: message,
+            error_response_type: Some(failure.error.name()),
+            ..Default::default()
+        };
+        let params: Vec<(&str, &str)> = ex
+            .path_params
+            .as_ref()
+            .map(|p| p.pairs(parts.uri.path()).collect())
+            .unwrap_or_default();
+        let cx = gateway_responses::RenderContext {
+            headers: &parts.headers,
+            raw_query: parts.uri.query().unwrap_or(""),
+            path_params: &params,
+            stage_variables: serving.map_or(&[], |s| &s.variables),
+            record: &record,
+            kind: api.kind,
+            message,
+            response_type: failure.error.name(),
+        };
+        custom.render(failure.error.name(), answer.status, header_str(&parts.headers, ACCEPT), &cx)
     }
 
     /// The access-log phase: when the response body has gone (or failed), one line per log.
@@ -580,6 +663,8 @@ impl Pipeline {
             let mut ip = [0u8; 48];
             let source_ip = ip_text(conn.client_ip, &mut ip);
             let error = ex.error.as_ref();
+            // The key's value never reaches a log line: masked (see `api_key_mask`).
+            let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
             let record = LogRecord {
                 request_id: &ex.request_id,
                 extended_request_id: Some(&ex.request_id),
@@ -591,6 +676,8 @@ impl Pipeline {
                 identity: Identity {
                     source_ip,
                     user_agent: header_str(&parts.headers, USER_AGENT),
+                    api_key: masked_key.as_deref(),
+                    api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
                     ..Default::default()
                 },
                 account_id: Some(&snap.settings.account_id),
@@ -614,6 +701,45 @@ impl Pipeline {
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, Reported::new(body, write).boxed())
     }
+}
+
+/// A routed request's path variables: names and byte ranges into the raw path.
+struct PathParams {
+    names: Arc<[Box<str>]>,
+    ranges: smallvec::SmallVec<[(u32, u32); 4]>,
+    /// Where the API's path starts in the raw path.
+    offset: usize,
+}
+
+impl PathParams {
+    fn of(d: &Decision<'_>, raw_path: &str) -> Option<PathParams> {
+        let names = d.param_names.clone()?;
+        if d.params.is_empty() || !raw_path.ends_with(d.path) {
+            return None;
+        }
+        Some(PathParams {
+            names,
+            ranges: d.params.clone(),
+            offset: raw_path.len() - d.path.len(),
+        })
+    }
+
+    fn pairs<'p>(&'p self, raw_path: &'p str) -> impl Iterator<Item = (&'p str, &'p str)> {
+        self.names.iter().zip(self.ranges.iter()).filter_map(move |(name, (s, e))| {
+            let value = raw_path.get(self.offset + *s as usize..self.offset + *e as usize)?;
+            Some((&**name, value))
+        })
+    }
+}
+
+/// An API key as logs and gateway-response templates show it: `****` and its last four
+/// characters, never the value (AWS's `$context.identity.apiKey` prints it whole).
+pub(crate) fn api_key_mask(value: &str) -> String {
+    let tail: String = value.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    if value.chars().count() <= 8 {
+        return "****".to_owned();
+    }
+    format!("****{tail}")
 }
 
 /// `ip` as text, written into `buf` (no allocation).

@@ -49,17 +49,24 @@ def compile_file_apis(
         for route_index, route in enumerate(api.routes):
             where = f"apis[{api_index}].routes[{route_index}].integration"
             try:
-                integration = _integration(api.integration_of(route), registry)
-                auth = None
+                rest = api.protocol == "REST"
+                integration = _integration(api.integration_of(route), registry, rest=rest)
+                authorizer = None
                 if route.authorizationType == "CUSTOM" and route.authorizerId is not None:
                     where = f"apis[{api_index}].authorizers.{route.authorizerId}"
                     authorizer = _lambda_authorizer(
-                        route.authorizerId, api.authorizers[route.authorizerId], registry
+                        route.authorizerId, api.authorizers[route.authorizerId], registry, rest=rest
                     )
-                    auth = S.route_auth("CUSTOM", authorizer)
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
+            auth = None
+            if authorizer is not None or route.apiKeyRequired:
+                auth = S.route_auth(
+                    "CUSTOM" if authorizer is not None else "NONE",
+                    authorizer,
+                    api_key_required=route.apiKeyRequired,
+                )
             routes.append(S.route(route.route, integration, auth))
         out.append(_api(api, routes, deployment_id))
     if problems:
@@ -67,8 +74,22 @@ def compile_file_apis(
     return out
 
 
-def assemble(config: Config, apis: list[S.ApiSpec], deployment_id: str) -> CompiledConfig:
-    """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings."""
+def compile_file_api_keys(config: Config) -> list[S.ApiKeySpec]:
+    """The config file's API keys (`apiKeys`), each with the stages of the usage plans
+    (`usagePlans`) that hold it. Only the values' SHA-256 reach the spec."""
+    stages: dict[str, set[str]] = {key.name: set() for key in config.apiKeys}
+    for plan in config.usagePlans:
+        bound = {f"{s.apiId}/{s.stage}" for s in plan.apiStages}
+        for name in plan.apiKeys:
+            stages[name] |= bound
+    return [S.api_key(key.key_id, key.value, sorted(stages[key.name]), key.enabled) for key in config.apiKeys]
+
+
+def assemble(
+    config: Config, apis: list[S.ApiSpec], deployment_id: str, api_keys: list[S.ApiKeySpec] | None = None
+) -> CompiledConfig:
+    """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings, with
+    `api_keys` (None: the config file's own)."""
     settings = config.settings
     throttle = settings.accountThrottle.throttle() if settings.accountThrottle else None
     log = settings.accessLog
@@ -88,6 +109,7 @@ def assemble(config: Config, apis: list[S.ApiSpec], deployment_id: str) -> Compi
             for name, f in config.functions.items()
             if f.reservedConcurrency is not None
         },
+        api_keys=compile_file_api_keys(config) if api_keys is None else api_keys,
     )
     return CompiledConfig(config, spec, deployment_id)
 
@@ -121,17 +143,31 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str) -> S.ApiSpec:
                 route_throttle=per_route,
             )
         )
+    rest = api.protocol == "REST"
     return S.api(
         api.api_id,
         api.name,
-        "http",
+        "rest" if rest else "http",
         stages,
         routes=routes,
         cors=cors_spec(api.cors) if api.cors is not None else None,
+        api_key_source=api.apiKeySource,
+        policy=api.policy,
+        gateway_responses=[
+            S.gateway_response(
+                response_type,
+                response.statusCode,
+                response.responseParameters,
+                response.responseTemplates,
+            )
+            for response_type, response in api.gatewayResponses.items()
+        ],
     )
 
 
-def _integration(integration: Integration, registry: FunctionRegistry) -> S.IntegrationSpec:
+def _integration(
+    integration: Integration, registry: FunctionRegistry, rest: bool = False
+) -> S.IntegrationSpec:
     if integration.type == "MOCK":
         return S.mock(integration.statusCode or 200, integration.headers, integration.body)
     uri = integration.uri or ""
@@ -143,14 +179,17 @@ def _integration(integration: Integration, registry: FunctionRegistry) -> S.Inte
                     f"function {name!r} is not registered: declare it under `functions:` in the config "
                     f"or pass --function {name}=module.path:attribute"
                 )
-        return S.lambda_proxy(uri, integration.payload_format, integration.timeoutInMillis)
+        # REST APIs' Lambda proxy events are payload 1.0.
+        payload = "1.0" if rest else integration.payload_format
+        return S.lambda_proxy(uri, payload, integration.timeoutInMillis)
     return S.http_proxy(uri, integration.method, integration.timeoutInMillis)
 
 
 def _lambda_authorizer(
-    name: str, authorizer: Authorizer, registry: FunctionRegistry
+    name: str, authorizer: Authorizer, registry: FunctionRegistry, *, rest: bool
 ) -> S.LambdaAuthorizerSpec:
-    """An HTTP API Lambda authorizer of the file; its function must be registered."""
+    """A Lambda authorizer of the file (REST TOKEN/REQUEST, HTTP payload 1.0/2.0); its function
+    must be registered."""
     uri = authorizer.authorizerUri
     if "${stageVariables." not in uri:
         function = function_name_from_uri(uri)
@@ -159,14 +198,16 @@ def _lambda_authorizer(
                 f"authorizer function {function!r} is not registered: declare it under `functions:` in "
                 f"the config or pass --function {function}=module.path:attribute"
             )
-    version = authorizer.authorizerPayloadFormatVersion
+    http_event = "HTTP_1_0" if authorizer.authorizerPayloadFormatVersion == "1.0" else "HTTP_2_0"
+    event = authorizer.authorizerType if rest else http_event
     return S.lambda_authorizer(
         name,
         uri,
-        "HTTP_1_0" if version == "1.0" else "HTTP_2_0",
+        event,  # type: ignore[arg-type]
         authorizer.identitySource,
-        ttl_s=authorizer.authorizerResultTtlInSeconds,
-        simple_responses=authorizer.enableSimpleResponses,
+        validation_expression=authorizer.identityValidationExpression if rest else None,
+        ttl_s=authorizer.ttl(rest),
+        simple_responses=authorizer.enableSimpleResponses and not rest,
         name=name,
     )
 

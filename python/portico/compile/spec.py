@@ -33,6 +33,7 @@ __all__ = [
     "access_log",
     "api",
     "api_key",
+    "api_key_digest",
     "canary",
     "cognito_authorizer",
     "cors",
@@ -410,11 +411,16 @@ def principal(
     }
 
 
+def api_key_digest(value: str) -> str:
+    """The hex SHA-256 by which the core knows an API key's value."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 def api_key(key_id: str, value: str, stages: list[str], enabled: bool = True) -> ApiKeySpec:
     """An API key: only its value's SHA-256 crosses to the core."""
     return {
         "id": key_id,
-        "value_sha256": hashlib.sha256(value.encode()).hexdigest(),
+        "value_sha256": api_key_digest(value),
         "enabled": bool(enabled),
         "stages": list(stages),
     }

@@ -110,19 +110,24 @@ def _without_stage_variables(uri: str) -> str:
 
 
 class Authorizer(_Model):
-    """A Lambda authorizer of an HTTP API (AWS `Authorizer`, `authorizerType: REQUEST`): the
-    function decides with an IAM policy, or with `isAuthorized` when `enableSimpleResponses`."""
+    """A Lambda authorizer (AWS `Authorizer`). HTTP APIs: `authorizerType: REQUEST` with
+    `authorizerPayloadFormatVersion` 1.0 or 2.0 (2.0 may `enableSimpleResponses`); REST APIs:
+    `TOKEN` (one header, optionally checked by `identityValidationExpression`) or `REQUEST`.
+    The function decides with an IAM policy, or with `isAuthorized` for simple responses."""
 
-    authorizerType: Literal["REQUEST"] = "REQUEST"
+    authorizerType: Literal["TOKEN", "REQUEST"] = "REQUEST"
     # A function name, a Lambda function ARN or API Gateway's invocation URI.
     authorizerUri: str
-    authorizerPayloadFormatVersion: Literal["1.0", "2.0"]
+    authorizerPayloadFormatVersion: Literal["1.0", "2.0"] | None = None
     enableSimpleResponses: bool = False
-    # `$request.header.NAME`, `$request.querystring.NAME`, `$context.NAME`, `$stageVariables.NAME`;
-    # a request missing one is refused (401) without calling the function.
+    # HTTP APIs: `$request.header.NAME`, `$request.querystring.NAME`, `$context.NAME`,
+    # `$stageVariables.NAME`; REST APIs: `method.request.header.NAME`,
+    # `method.request.querystring.NAME`, `stageVariables.NAME`, `context.NAME` (a list, or AWS's
+    # comma-separated text). A request missing one is refused (401) without calling the function.
     identitySource: list[str] = Field(default_factory=list)
-    # 0: every request calls the function.
-    authorizerResultTtlInSeconds: Annotated[int, Field(ge=0, le=3600)] = 0
+    identityValidationExpression: str | None = None
+    # 0: every request calls the function. Unset: 300 for REST APIs, 0 for HTTP APIs (AWS's).
+    authorizerResultTtlInSeconds: Annotated[int, Field(ge=0, le=3600)] | None = None
 
     @field_validator("identitySource", mode="before")
     @classmethod
@@ -131,18 +136,13 @@ class Authorizer(_Model):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("authorizerType", mode="before")
+    @classmethod
+    def _type_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
-    def _consistent(self) -> Authorizer:
-        for source in self.identitySource:
-            if not source.startswith(_IDENTITY_PREFIXES) or source in _IDENTITY_PREFIXES:
-                raise ValueError(
-                    f"identity source {source!r} must be one of "
-                    + ", ".join(prefix + "NAME" for prefix in _IDENTITY_PREFIXES)
-                )
-        if self.enableSimpleResponses and self.authorizerPayloadFormatVersion != "2.0":
-            raise ValueError("enableSimpleResponses needs authorizerPayloadFormatVersion 2.0")
-        if self.authorizerResultTtlInSeconds and not self.identitySource:
-            raise ValueError("caching (authorizerResultTtlInSeconds) needs at least one identitySource")
+    def _uri(self) -> Authorizer:
         from portico.integrations.functions import function_name_from_uri
 
         try:
@@ -151,8 +151,49 @@ class Authorizer(_Model):
             raise ValueError(f"authorizerUri is not a Lambda function ARN or name: {exc}") from None
         return self
 
+    def ttl(self, rest: bool) -> int:
+        if self.authorizerResultTtlInSeconds is not None:
+            return self.authorizerResultTtlInSeconds
+        return 300 if rest else 0
 
-_IDENTITY_PREFIXES = ("$request.header.", "$request.querystring.", "$context.", "$stageVariables.")
+    def problem(self, rest: bool) -> str | None:
+        """Why this authorizer cannot serve an API of this kind, or None."""
+        prefixes = _REST_IDENTITY_PREFIXES if rest else _HTTP_IDENTITY_PREFIXES
+        for source in self.identitySource:
+            if not source.startswith(prefixes) or source in prefixes:
+                return f"identity source {source!r} must be one of " + ", ".join(p + "NAME" for p in prefixes)
+        if rest:
+            for name in ("authorizerPayloadFormatVersion", "enableSimpleResponses"):
+                if getattr(self, name):
+                    return f"{name}: HTTP APIs' (REST authorizers are TOKEN or REQUEST)"
+            if self.authorizerType == "TOKEN" and (
+                len(self.identitySource) != 1
+                or not self.identitySource[0].startswith("method.request.header.")
+            ):
+                return "a TOKEN authorizer reads one header: identitySource method.request.header.NAME"
+            if self.identityValidationExpression and self.authorizerType != "TOKEN":
+                return "identityValidationExpression applies to TOKEN authorizers only"
+        else:
+            if self.authorizerType != "REQUEST":
+                return "HTTP APIs' Lambda authorizers are authorizerType REQUEST"
+            if self.authorizerPayloadFormatVersion is None:
+                return "authorizerPayloadFormatVersion (1.0 or 2.0) is required"
+            if self.enableSimpleResponses and self.authorizerPayloadFormatVersion != "2.0":
+                return "enableSimpleResponses needs authorizerPayloadFormatVersion 2.0"
+            if self.identityValidationExpression:
+                return "identityValidationExpression is REST TOKEN authorizers'"
+        if self.ttl(rest) and not self.identitySource:
+            return "caching (authorizerResultTtlInSeconds) needs at least one identitySource"
+        return None
+
+
+_HTTP_IDENTITY_PREFIXES = ("$request.header.", "$request.querystring.", "$context.", "$stageVariables.")
+_REST_IDENTITY_PREFIXES = (
+    "method.request.header.",
+    "method.request.querystring.",
+    "stageVariables.",
+    "context.",
+)
 
 
 class Route(_Model):
@@ -162,6 +203,8 @@ class Route(_Model):
     # CUSTOM: the Lambda authorizer named by `authorizerId` (a key of the API's `authorizers`).
     authorizationType: Literal["NONE", "CUSTOM"] = "NONE"
     authorizerId: str | None = None
+    # REST APIs (`protocolType: REST`): the method requires an API key (AWS `apiKeyRequired`).
+    apiKeyRequired: bool = False
 
     @field_validator("route")
     @classmethod
@@ -223,10 +266,99 @@ class Stage(_Model):
         return value
 
 
+GatewayResponseType = Literal[
+    "ACCESS_DENIED",
+    "API_CONFIGURATION_ERROR",
+    "AUTHORIZER_CONFIGURATION_ERROR",
+    "AUTHORIZER_FAILURE",
+    "BAD_REQUEST_BODY",
+    "BAD_REQUEST_PARAMETERS",
+    "DEFAULT_4XX",
+    "DEFAULT_5XX",
+    "EXPIRED_TOKEN",
+    "INTEGRATION_FAILURE",
+    "INTEGRATION_TIMEOUT",
+    "INVALID_API_KEY",
+    "INVALID_SIGNATURE",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "QUOTA_EXCEEDED",
+    "REQUEST_TOO_LARGE",
+    "RESOURCE_NOT_FOUND",
+    "THROTTLED",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "WAF_FILTERED",
+]
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_MAPPING_SOURCE = re.compile(r"^(method\.request\.(header|querystring|path)|stageVariables|context)\.[^\s]+$")
+
+
+def gateway_response_parameter_problem(key: str, expression: str) -> str | None:
+    """Why a gateway response's `responseParameters` entry cannot be served, or None. Keys are
+    `gatewayresponse.header.NAME` (`.querystring.`/`.path.` are accepted and do nothing); values
+    `'static'` (a header value: visible ASCII, spaces and tabs), `method.request.header.X`,
+    `method.request.querystring.X`, `method.request.path.X`, `stageVariables.X` or `context.X`."""
+    if not isinstance(key, str) or not isinstance(expression, str):
+        return "responseParameters map names to expressions (strings)"
+    target, _, name = key.partition("gatewayresponse.")
+    kind, _, header = name.partition(".")
+    if target or kind not in ("header", "querystring", "path") or not header:
+        return f"invalid mapping target {key!r}: expected gatewayresponse.header.NAME"
+    if kind == "header" and not _HEADER_TOKEN.match(header):
+        return f"invalid header name in {key!r}"
+    value = expression.strip()
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        if all(c == "\t" or 32 <= ord(c) < 127 for c in value[1:-1]):
+            return None
+        return f"invalid mapping expression {expression!r}: a static value is visible ASCII"
+    source = _MAPPING_SOURCE.match(value)
+    if source is None or (source[2] == "header" and not _HEADER_TOKEN.match(value.split(".", 3)[3])):
+        return (
+            f"invalid mapping expression {expression!r}: expected 'static', method.request.header.X, "
+            "method.request.querystring.X, method.request.path.X, stageVariables.X or context.X"
+        )
+    return None
+
+
+class GatewayResponse(_Model):
+    """A customised gateway response of a REST API (AWS `GatewayResponse`): `responseParameters`
+    map `gatewayresponse.header.NAME` to `'static'`, `method.request.header|querystring|path.X`,
+    `stageVariables.X` or `context.X`; `responseTemplates` map a content type to a body with
+    `$context.*` / `$stageVariables.*` substitutions."""
+
+    statusCode: Annotated[int, Field(ge=100, le=599)] | None = None
+    responseParameters: dict[str, str] = Field(default_factory=dict)
+    responseTemplates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("statusCode", mode="before")
+    @classmethod
+    def _status_text(cls, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @field_validator("responseTemplates")
+    @classmethod
+    def _content_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for content_type in value:
+            if not content_type.strip() or not all(32 <= ord(c) < 127 for c in content_type):
+                raise ValueError(f"{content_type!r} is not a content type")
+        return value
+
+    @field_validator("responseParameters")
+    @classmethod
+    def _parameters(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, expression in value.items():
+            problem = gateway_response_parameter_problem(key, expression)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
 class Api(_Model):
     name: str
     id: str | None = None
-    protocol: Literal["HTTP"] = Field(default="HTTP", alias="protocolType")
+    # HTTP APIs (apigatewayv2) or REST APIs (apigateway): REST APIs have API keys, resource
+    # policies and gateway responses, no $default stage or route, and Lambda events of payload 1.0.
+    protocol: Literal["HTTP", "REST"] = Field(default="HTTP", alias="protocolType")
     description: str | None = None
     routes: list[Route] = Field(default_factory=list)
     integrations: dict[str, Integration] = Field(default_factory=dict)
@@ -234,6 +366,53 @@ class Api(_Model):
     authorizers: dict[str, Authorizer] = Field(default_factory=dict)
     stages: list[Stage] = Field(default_factory=lambda: [Stage()])
     cors: Cors | None = Field(default=None, alias="corsConfiguration")
+    # REST APIs only (AWS `RestApi` members):
+    apiKeySource: Literal["HEADER", "AUTHORIZER"] = "HEADER"
+    policy: dict[str, Any] | None = None
+    gatewayResponses: dict[GatewayResponseType, GatewayResponse] = Field(default_factory=dict)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _rest_only(self) -> Api:
+        rest = self.protocol == "REST"
+        if not rest:
+            for name, unset in (
+                ("apiKeySource", self.apiKeySource == "HEADER"),
+                ("policy", self.policy is None),
+                ("gatewayResponses", not self.gatewayResponses),
+            ):
+                if not unset:
+                    raise ValueError(f"{name}: only REST APIs have it (protocolType: REST)")
+            for index, route in enumerate(self.routes):
+                if route.apiKeyRequired:
+                    raise ValueError(
+                        f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST)"
+                    )
+            return self
+        if self.cors is not None:
+            raise ValueError("corsConfiguration: REST APIs have none (it is HTTP APIs')")
+        for index, stage in enumerate(self.stages):
+            if stage.name == "$default":
+                raise ValueError(
+                    f"stages[{index}]: REST APIs have no $default stage: name each stage (stageName: prod)"
+                )
+        for index, route in enumerate(self.routes):
+            if route.route == "$default":
+                raise ValueError(f"routes[{index}]: REST APIs have no $default route (use ANY /{{proxy+}})")
+            integration = (
+                route.integration
+                if isinstance(route.integration, Integration)
+                else self.integrations.get(route.integration)
+            )
+            if integration is not None and integration.payloadFormatVersion == "2.0":
+                raise ValueError(f"routes[{index}]: REST APIs send Lambda events of payloadFormatVersion 1.0")
+        if "REQUEST_TOO_LARGE" in self.gatewayResponses:
+            raise ValueError("gatewayResponses: REQUEST_TOO_LARGE cannot be customised")
+        return self
 
     @field_validator("id")
     @classmethod
@@ -261,6 +440,10 @@ class Api(_Model):
                     f"routes[{index}].authorizerId: unknown authorizer {route.authorizerId!r} "
                     f"(declared: {known})"
                 )
+        for name, authorizer in self.authorizers.items():
+            problem = authorizer.problem(rest=self.protocol == "REST")
+            if problem:
+                raise ValueError(f"authorizers.{name}: {problem}")
         names: set[str] = set()
         for index, stage in enumerate(self.stages):
             if stage.name in names:
@@ -335,6 +518,49 @@ class Function(_Model):
         return value
 
 
+class ApiKey(_Model):
+    """An API key (AWS `ApiKey`), for REST APIs' methods with `apiKeyRequired`. As on AWS, a key
+    is disabled unless `enabled: true`, and counts only in a usage plan bound to the stage."""
+
+    name: str
+    value: Annotated[str, Field(min_length=20, max_length=128, pattern=r"^[A-Za-z0-9]+$")]
+    enabled: bool = False
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
+    description: str | None = None
+    customerId: str | None = None
+
+    def __repr__(self) -> str:  # never the value: configs get printed
+        return f"ApiKey(name={self.name!r}, id={self.key_id!r}, enabled={self.enabled})"
+
+    __str__ = __repr__
+
+    @property
+    def key_id(self) -> str:
+        """The declared id, or a stable one derived from the name (AWS ids are 10 of [a-z0-9])."""
+        if self.id:
+            return self.id
+        digest = hashlib.sha256(b"apikey:" + self.name.encode()).digest()
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        return "".join(alphabet[b % 36] for b in digest[:10])
+
+
+class ApiStage(_Model):
+    """A usage plan's stage (AWS `ApiStage`)."""
+
+    apiId: str
+    stage: str
+
+
+class UsagePlan(_Model):
+    """A usage plan (AWS `UsagePlan`): the stages it is bound to and, by name, the API keys it
+    holds (AWS `UsagePlanKey`)."""
+
+    name: str
+    description: str | None = None
+    apiStages: list[ApiStage] = Field(default_factory=list)
+    apiKeys: list[str] = Field(default_factory=list)
+
+
 class Config(_Model):
     """A whole Portico configuration file."""
 
@@ -342,6 +568,51 @@ class Config(_Model):
     functions: dict[str, Function] = Field(default_factory=dict)
     apis: list[Api] = Field(default_factory=list)
     settings: Settings = Field(default_factory=Settings)
+    apiKeys: list[ApiKey] = Field(default_factory=list)
+    usagePlans: list[UsagePlan] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys_and_plans(self) -> Config:
+        names: dict[str, int] = {}
+        values: set[str] = set()
+        ids: set[str] = set()
+        for index, key in enumerate(self.apiKeys):
+            if key.name in names:
+                raise ValueError(f"apiKeys[{index}]: duplicate API key name {key.name!r}")
+            if key.value in values:
+                raise ValueError(f"apiKeys[{index}]: the value of another key (values are unique)")
+            if key.key_id in ids:
+                raise ValueError(f"apiKeys[{index}]: duplicate API key id {key.key_id!r}")
+            names[key.name] = index
+            values.add(key.value)
+            ids.add(key.key_id)
+        stages = {(api.api_id, stage.name) for api in self.apis for stage in api.stages}
+        kinds = {api.api_id: api.protocol for api in self.apis}
+        held: dict[tuple[str, str, str], str] = {}
+        for index, plan in enumerate(self.usagePlans):
+            for s_index, api_stage in enumerate(plan.apiStages):
+                where = f"usagePlans[{index}].apiStages[{s_index}]"
+                # An id that is not the file's may be an admin-created API's.
+                if api_stage.apiId in kinds:
+                    if kinds[api_stage.apiId] != "REST":
+                        raise ValueError(
+                            f"{where}: API {api_stage.apiId!r} is an HTTP API: API keys are REST APIs'"
+                        )
+                    if (api_stage.apiId, api_stage.stage) not in stages:
+                        raise ValueError(f"{where}: API {api_stage.apiId!r} has no stage {api_stage.stage!r}")
+            for name in plan.apiKeys:
+                if name not in names:
+                    raise ValueError(f"usagePlans[{index}].apiKeys: no API key named {name!r}")
+                # As CreateUsagePlanKey: a key is in at most one plan per stage.
+                for api_stage in plan.apiStages:
+                    slot = (name, api_stage.apiId, api_stage.stage)
+                    if slot in held and held[slot] != plan.name:
+                        raise ValueError(
+                            f"usagePlans[{index}]: API key {name!r} is already in usage plan {held[slot]!r} "
+                            f"for stage {api_stage.apiId}:{api_stage.stage}"
+                        )
+                    held[slot] = plan.name
+        return self
 
     @field_validator("functions", mode="before")
     @classmethod
