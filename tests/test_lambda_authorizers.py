@@ -792,52 +792,152 @@ async def test_http_api_authorizers_from_the_config_file():
         plane.stop()
 
 
+async def test_rest_api_authorizers_from_the_config_file():
+    from portico.compile.files import compile_config
+
+    config = Config.model_validate(
+        {
+            "functions": {
+                "token_authorizer": "handlers.authorizers:token_authorizer",
+                "keyed_authorizer": "handlers.authorizers:keyed_authorizer",
+                "integration": "handlers.authorizers:integration",
+            },
+            "apis": [
+                {
+                    "name": "rest-from-yaml",
+                    "id": "yamlrest1",
+                    "protocolType": "REST",
+                    "apiKeySource": "AUTHORIZER",
+                    "integrations": {"echo": {"type": "AWS_PROXY", "uri": "integration"}},
+                    "authorizers": {
+                        "token": {
+                            "authorizerType": "TOKEN",
+                            "authorizerUri": _arn("token_authorizer"),
+                            "identitySource": "method.request.header.Authorization",
+                            "identityValidationExpression": "allow|deny",
+                        },
+                        "keyed": {
+                            "authorizerType": "TOKEN",
+                            "authorizerUri": "keyed_authorizer",
+                            "identitySource": "method.request.header.Authorization",
+                            "authorizerResultTtlInSeconds": 0,
+                        },
+                    },
+                    "routes": [
+                        {
+                            "routeKey": "GET /pets/{id}",
+                            "integration": "echo",
+                            "authorizationType": "CUSTOM",
+                            "authorizerId": "token",
+                        },
+                        {
+                            "routeKey": "GET /keyed",
+                            "integration": "echo",
+                            "authorizationType": "CUSTOM",
+                            "authorizerId": "keyed",
+                            "apiKeyRequired": True,
+                        },
+                    ],
+                    "stages": [{"stageName": "prod"}],
+                }
+            ],
+            "apiKeys": [{"name": "partner", "value": KEY.replace("-", ""), "enabled": True}],
+            "usagePlans": [
+                {
+                    "name": "gold",
+                    "apiStages": [{"apiId": "yamlrest1", "stage": "prod"}],
+                    "apiKeys": ["partner"],
+                }
+            ],
+        }
+    )
+    plane = DataPlane(compile_config(config, _registry()), registry=_registry())
+    try:
+        # TTL unset: AWS's 300 s for REST authorizers.
+        for _ in range(2):
+            allowed = await _get(plane, "/prod/pets/7", {"Authorization": "allow"})
+            assert _event(allowed)["requestContext"]["authorizer"]["principalId"] == "user"
+        denied = await _get(plane, "/prod/pets/7", {"Authorization": "deny"})
+        _check(
+            denied,
+            403,
+            {"Message": "User is not authorized to access this resource with an explicit deny"},
+            "AccessDeniedException",
+        )
+        _check(
+            await _get(plane, "/prod/pets/7", {"Authorization": "nope"}),
+            401,
+            {"message": "Unauthorized"},
+            "UnauthorizedException",
+        )
+        assert fns.CALLS == {"token_authorizer": 2, "integration": 2}
+        # apiKeySource AUTHORIZER: the key is the authorizer's usageIdentifierKey.
+        keyed = await _get(plane, "/prod/keyed", {"Authorization": KEY.replace("-", "")})
+        assert _event(keyed)["requestContext"]["identity"]["apiKey"] == KEY.replace("-", "")
+        refused = await _get(plane, "/prod/keyed", {"Authorization": "NotAKeyOfAnyPlan0123456789"})
+        _check(refused, 403, {"message": "Forbidden"}, "ForbiddenException")
+        assert fns.CALLS["integration"] == 3
+    finally:
+        plane.stop()
+
+
+_V2 = {"authorizerUri": "f", "authorizerPayloadFormatVersion": "2.0"}
+_TOKEN = {
+    "authorizerType": "TOKEN",
+    "authorizerUri": "f",
+    "identitySource": "method.request.header.Authorization",
+}
+
+
 @pytest.mark.parametrize(
-    ("authorizer", "route", "error"),
+    ("protocol", "authorizer", "route", "error"),
     [
         (
-            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "1.0", "enableSimpleResponses": True},
+            "HTTP",
+            {**_V2, "authorizerPayloadFormatVersion": "1.0", "enableSimpleResponses": True},
             {},
             "enableSimpleResponses",
         ),
+        ("HTTP", {**_V2, "authorizerResultTtlInSeconds": 5}, {}, "needs at least one identitySource"),
+        ("HTTP", {**_V2, "identitySource": ["header.x"]}, {}, "identity source"),
+        ("HTTP", {**_V2, "identitySource": ["method.request.header.x"]}, {}, "identity source"),
+        ("HTTP", _V2, {"authorizerId": "other"}, "unknown authorizer"),
+        ("HTTP", _V2, {"authorizationType": "NONE"}, "only used with"),
+        ("HTTP", {**_V2, "authorizerPayloadFormatVersion": "3.0"}, {}, "authorizerPayloadFormatVersion"),
+        ("HTTP", {"authorizerUri": "f"}, {}, "authorizerPayloadFormatVersion"),
+        ("HTTP", {**_TOKEN, "identitySource": "$request.header.a"}, {}, "REQUEST"),
+        ("HTTP", {**_V2, "authorizerUri": "not a function"}, {}, "authorizerUri"),
         (
-            {
-                "authorizerUri": "f",
-                "authorizerPayloadFormatVersion": "2.0",
-                "authorizerResultTtlInSeconds": 5,
-            },
+            "REST",
+            {**_TOKEN, "identitySource": "method.request.header.a, method.request.header.b"},
             {},
-            "identitySource",
+            "one header",
         ),
+        ("REST", {**_TOKEN, "identitySource": "method.request.querystring.t"}, {}, "one header"),
+        ("REST", {**_TOKEN, "identitySource": "$request.header.a"}, {}, "identity source"),
+        ("REST", {**_TOKEN, "authorizerPayloadFormatVersion": "2.0"}, {}, "HTTP APIs'"),
         (
-            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "2.0", "identitySource": ["header.x"]},
+            "REST",
+            {"authorizerType": "REQUEST", "authorizerUri": "f"},
             {},
-            "identity source",
+            "needs at least one identitySource",
         ),
         (
-            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "2.0"},
-            {"authorizerId": "other"},
-            "unknown authorizer",
-        ),
-        (
-            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "2.0"},
-            {"authorizationType": "NONE"},
-            "only used with",
-        ),
-        (
-            {"authorizerUri": "f", "authorizerPayloadFormatVersion": "3.0"},
+            "REST",
+            {"authorizerType": "REQUEST", "authorizerUri": "f", "identityValidationExpression": "x"},
             {},
-            "authorizerPayloadFormatVersion",
+            "TOKEN authorizers only",
         ),
     ],
 )
-def test_config_authorizers_are_validated(authorizer, route, error):
+def test_config_authorizers_are_validated(protocol, authorizer, route, error):
     from pydantic import ValidationError
 
     document = {
         "apis": [
             {
                 "name": "bad",
+                "protocolType": protocol,
                 "authorizers": {"a": authorizer},
                 "routes": [
                     {
@@ -848,18 +948,33 @@ def test_config_authorizers_are_validated(authorizer, route, error):
                         **route,
                     }
                 ],
+                "stages": [{"stageName": "prod"}],
             }
         ]
     }
     with pytest.raises(ValidationError, match=error):
         Config.model_validate(document)
+    # Without the faulty member, the same document is valid.
+    if protocol == "REST":
+        document["apis"][0]["authorizers"]["a"] = {**_TOKEN}
+    else:
+        document["apis"][0]["authorizers"]["a"] = {**_V2}
+    document["apis"][0]["routes"][0].update(authorizationType="CUSTOM", authorizerId="a")
+    Config.model_validate(document)
 
 
 # ---------------------------------------------------------------------------- the admin API
 
 _FUNCTIONS = {
     name: f"handlers.authorizers:{name}"
-    for name in ("token_authorizer", "request_authorizer", "simple_authorizer", "integration", "calls")
+    for name in (
+        "token_authorizer",
+        "request_authorizer",
+        "simple_authorizer",
+        "keyed_authorizer",
+        "integration",
+        "calls",
+    )
 }
 
 
@@ -995,6 +1110,59 @@ def test_rest_request_authorizer_created_with_boto3(portico, tmp_path):
     before = _counts(admin, host)
     httpx.get(url, headers={**host, "HeaderAuth1": "headerValue1"})
     assert _counts(admin, host)["request_authorizer"] == before["request_authorizer"] + 1  # TTL 0
+
+
+def test_usage_identifier_key_with_boto3_api_keys_and_usage_plans(portico, tmp_path):
+    from admin_e2e import invocation_uri, point_at, wait_for
+
+    admin = _admin(portico, tmp_path)
+    apigw = admin.client("apigateway")
+    api = apigw.create_rest_api(name="keyed", apiKeySource="AUTHORIZER")
+    api_id, root_id = api["id"], api["rootResourceId"]
+    authorizer = apigw.create_authorizer(
+        restApiId=api_id,
+        name="keyed",
+        type="TOKEN",
+        authorizerUri=invocation_uri("keyed_authorizer"),
+        identitySource="method.request.header.Authorization",
+        authorizerResultTtlInSeconds=0,
+    )
+    items = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="items")["id"]
+    apigw.put_method(
+        restApiId=api_id,
+        resourceId=items,
+        httpMethod="GET",
+        authorizationType="CUSTOM",
+        authorizerId=authorizer["id"],
+        apiKeyRequired=True,
+    )
+    point_at(apigw, api_id, items, "integration", method="GET")
+    calls = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="calls")["id"]
+    apigw.put_method(restApiId=api_id, resourceId=calls, httpMethod="GET", authorizationType="NONE")
+    point_at(apigw, api_id, calls, "calls", method="GET")
+    apigw.create_deployment(restApiId=api_id, stageName="prod")
+    value = "PorticoLambdaKey0123456789abcdef"
+    key = apigw.create_api_key(name="partner", value=value, enabled=True)
+    plan = apigw.create_usage_plan(name="gold", apiStages=[{"apiId": api_id, "stage": "prod"}])
+    apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    host = {"host": admin.host(api_id)}
+
+    def passed():
+        response = httpx.get(admin.url + "/prod/items", headers={**host, "Authorization": value})
+        return response if response.status_code == 200 else None
+
+    response, _ = wait_for(passed, timeout=5)
+    identity = response.json()["requestContext"]["identity"]
+    assert (identity["apiKey"], identity["apiKeyId"]) == (value, key["id"])
+    before = _counts(admin, host)
+    refused = httpx.get(
+        admin.url + "/prod/items",
+        headers={**host, "Authorization": "NotAKeyOfAnyPlan0123456789", "x-api-key": value},
+    )
+    _check(refused, 403, {"message": "Forbidden"}, "ForbiddenException")
+    after = _counts(admin, host)
+    assert after["integration"] == before["integration"]
+    assert after["keyed_authorizer"] == before["keyed_authorizer"] + 1
 
 
 def test_http_api_authorizer_created_with_boto3_and_reset(portico, tmp_path):
