@@ -63,3 +63,26 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def authorizer_calls(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """How many times `authorizer` ran in this process."""
     return {"statusCode": 200, "body": f'{{"authorizer":{AUTHORIZER_CALLS}}}'}
+
+
+def token_authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A REST TOKEN Lambda authorizer for benches/run.py --shape auth: allows the benchmark's token
+    on every method of the stage (the policy is evaluated again for each request's methodArn)."""
+    if event["authorizationToken"] != "Bearer bench-token-0123456789":
+        raise Exception("Unauthorized")
+    region, account, rest = event["methodArn"].split(":")[3:6]
+    api_id, stage = rest.split("/")[:2]
+    return {
+        "principalId": "bench-user",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/*",
+                }
+            ],
+        },
+        "context": {"tenant": "bench", "tier": 2},
+    }

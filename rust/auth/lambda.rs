@@ -515,8 +515,9 @@ fn optional_string(answer: &Map<String, Value>, name: &str) -> Result<Option<Str
 
 // ---------------------------------------------------------------------------------------- caches
 
-/// Cached answers by identity values, with when each expires.
-type Entries = HashMap<Box<str>, (Instant, Arc<Answer>)>;
+/// Cached answers by identity values, with when each expires (ahash: keys are clients' tokens,
+/// hashed with a per-process random seed).
+type Entries = HashMap<Box<str>, (Instant, Arc<Answer>), ahash::RandomState>;
 
 /// One authorizer's cached answers for one stage, by identity values.
 pub struct ResultCache {
@@ -533,7 +534,7 @@ impl std::fmt::Debug for ResultCache {
 impl ResultCache {
     pub fn new(capacity: usize) -> ResultCache {
         ResultCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::with_hasher(ahash::RandomState::new())),
             capacity: capacity.max(1),
         }
     }

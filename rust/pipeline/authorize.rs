@@ -136,7 +136,7 @@ impl Pipeline {
         let api = snap.api(ex.api.unwrap_or(0));
         let serving = ex.serving.as_deref();
         let route = ex.route();
-        let params: Vec<(&str, &str)> = d.params().collect();
+        let params: smallvec::SmallVec<[(&str, &str); 4]> = d.params().collect();
         let nothing = AuthContext::default();
         let mut ip = [0u8; 48];
         let source = EventSource {
