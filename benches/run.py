@@ -1,7 +1,7 @@
 """Side-by-side benchmark: Portico against nginx, on loopback, in one command.
 
     python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
-                          [--no-edge] [--only CASE[,CASE...]] [--ceiling-spin US,...]
+                          [--no-edge] [--tls] [--only CASE[,CASE...]] [--ceiling-spin US,...]
                           [--micro] [--keep]
     python benches/run.py --shape production [--duration S] [--warmup S] [--connections N]
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
@@ -67,6 +67,11 @@ Flags:
   --threads N       wrk threads (default 1)
   --rounds N        rounds (default 3)
   --no-edge         also measure Portico without its edge (Python pipeline only), side by side
+  --tls             also measure Portico serving https (its edge's TLS, a certificate of a CA made for
+                    the run with trustme), side by side with plain http: cases mock[tls] and
+                    proxy[tls], and their ratio to the same routes over http; nginx answering over
+                    https too (upstream[tls]), for its ratio on the same machine and wrk. wrk keeps
+                    its connections open, so this is the cost of encryption, not of handshakes
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
                     (production: nginx-cors, cors, nginx-post, post, nginx-log, lambda, nginx, proxy)
   --ceiling-spin US[,US...]
@@ -93,6 +98,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -163,7 +169,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+def _connection(port: int, timeout: float, tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    if tls is not None:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+def wait_http(
+    port: int,
+    path: str,
+    proc: subprocess.Popen,
+    log: Path,
+    timeout: float = 30,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -171,7 +190,7 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: 
                 f"process exited with {proc.returncode}; log {log}:\n{log.read_text()[-3000:]}"
             )
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn = _connection(port, 1, tls)
             conn.request("GET", path)
             conn.getresponse().read()
             conn.close()
@@ -187,8 +206,9 @@ def fetch(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn = _connection(port, 5, tls)
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
     data = resp.read()
@@ -247,6 +267,14 @@ UPSTREAM_HTTP = """
         }}
     }}
 """.replace("BODY", UPSTREAM_BODY.replace("{", "{{").replace("}", "}}"))
+
+# The upstream's answer over https (--tls): nginx's own cost of TLS on this machine and this wrk,
+# the reference for Portico's.
+UPSTREAM_HTTPS = UPSTREAM_HTTP.replace(
+    "reuseport backlog=4096;",
+    "reuseport backlog=4096 ssl;\n        ssl_certificate CERT;\n        ssl_certificate_key KEY;"
+    "\n        ssl_protocols TLSv1.2 TLSv1.3;",
+)
 
 PROXY_HTTP = """
     keepalive_requests 1000000;
@@ -368,10 +396,12 @@ class Case:
     script: Path | None = None  # a wrk Lua script (the POST case)
     expect_headers: dict[str, str] = field(default_factory=dict)  # checked once, before timing
     requests: int = 0  # every request answered, warm-up and checks included (for access-log counts)
+    tls: ssl.SSLContext | None = None  # https, trusting this context's CA
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{self.path}"
 
     def wrk_args(self) -> tuple[str, ...]:
         args: list[str] = []
@@ -454,14 +484,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-edge", action="store_true")
+    parser.add_argument("--tls", action="store_true")
     parser.add_argument("--only", default="")
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--shape", choices=("bare", "production", "auth"), default="bare")
     args = parser.parse_args()
-    if args.shape != "bare" and (args.no_edge or args.ceiling_spin not in ("0", "")):
-        parser.error(f"--shape {args.shape} takes none of --no-edge, --ceiling-spin")
+    if args.shape != "bare" and (args.no_edge or args.tls or args.ceiling_spin not in ("0", "")):
+        parser.error(f"--shape {args.shape} takes none of --no-edge, --tls, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
@@ -514,12 +545,14 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_nginx(tmp: Path, procs: Processes, name: str, body: str) -> tuple[int, subprocess.Popen]:
+def start_nginx(
+    tmp: Path, procs: Processes, name: str, body: str, tls: ssl.SSLContext | None = None
+) -> tuple[int, subprocess.Popen]:
     port = free_port()
     conf = nginx_conf(tmp, name, port, body)
     log = tmp / f"{name}.log"
     proc = procs.start(["nginx", "-p", str(tmp), "-e", str(tmp / f"{name}.error.log"), "-c", str(conf)], log)
-    wait_http(port, "/", proc, log)
+    wait_http(port, "/", proc, log, tls=tls)
     return port, proc
 
 
@@ -532,6 +565,7 @@ def start_portico(
     flags: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     workers: int = 1,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, subprocess.Popen, Path]:
     """`python -m portico serve` on a free port (one worker unless told); returns (port, process,
     config path). Its output goes to `tmp/NAME.log`."""
@@ -542,7 +576,7 @@ def start_portico(
     cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
     cmd += ["--workers", str(workers), *flags]
     proc = procs.start(cmd, log, cwd=BENCHES, env=env or bench_env())
-    wait_http(port, ready, proc, log)
+    wait_http(port, ready, proc, log, tls=tls)
     return port, proc, config_path
 
 
@@ -553,7 +587,7 @@ def measure(args: argparse.Namespace, cases: list[Case]) -> None:
             sent = dict(case.headers)
             if case.body is not None:
                 sent.setdefault("content-type", "application/json")
-            status, headers, body = fetch(case.port, case.path, case.method, sent, case.body)
+            status, headers, body = fetch(case.port, case.path, case.method, sent, case.body, case.tls)
             case.requests += 1
         if status != case.expect_status:
             raise RuntimeError(f"{case.label}: expected {case.expect_status}, got {status}: {body[:200]!r}")
@@ -586,6 +620,25 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         flags = ("--no-edge",) if mode == "no-edge" else ()
         port, _, _ = start_portico(tmp, procs, f"portico-{mode}", config, "/mock", flags, bench_env())
         porticos[mode] = port
+
+    # With --tls, the same config served over https by the edge.
+    tls_port, up_tls_port, tls_client = None, None, None
+    if args.tls:
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        cert, key = tmp / "tls-cert.pem", tmp / "tls-key.pem"
+        cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        key.write_bytes(leaf.private_key_pem.bytes())
+        tls_client = ssl.create_default_context()
+        ca.configure_trust(tls_client)
+        flags = ("--tls-cert", str(cert), "--tls-key", str(key))
+        tls_port, _, _ = start_portico(
+            tmp, procs, "portico-tls", config, "/mock", flags, bench_env(), tls=tls_client
+        )
+        upstream_https = UPSTREAM_HTTPS.replace("CERT", str(cert)).replace("KEY", str(key))
+        up_tls_port, _ = start_nginx(tmp, procs, "upstream-tls", upstream_https, tls_client)
 
     # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
     # --ceiling-spin value, measured side by side.
@@ -628,6 +681,12 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             Case(f"mock{tag}", f"portico MOCK{suffix}", port, "/mock"),
             Case(f"429{tag}", f"portico throttled (429){suffix}", port, "/limited", expect_status=429),
         ]
+    if tls_port is not None:
+        cases += [
+            Case("upstream[tls]", "upstream (nginx, direct, https)", up_tls_port, "/", tls=tls_client),
+            Case("proxy[tls]", "portico HTTP_PROXY (https)", tls_port, "/proxy", tls=tls_client),
+            Case("mock[tls]", "portico MOCK (https)", tls_port, "/mock", tls=tls_client),
+        ]
     if args.only:
         wanted = {w.strip() for w in args.only.split(",")}
         cases = [c for c in cases if c.key in wanted or c.key.split("[")[0] in wanted]
@@ -635,6 +694,12 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
 
     measure(args, cases)
     print_table(cases, "nginx", proxy_keys)
+    rps = {c.key: statistics.median(s.rps for s in c.samples) for c in cases if c.samples}
+    for plain in ("upstream", "proxy", "mock"):
+        if f"{plain}[tls]" in rps and plain in rps:
+            ratio = rps[f"{plain}[tls]"] / rps[plain]
+            who = "nginx" if plain == "upstream" else "portico"
+            print(f"ratio {who} {plain} over https / over http: {ratio:.2f}")
 
     if args.micro:
         print("\ncargo bench --bench core:")

@@ -188,6 +188,8 @@ pub struct Snapshot {
     account: Option<Bucket>,
     pub settings: Settings,
     pub api_keys: auth::api_keys::ApiKeys,
+    /// Who may sign requests to `AWS_IAM` routes, by access key id.
+    pub principals: auth::iam::Principals,
 }
 
 /// How a request fares in selection, routing and throttling.
@@ -760,6 +762,7 @@ impl Snapshot {
             .map(|l| cx.sinks.open(l).map_err(|e| ConfigError(format!("settings.access_log: {e}"))))
             .transpose()?;
         let api_keys = auth::api_keys::ApiKeys::compile(&spec.api_keys).map_err(ConfigError)?;
+        let principals = auth::iam::Principals::compile(&spec.principals).map_err(ConfigError)?;
         Ok(Snapshot {
             apis,
             by_id,
@@ -767,6 +770,7 @@ impl Snapshot {
             default_api,
             account,
             api_keys,
+            principals,
             settings: Settings {
                 header_limit: s.header_limit,
                 payload_limit: s.payload_limit,

@@ -8,8 +8,11 @@
 //! the Lambda event, plugins and the access log read.
 
 pub mod api_keys;
+pub mod iam;
 pub mod lambda;
+pub mod mtls;
 pub mod policy;
+pub mod sigv4;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

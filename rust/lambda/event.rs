@@ -488,7 +488,7 @@ fn blake2b_compress(h: &mut [u64; 8], block: &[u8], counter: u128, last: bool) {
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding.
-pub(super) fn base64_encode(data: &[u8], out: &mut String) {
+pub(crate) fn base64_encode(data: &[u8], out: &mut String) {
     out.reserve(data.len().div_ceil(3) * 4);
     let mut chunks = data.chunks_exact(3);
     for c in &mut chunks {

@@ -4,10 +4,11 @@
 
 use http::header::HeaderName;
 
+use super::body::PipelineBody;
 use super::{fail, header_str, ip_text, protocol, Connection, Exchange, Failure, Pipeline};
 use crate::auth::policy::{Request as PolicyRequest, Verdict};
 use crate::auth::lambda::{AuthRequest, LambdaAuthorizer};
-use crate::auth::{execute_api_arn, AuthContext, Authorizer, Granted};
+use crate::auth::{execute_api_arn, Authorizer, Granted};
 use crate::gateway::{ApiKind, Decision, Snapshot};
 use crate::lambda::{EventSource, PayloadFormat};
 use crate::pipeline::responses::ErrorType;
@@ -16,38 +17,40 @@ use crate::spec::{ApiKeySource, AuthorizationType};
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 impl Pipeline {
-    /// Authorize the request routed by `d`: what was learned goes into `ex.auth`.
+    /// Authorize the request routed by `d`: what was learned goes into `ex.auth`. `body` is read
+    /// (and replaced by what was read) only when a signature's payload hash needs it.
     pub(super) async fn authorize(
         &self,
         snap: &Snapshot,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         ex: &mut Exchange,
         d: &Decision<'_>,
+        body: &mut PipelineBody,
     ) -> Result<(), Failure> {
         let Some(api) = ex.api.map(|a| snap.api(a)) else {
             return Ok(());
         };
-        // Borrowed from `ex.serving` alone, so that `ex.auth` can take what authorization learns.
-        let route_auth = ex
-            .serving
-            .as_deref()
-            .zip(ex.route)
-            .and_then(|(serving, route)| serving.routes[route].auth.as_ref());
+        // The route through its own handle on the deployment, so that `ex` stays free to learn.
+        let serving = ex.serving.clone();
+        let route_auth = ex.route.and_then(|r| serving.as_ref()?.routes[r].auth.as_ref());
         if api.policy.is_none() && route_auth.is_none() {
             return Ok(());
         }
-        let stage = ex.serving.as_ref().map_or("", |s| &*s.stage);
+        let stage = serving.as_ref().map_or("", |s| &*s.stage);
         let settings = &snap.settings;
         let arn = execute_api_arn(&settings.region, &settings.account_id, &api.id, stage, parts.method.as_str(), d.path);
 
         // The resource policy (REST APIs), for an anonymous caller: evaluated before any
-        // authorizer runs, so that its explicit deny costs no authorizer call.
-        if let Some(policy) = &api.policy {
-            let policy = match policy {
-                Ok(policy) => policy,
-                Err(why) => return fail(ErrorType::ApiConfigurationError, why.to_string()),
-            };
+        // authorizer runs, so that its explicit deny costs no authorizer call. AWS_IAM routes
+        // evaluate it with the signer instead, together with the signer's identity policy.
+        let resource_policy = match &api.policy {
+            None => None,
+            Some(Ok(policy)) => Some(policy),
+            Some(Err(why)) => return fail(ErrorType::ApiConfigurationError, why.to_string()),
+        };
+        let iam = route_auth.is_some_and(|r| r.authorization == AuthorizationType::AwsIam);
+        if let (Some(policy), false) = (resource_policy, iam) {
             let request = PolicyRequest {
                 action: "execute-api:Invoke",
                 resource: &arn,
@@ -74,10 +77,7 @@ impl Pipeline {
         match route_auth.authorization {
             AuthorizationType::None => {}
             AuthorizationType::AwsIam => {
-                return fail(
-                    ErrorType::AuthorizerConfigurationError,
-                    "AWS_IAM authorization is not served by this build",
-                )
+                self.authorize_iam(snap, parts, conn, ex, api.kind, resource_policy, &arn, body).await?;
             }
             AuthorizationType::Jwt | AuthorizationType::Custom | AuthorizationType::CognitoUserPools => {
                 match &route_auth.authorizer {
@@ -127,7 +127,7 @@ impl Pipeline {
         lambda: &LambdaAuthorizer,
         snap: &Snapshot,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         ex: &Exchange,
         d: &Decision<'_>,
         arn: &str,
@@ -137,7 +137,6 @@ impl Pipeline {
         let serving = ex.serving.as_deref();
         let route = ex.route();
         let params: smallvec::SmallVec<[(&str, &str); 4]> = d.params().collect();
-        let nothing = AuthContext::default();
         let mut ip = [0u8; 48];
         let source = EventSource {
             format: lambda.payload_format().unwrap_or(PayloadFormat::RestV1),
@@ -165,7 +164,8 @@ impl Pipeline {
             stage_variables: serving.map_or(&[], |s| &s.variables),
             body: &[],
             binary_media_types: &api.binary_media_types,
-            auth: &nothing,
+            // Nothing granted yet; the client's certificate (mTLS) is in the event, as on AWS.
+            auth: &ex.auth,
         };
         lambda
             .authorize(AuthRequest {

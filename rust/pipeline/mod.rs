@@ -2,7 +2,7 @@
 //! front doors (the edge's listener, `crate::edge`, and the embedded ASGI app, `crate::embed`).
 //!
 //! ```text
-//! limits -> select API and stage -> route -> CORS preflight -> throttle -> authorize
+//! limits -> select API and stage -> mTLS -> route -> CORS preflight -> throttle -> authorize
 //!        -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
@@ -17,6 +17,7 @@ mod authorize;
 pub mod body;
 pub mod cors;
 pub mod gateway_responses;
+mod iam;
 pub mod limits;
 pub mod responses;
 
@@ -31,6 +32,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body as _;
 
 use crate::access_log::{Identity, LogRecord};
+use crate::auth::mtls::{self, ClientAuth};
 use crate::auth::AuthContext;
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
@@ -47,10 +49,12 @@ use responses::ErrorType;
 const REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
 
 /// Who sent a request, as the front door knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     pub client_ip: IpAddr,
     pub scheme: &'static str,
+    /// mTLS (a TLS listener with a truststore): the client's certificate, trusted or refused.
+    pub client_auth: Option<Arc<ClientAuth>>,
 }
 
 /// A phase's failure: the gateway response to answer with, and why (for the operator's log and
@@ -177,14 +181,17 @@ impl Pipeline {
             serving: None,
             route: None,
             path_style: None,
-            auth: AuthContext::default(),
+            auth: AuthContext {
+                client_cert: mtls::trusted_cert(&conn),
+                ..AuthContext::default()
+            },
             path_params: None,
             error: None,
         };
-        let mut response = match self.run(&snap, &parts, body, conn, &mut ex).await {
+        let mut response = match self.run(&snap, &parts, body, &conn, &mut ex).await {
             Ok(response) => response,
             Err(failure) => {
-                let response = self.gateway_response(&snap, &ex, &parts, conn, &failure);
+                let response = self.gateway_response(&snap, &ex, &parts, &conn, &failure);
                 if matches!(
                     failure.error,
                     ErrorType::FunctionError | ErrorType::IntegrationFailure | ErrorType::MalformedResponse
@@ -211,7 +218,7 @@ impl Pipeline {
         snap: &Arc<Snapshot>,
         parts: &http::request::Parts,
         body: PipelineBody,
-        conn: Connection,
+        conn: &Connection,
         ex: &mut Exchange,
     ) -> Result<Response<PipelineBody>, Failure> {
         // limits: the request line and headers, before any work on their content.
@@ -226,6 +233,12 @@ impl Pipeline {
         ex.api = d.api;
         ex.serving = snap.serving(&d).cloned();
         ex.path_style = d.path_style.then(|| stage_path(&d, ex.serving.as_deref()));
+
+        // mTLS: every request of a connection whose client certificate is missing or untrusted
+        // is refused, whatever it asks for (the API and stage are known, for the access log).
+        if let Some(refused) = mtls::refusal(conn) {
+            return Err(refused);
+        }
 
         // CORS preflight: answered by the gateway whatever the route.
         if let Some(cors) = self.cors(snap, ex) {
@@ -253,7 +266,7 @@ impl Pipeline {
         ex.route = d.route;
         ex.path_params = PathParams::of(&d, raw_path);
         // A request body must keep coming: each read makes progress within the body timeout.
-        let (body, stalled) = if body.is_end_stream() {
+        let (mut body, stalled) = if body.is_end_stream() {
             (body, None)
         } else {
             let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -268,7 +281,12 @@ impl Pipeline {
         }
 
         // authorize: the resource policy, the route's authorization, its API key.
-        self.authorize(snap, parts, conn, ex, &d).await?;
+        if let Err(failure) = self.authorize(snap, parts, conn, ex, &d, &mut body).await {
+            if stalled.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
+            }
+            return Err(failure);
+        }
 
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;
@@ -319,7 +337,7 @@ impl Pipeline {
         snap: &Snapshot,
         parts: &http::request::Parts,
         body: PipelineBody,
-        conn: Connection,
+        conn: &Connection,
         ex: &Exchange,
         d: &Decision<'_>,
         params: &[(&str, &str)],
@@ -429,7 +447,7 @@ impl Pipeline {
         &self,
         snap: &Snapshot,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         ex: &Exchange,
         d: &Decision<'_>,
         params: &[(&str, &str)],
@@ -530,7 +548,7 @@ impl Pipeline {
         snap: &Snapshot,
         ex: &Exchange,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         failure: &Failure,
     ) -> Response<PipelineBody> {
         let error = failure.error;
@@ -562,10 +580,13 @@ impl Pipeline {
         }
         if matches!(
             error,
-            ErrorType::RequestTooLarge | ErrorType::RequestTimeout | ErrorType::MalformedBody
+            ErrorType::RequestTooLarge
+                | ErrorType::RequestTimeout
+                | ErrorType::MalformedBody
+                | ErrorType::ClientCertificateRefused
         ) {
             // The rest of the body is not worth reading, or cannot be framed: close rather than
-            // drain it.
+            // drain it. A connection refused by mTLS is closed too, as AWS fails it.
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         for (name, value) in &failure.headers {
@@ -583,7 +604,7 @@ impl Pipeline {
         snap: &Snapshot,
         ex: &Exchange,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         failure: &Failure,
         answer: &responses::GatewayResponse,
     ) -> Option<gateway_responses::Rendered> {
@@ -678,6 +699,13 @@ impl Pipeline {
                     user_agent: header_str(&parts.headers, USER_AGENT),
                     api_key: masked_key.as_deref(),
                     api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
+                    client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
+                    // The signer of an AWS_IAM route (its access key id; never the secret).
+                    caller: ex.auth.iam.as_ref().map(|i| i.caller.as_str()),
+                    user: ex.auth.iam.as_ref().map(|i| i.user.as_str()),
+                    user_arn: ex.auth.iam.as_ref().map(|i| i.user_arn.as_str()),
+                    account_id: ex.auth.iam.as_ref().map(|i| i.account_id.as_str()),
+                    access_key: ex.auth.iam.as_ref().map(|i| i.access_key.as_str()),
                     ..Default::default()
                 },
                 account_id: Some(&snap.settings.account_id),

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from portico.compile import spec as S
-from portico.config.models import Api, Authorizer, Config, Cors, Integration
+from portico.config.models import Api, Authorizer, Config, Cors, Integration, Route
 from portico.integrations.functions import FunctionRegistry, function_name_from_uri
 
 
@@ -60,14 +60,7 @@ def compile_file_apis(
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            auth = None
-            if authorizer is not None or route.apiKeyRequired:
-                auth = S.route_auth(
-                    "CUSTOM" if authorizer is not None else "NONE",
-                    authorizer,
-                    api_key_required=route.apiKeyRequired,
-                )
-            routes.append(S.route(route.route, integration, auth))
+            routes.append(S.route(route.route, integration, _route_auth(route, authorizer)))
         out.append(_api(api, routes, deployment_id))
     if problems:
         raise CompileError("\n".join(problems))
@@ -86,10 +79,15 @@ def compile_file_api_keys(config: Config) -> list[S.ApiKeySpec]:
 
 
 def assemble(
-    config: Config, apis: list[S.ApiSpec], deployment_id: str, api_keys: list[S.ApiKeySpec] | None = None
+    config: Config,
+    apis: list[S.ApiSpec],
+    deployment_id: str,
+    api_keys: list[S.ApiKeySpec] | None = None,
+    admin_key: tuple[str, str] | None = None,
 ) -> CompiledConfig:
     """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings, with
-    `api_keys` (None: the config file's own)."""
+    `api_keys` (None: the config file's own) and the config's principals; `admin_key` (access key
+    id, secret), when the admin API runs, signs requests to `AWS_IAM` routes as the account's root."""
     settings = config.settings
     throttle = settings.accountThrottle.throttle() if settings.accountThrottle else None
     log = settings.accessLog
@@ -110,8 +108,45 @@ def assemble(
             if f.reservedConcurrency is not None
         },
         api_keys=compile_file_api_keys(config) if api_keys is None else api_keys,
+        principals=principals_of(config, admin_key),
     )
     return CompiledConfig(config, spec, deployment_id)
+
+
+def principals_of(config: Config, admin_key: tuple[str, str] | None = None) -> list[S.PrincipalSpec]:
+    """The config's principals, and the admin key as the root of the gateway's account."""
+    out = [
+        S.principal(
+            p.accessKeyId,
+            p.secretAccessKey.get_secret_value(),
+            p.arn,
+            p.accountId,
+            policy=p.policy,  # type: ignore[arg-type] # its JSON text is read by the core too
+            session_token=p.sessionToken.get_secret_value() if p.sessionToken else None,
+        )
+        for p in config.principals
+    ]
+    if admin_key is not None:
+        access_key_id, secret = admin_key
+        if any(p["access_key_id"] == access_key_id for p in out):
+            raise CompileError(f"principals: access key id {access_key_id!r} is the admin key's")
+        account = config.settings.accountId
+        out.append(S.principal(access_key_id, secret, f"arn:aws:iam::{account}:root", account))
+    return out
+
+
+def _route_auth(route: Route, authorizer: S.AuthorizerSpec | None = None) -> S.RouteAuthSpec | None:
+    """A route's authorization, its authorizer (a CUSTOM route's Lambda authorizer) and API key:
+    `AWS_IAM` routes take signed requests only. A type that needs an authorizer the route does not
+    name is kept, so that the core refuses the route's requests (AUTHORIZER_CONFIGURATION_ERROR)
+    rather than serve them open."""
+    if route.authorizationType == "NONE" and not route.apiKeyRequired:
+        return None
+    return S.route_auth(
+        route.authorizationType,  # type: ignore[arg-type]
+        authorizer,
+        api_key_required=route.apiKeyRequired,
+    )
 
 
 def cors_spec(cors: Cors) -> S.CorsSpec:

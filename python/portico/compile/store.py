@@ -115,6 +115,11 @@ def _timeout(value: Any, default: int) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else default
 
 
+def _iam_auth(authorization_type: Any) -> S.RouteAuthSpec | None:
+    """The authorization of an HTTP API's `AWS_IAM` route (None for any other type)."""
+    return S.route_auth("AWS_IAM") if authorization_type == "AWS_IAM" else None
+
+
 def _valid_key(key: str, where: str) -> bool:
     try:
         validate_route_key(key)
@@ -302,7 +307,10 @@ class _Builder:
                 spec = S.unavailable(f"{where} has no integration")
             else:
                 spec = self._http_integration(integration, where)
-            routes.append(S.route(key, spec, self._http_lambda_auth(route, authorizers, where)))
+            auth = self._http_lambda_auth(route, authorizers, where) or _iam_auth(
+                route.get("AuthorizationType")
+            )
+            routes.append(S.route(key, spec, auth))
         return _Deployed(routes, _cors(snap.get("Api") or {}))
 
     def _http_lambda_auth(
@@ -429,14 +437,13 @@ class _Builder:
                 if not _valid_key(key, where) or key in seen:
                     continue
                 seen.add(key)
-                if (doc.get("authorizationType") or "NONE") not in ("NONE", "CUSTOM"):
+                if (doc.get("authorizationType") or "NONE") not in ("NONE", "AWS_IAM", "CUSTOM"):
                     log.info("%s: authorization is not enforced yet", where)
                 integration = doc.get("methodIntegration")
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
                     spec = self._rest_integration(integration, where)
-                # `apiKeyRequired`: the key is checked in the core against the account's keys.
                 routes.append(S.route(key, spec, self._rest_auth(doc, authorizers, where)))
         rest_api = snap.get("restApi") or {}
         source = rest_api.get("apiKeySource")
@@ -450,9 +457,12 @@ class _Builder:
     def _rest_auth(
         self, method: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
     ) -> S.RouteAuthSpec | None:
-        """A method's `apiKeyRequired` and, for CUSTOM, its Lambda authorizer (an unknown one:
-        the method answers 500, never open)."""
+        """A method's authorization: `AWS_IAM` (SigV4 in the core), or `CUSTOM` with its Lambda
+        authorizer (an unknown one: the method answers 500, never open); and `apiKeyRequired` (the
+        key is checked in the core against the account's keys)."""
         api_key_required = bool(method.get("apiKeyRequired"))
+        if method.get("authorizationType") == "AWS_IAM":
+            return S.route_auth("AWS_IAM", api_key_required=api_key_required)
         if method.get("authorizationType") != "CUSTOM":
             return S.route_auth(api_key_required=True) if api_key_required else None
         doc = authorizers.get(method.get("authorizerId"))
@@ -619,8 +629,10 @@ class StoreSource:
         config: Config,
         registry: FunctionRegistry,
         file_apis: list[S.ApiSpec] | None = None,
+        admin_key: tuple[str, str] | None = None,
     ) -> None:
         self.store = store
+        self.admin_key = admin_key
         self.config = config
         self.registry = registry
         self.file_apis = file_apis if file_apis is not None else compile_file_apis(config, registry)
@@ -645,4 +657,5 @@ class StoreSource:
             [*self.file_apis, *store_apis],
             self._deployment_id,
             api_keys=[*self.file_api_keys, *store_keys],
+            admin_key=self.admin_key,
         )

@@ -8,10 +8,11 @@ Validation happens here, before anything is served; every error carries the path
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ROUTE_METHODS = ("ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _STAGE_NAME = re.compile(r"^(\$default|[A-Za-z0-9_-]{1,128})$")
@@ -196,15 +197,28 @@ _REST_IDENTITY_PREFIXES = (
 )
 
 
+AUTHORIZATION_TYPES = ("NONE", "AWS_IAM", "CUSTOM", "JWT", "COGNITO_USER_POOLS")
+
+
 class Route(_Model):
     route: str = Field(alias="routeKey")
     # The name of one of the API's integrations, or an integration written inline.
     integration: str | Integration
-    # CUSTOM: the Lambda authorizer named by `authorizerId` (a key of the API's `authorizers`).
-    authorizationType: Literal["NONE", "CUSTOM"] = "NONE"
-    authorizerId: str | None = None
     # REST APIs (`protocolType: REST`): the method requires an API key (AWS `apiKeyRequired`).
     apiKeyRequired: bool = False
+    # AWS `AuthorizationType`: `AWS_IAM` routes take only requests signed (SigV4) by one of the
+    # `principals` whose policies allow `execute-api:Invoke` on the route; `CUSTOM` routes are
+    # decided by the Lambda authorizer named by `authorizerId` (a key of the API's `authorizers`).
+    authorizationType: str = "NONE"
+    authorizerId: str | None = None
+
+    @field_validator("authorizationType")
+    @classmethod
+    def _authorization_type(cls, value: str) -> str:
+        value = value.upper()
+        if value not in AUTHORIZATION_TYPES:
+            raise ValueError(f"must be one of {', '.join(AUTHORIZATION_TYPES)}")
+        return value
 
     @field_validator("route")
     @classmethod
@@ -215,8 +229,8 @@ class Route(_Model):
     def _authorizer(self) -> Route:
         if self.authorizationType == "CUSTOM" and not self.authorizerId:
             raise ValueError("authorizationType CUSTOM needs authorizerId")
-        if self.authorizationType == "NONE" and self.authorizerId:
-            raise ValueError("authorizerId is only used with authorizationType CUSTOM")
+        if self.authorizationType in ("NONE", "AWS_IAM") and self.authorizerId:
+            raise ValueError(f"authorizerId is not used with authorizationType {self.authorizationType}")
         return self
 
 
@@ -487,6 +501,28 @@ class Settings(_Model):
     # function reserves its own (`functions.NAME.reservedConcurrency`): calls past it are refused
     # as Lambda throttles them (500), so that a hung function cannot take every thread.
     functionConcurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    # TLS on the public port (and mTLS); `portico serve --tls-cert/--tls-key/--tls-truststore`
+    # take its place.
+    tls: Tls | None = None
+
+
+class MutualTlsAuthentication(_Model):
+    """mTLS (AWS `DomainName.mutualTlsAuthentication`): every client is asked for a certificate;
+    one missing, expired or not issued by a CA of the truststore gets 403 Forbidden. AWS reads the
+    truststore from S3 (`truststoreUri`); here it is a PEM bundle of CA certificates."""
+
+    truststoreFile: str
+
+
+class Tls(_Model):
+    """TLS on the public port, as an API Gateway custom domain name serves it (TLS 1.2 and 1.3):
+    a PEM certificate chain (leaf first) and its unencrypted PEM private key. The files are read
+    again when they change (or on SIGHUP), without a restart. Relative paths are relative to the
+    config file."""
+
+    certificateFile: str
+    privateKeyFile: str
+    mutualTlsAuthentication: MutualTlsAuthentication | None = None
 
 
 class AccessLog(_Model):
@@ -561,6 +597,68 @@ class UsagePlan(_Model):
     apiKeys: list[str] = Field(default_factory=list)
 
 
+_ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9]{16,128}$")
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::(?P<account>[0-9]{12}):\S+$")
+
+
+class Principal(_Model):
+    """A caller of `AWS_IAM` routes, known by its SigV4 credentials (IAM's `AccessKey` member
+    names) and what its identity policy lets it invoke (`execute-api:Invoke` on
+    `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/PATH`). Without `policy` it is its
+    account's root, allowed everything. `sessionToken`: temporary credentials, whose requests
+    must carry it (`X-Amz-Security-Token`)."""
+
+    accessKeyId: str
+    secretAccessKey: SecretStr
+    sessionToken: SecretStr | None = None
+    # `arn:aws:iam::ACCOUNT:user/NAME`, `...:root`, `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`
+    arn: str
+    # An IAM policy document (a mapping, or its JSON text).
+    policy: dict[str, Any] | str | None = None
+
+    @field_validator("accessKeyId")
+    @classmethod
+    def _key_id(cls, value: str) -> str:
+        if not _ACCESS_KEY_ID.match(value):
+            raise ValueError("access key ids are 16-128 letters and digits")
+        return value
+
+    @field_validator("secretAccessKey")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("arn")
+    @classmethod
+    def _arn(cls, value: str) -> str:
+        if not _PRINCIPAL_ARN.match(value):
+            raise ValueError("expected an IAM or STS ARN, like arn:aws:iam::123456789012:user/NAME")
+        return value
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
+        document = value
+        if isinstance(value, str):
+            try:
+                document = json.loads(value)
+            except ValueError:
+                raise ValueError("the policy is not JSON") from None
+        if document is not None:
+            statements = document.get("Statement") if isinstance(document, dict) else None
+            if not isinstance(statements, dict | list) or not statements:
+                raise ValueError("a policy document has a Statement (an object or a list of them)")
+        return value
+
+    @property
+    def accountId(self) -> str:
+        match = _PRINCIPAL_ARN.match(self.arn)
+        assert match is not None  # validated
+        return match["account"]
+
+
 class Config(_Model):
     """A whole Portico configuration file."""
 
@@ -570,6 +668,9 @@ class Config(_Model):
     settings: Settings = Field(default_factory=Settings)
     apiKeys: list[ApiKey] = Field(default_factory=list)
     usagePlans: list[UsagePlan] = Field(default_factory=list)
+
+    # Who may call `AWS_IAM` routes (besides the admin key, when the admin API runs).
+    principals: list[Principal] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _keys_and_plans(self) -> Config:
@@ -620,6 +721,18 @@ class Config(_Model):
         if isinstance(value, dict):
             return {name: {"handler": f} if isinstance(f, str) else f for name, f in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _unique_access_keys(self) -> Config:
+        seen: dict[str, int] = {}
+        for index, principal in enumerate(self.principals):
+            if principal.accessKeyId in seen:
+                raise ValueError(
+                    f"principals[{index}]: access key id {principal.accessKeyId!r} is already "
+                    f"principals[{seen[principal.accessKeyId]}]'s"
+                )
+            seen[principal.accessKeyId] = index
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
