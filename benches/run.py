@@ -51,9 +51,12 @@ With `--shape auth`, routes that require authorization against the same route wi
 Portico (one worker) in front of the nginx upstream:
   portico-auth      a REST API (`protocolType: REST`, stage `bench`): GET /open HTTP_PROXY -> the
                     upstream, and GET /keyed, the same with `apiKeyRequired` (one key, in a usage plan
-                    bound to the stage)
+                    bound to the stage), and GET /lambda, the same behind a Lambda TOKEN authorizer
+                    (benches/handlers.py:token_authorizer, results cached 300 s)
 Cases: open (the reference), apikey (GET /keyed with `x-api-key`; target >= 0.95x open),
-apikey-403 (GET /keyed without a key: the 403 the core answers itself, for scale).
+apikey-403 (GET /keyed without a key: the 403 the core answers itself, for scale), lambda (GET
+/lambda with the same token every time: decided from the authorizer's cache after the first
+request; target >= 0.8x open).
 
 Flags:
   --shape S         bare (the default: the cases above), production (the production-shaped cases) or
@@ -960,7 +963,8 @@ def print_targets(cases: list[Case]) -> None:
 
 BENCH_API_KEY = "BenchApiKeyValue0123456789abcdef"
 # (case, reference case, least ratio of their throughputs)
-AUTH_TARGETS = (("apikey", "open", 0.95),)
+AUTH_TARGETS = (("apikey", "open", 0.95), ("lambda", "open", 0.8))
+BENCH_TOKEN = "Bearer bench-token-0123456789"
 
 
 def auth_config(upstream_port: int) -> dict:
@@ -971,6 +975,7 @@ def auth_config(upstream_port: int) -> dict:
         "timeoutInMillis": 10000,
     }
     return {
+        "functions": {"token_authorizer": "handlers:token_authorizer"},
         "apis": [
             {
                 "name": "auth",
@@ -979,8 +984,22 @@ def auth_config(upstream_port: int) -> dict:
                 "routes": [
                     {"routeKey": "GET /open", "integration": "upstream"},
                     {"routeKey": "GET /keyed", "integration": "upstream", "apiKeyRequired": True},
+                    {
+                        "routeKey": "GET /lambda",
+                        "integration": "upstream",
+                        "authorizationType": "CUSTOM",
+                        "authorizerId": "token",
+                    },
                 ],
                 "integrations": {"upstream": upstream},
+                "authorizers": {
+                    "token": {
+                        "authorizerType": "TOKEN",
+                        "authorizerUri": "arn:aws:lambda:us-east-1:123456789012:function:token_authorizer",
+                        "identitySource": "method.request.header.Authorization",
+                        "authorizerResultTtlInSeconds": 300,
+                    }
+                },
                 "stages": [{"stageName": "bench"}],
             }
         ],
@@ -1000,6 +1019,13 @@ def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             "apikey", "the same, apiKeyRequired", port, "/bench/keyed", headers={"x-api-key": BENCH_API_KEY}
         ),
         Case("apikey-403", "apiKeyRequired, no key (403)", port, "/bench/keyed", expect_status=403),
+        Case(
+            "lambda",
+            "the same, Lambda authorizer (cached)",
+            port,
+            "/bench/lambda",
+            headers={"Authorization": BENCH_TOKEN},
+        ),
     ]
     if args.only:
         wanted = {w.strip() for w in args.only.split(",")}

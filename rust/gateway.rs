@@ -395,6 +395,8 @@ fn target_buckets(
 pub struct CompileContext<'c> {
     pub sinks: &'c mut LogSinks,
     pub settings: &'c spec::Settings,
+    /// Lambda authorizers' caches, kept across snapshots.
+    pub lambda_caches: &'c mut auth::lambda::Caches,
 }
 
 struct ServingSpec<'s> {
@@ -406,12 +408,15 @@ struct ServingSpec<'s> {
     cors: Option<Arc<Cors>>,
     access_log: Option<Arc<AccessLog>>,
     settings: &'s spec::Settings,
+    /// The stage's authorizer-cache epoch.
+    authorizer_cache_epoch: u64,
 }
 
 fn compile_serving(
     s: ServingSpec<'_>,
     api: &ApiSpec,
     at: &str,
+    lambda_caches: &mut auth::lambda::Caches,
 ) -> Result<Serving, ConfigError> {
     let variables: Vec<(Box<str>, Box<str>)> = s
         .variables
@@ -420,6 +425,14 @@ fn compile_serving(
         .collect();
     let mut routes = Vec::with_capacity(s.routes.len());
     let mut authorizers = HashMap::new();
+    let mut scope = auth::AuthScope {
+        api_id: &api.id,
+        stage: s.stage,
+        variables: &variables,
+        settings: s.settings,
+        authorizer_cache_epoch: s.authorizer_cache_epoch,
+        lambda_caches,
+    };
     for (i, r) in s.routes.iter().enumerate() {
         let key = r.key();
         let integration = match r.integration() {
@@ -431,7 +444,7 @@ fn compile_serving(
             key: key.into(),
             resource_path: resource_path_of(key).into(),
             integration,
-            auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers)),
+            auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers, &mut scope)),
         });
     }
     Ok(Serving {
@@ -487,9 +500,11 @@ fn compile_stage(
             cors: cors.clone(),
             access_log: access_log.clone(),
             settings: cx.settings,
+            authorizer_cache_epoch: s.authorizer_cache_epoch,
         },
         api,
         &rat,
+        cx.lambda_caches,
     )?;
     let main = Target {
         buckets: target_buckets(&routes, throttles.as_ref(), true, id, name, sat)?,
@@ -498,7 +513,18 @@ fn compile_stage(
     };
     let canary = match &s.canary {
         None => None,
-        Some(c) => Some(compile_canary(api, s, c, &main, throttles.as_ref(), cors, access_log, sat, cx.settings)?),
+        Some(c) => Some(compile_canary(
+            api,
+            s,
+            c,
+            &main,
+            throttles.as_ref(),
+            cors,
+            access_log,
+            sat,
+            cx.settings,
+            cx.lambda_caches,
+        )?),
     };
     Ok(Stage {
         name: name.into(),
@@ -518,6 +544,7 @@ fn compile_canary(
     access_log: Option<Arc<AccessLog>>,
     sat: &str,
     settings: &spec::Settings,
+    lambda_caches: &mut auth::lambda::Caches,
 ) -> Result<Canary, ConfigError> {
     let cat = format!("{sat}.canary");
     if !(0.0..=100.0).contains(&c.percent) {
@@ -556,9 +583,11 @@ fn compile_canary(
             cors,
             access_log,
             settings,
+            authorizer_cache_epoch: s.authorizer_cache_epoch,
         },
         api,
         &rat,
+        lambda_caches,
     )?;
     let threshold = if c.percent >= 100.0 {
         u64::MAX
@@ -671,17 +700,23 @@ fn expand_execute_api(policy: &serde_json::Value, region: &str, account: &str, a
 impl Snapshot {
     /// Compile a spec given as JSON (with access logs opened on their own writers).
     pub fn compile(spec_json: &str) -> Result<Snapshot, ConfigError> {
-        Snapshot::compile_with(spec_json, &mut LogSinks::default())
+        Snapshot::compile_with(spec_json, &mut LogSinks::default(), &mut auth::lambda::Caches::default())
     }
 
-    /// Compile a spec given as JSON, reusing the access-log writers in `sinks`.
-    pub fn compile_with(spec_json: &str, sinks: &mut LogSinks) -> Result<Snapshot, ConfigError> {
+    /// Compile a spec given as JSON, reusing the access-log writers in `sinks` and the Lambda
+    /// authorizers' caches in `lambda_caches`.
+    pub fn compile_with(
+        spec_json: &str,
+        sinks: &mut LogSinks,
+        lambda_caches: &mut auth::lambda::Caches,
+    ) -> Result<Snapshot, ConfigError> {
         let spec = Spec::from_json(spec_json).map_err(ConfigError)?;
         Snapshot::compile_spec(
             &spec,
             &mut CompileContext {
                 sinks,
                 settings: &spec.settings,
+                lambda_caches,
             },
         )
     }
@@ -1026,6 +1061,9 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     buckets: Arc<Buckets>,
     sinks: std::sync::Mutex<LogSinks>,
+    /// Lambda authorizers' result caches, outside the snapshot: a reload keeps those of
+    /// authorizers it leaves unchanged.
+    lambda_caches: std::sync::Mutex<auth::lambda::Caches>,
 }
 
 impl Gateway {
@@ -1045,11 +1083,13 @@ impl Gateway {
     /// reload that builds a new gateway keeps every bucket's state).
     pub fn with_buckets(spec_json: &str, buckets: Arc<Buckets>) -> Result<Gateway, ConfigError> {
         let mut sinks = LogSinks::default();
-        let snapshot = Snapshot::compile_with(spec_json, &mut sinks)?;
+        let mut lambda_caches = auth::lambda::Caches::default();
+        let snapshot = Snapshot::compile_with(spec_json, &mut sinks, &mut lambda_caches)?;
         Ok(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             buckets,
             sinks: std::sync::Mutex::new(sinks),
+            lambda_caches: std::sync::Mutex::new(lambda_caches),
         })
     }
 
@@ -1061,9 +1101,12 @@ impl Gateway {
     /// Access-log writers of destinations still in use are kept (their queues carry over).
     pub fn swap(&self, spec_json: &str) -> Result<(), ConfigError> {
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut caches = self.lambda_caches.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = sinks.successor();
-        let snapshot = Snapshot::compile_with(spec_json, &mut next)?;
+        let mut next_caches = caches.successor();
+        let snapshot = Snapshot::compile_with(spec_json, &mut next, &mut next_caches)?;
         *sinks = next;
+        *caches = next_caches;
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }

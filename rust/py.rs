@@ -697,10 +697,16 @@ impl Job {
     }
 
     /// The function failed: the gateway response type (`FUNCTION_ERROR`, or
-    /// `API_CONFIGURATION_ERROR` for a function that is not registered) and why, for the log.
-    fn reply_lambda_error(&self, error_type: &str, message: String) -> PyResult<()> {
+    /// `API_CONFIGURATION_ERROR` for a function that is not registered), why (for the log) and,
+    /// when the handler raised, Lambda's `errorMessage` (`str(exception)`).
+    #[pyo3(signature = (error_type, message, error_message=None))]
+    fn reply_lambda_error(&self, error_type: &str, message: String, error_message: Option<String>) -> PyResult<()> {
         let error = error_type.parse::<ErrorType>().map_err(PyValueError::new_err)?;
-        self.answer(Reply::Lambda(Err((error, message))))
+        self.answer(Reply::Lambda(Err(crate::invoke::LambdaError {
+            error,
+            detail: message,
+            error_message,
+        })))
     }
 
     /// on_request returned None: the pipeline goes on.

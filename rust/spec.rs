@@ -469,6 +469,10 @@ pub struct StageSpec {
     pub access_log: Option<AccessLogSpec>,
     #[serde(default)]
     pub canary: Option<CanarySpec>,
+    /// Moved by `FlushStageAuthorizersCache` / `ResetAuthorizersCache`: the stage's Lambda
+    /// authorizers start with empty caches.
+    #[serde(default)]
+    pub authorizer_cache_epoch: u64,
 }
 
 #[derive(Debug, Deserialize)]

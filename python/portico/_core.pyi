@@ -203,7 +203,7 @@ class Job:
         """(the request, as `RequestContext.from_core` reads it; the response for on_response)."""
     def reply_lambda(self, result: bytes) -> None:
         """The handler's result, as JSON."""
-    def reply_lambda_error(self, error_type: str, message: str) -> None:
+    def reply_lambda_error(self, error_type: str, message: str, error_message: str | None = None) -> None:
         """The function failed: a `portico.dataplane.errors.ErrorType` name, and why."""
     def reply_continue(self) -> None:
         """on_request hooks did not answer: the pipeline goes on."""

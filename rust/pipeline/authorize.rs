@@ -5,10 +5,12 @@
 use http::header::HeaderName;
 
 use super::body::PipelineBody;
-use super::{fail, header_str, Connection, Exchange, Failure, Pipeline};
+use super::{fail, header_str, ip_text, protocol, Connection, Exchange, Failure, Pipeline};
 use crate::auth::policy::{Request as PolicyRequest, Verdict};
+use crate::auth::lambda::{AuthRequest, LambdaAuthorizer};
 use crate::auth::{execute_api_arn, Authorizer, Granted};
 use crate::gateway::{ApiKind, Decision, Snapshot};
+use crate::lambda::{EventSource, PayloadFormat};
 use crate::pipeline::responses::ErrorType;
 use crate::spec::{ApiKeySource, AuthorizationType};
 
@@ -90,6 +92,9 @@ impl Pipeline {
                         Authorizer::Unsupported(why) => {
                             return fail(ErrorType::AuthorizerConfigurationError, why.to_string())
                         }
+                        Authorizer::Lambda(lambda) => {
+                            ex.auth.granted = self.lambda_authorizer(lambda, snap, parts, conn, ex, d, &arn).await?;
+                        }
                     },
                 }
             }
@@ -112,5 +117,66 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// A Lambda authorizer's decision (`crate::auth::lambda`), on the request as its event shows
+    /// it: what the route's integration would see, without the body.
+    #[allow(clippy::too_many_arguments)]
+    async fn lambda_authorizer(
+        &self,
+        lambda: &LambdaAuthorizer,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: &Connection,
+        ex: &Exchange,
+        d: &Decision<'_>,
+        arn: &str,
+    ) -> Result<Granted, Failure> {
+        let settings = &snap.settings;
+        let api = snap.api(ex.api.unwrap_or(0));
+        let serving = ex.serving.as_deref();
+        let route = ex.route();
+        let params: smallvec::SmallVec<[(&str, &str); 4]> = d.params().collect();
+        let mut ip = [0u8; 48];
+        let source = EventSource {
+            format: lambda.payload_format().unwrap_or(PayloadFormat::RestV1),
+            request_id: &ex.request_id,
+            // Drawn by the authorizer when it builds an event (not for answers from its cache).
+            extended_request_id: "",
+            trace_id: "",
+            method: parts.method.as_str(),
+            raw_path: ex.addressed_path(parts),
+            path: d.path,
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            host: header_str(&parts.headers, http::header::HOST).unwrap_or(""),
+            scheme: conn.scheme,
+            protocol: protocol(parts.version),
+            client_ip: ip_text(conn.client_ip, &mut ip),
+            time_epoch_ms: ex.epoch_ms,
+            account_id: &settings.account_id,
+            api_id: &api.id,
+            stage: serving.map_or("", |s| &s.stage),
+            deployment_id: serving.map_or("", |s| &s.deployment_id),
+            route_key: route.map_or("", |r| &r.key),
+            resource_path: route.map_or("", |r| &r.resource_path),
+            path_params: &params,
+            stage_variables: serving.map_or(&[], |s| &s.variables),
+            body: &[],
+            binary_media_types: &api.binary_media_types,
+            // Nothing granted yet; the client's certificate (mTLS) is in the event, as on AWS.
+            auth: &ex.auth,
+        };
+        lambda
+            .authorize(AuthRequest {
+                invoker: &self.invoker,
+                source,
+                ids: &self.ids,
+                kind: api.kind,
+                arn,
+                region: &settings.region,
+                client_ip: conn.client_ip,
+            })
+            .await
     }
 }

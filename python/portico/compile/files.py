@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from portico.compile import spec as S
-from portico.config.models import Api, Config, Cors, Integration, Route
+from portico.config.models import Api, Authorizer, Config, Cors, Integration, Route
 from portico.integrations.functions import FunctionRegistry, function_name_from_uri
 
 
@@ -49,11 +49,18 @@ def compile_file_apis(
         for route_index, route in enumerate(api.routes):
             where = f"apis[{api_index}].routes[{route_index}].integration"
             try:
-                integration = _integration(api.integration_of(route), registry, rest=api.protocol == "REST")
+                rest = api.protocol == "REST"
+                integration = _integration(api.integration_of(route), registry, rest=rest)
+                authorizer = None
+                if route.authorizationType == "CUSTOM" and route.authorizerId is not None:
+                    where = f"apis[{api_index}].authorizers.{route.authorizerId}"
+                    authorizer = _lambda_authorizer(
+                        route.authorizerId, api.authorizers[route.authorizerId], registry, rest=rest
+                    )
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            routes.append(S.route(route.route, integration, _route_auth(route)))
+            routes.append(S.route(route.route, integration, _route_auth(route, authorizer)))
         out.append(_api(api, routes, deployment_id))
     if problems:
         raise CompileError("\n".join(problems))
@@ -128,13 +135,18 @@ def principals_of(config: Config, admin_key: tuple[str, str] | None = None) -> l
     return out
 
 
-def _route_auth(route: Route) -> S.RouteAuthSpec | None:
-    """A route's authorization and API key: `AWS_IAM` routes take signed requests only. A type
-    that needs an authorizer the route does not name is kept, so that the core refuses the route's
-    requests (AUTHORIZER_CONFIGURATION_ERROR) rather than serve them open."""
+def _route_auth(route: Route, authorizer: S.AuthorizerSpec | None = None) -> S.RouteAuthSpec | None:
+    """A route's authorization, its authorizer (a CUSTOM route's Lambda authorizer) and API key:
+    `AWS_IAM` routes take signed requests only. A type that needs an authorizer the route does not
+    name is kept, so that the core refuses the route's requests (AUTHORIZER_CONFIGURATION_ERROR)
+    rather than serve them open."""
     if route.authorizationType == "NONE" and not route.apiKeyRequired:
         return None
-    return S.route_auth(route.authorizationType, api_key_required=route.apiKeyRequired)  # type: ignore[arg-type]
+    return S.route_auth(
+        route.authorizationType,  # type: ignore[arg-type]
+        authorizer,
+        api_key_required=route.apiKeyRequired,
+    )
 
 
 def cors_spec(cors: Cors) -> S.CorsSpec:
@@ -206,6 +218,33 @@ def _integration(
         payload = "1.0" if rest else integration.payload_format
         return S.lambda_proxy(uri, payload, integration.timeoutInMillis)
     return S.http_proxy(uri, integration.method, integration.timeoutInMillis)
+
+
+def _lambda_authorizer(
+    name: str, authorizer: Authorizer, registry: FunctionRegistry, *, rest: bool
+) -> S.LambdaAuthorizerSpec:
+    """A Lambda authorizer of the file (REST TOKEN/REQUEST, HTTP payload 1.0/2.0); its function
+    must be registered."""
+    uri = authorizer.authorizerUri
+    if "${stageVariables." not in uri:
+        function = function_name_from_uri(uri)
+        if function not in registry:
+            raise CompileError(
+                f"authorizer function {function!r} is not registered: declare it under `functions:` in "
+                f"the config or pass --function {function}=module.path:attribute"
+            )
+    http_event = "HTTP_1_0" if authorizer.authorizerPayloadFormatVersion == "1.0" else "HTTP_2_0"
+    event = authorizer.authorizerType if rest else http_event
+    return S.lambda_authorizer(
+        name,
+        uri,
+        event,  # type: ignore[arg-type]
+        authorizer.identitySource,
+        validation_expression=authorizer.identityValidationExpression if rest else None,
+        ttl_s=authorizer.ttl(rest),
+        simple_responses=authorizer.enableSimpleResponses and not rest,
+        name=name,
+    )
 
 
 def deployment_id_of(config: Config) -> str:

@@ -196,6 +196,7 @@ class StageSpec(TypedDict):
     cors: NotRequired[CorsSpec | None]
     access_log: NotRequired[AccessLogSpec]
     canary: NotRequired[CanarySpec]
+    authorizer_cache_epoch: NotRequired[int]
 
 
 class ApiSpec(TypedDict):
@@ -452,8 +453,11 @@ def stage(
     cors: CorsSpec | None = None,
     access_log: AccessLogSpec | None = None,
     canary: CanarySpec | None = None,
+    authorizer_cache_epoch: int = 0,
 ) -> StageSpec:
-    """A stage. `routes` None: it serves the API's routes (and the API's CORS)."""
+    """A stage. `routes` None: it serves the API's routes (and the API's CORS).
+    `authorizer_cache_epoch`: moved by FlushStageAuthorizersCache (Lambda authorizers' caches of
+    the stage start afresh)."""
     out: StageSpec = {
         "name": name,
         "deployment_id": deployment_id,
@@ -468,6 +472,8 @@ def stage(
         out["access_log"] = access_log
     if canary is not None:
         out["canary"] = canary
+    if authorizer_cache_epoch:
+        out["authorizer_cache_epoch"] = int(authorizer_cache_epoch)
     return out
 
 

@@ -41,6 +41,11 @@ from portico.compile.files import (
     compile_file_apis,
     deployment_id_of,
 )
+from portico.compile.lambda_authorizers import (
+    http_lambda_authorizer,
+    rest_lambda_authorizer,
+    warn_unregistered,
+)
 from portico.config.models import Config, gateway_response_parameter_problem, validate_route_key
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
@@ -274,6 +279,7 @@ class _Builder:
                     routes=deployed.routes,
                     cors=deployed.cors,
                     access_log=access_log,
+                    authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                 )
             )
         if not stages:
@@ -282,6 +288,7 @@ class _Builder:
 
     def _http_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         integrations = {i.get("IntegrationId"): i for i in snap.get("Integrations") or []}
+        authorizers = {a.get("AuthorizerId"): a for a in snap.get("Authorizers") or []}
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
         for route in snap.get("Routes") or []:
@@ -300,8 +307,25 @@ class _Builder:
                 spec = S.unavailable(f"{where} has no integration")
             else:
                 spec = self._http_integration(integration, where)
-            routes.append(S.route(key, spec, _iam_auth(route.get("AuthorizationType"))))
+            auth = self._http_lambda_auth(route, authorizers, where) or _iam_auth(
+                route.get("AuthorizationType")
+            )
+            routes.append(S.route(key, spec, auth))
         return _Deployed(routes, _cors(snap.get("Api") or {}))
+
+    def _http_lambda_auth(
+        self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec | None:
+        """A CUSTOM route's Lambda authorizer (an unknown one: the route answers 500, never open)."""
+        if route.get("AuthorizationType") != "CUSTOM":
+            return None
+        doc = authorizers.get(route.get("AuthorizerId"))
+        authorizer = http_lambda_authorizer(doc) if doc else None
+        if authorizer is None:
+            log.warning("%s: CUSTOM authorization names no Lambda authorizer; the route answers 500", where)
+        else:
+            warn_unregistered(authorizer["uri"], self.registry, where)
+        return S.route_auth("CUSTOM", authorizer)
 
     def _http_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
         kind = integration.get("IntegrationType")
@@ -384,6 +408,7 @@ class _Builder:
                     routes=deployed.routes,
                     access_log=access_log,
                     canary=canary_spec,
+                    authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                 )
             )
         if not stages:
@@ -403,6 +428,7 @@ class _Builder:
     def _rest_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
+        authorizers = {a.get("id"): a for a in snap.get("authorizers") or []}
         for resource in snap.get("resources") or []:
             path = resource.get("path") or "/"
             for method, doc in (resource.get("resourceMethods") or {}).items():
@@ -411,20 +437,14 @@ class _Builder:
                 if not _valid_key(key, where) or key in seen:
                     continue
                 seen.add(key)
-                if (doc.get("authorizationType") or "NONE") not in ("NONE", "AWS_IAM"):
+                if (doc.get("authorizationType") or "NONE") not in ("NONE", "AWS_IAM", "CUSTOM"):
                     log.info("%s: authorization is not enforced yet", where)
                 integration = doc.get("methodIntegration")
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
                     spec = self._rest_integration(integration, where)
-                # `AWS_IAM`: SigV4 in the core; `apiKeyRequired`: the key is checked in the core
-                # against the account's keys.
-                iam, keyed = doc.get("authorizationType") == "AWS_IAM", bool(doc.get("apiKeyRequired"))
-                auth = None
-                if iam or keyed:
-                    auth = S.route_auth("AWS_IAM" if iam else "NONE", api_key_required=keyed)
-                routes.append(S.route(key, spec, auth))
+                routes.append(S.route(key, spec, self._rest_auth(doc, authorizers, where)))
         rest_api = snap.get("restApi") or {}
         source = rest_api.get("apiKeySource")
         return _Deployed(
@@ -433,6 +453,25 @@ class _Builder:
             policy=_policy(rest_api.get("policy"), api_id),
             gateway_responses=_gateway_responses(snap.get("gatewayResponses") or (), api_id),
         )
+
+    def _rest_auth(
+        self, method: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec | None:
+        """A method's authorization: `AWS_IAM` (SigV4 in the core), or `CUSTOM` with its Lambda
+        authorizer (an unknown one: the method answers 500, never open); and `apiKeyRequired` (the
+        key is checked in the core against the account's keys)."""
+        api_key_required = bool(method.get("apiKeyRequired"))
+        if method.get("authorizationType") == "AWS_IAM":
+            return S.route_auth("AWS_IAM", api_key_required=api_key_required)
+        if method.get("authorizationType") != "CUSTOM":
+            return S.route_auth(api_key_required=True) if api_key_required else None
+        doc = authorizers.get(method.get("authorizerId"))
+        authorizer = rest_lambda_authorizer(doc) if doc else None
+        if authorizer is None:
+            log.warning("%s: CUSTOM authorization names no Lambda authorizer; the method answers 500", where)
+        else:
+            warn_unregistered(authorizer["uri"], self.registry, where)
+        return S.route_auth("CUSTOM", authorizer, api_key_required=api_key_required)
 
     def _rest_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
         kind = integration.get("type")

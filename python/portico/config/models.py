@@ -110,6 +110,93 @@ def _without_stage_variables(uri: str) -> str:
     return re.sub(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}", r"\1", uri)
 
 
+class Authorizer(_Model):
+    """A Lambda authorizer (AWS `Authorizer`). HTTP APIs: `authorizerType: REQUEST` with
+    `authorizerPayloadFormatVersion` 1.0 or 2.0 (2.0 may `enableSimpleResponses`); REST APIs:
+    `TOKEN` (one header, optionally checked by `identityValidationExpression`) or `REQUEST`.
+    The function decides with an IAM policy, or with `isAuthorized` for simple responses."""
+
+    authorizerType: Literal["TOKEN", "REQUEST"] = "REQUEST"
+    # A function name, a Lambda function ARN or API Gateway's invocation URI.
+    authorizerUri: str
+    authorizerPayloadFormatVersion: Literal["1.0", "2.0"] | None = None
+    enableSimpleResponses: bool = False
+    # HTTP APIs: `$request.header.NAME`, `$request.querystring.NAME`, `$context.NAME`,
+    # `$stageVariables.NAME`; REST APIs: `method.request.header.NAME`,
+    # `method.request.querystring.NAME`, `stageVariables.NAME`, `context.NAME` (a list, or AWS's
+    # comma-separated text). A request missing one is refused (401) without calling the function.
+    identitySource: list[str] = Field(default_factory=list)
+    identityValidationExpression: str | None = None
+    # 0: every request calls the function. Unset: 300 for REST APIs, 0 for HTTP APIs (AWS's).
+    authorizerResultTtlInSeconds: Annotated[int, Field(ge=0, le=3600)] | None = None
+
+    @field_validator("identitySource", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("authorizerType", mode="before")
+    @classmethod
+    def _type_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _uri(self) -> Authorizer:
+        from portico.integrations.functions import function_name_from_uri
+
+        try:
+            function_name_from_uri(_without_stage_variables(self.authorizerUri))
+        except ValueError as exc:
+            raise ValueError(f"authorizerUri is not a Lambda function ARN or name: {exc}") from None
+        return self
+
+    def ttl(self, rest: bool) -> int:
+        if self.authorizerResultTtlInSeconds is not None:
+            return self.authorizerResultTtlInSeconds
+        return 300 if rest else 0
+
+    def problem(self, rest: bool) -> str | None:
+        """Why this authorizer cannot serve an API of this kind, or None."""
+        prefixes = _REST_IDENTITY_PREFIXES if rest else _HTTP_IDENTITY_PREFIXES
+        for source in self.identitySource:
+            if not source.startswith(prefixes) or source in prefixes:
+                return f"identity source {source!r} must be one of " + ", ".join(p + "NAME" for p in prefixes)
+        if rest:
+            for name in ("authorizerPayloadFormatVersion", "enableSimpleResponses"):
+                if getattr(self, name):
+                    return f"{name}: HTTP APIs' (REST authorizers are TOKEN or REQUEST)"
+            if self.authorizerType == "TOKEN" and (
+                len(self.identitySource) != 1
+                or not self.identitySource[0].startswith("method.request.header.")
+            ):
+                return "a TOKEN authorizer reads one header: identitySource method.request.header.NAME"
+            if self.identityValidationExpression and self.authorizerType != "TOKEN":
+                return "identityValidationExpression applies to TOKEN authorizers only"
+        else:
+            if self.authorizerType != "REQUEST":
+                return "HTTP APIs' Lambda authorizers are authorizerType REQUEST"
+            if self.authorizerPayloadFormatVersion is None:
+                return "authorizerPayloadFormatVersion (1.0 or 2.0) is required"
+            if self.enableSimpleResponses and self.authorizerPayloadFormatVersion != "2.0":
+                return "enableSimpleResponses needs authorizerPayloadFormatVersion 2.0"
+            if self.identityValidationExpression:
+                return "identityValidationExpression is REST TOKEN authorizers'"
+        if self.ttl(rest) and not self.identitySource:
+            return "caching (authorizerResultTtlInSeconds) needs at least one identitySource"
+        return None
+
+
+_HTTP_IDENTITY_PREFIXES = ("$request.header.", "$request.querystring.", "$context.", "$stageVariables.")
+_REST_IDENTITY_PREFIXES = (
+    "method.request.header.",
+    "method.request.querystring.",
+    "stageVariables.",
+    "context.",
+)
+
+
 AUTHORIZATION_TYPES = ("NONE", "AWS_IAM", "CUSTOM", "JWT", "COGNITO_USER_POOLS")
 
 
@@ -120,8 +207,10 @@ class Route(_Model):
     # REST APIs (`protocolType: REST`): the method requires an API key (AWS `apiKeyRequired`).
     apiKeyRequired: bool = False
     # AWS `AuthorizationType`: `AWS_IAM` routes take only requests signed (SigV4) by one of the
-    # `principals` whose policies allow `execute-api:Invoke` on the route.
+    # `principals` whose policies allow `execute-api:Invoke` on the route; `CUSTOM` routes are
+    # decided by the Lambda authorizer named by `authorizerId` (a key of the API's `authorizers`).
     authorizationType: str = "NONE"
+    authorizerId: str | None = None
 
     @field_validator("authorizationType")
     @classmethod
@@ -135,6 +224,14 @@ class Route(_Model):
     @classmethod
     def _route_key(cls, value: str) -> str:
         return validate_route_key(value)
+
+    @model_validator(mode="after")
+    def _authorizer(self) -> Route:
+        if self.authorizationType == "CUSTOM" and not self.authorizerId:
+            raise ValueError("authorizationType CUSTOM needs authorizerId")
+        if self.authorizationType in ("NONE", "AWS_IAM") and self.authorizerId:
+            raise ValueError(f"authorizerId is not used with authorizationType {self.authorizationType}")
+        return self
 
 
 class Cors(_Model):
@@ -279,6 +376,8 @@ class Api(_Model):
     description: str | None = None
     routes: list[Route] = Field(default_factory=list)
     integrations: dict[str, Integration] = Field(default_factory=dict)
+    # Lambda authorizers by name: routes name them in `authorizerId`.
+    authorizers: dict[str, Authorizer] = Field(default_factory=dict)
     stages: list[Stage] = Field(default_factory=lambda: [Stage()])
     cors: Cors | None = Field(default=None, alias="corsConfiguration")
     # REST APIs only (AWS `RestApi` members):
@@ -349,6 +448,16 @@ class Api(_Model):
                     f"routes[{index}].integration: unknown integration {route.integration!r} "
                     f"(declared: {known})"
                 )
+            if route.authorizerId is not None and route.authorizerId not in self.authorizers:
+                known = ", ".join(sorted(self.authorizers)) or "none"
+                raise ValueError(
+                    f"routes[{index}].authorizerId: unknown authorizer {route.authorizerId!r} "
+                    f"(declared: {known})"
+                )
+        for name, authorizer in self.authorizers.items():
+            problem = authorizer.problem(rest=self.protocol == "REST")
+            if problem:
+                raise ValueError(f"authorizers.{name}: {problem}")
         names: set[str] = set()
         for index, stage in enumerate(self.stages):
             if stage.name in names:
