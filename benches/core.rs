@@ -1,5 +1,5 @@
 //! Hot-path benchmarks: route lookup at 10 / 1,000 / 10,000 routes, token bucket acquire
-//! (anonymous and file-backed) and a full `Gateway::decide`.
+//! (anonymous and file-backed), a full `Gateway::decide`, and an `AWS_IAM` route's SigV4 check.
 //!
 //! `cargo bench --bench core` (about a minute: 1 s of measurement per benchmark).
 
@@ -140,12 +140,56 @@ fn bench_gateway(c: &mut Criterion) {
     g.finish();
 }
 
+/// What an `AWS_IAM` route adds per request: reading the signature, finding the principal and
+/// checking scope, date and session token, building the canonical request and verifying the HMAC
+/// (a GET with a query string and four signed headers, as botocore signs it).
+fn bench_sigv4(c: &mut Criterion) {
+    use _core::auth::iam::Principals;
+    use _core::auth::sigv4::{format_basic, sign, signing_key, Presented, EMPTY_SHA256};
+    use http::{HeaderMap, HeaderValue};
+
+    let principals = Principals::compile(&[_core::spec::PrincipalSpec {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        session_token: None,
+        arn: "arn:aws:iam::123456789012:user/alice".into(),
+        account_id: "123456789012".into(),
+        policy: None,
+    }])
+    .unwrap();
+    let now = 1_700_000_000;
+    let date = format_basic(now);
+    let (path, query) = ("/prod/pets/42", "limit=10&sort=name&filter=a%20b");
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"));
+    headers.insert("accept", HeaderValue::from_static("application/json"));
+    headers.insert("x-amz-date", HeaderValue::from_str(&date).unwrap());
+    headers.insert("x-request-id", HeaderValue::from_static("9f6c1e2a-3b4d-4e5f-8a9b-0c1d2e3f4a5b"));
+    let credential = format!("AKIAIOSFODNN7EXAMPLE/{}/us-east-1/execute-api/aws4_request", &date[..8]);
+    let draft = format!("AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=accept;host;x-amz-date;x-request-id, Signature=00");
+    headers.insert("authorization", HeaderValue::from_str(&draft).unwrap());
+    let unsigned = Presented::parse(&headers, query).unwrap();
+    let canonical = unsigned.canonical_request("GET", path, query, &headers, EMPTY_SHA256);
+    let key = signing_key("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", &date[..8], "us-east-1", "execute-api");
+    let signed = draft.replace("Signature=00", &format!("Signature={}", sign(&key, &unsigned.string_to_sign(&canonical))));
+    headers.insert("authorization", HeaderValue::from_str(&signed).unwrap());
+
+    let verify = |headers: &HeaderMap| {
+        let presented = Presented::parse(headers, query).unwrap();
+        let principal = principals.authenticate(&presented, "us-east-1", now).unwrap();
+        let canonical = presented.canonical_request("GET", path, query, headers, EMPTY_SHA256);
+        principal.verify(&presented, &canonical).is_ok()
+    };
+    assert!(verify(&headers));
+    c.bench_function("sigv4_verify_header", |b| b.iter(|| verify(black_box(&headers))));
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(30);
-    targets = bench_router, bench_buckets, bench_gateway
+    targets = bench_router, bench_buckets, bench_gateway, bench_sigv4
 }
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 """Side-by-side benchmark: Portico against nginx, on loopback, in one command.
 
     python benches/run.py [--duration S] [--warmup S] [--connections N] [--threads N] [--rounds N]
-                          [--no-edge] [--only CASE[,CASE...]] [--ceiling-spin US,...]
+                          [--no-edge] [--tls] [--only CASE[,CASE...]] [--ceiling-spin US,...]
                           [--micro] [--keep]
     python benches/run.py --shape production [--duration S] [--warmup S] [--connections N]
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
@@ -48,14 +48,31 @@ access-log lines (by routeKey) are printed next to the requests wrk counted as a
 checks included; wrk does not count the requests in flight when a run ends, so lines may exceed
 requests by up to CONNECTIONS per run, never fall short.
 
+With `--shape auth`, routes that require authorization against the same route without any, in one
+Portico (one worker) in front of the nginx upstream:
+  portico-auth      a REST API (`protocolType: REST`, stage `bench`): GET /open HTTP_PROXY -> the
+                    upstream, and GET /keyed, the same with `apiKeyRequired` (one key, in a usage plan
+                    bound to the stage), and GET /lambda, the same behind a Lambda TOKEN authorizer
+                    (benches/handlers.py:token_authorizer, results cached 300 s)
+Cases: open (the reference), apikey (GET /keyed with `x-api-key`; target >= 0.95x open),
+apikey-403 (GET /keyed without a key: the 403 the core answers itself, for scale), lambda (GET
+/lambda with the same token every time: decided from the authorizer's cache after the first
+request; target >= 0.8x open).
+
 Flags:
-  --shape S         bare (the default: the cases above) or production (the production-shaped cases)
+  --shape S         bare (the default: the cases above), production (the production-shaped cases) or
+                    auth (routes with authorization against the same route without)
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of untimed load per case before the rounds (default 1)
   --connections N   wrk connections (default 32)
   --threads N       wrk threads (default 1)
   --rounds N        rounds (default 3)
   --no-edge         also measure Portico without its edge (Python pipeline only), side by side
+  --tls             also measure Portico serving https (its edge's TLS, a certificate of a CA made for
+                    the run with trustme), side by side with plain http: cases mock[tls] and
+                    proxy[tls], and their ratio to the same routes over http; nginx answering over
+                    https too (upstream[tls]), for its ratio on the same machine and wrk. wrk keeps
+                    its connections open, so this is the cost of encryption, not of handshakes
   --only CASES      comma-separated subset of: upstream, nginx, proxy, ceiling, lambda, mock, 429
                     (production: nginx-cors, cors, nginx-post, post, nginx-log, lambda, nginx, proxy)
   --ceiling-spin US[,US...]
@@ -82,11 +99,13 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,7 +170,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+def _connection(port: int, timeout: float, tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    if tls is not None:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+def wait_http(
+    port: int,
+    path: str,
+    proc: subprocess.Popen,
+    log: Path,
+    timeout: float = 30,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -159,7 +191,7 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: 
                 f"process exited with {proc.returncode}; log {log}:\n{log.read_text()[-3000:]}"
             )
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn = _connection(port, 1, tls)
             conn.request("GET", path)
             conn.getresponse().read()
             conn.close()
@@ -175,8 +207,9 @@ def fetch(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn = _connection(port, 5, tls)
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
     data = resp.read()
@@ -235,6 +268,14 @@ UPSTREAM_HTTP = """
         }}
     }}
 """.replace("BODY", UPSTREAM_BODY.replace("{", "{{").replace("}", "}}"))
+
+# The upstream's answer over https (--tls): nginx's own cost of TLS on this machine and this wrk,
+# the reference for Portico's.
+UPSTREAM_HTTPS = UPSTREAM_HTTP.replace(
+    "reuseport backlog=4096;",
+    "reuseport backlog=4096 ssl;\n        ssl_certificate CERT;\n        ssl_certificate_key KEY;"
+    "\n        ssl_protocols TLSv1.2 TLSv1.3;",
+)
 
 PROXY_HTTP = """
     keepalive_requests 1000000;
@@ -356,10 +397,12 @@ class Case:
     script: Path | None = None  # a wrk Lua script (the POST case)
     expect_headers: dict[str, str] = field(default_factory=dict)  # checked once, before timing
     requests: int = 0  # every request answered, warm-up and checks included (for access-log counts)
+    tls: ssl.SSLContext | None = None  # https, trusting this context's CA
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{self.path}"
 
     def wrk_args(self) -> tuple[str, ...]:
         args: list[str] = []
@@ -442,34 +485,42 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-edge", action="store_true")
+    parser.add_argument("--tls", action="store_true")
     parser.add_argument("--only", default="")
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--shape", choices=("bare", "production", "jwt"), default="bare")
+    parser.add_argument("--shape", choices=("bare", "production", "auth", "jwt"), default="bare")
     parser.add_argument("--jwt-tokens", type=int, default=200_000)
     args = parser.parse_args()
-    if args.shape in ("production", "jwt") and (args.no_edge or args.ceiling_spin not in ("0", "")):
-        parser.error(f"--shape {args.shape} takes none of --no-edge, --ceiling-spin")
+    if args.shape != "bare" and (args.no_edge or args.tls or args.ceiling_spin not in ("0", "")):
+        parser.error(f"--shape {args.shape} takes none of --no-edge, --tls, --ceiling-spin")
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx-light", file=sys.stderr)
             return 2
 
+    return in_scratch("portico-bench-", args.keep, lambda tmp, procs: run(args, tmp, procs))
+
+
+def in_scratch(prefix: str, keep: bool, body: Callable[[Path, Processes], int]) -> int:
+    """`body(tmp, procs)` in a fresh temporary directory: every process it starts is stopped on
+    return, on errors, on Ctrl-C and on SIGTERM; the directory is removed unless `keep`."""
+
     def stop(signum, frame):  # SIGTERM -> the same clean-up as Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    tmp = Path(tempfile.mkdtemp(prefix="portico-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     procs = Processes()
     try:
-        return run(args, tmp, procs)
+        return body(tmp, procs)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
-        if args.keep:
+        if keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -484,6 +535,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     )
     if args.shape == "production":
         return run_production(args, tmp, procs)
+    if args.shape == "auth":
+        return run_auth(args, tmp, procs)
     if args.shape == "jwt":
         from auth_jwt import run_jwt  # JWT authorizers' cases: PyJWT mints their tokens
 
@@ -498,12 +551,14 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_nginx(tmp: Path, procs: Processes, name: str, body: str) -> tuple[int, subprocess.Popen]:
+def start_nginx(
+    tmp: Path, procs: Processes, name: str, body: str, tls: ssl.SSLContext | None = None
+) -> tuple[int, subprocess.Popen]:
     port = free_port()
     conf = nginx_conf(tmp, name, port, body)
     log = tmp / f"{name}.log"
     proc = procs.start(["nginx", "-p", str(tmp), "-e", str(tmp / f"{name}.error.log"), "-c", str(conf)], log)
-    wait_http(port, "/", proc, log)
+    wait_http(port, "/", proc, log, tls=tls)
     return port, proc
 
 
@@ -515,16 +570,19 @@ def start_portico(
     ready: str,
     flags: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    workers: int = 1,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, subprocess.Popen, Path]:
-    """`python -m portico serve` on a free port, one worker; returns (port, process, config path)."""
+    """`python -m portico serve` on a free port (one worker unless told); returns (port, process,
+    config path). Its output goes to `tmp/NAME.log`."""
     port = free_port()
     config_path = tmp / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = tmp / f"{name}.log"
     cmd = [sys.executable, "-m", "portico", "serve", str(config_path), "--port", str(port)]
-    cmd += ["--workers", "1", *flags]
+    cmd += ["--workers", str(workers), *flags]
     proc = procs.start(cmd, log, cwd=BENCHES, env=env or bench_env())
-    wait_http(port, ready, proc, log)
+    wait_http(port, ready, proc, log, tls=tls)
     return port, proc, config_path
 
 
@@ -535,7 +593,7 @@ def measure(args: argparse.Namespace, cases: list[Case]) -> None:
             sent = dict(case.headers)
             if case.body is not None:
                 sent.setdefault("content-type", "application/json")
-            status, headers, body = fetch(case.port, case.path, case.method, sent, case.body)
+            status, headers, body = fetch(case.port, case.path, case.method, sent, case.body, case.tls)
             case.requests += 1
         if status != case.expect_status:
             raise RuntimeError(f"{case.label}: expected {case.expect_status}, got {status}: {body[:200]!r}")
@@ -568,6 +626,25 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         flags = ("--no-edge",) if mode == "no-edge" else ()
         port, _, _ = start_portico(tmp, procs, f"portico-{mode}", config, "/mock", flags, bench_env())
         porticos[mode] = port
+
+    # With --tls, the same config served over https by the edge.
+    tls_port, up_tls_port, tls_client = None, None, None
+    if args.tls:
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        cert, key = tmp / "tls-cert.pem", tmp / "tls-key.pem"
+        cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        key.write_bytes(leaf.private_key_pem.bytes())
+        tls_client = ssl.create_default_context()
+        ca.configure_trust(tls_client)
+        flags = ("--tls-cert", str(cert), "--tls-key", str(key))
+        tls_port, _, _ = start_portico(
+            tmp, procs, "portico-tls", config, "/mock", flags, bench_env(), tls=tls_client
+        )
+        upstream_https = UPSTREAM_HTTPS.replace("CERT", str(cert)).replace("KEY", str(key))
+        up_tls_port, _ = start_nginx(tmp, procs, "upstream-tls", upstream_https, tls_client)
 
     # The ceiling: a bare ASGI proxy on the Granian settings `portico serve` uses; one per
     # --ceiling-spin value, measured side by side.
@@ -610,6 +687,12 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             Case(f"mock{tag}", f"portico MOCK{suffix}", port, "/mock"),
             Case(f"429{tag}", f"portico throttled (429){suffix}", port, "/limited", expect_status=429),
         ]
+    if tls_port is not None:
+        cases += [
+            Case("upstream[tls]", "upstream (nginx, direct, https)", up_tls_port, "/", tls=tls_client),
+            Case("proxy[tls]", "portico HTTP_PROXY (https)", tls_port, "/proxy", tls=tls_client),
+            Case("mock[tls]", "portico MOCK (https)", tls_port, "/mock", tls=tls_client),
+        ]
     if args.only:
         wanted = {w.strip() for w in args.only.split(",")}
         cases = [c for c in cases if c.key in wanted or c.key.split("[")[0] in wanted]
@@ -617,6 +700,12 @@ def run_bare(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
 
     measure(args, cases)
     print_table(cases, "nginx", proxy_keys)
+    rps = {c.key: statistics.median(s.rps for s in c.samples) for c in cases if c.samples}
+    for plain in ("upstream", "proxy", "mock"):
+        if f"{plain}[tls]" in rps and plain in rps:
+            ratio = rps[f"{plain}[tls]"] / rps[plain]
+            who = "nginx" if plain == "upstream" else "portico"
+            print(f"ratio {who} {plain} over https / over http: {ratio:.2f}")
 
     if args.micro:
         print("\ncargo bench --bench core:")
@@ -874,6 +963,100 @@ def print_targets(cases: list[Case]) -> None:
             f"   {ratio:>5.2f} {ratio_target:>7}   {p99_target:>12}"
         )
     print("(latencies in ms, medians over the rounds; Lambda is against nginx's proxied GET with its log)")
+
+
+# ------------------------------------------------------------------------------------------ auth
+
+BENCH_API_KEY = "BenchApiKeyValue0123456789abcdef"
+# (case, reference case, least ratio of their throughputs)
+AUTH_TARGETS = (("apikey", "open", 0.95), ("lambda", "open", 0.8))
+BENCH_TOKEN = "Bearer bench-token-0123456789"
+
+
+def auth_config(upstream_port: int) -> dict:
+    upstream = {
+        "type": "HTTP_PROXY",
+        "uri": f"http://127.0.0.1:{upstream_port}/",
+        "method": "GET",
+        "timeoutInMillis": 10000,
+    }
+    return {
+        "functions": {"token_authorizer": "handlers:token_authorizer"},
+        "apis": [
+            {
+                "name": "auth",
+                "id": "authbench",
+                "protocolType": "REST",
+                "routes": [
+                    {"routeKey": "GET /open", "integration": "upstream"},
+                    {"routeKey": "GET /keyed", "integration": "upstream", "apiKeyRequired": True},
+                    {
+                        "routeKey": "GET /lambda",
+                        "integration": "upstream",
+                        "authorizationType": "CUSTOM",
+                        "authorizerId": "token",
+                    },
+                ],
+                "integrations": {"upstream": upstream},
+                "authorizers": {
+                    "token": {
+                        "authorizerType": "TOKEN",
+                        "authorizerUri": "arn:aws:lambda:us-east-1:123456789012:function:token_authorizer",
+                        "identitySource": "method.request.header.Authorization",
+                        "authorizerResultTtlInSeconds": 300,
+                    }
+                },
+                "stages": [{"stageName": "bench"}],
+            }
+        ],
+        "apiKeys": [{"name": "bench", "value": BENCH_API_KEY, "enabled": True}],
+        "usagePlans": [
+            {"name": "bench", "apiStages": [{"apiId": "authbench", "stage": "bench"}], "apiKeys": ["bench"]}
+        ],
+    }
+
+
+def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+    up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
+    port, _, _ = start_portico(tmp, procs, "portico-auth", auth_config(up_port), "/bench/open")
+    cases = [
+        Case("open", "REST HTTP_PROXY, no authorization", port, "/bench/open"),
+        Case(
+            "apikey", "the same, apiKeyRequired", port, "/bench/keyed", headers={"x-api-key": BENCH_API_KEY}
+        ),
+        Case("apikey-403", "apiKeyRequired, no key (403)", port, "/bench/keyed", expect_status=403),
+        Case(
+            "lambda",
+            "the same, Lambda authorizer (cached)",
+            port,
+            "/bench/lambda",
+            headers={"Authorization": BENCH_TOKEN},
+        ),
+    ]
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",")}
+        cases = [c for c in cases if c.key in wanted]
+    measure(args, cases)
+    by_key = {case.key: case for case in cases}
+
+    def med(case: Case, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in case.samples)
+
+    print()
+    print(f"{'case':<36} {'req/s':>9} {'p50':>7} {'p99':>7}   {'ratio':>5} {'target':>9}")
+    for case in cases:
+        target = next((t for t in AUTH_TARGETS if t[0] == case.key), None)
+        ratio, verdict = "", ""
+        if target is not None and target[1] in by_key:
+            value = med(case, "rps") / med(by_key[target[1]], "rps")
+            ratio = f"{value:.2f}"
+            verdict = f">={target[2]:g} " + ("ok" if value >= target[2] else "NO")
+        print(
+            f"{case.label:<36} {med(case, 'rps'):>9,.0f} {med(case, 'p50_ms'):>7.2f} "
+            f"{med(case, 'p99_ms'):>7.2f}   {ratio:>5} {verdict:>9}"
+        )
+    print("(latencies in ms, medians over the rounds; ratios against the route without authorization)")
+    return 0
 
 
 def _comm(pid: int) -> str:

@@ -61,6 +61,8 @@ pub struct Identity<'a> {
     pub cognito_authentication_type: Option<&'a str>,
     pub cognito_identity_id: Option<&'a str>,
     pub cognito_identity_pool_id: Option<&'a str>,
+    /// mTLS: the client's certificate (`clientCert.*`).
+    pub client_cert: Option<&'a crate::auth::ClientCert>,
 }
 
 /// The values of one answered request that an access log format can name. Every field is
@@ -152,6 +154,17 @@ pub struct LogRecord<'a> {
 // The format
 // ---------------------------------------------------------------------------------------------
 
+/// A field of `$context.identity.clientCert` (mTLS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientCertField {
+    Pem,
+    SubjectDn,
+    IssuerDn,
+    SerialNumber,
+    NotBefore,
+    NotAfter,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Var {
     AccountId,
@@ -192,6 +205,7 @@ enum Var {
     IdCognitoType,
     IdCognitoIdentityId,
     IdCognitoPoolId,
+    IdClientCert(ClientCertField),
     IntegrationError,
     IntegrationLatency,
     IntegrationRequestId,
@@ -285,6 +299,12 @@ fn variable(name: &str, kind: ApiKind) -> Var {
         "identity.cognitoAuthenticationType" => IdCognitoType,
         "identity.cognitoIdentityId" => IdCognitoIdentityId,
         "identity.cognitoIdentityPoolId" => IdCognitoPoolId,
+        "identity.clientCert.clientCertPem" => IdClientCert(ClientCertField::Pem),
+        "identity.clientCert.subjectDN" => IdClientCert(ClientCertField::SubjectDn),
+        "identity.clientCert.issuerDN" => IdClientCert(ClientCertField::IssuerDn),
+        "identity.clientCert.serialNumber" => IdClientCert(ClientCertField::SerialNumber),
+        "identity.clientCert.validity.notBefore" => IdClientCert(ClientCertField::NotBefore),
+        "identity.clientCert.validity.notAfter" => IdClientCert(ClientCertField::NotAfter),
         "integration.error" | "integrationErrorMessage" => IntegrationError,
         "integration.latency" | "integrationLatency" => IntegrationLatency,
         "integration.status" => IntegrationStatus,
@@ -360,6 +380,18 @@ impl AccessLogFormat {
     }
 }
 
+/// Appends `$context.NAME` for `rec` as an access log renders it (unset values as `-`); false,
+/// appending nothing, for a name access logs do not know. For gateway-response templates and
+/// header mappings (`crate::pipeline::gateway_responses`).
+pub fn render_context(name: &str, kind: ApiKind, rec: &LogRecord, out: &mut String) -> bool {
+    let var = variable(name, kind);
+    if var == Var::Absent {
+        return false;
+    }
+    render_var(&var, rec, out);
+    true
+}
+
 fn lookup<'a>(map: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
     map.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
@@ -419,6 +451,17 @@ fn render_var(var: &Var, rec: &LogRecord, out: &mut String) {
         IdCognitoType => push_opt(out, id.cognito_authentication_type),
         IdCognitoIdentityId => push_opt(out, id.cognito_identity_id),
         IdCognitoPoolId => push_opt(out, id.cognito_identity_pool_id),
+        IdClientCert(field) => push_opt(
+            out,
+            id.client_cert.map(|c| match field {
+                ClientCertField::Pem => c.pem.as_str(),
+                ClientCertField::SubjectDn => &c.subject_dn,
+                ClientCertField::IssuerDn => &c.issuer_dn,
+                ClientCertField::SerialNumber => &c.serial_number,
+                ClientCertField::NotBefore => &c.not_before,
+                ClientCertField::NotAfter => &c.not_after,
+            }),
+        ),
         IntegrationError => push_opt(out, rec.integration_error),
         IntegrationLatency => push_num(out, rec.integration_latency_ms),
         IntegrationRequestId => push_opt(out, rec.integration_request_id),
@@ -552,6 +595,12 @@ pub fn install_sighup_reopen() -> io::Result<()> {
         registered.map(|_| ()).map_err(|e| e.to_string())
     });
     result.clone().map_err(io::Error::other)
+}
+
+/// How many SIGHUPs arrived since [`install_sighup_reopen`]: other things a SIGHUP re-reads
+/// (the listener's TLS certificate, `crate::tls`) compare it with the count they last saw.
+pub fn sighup_count() -> usize {
+    SIGHUP_GENERATION.load(Ordering::SeqCst)
 }
 
 /// How long the idle writer thread sleeps between looks at the SIGHUP counter.
@@ -979,6 +1028,7 @@ mod tests {
                 cognito_authentication_type: Some("authenticated"),
                 cognito_identity_id: Some("cid"),
                 cognito_identity_pool_id: Some("pool"),
+                client_cert: None,
             },
             account_id: Some("000000000000"),
             api_id: Some("abc123"),
@@ -1019,6 +1069,30 @@ mod tests {
         let mut out = String::new();
         AccessLogFormat::compile(format).render(rec, &mut out);
         out
+    }
+
+    #[test]
+    fn client_certificates_are_named_as_aws_names_them() {
+        let cert = crate::auth::ClientCert {
+            pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            subject_dn: "CN=client,O=Example".into(),
+            issuer_dn: "CN=Example CA".into(),
+            serial_number: "a1:b2".into(),
+            not_before: "May 28 12:30:02 2019 GMT".into(),
+            not_after: "Aug  5 09:36:04 2021 GMT".into(),
+        };
+        let mut rec = full_record();
+        rec.identity.client_cert = Some(&cert);
+        let format = "$context.identity.clientCert.subjectDN|$context.identity.clientCert.issuerDN|\
+                      $context.identity.clientCert.serialNumber|$context.identity.clientCert.validity.notBefore|\
+                      $context.identity.clientCert.validity.notAfter|$context.identity.clientCert.clientCertPem";
+        assert_eq!(
+            render(format, &rec),
+            "CN=client,O=Example|CN=Example CA|a1:b2|May 28 12:30:02 2019 GMT|Aug  5 09:36:04 2021 GMT|\
+             -----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n"
+        );
+        rec.identity.client_cert = None;
+        assert_eq!(render("<$context.identity.clientCert.subjectDN>", &rec), "<->");
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! Requests that need the user's Python (Lambda handlers, plugins) are handed to the Python
 //! side's threads in process (`crate::invoke`); nothing else touches the GIL.
 //!
+//! With a TLS configuration (`crate::tls`), each accepted connection makes its handshake first
+//! (within `HANDSHAKE_TIMEOUT`), its requests are seen as https, and with mTLS they carry what
+//! the truststore said of the client's certificate; a task re-reads the certificate files when
+//! they change or on SIGHUP, for the handshakes that follow.
+//!
 //! Shutdown (`Server::stop`) stops accepting first, lets requests in flight finish (idle
 //! keep-alive connections are closed), then ends the runtime; the caller flushes the access logs.
 
@@ -16,9 +21,18 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Notify};
 
 use crate::pipeline::{Connection, Pipeline};
+use crate::tls::TlsListener;
+
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first byte of a TLS connection: a handshake record's content type.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How often the TLS files (and the SIGHUP count) are looked at.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// Connections (edge) and requests (embedded app) in progress; `stop` waits for none.
 #[derive(Default)]
@@ -100,8 +114,9 @@ impl Server {
         self.handle.spawn(future);
     }
 
-    /// Serve the public `listener` (already bound and listening) until `stop`.
-    pub fn listen(&self, listener: std::net::TcpListener) -> std::io::Result<()> {
+    /// Serve the public `listener` (already bound and listening) until `stop`: with TLS when
+    /// `tls` is given, plain HTTP otherwise.
+    pub fn listen(&self, listener: std::net::TcpListener, tls: Option<Arc<TlsListener>>) -> std::io::Result<()> {
         listener.set_nonblocking(true)?;
         let listener = {
             let _guard = self.handle.enter();
@@ -110,8 +125,11 @@ impl Server {
         let pipeline = self.pipeline.clone();
         let stopping = self.stopping.subscribe();
         let inflight = self.inflight.clone();
+        if let Some(tls) = &tls {
+            self.handle.spawn(watch_tls(tls.clone(), self.stopping.subscribe()));
+        }
         self.handle
-            .spawn(accept_loop(listener, pipeline, stopping, inflight));
+            .spawn(accept_loop(listener, tls, pipeline, stopping, inflight));
         Ok(())
     }
 
@@ -133,8 +151,38 @@ impl Drop for Server {
     }
 }
 
+/// Re-read the TLS files when they change or a SIGHUP comes, until `stop`.
+async fn watch_tls(tls: Arc<TlsListener>, mut stopping: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(TLS_RELOAD_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        let reading = tls.clone();
+        let Ok(refreshed) = tokio::task::spawn_blocking(move || reading.refresh()).await else {
+            continue;
+        };
+        match refreshed {
+            None => {}
+            Some(Ok(loaded)) => {
+                eprintln!(
+                    "portico: TLS: read {} again; new connections use it",
+                    tls.files().certificate.display()
+                );
+                for warning in &loaded.warnings {
+                    eprintln!("portico: TLS: truststore warning: {warning}");
+                }
+            }
+            Some(Err(e)) => eprintln!("portico: TLS: {e}; still serving the previous certificate"),
+        }
+    }
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<TlsListener>>,
     pipeline: Arc<Pipeline>,
     mut stopping: watch::Receiver<bool>,
     inflight: Arc<InFlight>,
@@ -156,32 +204,76 @@ async fn accept_loop(
         let pipeline = pipeline.clone();
         let mut stopping = stopping.clone();
         let guard = inflight.enter();
+        let tls = tls.clone();
         tokio::task::spawn(async move {
-            let conn_info = Connection {
-                client_ip: peer.ip(),
-                scheme: "http",
+            let Some(tls) = tls else {
+                let conn_info = Connection {
+                    client_ip: peer.ip(),
+                    scheme: "http",
+                    client_auth: None,
+                };
+                serve(stream, conn_info, pipeline, stopping).await;
+                drop(guard);
+                return;
             };
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let pipeline = pipeline.clone();
-                async move {
-                    let req = req.map(|b| b.map_err(Into::into).boxed());
-                    Ok::<_, Infallible>(pipeline.handle(req, conn_info).await)
+            // The configuration as it is now: a reload later does not touch this connection.
+            let loaded = tls.current();
+            let acceptor = tokio_rustls::TlsAcceptor::from(loaded.config.clone());
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, async move {
+                // What does not open with a TLS handshake record (plain HTTP on the TLS port) is
+                // closed without a word, as a TLS endpoint does.
+                let mut first = [0u8; 1];
+                match stream.peek(&mut first).await {
+                    Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => acceptor.accept(stream).await.ok(),
+                    _ => None,
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopping.changed() => {
-                    // Finish the request in progress, then close instead of keeping alive.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Some(stream)) => stream,
+                    // Not TLS, a failed or too slow handshake: closed.
+                    _ => return,
+                },
+                _ = stopping.changed() => return,
+            };
+            let conn_info = Connection {
+                client_ip: peer.ip(),
+                scheme: "https",
+                client_auth: loaded.client_auth(stream.get_ref().1).map(Arc::new),
+            };
+            serve(stream, conn_info, pipeline, stopping).await;
             drop(guard);
         });
+    }
+}
+
+/// Serve one connection's requests (HTTP/1.1, keep-alive) until it closes or `stop`.
+async fn serve<I>(io: I, conn_info: Connection, pipeline: Arc<Pipeline>, mut stopping: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let pipeline = pipeline.clone();
+        let conn_info = conn_info.clone();
+        async move {
+            let req = req.map(|b| b.map_err(Into::into).boxed());
+            Ok::<_, Infallible>(pipeline.handle(req, conn_info).await)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        // A client that shuts its side after sending the request still gets the answer
+        // whole, as from nginx (hyper would otherwise abort the response on that EOF).
+        .half_close(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopping.changed() => {
+            // Finish the request in progress, then close instead of keeping alive.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }

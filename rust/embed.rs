@@ -137,6 +137,7 @@ impl Embedded {
         let conn = Connection {
             client_ip: head.client_ip,
             scheme: head.scheme,
+            client_auth: None,
         };
         let pipeline = server.pipeline.clone();
         let guard = server.inflight().enter();

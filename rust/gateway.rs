@@ -10,6 +10,7 @@ use crate::auth;
 use crate::integrations::{self, Integration};
 use crate::pipeline::access_log::{AccessLog, LogSinks};
 use crate::pipeline::cors::Cors;
+use crate::pipeline::gateway_responses::GatewayResponses;
 use crate::router::{RouteEntry, Router};
 use crate::spec::{self, ApiSpec, CanarySpec, LimitSpec, RouteSpec, Spec, StageSpec};
 use crate::throttle::{key_hash, monotonic_ns, Buckets, Limit, DEFAULT_CAPACITY, NEVER};
@@ -148,6 +149,8 @@ pub struct Api {
     /// REST APIs' resource policy, or why it cannot be applied (every request is then refused
     /// with AWS's 500 and the reason in the log: a policy is never skipped).
     pub policy: Option<Result<auth::policy::Policy, Box<str>>>,
+    /// REST APIs' customised gateway responses (None: AWS's built-in ones only).
+    pub gateway_responses: Option<Arc<GatewayResponses>>,
     stages: Vec<Stage>,
     /// Index of the `$default` stage (HTTP APIs).
     default_stage: Option<usize>,
@@ -185,6 +188,8 @@ pub struct Snapshot {
     account: Option<Bucket>,
     pub settings: Settings,
     pub api_keys: auth::api_keys::ApiKeys,
+    /// Who may sign requests to `AWS_IAM` routes, by access key id.
+    pub principals: auth::iam::Principals,
 }
 
 /// How a request fares in selection, routing and throttling.
@@ -390,6 +395,8 @@ fn target_buckets(
 pub struct CompileContext<'c> {
     pub sinks: &'c mut LogSinks,
     pub settings: &'c spec::Settings,
+    /// Lambda authorizers' caches, kept across snapshots.
+    pub lambda_caches: &'c mut auth::lambda::Caches,
 }
 
 struct ServingSpec<'s> {
@@ -401,12 +408,15 @@ struct ServingSpec<'s> {
     cors: Option<Arc<Cors>>,
     access_log: Option<Arc<AccessLog>>,
     settings: &'s spec::Settings,
+    /// The stage's authorizer-cache epoch.
+    authorizer_cache_epoch: u64,
 }
 
 fn compile_serving(
     s: ServingSpec<'_>,
     api: &ApiSpec,
     at: &str,
+    lambda_caches: &mut auth::lambda::Caches,
 ) -> Result<Serving, ConfigError> {
     let variables: Vec<(Box<str>, Box<str>)> = s
         .variables
@@ -415,6 +425,14 @@ fn compile_serving(
         .collect();
     let mut routes = Vec::with_capacity(s.routes.len());
     let mut authorizers = HashMap::new();
+    let mut scope = auth::AuthScope {
+        api_id: &api.id,
+        stage: s.stage,
+        variables: &variables,
+        settings: s.settings,
+        authorizer_cache_epoch: s.authorizer_cache_epoch,
+        lambda_caches,
+    };
     for (i, r) in s.routes.iter().enumerate() {
         let key = r.key();
         let integration = match r.integration() {
@@ -426,7 +444,7 @@ fn compile_serving(
             key: key.into(),
             resource_path: resource_path_of(key).into(),
             integration,
-            auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers)),
+            auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers, &mut scope)),
         });
     }
     Ok(Serving {
@@ -482,9 +500,11 @@ fn compile_stage(
             cors: cors.clone(),
             access_log: access_log.clone(),
             settings: cx.settings,
+            authorizer_cache_epoch: s.authorizer_cache_epoch,
         },
         api,
         &rat,
+        cx.lambda_caches,
     )?;
     let main = Target {
         buckets: target_buckets(&routes, throttles.as_ref(), true, id, name, sat)?,
@@ -493,7 +513,18 @@ fn compile_stage(
     };
     let canary = match &s.canary {
         None => None,
-        Some(c) => Some(compile_canary(api, s, c, &main, throttles.as_ref(), cors, access_log, sat, cx.settings)?),
+        Some(c) => Some(compile_canary(
+            api,
+            s,
+            c,
+            &main,
+            throttles.as_ref(),
+            cors,
+            access_log,
+            sat,
+            cx.settings,
+            cx.lambda_caches,
+        )?),
     };
     Ok(Stage {
         name: name.into(),
@@ -513,6 +544,7 @@ fn compile_canary(
     access_log: Option<Arc<AccessLog>>,
     sat: &str,
     settings: &spec::Settings,
+    lambda_caches: &mut auth::lambda::Caches,
 ) -> Result<Canary, ConfigError> {
     let cat = format!("{sat}.canary");
     if !(0.0..=100.0).contains(&c.percent) {
@@ -551,9 +583,11 @@ fn compile_canary(
             cors,
             access_log,
             settings,
+            authorizer_cache_epoch: s.authorizer_cache_epoch,
         },
         api,
         &rat,
+        lambda_caches,
     )?;
     let threshold = if c.percent >= 100.0 {
         u64::MAX
@@ -594,6 +628,15 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
         }
         stages.push(compile_stage(a, &api_routes, s, &sat, cx)?);
     }
+    let gateway_responses = match (a.kind, a.gateway_responses.is_empty()) {
+        (_, true) => None,
+        (ApiKind::Http, false) => {
+            return Err(ConfigError(format!("{at}.gateway_responses: HTTP APIs have no gateway responses")))
+        }
+        (ApiKind::Rest, false) => Some(Arc::new(
+            GatewayResponses::compile(&a.gateway_responses).map_err(|e| ConfigError(format!("{at}.{e}")))?,
+        )),
+    };
     let default_stage = match a.kind {
         ApiKind::Http => stages.iter().position(|s| &*s.name == DEFAULT_STAGE),
         ApiKind::Rest => None,
@@ -605,29 +648,75 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
         cors: compile_cors(a.cors.as_ref()),
         binary_media_types: a.binary_media_types.iter().map(|t| t.as_str().into()).collect(),
         api_key_source: a.api_key_source,
-        policy: a
-            .policy
-            .as_ref()
-            .map(|p| auth::policy::Policy::parse(p).map_err(|e| format!("{at}.policy: {e}").into())),
+        policy: a.policy.as_ref().map(|p| {
+            let p = expand_execute_api(p, &cx.settings.region, &cx.settings.account_id, id);
+            auth::policy::Policy::parse(&p).map_err(|e| format!("{at}.policy: {e}").into())
+        }),
+        gateway_responses,
         stages,
         default_stage,
     })
 }
 
+/// A resource policy with AWS's shorthand expanded: a `Resource` / `NotResource` of the form
+/// `execute-api:/STAGE/METHOD/PATH` is `arn:aws:execute-api:REGION:ACCOUNT:API_ID/STAGE/...`
+/// (see `x-amazon-apigateway-policy` in the developer guide: AWS converts `execute-api:/*` with
+/// the current Region, account ID and REST API ID).
+fn expand_execute_api(policy: &serde_json::Value, region: &str, account: &str, api_id: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let expand = |v: &Value| match v {
+        Value::String(s) => match s.strip_prefix("execute-api:/") {
+            Some(rest) => Value::String(format!("arn:aws:execute-api:{region}:{account}:{api_id}/{rest}")),
+            None => v.clone(),
+        },
+        other => other.clone(),
+    };
+    let statement = |st: &Value| {
+        let mut st = st.clone();
+        if let Value::Object(map) = &mut st {
+            for key in ["Resource", "NotResource"] {
+                if let Some(v) = map.get_mut(key) {
+                    *v = match &*v {
+                        Value::Array(items) => Value::Array(items.iter().map(expand).collect()),
+                        one => expand(one),
+                    };
+                }
+            }
+        }
+        st
+    };
+    let mut out = policy.clone();
+    if let Value::Object(map) = &mut out {
+        if let Some(v) = map.get_mut("Statement") {
+            *v = match &*v {
+                Value::Array(items) => Value::Array(items.iter().map(statement).collect()),
+                one => statement(one),
+            };
+        }
+    }
+    out
+}
+
 impl Snapshot {
     /// Compile a spec given as JSON (with access logs opened on their own writers).
     pub fn compile(spec_json: &str) -> Result<Snapshot, ConfigError> {
-        Snapshot::compile_with(spec_json, &mut LogSinks::default())
+        Snapshot::compile_with(spec_json, &mut LogSinks::default(), &mut auth::lambda::Caches::default())
     }
 
-    /// Compile a spec given as JSON, reusing the access-log writers in `sinks`.
-    pub fn compile_with(spec_json: &str, sinks: &mut LogSinks) -> Result<Snapshot, ConfigError> {
+    /// Compile a spec given as JSON, reusing the access-log writers in `sinks` and the Lambda
+    /// authorizers' caches in `lambda_caches`.
+    pub fn compile_with(
+        spec_json: &str,
+        sinks: &mut LogSinks,
+        lambda_caches: &mut auth::lambda::Caches,
+    ) -> Result<Snapshot, ConfigError> {
         let spec = Spec::from_json(spec_json).map_err(ConfigError)?;
         Snapshot::compile_spec(
             &spec,
             &mut CompileContext {
                 sinks,
                 settings: &spec.settings,
+                lambda_caches,
             },
         )
     }
@@ -673,6 +762,7 @@ impl Snapshot {
             .map(|l| cx.sinks.open(l).map_err(|e| ConfigError(format!("settings.access_log: {e}"))))
             .transpose()?;
         let api_keys = auth::api_keys::ApiKeys::compile(&spec.api_keys).map_err(ConfigError)?;
+        let principals = auth::iam::Principals::compile(&spec.principals).map_err(ConfigError)?;
         Ok(Snapshot {
             apis,
             by_id,
@@ -680,6 +770,7 @@ impl Snapshot {
             default_api,
             account,
             api_keys,
+            principals,
             settings: Settings {
                 header_limit: s.header_limit,
                 payload_limit: s.payload_limit,
@@ -970,6 +1061,9 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     buckets: Arc<Buckets>,
     sinks: std::sync::Mutex<LogSinks>,
+    /// Lambda authorizers' result caches, outside the snapshot: a reload keeps those of
+    /// authorizers it leaves unchanged.
+    lambda_caches: std::sync::Mutex<auth::lambda::Caches>,
 }
 
 impl Gateway {
@@ -989,11 +1083,13 @@ impl Gateway {
     /// reload that builds a new gateway keeps every bucket's state).
     pub fn with_buckets(spec_json: &str, buckets: Arc<Buckets>) -> Result<Gateway, ConfigError> {
         let mut sinks = LogSinks::default();
-        let snapshot = Snapshot::compile_with(spec_json, &mut sinks)?;
+        let mut lambda_caches = auth::lambda::Caches::default();
+        let snapshot = Snapshot::compile_with(spec_json, &mut sinks, &mut lambda_caches)?;
         Ok(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             buckets,
             sinks: std::sync::Mutex::new(sinks),
+            lambda_caches: std::sync::Mutex::new(lambda_caches),
         })
     }
 
@@ -1005,9 +1101,12 @@ impl Gateway {
     /// Access-log writers of destinations still in use are kept (their queues carry over).
     pub fn swap(&self, spec_json: &str) -> Result<(), ConfigError> {
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut caches = self.lambda_caches.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = sinks.successor();
-        let snapshot = Snapshot::compile_with(spec_json, &mut next)?;
+        let mut next_caches = caches.successor();
+        let snapshot = Snapshot::compile_with(spec_json, &mut next, &mut next_caches)?;
         *sinks = next;
+        *caches = next_caches;
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }
@@ -1048,6 +1147,18 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resource_policy_shorthand_names_the_api() {
+        let policy = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Resource": ["execute-api:/*", "arn:aws:execute-api:*:*:x/*"]},
+            {"Effect": "Deny", "NotResource": "execute-api:/prod/GET/"}
+        ]});
+        let out = super::expand_execute_api(&policy, "eu-west-1", "111122223333", "abc");
+        assert_eq!(out["Statement"][0]["Resource"][0], "arn:aws:execute-api:eu-west-1:111122223333:abc/*");
+        assert_eq!(out["Statement"][0]["Resource"][1], "arn:aws:execute-api:*:*:x/*");
+        assert_eq!(out["Statement"][1]["NotResource"], "arn:aws:execute-api:eu-west-1:111122223333:abc/prod/GET/");
+    }
+
     use super::*;
 
     const SPEC: &str = r#"{

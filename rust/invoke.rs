@@ -103,10 +103,22 @@ pub enum Call {
     },
 }
 
+/// How a Lambda call failed.
+#[derive(Debug)]
+pub struct LambdaError {
+    /// The gateway response an integration answers with (`FUNCTION_ERROR`, ...).
+    pub error: ErrorType,
+    /// Why, for the log.
+    pub detail: String,
+    /// Lambda's `errorMessage` when the handler raised: what a Lambda authorizer's
+    /// `Unauthorized` is recognised by.
+    pub error_message: Option<String>,
+}
+
 #[derive(Debug)]
 pub enum Reply {
     /// The handler's result as JSON, or how and why the function failed.
-    Lambda(Result<Vec<u8>, (ErrorType, String)>),
+    Lambda(Result<Vec<u8>, LambdaError>),
     /// `on_request` returned None: go on.
     Continue,
     /// The response to send.

@@ -24,6 +24,7 @@ pub mod router;
 pub mod spec;
 pub mod throttle;
 pub mod time;
+pub mod tls;
 
 use pyo3::prelude::*;
 
@@ -41,7 +42,7 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        install_sighup_reopen, monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router,
+        check_tls, install_sighup_reopen, monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router,
         StreamSink, TokenBuckets,
         Verdict,
     };

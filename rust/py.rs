@@ -10,6 +10,7 @@ use crate::pipeline::responses::ErrorType;
 use crate::pipeline::Pipeline;
 use crate::router;
 use crate::throttle::{self, Buckets, Limit};
+use crate::tls::{Loaded, TlsError, TlsFiles, TlsListener};
 use bytes::Bytes;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -379,12 +380,23 @@ impl Core {
         })
     }
 
-    /// Serve the listening socket `fd` (taken over: closed when the core stops) with the edge.
-    fn listen(&self, fd: i32) -> PyResult<()> {
+    /// Serve the listening socket `fd` (taken over: closed when the core stops) with the edge;
+    /// with TLS when given a certificate and its key, and mTLS with a truststore too.
+    #[pyo3(signature = (fd, certificate_file=None, private_key_file=None, truststore_file=None))]
+    fn listen(
+        &self,
+        fd: i32,
+        certificate_file: Option<PathBuf>,
+        private_key_file: Option<PathBuf>,
+        truststore_file: Option<PathBuf>,
+    ) -> PyResult<()> {
         use std::os::fd::FromRawFd;
-        // SAFETY: the caller hands over a listening socket it no longer uses.
+        // SAFETY: the caller hands over a listening socket it no longer uses (closed on error).
         let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-        self.server.listen(listener).map_err(|e| PyOSError::new_err(e.to_string()))
+        let tls = tls_files(certificate_file, private_key_file, truststore_file)?
+            .map(|files| TlsListener::new(files).map(Arc::new).map_err(tls_err))
+            .transpose()?;
+        self.server.listen(listener, tls).map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
     /// Stop accepting, let requests in flight finish within `grace` seconds, stop the runtime
@@ -685,10 +697,16 @@ impl Job {
     }
 
     /// The function failed: the gateway response type (`FUNCTION_ERROR`, or
-    /// `API_CONFIGURATION_ERROR` for a function that is not registered) and why, for the log.
-    fn reply_lambda_error(&self, error_type: &str, message: String) -> PyResult<()> {
+    /// `API_CONFIGURATION_ERROR` for a function that is not registered), why (for the log) and,
+    /// when the handler raised, Lambda's `errorMessage` (`str(exception)`).
+    #[pyo3(signature = (error_type, message, error_message=None))]
+    fn reply_lambda_error(&self, error_type: &str, message: String, error_message: Option<String>) -> PyResult<()> {
         let error = error_type.parse::<ErrorType>().map_err(PyValueError::new_err)?;
-        self.answer(Reply::Lambda(Err((error, message))))
+        self.answer(Reply::Lambda(Err(crate::invoke::LambdaError {
+            error,
+            detail: message,
+            error_message,
+        })))
     }
 
     /// on_request returned None: the pipeline goes on.
@@ -757,6 +775,48 @@ impl StreamSink {
             });
         }
     }
+}
+
+fn tls_files(
+    certificate: Option<PathBuf>,
+    private_key: Option<PathBuf>,
+    truststore: Option<PathBuf>,
+) -> PyResult<Option<TlsFiles>> {
+    match (certificate, private_key) {
+        (Some(certificate), Some(private_key)) => Ok(Some(TlsFiles {
+            certificate,
+            private_key,
+            truststore,
+        })),
+        (None, None) if truststore.is_none() => Ok(None),
+        _ => Err(PyValueError::new_err((
+            "certificate",
+            "TLS needs a certificate file and its private key file (and a truststore only with them)",
+        ))),
+    }
+}
+
+/// ValueError((which, message)): which file (`certificate`, `privateKey`, `truststore`), and
+/// what is wrong with it, its path first.
+fn tls_err(e: TlsError) -> PyErr {
+    PyValueError::new_err((e.file.name(), e.to_string()))
+}
+
+/// Read and check a TLS configuration as the edge would serve it; returns the truststore's
+/// warnings (certificates left out). Raises ValueError((which, message)).
+#[pyfunction]
+#[pyo3(signature = (certificate_file, private_key_file, truststore_file=None))]
+pub fn check_tls(
+    certificate_file: PathBuf,
+    private_key_file: PathBuf,
+    truststore_file: Option<PathBuf>,
+) -> PyResult<Vec<String>> {
+    let files = TlsFiles {
+        certificate: certificate_file,
+        private_key: private_key_file,
+        truststore: truststore_file,
+    };
+    Loaded::read(&files).map(|loaded| loaded.warnings).map_err(tls_err)
 }
 
 /// Make SIGHUP reopen every access-log file of this process (logrotate's rename, then HUP).

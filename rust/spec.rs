@@ -35,8 +35,9 @@ pub struct Spec {
     pub api_keys: Vec<ApiKeySpec>,
 }
 
-/// A principal known to the gateway: SigV4 credentials and what they may invoke.
-#[derive(Debug, Clone, Deserialize)]
+/// A principal known to the gateway: SigV4 credentials and what they may invoke. `Debug` leaves
+/// the secret and the session token out.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalSpec {
     pub access_key_id: String,
@@ -51,6 +52,17 @@ pub struct PrincipalSpec {
     /// account's root, allowed everything.
     #[serde(default)]
     pub policy: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for PrincipalSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrincipalSpec")
+            .field("access_key_id", &self.access_key_id)
+            .field("arn", &self.arn)
+            .field("account_id", &self.account_id)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An API key (AWS `ApiKey`), its value known only by its SHA-256.
@@ -457,6 +469,10 @@ pub struct StageSpec {
     pub access_log: Option<AccessLogSpec>,
     #[serde(default)]
     pub canary: Option<CanarySpec>,
+    /// Moved by `FlushStageAuthorizersCache` / `ResetAuthorizersCache`: the stage's Lambda
+    /// authorizers start with empty caches.
+    #[serde(default)]
+    pub authorizer_cache_epoch: u64,
 }
 
 #[derive(Debug, Deserialize)]

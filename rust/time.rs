@@ -33,6 +33,28 @@ pub fn push_clf_time(out: &mut String, epoch_ms: u64) {
     out.push_str(" +0000");
 }
 
+/// A certificate's time as OpenSSL prints it and API Gateway hands it on
+/// (`requestContext.identity.clientCert.validity`): `May 28 12:30:02 2019 GMT`, the day padded with
+/// a space (`Aug  5 09:36:04 2021 GMT`). `epoch_s`: seconds since the Unix epoch.
+pub fn push_openssl_time(out: &mut String, epoch_s: i64) {
+    let (year, month, day) = civil_from_days(epoch_s.div_euclid(86_400));
+    let tod = epoch_s.rem_euclid(86_400) as u32;
+    out.push_str(MONTHS[(month - 1) as usize]);
+    out.push(' ');
+    out.push(if day < 10 { ' ' } else { char::from(b'0' + (day / 10) as u8) });
+    out.push(char::from(b'0' + (day % 10) as u8));
+    out.push(' ');
+    push_2(out, tod / 3600);
+    out.push(':');
+    push_2(out, tod / 60 % 60);
+    out.push(':');
+    push_2(out, tod % 60);
+    out.push(' ');
+    use std::fmt::Write;
+    let _ = write!(out, "{year}");
+    out.push_str(" GMT");
+}
+
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic Gregorian (H. Hinnant).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -60,5 +82,19 @@ mod tests {
         let mut out = String::new();
         push_clf_time(&mut out, 0);
         assert_eq!(out, "01/Jan/1970:00:00:00 +0000");
+    }
+
+    #[test]
+    fn certificate_times_as_aws_shows_them() {
+        // The samples of "Working with AWS Lambda proxy integrations for HTTP APIs".
+        let mut out = String::new();
+        push_openssl_time(&mut out, 1_559_046_602);
+        assert_eq!(out, "May 28 12:30:02 2019 GMT");
+        let mut out = String::new();
+        push_openssl_time(&mut out, 1_628_156_164);
+        assert_eq!(out, "Aug  5 09:36:04 2021 GMT");
+        let mut out = String::new();
+        push_openssl_time(&mut out, -1);
+        assert_eq!(out, "Dec 31 23:59:59 1969 GMT");
     }
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,10 +28,10 @@ def free_port() -> int:
 class Server:
     """A running `portico serve` process."""
 
-    def __init__(self, process: subprocess.Popen, port: int, log_path: Path) -> None:
+    def __init__(self, process: subprocess.Popen, port: int, log_path: Path, scheme: str = "http") -> None:
         self.process = process
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{scheme}://127.0.0.1:{port}"
         self.log_path = log_path
 
     @property
@@ -56,8 +57,10 @@ def start_server(
     extra_args: list[str] | None = None,
     wait_path: str = "/__portico_probe__",
     port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Server:
-    """Start `python -m portico serve` on a free port (or `port`) and wait until it answers HTTP."""
+    """Start `python -m portico serve` on a free port (or `port`) and wait until it answers HTTP
+    (https, trusting `ssl_context`, when given one: a server with TLS)."""
     if isinstance(config, dict):
         config_path = workdir / "portico.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -77,13 +80,13 @@ def start_server(
     process = subprocess.Popen(
         args, cwd=TESTS_DIR, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
-    server = Server(process, port, log_path)
+    server = Server(process, port, log_path, "https" if ssl_context else "http")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"portico exited with {process.returncode}:\n{server.log}")
         try:
-            httpx.get(server.url + wait_path, timeout=1)
+            httpx.get(server.url + wait_path, timeout=1, verify=ssl_context or True)
             return server
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -101,8 +104,9 @@ def portico(tmp_path: Path) -> Iterator:
         functions: dict[str, str] | None = None,
         workers: int = 1,
         extra_args: list[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Server:
-        server = start_server(config, tmp_path, functions, workers, extra_args)
+        server = start_server(config, tmp_path, functions, workers, extra_args, ssl_context=ssl_context)
         servers.append(server)
         return server
 

@@ -32,6 +32,7 @@ from portico.control.keys import ENV_ADMIN_KEY, load_or_create_admin_key
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
 from portico.dataplane.build import build_dataplane
+from test_faults import _alive
 
 # ------------------------------------------------------------------------------------------------
 # Helpers
@@ -84,14 +85,6 @@ def _descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _mapped_files(pids: set[int], directory: Path) -> set[str]:

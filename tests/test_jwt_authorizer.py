@@ -470,9 +470,103 @@ async def test_a_config_file_declares_jwt_authorizers(issuer, calls):
             {"authorizationType": "JWT", "authorizerId": "nope"},
             "unknown authorizer 'nope'",
         ),
-        ("https://issuer.example", {"authorizationScopes": ["a"]}, "apply to JWT authorization only"),
+        (
+            "https://issuer.example",
+            {"authorizationScopes": ["a"]},
+            "apply to JWT and COGNITO_USER_POOLS authorization only",
+        ),
+        (
+            "https://issuer.example",
+            {"authorizationType": "CUSTOM", "authorizerId": "users"},
+            "authorizationType CUSTOM cannot use authorizer 'users' of authorizerType JWT",
+        ),
     ],
 )
 def test_config_file_authorizer_errors_name_the_field(issuer_url, route, error):
     with pytest.raises(ValidationError, match=error):
         Config.model_validate(_config(issuer_url, **route))
+
+
+POOL_ARN = "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_AbCdEf123"
+
+
+def _rest_config(pool_issuer: str, **authorizer: object) -> dict:
+    return {
+        "settings": {"cognitoUserPoolIssuers": {POOL_ARN: pool_issuer}},
+        "apis": [
+            {
+                "name": "pets",
+                "id": "filecog1",
+                "protocolType": "REST",
+                "stages": [{"stageName": "prod"}],
+                "authorizers": {
+                    "pool": {"authorizerType": "COGNITO_USER_POOLS", "providerARNs": [POOL_ARN], **authorizer}
+                },
+                "routes": [
+                    {
+                        "routeKey": "GET /pets",
+                        "integration": "echo",
+                        "authorizationType": "COGNITO_USER_POOLS",
+                        "authorizerId": "pool",
+                        "authorizationScopes": ["pets/read"],
+                    },
+                    {
+                        "routeKey": "GET /profile",
+                        "integration": "echo",
+                        "authorizationType": "COGNITO_USER_POOLS",
+                        "authorizerId": "pool",
+                    },
+                ],
+                "integrations": {"echo": {"type": "AWS_PROXY", "uri": "echo", "payloadFormatVersion": "1.0"}},
+            }
+        ],
+    }
+
+
+async def test_a_config_file_declares_cognito_user_pool_authorizers_on_rest_apis(issuer, calls):
+    """A REST API of the config file with a COGNITO_USER_POOLS authorizer (the Authorization header
+    by default), its pool's issuer mapped to the local one by settings.cognitoUserPoolIssuers."""
+    key = signing_key("pool-key", "RS256")
+    issuer.publish(key)
+    config = Config.model_validate(_rest_config(issuer.url))
+    registry = _registry(calls)
+    plane = DataPlane(compile_config(config, registry), registry=registry)
+    access = key.sign(issuer.claims(aud=None, client_id="app", token_use="access", scope="pets/read"))
+    id_token = key.sign(issuer.claims(aud="app", token_use="id"))
+    try:
+        assert (await _get(plane, "/prod/pets", access)).status_code == 200
+        assert (await _get(plane, "/prod/profile", id_token)).status_code == 200
+        for path, token in (("/prod/pets", id_token), ("/prod/profile", access), ("/prod/pets", None)):
+            response = await _get(plane, path, token)
+            assert (response.status_code, response.json()) == (401, UNAUTHORIZED), (path, token)
+        assert len(calls) == 2
+    finally:
+        plane.stop()
+
+
+@pytest.mark.parametrize(
+    ("authorizer", "error"),
+    [
+        ({"providerARNs": []}, "needs providerARNs"),
+        ({"providerARNs": ["arn:aws:iam::123456789012:role/x"]}, "is not a user pool ARN"),
+        ({"identitySource": "method.request.querystring.t"}, "reads one header"),
+        ({"authorizerUri": "echo"}, "authorizerUri: Lambda authorizers'"),
+        ({"authorizerType": "JWT", "jwtConfiguration": {"issuer": "https://x.example"}}, "providerARNs"),
+    ],
+)
+def test_config_file_cognito_authorizer_errors_name_the_field(authorizer, error):
+    with pytest.raises(ValidationError, match=error):
+        Config.model_validate(_rest_config("https://issuer.example", **authorizer))
+
+
+def test_jwt_authorizers_are_http_apis_and_cognito_rest_apis():
+    http = _config("https://issuer.example", authorizationType="JWT", authorizerId="users")
+    http["apis"][0]["protocolType"] = "REST"
+    http["apis"][0]["stages"] = [{"stageName": "prod"}]
+    with pytest.raises(ValidationError, match="JWT authorizers are HTTP APIs'"):
+        Config.model_validate(http)
+    rest = _rest_config("https://issuer.example")
+    rest["apis"][0]["protocolType"] = "HTTP"
+    del rest["apis"][0]["stages"]
+    with pytest.raises(ValidationError, match="COGNITO_USER_POOLS authorizers are REST APIs'"):
+        Config.model_validate(rest)

@@ -24,6 +24,7 @@ __all__ = [
     "StreamSink",
     "TokenBuckets",
     "Verdict",
+    "check_tls",
     "install_sighup_reopen",
     "monotonic_ns",
 ]
@@ -133,8 +134,17 @@ class Core:
 
     def __new__(cls, gateway: Gateway, max_threads: int = 256) -> Core:
         """`max_threads`: the most threads the Python side may run user code on at once."""
-    def listen(self, fd: int) -> None:
-        """Serve the listening socket `fd` (taken over) with the edge, hyper's HTTP/1.1 server."""
+    def listen(
+        self,
+        fd: int,
+        certificate_file: str | None = None,
+        private_key_file: str | None = None,
+        truststore_file: str | None = None,
+    ) -> None:
+        """Serve the listening socket `fd` (taken over) with the edge, hyper's HTTP/1.1 server;
+        over TLS with a certificate chain and its key (PEM files, read again when they change or
+        on SIGHUP), with mTLS when a truststore (PEM CA bundle) is given too. Raises
+        ValueError((which, message)) for a file that cannot be used."""
     def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let requests in flight finish within `grace` seconds, end the runtime
         and the hand-off. Blocks until done; later calls return at once."""
@@ -193,7 +203,7 @@ class Job:
         """(the request, as `RequestContext.from_core` reads it; the response for on_response)."""
     def reply_lambda(self, result: bytes) -> None:
         """The handler's result, as JSON."""
-    def reply_lambda_error(self, error_type: str, message: str) -> None:
+    def reply_lambda_error(self, error_type: str, message: str, error_message: str | None = None) -> None:
         """The function failed: a `portico.dataplane.errors.ErrorType` name, and why."""
     def reply_continue(self) -> None:
         """on_request hooks did not answer: the pipeline goes on."""
@@ -231,3 +241,10 @@ def monotonic_ns() -> int:
 
 def install_sighup_reopen() -> None:
     """Make SIGHUP reopen every access-log file of this process (logrotate: rename, then HUP)."""
+
+def check_tls(
+    certificate_file: str, private_key_file: str, truststore_file: str | None = None
+) -> list[str]:
+    """Read a TLS configuration as the edge would serve it. Returns the truststore's warnings (CA
+    certificates it leaves out); raises ValueError((which, message)) for a file that cannot be
+    used: which is "certificate", "privateKey" or "truststore", message starts with its path."""

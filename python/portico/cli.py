@@ -63,6 +63,20 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help=(
+            "serve https with this PEM certificate chain (leaf first); with --tls-key, in place of "
+            "the config's settings.tls. Read again when it changes or on SIGHUP"
+        ),
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (not encrypted)")
+    serve.add_argument(
+        "--tls-truststore",
+        metavar="FILE",
+        help="mTLS: PEM CA certificates that issue the client certificates (others get 403 Forbidden)",
+    )
+    serve.add_argument(
         "--check", action="store_true", help="validate the configuration and exit without serving"
     )
     serve.add_argument(
@@ -136,14 +150,44 @@ def _validate(config_path: str | None, functions: list[str], plugins: list[str] 
     raise SystemExit(2)
 
 
-def _describe(compiled, host: str, port: int) -> str:
+def _tls_options(args: argparse.Namespace, config_path: str | None):
+    """The public port's TLS: the --tls-* flags when any is given, else the config's settings.tls
+    (its relative paths taken from the config file's directory); None for plain http."""
+    from portico.serve.process import TlsOptions
+
+    if args.tls_cert or args.tls_key or args.tls_truststore:
+        if not (args.tls_cert and args.tls_key):
+            raise SystemExit("portico: --tls-cert and --tls-key go together (--tls-truststore needs both)")
+        return TlsOptions(
+            os.path.abspath(args.tls_cert),
+            os.path.abspath(args.tls_key),
+            os.path.abspath(args.tls_truststore) if args.tls_truststore else None,
+            names=("--tls-cert", "--tls-key", "--tls-truststore"),
+        )
+    if config_path is None:
+        return None
+    from portico.config.loader import load_config
+
+    tls = load_config(config_path).settings.tls
+    if tls is None:
+        return None
+    base = os.path.dirname(config_path)
+    mtls = tls.mutualTlsAuthentication
+    return TlsOptions(
+        os.path.join(base, tls.certificateFile),
+        os.path.join(base, tls.privateKeyFile),
+        os.path.join(base, mtls.truststoreFile) if mtls else None,
+    )
+
+
+def _describe(compiled, host: str, port: int, scheme: str = "http") -> str:
     lines = []
     for api in compiled.apis:
         lines.append(f"API {api['name']} (id {api['id']})")
         for stage in api["stages"]:
             name = stage["name"]
-            base = f"http://{host}:{port}" + ("" if name == "$default" else f"/{name}")
-            lines.append(f"  stage {name}: {base}  (or http://{api['id']}.execute-api.localhost:{port})")
+            base = f"{scheme}://{host}:{port}" + ("" if name == "$default" else f"/{name}")
+            lines.append(f"  stage {name}: {base}  (or {scheme}://{api['id']}.execute-api.localhost:{port})")
         routes = api["routes"] or next((s.get("routes", []) for s in api["stages"]), [])
         for route in routes:
             lines.append(f"    {route['key']}")
@@ -165,8 +209,17 @@ def _serve(args: argparse.Namespace) -> int:
     found = _find_config(args.config, required=args.admin_port is None)
     config_path = os.path.abspath(found) if found else None
     compiled = _validate(config_path, args.function, args.plugin)
+    tls = _tls_options(args, config_path)
+    if tls is not None and not args.edge:
+        raise SystemExit("portico: TLS is served by the edge; it cannot be combined with --no-edge")
+    scheme = "https" if tls is not None else "http"
     if args.check:
-        print(_describe(compiled, args.host, args.port))
+        if tls is not None:
+            from portico.serve.process import check_tls
+
+            for warning in check_tls(tls):
+                print(f"portico: truststore warning: {warning}")
+        print(_describe(compiled, args.host, args.port, scheme))
         return 0
     if args.workers < 1:
         raise SystemExit("portico: --workers must be at least 1")
@@ -181,8 +234,13 @@ def _serve(args: argparse.Namespace) -> int:
         functions=list(args.function),
         plugins=list(args.plugin),
         edge=args.edge,
+        tls=tls,
     )
-    print(_describe(compiled, args.host, args.port), flush=True)
+    if tls is not None:
+        from portico.serve.process import check_tls
+
+        check_tls(tls)  # an unusable file stops here, before anything is described or bound
+    print(_describe(compiled, args.host, args.port, scheme), flush=True)
     return serve(
         options,
         start_admin=lambda: _start_admin(args, admin_key),
@@ -208,6 +266,10 @@ def _start_admin(args: argparse.Namespace, admin_key: str | None):
         access_key_id, secret, key_path = load_or_create_admin_key(data_dir, admin_key)
     except (AdminKeyError, OSError) as exc:
         raise SystemExit(f"portico: admin key: {exc}") from None
+    from portico.serve import admin_principal
+
+    # The workers, forked later, verify AWS_IAM routes' signatures by the admin key too.
+    admin_principal.share(access_key_id, secret)
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
     process = context.Process(

@@ -8,15 +8,19 @@
 //! the Lambda event, plugins and the access log read.
 
 pub mod api_keys;
+pub mod iam;
 pub mod jwt;
+pub mod lambda;
+pub mod mtls;
 pub mod policy;
+pub mod sigv4;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::spec::{AuthorizationType, AuthorizerSpec, RouteAuthSpec};
+use crate::spec::{AuthorizationType, AuthorizerSpec, RouteAuthSpec, Settings};
 
 /// A route's authorization, compiled.
 #[derive(Debug)]
@@ -37,19 +41,28 @@ pub enum Authorizer {
     Jwt(jwt::JwtAuthorizer),
     /// A Cognito user pool authorizer of a REST API.
     Cognito(jwt::JwtAuthorizer),
-    /// Kept so that routes naming an authorizer of a type this build does not serve yet answer
-    /// AUTHORIZER_CONFIGURATION_ERROR instead of being open.
-    Unsupported(Box<str>),
+    /// A Lambda function decides (REST TOKEN/REQUEST, HTTP APIs' payload 1.0 and 2.0).
+    Lambda(lambda::LambdaAuthorizer),
+}
+
+/// Where authorizers are compiled: the API and stage they serve, and what they keep across
+/// snapshots (the gateway's caches).
+pub struct AuthScope<'a> {
+    pub api_id: &'a str,
+    pub stage: &'a str,
+    pub variables: &'a [(Box<str>, Box<str>)],
+    pub settings: &'a Settings,
+    /// The stage's authorizer-cache epoch: `FlushStageAuthorizersCache` moves it.
+    pub authorizer_cache_epoch: u64,
+    pub lambda_caches: &'a mut lambda::Caches,
 }
 
 impl Authorizer {
-    pub fn compile(spec: &AuthorizerSpec) -> Result<Authorizer, String> {
+    pub fn compile(spec: &AuthorizerSpec, scope: &mut AuthScope<'_>) -> Result<Authorizer, String> {
         match spec {
             AuthorizerSpec::Jwt { .. } => jwt::JwtAuthorizer::compile(spec).map(Authorizer::Jwt),
             AuthorizerSpec::Cognito { .. } => jwt::JwtAuthorizer::compile(spec).map(Authorizer::Cognito),
-            AuthorizerSpec::Lambda { .. } => Ok(Authorizer::Unsupported(
-                "Lambda authorizers are not served by this build".into(),
-            )),
+            AuthorizerSpec::Lambda { .. } => lambda::LambdaAuthorizer::compile(spec, scope).map(Authorizer::Lambda),
         }
     }
 }
@@ -60,11 +73,12 @@ impl RouteAuth {
     pub fn compile(
         spec: &RouteAuthSpec,
         shared: &mut std::collections::HashMap<String, (AuthorizerSpec, Result<Arc<Authorizer>, Box<str>>)>,
+        scope: &mut AuthScope<'_>,
     ) -> RouteAuth {
         let authorizer = spec.authorizer.as_ref().map(|a| match shared.get(a.id()) {
             Some((seen, compiled)) if seen == a => compiled.clone(),
             _ => {
-                let compiled = Authorizer::compile(a).map(Arc::new).map_err(Box::<str>::from);
+                let compiled = Authorizer::compile(a, scope).map(Arc::new).map_err(Box::<str>::from);
                 shared.insert(a.id().to_owned(), (a.clone(), compiled.clone()));
                 compiled
             }

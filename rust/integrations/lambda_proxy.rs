@@ -88,7 +88,7 @@ impl LambdaProxy {
             }
             Ok(Err(_)) => return Err((ErrorType::IntegrationFailure, "the Python side stopped".into())),
             Ok(Ok(Reply::Lambda(Ok(result)))) => result,
-            Ok(Ok(Reply::Lambda(Err(failure)))) => return Err(failure),
+            Ok(Ok(Reply::Lambda(Err(failure)))) => return Err((failure.error, failure.detail)),
             Ok(Ok(_)) => return Err((ErrorType::IntegrationFailure, "unexpected reply".into())),
         };
         if let Some(why) = lambda::response::payload_too_large(&result) {
@@ -119,7 +119,7 @@ pub fn function_name(uri: &str) -> &str {
 
 /// `uri` with `${stageVariables.NAME}` filled in; a variable the stage lacks is an error, reported
 /// per request (the route answers as a failed function, as on AWS).
-fn resolve(uri: &str, variables: &[(Box<str>, Box<str>)]) -> Result<Box<str>, Box<str>> {
+pub(crate) fn resolve(uri: &str, variables: &[(Box<str>, Box<str>)]) -> Result<Box<str>, Box<str>> {
     const MARK: &str = "${stageVariables.";
     let mut rest = uri;
     while let Some(start) = rest.find(MARK) {

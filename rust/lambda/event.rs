@@ -62,9 +62,31 @@ pub struct EventSource<'a> {
 /// The event as JSON bytes (what Lambda hands the handler).
 pub fn build_event(src: &EventSource<'_>) -> Vec<u8> {
     let out = match src.format {
-        PayloadFormat::HttpV2 => build_v2(src),
-        PayloadFormat::RestV1 => build_v1(src, true),
-        PayloadFormat::HttpV1 => build_v1(src, false),
+        PayloadFormat::HttpV2 => build_v2(src, None),
+        PayloadFormat::RestV1 => build_v1(src, true, None),
+        PayloadFormat::HttpV1 => build_v1(src, false, None),
+    };
+    out.into_bytes()
+}
+
+/// What a Lambda authorizer's `REQUEST` event adds to the request's proxy event: the ARN it
+/// decides on and the identity-source values.
+pub struct AuthorizerHead<'a> {
+    /// `methodArn` (REST, HTTP 1.0) or `routeArn` (HTTP 2.0).
+    pub arn: &'a str,
+    pub identity: &'a [String],
+}
+
+/// A Lambda authorizer's `REQUEST` event ("Input to an API Gateway Lambda authorizer", "Control
+/// access to HTTP APIs with AWS Lambda authorizers"): the proxy event of `src.format` without its
+/// body (nor `isBase64Encoded`, nor an `authorizer` of its own), headed by `type: REQUEST`, the
+/// ARN and, for HTTP APIs, `identitySource` (2.0: the values; 1.0: comma-joined, also as
+/// `authorizationToken`).
+pub fn build_authorizer_event(src: &EventSource<'_>, head: &AuthorizerHead<'_>) -> Vec<u8> {
+    let out = match src.format {
+        PayloadFormat::HttpV2 => build_v2(src, Some(head)),
+        PayloadFormat::RestV1 => build_v1(src, true, Some(head)),
+        PayloadFormat::HttpV1 => build_v1(src, false, Some(head)),
     };
     out.into_bytes()
 }
@@ -466,7 +488,7 @@ fn blake2b_compress(h: &mut [u64; 8], block: &[u8], counter: u128, last: bool) {
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding.
-pub(super) fn base64_encode(data: &[u8], out: &mut String) {
+pub(crate) fn base64_encode(data: &[u8], out: &mut String) {
     out.reserve(data.len().div_ceil(3) * 4);
     let mut chunks = data.chunks_exact(3);
     for c in &mut chunks {
@@ -637,11 +659,21 @@ fn capacity(src: &EventSource<'_>) -> usize {
 // -------------------------------------------------------------------------------------------------
 // Payload format 2.0 (HTTP APIs)
 
-fn build_v2(src: &EventSource<'_>) -> String {
+fn build_v2(src: &EventSource<'_>, authorizer: Option<&AuthorizerHead<'_>>) -> String {
     let scan = scan_headers(src.headers, false, true);
     let mut j = Json::with_capacity(capacity(src));
     j.open('{');
     j.kv("version", "2.0");
+    if let Some(head) = authorizer {
+        j.kv("type", "REQUEST");
+        j.kv("routeArn", head.arn);
+        j.key("identitySource");
+        j.open('[');
+        for value in head.identity {
+            j.str(value);
+        }
+        j.close(']');
+    }
     j.kv("routeKey", src.route_key);
     j.kv("rawPath", src.raw_path);
     j.kv("rawQueryString", src.raw_query);
@@ -722,7 +754,7 @@ fn build_v2(src: &EventSource<'_>) -> String {
     j.u64(src.time_epoch_ms);
     j.close('}');
     let mut is_b64 = false;
-    if !src.body.is_empty() {
+    if !src.body.is_empty() && authorizer.is_none() {
         j.key("body");
         is_b64 = write_body(
             &mut j,
@@ -734,8 +766,10 @@ fn build_v2(src: &EventSource<'_>) -> String {
         j.key("pathParameters");
         j.str_map(src.path_params.iter().copied());
     }
-    j.key("isBase64Encoded");
-    j.bool(is_b64);
+    if authorizer.is_none() {
+        j.key("isBase64Encoded");
+        j.bool(is_b64);
+    }
     if !src.stage_variables.is_empty() {
         j.key("stageVariables");
         j.str_map(src.stage_variables.iter().map(|(k, v)| (&**k, &**v)));
@@ -822,24 +856,7 @@ fn write_v1_authorizer(j: &mut Json, auth: &AuthContext, rest: bool) {
             j.key("authorizer");
             j.open('{');
             j.key("claims");
-            j.open('{');
-            for (k, v) in flatten_claims(claims) {
-                j.kv(&k, &v);
-            }
-            j.close('}');
-            if !rest || scopes.is_some() {
-                j.key("scopes");
-                match scopes {
-                    Some(scopes) => {
-                        j.open('[');
-                        for s in scopes {
-                            j.str(s);
-                        }
-                        j.close(']');
-                    }
-                    None => j.null(),
-                }
-            }
+            write_claims(j, claims, scopes.as_deref(), !rest || scopes.is_some());
             j.close('}');
         }
         Granted::Lambda {
@@ -862,6 +879,28 @@ fn write_v1_authorizer(j: &mut Json, auth: &AuthContext, rest: bool) {
     }
 }
 
+/// A JWT's claims (as strings) and, when `with_scopes`, its `scopes` (null when none).
+fn write_claims(j: &mut Json, claims: &serde_json::Map<String, serde_json::Value>, scopes: Option<&[String]>, with_scopes: bool) {
+    j.open('{');
+    for (k, v) in flatten_claims(claims) {
+        j.kv(&k, &v);
+    }
+    j.close('}');
+    if with_scopes {
+        j.key("scopes");
+        match scopes {
+            Some(scopes) => {
+                j.open('[');
+                for s in scopes {
+                    j.str(s);
+                }
+                j.close(']');
+            }
+            None => j.null(),
+        }
+    }
+}
+
 /// Payload 2.0's `authentication` (mTLS) and `authorizer` (`jwt`, `lambda` or `iam`).
 fn write_v2_auth(j: &mut Json, auth: &AuthContext) {
     if let Some(cert) = &auth.client_cert {
@@ -878,22 +917,7 @@ fn write_v2_auth(j: &mut Json, auth: &AuthContext) {
             j.key("jwt");
             j.open('{');
             j.key("claims");
-            j.open('{');
-            for (k, v) in flatten_claims(claims) {
-                j.kv(&k, &v);
-            }
-            j.close('}');
-            j.key("scopes");
-            match scopes {
-                Some(scopes) => {
-                    j.open('[');
-                    for s in scopes {
-                        j.str(s);
-                    }
-                    j.close(']');
-                }
-                None => j.null(),
-            }
+            write_claims(j, claims, scopes.as_deref(), true);
             j.close('}');
             j.close('}');
         }
@@ -925,7 +949,7 @@ fn write_v2_auth(j: &mut Json, auth: &AuthContext) {
     }
 }
 
-fn build_v1(src: &EventSource<'_>, rest: bool) -> String {
+fn build_v1(src: &EventSource<'_>, rest: bool, authorizer: Option<&AuthorizerHead<'_>>) -> String {
     let scan = scan_headers(src.headers, rest, false);
     let gateway = gateway_headers(src, &scan);
     let name_of = |name: &'static str| if rest { rest_name(name) } else { name };
@@ -935,6 +959,15 @@ fn build_v1(src: &EventSource<'_>, rest: bool) -> String {
     j.open('{');
     if !rest {
         j.kv("version", "1.0");
+    }
+    if let Some(head) = authorizer {
+        j.kv("type", "REQUEST");
+        j.kv("methodArn", head.arn);
+        if !rest {
+            let joined = head.identity.join(",");
+            j.kv("identitySource", &joined);
+            j.kv("authorizationToken", &joined);
+        }
     }
     j.kv("resource", src.resource_path);
     j.kv("path", if rest { src.path } else { src.raw_path });
@@ -1035,7 +1068,9 @@ fn build_v1(src: &EventSource<'_>, rest: bool) -> String {
     j.open('{');
     j.kv("accountId", src.account_id);
     j.kv("apiId", src.api_id);
-    write_v1_authorizer(&mut j, src.auth, rest);
+    if authorizer.is_none() {
+        write_v1_authorizer(&mut j, src.auth, rest);
+    }
     if rest {
         j.kv("deploymentId", src.deployment_id);
     }
@@ -1069,6 +1104,10 @@ fn build_v1(src: &EventSource<'_>, rest: bool) -> String {
 
     if !rest {
         params_and_variables(&mut j);
+    }
+    if authorizer.is_some() {
+        j.close('}');
+        return j.out;
     }
     j.key("body");
     let mut is_b64 = false;
@@ -1125,6 +1164,8 @@ mod tests {
         time_epoch_ms: u64,
         binary_media_types: Vec<Box<str>>,
         auth: AuthContext,
+        /// A Lambda authorizer's REQUEST event instead of the proxy event: (ARN, identity values).
+        authorizer: Option<(String, Vec<String>)>,
     }
 
     fn ctx(format: PayloadFormat) -> Ctx {
@@ -1148,6 +1189,7 @@ mod tests {
             time_epoch_ms: EPOCH_MS,
             binary_media_types: Vec::new(),
             auth: AuthContext::default(),
+            authorizer: None,
         }
     }
 
@@ -1253,7 +1295,11 @@ mod tests {
                 binary_media_types: &self.binary_media_types,
                 auth: &self.auth,
             };
-            String::from_utf8(build_event(&src)).expect("events are UTF-8")
+            let event = match &self.authorizer {
+                Some((arn, identity)) => build_authorizer_event(&src, &AuthorizerHead { arn, identity }),
+                None => build_event(&src),
+            };
+            String::from_utf8(event).expect("events are UTF-8")
         }
 
         fn build(&self, body: &[u8]) -> Value {
@@ -2098,5 +2144,59 @@ mod tests {
         v1.auth = c.auth.clone();
         assert_eq!(v1.build(b"")["requestContext"]["identity"]["userArn"], "arn:aws:iam::123456789012:user/alice");
         assert!(ctx(PayloadFormat::HttpV2).build(b"")["requestContext"].get("authorizer").is_none());
+    }
+
+    fn authorizer_event(mut c: Ctx) -> Ctx {
+        let arn = format!("arn:aws:execute-api:us-east-1:123456789012:{}/{}/GET/my/path", c.api_id, c.stage);
+        c.authorizer = Some((arn, vec!["tok".into(), "t1".into()]));
+        c.params(&[("id", "7")]).vars(&[("realm", "north")])
+    }
+
+    #[test]
+    fn authorizer_events_are_the_proxy_event_headed_by_type_arn_and_identity_without_the_body() {
+        let mut c = authorizer_event(rest());
+        c.auth = lambda_grant();
+        assert_eq!(
+            c.keys_with_body(b"secret body", &[]),
+            [
+                "type",
+                "methodArn",
+                "resource",
+                "path",
+                "httpMethod",
+                "headers",
+                "multiValueHeaders",
+                "queryStringParameters",
+                "multiValueQueryStringParameters",
+                "pathParameters",
+                "stageVariables",
+                "requestContext"
+            ]
+        );
+        let event = c.build(b"secret body");
+        assert_eq!(event["type"], "REQUEST");
+        assert_eq!(event["methodArn"], "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/my/path");
+        assert!(event["requestContext"].get("authorizer").is_none());
+
+        let c = authorizer_event(http_v1());
+        assert_eq!(
+            c.keys(&[])[..5],
+            ["version", "type", "methodArn", "identitySource", "authorizationToken"]
+        );
+        let event = c.build(b"x");
+        assert_eq!((&event["identitySource"], &event["authorizationToken"]), (&json!("tok,t1"), &json!("tok,t1")));
+        assert!(event.get("body").is_none() && event.get("isBase64Encoded").is_none());
+        assert!(event["requestContext"].get("authorizer").is_none());
+
+        let c = authorizer_event(v2());
+        assert_eq!(c.keys(&[])[..4], ["version", "type", "routeArn", "identitySource"]);
+        let event = c.build(b"x");
+        assert_eq!(event["identitySource"], json!(["tok", "t1"]));
+        assert_eq!(event["pathParameters"], json!({"id": "7"}));
+        assert_eq!(event["stageVariables"], json!({"realm": "north"}));
+        assert!(event.get("body").is_none() && event.get("isBase64Encoded").is_none());
+        // The proxy events themselves are unchanged.
+        let proxy = v2().build(b"x");
+        assert!(proxy.get("body").is_some() && proxy.get("isBase64Encoded").is_some());
     }
 }

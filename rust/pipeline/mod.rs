@@ -2,7 +2,7 @@
 //! front doors (the edge's listener, `crate::edge`, and the embedded ASGI app, `crate::embed`).
 //!
 //! ```text
-//! limits -> select API and stage -> route -> CORS preflight -> throttle -> authorize
+//! limits -> select API and stage -> mTLS -> route -> CORS preflight -> throttle -> authorize
 //!        -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
@@ -16,6 +16,8 @@ pub mod access_log;
 mod authorize;
 pub mod body;
 pub mod cors;
+pub mod gateway_responses;
+mod iam;
 pub mod limits;
 pub mod responses;
 
@@ -30,6 +32,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body as _;
 
 use crate::access_log::{Identity, LogRecord};
+use crate::auth::mtls::{self, ClientAuth};
 use crate::auth::{AuthContext, Granted};
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
@@ -46,10 +49,12 @@ use responses::ErrorType;
 const REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
 
 /// Who sent a request, as the front door knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     pub client_ip: IpAddr,
     pub scheme: &'static str,
+    /// mTLS (a TLS listener with a truststore): the client's certificate, trusted or refused.
+    pub client_auth: Option<Arc<ClientAuth>>,
 }
 
 /// A phase's failure: the gateway response to answer with, and why (for the operator's log and
@@ -111,6 +116,8 @@ struct Exchange {
     path_style: Option<String>,
     /// What the authorize phase learned (the caller, an authorizer's grant, the API key).
     auth: AuthContext,
+    /// The routed path's variables, for gateway responses' `method.request.path.X`.
+    path_params: Option<PathParams>,
     error: Option<Failure>,
 }
 
@@ -174,13 +181,17 @@ impl Pipeline {
             serving: None,
             route: None,
             path_style: None,
-            auth: AuthContext::default(),
+            auth: AuthContext {
+                client_cert: mtls::trusted_cert(&conn),
+                ..AuthContext::default()
+            },
+            path_params: None,
             error: None,
         };
-        let mut response = match self.run(&snap, &parts, body, conn, &mut ex).await {
+        let mut response = match self.run(&snap, &parts, body, &conn, &mut ex).await {
             Ok(response) => response,
             Err(failure) => {
-                let response = self.gateway_response(&snap, &ex, &parts, &failure);
+                let response = self.gateway_response(&snap, &ex, &parts, &conn, &failure);
                 if matches!(
                     failure.error,
                     ErrorType::FunctionError | ErrorType::IntegrationFailure | ErrorType::MalformedResponse
@@ -207,7 +218,7 @@ impl Pipeline {
         snap: &Arc<Snapshot>,
         parts: &http::request::Parts,
         body: PipelineBody,
-        conn: Connection,
+        conn: &Connection,
         ex: &mut Exchange,
     ) -> Result<Response<PipelineBody>, Failure> {
         // limits: the request line and headers, before any work on their content.
@@ -222,6 +233,12 @@ impl Pipeline {
         ex.api = d.api;
         ex.serving = snap.serving(&d).cloned();
         ex.path_style = d.path_style.then(|| stage_path(&d, ex.serving.as_deref()));
+
+        // mTLS: every request of a connection whose client certificate is missing or untrusted
+        // is refused, whatever it asks for (the API and stage are known, for the access log).
+        if let Some(refused) = mtls::refusal(conn) {
+            return Err(refused);
+        }
 
         // CORS preflight: answered by the gateway whatever the route.
         if let Some(cors) = self.cors(snap, ex) {
@@ -247,8 +264,9 @@ impl Pipeline {
             }
         }
         ex.route = d.route;
+        ex.path_params = PathParams::of(&d, raw_path);
         // A request body must keep coming: each read makes progress within the body timeout.
-        let (body, stalled) = if body.is_end_stream() {
+        let (mut body, stalled) = if body.is_end_stream() {
             (body, None)
         } else {
             let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -263,7 +281,12 @@ impl Pipeline {
         }
 
         // authorize: the resource policy, the route's authorization, its API key.
-        self.authorize(snap, parts, conn, ex, &d).await?;
+        if let Err(failure) = self.authorize(snap, parts, conn, ex, &d, &mut body).await {
+            if stalled.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
+            }
+            return Err(failure);
+        }
 
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;
@@ -314,7 +337,7 @@ impl Pipeline {
         snap: &Snapshot,
         parts: &http::request::Parts,
         body: PipelineBody,
-        conn: Connection,
+        conn: &Connection,
         ex: &Exchange,
         d: &Decision<'_>,
         params: &[(&str, &str)],
@@ -424,7 +447,7 @@ impl Pipeline {
         &self,
         snap: &Snapshot,
         parts: &http::request::Parts,
-        conn: Connection,
+        conn: &Connection,
         ex: &Exchange,
         d: &Decision<'_>,
         params: &[(&str, &str)],
@@ -525,24 +548,45 @@ impl Pipeline {
         snap: &Snapshot,
         ex: &Exchange,
         parts: &http::request::Parts,
+        conn: &Connection,
         failure: &Failure,
     ) -> Response<PipelineBody> {
         let error = failure.error;
         let kind = ex.api.map_or(ApiKind::Http, |a| snap.api(a).kind);
         let answer = error.response(kind);
-        let mut response = Response::new(full(answer.body_with(failure.message.as_deref())));
-        *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // The API's customisation (REST APIs' PutGatewayResponse), if one applies.
+        let custom = self.customised(snap, ex, parts, conn, failure, &answer);
+        let (custom_headers, custom_body, custom_status) = match custom {
+            Some(c) => (c.headers, c.body, c.status),
+            None => (Vec::new(), None, None),
+        };
+        let (content_type, body) = match custom_body {
+            Some((content_type, body)) => (content_type, body),
+            None => (
+                HeaderValue::from_static("application/json"),
+                answer.body_with(failure.message.as_deref()),
+            ),
+        };
+        let mut response = Response::new(full(body));
+        *response.status_mut() = custom_status
+            .unwrap_or_else(|| StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type);
+        for (name, value) in custom_headers {
+            headers.insert(name, value);
+        }
         if let Some(t) = answer.error_type {
             headers.insert("x-amzn-errortype", HeaderValue::from_static(t));
         }
         if matches!(
             error,
-            ErrorType::RequestTooLarge | ErrorType::RequestTimeout | ErrorType::MalformedBody
+            ErrorType::RequestTooLarge
+                | ErrorType::RequestTimeout
+                | ErrorType::MalformedBody
+                | ErrorType::ClientCertificateRefused
         ) {
             // The rest of the body is not worth reading, or cannot be framed: close rather than
-            // drain it.
+            // drain it. A connection refused by mTLS is closed too, as AWS fails it.
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         for (name, value) in &failure.headers {
@@ -552,6 +596,66 @@ impl Pipeline {
             cors.apply(parts.headers.get(ORIGIN), headers);
         }
         response
+    }
+
+    /// A REST API's customised gateway response for `failure`, rendered for this request.
+    fn customised(
+        &self,
+        snap: &Snapshot,
+        ex: &Exchange,
+        parts: &http::request::Parts,
+        conn: &Connection,
+        failure: &Failure,
+        answer: &responses::GatewayResponse,
+    ) -> Option<gateway_responses::Rendered> {
+        let api = snap.api(ex.api?);
+        let custom = api.gateway_responses.as_deref()?;
+        let serving = ex.serving.as_deref();
+        let route = ex.route();
+        let mut ip = [0u8; 48];
+        let message = failure.message.as_deref().or(answer.message);
+        let masked = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
+        let record = LogRecord {
+            request_id: &ex.request_id,
+            extended_request_id: Some(&ex.request_id),
+            http_method: parts.method.as_str(),
+            path: ex.addressed_path(parts),
+            protocol: protocol(parts.version),
+            domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
+            request_time_epoch_ms: ex.epoch_ms,
+            identity: Identity {
+                source_ip: ip_text(conn.client_ip, &mut ip),
+                user_agent: header_str(&parts.headers, USER_AGENT),
+                api_key: masked.as_deref(),
+                api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
+                ..Default::default()
+            },
+            account_id: Some(&snap.settings.account_id),
+            api_id: Some(&api.id),
+            stage: serving.map(|s| &*s.stage),
+            route_key: route.map(|r| &*r.key),
+            resource_path: route.map(|r| &*r.resource_path),
+            status: answer.status,
+            error_message: message,
+            error_response_type: Some(failure.error.name()),
+            ..Default::default()
+        };
+        let params: Vec<(&str, &str)> = ex
+            .path_params
+            .as_ref()
+            .map(|p| p.pairs(parts.uri.path()).collect())
+            .unwrap_or_default();
+        let cx = gateway_responses::RenderContext {
+            headers: &parts.headers,
+            raw_query: parts.uri.query().unwrap_or(""),
+            path_params: &params,
+            stage_variables: serving.map_or(&[], |s| &s.variables),
+            record: &record,
+            kind: api.kind,
+            message,
+            response_type: failure.error.name(),
+        };
+        custom.render(failure.error.name(), answer.status, header_str(&parts.headers, ACCEPT), &cx)
     }
 
     /// The access-log phase: when the response body has gone (or failed), one line per log.
@@ -580,12 +684,22 @@ impl Pipeline {
             let mut ip = [0u8; 48];
             let source_ip = ip_text(conn.client_ip, &mut ip);
             let error = ex.error.as_ref();
-            // `$context.authorizer.claims.NAME`: a JWT's claims as the event renders them.
+            // `$context.authorizer.claims.NAME` (a JWT's claims) and `$context.authorizer.NAME` (a
+            // Lambda authorizer's context), values as the event renders them.
             let flat = match &ex.auth.granted {
                 Granted::Jwt { claims, .. } => crate::auth::flatten_claims(claims),
-                _ => Default::default(),
+                Granted::Lambda { context, .. } => crate::auth::flatten_claims(context),
+                Granted::Nothing => Default::default(),
             };
-            let claims: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let pairs: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (claims, authorizer, principal_id, authorizer_latency_ms) = match &ex.auth.granted {
+                Granted::Lambda { principal_id, latency_ms, .. } => {
+                    (&[][..], &pairs[..], principal_id.as_deref(), Some(*latency_ms))
+                }
+                _ => (&pairs[..], &[][..], None, None),
+            };
+            // The key's value never reaches a log line: masked (see `api_key_mask`).
+            let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
             let record = LogRecord {
                 request_id: &ex.request_id,
                 extended_request_id: Some(&ex.request_id),
@@ -597,6 +711,15 @@ impl Pipeline {
                 identity: Identity {
                     source_ip,
                     user_agent: header_str(&parts.headers, USER_AGENT),
+                    api_key: masked_key.as_deref(),
+                    api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
+                    client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
+                    // The signer of an AWS_IAM route (its access key id; never the secret).
+                    caller: ex.auth.iam.as_ref().map(|i| i.caller.as_str()),
+                    user: ex.auth.iam.as_ref().map(|i| i.user.as_str()),
+                    user_arn: ex.auth.iam.as_ref().map(|i| i.user_arn.as_str()),
+                    account_id: ex.auth.iam.as_ref().map(|i| i.account_id.as_str()),
+                    access_key: ex.auth.iam.as_ref().map(|i| i.access_key.as_str()),
                     ..Default::default()
                 },
                 account_id: Some(&snap.settings.account_id),
@@ -610,7 +733,10 @@ impl Pipeline {
                 error_message: error.map(|f| f.detail.as_str()),
                 error_response_type: error.map(|f| f.error.name()),
                 integration_error: error.map(|f| f.detail.as_str()),
-                claims: &claims,
+                claims,
+                authorizer,
+                authorizer_principal_id: principal_id,
+                authorizer_latency_ms,
                 ..Default::default()
             };
             let kind = api.map_or(ApiKind::Http, |a| a.kind);
@@ -621,6 +747,45 @@ impl Pipeline {
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, Reported::new(body, write).boxed())
     }
+}
+
+/// A routed request's path variables: names and byte ranges into the raw path.
+struct PathParams {
+    names: Arc<[Box<str>]>,
+    ranges: smallvec::SmallVec<[(u32, u32); 4]>,
+    /// Where the API's path starts in the raw path.
+    offset: usize,
+}
+
+impl PathParams {
+    fn of(d: &Decision<'_>, raw_path: &str) -> Option<PathParams> {
+        let names = d.param_names.clone()?;
+        if d.params.is_empty() || !raw_path.ends_with(d.path) {
+            return None;
+        }
+        Some(PathParams {
+            names,
+            ranges: d.params.clone(),
+            offset: raw_path.len() - d.path.len(),
+        })
+    }
+
+    fn pairs<'p>(&'p self, raw_path: &'p str) -> impl Iterator<Item = (&'p str, &'p str)> {
+        self.names.iter().zip(self.ranges.iter()).filter_map(move |(name, (s, e))| {
+            let value = raw_path.get(self.offset + *s as usize..self.offset + *e as usize)?;
+            Some((&**name, value))
+        })
+    }
+}
+
+/// An API key as logs and gateway-response templates show it: `****` and its last four
+/// characters, never the value (AWS's `$context.identity.apiKey` prints it whole).
+pub(crate) fn api_key_mask(value: &str) -> String {
+    let tail: String = value.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    if value.chars().count() <= 8 {
+        return "****".to_owned();
+    }
+    format!("****{tail}")
 }
 
 /// `ip` as text, written into `buf` (no allocation).

@@ -40,6 +40,12 @@ pub enum ErrorType {
     AccessDenied,
     /// A SigV4 signature that does not verify.
     InvalidSignature,
+    /// A SigV4 signature that cannot be read: a malformed `Authorization` header or presigned
+    /// query string (AWS's `IncompleteSignatureException`).
+    IncompleteSignature,
+    /// A SigV4 signature by an access key the gateway does not know, or with a session token
+    /// that is not the key's (AWS's `UnrecognizedClientException`).
+    UnrecognizedClient,
     /// A SigV4 signature (or a session token) past its time.
     ExpiredToken,
     /// No API key, or one that may not call this stage.
@@ -48,6 +54,9 @@ pub enum ErrorType {
     AuthorizerFailure,
     /// An authorizer cannot work as configured (an unknown function, an unusable issuer).
     AuthorizerConfigurationError,
+    /// mTLS: the connection's client certificate is missing, or the truststore does not trust it
+    /// (AWS answers 403 Forbidden; `crate::auth::mtls`).
+    ClientCertificateRefused,
 }
 
 /// A gateway response as sent: status, `{"message": ...}` (None: `null`, as AWS sends for
@@ -77,11 +86,17 @@ impl ErrorType {
             ErrorType::ApiConfigurationError => "API_CONFIGURATION_ERROR",
             ErrorType::Unauthorized => "UNAUTHORIZED",
             ErrorType::AccessDenied => "ACCESS_DENIED",
-            ErrorType::InvalidSignature => "INVALID_SIGNATURE",
+            // AWS has no gateway-response type of their own for these two: they are signatures
+            // that do not hold.
+            ErrorType::InvalidSignature | ErrorType::IncompleteSignature | ErrorType::UnrecognizedClient => {
+                "INVALID_SIGNATURE"
+            }
             ErrorType::ExpiredToken => "EXPIRED_TOKEN",
             ErrorType::InvalidApiKey => "INVALID_API_KEY",
             ErrorType::AuthorizerFailure => "AUTHORIZER_FAILURE",
             ErrorType::AuthorizerConfigurationError => "AUTHORIZER_CONFIGURATION_ERROR",
+            // AWS documents no gateway-response type of its own for it.
+            ErrorType::ClientCertificateRefused => "DEFAULT_4XX",
         }
     }
 
@@ -127,7 +142,11 @@ impl ErrorType {
             ErrorType::IntegrationTimeout => (503, "Service Unavailable"),
             ErrorType::Unauthorized => (401, "Unauthorized"),
             ErrorType::AccessDenied | ErrorType::InvalidApiKey => (403, "Forbidden"),
-            ErrorType::InvalidSignature | ErrorType::ExpiredToken => (403, "Forbidden"),
+            ErrorType::InvalidSignature | ErrorType::ExpiredToken | ErrorType::IncompleteSignature => {
+                (403, "Forbidden")
+            }
+            ErrorType::UnrecognizedClient => (403, "The security token included in the request is invalid."),
+            ErrorType::ClientCertificateRefused => (403, "Forbidden"),
         };
         (status, Some(message))
     }
@@ -169,7 +188,15 @@ impl ErrorType {
                 "InvalidSignatureException",
             ),
             ErrorType::ExpiredToken => (403, "The security token included in the request is expired", "ExpiredTokenException"),
+            // The message is always the request's own (what is missing from the signature).
+            ErrorType::IncompleteSignature => (403, "Forbidden", "IncompleteSignatureException"),
+            ErrorType::UnrecognizedClient => (
+                403,
+                "The security token included in the request is invalid.",
+                "UnrecognizedClientException",
+            ),
             ErrorType::InvalidApiKey => (403, "Forbidden", "ForbiddenException"),
+            ErrorType::ClientCertificateRefused => (403, "Forbidden", "ForbiddenException"),
             ErrorType::AuthorizerFailure => return (500, None, "AuthorizerFailureException"),
             ErrorType::AuthorizerConfigurationError => return (500, None, "AuthorizerConfigurationException"),
         };

@@ -11,7 +11,16 @@ import hashlib
 from dataclasses import dataclass
 
 from portico.compile import spec as S
-from portico.config.models import Api, Authorizer, Config, Cors, Integration, Route
+from portico.config.models import (
+    Api,
+    Authorizer,
+    Config,
+    Cors,
+    Integration,
+    Route,
+    user_pool_issuer,
+    validate_issuer_url,
+)
 from portico.integrations.functions import FunctionRegistry, function_name_from_uri
 
 
@@ -49,19 +58,49 @@ def compile_file_apis(
         for route_index, route in enumerate(api.routes):
             where = f"apis[{api_index}].routes[{route_index}].integration"
             try:
-                integration = _integration(api.integration_of(route), registry)
+                rest = api.protocol == "REST"
+                integration = _integration(api.integration_of(route), registry, rest=rest)
+                authorizer = None
+                if route.authorizerId is not None:
+                    where = f"apis[{api_index}].authorizers.{route.authorizerId}"
+                    declared = api.authorizers[route.authorizerId]
+                    if declared.is_lambda:
+                        authorizer = _lambda_authorizer(route.authorizerId, declared, registry, rest=rest)
+                    else:
+                        authorizer = _jwt_authorizer(
+                            route.authorizerId, declared, config.settings.cognitoUserPoolIssuers
+                        )
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            routes.append(S.route(route.route, integration, _route_auth(api, route)))
+            routes.append(S.route(route.route, integration, _route_auth(route, authorizer)))
         out.append(_api(api, routes, deployment_id))
     if problems:
         raise CompileError("\n".join(problems))
     return out
 
 
-def assemble(config: Config, apis: list[S.ApiSpec], deployment_id: str) -> CompiledConfig:
-    """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings."""
+def compile_file_api_keys(config: Config) -> list[S.ApiKeySpec]:
+    """The config file's API keys (`apiKeys`), each with the stages of the usage plans
+    (`usagePlans`) that hold it. Only the values' SHA-256 reach the spec."""
+    stages: dict[str, set[str]] = {key.name: set() for key in config.apiKeys}
+    for plan in config.usagePlans:
+        bound = {f"{s.apiId}/{s.stage}" for s in plan.apiStages}
+        for name in plan.apiKeys:
+            stages[name] |= bound
+    return [S.api_key(key.key_id, key.value, sorted(stages[key.name]), key.enabled) for key in config.apiKeys]
+
+
+def assemble(
+    config: Config,
+    apis: list[S.ApiSpec],
+    deployment_id: str,
+    api_keys: list[S.ApiKeySpec] | None = None,
+    admin_key: tuple[str, str] | None = None,
+) -> CompiledConfig:
+    """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings, with
+    `api_keys` (None: the config file's own) and the config's principals; `admin_key` (access key
+    id, secret), when the admin API runs, signs requests to `AWS_IAM` routes as the account's root."""
     settings = config.settings
     throttle = settings.accountThrottle.throttle() if settings.accountThrottle else None
     log = settings.accessLog
@@ -81,8 +120,47 @@ def assemble(config: Config, apis: list[S.ApiSpec], deployment_id: str) -> Compi
             for name, f in config.functions.items()
             if f.reservedConcurrency is not None
         },
+        api_keys=compile_file_api_keys(config) if api_keys is None else api_keys,
+        principals=principals_of(config, admin_key),
     )
     return CompiledConfig(config, spec, deployment_id)
+
+
+def principals_of(config: Config, admin_key: tuple[str, str] | None = None) -> list[S.PrincipalSpec]:
+    """The config's principals, and the admin key as the root of the gateway's account."""
+    out = [
+        S.principal(
+            p.accessKeyId,
+            p.secretAccessKey.get_secret_value(),
+            p.arn,
+            p.accountId,
+            policy=p.policy,  # type: ignore[arg-type] # its JSON text is read by the core too
+            session_token=p.sessionToken.get_secret_value() if p.sessionToken else None,
+        )
+        for p in config.principals
+    ]
+    if admin_key is not None:
+        access_key_id, secret = admin_key
+        if any(p["access_key_id"] == access_key_id for p in out):
+            raise CompileError(f"principals: access key id {access_key_id!r} is the admin key's")
+        account = config.settings.accountId
+        out.append(S.principal(access_key_id, secret, f"arn:aws:iam::{account}:root", account))
+    return out
+
+
+def _route_auth(route: Route, authorizer: S.AuthorizerSpec | None = None) -> S.RouteAuthSpec | None:
+    """A route's authorization, its authorizer (Lambda, JWT or Cognito), scopes and API key:
+    `AWS_IAM` routes take signed requests only. A type that needs an authorizer the route does not
+    name is kept, so that the core refuses the route's requests (AUTHORIZER_CONFIGURATION_ERROR)
+    rather than serve them open."""
+    if route.authorizationType == "NONE" and not route.apiKeyRequired:
+        return None
+    return S.route_auth(
+        route.authorizationType,  # type: ignore[arg-type]
+        authorizer,
+        scopes=route.authorizationScopes,
+        api_key_required=route.apiKeyRequired,
+    )
 
 
 def cors_spec(cors: Cors) -> S.CorsSpec:
@@ -114,37 +192,49 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str) -> S.ApiSpec:
                 route_throttle=per_route,
             )
         )
+    rest = api.protocol == "REST"
     return S.api(
         api.api_id,
         api.name,
-        "http",
+        "rest" if rest else "http",
         stages,
         routes=routes,
         cors=cors_spec(api.cors) if api.cors is not None else None,
+        api_key_source=api.apiKeySource,
+        policy=api.policy,
+        gateway_responses=[
+            S.gateway_response(
+                response_type,
+                response.statusCode,
+                response.responseParameters,
+                response.responseTemplates,
+            )
+            for response_type, response in api.gatewayResponses.items()
+        ],
     )
 
 
-def _route_auth(api: Api, route: Route) -> S.RouteAuthSpec | None:
-    """A route's authorization: a JWT authorizer of the API (`authorizerId`) and its scopes."""
-    if route.authorizationType != "JWT" or route.authorizerId is None:
-        return None
-    authorizer = _jwt_authorizer(route.authorizerId, api.authorizers[route.authorizerId])
-    return S.route_auth("JWT", authorizer, scopes=route.authorizationScopes)
-
-
-def _jwt_authorizer(authorizer_id: str, authorizer: Authorizer) -> S.AuthorizerSpec:
+def _jwt_authorizer(
+    authorizer_id: str, authorizer: Authorizer, pool_issuers: dict[str, str]
+) -> S.AuthorizerSpec:
+    """A JWT authorizer (HTTP APIs), or a Cognito user pool authorizer (REST APIs) whose pools'
+    issuers are Cognito's, or those `settings.cognitoUserPoolIssuers` maps them to."""
+    name = authorizer.name or authorizer_id
+    if authorizer.authorizerType == "COGNITO_USER_POOLS":
+        issuers = [
+            validate_issuer_url(user_pool_issuer(arn, pool_issuers)) for arn in authorizer.providerARNs
+        ]
+        return S.cognito_authorizer(
+            authorizer_id, issuers, authorizer.identitySource[0], authorizer.ttl(rest=True), name=name
+        )
     jwt = authorizer.jwtConfiguration
     assert jwt is not None  # the model requires it of JWT authorizers
-    return S.jwt_authorizer(
-        authorizer_id,
-        jwt.issuer,
-        jwt.audience,
-        authorizer.identitySource[0],
-        name=authorizer.name or authorizer_id,
-    )
+    return S.jwt_authorizer(authorizer_id, jwt.issuer, jwt.audience, authorizer.identitySource[0], name=name)
 
 
-def _integration(integration: Integration, registry: FunctionRegistry) -> S.IntegrationSpec:
+def _integration(
+    integration: Integration, registry: FunctionRegistry, rest: bool = False
+) -> S.IntegrationSpec:
     if integration.type == "MOCK":
         return S.mock(integration.statusCode or 200, integration.headers, integration.body)
     uri = integration.uri or ""
@@ -156,8 +246,37 @@ def _integration(integration: Integration, registry: FunctionRegistry) -> S.Inte
                     f"function {name!r} is not registered: declare it under `functions:` in the config "
                     f"or pass --function {name}=module.path:attribute"
                 )
-        return S.lambda_proxy(uri, integration.payload_format, integration.timeoutInMillis)
+        # REST APIs' Lambda proxy events are payload 1.0.
+        payload = "1.0" if rest else integration.payload_format
+        return S.lambda_proxy(uri, payload, integration.timeoutInMillis)
     return S.http_proxy(uri, integration.method, integration.timeoutInMillis)
+
+
+def _lambda_authorizer(
+    name: str, authorizer: Authorizer, registry: FunctionRegistry, *, rest: bool
+) -> S.LambdaAuthorizerSpec:
+    """A Lambda authorizer of the file (REST TOKEN/REQUEST, HTTP payload 1.0/2.0); its function
+    must be registered."""
+    uri = authorizer.authorizerUri
+    if "${stageVariables." not in uri:
+        function = function_name_from_uri(uri)
+        if function not in registry:
+            raise CompileError(
+                f"authorizer function {function!r} is not registered: declare it under `functions:` in "
+                f"the config or pass --function {function}=module.path:attribute"
+            )
+    http_event = "HTTP_1_0" if authorizer.authorizerPayloadFormatVersion == "1.0" else "HTTP_2_0"
+    event = authorizer.authorizerType if rest else http_event
+    return S.lambda_authorizer(
+        name,
+        uri,
+        event,  # type: ignore[arg-type]
+        authorizer.identitySource,
+        validation_expression=authorizer.identityValidationExpression if rest else None,
+        ttl_s=authorizer.ttl(rest),
+        simple_responses=authorizer.enableSimpleResponses and not rest,
+        name=name,
+    )
 
 
 def deployment_id_of(config: Config) -> str:

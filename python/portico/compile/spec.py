@@ -33,6 +33,7 @@ __all__ = [
     "access_log",
     "api",
     "api_key",
+    "api_key_digest",
     "canary",
     "cognito_authorizer",
     "cors",
@@ -195,6 +196,7 @@ class StageSpec(TypedDict):
     cors: NotRequired[CorsSpec | None]
     access_log: NotRequired[AccessLogSpec]
     canary: NotRequired[CanarySpec]
+    authorizer_cache_epoch: NotRequired[int]
 
 
 class ApiSpec(TypedDict):
@@ -409,11 +411,16 @@ def principal(
     }
 
 
+def api_key_digest(value: str) -> str:
+    """The hex SHA-256 by which the core knows an API key's value."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 def api_key(key_id: str, value: str, stages: list[str], enabled: bool = True) -> ApiKeySpec:
     """An API key: only its value's SHA-256 crosses to the core."""
     return {
         "id": key_id,
-        "value_sha256": hashlib.sha256(value.encode()).hexdigest(),
+        "value_sha256": api_key_digest(value),
         "enabled": bool(enabled),
         "stages": list(stages),
     }
@@ -446,8 +453,11 @@ def stage(
     cors: CorsSpec | None = None,
     access_log: AccessLogSpec | None = None,
     canary: CanarySpec | None = None,
+    authorizer_cache_epoch: int = 0,
 ) -> StageSpec:
-    """A stage. `routes` None: it serves the API's routes (and the API's CORS)."""
+    """A stage. `routes` None: it serves the API's routes (and the API's CORS).
+    `authorizer_cache_epoch`: moved by FlushStageAuthorizersCache (Lambda authorizers' caches of
+    the stage start afresh)."""
     out: StageSpec = {
         "name": name,
         "deployment_id": deployment_id,
@@ -462,6 +472,8 @@ def stage(
         out["access_log"] = access_log
     if canary is not None:
         out["canary"] = canary
+    if authorizer_cache_epoch:
+        out["authorizer_cache_epoch"] = int(authorizer_cache_epoch)
     return out
 
 

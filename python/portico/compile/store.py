@@ -25,6 +25,7 @@ Deployment snapshots are immutable, so their compiled routes are cached across r
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sqlite3
@@ -33,13 +34,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from portico.compile import spec as S
-from portico.compile.files import CompiledConfig, assemble, compile_file_apis, deployment_id_of
-from portico.config.models import Config, user_pool_issuer, validate_issuer_url, validate_route_key
+from portico.compile.files import (
+    CompiledConfig,
+    assemble,
+    compile_file_api_keys,
+    compile_file_apis,
+    deployment_id_of,
+)
+from portico.compile.lambda_authorizers import (
+    http_lambda_authorizer,
+    rest_lambda_authorizer,
+    warn_unregistered,
+)
+from portico.config.models import (
+    Config,
+    gateway_response_parameter_problem,
+    user_pool_issuer,
+    validate_issuer_url,
+    validate_route_key,
+)
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
 from portico.integrations.functions import FunctionRegistry, parse_function_uri
 
-__all__ = ["StoreSource", "load_store_apis"]
+__all__ = ["StoreSource", "load_store_api_keys", "load_store_apis"]
 
 log = logging.getLogger("portico.compile")
 
@@ -54,10 +72,16 @@ _DEFAULT_REST_TIMEOUT_MS = 29000
 
 @dataclass(slots=True)
 class _Deployed:
-    """The routes of one deployment, compiled; and its CORS (HTTP APIs deploy it with the API)."""
+    """The routes of one deployment, compiled; and its CORS (HTTP APIs deploy it with the API).
+    REST APIs' deployments also freeze the API-wide settings AWS applies only once deployed
+    ("Updates to REST APIs that require redeployment": the RestApi, its resource policy
+    included, and its gateway responses)."""
 
     routes: list[S.RouteSpec]
     cors: S.CorsSpec | None = None
+    api_key_source: str = "HEADER"
+    policy: dict | str | None = None
+    gateway_responses: list[S.GatewayResponseSpec] | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -95,6 +119,11 @@ def _lambda(
 
 def _timeout(value: Any, default: int) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else default
+
+
+def _iam_auth(authorization_type: Any) -> S.RouteAuthSpec | None:
+    """The authorization of an HTTP API's `AWS_IAM` route (None for any other type)."""
+    return S.route_auth("AWS_IAM") if authorization_type == "AWS_IAM" else None
 
 
 def _valid_key(key: str, where: str) -> bool:
@@ -261,6 +290,7 @@ class _Builder:
                     routes=deployed.routes,
                     cors=deployed.cors,
                     access_log=access_log,
+                    authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                 )
             )
         if not stages:
@@ -288,8 +318,27 @@ class _Builder:
                 spec = S.unavailable(f"{where} has no integration")
             else:
                 spec = self._http_integration(integration, where)
-            routes.append(S.route(key, spec, _http_jwt_auth(route, authorizers, where)))
+            auth = (
+                _http_jwt_auth(route, authorizers, where)
+                or self._http_lambda_auth(route, authorizers, where)
+                or _iam_auth(route.get("AuthorizationType"))
+            )
+            routes.append(S.route(key, spec, auth))
         return _Deployed(routes, _cors(snap.get("Api") or {}))
+
+    def _http_lambda_auth(
+        self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec | None:
+        """A CUSTOM route's Lambda authorizer (an unknown one: the route answers 500, never open)."""
+        if route.get("AuthorizationType") != "CUSTOM":
+            return None
+        doc = authorizers.get(route.get("AuthorizerId"))
+        authorizer = http_lambda_authorizer(doc) if doc else None
+        if authorizer is None:
+            log.warning("%s: CUSTOM authorization names no Lambda authorizer; the route answers 500", where)
+        else:
+            warn_unregistered(authorizer["uri"], self.registry, where)
+        return S.route_auth("CUSTOM", authorizer)
 
     def _http_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
         kind = integration.get("IntegrationType")
@@ -319,6 +368,9 @@ class _Builder:
             return None
         stages: list[S.StageSpec] = []
 
+        # The latest deployment any stage serves: its API-wide settings are the API's.
+        latest: list[tuple[float, _Deployed]] = []
+
         def deployed_of(deployment_id: str | None, what: str) -> tuple[str, _Deployed] | None:
             if not deployment_id:
                 return None
@@ -326,9 +378,11 @@ class _Builder:
             if deployment is None:
                 log.warning("REST API %s %s: deployment %s not found", api_id, what, deployment_id)
                 return None
-            return deployment_id, self._cached(
-                V1, api_id, deployment, lambda snap: self._rest_routes(api_id, snap)
-            )
+            deployed = self._cached(V1, api_id, deployment, lambda snap: self._rest_routes(api_id, snap))
+            when = float(deployment.get("_deployedAt") or deployment.get("createdDate") or 0)
+            if not latest or when >= latest[0][0]:
+                latest[:] = [(when, deployed)]
+            return deployment_id, deployed
 
         for stage in tx.list(V1, "stage", api_id):
             name = stage.get("stageName")
@@ -367,16 +421,21 @@ class _Builder:
                     routes=deployed.routes,
                     access_log=access_log,
                     canary=canary_spec,
+                    authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                 )
             )
         if not stages:
             return None
+        deployed_api = latest[0][1]
         return S.api(
             api_id,
             api.get("name", api_id),
             "rest",
             stages,
             binary_media_types=api.get("binaryMediaTypes") or (),
+            api_key_source=deployed_api.api_key_source,  # type: ignore[arg-type]
+            policy=deployed_api.policy,  # type: ignore[arg-type]
+            gateway_responses=deployed_api.gateway_responses,
         )
 
     def _rest_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
@@ -391,18 +450,42 @@ class _Builder:
                 if not _valid_key(key, where) or key in seen:
                     continue
                 seen.add(key)
-                auth = None
-                if doc.get("authorizationType") == "COGNITO_USER_POOLS":
-                    auth = self._cognito_auth(doc, authorizers, where)
-                elif (doc.get("authorizationType") or "NONE") != "NONE" or doc.get("apiKeyRequired"):
-                    log.info("%s: authorization and API keys are not enforced yet", where)
                 integration = doc.get("methodIntegration")
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
                     spec = self._rest_integration(integration, where)
-                routes.append(S.route(key, spec, auth))
-        return _Deployed(routes)
+                routes.append(S.route(key, spec, self._rest_auth(doc, authorizers, where)))
+        rest_api = snap.get("restApi") or {}
+        source = rest_api.get("apiKeySource")
+        return _Deployed(
+            routes,
+            api_key_source=source if source in ("HEADER", "AUTHORIZER") else "HEADER",
+            policy=_policy(rest_api.get("policy"), api_id),
+            gateway_responses=_gateway_responses(snap.get("gatewayResponses") or (), api_id),
+        )
+
+    def _rest_auth(
+        self, method: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec | None:
+        """A method's authorization: `AWS_IAM` (SigV4 in the core), `COGNITO_USER_POOLS` (JWTs of
+        its user pools, verified in the core), or `CUSTOM` with its Lambda authorizer (an unknown
+        one: the method answers 500, never open); and `apiKeyRequired` (the key is checked in the
+        core against the account's keys)."""
+        api_key_required = bool(method.get("apiKeyRequired"))
+        if method.get("authorizationType") == "AWS_IAM":
+            return S.route_auth("AWS_IAM", api_key_required=api_key_required)
+        if method.get("authorizationType") == "COGNITO_USER_POOLS":
+            return self._cognito_auth(method, authorizers, where)
+        if method.get("authorizationType") != "CUSTOM":
+            return S.route_auth(api_key_required=True) if api_key_required else None
+        doc = authorizers.get(method.get("authorizerId"))
+        authorizer = rest_lambda_authorizer(doc) if doc else None
+        if authorizer is None:
+            log.warning("%s: CUSTOM authorization names no Lambda authorizer; the method answers 500", where)
+        else:
+            warn_unregistered(authorizer["uri"], self.registry, where)
+        return S.route_auth("CUSTOM", authorizer, api_key_required=api_key_required)
 
     def _cognito_auth(
         self, method: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
@@ -493,6 +576,84 @@ def _http_jwt_auth(
     return S.route_auth("JWT", spec, scopes=route.get("AuthorizationScopes") or [])
 
 
+def _policy(policy: Any, api_id: str) -> dict | str | None:
+    """A REST API's resource policy (stored as JSON text, as AWS returns it). Text that is not
+    JSON is handed on as it is: the core then refuses every request of the API (a policy that
+    cannot be read is never skipped)."""
+    if policy in (None, ""):
+        return None
+    if isinstance(policy, dict):
+        return policy
+    try:
+        parsed = json.loads(policy)
+    except (TypeError, ValueError):
+        log.warning("REST API %s: its resource policy is not JSON; every request is refused", api_id)
+        return str(policy)
+    return parsed if isinstance(parsed, dict) else str(policy)
+
+
+def _gateway_responses(docs: Iterable[dict[str, Any]], api_id: str) -> list[S.GatewayResponseSpec]:
+    """A deployment's customised gateway responses, as the core applies them. A mapping the core
+    cannot serve (stored before the admin API checked them) is left out with a warning rather
+    than failing the whole reload."""
+    out = []
+    for doc in docs:
+        response_type = doc.get("responseType") or ""
+        status = doc.get("statusCode")
+        headers = {}
+        for key, value in (doc.get("responseParameters") or {}).items():
+            problem = gateway_response_parameter_problem(key, value)
+            if problem:
+                log.warning("REST API %s gateway response %s: %s; left out", api_id, response_type, problem)
+                continue
+            headers[key] = value
+        out.append(
+            S.gateway_response(
+                response_type,
+                int(status) if isinstance(status, str | int) and str(status).isdigit() else None,
+                headers,
+                {
+                    content_type: template
+                    for content_type, template in (doc.get("responseTemplates") or {}).items()
+                    if isinstance(template, str) and _visible_ascii(content_type)
+                },
+            )
+        )
+    return out
+
+
+def _visible_ascii(text: Any) -> bool:
+    return isinstance(text, str) and bool(text.strip()) and all(32 <= ord(c) < 127 for c in text)
+
+
+def load_store_api_keys(store: Store, taken_values: Iterable[str] = ()) -> list[S.ApiKeySpec]:
+    """The account's API keys for the core: each key's SHA-256 (never its value), whether it is
+    enabled, and the `apiId/stage` of every usage plan holding it. Read at every reload, so that
+    a key created, disabled, added to or removed from a plan, or deleted, applies at once, as on
+    AWS, without a redeployment. A key whose value is one of `taken_values` (the config file's
+    own) is left out: values are unique."""
+    taken = {S.api_key_digest(value) for value in taken_values}
+    out: list[S.ApiKeySpec] = []
+    with store.read() as tx:
+        plans = {plan["id"]: plan for plan in tx.list(V1, "usageplan")}
+        stages_of: dict[str, set[str]] = {}
+        for plan_id, plan in plans.items():
+            bound = {f"{s.get('apiId')}/{s.get('stage')}" for s in plan.get("apiStages") or ()}
+            for plan_key in tx.list(V1, "usageplankey", plan_id):
+                stages_of.setdefault(plan_key.get("id") or "", set()).update(bound)
+        for key in tx.list(V1, "apikey"):
+            value = key.get("value")
+            if not key.get("id") or not isinstance(value, str) or not value:
+                continue
+            spec = S.api_key(key["id"], value, sorted(stages_of.get(key["id"], ())), bool(key.get("enabled")))
+            if spec["value_sha256"] in taken:
+                log.warning("API key %s has the value of a key of the config file: not served", key["id"])
+                continue
+            taken.add(spec["value_sha256"])
+            out.append(spec)
+    return out
+
+
 def _local_destination(destination: Any) -> bool:
     """Access logs Portico can write: a file path, `stdout` or `stderr` (a CloudWatch Logs ARN
     names a destination outside this machine; such settings are kept but not written)."""
@@ -552,11 +713,14 @@ class StoreSource:
         config: Config,
         registry: FunctionRegistry,
         file_apis: list[S.ApiSpec] | None = None,
+        admin_key: tuple[str, str] | None = None,
     ) -> None:
         self.store = store
+        self.admin_key = admin_key
         self.config = config
         self.registry = registry
         self.file_apis = file_apis if file_apis is not None else compile_file_apis(config, registry)
+        self.file_api_keys = compile_file_api_keys(config)
         self._file_ids = [api["id"] for api in self.file_apis]
         self._deployment_id = deployment_id_of(config)
         self._cache: dict[tuple[str, str, str], _Deployed] = {}
@@ -573,6 +737,13 @@ class StoreSource:
                 cache=self._cache,
                 pool_issuers=self.config.settings.cognitoUserPoolIssuers,
             )
+            store_keys = load_store_api_keys(self.store, [k.value for k in self.config.apiKeys])
         except sqlite3.Error as exc:
             raise SourceUnavailable(f"the store cannot be read: {exc}") from exc
-        return assemble(self.config, [*self.file_apis, *store_apis], self._deployment_id)
+        return assemble(
+            self.config,
+            [*self.file_apis, *store_apis],
+            self._deployment_id,
+            api_keys=[*self.file_api_keys, *store_keys],
+            admin_key=self.admin_key,
+        )

@@ -127,7 +127,10 @@ def openapi_to_config(document: dict[str, Any], source: str) -> dict[str, Any]:
             route_key = "$default" if path == "$default" else f"{method} {path}"
             integration_name = f"{method.lower()}{path}"
             integrations[integration_name] = _openapi_integration(spec)
-            routes.append({"route": route_key, "integration": integration_name})
+            route: dict[str, Any] = {"route": route_key, "integration": integration_name}
+            if _openapi_iam(operation, document):
+                route["authorizationType"] = "AWS_IAM"
+            routes.append(route)
     if problems:
         raise ConfigFileError(source, problems)
     api: dict[str, Any] = {
@@ -145,6 +148,29 @@ def openapi_to_config(document: dict[str, Any], source: str) -> dict[str, Any]:
         # Portico-only settings (functions, settings) may ride along in the same document.
         config.update(portico_ext)
     return config
+
+
+def _openapi_iam(operation: dict[str, Any], document: dict[str, Any]) -> bool:
+    """Whether an operation is `AWS_IAM`, as AWS's import reads it: `x-amazon-apigateway-auth`
+    of type `AWS_IAM`, or a security requirement (the operation's, else the document's) naming a
+    scheme whose `x-amazon-apigateway-authtype` is `awsSigv4`."""
+    auth = operation.get("x-amazon-apigateway-auth")
+    if isinstance(auth, dict) and str(auth.get("type", "")).upper() == "AWS_IAM":
+        return True
+    components = document.get("components")
+    schemes = components.get("securitySchemes") if isinstance(components, dict) else None
+    if not isinstance(schemes, dict):
+        return False
+    sigv4 = {
+        name
+        for name, scheme in schemes.items()
+        if isinstance(scheme, dict)
+        and str(scheme.get("x-amazon-apigateway-authtype", "")).lower() == "awssigv4"
+    }
+    security = operation.get("security", document.get("security"))
+    if not isinstance(security, list):
+        return False
+    return any(isinstance(need, dict) and any(name in sigv4 for name in need) for need in security)
 
 
 def _openapi_integration(spec: dict[str, Any]) -> dict[str, Any]:

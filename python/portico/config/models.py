@@ -8,10 +8,11 @@ Validation happens here, before anything is served; every error carries the path
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ROUTE_METHODS = ("ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _STAGE_NAME = re.compile(r"^(\$default|[A-Za-z0-9_-]{1,128})$")
@@ -109,37 +110,10 @@ def _without_stage_variables(uri: str) -> str:
     return re.sub(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}", r"\1", uri)
 
 
-class Route(_Model):
-    route: str = Field(alias="routeKey")
-    # The name of one of the API's integrations, or an integration written inline.
-    integration: str | Integration
-    # Who may call it (AWS `Route` members): `JWT` names one of the API's `authorizers` by its key
-    # in `authorizerId`; a JWT must then carry one of `authorizationScopes` when there are some.
-    authorizationType: Literal["NONE", "JWT"] = "NONE"
-    authorizerId: str | None = None
-    authorizationScopes: list[str] = Field(default_factory=list)
-
-    @field_validator("route")
-    @classmethod
-    def _route_key(cls, value: str) -> str:
-        return validate_route_key(value)
-
-    @field_validator("authorizationType", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _authorization(self) -> Route:
-        if self.authorizationType == "JWT" and not self.authorizerId:
-            raise ValueError(
-                "authorizationType JWT needs authorizerId (the name of one of the API's authorizers)"
-            )
-        if self.authorizationScopes and self.authorizationType != "JWT":
-            raise ValueError("authorizationScopes apply to JWT authorization only")
-        if len(self.authorizationScopes) > 10:
-            raise ValueError("at most 10 authorizationScopes")
-        return self
+_TOKEN_IDENTITY_SOURCES = {
+    "JWT": "$request.header.Authorization",
+    "COGNITO_USER_POOLS": "method.request.header.Authorization",
+}
 
 
 class JwtConfiguration(_Model):
@@ -162,35 +136,212 @@ class JwtConfiguration(_Model):
 
 
 class Authorizer(_Model):
-    """An authorizer (AWS `Authorizer`, HTTP API flavour), named by its key under `authorizers:`."""
+    """An authorizer (AWS `Authorizer`), named by its key under an API's `authorizers:`.
 
-    authorizerType: Literal["JWT"]
-    # `$request.header.NAME` or `$request.querystring.NAME` (a list of one, as AWS has it, or a string).
-    identitySource: list[str] = Field(default_factory=lambda: ["$request.header.Authorization"])
-    jwtConfiguration: JwtConfiguration | None = None
+    - Lambda authorizers. HTTP APIs: `authorizerType: REQUEST` with
+      `authorizerPayloadFormatVersion` 1.0 or 2.0 (2.0 may `enableSimpleResponses`); REST APIs:
+      `TOKEN` (one header, optionally checked by `identityValidationExpression`) or `REQUEST`.
+      The function decides with an IAM policy, or with `isAuthorized` for simple responses.
+    - `JWT` (HTTP APIs): tokens of `jwtConfiguration.issuer` for one of its `audience`.
+    - `COGNITO_USER_POOLS` (REST APIs): tokens of the user pools of `providerARNs`.
+    """
+
+    authorizerType: Literal["TOKEN", "REQUEST", "JWT", "COGNITO_USER_POOLS"] = "REQUEST"
     name: str | None = None
-
-    @field_validator("authorizerType", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
+    # Lambda authorizers: a function name, a Lambda function ARN or API Gateway's invocation URI.
+    authorizerUri: str | None = None
+    authorizerPayloadFormatVersion: Literal["1.0", "2.0"] | None = None
+    enableSimpleResponses: bool = False
+    # HTTP APIs: `$request.header.NAME`, `$request.querystring.NAME`, `$context.NAME`,
+    # `$stageVariables.NAME`; REST APIs: `method.request.header.NAME`,
+    # `method.request.querystring.NAME`, `stageVariables.NAME`, `context.NAME` (a list, or AWS's
+    # comma-separated text). A request missing one is refused (401) without calling the function.
+    # JWT and Cognito authorizers read one, by default the Authorization header.
+    identitySource: list[str] = Field(default_factory=list)
+    identityValidationExpression: str | None = None
+    # 0: every request calls the function. Unset: 300 for REST APIs, 0 for HTTP APIs (AWS's).
+    authorizerResultTtlInSeconds: Annotated[int, Field(ge=0, le=3600)] | None = None
+    jwtConfiguration: JwtConfiguration | None = None
+    # COGNITO_USER_POOLS: `arn:aws:cognito-idp:REGION:ACCOUNT:userpool/POOL_ID`, at least one.
+    providerARNs: list[str] = Field(default_factory=list)
 
     @field_validator("identitySource", mode="before")
     @classmethod
-    def _one_or_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("authorizerType", mode="before")
+    @classmethod
+    def _type_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_identity_source(cls, data: Any) -> Any:
+        """JWT and Cognito authorizers read the Authorization header unless told otherwise."""
+        if isinstance(data, dict) and not data.get("identitySource"):
+            kind = str(data.get("authorizerType") or "").upper()
+            default = _TOKEN_IDENTITY_SOURCES.get(kind)
+            if default:
+                data = {**data, "identitySource": [default]}
+        return data
 
     @model_validator(mode="after")
     def _per_type(self) -> Authorizer:
-        if self.jwtConfiguration is None:
-            raise ValueError("a JWT authorizer needs jwtConfiguration (issuer, audience)")
-        if len(self.identitySource) != 1 or not self.identitySource[0].startswith(
-            ("$request.header.", "$request.querystring.")
-        ):
+        from portico.integrations.functions import function_name_from_uri
+
+        if not self.is_lambda:
+            for name in (
+                "authorizerUri",
+                "authorizerPayloadFormatVersion",
+                "enableSimpleResponses",
+                "identityValidationExpression",
+            ):
+                if getattr(self, name):
+                    raise ValueError(f"{name}: Lambda authorizers' (authorizerType TOKEN or REQUEST)")
+        if self.authorizerType == "JWT":
+            if self.jwtConfiguration is None:
+                raise ValueError("a JWT authorizer needs jwtConfiguration (issuer, audience)")
+            if len(self.identitySource) != 1 or not self.identitySource[0].startswith(
+                ("$request.header.", "$request.querystring.")
+            ):
+                raise ValueError(
+                    "a JWT authorizer reads one identity source: "
+                    "$request.header.NAME or $request.querystring.NAME"
+                )
+        elif self.jwtConfiguration is not None:
+            raise ValueError("jwtConfiguration: JWT authorizers' (authorizerType JWT)")
+        if self.authorizerType == "COGNITO_USER_POOLS":
+            if not self.providerARNs:
+                raise ValueError("a COGNITO_USER_POOLS authorizer needs providerARNs (its user pools)")
+            for arn in self.providerARNs:
+                if not _USER_POOL_ARN.match(arn):
+                    raise ValueError(
+                        f"providerARNs: {arn!r} is not a user pool ARN "
+                        "(arn:aws:cognito-idp:REGION:ACCOUNT:userpool/ID)"
+                    )
+            if len(self.identitySource) != 1 or not self.identitySource[0].startswith(
+                "method.request.header."
+            ):
+                raise ValueError(
+                    "a COGNITO_USER_POOLS authorizer reads one header: method.request.header.NAME"
+                )
+        elif self.providerARNs:
+            raise ValueError("providerARNs: COGNITO_USER_POOLS authorizers'")
+        if self.is_lambda:
+            if not self.authorizerUri:
+                raise ValueError("a Lambda authorizer (TOKEN or REQUEST) needs authorizerUri")
+            try:
+                function_name_from_uri(_without_stage_variables(self.authorizerUri))
+            except ValueError as exc:
+                raise ValueError(f"authorizerUri is not a Lambda function ARN or name: {exc}") from None
+        return self
+
+    @property
+    def is_lambda(self) -> bool:
+        return self.authorizerType in ("TOKEN", "REQUEST")
+
+    def ttl(self, rest: bool) -> int:
+        if self.authorizerResultTtlInSeconds is not None:
+            return self.authorizerResultTtlInSeconds
+        return 300 if rest else 0
+
+    def problem(self, rest: bool) -> str | None:
+        """Why this authorizer cannot serve an API of this kind, or None."""
+        if self.authorizerType == "JWT":
+            return "JWT authorizers are HTTP APIs' (REST APIs: COGNITO_USER_POOLS)" if rest else None
+        if self.authorizerType == "COGNITO_USER_POOLS":
+            return None if rest else "COGNITO_USER_POOLS authorizers are REST APIs' (HTTP APIs: JWT)"
+        prefixes = _REST_IDENTITY_PREFIXES if rest else _HTTP_IDENTITY_PREFIXES
+        for source in self.identitySource:
+            if not source.startswith(prefixes) or source in prefixes:
+                return f"identity source {source!r} must be one of " + ", ".join(p + "NAME" for p in prefixes)
+        if rest:
+            for name in ("authorizerPayloadFormatVersion", "enableSimpleResponses"):
+                if getattr(self, name):
+                    return f"{name}: HTTP APIs' (REST authorizers are TOKEN or REQUEST)"
+            if self.authorizerType == "TOKEN" and (
+                len(self.identitySource) != 1
+                or not self.identitySource[0].startswith("method.request.header.")
+            ):
+                return "a TOKEN authorizer reads one header: identitySource method.request.header.NAME"
+            if self.identityValidationExpression and self.authorizerType != "TOKEN":
+                return "identityValidationExpression applies to TOKEN authorizers only"
+        else:
+            if self.authorizerType != "REQUEST":
+                return "HTTP APIs' Lambda authorizers are authorizerType REQUEST"
+            if self.authorizerPayloadFormatVersion is None:
+                return "authorizerPayloadFormatVersion (1.0 or 2.0) is required"
+            if self.enableSimpleResponses and self.authorizerPayloadFormatVersion != "2.0":
+                return "enableSimpleResponses needs authorizerPayloadFormatVersion 2.0"
+            if self.identityValidationExpression:
+                return "identityValidationExpression is REST TOKEN authorizers'"
+        if self.ttl(rest) and not self.identitySource:
+            return "caching (authorizerResultTtlInSeconds) needs at least one identitySource"
+        return None
+
+
+_HTTP_IDENTITY_PREFIXES = ("$request.header.", "$request.querystring.", "$context.", "$stageVariables.")
+_REST_IDENTITY_PREFIXES = (
+    "method.request.header.",
+    "method.request.querystring.",
+    "stageVariables.",
+    "context.",
+)
+
+
+AUTHORIZATION_TYPES = ("NONE", "AWS_IAM", "CUSTOM", "JWT", "COGNITO_USER_POOLS")
+# The authorizer types each authorization type names in `authorizerId`.
+_AUTHORIZER_TYPES_OF = {
+    "CUSTOM": ("TOKEN", "REQUEST"),
+    "JWT": ("JWT",),
+    "COGNITO_USER_POOLS": ("COGNITO_USER_POOLS",),
+}
+
+
+class Route(_Model):
+    route: str = Field(alias="routeKey")
+    # The name of one of the API's integrations, or an integration written inline.
+    integration: str | Integration
+    # REST APIs (`protocolType: REST`): the method requires an API key (AWS `apiKeyRequired`).
+    apiKeyRequired: bool = False
+    # AWS `AuthorizationType`: `AWS_IAM` routes take only requests signed (SigV4) by one of the
+    # `principals` whose policies allow `execute-api:Invoke` on the route; `CUSTOM` (a Lambda
+    # authorizer), `JWT` (HTTP APIs) and `COGNITO_USER_POOLS` (REST APIs) routes are decided by
+    # the authorizer named by `authorizerId` (a key of the API's `authorizers`).
+    authorizationType: str = "NONE"
+    authorizerId: str | None = None
+    # JWT and COGNITO_USER_POOLS: the token must carry one of these scopes when there are some.
+    authorizationScopes: list[str] = Field(default_factory=list)
+
+    @field_validator("authorizationType")
+    @classmethod
+    def _authorization_type(cls, value: str) -> str:
+        value = value.upper()
+        if value not in AUTHORIZATION_TYPES:
+            raise ValueError(f"must be one of {', '.join(AUTHORIZATION_TYPES)}")
+        return value
+
+    @field_validator("route")
+    @classmethod
+    def _route_key(cls, value: str) -> str:
+        return validate_route_key(value)
+
+    @model_validator(mode="after")
+    def _authorizer(self) -> Route:
+        if self.authorizationType in _AUTHORIZER_TYPES_OF and not self.authorizerId:
             raise ValueError(
-                "a JWT authorizer reads one identity source: "
-                "$request.header.NAME or $request.querystring.NAME"
+                f"authorizationType {self.authorizationType} needs authorizerId "
+                "(the name of one of the API's authorizers)"
             )
+        if self.authorizationType in ("NONE", "AWS_IAM") and self.authorizerId:
+            raise ValueError(f"authorizerId is not used with authorizationType {self.authorizationType}")
+        if self.authorizationScopes and self.authorizationType not in ("JWT", "COGNITO_USER_POOLS"):
+            raise ValueError("authorizationScopes apply to JWT and COGNITO_USER_POOLS authorization only")
+        if len(self.authorizationScopes) > 10:
+            raise ValueError("at most 10 authorizationScopes")
         return self
 
 
@@ -240,16 +391,153 @@ class Stage(_Model):
         return value
 
 
+GatewayResponseType = Literal[
+    "ACCESS_DENIED",
+    "API_CONFIGURATION_ERROR",
+    "AUTHORIZER_CONFIGURATION_ERROR",
+    "AUTHORIZER_FAILURE",
+    "BAD_REQUEST_BODY",
+    "BAD_REQUEST_PARAMETERS",
+    "DEFAULT_4XX",
+    "DEFAULT_5XX",
+    "EXPIRED_TOKEN",
+    "INTEGRATION_FAILURE",
+    "INTEGRATION_TIMEOUT",
+    "INVALID_API_KEY",
+    "INVALID_SIGNATURE",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "QUOTA_EXCEEDED",
+    "REQUEST_TOO_LARGE",
+    "RESOURCE_NOT_FOUND",
+    "THROTTLED",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "WAF_FILTERED",
+]
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_MAPPING_SOURCE = re.compile(r"^(method\.request\.(header|querystring|path)|stageVariables|context)\.[^\s]+$")
+
+
+def gateway_response_parameter_problem(key: str, expression: str) -> str | None:
+    """Why a gateway response's `responseParameters` entry cannot be served, or None. Keys are
+    `gatewayresponse.header.NAME` (`.querystring.`/`.path.` are accepted and do nothing); values
+    `'static'` (a header value: visible ASCII, spaces and tabs), `method.request.header.X`,
+    `method.request.querystring.X`, `method.request.path.X`, `stageVariables.X` or `context.X`."""
+    if not isinstance(key, str) or not isinstance(expression, str):
+        return "responseParameters map names to expressions (strings)"
+    target, _, name = key.partition("gatewayresponse.")
+    kind, _, header = name.partition(".")
+    if target or kind not in ("header", "querystring", "path") or not header:
+        return f"invalid mapping target {key!r}: expected gatewayresponse.header.NAME"
+    if kind == "header" and not _HEADER_TOKEN.match(header):
+        return f"invalid header name in {key!r}"
+    value = expression.strip()
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        if all(c == "\t" or 32 <= ord(c) < 127 for c in value[1:-1]):
+            return None
+        return f"invalid mapping expression {expression!r}: a static value is visible ASCII"
+    source = _MAPPING_SOURCE.match(value)
+    if source is None or (source[2] == "header" and not _HEADER_TOKEN.match(value.split(".", 3)[3])):
+        return (
+            f"invalid mapping expression {expression!r}: expected 'static', method.request.header.X, "
+            "method.request.querystring.X, method.request.path.X, stageVariables.X or context.X"
+        )
+    return None
+
+
+class GatewayResponse(_Model):
+    """A customised gateway response of a REST API (AWS `GatewayResponse`): `responseParameters`
+    map `gatewayresponse.header.NAME` to `'static'`, `method.request.header|querystring|path.X`,
+    `stageVariables.X` or `context.X`; `responseTemplates` map a content type to a body with
+    `$context.*` / `$stageVariables.*` substitutions."""
+
+    statusCode: Annotated[int, Field(ge=100, le=599)] | None = None
+    responseParameters: dict[str, str] = Field(default_factory=dict)
+    responseTemplates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("statusCode", mode="before")
+    @classmethod
+    def _status_text(cls, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @field_validator("responseTemplates")
+    @classmethod
+    def _content_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for content_type in value:
+            if not content_type.strip() or not all(32 <= ord(c) < 127 for c in content_type):
+                raise ValueError(f"{content_type!r} is not a content type")
+        return value
+
+    @field_validator("responseParameters")
+    @classmethod
+    def _parameters(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, expression in value.items():
+            problem = gateway_response_parameter_problem(key, expression)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
 class Api(_Model):
     name: str
     id: str | None = None
-    protocol: Literal["HTTP"] = Field(default="HTTP", alias="protocolType")
+    # HTTP APIs (apigatewayv2) or REST APIs (apigateway): REST APIs have API keys, resource
+    # policies and gateway responses, no $default stage or route, and Lambda events of payload 1.0.
+    protocol: Literal["HTTP", "REST"] = Field(default="HTTP", alias="protocolType")
     description: str | None = None
     routes: list[Route] = Field(default_factory=list)
     integrations: dict[str, Integration] = Field(default_factory=dict)
+    # Authorizers by name: routes name them in `authorizerId`.
+    authorizers: dict[str, Authorizer] = Field(default_factory=dict)
     stages: list[Stage] = Field(default_factory=lambda: [Stage()])
     cors: Cors | None = Field(default=None, alias="corsConfiguration")
-    authorizers: dict[str, Authorizer] = Field(default_factory=dict)
+    # REST APIs only (AWS `RestApi` members):
+    apiKeySource: Literal["HEADER", "AUTHORIZER"] = "HEADER"
+    policy: dict[str, Any] | None = None
+    gatewayResponses: dict[GatewayResponseType, GatewayResponse] = Field(default_factory=dict)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _rest_only(self) -> Api:
+        rest = self.protocol == "REST"
+        if not rest:
+            for name, unset in (
+                ("apiKeySource", self.apiKeySource == "HEADER"),
+                ("policy", self.policy is None),
+                ("gatewayResponses", not self.gatewayResponses),
+            ):
+                if not unset:
+                    raise ValueError(f"{name}: only REST APIs have it (protocolType: REST)")
+            for index, route in enumerate(self.routes):
+                if route.apiKeyRequired:
+                    raise ValueError(
+                        f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST)"
+                    )
+            return self
+        if self.cors is not None:
+            raise ValueError("corsConfiguration: REST APIs have none (it is HTTP APIs')")
+        for index, stage in enumerate(self.stages):
+            if stage.name == "$default":
+                raise ValueError(
+                    f"stages[{index}]: REST APIs have no $default stage: name each stage (stageName: prod)"
+                )
+        for index, route in enumerate(self.routes):
+            if route.route == "$default":
+                raise ValueError(f"routes[{index}]: REST APIs have no $default route (use ANY /{{proxy+}})")
+            integration = (
+                route.integration
+                if isinstance(route.integration, Integration)
+                else self.integrations.get(route.integration)
+            )
+            if integration is not None and integration.payloadFormatVersion == "2.0":
+                raise ValueError(f"routes[{index}]: REST APIs send Lambda events of payloadFormatVersion 1.0")
+        if "REQUEST_TOO_LARGE" in self.gatewayResponses:
+            raise ValueError("gatewayResponses: REQUEST_TOO_LARGE cannot be customised")
+        return self
 
     @field_validator("id")
     @classmethod
@@ -277,6 +565,17 @@ class Api(_Model):
                     f"routes[{index}].authorizerId: unknown authorizer {route.authorizerId!r} "
                     f"(declared: {known})"
                 )
+            if route.authorizerId is not None:
+                kind = self.authorizers[route.authorizerId].authorizerType
+                if kind not in _AUTHORIZER_TYPES_OF.get(route.authorizationType, ()):
+                    raise ValueError(
+                        f"routes[{index}]: authorizationType {route.authorizationType} cannot use "
+                        f"authorizer {route.authorizerId!r} of authorizerType {kind}"
+                    )
+        for name, authorizer in self.authorizers.items():
+            problem = authorizer.problem(rest=self.protocol == "REST")
+            if problem:
+                raise ValueError(f"authorizers.{name}: {problem}")
         names: set[str] = set()
         for index, stage in enumerate(self.stages):
             if stage.name in names:
@@ -336,6 +635,29 @@ class Settings(_Model):
             validate_issuer_url(issuer)
         return value
 
+    # TLS on the public port (and mTLS); `portico serve --tls-cert/--tls-key/--tls-truststore`
+    # take its place.
+    tls: Tls | None = None
+
+
+class MutualTlsAuthentication(_Model):
+    """mTLS (AWS `DomainName.mutualTlsAuthentication`): every client is asked for a certificate;
+    one missing, expired or not issued by a CA of the truststore gets 403 Forbidden. AWS reads the
+    truststore from S3 (`truststoreUri`); here it is a PEM bundle of CA certificates."""
+
+    truststoreFile: str
+
+
+class Tls(_Model):
+    """TLS on the public port, as an API Gateway custom domain name serves it (TLS 1.2 and 1.3):
+    a PEM certificate chain (leaf first) and its unencrypted PEM private key. The files are read
+    again when they change (or on SIGHUP), without a restart. Relative paths are relative to the
+    config file."""
+
+    certificateFile: str
+    privateKeyFile: str
+    mutualTlsAuthentication: MutualTlsAuthentication | None = None
+
 
 class AccessLog(_Model):
     """Access log (AWS `AccessLogSettings`): `format` uses `$context.*` variables."""
@@ -366,6 +688,111 @@ class Function(_Model):
         return value
 
 
+class ApiKey(_Model):
+    """An API key (AWS `ApiKey`), for REST APIs' methods with `apiKeyRequired`. As on AWS, a key
+    is disabled unless `enabled: true`, and counts only in a usage plan bound to the stage."""
+
+    name: str
+    value: Annotated[str, Field(min_length=20, max_length=128, pattern=r"^[A-Za-z0-9]+$")]
+    enabled: bool = False
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
+    description: str | None = None
+    customerId: str | None = None
+
+    def __repr__(self) -> str:  # never the value: configs get printed
+        return f"ApiKey(name={self.name!r}, id={self.key_id!r}, enabled={self.enabled})"
+
+    __str__ = __repr__
+
+    @property
+    def key_id(self) -> str:
+        """The declared id, or a stable one derived from the name (AWS ids are 10 of [a-z0-9])."""
+        if self.id:
+            return self.id
+        digest = hashlib.sha256(b"apikey:" + self.name.encode()).digest()
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        return "".join(alphabet[b % 36] for b in digest[:10])
+
+
+class ApiStage(_Model):
+    """A usage plan's stage (AWS `ApiStage`)."""
+
+    apiId: str
+    stage: str
+
+
+class UsagePlan(_Model):
+    """A usage plan (AWS `UsagePlan`): the stages it is bound to and, by name, the API keys it
+    holds (AWS `UsagePlanKey`)."""
+
+    name: str
+    description: str | None = None
+    apiStages: list[ApiStage] = Field(default_factory=list)
+    apiKeys: list[str] = Field(default_factory=list)
+
+
+_ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9]{16,128}$")
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::(?P<account>[0-9]{12}):\S+$")
+
+
+class Principal(_Model):
+    """A caller of `AWS_IAM` routes, known by its SigV4 credentials (IAM's `AccessKey` member
+    names) and what its identity policy lets it invoke (`execute-api:Invoke` on
+    `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/PATH`). Without `policy` it is its
+    account's root, allowed everything. `sessionToken`: temporary credentials, whose requests
+    must carry it (`X-Amz-Security-Token`)."""
+
+    accessKeyId: str
+    secretAccessKey: SecretStr
+    sessionToken: SecretStr | None = None
+    # `arn:aws:iam::ACCOUNT:user/NAME`, `...:root`, `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`
+    arn: str
+    # An IAM policy document (a mapping, or its JSON text).
+    policy: dict[str, Any] | str | None = None
+
+    @field_validator("accessKeyId")
+    @classmethod
+    def _key_id(cls, value: str) -> str:
+        if not _ACCESS_KEY_ID.match(value):
+            raise ValueError("access key ids are 16-128 letters and digits")
+        return value
+
+    @field_validator("secretAccessKey")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("arn")
+    @classmethod
+    def _arn(cls, value: str) -> str:
+        if not _PRINCIPAL_ARN.match(value):
+            raise ValueError("expected an IAM or STS ARN, like arn:aws:iam::123456789012:user/NAME")
+        return value
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
+        document = value
+        if isinstance(value, str):
+            try:
+                document = json.loads(value)
+            except ValueError:
+                raise ValueError("the policy is not JSON") from None
+        if document is not None:
+            statements = document.get("Statement") if isinstance(document, dict) else None
+            if not isinstance(statements, dict | list) or not statements:
+                raise ValueError("a policy document has a Statement (an object or a list of them)")
+        return value
+
+    @property
+    def accountId(self) -> str:
+        match = _PRINCIPAL_ARN.match(self.arn)
+        assert match is not None  # validated
+        return match["account"]
+
+
 class Config(_Model):
     """A whole Portico configuration file."""
 
@@ -373,6 +800,54 @@ class Config(_Model):
     functions: dict[str, Function] = Field(default_factory=dict)
     apis: list[Api] = Field(default_factory=list)
     settings: Settings = Field(default_factory=Settings)
+    apiKeys: list[ApiKey] = Field(default_factory=list)
+    usagePlans: list[UsagePlan] = Field(default_factory=list)
+
+    # Who may call `AWS_IAM` routes (besides the admin key, when the admin API runs).
+    principals: list[Principal] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys_and_plans(self) -> Config:
+        names: dict[str, int] = {}
+        values: set[str] = set()
+        ids: set[str] = set()
+        for index, key in enumerate(self.apiKeys):
+            if key.name in names:
+                raise ValueError(f"apiKeys[{index}]: duplicate API key name {key.name!r}")
+            if key.value in values:
+                raise ValueError(f"apiKeys[{index}]: the value of another key (values are unique)")
+            if key.key_id in ids:
+                raise ValueError(f"apiKeys[{index}]: duplicate API key id {key.key_id!r}")
+            names[key.name] = index
+            values.add(key.value)
+            ids.add(key.key_id)
+        stages = {(api.api_id, stage.name) for api in self.apis for stage in api.stages}
+        kinds = {api.api_id: api.protocol for api in self.apis}
+        held: dict[tuple[str, str, str], str] = {}
+        for index, plan in enumerate(self.usagePlans):
+            for s_index, api_stage in enumerate(plan.apiStages):
+                where = f"usagePlans[{index}].apiStages[{s_index}]"
+                # An id that is not the file's may be an admin-created API's.
+                if api_stage.apiId in kinds:
+                    if kinds[api_stage.apiId] != "REST":
+                        raise ValueError(
+                            f"{where}: API {api_stage.apiId!r} is an HTTP API: API keys are REST APIs'"
+                        )
+                    if (api_stage.apiId, api_stage.stage) not in stages:
+                        raise ValueError(f"{where}: API {api_stage.apiId!r} has no stage {api_stage.stage!r}")
+            for name in plan.apiKeys:
+                if name not in names:
+                    raise ValueError(f"usagePlans[{index}].apiKeys: no API key named {name!r}")
+                # As CreateUsagePlanKey: a key is in at most one plan per stage.
+                for api_stage in plan.apiStages:
+                    slot = (name, api_stage.apiId, api_stage.stage)
+                    if slot in held and held[slot] != plan.name:
+                        raise ValueError(
+                            f"usagePlans[{index}]: API key {name!r} is already in usage plan {held[slot]!r} "
+                            f"for stage {api_stage.apiId}:{api_stage.stage}"
+                        )
+                    held[slot] = plan.name
+        return self
 
     @field_validator("functions", mode="before")
     @classmethod
@@ -380,6 +855,18 @@ class Config(_Model):
         if isinstance(value, dict):
             return {name: {"handler": f} if isinstance(f, str) else f for name, f in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _unique_access_keys(self) -> Config:
+        seen: dict[str, int] = {}
+        for index, principal in enumerate(self.principals):
+            if principal.accessKeyId in seen:
+                raise ValueError(
+                    f"principals[{index}]: access key id {principal.accessKeyId!r} is already "
+                    f"principals[{seen[principal.accessKeyId]}]'s"
+                )
+            seen[principal.accessKeyId] = index
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:

@@ -266,10 +266,11 @@ class DataPlane:
 
     # ---------------------------------------------------------------- serving
 
-    def listen(self, listener_fd: int) -> None:
+    def listen(self, listener_fd: int, tls: dict[str, str] | None = None) -> None:
         """Serve the listening socket `listener_fd` with the core's edge (it takes the descriptor
-        over)."""
-        self.core.listen(listener_fd)
+        over); with TLS when `tls` names the files (`certificate_file`, `private_key_file`, and for
+        mTLS `truststore_file`)."""
+        self.core.listen(listener_fd, **(tls or {}))
 
     def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting, let requests in flight finish (within `grace` seconds), then write out

@@ -51,6 +51,7 @@ def build_dataplane(
     plugins: Sequence[Plugin] = (),
     store: Store | str | Path | None = None,
     max_threads: int = 256,
+    admin_key: tuple[str, str] | None = None,
 ) -> DataPlane:
     """An ASGI app serving `config` (a file path or a `Config`) through the core's pipeline.
 
@@ -59,7 +60,8 @@ def build_dataplane(
     (from ASGI lifespan startup) and swaps in the rebuilt configuration without dropping requests.
     `max_threads` bounds the threads that run Lambda handlers and plugins; one function holds at
     most its concurrency limit of them (`settings.functionConcurrency`), so a hung one leaves the
-    rest to the others.
+    rest to the others. `admin_key` (access key id, secret): the admin API's key, which signs
+    requests to `AWS_IAM` routes as the root of the gateway's account.
     """
     if not isinstance(config, Config):
         config = load_config(config)
@@ -74,14 +76,14 @@ def build_dataplane(
         "max_threads": max_threads,
     }
     if store is None:
-        return DataPlane(assemble(config, file_apis, deployment_id), **common)  # type: ignore[arg-type]
+        return DataPlane(assemble(config, file_apis, deployment_id, admin_key=admin_key), **common)  # type: ignore[arg-type]
     from portico.compile.store import StoreSource
 
     if not isinstance(store, Store):
         # Read-only: the data plane never writes the store, so a full or failing disk cannot
         # touch it; the admin process owns (and creates) the database.
         store = Store(store, read_only=True)
-    source = StoreSource(store, config, registry, file_apis)
+    source = StoreSource(store, config, registry, file_apis, admin_key)
     generation: int | None = None
     try:
         # The generation is read first: a write racing with this build is picked up by the first poll.
@@ -89,5 +91,5 @@ def build_dataplane(
         compiled = source.build()
     except Exception:  # a store the compiler cannot read must not keep the file's APIs from serving
         logger.exception("the admin-created APIs could not be loaded; serving the config file's only")
-        compiled, generation = assemble(config, file_apis, deployment_id), None
+        compiled, generation = assemble(config, file_apis, deployment_id, admin_key=admin_key), None
     return DataPlane(compiled, source=source, generation=generation, **common)  # type: ignore[arg-type]

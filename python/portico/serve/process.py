@@ -7,9 +7,13 @@ inherited public socket with its edge, as nginx's workers share theirs. Granian 
 side (process management, lifespan) and, with `--no-edge`, serves the embedded ASGI app itself.
 Throttle buckets live in one shared-memory file so that limits hold for all workers together.
 
+With TLS (`ServeOptions.tls`), each worker's edge serves https (and mTLS with a truststore); the
+files are checked here first, so that a bad one stops the server before it binds, with a message
+naming the file and the setting.
+
 Shutdown (SIGTERM/SIGINT): each worker's core stops accepting, finishes what is in flight, writes
 out its access log, then the worker exits. SIGHUP makes every worker reopen its access-log files
-(for logrotate) instead of restarting the workers.
+(for logrotate) and read its TLS files again, instead of restarting the workers.
 """
 
 from __future__ import annotations
@@ -38,9 +42,45 @@ from portico.serve.worker import (
     ENV_SHARED_BUCKETS,
 )
 
-__all__ = ["ServeOptions", "listen", "serve"]
+__all__ = ["ServeOptions", "TlsOptions", "check_tls", "listen", "serve"]
 
 log = logging.getLogger("portico.serve")
+
+
+@dataclass(slots=True, frozen=True)
+class TlsOptions:
+    """The public port's TLS: files, and the names the user gave them (the YAML settings or the
+    command-line flags), for error messages."""
+
+    certificate_file: str
+    private_key_file: str
+    truststore_file: str | None = None
+    names: tuple[str, str, str] = (
+        "settings.tls.certificateFile",
+        "settings.tls.privateKeyFile",
+        "settings.tls.mutualTlsAuthentication.truststoreFile",
+    )
+
+    def listen_args(self) -> dict[str, str]:
+        """What the edge's `listen` takes."""
+        args = {"certificate_file": self.certificate_file, "private_key_file": self.private_key_file}
+        if self.truststore_file:
+            args["truststore_file"] = self.truststore_file
+        return args
+
+
+def check_tls(tls: TlsOptions) -> list[str]:
+    """Read the TLS files as the edge will; returns the truststore's warnings (CA certificates it
+    leaves out). Raises SystemExit naming the setting and the file when one cannot be used."""
+    from portico import _core
+
+    try:
+        return _core.check_tls(tls.certificate_file, tls.private_key_file, tls.truststore_file)
+    except ValueError as exc:
+        which, message = exc.args if len(exc.args) == 2 else ("certificate", str(exc))
+        names = dict(zip(("certificate", "privateKey", "truststore"), tls.names, strict=True))
+        name = names.get(which, which)
+        raise SystemExit(f"portico: {name}: {message}") from None
 
 
 @dataclass(slots=True)
@@ -53,6 +93,8 @@ class ServeOptions:
     plugins: list[str] = field(default_factory=list)
     # False: Granian serves the embedded ASGI app on the public port (no edge).
     edge: bool = True
+    # https on the public port (served by the edge).
+    tls: TlsOptions | None = None
 
 
 def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -83,6 +125,11 @@ def serve(
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    if options.tls is not None:
+        if not options.edge:
+            raise SystemExit("portico: TLS is served by the edge; it cannot be combined with --no-edge")
+        for warning in check_tls(options.tls):
+            print(f"portico: truststore warning: {warning}", flush=True)
     # The edge's public socket, bound here once (workers inherit it): a port in use fails now.
     public: socket.socket | None = None
     if options.edge:
@@ -98,10 +145,10 @@ def serve(
     os.environ[ENV_FUNCTIONS] = json.dumps(options.functions)
     os.environ[ENV_PLUGINS] = json.dumps(options.plugins)
     os.environ[ENV_SHARED_BUCKETS] = buckets
-    print(
-        f"portico: serving on http://{options.host}:{options.port} with {options.workers} worker(s)",
-        flush=True,
-    )
+    scheme = "https" if options.tls is not None else "http"
+    mtls = " (mTLS)" if options.tls is not None and options.tls.truststore_file else ""
+    where = f"{scheme}://{options.host}:{options.port}{mtls}"
+    print(f"portico: serving on {where} with {options.workers} worker(s)", flush=True)
     admin = start_admin()
     # With the admin API, workers also serve the APIs it creates and follow every change live;
     # without it the store is left alone and only the config file is served.
@@ -115,7 +162,10 @@ def serve(
     bind: dict[str, Any] = {"address": options.host, "port": options.port}
     if public is not None:
         socket_dir = tempfile.mkdtemp(prefix=f"portico-{os.getpid()}-")
-        os.environ[ENV_EDGE] = json.dumps({"listener_fd": public.fileno()})
+        edge: dict[str, Any] = {"listener_fd": public.fileno()}
+        if options.tls is not None:
+            edge["tls"] = options.tls.listen_args()
+        os.environ[ENV_EDGE] = json.dumps(edge)
         bind = {"uds": Path(socket_dir) / "granian.sock"}
     else:
         os.environ.pop(ENV_EDGE, None)

@@ -142,8 +142,10 @@ class UserCode:
             return
         except Exception as exc:
             log_function_error(ref, context, exc)
+            # Lambda's errorMessage is str(exception): a Lambda authorizer answers 401 by raising
+            # Exception("Unauthorized").
             job.reply_lambda_error(
-                "FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}"
+                "FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}", str(exc)
             )
             return
         try:

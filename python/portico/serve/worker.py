@@ -19,6 +19,7 @@ from portico.control.keys import ENV_ADMIN_KEY
 from portico.dataplane.app import DataPlane
 from portico.dataplane.build import build_dataplane
 from portico.dataplane.plugins import load_plugins
+from portico.serve import admin_principal
 
 ENV_CONFIG = "PORTICO_CONFIG"
 ENV_FUNCTIONS = "PORTICO_FUNCTIONS"
@@ -27,8 +28,8 @@ ENV_PLUGINS = "PORTICO_PLUGINS"
 # The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
 # serve the admin-created APIs and follow their changes live.
 ENV_DATA_DIR = "PORTICO_DATA_DIR"
-# Set (JSON: listener_fd) when each worker's core serves the public port with its edge: it accepts
-# from the inherited listening socket `listener_fd`.
+# Set (JSON: listener_fd, and tls: the files of `Core.listen`) when each worker's core serves the
+# public port with its edge: it accepts from the inherited listening socket `listener_fd`.
 ENV_EDGE = "PORTICO_EDGE"
 
 
@@ -62,6 +63,9 @@ def create_app() -> DataPlane:
     # The server process took it out already; a worker started some other way must not hand the
     # admin secret to the handlers and plugins it loads either.
     os.environ.pop(ENV_ADMIN_KEY, None)
+    # The admin key signs requests to AWS_IAM routes; the server process shares it through an
+    # inherited descriptor (not the environment), read once here.
+    admin_key = admin_principal.take()
     _die_with_parent()
     _return_large_blocks()
     # An empty PORTICO_CONFIG: no config file (admin-created APIs only).
@@ -74,12 +78,14 @@ def create_app() -> DataPlane:
         plugins=plugins,
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
         store=os.environ.get(ENV_DATA_DIR) or None,
+        admin_key=admin_key,
     )
-    # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate.
+    # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate, and
+    # makes the edge read its TLS files again.
     _core.install_sighup_reopen()
     edge = os.environ.get(ENV_EDGE)
     if edge:
         settings = json.loads(edge)
         # A descriptor of the worker's own: the edge closes it when it stops.
-        app.listen(os.dup(settings["listener_fd"]))
+        app.listen(os.dup(settings["listener_fd"]), tls=settings.get("tls"))
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from portico.config.models import gateway_response_parameter_problem
 from portico.control.apigateway.common import SERVICE, load_rest_api
 from portico.control.errors import BadRequestException, NotFoundException
 from portico.control.patch import apply_patch
@@ -75,9 +76,22 @@ def check_type(response_type: str) -> None:
         )
 
 
+def check_parameters(parameters: Any) -> None:
+    """`responseParameters` the data plane can serve (AWS refuses other mapping expressions at
+    PutGatewayResponse / UpdateGatewayResponse)."""
+    for key, expression in (parameters or {}).items():
+        problem = gateway_response_parameter_problem(key, expression)
+        if problem:
+            raise BadRequestException(
+                "Invalid mapping expression specified: Validation Result: warnings : [], "
+                f"errors : [{problem}]"
+            )
+
+
 def new_gateway_response(response_type: str, params: dict[str, Any]) -> dict[str, Any]:
     check_type(response_type)
     check_status(params.get("statusCode"))
+    check_parameters(params.get("responseParameters"))
     doc: dict[str, Any] = {
         "responseType": response_type,
         "responseParameters": params.get("responseParameters") or {},
@@ -132,6 +146,7 @@ def update_gateway_response(request: AdminRequest, params: dict) -> dict:
         doc = read_response(tx, rest_api_id, response_type)
         doc = apply_patch(doc, params.get("patchOperations"), shape, GATEWAY_RESPONSE_PATHS)
         check_status(doc.get("statusCode"))
+        check_parameters(doc.get("responseParameters"))
         doc["defaultResponse"] = False
         tx.put(SERVICE, KIND, gateway_response_key(rest_api_id, response_type), doc, parent=rest_api_id)
     return doc

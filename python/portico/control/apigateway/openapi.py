@@ -558,6 +558,13 @@ def render_export(
     if "apigateway" in extensions:
         if api.get("binaryMediaTypes"):
             doc["x-amazon-apigateway-binary-media-types"] = api["binaryMediaTypes"]
+        if api.get("apiKeySource"):
+            doc["x-amazon-apigateway-api-key-source"] = api["apiKeySource"]
+        if api.get("policy"):
+            try:
+                doc["x-amazon-apigateway-policy"] = json.loads(api["policy"])
+            except (TypeError, ValueError):
+                doc["x-amazon-apigateway-policy"] = api["policy"]
         if validators:
             doc["x-amazon-apigateway-request-validators"] = {
                 v.get("name"): {

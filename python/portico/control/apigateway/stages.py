@@ -213,8 +213,13 @@ def flush_stage_cache(request: AdminRequest, params: dict) -> None:
 
 @operation(SERVICE, "FlushStageAuthorizersCache")
 def flush_stage_authorizers_cache(request: AdminRequest, params: dict) -> None:
-    with request.store.read() as tx:
-        load_stage(tx, params["restApiId"], params["stageName"])
+    # The stage's authorizer-cache epoch moves (a new store generation): the data plane's workers
+    # reload and start the stage's Lambda authorizers with empty caches.
+    rest_api_id = params["restApiId"]
+    with request.store.transaction() as tx:
+        stage = load_stage(tx, rest_api_id, params["stageName"])
+        stage["_authorizersCacheEpoch"] = int(stage.get("_authorizersCacheEpoch") or 0) + 1
+        tx.put(SERVICE, KIND, stage_key(rest_api_id, stage["stageName"]), stage, parent=rest_api_id)
 
 
 # -- UpdateStage --------------------------------------------------------------------------------

@@ -206,9 +206,12 @@ def delete_access_log_settings(request: AdminRequest, params: dict) -> None:
 
 @operation(SERVICE, "ResetAuthorizersCache")
 def reset_authorizers_cache(request: AdminRequest, params: dict) -> None:
-    # The data plane keys its authorizer cache by the stage's deployment; touching the stage (a new
-    # LastUpdatedDate, so a new store generation) is the signal to drop cached authorizer results.
-    _change_stage(request, params, lambda stage: stage.__setitem__("_authorizersCacheResetAt", now()))
+    # The stage's authorizer-cache epoch moves (a new store generation): the data plane's workers
+    # reload and start the stage's Lambda authorizers with empty caches.
+    def reset(stage: dict) -> None:
+        stage["_authorizersCacheEpoch"] = int(stage.get("_authorizersCacheEpoch") or 0) + 1
+
+    _change_stage(request, params, reset)
 
 
 def _change_stage(request: AdminRequest, params: dict, change: Callable[[dict], None]) -> None:
