@@ -188,6 +188,13 @@ impl Pipeline {
             path_params: None,
             error: None,
         };
+        // A body the pipeline does not read to its end is read (and dropped) before answering.
+        let (body, leftover) = if body.is_end_stream() {
+            (body, None)
+        } else {
+            let (body, leftover) = body::Reclaimable::new(body);
+            (body.boxed(), Some(leftover))
+        };
         let mut response = match self.run(&snap, &parts, body, &conn, &mut ex).await {
             Ok(response) => response,
             Err(failure) => {
@@ -207,6 +214,17 @@ impl Pipeline {
                 response
             }
         };
+        if let Some(rest) = leftover.and_then(|l| l.take()) {
+            let closing = response.headers().get(http::header::CONNECTION).is_some_and(|v| v == "close");
+            let settings = &snap.settings;
+            let idle = body::Idle::new(rest, settings.body_timeout, None).boxed();
+            if closing || body::drain(idle, settings.payload_limit).await.is_err() {
+                // Too much, too slow or malformed: answer, then close instead of reading on.
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
             response.headers_mut().insert(REQUEST_ID, id);
         }
