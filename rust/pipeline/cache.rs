@@ -246,17 +246,19 @@ impl Pipeline {
         let (head, body) = response.into_parts();
         match collect(body, MAX_CACHED_BODY).await {
             Collected::Whole(bytes) => {
-                let mut headers = head.headers.clone();
-                headers.remove(TRANSFER_ENCODING);
-                headers.remove(CONTENT_LENGTH);
+                // Copies of their own: what a front door read may share a larger buffer (a header
+                // value, a body frame), which an entry must not keep alive past its weight.
+                let mut headers = HeaderMap::with_capacity(head.headers.len());
+                for (name, value) in &head.headers {
+                    if name != TRANSFER_ENCODING && name != CONTENT_LENGTH {
+                        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                            headers.append(name.clone(), value);
+                        }
+                    }
+                }
                 let expires = monotonic_ns().saturating_add(ttl_ns);
-                let entry = Entry::new(
-                    head.status,
-                    headers,
-                    bytes.clone(),
-                    expires,
-                    flight.key_len(),
-                );
+                let body = Bytes::copy_from_slice(&bytes);
+                let entry = Entry::new(head.status, headers, body, expires, flight.key_len());
                 flight.store(Arc::new(entry));
                 Ok(Response::from_parts(head, full(bytes)))
             }
