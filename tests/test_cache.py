@@ -73,7 +73,8 @@ READER = Key(
 
 
 def _proxy(upstream: Upstream, name: str, *key: str, **extra: Any) -> dict:
-    integration = {"type": "HTTP_PROXY", "uri": f"{upstream.url}/echo/{name}", "timeoutInMillis": 5000}
+    # `count`: the upstream numbers its answers, so that a fresh one tells from a cached one.
+    integration = {"type": "HTTP_PROXY", "uri": f"{upstream.url}/echo/{name}?count", "timeoutInMillis": 5000}
     if key:
         integration["cacheKeyParameters"] = list(key)
     return integration | extra
@@ -206,7 +207,7 @@ def test_cache_keys(served, upstream: Upstream) -> None:
     assert _calls(upstream, "items") == before + 3
     # Without key parameters neither the query string nor anything else varies the key.
     plain = _get(server, "/plain?x=1").json()
-    assert _get(server, "/plain?x=2").json() == plain and plain["path_qs"] == "/echo/plain?x=1"
+    assert _get(server, "/plain?x=2").json() == plain and plain["path_qs"] == "/echo/plain?count&x=1"
     assert _calls(upstream, "plain") == 1
     # The answer is the integration's own, headers included.
     cached = _get(server, "/items/1?type=a")
@@ -351,7 +352,7 @@ def test_boto3_caching_and_flush(portico, upstream: Upstream, tmp_path: Path) ->
         httpMethod="GET",
         type="HTTP_PROXY",
         integrationHttpMethod="GET",
-        uri=f"{upstream.url}/echo/admin",
+        uri=f"{upstream.url}/echo/admin?count",
         cacheKeyParameters=["method.request.querystring.type"],
     )
     apigw.create_deployment(

@@ -74,20 +74,20 @@ class Upstream:
         return f"http://127.0.0.1:{self.port}"
 
     async def echo(self, request: web.Request) -> web.Response:
-        """Echoes the request; `?delay=S` answers S seconds late, `?status=N` with status N."""
+        """Echoes the request; `?delay=S` answers S seconds late, `?status=N` with status N,
+        `?count=1` with `n`, how many requests it echoed so far."""
         body = await request.read()
         self.echoed.append(request.raw_path)
         await asyncio.sleep(float(request.query.get("delay", "0")))
-        return web.json_response(
-            status=int(request.query.get("status", "200")),
-            data={
-                "method": request.method,
-                "path_qs": request.raw_path,
-                "headers": [[k.lower(), v] for k, v in request.headers.items()],
-                "body": body.decode("latin-1"),
-                "n": len(self.echoed),
-            },
-        )
+        data = {
+            "method": request.method,
+            "path_qs": request.raw_path,
+            "headers": [[k.lower(), v] for k, v in request.headers.items()],
+            "body": body.decode("latin-1"),
+        }
+        if "count" in request.query:
+            data["n"] = len(self.echoed)
+        return web.json_response(data, status=int(request.query.get("status", "200")))
 
     async def upload(self, request: web.Request) -> web.Response:
         """Counts and hashes the body as it arrives (never holds it)."""
