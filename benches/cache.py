@@ -101,7 +101,8 @@ def cache_config(upstream_port: int) -> dict:
 def run_cache(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     upstream_log = tmp / "upstream-requests.log"
     up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_LOGGED.replace("LOG", str(upstream_log)))
-    (tmp / "nginx-cache-files").mkdir()
+    # nginx's workers (another user) must reach their cache files under the run's directory.
+    tmp.chmod(0o711)
     nginx_body = NGINX_CACHE.replace("UPSTREAM_PORT", str(up_port)).replace(
         "CACHE_DIR", str(tmp / "nginx-cache-files")
     )

@@ -1614,6 +1614,45 @@ mod tests {
     }"#;
 
     #[test]
+    fn stage_caches_are_shared_by_canaries_and_kept_across_reloads() {
+        let spec = |epoch: u64, use_stage_cache: bool| {
+            serde_json::json!({
+                "apis": [{"id": "rc", "kind": "rest", "routes": ["GET /a"], "stages": [{
+                    "name": "prod", "deployment_id": "d1",
+                    "cache": {"capacity_bytes": 1000, "epoch": epoch, "routes": {
+                        "GET /a": {"ttl_s": 60, "methods": "GET"}}},
+                    "canary": {"percent": 100.0, "deployment_id": "d2", "use_stage_cache": use_stage_cache},
+                }]}],
+                "default_api": 0,
+            })
+            .to_string()
+        };
+        let g = Gateway::new(&spec(0, true), None).unwrap();
+        let serving = |g: &Gateway, canary: bool| {
+            let snap = g.snapshot();
+            let mut d = g.decide_at("rc.execute-api.x", "GET", "/prod/a", 1);
+            d.canary = canary;
+            snap.serving(&d).cloned().unwrap()
+        };
+        let (main, canary) = (serving(&g, false), serving(&g, true));
+        let (main_cache, canary_cache) = (main.cache.as_ref().unwrap(), canary.cache.as_ref().unwrap());
+        assert!(Arc::ptr_eq(&main_cache.store, &canary_cache.store));
+        // Another deployment: its entries apart from the stage's.
+        assert_eq!((&*main_cache.variant, &*canary_cache.variant), ("", "d2"));
+        assert_eq!(main.routes[0].cache.as_ref().unwrap().ttl_ns, 60_000_000_000);
+        // A reload keeps the cache; a new epoch (FlushStageCache) is a new one; without
+        // useStageCache the canary is not cached.
+        g.swap(&spec(0, false)).unwrap();
+        assert!(Arc::ptr_eq(&serving(&g, false).cache.as_ref().unwrap().store, &main_cache.store));
+        assert!(serving(&g, true).cache.is_none());
+        g.swap(&spec(1, false)).unwrap();
+        assert!(!Arc::ptr_eq(&serving(&g, false).cache.as_ref().unwrap().store, &main_cache.store));
+        // HTTP APIs have no stage cache.
+        let http = spec(0, false).replace("\"rest\"", "\"http\"");
+        assert!(Gateway::new(&http, None).is_err());
+    }
+
+    #[test]
     fn per_stage_routes_and_canary() {
         let g = Gateway::new(STAGED, None).unwrap();
         let d = g.decide_at("st.execute-api.x", "GET", "/old/shared", 1);
