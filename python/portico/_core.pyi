@@ -24,6 +24,7 @@ __all__ = [
     "StreamSink",
     "TokenBuckets",
     "Verdict",
+    "cache_key",
     "check_tls",
     "install_sighup_reopen",
     "monotonic_ns",
