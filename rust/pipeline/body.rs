@@ -122,6 +122,39 @@ impl Body for Failed {
 }
 
 
+/// A body that yields `frames`, then what `rest` yields: a body whose start was read already.
+pub fn prefixed(frames: Vec<Frame<Bytes>>, rest: PipelineBody) -> PipelineBody {
+    Prefixed {
+        frames: frames.into(),
+        rest,
+    }
+    .boxed()
+}
+
+struct Prefixed {
+    frames: std::collections::VecDeque<Frame<Bytes>>,
+    rest: PipelineBody,
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.rest.is_end_stream()
+    }
+}
+
 /// Why a request body could not be read whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {

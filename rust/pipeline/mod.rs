@@ -15,6 +15,7 @@
 pub mod access_log;
 mod authorize;
 pub mod body;
+mod cache;
 pub mod cors;
 pub mod gateway_responses;
 mod iam;
@@ -118,7 +119,19 @@ struct Exchange {
     auth: AuthContext,
     /// The routed path's variables, for gateway responses' `method.request.path.X`.
     path_params: Option<PathParams>,
+    /// What the integration answered; None when the gateway answered itself or from its cache.
+    integration: Option<Integrated>,
     error: Option<Failure>,
+}
+
+/// An integration's answer, for the access log (`$context.integrationStatus`,
+/// `$context.integrationLatency`: absent for an answer from the stage's cache, as on AWS).
+#[derive(Debug, Clone, Copy)]
+struct Integrated {
+    status: u16,
+    latency_ms: u64,
+    /// A Lambda function answered (the Lambda service's own status is then 200).
+    lambda: bool,
 }
 
 impl Exchange {
@@ -186,6 +199,7 @@ impl Pipeline {
                 ..AuthContext::default()
             },
             path_params: None,
+            integration: None,
             error: None,
         };
         // A body the pipeline does not read to its end is read (and dropped) before answering.
@@ -326,8 +340,8 @@ impl Pipeline {
             }
         }
 
-        // integrate
-        let integrated = self.integrate(snap, parts, body, conn, ex, &d, &params).await;
+        // integrate, through the stage's cache when it caches the route
+        let integrated = self.integrate_cached(snap, parts, body, conn, ex, &d, &params).await;
         if stalled.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
             return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
         }
@@ -750,6 +764,9 @@ impl Pipeline {
                 response_latency_ms: ex.started.elapsed().as_millis() as u64,
                 error_message: error.map(|f| f.detail.as_str()),
                 error_response_type: error.map(|f| f.error.name()),
+                integration_status: ex.integration.map(|i| i.status),
+                integration_service_status: ex.integration.filter(|i| i.lambda).map(|_| 200),
+                integration_latency_ms: ex.integration.map(|i| i.latency_ms),
                 integration_error: error.map(|f| f.detail.as_str()),
                 claims,
                 authorizer,

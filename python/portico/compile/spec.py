@@ -16,10 +16,12 @@ from typing import Literal, NotRequired, TypedDict
 import orjson
 
 __all__ = [
+    "CACHE_CLUSTER_GB",
     "AccessLogSpec",
     "ApiKeySpec",
     "ApiSpec",
     "AuthorizerSpec",
+    "CacheKeyParameterSpec",
     "CanarySpec",
     "CorsSpec",
     "FunctionSpec",
@@ -28,13 +30,16 @@ __all__ = [
     "LimitSpec",
     "PrincipalSpec",
     "RouteAuthSpec",
+    "RouteCacheSpec",
     "RouteSpec",
     "Spec",
+    "StageCacheSpec",
     "StageSpec",
     "access_log",
     "api",
     "api_key",
     "api_key_digest",
+    "cache_key_parameter",
     "canary",
     "cognito_authorizer",
     "cors",
@@ -49,8 +54,10 @@ __all__ = [
     "principal",
     "route",
     "route_auth",
+    "route_cache",
     "spec",
     "stage",
+    "stage_cache",
     "unavailable",
 ]
 
@@ -106,10 +113,39 @@ class UnavailableSpec(TypedDict):
 IntegrationSpec = HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec
 
 
+ParameterLocation = Literal["querystring", "multivaluequerystring", "header", "multivalueheader", "path"]
+
+
+class CacheKeyParameterSpec(TypedDict):
+    """One of an integration's `cacheKeyParameters` (`method.request.LOCATION.NAME`)."""
+
+    location: ParameterLocation
+    name: str
+
+
 class RouteSpec(TypedDict):
     key: str  # "GET /pets/{id}" or "$default"
     integration: IntegrationSpec
     auth: NotRequired[RouteAuthSpec]
+    cache_key: NotRequired[list[CacheKeyParameterSpec]]
+    cache_namespace: NotRequired[str]
+
+
+class RouteCacheSpec(TypedDict):
+    """The `caching/*` method settings that apply to one route of a stage."""
+
+    ttl_s: int  # 1..3600
+    methods: Literal["GET", "ALL"]  # GET: cached stage-wide (`*/*`); ALL: by the method's own setting
+    require_authorization: bool
+    unauthorized: Literal["FAIL_WITH_403", "SUCCEED_WITH_RESPONSE_HEADER", "SUCCEED_WITHOUT_RESPONSE_HEADER"]
+
+
+class StageCacheSpec(TypedDict):
+    """A REST stage's response cache (`cacheClusterEnabled`)."""
+
+    capacity_bytes: int
+    epoch: int  # moved by FlushStageCache
+    routes: dict[str, RouteCacheSpec]  # route key -> its settings; routes not named are not cached
 
 
 AuthorizationType = Literal["NONE", "AWS_IAM", "JWT", "CUSTOM", "COGNITO_USER_POOLS"]
@@ -185,6 +221,7 @@ class CanarySpec(TypedDict):
     variables: dict[str, str]
     routes: NotRequired[list[RouteSpec]]
     cors: NotRequired[CorsSpec | None]
+    use_stage_cache: NotRequired[bool]
 
 
 class StageSpec(TypedDict):
@@ -198,6 +235,7 @@ class StageSpec(TypedDict):
     access_log: NotRequired[AccessLogSpec]
     canary: NotRequired[CanarySpec]
     authorizer_cache_epoch: NotRequired[int]
+    cache: NotRequired[StageCacheSpec]
 
 
 class ApiSpec(TypedDict):
@@ -304,11 +342,54 @@ def unavailable(detail: str) -> UnavailableSpec:
     return {"type": "UNAVAILABLE", "detail": detail}
 
 
-def route(key: str, integration: IntegrationSpec, auth: RouteAuthSpec | None = None) -> RouteSpec:
+def route(
+    key: str,
+    integration: IntegrationSpec,
+    auth: RouteAuthSpec | None = None,
+    cache_key: list[CacheKeyParameterSpec] | None = None,
+    cache_namespace: str | None = None,
+) -> RouteSpec:
+    """A route. `cache_key`: its integration's `cacheKeyParameters` (REST APIs);
+    `cache_namespace`: a `cacheNamespace` it shares with other routes (None: its own resource)."""
     out: RouteSpec = {"key": key, "integration": integration}
     if auth is not None:
         out["auth"] = auth
+    if cache_key:
+        out["cache_key"] = list(cache_key)
+    if cache_namespace is not None:
+        out["cache_namespace"] = cache_namespace
     return out
+
+
+def cache_key_parameter(location: ParameterLocation, name: str) -> CacheKeyParameterSpec:
+    return {"location": location, "name": name}
+
+
+# AWS's `cacheClusterSize` values, in GB (of the cache's memory: GiB here).
+CACHE_CLUSTER_GB = ("0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237")
+
+
+def route_cache(
+    ttl_s: int,
+    methods: Literal["GET", "ALL"],
+    *,
+    require_authorization: bool = True,
+    unauthorized: Literal[
+        "FAIL_WITH_403", "SUCCEED_WITH_RESPONSE_HEADER", "SUCCEED_WITHOUT_RESPONSE_HEADER"
+    ] = "SUCCEED_WITH_RESPONSE_HEADER",
+) -> RouteCacheSpec:
+    return {
+        "ttl_s": int(ttl_s),
+        "methods": methods,
+        "require_authorization": bool(require_authorization),
+        "unauthorized": unauthorized,
+    }
+
+
+def stage_cache(capacity_bytes: int, routes: dict[str, RouteCacheSpec], epoch: int = 0) -> StageCacheSpec:
+    """A stage's response cache: at most `capacity_bytes` of entries (in each serving process);
+    `routes` maps the route keys it caches to their settings; `epoch` is moved by FlushStageCache."""
+    return {"capacity_bytes": int(capacity_bytes), "epoch": int(epoch), "routes": dict(routes)}
 
 
 def route_auth(
@@ -432,7 +513,9 @@ def canary(
     deployment_id: str,
     variables: dict[str, str],
     routes: list[RouteSpec] | None = None,
+    use_stage_cache: bool = False,
 ) -> CanarySpec:
+    """A stage's canary. `use_stage_cache`: its requests use the stage's cache."""
     out: CanarySpec = {
         "percent": min(max(float(percent), 0.0), 100.0),
         "deployment_id": deployment_id,
@@ -440,6 +523,8 @@ def canary(
     }
     if routes is not None:
         out["routes"] = routes
+    if use_stage_cache:
+        out["use_stage_cache"] = True
     return out
 
 
@@ -455,6 +540,7 @@ def stage(
     access_log: AccessLogSpec | None = None,
     canary: CanarySpec | None = None,
     authorizer_cache_epoch: int = 0,
+    cache: StageCacheSpec | None = None,
 ) -> StageSpec:
     """A stage. `routes` None: it serves the API's routes (and the API's CORS).
     `authorizer_cache_epoch`: moved by FlushStageAuthorizersCache (Lambda authorizers' caches of
@@ -475,6 +561,8 @@ def stage(
         out["canary"] = canary
     if authorizer_cache_epoch:
         out["authorizer_cache_epoch"] = int(authorizer_cache_epoch)
+    if cache is not None:
+        out["cache"] = cache
     return out
 
 
