@@ -12,11 +12,13 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 
 from portico import _core
 from portico.config.models import Config
 from portico.control.keys import ENV_ADMIN_KEY
-from portico.dataplane.app import DataPlane
+from portico.dataplane.app import SHUTDOWN_GRACE_SECONDS, DataPlane
 from portico.dataplane.build import build_dataplane
 from portico.dataplane.plugins import load_plugins
 from portico.serve import admin_principal
@@ -41,8 +43,21 @@ def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() == 1:  # the server died before the line above
+    parent = os.getppid()
+    if parent == 1:  # the server died before the line above
         os.kill(os.getpid(), signal.SIGTERM)
+    watch = threading.Thread(target=_exit_if_orphaned, args=(parent,), name="portico-orphan", daemon=True)
+    watch.start()
+
+
+def _exit_if_orphaned(parent: int) -> None:
+    """The backstop of the SIGTERM above: a SIGTERM that arrives while the worker is still starting
+    (before its server handles signals) can be lost, and a graceful stop can hang. An orphaned
+    worker is given the shutdown grace, then exits."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    time.sleep(SHUTDOWN_GRACE_SECONDS + 1.0)
+    os._exit(0)
 
 
 def _return_large_blocks() -> None:
