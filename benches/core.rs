@@ -116,7 +116,7 @@ fn spec(n: usize) -> String {
 
 fn bench_gateway(c: &mut Criterion) {
     let mut g = c.benchmark_group("gateway_decide");
-    let gw = Gateway::new(&spec(1_000), None).unwrap();
+    let gw = Gateway::new(&spec(1_000), None, None).unwrap();
     let host = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com";
     let cases = [
         ("param_account_bucket", "/svc0/res100/12345"),

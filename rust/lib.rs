@@ -7,7 +7,8 @@
 //!   Python through `invoke`); `lambda`: the proxy event and response formats.
 //! - `edge` (the runtime and the public listener) and `embed` (the embedded ASGI app's door): the
 //!   two front doors over the same pipeline.
-//! - `router`, `throttle`, `ids`, `access_log`: the building blocks; `py`: the only PyO3 code.
+//! - `router`, `throttle`, `usage`, `ids`, `access_log`: the building blocks; `py`: the only PyO3
+//!   code.
 
 pub mod access_log;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod spec;
 pub mod throttle;
 pub mod time;
 pub mod tls;
+pub mod usage;
 
 use pyo3::prelude::*;
 
@@ -42,8 +44,7 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        check_tls, install_sighup_reopen, monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router,
-        StreamSink, TokenBuckets,
-        Verdict,
+        check_tls, install_sighup_reopen, monotonic_ns, quota_period, wall_clock_ms, BodyFeed, ConfigError, Core,
+        Gateway, Job, RequestIds, Router, StreamSink, TokenBuckets, UsageTable, Verdict,
     };
 }
