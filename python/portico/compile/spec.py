@@ -10,6 +10,7 @@ integrations, CORS policies and access logs; nothing of the spec is interpreted 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Literal, NotRequired, TypedDict
 
 import orjson
@@ -168,7 +169,7 @@ class PrincipalSpec(TypedDict):
     session_token: str | None
     arn: str
     account_id: str
-    policy: dict | None  # the identity policy; None: allowed everything (the account's root)
+    policy: dict | str | None  # the identity policy; None: allowed everything (the account's root)
 
 
 class ApiKeySpec(TypedDict):
@@ -208,7 +209,7 @@ class ApiSpec(TypedDict):
     cors: CorsSpec | None
     binary_media_types: list[str]
     api_key_source: Literal["HEADER", "AUTHORIZER"]
-    policy: dict | None
+    policy: dict | str | None
     gateway_responses: list[GatewayResponseSpec]
 
 
@@ -407,7 +408,7 @@ def principal(
         "session_token": session_token,
         "arn": arn,
         "account_id": account_id,
-        "policy": policy,
+        "policy": _policy_document(policy),
     }
 
 
@@ -487,7 +488,7 @@ def api(
     cors: CorsSpec | None = None,
     binary_media_types: list[str] | tuple[str, ...] = (),
     api_key_source: Literal["HEADER", "AUTHORIZER"] = "HEADER",
-    policy: dict | None = None,
+    policy: dict | str | None = None,
     gateway_responses: list[GatewayResponseSpec] | None = None,
 ) -> ApiSpec:
     return {
@@ -499,7 +500,7 @@ def api(
         "cors": cors,
         "binary_media_types": list(binary_media_types),
         "api_key_source": api_key_source,
-        "policy": policy,
+        "policy": _policy_document(policy),
         "gateway_responses": list(gateway_responses or []),
     }
 
@@ -545,6 +546,17 @@ def spec(
         "principals": list(principals or []),
         "api_keys": list(api_keys or []),
     }
+
+
+def _policy_document(policy: dict | str | None) -> dict | str | None:
+    """An IAM policy as the core reads it: the document, or its JSON text when orjson cannot write
+    it (integers past 64 bits, which JSON and IAM allow); the core parses either."""
+    if isinstance(policy, dict):
+        try:
+            orjson.dumps(policy)
+        except TypeError:
+            return json.dumps(policy)
+    return policy
 
 
 def dumps(value: Spec) -> str:
