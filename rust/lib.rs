@@ -44,7 +44,7 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        check_tls, install_sighup_reopen, monotonic_ns, quota_period, wall_clock_ms, BodyFeed, ConfigError, Core,
-        Gateway, Job, RequestIds, Router, StreamSink, TokenBuckets, UsageTable, Verdict,
+        check_tls, install_sighup_reopen, monotonic_ns, quota_limit, quota_period, wall_clock_ms, BodyFeed,
+        ConfigError, Core, Gateway, Job, RequestIds, Router, StreamSink, TokenBuckets, UsageTable, Verdict,
     };
 }

@@ -416,6 +416,21 @@ pub fn quota_period(period: &str, epoch_ms: i64) -> PyResult<(i64, i64, i64)> {
     Ok((index, period.start_day(index), period.end_day(index)))
 }
 
+/// Requests a quota allows in its period `index`: `limit`, less `offset` in the initial period (the
+/// one holding `since_ms`), plus `credit` (UpdateUsage's), never below 0.
+#[pyfunction]
+#[pyo3(signature = (period, limit, offset, since_ms, index, credit=0))]
+pub fn quota_limit(period: &str, limit: u64, offset: u64, since_ms: Option<u64>, index: i64, credit: i64) -> PyResult<u64> {
+    let period = period_of(period)?;
+    let quota = Quota {
+        period,
+        limit,
+        offset,
+        initial: since_ms.map(|ms| period.index_of_day(usage::day_of(ms))),
+    };
+    Ok(quota.limit_in(index, credit))
+}
+
 /// The core's wall clock in milliseconds since the epoch (a test's, with PORTICO_CLOCK_OFFSET_FILE).
 #[pyfunction]
 pub fn wall_clock_ms() -> u64 {
