@@ -191,7 +191,8 @@ pub(crate) fn normalise_capacity(capacity: usize) -> usize {
 }
 
 /// Map the table of `slot_bytes`-sized slots in the file at `path` (`MAP_SHARED`): a 64-byte
-/// header `{magic, capacity, slot_bytes}` then the slots, all zero when new. Creates and sizes the
+/// header `{magic, capacity, slot_bytes}`, `index_bytes(capacity)` bytes the table may use as it
+/// likes, then the slots, all zero when new. Creates and sizes the
 /// file if needed; an existing valid file keeps its own capacity. Safe against several processes
 /// creating it at once (initialisation runs under an exclusive `flock`, the size is set with an
 /// idempotent `ftruncate`, the magic word is published last with a CAS). `what` names the table
@@ -202,7 +203,9 @@ pub(crate) fn map_shared_table(
     slot_bytes: usize,
     capacity: usize,
     what: &str,
+    index_bytes: fn(usize) -> usize,
 ) -> io::Result<(MmapMut, File, usize)> {
+    let size = |cap: usize| HEADER_BYTES + index_bytes(cap) + cap * slot_bytes;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -222,13 +225,13 @@ pub(crate) fn map_shared_table(
         if !cap.is_power_of_two() || cap > MAX_CAPACITY || word(2) != slot_bytes as u64 {
             return Err(bad_file(path, &format!("corrupt {what} header")));
         }
-        if len < HEADER_BYTES + cap * slot_bytes {
+        if len < size(cap) {
             return Err(bad_file(path, &format!("{what} file is truncated")));
         }
         cap
     } else if header.iter().all(|b| *b == 0) {
         let cap = normalise_capacity(capacity);
-        file.set_len((HEADER_BYTES + cap * slot_bytes).max(len) as u64)?;
+        file.set_len(size(cap).max(len) as u64)?;
         cap
     } else {
         return Err(bad_file(path, &format!("not a Portico {what} file")));
@@ -237,7 +240,7 @@ pub(crate) fn map_shared_table(
     // change it through atomics or grow it.
     let map = unsafe {
         MmapOptions::new()
-            .len(HEADER_BYTES + capacity * slot_bytes)
+            .len(size(capacity))
             .map_mut(&file)?
     };
     let words = map.as_ptr() as *const AtomicU64;
@@ -270,7 +273,7 @@ impl Buckets {
     /// file if needed; an existing valid file keeps its own capacity (see `map_shared_table`).
     pub fn shared(path: &Path, capacity: usize) -> io::Result<Buckets> {
         let (map, file, capacity) =
-            map_shared_table(path, MAGIC, SLOT_BYTES, capacity, "token-bucket")?;
+            map_shared_table(path, MAGIC, SLOT_BYTES, capacity, "token-bucket", |_| 0)?;
         Ok(Self::from_map(Backing::File(map, file), capacity))
     }
 

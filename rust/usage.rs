@@ -10,11 +10,13 @@
 //! are UTC: a day starts at 00:00, a week on Sunday 00:00 (the week AWS's older reference starts
 //! at offset 0), a month on its first day 00:00.
 //!
-//! Memory layout: a 64-byte header `{magic, capacity, slot_bytes}` (`throttle::map_shared_table`)
-//! then `capacity` slots of 256 bytes: `{key_hash, label_len, words[4], label[208]}`. A slot is
-//! claimed with a CAS on `key_hash` (linear probing, bounded), its label (what it counts, as text:
-//! `usage\tPLAN\tKEY`, `stage\tAPI\tSTAGE`, `key\tKEY`) written by the claimer and published by
-//! `label_len`; readers (the usage writer, `/metrics`) see only labelled slots. Slots are never
+//! Memory layout: a 64-byte header `{magic, capacity, slot_bytes, claimed}`
+//! (`throttle::map_shared_table`), the claim index (`capacity` u32s: slot numbers + 1, in the
+//! order they were claimed), then `capacity` slots of 256 bytes: `{key_hash, label_len, words[4],
+//! label[208]}`. A slot is claimed with a CAS on `key_hash` (linear probing, bounded), entered in
+//! the index, its label (what it counts, as text: `usage\tPLAN\tKEY`, `stage\tAPI\tSTAGE`,
+//! `key\tKEY`) written by the claimer and published by `label_len`; readers (the usage writer,
+//! `/metrics`) walk the index, not the whole table, and see only labelled slots. Slots are never
 //! freed; when none can be claimed the counter lives in a process-local map instead (never panics).
 //!
 //! A usage slot's words: `[period, day (even), day (odd), 0]`, each a 24-bit tag and a 40-bit count.
@@ -28,7 +30,7 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use memmap2::MmapMut;
@@ -48,6 +50,11 @@ pub const DAY_MS: u64 = 86_400_000;
 const COUNT_BITS: u32 = 40;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const TAG_MASK: u64 = (1 << 24) - 1;
+
+/// Bytes of the claim index of a table of `capacity` slots (u32s, rounded to 64 bytes).
+fn index_bytes(capacity: usize) -> usize {
+    (capacity * 4).div_ceil(64) * 64
+}
 
 /// A quota's period (`QuotaSettings.period`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -368,6 +375,10 @@ enum Backing {
 /// The table of usage and refusal counters.
 pub struct Tally {
     _backing: Backing,
+    /// How many slots were claimed (entries of `index` in use).
+    claimed: *const AtomicU64,
+    /// Claimed slots' numbers + 1, in claim order (0: being entered).
+    index: *const AtomicU32,
     slots: *const Slot,
     mask: usize,
     capacity: usize,
@@ -385,7 +396,7 @@ impl Tally {
     /// An in-process table of `capacity` slots (rounded up to a power of two).
     pub fn anonymous(capacity: usize) -> io::Result<Tally> {
         let capacity = normalise_capacity(capacity.min(MAX_CAPACITY));
-        let map = MmapMut::map_anon(HEADER_BYTES + capacity * SLOT_BYTES)?;
+        let map = MmapMut::map_anon(HEADER_BYTES + index_bytes(capacity) + capacity * SLOT_BYTES)?;
         Ok(Self::from_map(Backing::Anon(map), capacity))
     }
 
@@ -398,6 +409,7 @@ impl Tally {
             SLOT_BYTES,
             capacity.min(MAX_CAPACITY),
             "usage-counter",
+            index_bytes,
         )?;
         Ok(Self::from_map(Backing::File(map, file), capacity))
     }
@@ -407,8 +419,11 @@ impl Tally {
             Backing::Anon(m) | Backing::File(m, _) => m.as_ptr(),
         };
         Tally {
-            // SAFETY: the mapping is HEADER_BYTES + capacity * SLOT_BYTES long.
-            slots: unsafe { base.add(HEADER_BYTES) } as *const Slot,
+            // SAFETY: the mapping is HEADER_BYTES + index_bytes(capacity) + capacity * SLOT_BYTES
+            // long; the header's fourth word is the claim count; every part is 64-byte aligned.
+            claimed: unsafe { base.add(24) } as *const AtomicU64,
+            index: unsafe { base.add(HEADER_BYTES) } as *const AtomicU32,
+            slots: unsafe { base.add(HEADER_BYTES + index_bytes(capacity)) } as *const Slot,
             _backing: backing,
             mask: capacity - 1,
             capacity,
@@ -444,6 +459,12 @@ impl Tally {
                 {
                     Ok(_) => {
                         s.write_label(label);
+                        // SAFETY: `claimed` is the header's fourth word; the index has `capacity`
+                        // entries, and no more slots than that can be claimed.
+                        let n = unsafe { &*self.claimed }.fetch_add(1, Ordering::AcqRel) as usize;
+                        if n < self.capacity {
+                            unsafe { &*self.index.add(n) }.store(i as u32 + 1, Ordering::Release);
+                        }
                         return s;
                     }
                     Err(k) if k == hash => return s,
@@ -564,9 +585,12 @@ impl Tally {
             let words = [0, 1, 2, 3].map(|i| s.words[i].load(Ordering::Acquire));
             decode(label, words)
         };
-        let mut out: Vec<Entry> = (0..self.capacity)
-            .map(|i| self.slot_at(i))
-            .filter(|s| s.key.load(Ordering::Acquire) != 0)
+        // SAFETY: the header's fourth word, and `capacity` index entries.
+        let claimed = (unsafe { &*self.claimed }.load(Ordering::Acquire) as usize).min(self.capacity);
+        let mut out: Vec<Entry> = (0..claimed)
+            .map(|n| unsafe { &*self.index.add(n) }.load(Ordering::Acquire) as usize)
+            .filter(|&i| i != 0 && i <= self.capacity)
+            .map(|i| self.slot_at(i - 1))
             .filter_map(read)
             .collect();
         let map = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
