@@ -23,10 +23,14 @@ __all__ = [
     "Router",
     "StreamSink",
     "TokenBuckets",
+    "UsageTable",
     "Verdict",
     "check_tls",
     "install_sighup_reopen",
     "monotonic_ns",
+    "quota_limit",
+    "quota_period",
+    "wall_clock_ms",
 ]
 
 # Verdict kinds (Verdict.kind)
@@ -244,7 +248,7 @@ class RequestIds:
     def trace_id(self) -> str:
         """A new X-Ray trace header value, `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`."""
 
-UsageEntry = (
+_UsageEntry = (
     tuple[Literal["usage"], str, str, tuple[str, int, int] | None, list[tuple[int, int]]]
     | tuple[Literal["stage"], str, str, int, int]
     | tuple[Literal["key"], str, int, int]
@@ -256,12 +260,12 @@ class UsageTable:
     every worker maps (`rust/usage.rs`): what the gateway counts, read by the usage writer and
     `/metrics`. Days are UTC days since 1970-01-01."""
 
-    def __new__(cls, shared_path: str | None = None, capacity: int = 65536) -> UsageTable:
+    def __new__(cls, shared_path: str | None = None, capacity: int = ...) -> UsageTable:
         """`shared_path`: the file the workers share (created if needed); None: this process's
         own table. Raises OSError when the file cannot be used."""
     @property
     def capacity(self) -> int: ...
-    def entries(self) -> list[UsageEntry]:
+    def entries(self) -> list[_UsageEntry]:
         """Every counter: `("usage", plan, key, (period, index, requests) | None, [(day,
         requests)])` (the current quota period's count, the days kept), `("stage", api, stage,
         throttled, quota_exceeded)`, `("key", key, throttled, quota_exceeded)`."""

@@ -37,7 +37,8 @@ V1 = "apigateway"
 # {"period": "DAY"|"WEEK"|"MONTH", "index": period index, "credit": requests added to the limit}.
 CREDIT_KIND = "usagecredit"
 DAY_MS = 86_400_000
-# The days of durable counts a plan's keys carry: a month's, whatever the period, and a margin.
+# The days of durable counts read: a month's, whatever the period, and a margin (each key carries
+# those of its current period only).
 DAYS_KEPT = 40
 # What an unset rate or burst means next to a set one: AWS's account defaults.
 ACCOUNT_RATE = 10000.0
@@ -46,15 +47,29 @@ ACCOUNT_BURST = 5000
 
 @dataclass(slots=True)
 class DurableUsage:
-    """What the store keeps of usage plans' usage, read once per build."""
+    """What the store keeps of usage plans' usage, read once per build (at `now_ms`)."""
 
     days: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
     since: dict[str, int] = field(default_factory=dict)
     credits: dict[tuple[str, str, str], list[tuple[int, int]]] = field(default_factory=dict)
+    now_ms: int = field(default_factory=_core.wall_clock_ms)
 
     def key_spec(self, plan_id: str, key_id: str, period: str | None) -> S.PlanKeySpec:
-        credits = self.credits.get((plan_id, key_id, period), []) if period else []
-        return S.plan_key(key_id, self.days.get((plan_id, key_id), []), credits)
+        """A plan key with what the core can still need of its usage: the days of the current
+        quota period (and yesterday's, which the core keeps counting), the credits of the current
+        period and later."""
+        today = self.now_ms // DAY_MS
+        first_day, index = today - 1, None
+        if period:
+            index, start, _ = _core.quota_period(period, self.now_ms)
+            first_day = min(first_day, start)
+        days = [(d, n) for d, n in self.days.get((plan_id, key_id), []) if d >= first_day]
+        credits = (
+            [(i, c) for i, c in self.credits.get((plan_id, key_id, period), []) if i >= index]
+            if period
+            else []
+        )
+        return S.plan_key(key_id, days, credits)
 
 
 def load_durable_usage(store: Store, now_ms: int | None = None) -> DurableUsage:
@@ -72,7 +87,7 @@ def load_durable_usage(store: Store, now_ms: int | None = None) -> DurableUsage:
             plan_id, key_id = doc.get("planId"), doc.get("keyId")
             if plan_id and key_id and doc.get("period") in ("DAY", "WEEK", "MONTH"):
                 credits[(plan_id, key_id, doc["period"])].append((int(doc["index"]), int(doc["credit"])))
-    return DurableUsage(dict(days), since, dict(credits))
+    return DurableUsage(dict(days), since, dict(credits), now_ms)
 
 
 def _throttle(value: Any) -> S.LimitSpec | None:
