@@ -238,7 +238,7 @@ def jwt_config(upstream_port: int, issuer: str) -> dict:
                     },
                 },
             }
-        ]
+        ],
     }
 
 
