@@ -201,6 +201,22 @@ def test_the_throttling_hierarchy_stage_method_plan_and_per_method_plan(portico,
     # No request refused reached the integration: 1 probe + 30 + 10 + 3 + 9 calls.
     assert call.get("probe", PROBE_KEY).json()["calls"] == 54
 
+    # UpdateUsagePlan: the per-method burst raised to 5 applies without a redeployment: the
+    # drained bucket holds 2 more (polled slowly: each poll spends /limited's stage bucket).
+    apigw.update_usage_plan(
+        usagePlanId=tiered["id"],
+        patchOperations=[
+            {
+                "op": "replace",
+                "path": f"/apiStages/{api_id}:prod/throttle/~1limited/GET/burstLimit",
+                "value": "5",
+            }
+        ],
+    )
+    wait_for(lambda: call.get("limited", KEY).status_code == 200, timeout=3, interval=0.1)
+    assert call.get("limited", KEY).status_code == 200
+    _too_many(call.get("limited", KEY))
+
 
 def test_the_account_throttle_is_the_configs_and_get_account_shows_it(portico, tmp_path):
     config = {
