@@ -204,6 +204,8 @@ end
 def jwt_config(upstream_port: int, issuer: str) -> dict:
     jwt_auth = {"authorizationType": "JWT", "authorizerId": "users"}
     return {
+        # No account limit: a benchmark measures the gateway, not AWS's default 10,000 requests/s.
+        "settings": {"accountThrottle": {}},
         "apis": [
             {
                 "name": "bench-jwt",
@@ -236,7 +238,7 @@ def jwt_config(upstream_port: int, issuer: str) -> dict:
                     },
                 },
             }
-        ]
+        ],
     }
 
 

@@ -1,11 +1,14 @@
 //! Hot-path benchmarks: route lookup at 10 / 1,000 / 10,000 routes, token bucket acquire
-//! (anonymous and file-backed), a full `Gateway::decide`, and an `AWS_IAM` route's SigV4 check.
+//! (anonymous and file-backed), a usage plan's per-key work (its bucket and its quota count, in
+//! the shared usage table), a full `Gateway::decide`, and an `AWS_IAM` route's SigV4 check.
 //!
 //! `cargo bench --bench core` (about a minute: 1 s of measurement per benchmark).
 
 use _core::gateway::Gateway;
 use _core::router::Router;
 use _core::throttle::{key_hash, monotonic_ns, Buckets, Limit};
+use _core::time::wall_clock_ms;
+use _core::usage::{usage_label, Labelled, Quota, QuotaPeriod, Tally, UsageBase};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
 
@@ -101,6 +104,45 @@ fn bench_buckets(c: &mut Criterion) {
     let _ = std::fs::remove_file(&path);
 }
 
+/// What a request of a usage-plan key costs beyond its API key check: the key's bucket, the wall
+/// clock, and the quota's count (period and day words, CAS) in a file-backed table.
+fn bench_usage(c: &mut Criterion) {
+    let mut g = c.benchmark_group("usage_plan");
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        "/dev/shm".into()
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join(format!("portico-bench-usage-{}", std::process::id()));
+    let tally = Tally::shared(&path, 65_536).unwrap();
+    let buckets = Buckets::anonymous(16384).unwrap();
+    let usage = Labelled::new(usage_label("plan01", "key0123456"));
+    let base = UsageBase::default();
+    let quota = Quota {
+        period: QuotaPeriod::Month,
+        limit: u64::MAX >> 24,
+        offset: 0,
+        initial: None,
+    };
+    let limit = Limit::new(1e12, 1_000_000_000);
+    let bucket = key_hash(b"plan\0plan01\0key0123456");
+    g.bench_function("wall_clock_ms", |b| b.iter(wall_clock_ms));
+    g.bench_function("count_without_quota", |b| {
+        b.iter(|| tally.count(black_box(&usage), None, &base, wall_clock_ms()))
+    });
+    g.bench_function("count_monthly_quota", |b| {
+        b.iter(|| tally.count(black_box(&usage), Some(&quota), &base, wall_clock_ms()))
+    });
+    g.bench_function("bucket_and_quota", |b| {
+        b.iter(|| {
+            buckets.try_acquire(black_box(bucket), &limit, monotonic_ns());
+            tally.count(black_box(&usage), Some(&quota), &base, wall_clock_ms())
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_file(&path);
+}
+
 fn spec(n: usize) -> String {
     let routes: Vec<String> = route_keys(n)
         .into_iter()
@@ -116,7 +158,7 @@ fn spec(n: usize) -> String {
 
 fn bench_gateway(c: &mut Criterion) {
     let mut g = c.benchmark_group("gateway_decide");
-    let gw = Gateway::new(&spec(1_000), None).unwrap();
+    let gw = Gateway::new(&spec(1_000), None, None).unwrap();
     let host = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com";
     let cases = [
         ("param_account_bucket", "/svc0/res100/12345"),
@@ -190,6 +232,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(30);
-    targets = bench_router, bench_buckets, bench_gateway, bench_sigv4
+    targets = bench_router, bench_buckets, bench_usage, bench_gateway, bench_sigv4
 }
 criterion_main!(benches);

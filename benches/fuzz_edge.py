@@ -115,7 +115,11 @@ def fuzz_config(upstream_url: str, echo: str) -> dict:
         routes.append({"route": f"ANY {prefix}/{{proxy+}}", "integration": greedy})
     upstream = {"type": "HTTP_PROXY", "method": "ANY", "timeoutInMillis": 5000}
     return {
-        "settings": {"payloadLimitBytes": PAYLOAD_LIMIT, "bodyTimeoutMillis": BODY_TIMEOUT_MILLIS},
+        "settings": {
+            "payloadLimitBytes": PAYLOAD_LIMIT,
+            "bodyTimeoutMillis": BODY_TIMEOUT_MILLIS,
+            "accountThrottle": {},  # no account limit: the fuzzer's rate is not AWS's default's concern
+        },
         "functions": {"echo": echo},
         "apis": [
             {

@@ -52,13 +52,18 @@ requests by up to CONNECTIONS per run, never fall short.
 With `--shape auth`, routes that require authorization against the same route without any, in one
 Portico (one worker) in front of the nginx upstream:
   portico-auth      a REST API (`protocolType: REST`, stage `bench`): GET /open HTTP_PROXY -> the
-                    upstream, and GET /keyed, the same with `apiKeyRequired` (one key, in a usage plan
-                    bound to the stage), and GET /lambda, the same behind a Lambda TOKEN authorizer
-                    (benches/handlers.py:token_authorizer, results cached 300 s)
+                    upstream, and GET /keyed, the same with `apiKeyRequired` (two keys, in two usage
+                    plans bound to the stage: one without limits, one with a throttle and a monthly
+                    quota), GET /keyed-mock (MOCK, apiKeyRequired), and GET /lambda, the same behind
+                    a Lambda TOKEN authorizer (benches/handlers.py:token_authorizer, results cached
+                    300 s)
 Cases: open (the reference), apikey (GET /keyed with `x-api-key`; target >= 0.95x open),
 apikey-403 (GET /keyed without a key: the 403 the core answers itself, for scale), lambda (GET
 /lambda with the same token every time: decided from the authorizer's cache after the first
-request; target >= 0.8x open).
+request; target >= 0.8x open), plan (GET /keyed with a second key, whose usage plan has a
+throttle and a quota, too high to refuse: what the plan's bucket and quota count cost; target
+>= 0.95x apikey), and apikey-mock / plan-mock (the same two keys on a MOCK route, GET
+/keyed-mock, where the gateway's own work is all there is; target >= 0.95x).
 
 Flags:
   --shape S         bare (the default: the cases above), production (the production-shaped cases),
@@ -297,8 +302,13 @@ PROXY_HTTP = """
 """
 
 
+# No account limit: a benchmark measures the gateway, not AWS's default 10,000 requests/s.
+NO_ACCOUNT_LIMIT = {"accountThrottle": {}}
+
+
 def portico_config(upstream_port: int) -> dict:
     return {
+        "settings": NO_ACCOUNT_LIMIT,
         "functions": {"hello": "handlers:hello"},
         "apis": [
             {
@@ -806,7 +816,10 @@ def production_config(upstream_port: int, access_log: Path, *, cors: bool) -> di
     return {
         "functions": {"ok": "handlers:ok"},
         "apis": [api],
-        "settings": {"accessLog": {"format": PORTICO_LOG_FORMAT, "destination": str(access_log)}},
+        "settings": {
+            **NO_ACCOUNT_LIMIT,
+            "accessLog": {"format": PORTICO_LOG_FORMAT, "destination": str(access_log)},
+        },
     }
 
 
@@ -974,8 +987,15 @@ def print_targets(cases: list[Case]) -> None:
 # ------------------------------------------------------------------------------------------ auth
 
 BENCH_API_KEY = "BenchApiKeyValue0123456789abcdef"
+# A key in a usage plan with a throttle and a quota (too high to refuse anything in a run).
+BENCH_PLAN_KEY = "BenchPlanKeyValue0123456789abcde"
 # (case, reference case, least ratio of their throughputs)
-AUTH_TARGETS = (("apikey", "open", 0.95), ("lambda", "open", 0.8))
+AUTH_TARGETS = (
+    ("apikey", "open", 0.95),
+    ("lambda", "open", 0.8),
+    ("plan", "apikey", 0.95),
+    ("plan-mock", "apikey-mock", 0.95),
+)
 BENCH_TOKEN = "Bearer bench-token-0123456789"
 
 
@@ -987,6 +1007,7 @@ def auth_config(upstream_port: int) -> dict:
         "timeoutInMillis": 10000,
     }
     return {
+        "settings": NO_ACCOUNT_LIMIT,
         "functions": {"token_authorizer": "handlers:token_authorizer"},
         "apis": [
             {
@@ -996,6 +1017,7 @@ def auth_config(upstream_port: int) -> dict:
                 "routes": [
                     {"routeKey": "GET /open", "integration": "upstream"},
                     {"routeKey": "GET /keyed", "integration": "upstream", "apiKeyRequired": True},
+                    {"routeKey": "GET /keyed-mock", "integration": "canned", "apiKeyRequired": True},
                     {
                         "routeKey": "GET /lambda",
                         "integration": "upstream",
@@ -1003,7 +1025,10 @@ def auth_config(upstream_port: int) -> dict:
                         "authorizerId": "token",
                     },
                 ],
-                "integrations": {"upstream": upstream},
+                "integrations": {
+                    "upstream": upstream,
+                    "canned": {"type": "MOCK", "statusCode": 200, "body": '{"ok":true}'},
+                },
                 "authorizers": {
                     "token": {
                         "authorizerType": "TOKEN",
@@ -1015,9 +1040,19 @@ def auth_config(upstream_port: int) -> dict:
                 "stages": [{"stageName": "bench"}],
             }
         ],
-        "apiKeys": [{"name": "bench", "value": BENCH_API_KEY, "enabled": True}],
+        "apiKeys": [
+            {"name": "bench", "value": BENCH_API_KEY, "enabled": True},
+            {"name": "metered", "value": BENCH_PLAN_KEY, "enabled": True},
+        ],
         "usagePlans": [
-            {"name": "bench", "apiStages": [{"apiId": "authbench", "stage": "bench"}], "apiKeys": ["bench"]}
+            {"name": "bench", "apiStages": [{"apiId": "authbench", "stage": "bench"}], "apiKeys": ["bench"]},
+            {
+                "name": "metered",
+                "apiStages": [{"apiId": "authbench", "stage": "bench"}],
+                "apiKeys": ["metered"],
+                "throttle": {"rateLimit": 1e9, "burstLimit": 1_000_000_000},
+                "quota": {"limit": 2**31 - 1, "period": "MONTH"},
+            },
         ],
     }
 
@@ -1031,6 +1066,27 @@ def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             "apikey", "the same, apiKeyRequired", port, "/bench/keyed", headers={"x-api-key": BENCH_API_KEY}
         ),
         Case("apikey-403", "apiKeyRequired, no key (403)", port, "/bench/keyed", expect_status=403),
+        Case(
+            "plan",
+            "the same, key's plan: throttle + quota",
+            port,
+            "/bench/keyed",
+            headers={"x-api-key": BENCH_PLAN_KEY},
+        ),
+        Case(
+            "apikey-mock",
+            "MOCK, apiKeyRequired",
+            port,
+            "/bench/keyed-mock",
+            headers={"x-api-key": BENCH_API_KEY},
+        ),
+        Case(
+            "plan-mock",
+            "MOCK, key's plan: throttle + quota",
+            port,
+            "/bench/keyed-mock",
+            headers={"x-api-key": BENCH_PLAN_KEY},
+        ),
         Case(
             "lambda",
             "the same, Lambda authorizer (cached)",
@@ -1061,7 +1117,7 @@ def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             f"{case.label:<36} {med(case, 'rps'):>9,.0f} {med(case, 'p50_ms'):>7.2f} "
             f"{med(case, 'p99_ms'):>7.2f}   {ratio:>5} {verdict:>9}"
         )
-    print("(latencies in ms, medians over the rounds; ratios against the route without authorization)")
+    print("(latencies in ms, medians over the rounds; ratios against each case's reference, AUTH_TARGETS)")
     return 0
 
 

@@ -15,6 +15,7 @@ use crate::pipeline::gateway_responses::GatewayResponses;
 use crate::router::{RouteEntry, Router};
 use crate::spec::{self, ApiSpec, CanarySpec, LimitSpec, RouteSpec, Spec, StageSpec};
 use crate::throttle::{key_hash, monotonic_ns, Buckets, Limit, DEFAULT_CAPACITY, NEVER};
+use crate::usage::{self, Labelled, Tally};
 use ahash::RandomState;
 use arc_swap::ArcSwap;
 use smallvec::SmallVec;
@@ -77,6 +78,8 @@ impl From<ConfigError> for GatewayError {
 struct Bucket {
     hash: u64,
     limit: Limit,
+    /// Its size, for `RateLimit-Limit`.
+    burst: u64,
 }
 
 /// A compiled route set: the routes of one deployment (an API's, a stage's or a canary's).
@@ -125,6 +128,8 @@ pub struct Serving {
     pub access_log: Option<Arc<AccessLog>>,
     /// The stage's response cache (REST APIs' `cacheClusterEnabled`).
     pub cache: Option<ServingCache>,
+    /// The stage's counters of refused requests (its canary's too).
+    pub counter: Labelled,
 }
 
 #[derive(Debug)]
@@ -187,6 +192,8 @@ pub struct Settings {
     pub plugins: spec::PluginHooks,
     pub access_log: Option<Arc<AccessLog>>,
     pub upstream_ca_file: Option<Box<str>>,
+    /// `RateLimit-*` and `Retry-After` headers (AWS sends none).
+    pub rate_limit_headers: bool,
 }
 
 /// A compiled, immutable spec.
@@ -234,6 +241,8 @@ pub struct Decision<'a> {
     pub param_names: Option<Arc<[Box<str>]>>,
     pub params: SmallVec<[(u32, u32); 4]>,
     pub retry_after_ms: u64,
+    /// The size of the bucket that refused a `Throttled` decision.
+    pub throttle_burst: u64,
 }
 
 impl<'a> Decision<'a> {
@@ -249,6 +258,7 @@ impl<'a> Decision<'a> {
             param_names: None,
             params: SmallVec::new(),
             retry_after_ms: 0,
+            throttle_burst: 0,
         }
     }
 
@@ -284,6 +294,10 @@ fn limit(l: &LimitSpec, at: &str) -> Result<Limit, ConfigError> {
         return Err(ConfigError(format!("{at}.burst: expected an integer >= 0")));
     }
     Ok(Limit::new(l.rate, l.burst))
+}
+
+fn burst_of(l: &LimitSpec) -> u64 {
+    l.burst.max(0) as u64
 }
 
 fn bucket_key(api: &str, stage: &str, route: &str) -> u64 {
@@ -343,8 +357,9 @@ fn compile_routes(routes: &[RouteSpec], at: &str) -> Result<RouteSet, ConfigErro
 
 /// Throttle settings as written in a stage or canary.
 struct ThrottleSpec<'v> {
-    default: Option<Limit>,
-    per_route: Vec<(&'v str, Limit)>,
+    /// (limit, burst)
+    default: Option<(Limit, u64)>,
+    per_route: Vec<(&'v str, (Limit, u64))>,
 }
 
 fn parse_throttles<'v>(
@@ -356,11 +371,11 @@ fn parse_throttles<'v>(
         return Ok(None);
     }
     let default = default
-        .map(|t| limit(t, &format!("{at}.default_throttle")))
+        .map(|t| Ok((limit(t, &format!("{at}.default_throttle"))?, burst_of(t))))
         .transpose()?;
     let mut routes = Vec::new();
     for (k, t) in per_route.into_iter().flatten() {
-        routes.push((k.as_str(), limit(t, &format!("{at}.route_throttle[{k:?}]"))?));
+        routes.push((k.as_str(), (limit(t, &format!("{at}.route_throttle[{k:?}]"))?, burst_of(t))));
     }
     Ok(Some(ThrottleSpec {
         default,
@@ -378,7 +393,7 @@ fn target_buckets(
     stage: &str,
     at: &str,
 ) -> Result<Vec<Option<Bucket>>, ConfigError> {
-    let mut per_route: Vec<Option<Limit>> =
+    let mut per_route: Vec<Option<(Limit, u64)>> =
         vec![throttles.and_then(|t| t.default); routes.keys.len()];
     for (k, limit) in throttles.iter().flat_map(|t| t.per_route.iter()) {
         match routes.keys.iter().position(|x| &**x == *k) {
@@ -395,10 +410,11 @@ fn target_buckets(
         .into_iter()
         .zip(routes.keys.iter())
         .map(|(l, k)| {
-            l.map(|limit| Bucket {
+            l.map(|(limit, burst)| Bucket {
                 // Canary and main routes of a stage share keys: AWS throttles the stage as a whole.
                 hash: bucket_key(api_id, stage, k),
                 limit,
+                burst,
             })
         })
         .collect())
@@ -486,6 +502,7 @@ fn compile_serving(
         cors: s.cors,
         access_log: s.access_log,
         cache: s.cache.map(|(_, c)| c),
+        counter: Labelled::new(usage::stage_label(&api.id, s.stage)),
     })
 }
 
@@ -857,6 +874,7 @@ impl Snapshot {
             .map(|limit| Bucket {
                 hash: account_key(),
                 limit,
+                burst: spec.account_throttle.as_ref().map_or(0, burst_of),
             });
         let s = &spec.settings;
         let access_log = s
@@ -864,7 +882,8 @@ impl Snapshot {
             .as_ref()
             .map(|l| cx.sinks.open(l).map_err(|e| ConfigError(format!("settings.access_log: {e}"))))
             .transpose()?;
-        let api_keys = auth::api_keys::ApiKeys::compile(&spec.api_keys).map_err(ConfigError)?;
+        let api_keys = auth::api_keys::ApiKeys::compile(&spec.api_keys, &spec.usage_plans)
+            .map_err(ConfigError)?;
         let principals = auth::iam::Principals::compile(&spec.principals).map_err(ConfigError)?;
         Ok(Snapshot {
             apis,
@@ -883,6 +902,7 @@ impl Snapshot {
                 plugins: s.plugins,
                 access_log,
                 upstream_ca_file: s.upstream_ca_file.as_deref().map(Into::into),
+                rate_limit_headers: s.rate_limit_headers,
             },
         })
     }
@@ -1145,6 +1165,7 @@ impl Snapshot {
             let wait = buckets.try_acquire(b.hash, &b.limit, now_ns);
             if wait != 0 {
                 d.outcome = Outcome::Throttled;
+                d.throttle_burst = b.burst;
                 d.retry_after_ms = if wait == NEVER {
                     NEVER
                 } else {
@@ -1163,6 +1184,8 @@ impl Snapshot {
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     buckets: Arc<Buckets>,
+    /// Usage plans' usage and quotas, and the counters of refused requests.
+    tally: Arc<Tally>,
     sinks: std::sync::Mutex<LogSinks>,
     /// Lambda authorizers' result caches, outside the snapshot: a reload keeps those of
     /// authorizers it leaves unchanged.
@@ -1172,21 +1195,44 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway whose buckets and usage counters live in the files at `shared_buckets_path` and
+    /// `shared_usage_path` (shared by every process that maps them), or in this process only.
     pub fn new(
         spec_json: &str,
         shared_buckets_path: Option<&Path>,
+        shared_usage_path: Option<&Path>,
     ) -> Result<Gateway, GatewayError> {
         let buckets = match shared_buckets_path {
             Some(p) => Buckets::shared(p, DEFAULT_CAPACITY),
             None => Buckets::anonymous(DEFAULT_CAPACITY),
         }
         .map_err(GatewayError::Io)?;
-        Ok(Gateway::with_buckets(spec_json, Arc::new(buckets))?)
+        let tally = match shared_usage_path {
+            Some(p) => Tally::shared(p, usage::DEFAULT_CAPACITY),
+            None => Tally::anonymous(usage::DEFAULT_CAPACITY),
+        }
+        .map_err(GatewayError::Io)?;
+        Ok(Gateway::with_tables(
+            spec_json,
+            Arc::new(buckets),
+            Arc::new(tally),
+        )?)
     }
 
     /// A gateway spending from an existing bucket table (e.g. another gateway's, so that a
-    /// reload that builds a new gateway keeps every bucket's state).
+    /// reload that builds a new gateway keeps every bucket's state), with usage counters of its own.
     pub fn with_buckets(spec_json: &str, buckets: Arc<Buckets>) -> Result<Gateway, ConfigError> {
+        let tally =
+            Tally::anonymous(usage::DEFAULT_CAPACITY).map_err(|e| ConfigError(e.to_string()))?;
+        Gateway::with_tables(spec_json, buckets, Arc::new(tally))
+    }
+
+    /// A gateway spending from existing bucket and usage tables.
+    pub fn with_tables(
+        spec_json: &str,
+        buckets: Arc<Buckets>,
+        tally: Arc<Tally>,
+    ) -> Result<Gateway, ConfigError> {
         let mut sinks = LogSinks::default();
         let mut lambda_caches = auth::lambda::Caches::default();
         let mut response_caches = cache::Caches::default();
@@ -1199,6 +1245,7 @@ impl Gateway {
         Ok(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             buckets,
+            tally,
             sinks: std::sync::Mutex::new(sinks),
             lambda_caches: std::sync::Mutex::new(lambda_caches),
             response_caches: std::sync::Mutex::new(response_caches),
@@ -1244,6 +1291,15 @@ impl Gateway {
 
     pub fn buckets(&self) -> &Buckets {
         &self.buckets
+    }
+
+    /// The usage and refusal counters.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    pub fn shared_tally(&self) -> Arc<Tally> {
+        self.tally.clone()
     }
 
     /// Write out every access-log line handed in so far.
@@ -1305,7 +1361,7 @@ mod tests {
     }"#;
 
     fn gw() -> Gateway {
-        Gateway::new(SPEC, None).unwrap()
+        Gateway::new(SPEC, None, None).unwrap()
     }
 
     const ROUTE: Outcome = Outcome::Route;
@@ -1482,7 +1538,7 @@ mod tests {
     fn account_throttle() {
         let spec = r#"{"apis": [{"id": "x", "kind": "http", "routes": ["GET /a"], "stages": [{"name": "$default"}]}],
                        "default_api": 0, "account_throttle": {"rate": 0.5, "burst": 3}}"#;
-        let g = Gateway::new(spec, None).unwrap();
+        let g = Gateway::new(spec, None, None).unwrap();
         let kinds: Vec<Outcome> = (0..4)
             .map(|_| g.decide_at("h", "GET", "/a", 1).outcome)
             .collect();
@@ -1516,6 +1572,7 @@ mod tests {
     fn no_default_api() {
         let g = Gateway::new(
             r#"{"apis": [{"id": "n", "kind": "http", "routes": [], "stages": []}]}"#,
+            None,
             None,
         )
         .unwrap();
@@ -1627,7 +1684,7 @@ mod tests {
             })
             .to_string()
         };
-        let g = Gateway::new(&spec(0, true), None).unwrap();
+        let g = Gateway::new(&spec(0, true), None, None).unwrap();
         let serving = |g: &Gateway, canary: bool| {
             let snap = g.snapshot();
             let mut d = g.decide_at("rc.execute-api.x", "GET", "/prod/a", 1);
@@ -1649,12 +1706,12 @@ mod tests {
         assert!(!Arc::ptr_eq(&serving(&g, false).cache.as_ref().unwrap().store, &main_cache.store));
         // HTTP APIs have no stage cache.
         let http = spec(0, false).replace("\"rest\"", "\"http\"");
-        assert!(Gateway::new(&http, None).is_err());
+        assert!(Gateway::new(&http, None, None).is_err());
     }
 
     #[test]
     fn per_stage_routes_and_canary() {
-        let g = Gateway::new(STAGED, None).unwrap();
+        let g = Gateway::new(STAGED, None, None).unwrap();
         let d = g.decide_at("st.execute-api.x", "GET", "/old/shared", 1);
         assert_eq!(summary(&d), (ROUTE, 0, 0, 0, "/shared".into()));
         assert!(!d.canary);
@@ -1679,7 +1736,7 @@ mod tests {
 
     #[test]
     fn canary_shares_stage_buckets() {
-        let g = Gateway::new(STAGED, None).unwrap();
+        let g = Gateway::new(STAGED, None, None).unwrap();
         let t = 5_000_000_000;
         // The canary inherits the stage's throttles: `GET /v1` has burst 1 for both halves.
         let d = g.decide_at("st.execute-api.x", "GET", "/prod/v1", t);
@@ -1706,7 +1763,7 @@ mod tests {
 
     #[test]
     fn canary_split_is_roughly_even() {
-        let g = Gateway::new(STAGED, None).unwrap();
+        let g = Gateway::new(STAGED, None, None).unwrap();
         let n = 20_000;
         let canary = (0..n)
             .filter(|_| g.decide_at("st.execute-api.x", "GET", "/half/x", 1).canary)

@@ -8,7 +8,8 @@
 //! - `edge` (the runtime and the public listener) and `embed` (the embedded ASGI app's door): the
 //!   two front doors over the same pipeline.
 //! - `cache`: stages' response caches (REST APIs).
-//! - `router`, `throttle`, `ids`, `access_log`: the building blocks; `py`: the only PyO3 code.
+//! - `router`, `throttle`, `usage`, `ids`, `access_log`: the building blocks; `py`: the only PyO3
+//!   code.
 
 pub mod access_log;
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod spec;
 pub mod throttle;
 pub mod time;
 pub mod tls;
+pub mod usage;
 
 use pyo3::prelude::*;
 
@@ -44,8 +46,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        cache_key, check_tls, install_sighup_reopen, monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router,
-        StreamSink, TokenBuckets,
+        cache_key, check_tls, install_sighup_reopen, monotonic_ns, quota_limit, quota_period, wall_clock_ms,
+        BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router, StreamSink, TokenBuckets, UsageTable,
         Verdict,
     };
 }

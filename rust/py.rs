@@ -11,6 +11,7 @@ use crate::pipeline::Pipeline;
 use crate::router;
 use crate::throttle::{self, Buckets, Limit};
 use crate::tls::{Loaded, TlsError, TlsFiles, TlsListener};
+use crate::usage::{self, Counted, Entry, Labelled, Quota, QuotaPeriod, Tally, UsageBase};
 use bytes::Bytes;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -170,12 +171,13 @@ pub struct Gateway {
 #[pymethods]
 impl Gateway {
     #[new]
-    #[pyo3(signature = (spec_json, shared_buckets_path=None, buckets=None))]
+    #[pyo3(signature = (spec_json, shared_buckets_path=None, buckets=None, shared_usage_path=None))]
     fn new(
         py: Python<'_>,
         spec_json: &str,
         shared_buckets_path: Option<PathBuf>,
         buckets: Option<PyRef<'_, TokenBuckets>>,
+        shared_usage_path: Option<PathBuf>,
     ) -> PyResult<Self> {
         let inner = match buckets {
             Some(b) => {
@@ -189,7 +191,13 @@ impl Gateway {
                     .map_err(config_err)?
             }
             None => py
-                .detach(|| gateway::Gateway::new(spec_json, shared_buckets_path.as_deref()))
+                .detach(|| {
+                    gateway::Gateway::new(
+                        spec_json,
+                        shared_buckets_path.as_deref(),
+                        shared_usage_path.as_deref(),
+                    )
+                })
                 .map_err(gateway_err)?,
         };
         Ok(Gateway {
@@ -202,6 +210,14 @@ impl Gateway {
     fn buckets(&self) -> TokenBuckets {
         TokenBuckets {
             inner: self.inner.shared_buckets(),
+        }
+    }
+
+    /// The usage and refusal counters this gateway counts in (shared, not copied).
+    #[getter]
+    fn usage(&self) -> UsageTable {
+        UsageTable {
+            inner: self.inner.shared_tally(),
         }
     }
 
@@ -290,6 +306,154 @@ impl TokenBuckets {
     fn capacity(&self) -> usize {
         self.inner.capacity()
     }
+}
+
+/// Usage plans' usage counts and quotas, and the counters of refused requests, as the gateway
+/// counts them (`crate::usage`): read by the usage writer and `/metrics`, driven by tests.
+#[pyclass(frozen, module = "portico._core")]
+pub struct UsageTable {
+    inner: Arc<Tally>,
+}
+
+fn period_of(name: &str) -> PyResult<QuotaPeriod> {
+    QuotaPeriod::parse(name)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown quota period {name:?}")))
+}
+
+#[pymethods]
+impl UsageTable {
+    #[new]
+    #[pyo3(signature = (shared_path=None, capacity=usage::DEFAULT_CAPACITY))]
+    fn new(shared_path: Option<PathBuf>, capacity: usize) -> PyResult<Self> {
+        let inner = match shared_path {
+            Some(p) => Tally::shared(&p, capacity),
+            None => Tally::anonymous(capacity),
+        }
+        .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(UsageTable {
+            inner: Arc::new(inner),
+        })
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Every counter: `("usage", plan, key, (period, index, requests) | None, [(day, requests)])`,
+    /// `("stage", api, stage, throttled, quota_exceeded)`, `("key", key, throttled, quota_exceeded)`.
+    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let entries = py.detach(|| self.inner.entries());
+        let out = PyList::empty(py);
+        for e in entries {
+            let item = match e {
+                Entry::Usage {
+                    plan,
+                    key,
+                    period,
+                    days,
+                } => {
+                    let period = period.map(|(p, i, n)| (p.name(), i, n));
+                    ("usage", plan, key, period, days)
+                        .into_pyobject(py)?
+                        .into_any()
+                }
+                Entry::Stage {
+                    api,
+                    stage,
+                    throttled,
+                    quota_exceeded,
+                } => ("stage", api, stage, throttled, quota_exceeded)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Entry::Key {
+                    key,
+                    throttled,
+                    quota_exceeded,
+                } => ("key", key, throttled, quota_exceeded)
+                    .into_pyobject(py)?
+                    .into_any(),
+            };
+            out.append(item)?;
+        }
+        Ok(out)
+    }
+
+    /// Count one request of `key` in usage plan `plan` at `now_ms` as the gateway does; `quota`
+    /// is `(period, limit, offset, since_ms | None)`, `days` and `credits` what is durable of the
+    /// key's usage (`[(day, requests)]`, `[(period index, requests)]`). Returns `(admitted,
+    /// limit, remaining, reset_ms)`, the last three None without a quota.
+    #[pyo3(signature = (plan, key, quota, now_ms, days=Vec::new(), credits=Vec::new()))]
+    #[allow(clippy::type_complexity)]
+    fn count(
+        &self,
+        plan: &str,
+        key: &str,
+        quota: Option<(String, u64, u64, Option<u64>)>,
+        now_ms: u64,
+        days: Vec<(i64, u64)>,
+        credits: Vec<(i64, i64)>,
+    ) -> PyResult<(bool, Option<u64>, Option<u64>, Option<u64>)> {
+        let quota = match quota {
+            None => None,
+            Some((period, limit, offset, since)) => {
+                let period = period_of(&period)?;
+                Some(Quota {
+                    period,
+                    limit,
+                    offset,
+                    initial: since.map(|ms| period.index_of_day(usage::day_of(ms))),
+                })
+            }
+        };
+        let base = UsageBase {
+            days,
+            credits: quota
+                .map(|q| credits.iter().map(|(i, c)| (q.period, *i, *c)).collect())
+                .unwrap_or_default(),
+        };
+        let label = Labelled::new(usage::usage_label(plan, key));
+        Ok(
+            match self.inner.count(&label, quota.as_ref(), &base, now_ms) {
+                Counted::Admitted(None) => (true, None, None, None),
+                Counted::Admitted(Some(s)) => {
+                    (true, Some(s.limit), Some(s.remaining), Some(s.reset_ms))
+                }
+                Counted::Exceeded(s) => (false, Some(s.limit), Some(s.remaining), Some(s.reset_ms)),
+            },
+        )
+    }
+}
+
+/// The quota period of `period` (DAY, WEEK, MONTH) holding `epoch_ms`: `(index, first day, first
+/// day after)`, days counted from 1970-01-01 (UTC).
+#[pyfunction]
+pub fn quota_period(period: &str, epoch_ms: i64) -> PyResult<(i64, i64, i64)> {
+    let period = period_of(period)?;
+    let day = epoch_ms.div_euclid(usage::DAY_MS as i64);
+    let index = period.index_of_day(day);
+    Ok((index, period.start_day(index), period.end_day(index)))
+}
+
+/// Requests a quota allows in its period `index`: `limit`, less `offset` in the initial period (the
+/// one holding `since_ms`), plus `credit` (UpdateUsage's), never below 0.
+#[pyfunction]
+#[pyo3(signature = (period, limit, offset, since_ms, index, credit=0))]
+pub fn quota_limit(period: &str, limit: u64, offset: u64, since_ms: Option<u64>, index: i64, credit: i64) -> PyResult<u64> {
+    let period = period_of(period)?;
+    let quota = Quota {
+        period,
+        limit,
+        offset,
+        initial: since_ms.map(|ms| period.index_of_day(usage::day_of(ms))),
+    };
+    Ok(quota.limit_in(index, credit))
+}
+
+/// The core's wall clock in milliseconds since the epoch (a test's, with PORTICO_CLOCK_OFFSET_FILE).
+#[pyfunction]
+pub fn wall_clock_ms() -> u64 {
+    crate::time::wall_clock_ms()
 }
 
 /// The route trie on its own, for tests and benchmarks.

@@ -33,6 +33,66 @@ pub struct Spec {
     /// The account's API keys (REST APIs' `apiKeyRequired`).
     #[serde(default)]
     pub api_keys: Vec<ApiKeySpec>,
+    /// Usage plans: their keys' throttles and quotas, and what is durable of the keys' usage.
+    #[serde(default)]
+    pub usage_plans: Vec<UsagePlanSpec>,
+}
+
+pub use crate::usage::QuotaPeriod;
+
+/// A usage plan (AWS `UsagePlan`): per-key throttle and quota, over the stages it is bound to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlanSpec {
+    pub id: String,
+    /// Every key's own bucket, across all the plan's stages (`throttle`).
+    #[serde(default)]
+    pub throttle: Option<LimitSpec>,
+    #[serde(default)]
+    pub quota: Option<QuotaSpec>,
+    /// The stages it is bound to (`apiStages`).
+    #[serde(default)]
+    pub stages: Vec<PlanStageSpec>,
+    /// Its keys (`UsagePlanKey`), each with what is durable of its usage.
+    #[serde(default)]
+    pub keys: Vec<PlanKeySpec>,
+}
+
+/// `QuotaSettings`: `limit` requests per `period`, `offset` of them taken off in the initial
+/// period (the one holding `since_ms`, when the quota was set).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    pub limit: i64,
+    pub period: QuotaPeriod,
+    #[serde(default)]
+    pub offset: i64,
+    #[serde(default)]
+    pub since_ms: Option<u64>,
+}
+
+/// One of a plan's stages (`ApiStage`), with its per-method throttles (`throttle`, keyed
+/// `/{resourcePath}/{METHOD}`, e.g. `/pets/GET`, `//GET` for the root).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanStageSpec {
+    pub api_id: String,
+    pub stage: String,
+    #[serde(default)]
+    pub method_throttle: BTreeMap<String, LimitSpec>,
+}
+
+/// A key of a usage plan, and what is durable of its usage in the plan: requests per UTC day of
+/// recent days (`[day, requests]`, days since 1970-01-01), and the credits UpdateUsage granted
+/// (`[period index, requests]`, for the quota's current period kind).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanKeySpec {
+    pub id: String,
+    #[serde(default)]
+    pub days: Vec<(i64, u64)>,
+    #[serde(default)]
+    pub credits: Vec<(i64, i64)>,
 }
 
 /// A principal known to the gateway: SigV4 credentials and what they may invoke. `Debug` leaves
@@ -104,6 +164,9 @@ pub struct Settings {
     pub function_concurrency: usize,
     /// Per-function settings, by function name.
     pub functions: BTreeMap<String, FunctionSpec>,
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `Retry-After` on throttled
+    /// and quota answers, and the quota's on requests it admits (AWS sends none: off by default).
+    pub rate_limit_headers: bool,
 }
 
 impl Settings {
@@ -137,6 +200,7 @@ impl Default for Settings {
             upstream_ca_file: None,
             function_concurrency: DEFAULT_FUNCTION_CONCURRENCY,
             functions: BTreeMap::new(),
+            rate_limit_headers: false,
         }
     }
 }

@@ -186,8 +186,79 @@ impl Drop for FlockGuard {
     }
 }
 
-fn normalise_capacity(capacity: usize) -> usize {
+pub(crate) fn normalise_capacity(capacity: usize) -> usize {
     capacity.clamp(1, MAX_CAPACITY).next_power_of_two()
+}
+
+/// Map the table of `slot_bytes`-sized slots in the file at `path` (`MAP_SHARED`): a 64-byte
+/// header `{magic, capacity, slot_bytes}`, `index_bytes(capacity)` bytes the table may use as it
+/// likes, then the slots, all zero when new. Creates and sizes the
+/// file if needed; an existing valid file keeps its own capacity. Safe against several processes
+/// creating it at once (initialisation runs under an exclusive `flock`, the size is set with an
+/// idempotent `ftruncate`, the magic word is published last with a CAS). `what` names the table
+/// in errors. Returns the mapping, its file (which must stay open) and the capacity.
+pub(crate) fn map_shared_table(
+    path: &Path,
+    magic: u64,
+    slot_bytes: usize,
+    capacity: usize,
+    what: &str,
+    index_bytes: fn(usize) -> usize,
+) -> io::Result<(MmapMut, File, usize)> {
+    let size = |cap: usize| HEADER_BYTES + index_bytes(cap) + cap * slot_bytes;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let _lock = FlockGuard::lock(&file)?;
+    let len = file.metadata()?.len() as usize;
+    let mut header = [0u8; 24];
+    if len >= HEADER_BYTES {
+        file.read_exact_at(&mut header, 0)?;
+    }
+    let word = |i: usize| u64::from_ne_bytes(header[i * 8..i * 8 + 8].try_into().unwrap());
+    let capacity = if word(0) == magic {
+        let cap = word(1) as usize;
+        if !cap.is_power_of_two() || cap > MAX_CAPACITY || word(2) != slot_bytes as u64 {
+            return Err(bad_file(path, &format!("corrupt {what} header")));
+        }
+        if len < size(cap) {
+            return Err(bad_file(path, &format!("{what} file is truncated")));
+        }
+        cap
+    } else if header.iter().all(|b| *b == 0) {
+        let cap = normalise_capacity(capacity);
+        file.set_len(size(cap).max(len) as u64)?;
+        cap
+    } else {
+        return Err(bad_file(path, &format!("not a Portico {what} file")));
+    };
+    // SAFETY: the file stays open (returned with the map) while mapped; other processes only ever
+    // change it through atomics or grow it.
+    let map = unsafe {
+        MmapOptions::new()
+            .len(size(capacity))
+            .map_mut(&file)?
+    };
+    let words = map.as_ptr() as *const AtomicU64;
+    // SAFETY: the header is 64 bytes, page-aligned.
+    let (magic_word, cap_word, slot_word) = unsafe { (&*words, &*words.add(1), &*words.add(2)) };
+    if magic_word.load(Ordering::Acquire) != magic {
+        cap_word.store(capacity as u64, Ordering::Relaxed);
+        slot_word.store(slot_bytes as u64, Ordering::Relaxed);
+        if let Err(other) =
+            magic_word.compare_exchange(0, magic, Ordering::AcqRel, Ordering::Acquire)
+        {
+            if other != magic {
+                return Err(bad_file(path, &format!("not a Portico {what} file")));
+            }
+        }
+    }
+    drop(_lock);
+    Ok((map, file, capacity))
 }
 
 impl Buckets {
@@ -199,62 +270,10 @@ impl Buckets {
     }
 
     /// A table in the file at `path`, shared by every process that maps it. Creates and sizes the
-    /// file if needed; an existing valid file keeps its own capacity. Safe against several
-    /// processes creating it at once (initialisation runs under an exclusive `flock`, the size is
-    /// set with an idempotent `ftruncate`, the magic word is published last with a CAS).
+    /// file if needed; an existing valid file keeps its own capacity (see `map_shared_table`).
     pub fn shared(path: &Path, capacity: usize) -> io::Result<Buckets> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-        let _lock = FlockGuard::lock(&file)?;
-        let len = file.metadata()?.len() as usize;
-        let mut header = [0u8; 24];
-        if len >= HEADER_BYTES {
-            file.read_exact_at(&mut header, 0)?;
-        }
-        let word = |i: usize| u64::from_ne_bytes(header[i * 8..i * 8 + 8].try_into().unwrap());
-        let capacity = if word(0) == MAGIC {
-            let cap = word(1) as usize;
-            if !cap.is_power_of_two() || cap > MAX_CAPACITY || word(2) != SLOT_BYTES as u64 {
-                return Err(bad_file(path, "corrupt token-bucket header"));
-            }
-            if len < HEADER_BYTES + cap * SLOT_BYTES {
-                return Err(bad_file(path, "token-bucket file is truncated"));
-            }
-            cap
-        } else if header.iter().all(|b| *b == 0) {
-            let cap = normalise_capacity(capacity);
-            file.set_len((HEADER_BYTES + cap * SLOT_BYTES).max(len) as u64)?;
-            cap
-        } else {
-            return Err(bad_file(path, "not a Portico token-bucket file"));
-        };
-        // SAFETY: the file stays open (owned by Backing) while mapped; other processes only ever
-        // change it through atomics or grow it.
-        let map = unsafe {
-            MmapOptions::new()
-                .len(HEADER_BYTES + capacity * SLOT_BYTES)
-                .map_mut(&file)?
-        };
-        let words = map.as_ptr() as *const AtomicU64;
-        // SAFETY: the header is 64 bytes, page-aligned.
-        let (magic, cap_word, slot_word) = unsafe { (&*words, &*words.add(1), &*words.add(2)) };
-        if magic.load(Ordering::Acquire) != MAGIC {
-            cap_word.store(capacity as u64, Ordering::Relaxed);
-            slot_word.store(SLOT_BYTES as u64, Ordering::Relaxed);
-            if let Err(other) =
-                magic.compare_exchange(0, MAGIC, Ordering::AcqRel, Ordering::Acquire)
-            {
-                if other != MAGIC {
-                    return Err(bad_file(path, "not a Portico token-bucket file"));
-                }
-            }
-        }
-        drop(_lock);
+        let (map, file, capacity) =
+            map_shared_table(path, MAGIC, SLOT_BYTES, capacity, "token-bucket", |_| 0)?;
         Ok(Self::from_map(Backing::File(map, file), capacity))
     }
 

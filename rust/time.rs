@@ -56,7 +56,7 @@ pub fn push_openssl_time(out: &mut String, epoch_s: i64) {
 }
 
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -69,6 +69,78 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+
+/// (year, month 1-12, day 1-31) to days since 1970-01-01, proleptic Gregorian (H. Hinnant): the
+/// inverse of `civil_from_days`.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if month > 2 { month - 3 } else { month + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Environment variable naming a file that holds milliseconds (a signed integer) added to the
+/// core's wall clock: tests move time (quota periods, day boundaries) without waiting. Unset in
+/// production, where the clock is the system's.
+pub const CLOCK_OFFSET_FILE_ENV: &str = "PORTICO_CLOCK_OFFSET_FILE";
+/// How often the offset file is read again while set.
+const CLOCK_OFFSET_REREAD_NS: u64 = 20_000_000;
+
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+static CLOCK_OFFSET_NEXT_READ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn clock_offset_file() -> Option<&'static std::path::Path> {
+    static FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        std::env::var_os(CLOCK_OFFSET_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(Into::into)
+    })
+    .as_deref()
+}
+
+/// The offset of the test clock (0 unless `PORTICO_CLOCK_OFFSET_FILE` is set); the file is read
+/// at most every 20 ms, an unreadable one keeps the last offset.
+#[inline]
+fn clock_offset_ms() -> i64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(path) = clock_offset_file() else {
+        return 0;
+    };
+    let now = crate::throttle::monotonic_ns();
+    let next = CLOCK_OFFSET_NEXT_READ.load(Relaxed);
+    if now >= next
+        && CLOCK_OFFSET_NEXT_READ
+            .compare_exchange(next, now + CLOCK_OFFSET_REREAD_NS, Relaxed, Relaxed)
+            .is_ok()
+    {
+        if let Some(offset) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+        {
+            CLOCK_OFFSET_MS.store(offset, Relaxed);
+        }
+    }
+    CLOCK_OFFSET_MS.load(Relaxed)
+}
+
+/// The core's wall clock: milliseconds since the Unix epoch (UTC), as requests are stamped
+/// (`$context.requestTimeEpoch`) and usage plans' quota periods are counted.
+#[inline]
+pub fn wall_clock_ms() -> u64 {
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let offset = clock_offset_ms();
+    if offset >= 0 {
+        real.saturating_add(offset as u64)
+    } else {
+        real.saturating_sub(offset.unsigned_abs())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -96,5 +168,16 @@ mod tests {
         let mut out = String::new();
         push_openssl_time(&mut out, -1);
         assert_eq!(out, "Dec 31 23:59:59 1969 GMT");
+    }
+
+    #[test]
+    fn civil_days_round_trip() {
+        for days in (-800_000i64..800_000).step_by(97) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2024, 3, 1), 19_783);
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }

@@ -7,7 +7,7 @@ the embedded ASGI app (`submit`); Python answers only the calls for the user's c
 benchmarks.
 """
 
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final
 
 __all__ = [
     "BAD_REQUEST",
@@ -23,11 +23,15 @@ __all__ = [
     "Router",
     "StreamSink",
     "TokenBuckets",
+    "UsageTable",
     "Verdict",
     "cache_key",
     "check_tls",
     "install_sighup_reopen",
     "monotonic_ns",
+    "quota_limit",
+    "quota_period",
+    "wall_clock_ms",
 ]
 
 # Verdict kinds (Verdict.kind)
@@ -84,16 +88,24 @@ class Gateway:
     """
 
     def __new__(
-        cls, spec_json: str, shared_buckets_path: str | None = None, buckets: TokenBuckets | None = None
+        cls,
+        spec_json: str,
+        shared_buckets_path: str | None = None,
+        buckets: TokenBuckets | None = None,
+        shared_usage_path: str | None = None,
     ) -> Gateway:
         """`shared_buckets_path`: a file (normally under /dev/shm) mapped by every worker process
         so that token buckets are shared gateway-wide; None keeps buckets in this process.
         `buckets`: spend from an existing table instead (e.g. `old_gateway.buckets`, so that a
         reload keeps throttle state); not together with `shared_buckets_path` (ValueError).
-        Raises ConfigError for an invalid spec, OSError when the buckets file cannot be used."""
+        `shared_usage_path`: the same for the usage plans' counters (`UsageTable`).
+        Raises ConfigError for an invalid spec, OSError when a shared file cannot be used."""
     @property
     def buckets(self) -> TokenBuckets:
         """The bucket table this gateway spends from (shared with it, not a copy)."""
+    @property
+    def usage(self) -> UsageTable:
+        """The usage and refusal counters this gateway counts in (shared with it, not a copy)."""
     def flush_logs(self) -> None:
         """Write out every access-log line handed in so far."""
     def swap(self, spec_json: str) -> None:
@@ -256,15 +268,62 @@ def cache_key(
     resource path, variant and those parameters' values are equal. ValueError for an unknown
     location or a header that is not one."""
 
+_UsageEntry = (
+    tuple[Literal["usage"], str, str, tuple[str, int, int] | None, list[tuple[int, int]]]
+    | tuple[Literal["stage"], str, str, int, int]
+    | tuple[Literal["key"], str, int, int]
+)
+
+@final
+class UsageTable:
+    """Usage plans' usage counts and quotas, and the counters of refused requests, in a table
+    every worker maps (`rust/usage.rs`): what the gateway counts, read by the usage writer and
+    `/metrics`. Days are UTC days since 1970-01-01."""
+
+    def __new__(cls, shared_path: str | None = None, capacity: int = ...) -> UsageTable:
+        """`shared_path`: the file the workers share (created if needed); None: this process's
+        own table. Raises OSError when the file cannot be used."""
+    @property
+    def capacity(self) -> int: ...
+    def entries(self) -> list[_UsageEntry]:
+        """Every counter: `("usage", plan, key, (period, index, requests) | None, [(day,
+        requests)])` (the current quota period's count, the days kept), `("stage", api, stage,
+        throttled, quota_exceeded)`, `("key", key, throttled, quota_exceeded)`."""
+    def count(
+        self,
+        plan: str,
+        key: str,
+        quota: tuple[str, int, int, int | None] | None,
+        now_ms: int,
+        days: list[tuple[int, int]] = ...,
+        credits: list[tuple[int, int]] = ...,
+    ) -> tuple[bool, int | None, int | None, int | None]:
+        """Count one request of `key` in plan `plan` at `now_ms` as the gateway does. `quota`:
+        `(period, limit, offset, since_ms | None)`; `days`, `credits`: what is durable of the key's
+        usage (`[(day, requests)]`, `[(period index, requests)]`). Returns `(admitted, limit,
+        remaining, reset_ms)`, the last three None without a quota."""
+
+def quota_period(period: str, epoch_ms: int) -> tuple[int, int, int]:
+    """The quota period (DAY, WEEK, MONTH) holding `epoch_ms`: `(index, first day, first day
+    after)`, UTC days since 1970-01-01. Weeks start on Sunday. ValueError for another period."""
+
+def quota_limit(
+    period: str, limit: int, offset: int, since_ms: int | None, index: int, credit: int = 0
+) -> int:
+    """Requests a quota allows in its period `index`: `limit`, less `offset` in the initial period
+    (the one holding `since_ms`), plus `credit`, never below 0."""
+
+def wall_clock_ms() -> int:
+    """The core's wall clock, ms since the epoch: the system's, plus the offset in the file named
+    by PORTICO_CLOCK_OFFSET_FILE when set (tests move time with it)."""
+
 def monotonic_ns() -> int:
     """The clock the buckets use (CLOCK_MONOTONIC, shared by all processes on the machine)."""
 
 def install_sighup_reopen() -> None:
     """Make SIGHUP reopen every access-log file of this process (logrotate: rename, then HUP)."""
 
-def check_tls(
-    certificate_file: str, private_key_file: str, truststore_file: str | None = None
-) -> list[str]:
+def check_tls(certificate_file: str, private_key_file: str, truststore_file: str | None = None) -> list[str]:
     """Read a TLS configuration as the edge would serve it. Returns the truststore's warnings (CA
     certificates it leaves out); raises ValueError((which, message)) for a file that cannot be
     used: which is "certificate", "privateKey" or "truststore", message starts with its path."""

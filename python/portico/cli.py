@@ -10,6 +10,7 @@ from pathlib import Path
 from portico import __version__
 
 DEFAULT_CONFIG_NAMES = ("portico.yaml", "portico.yml", "openapi.yaml", "openapi.json")
+DEFAULT_DATA_DIR = "./.portico"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,7 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         "--admin-host", default="127.0.0.1", help="address of the admin API (default: 127.0.0.1)"
     )
     serve.add_argument(
-        "--data-dir", default="./.portico", help="control-plane state directory (default: ./.portico)"
+        "--data-dir",
+        default=None,
+        help=(
+            "state directory: the admin API's (default: ./.portico with --admin-port), and where usage "
+            "plans' request counts are kept across restarts (without it, a config file's usage plans "
+            "count from zero at every start)"
+        ),
     )
     serve.add_argument(
         "--admin-key",
@@ -241,18 +248,45 @@ def _serve(args: argparse.Namespace) -> int:
 
         check_tls(tls)  # an unusable file stops here, before anything is described or bound
     print(_describe(compiled, args.host, args.port, scheme), flush=True)
+    config = compiled.config
+    options.usage_flush_interval_ms = config.settings.usageFlushIntervalMs
+    if args.admin_port is not None or (args.data_dir and config.usagePlans):
+        options.usage_dir = os.path.abspath(args.data_dir or DEFAULT_DATA_DIR)
+        _prepare_usage_store(options.usage_dir, config)
+    elif any(plan.quota is not None for plan in config.usagePlans):
+        print(
+            "portico: usage plans' quotas count from zero at every start: "
+            "give --data-dir to keep their counts",
+            flush=True,
+        )
+    account = config.settings.accountThrottle
     return serve(
         options,
-        start_admin=lambda: _start_admin(args, admin_key),
+        start_admin=lambda: _start_admin(args, admin_key, account.throttle()),
         stop_admin=_stop_admin,
-        data_dir=os.path.abspath(args.data_dir),
+        data_dir=os.path.abspath(args.data_dir or DEFAULT_DATA_DIR),
     )
 
 
-def _start_admin(args: argparse.Namespace, admin_key: str | None):
+def _prepare_usage_store(data_dir: str, config) -> None:
+    """Create the store the usage counts go to, and record when the config's plans' quotas were
+    first served (the period that takes their `offset`), before any worker compiles them."""
+    from portico import _core
+    from portico.compile.usage_plans import file_quota_since, load_durable_usage
+    from portico.control.store import Store
+
+    store = Store(data_dir)
+    try:
+        since = file_quota_since(config, load_durable_usage(store), _core.wall_clock_ms())
+        store.record_quota_since(since)
+    finally:
+        store.close()
+
+
+def _start_admin(args: argparse.Namespace, admin_key: str | None, account_throttle: dict | None = None):
     """Start the admin API in a child process (None without --admin-port), handing it the key
-    (`admin_key`, else the one in the data directory). Prints where the generated admin key
-    lives, never the secret."""
+    (`admin_key`, else the one in the data directory) and the account's throttle (`get_account`
+    shows it). Prints where the generated admin key lives, never the secret."""
     if args.admin_port is None:
         return None
     import multiprocessing
@@ -261,12 +295,13 @@ def _start_admin(args: argparse.Namespace, admin_key: str | None):
     from portico.control.keys import AdminKeyError, load_or_create_admin_key
     from portico.control.server import run_admin_server
 
-    data_dir = os.path.abspath(args.data_dir)
+    data_dir = os.path.abspath(args.data_dir or DEFAULT_DATA_DIR)
     try:
         access_key_id, secret, key_path = load_or_create_admin_key(data_dir, admin_key)
     except (AdminKeyError, OSError) as exc:
         raise SystemExit(f"portico: admin key: {exc}") from None
     from portico.serve import admin_principal
+    from portico.serve.worker import ENV_SHARED_USAGE
 
     # The workers, forked later, verify AWS_IAM routes' signatures by the admin key too.
     admin_principal.share(access_key_id, secret)
@@ -275,7 +310,13 @@ def _start_admin(args: argparse.Namespace, admin_key: str | None):
     process = context.Process(
         target=run_admin_server,
         args=(args.admin_host, args.admin_port, data_dir, (access_key_id, secret)),
-        kwargs={"ready": ready, "exit_with_parent": True},
+        kwargs={
+            "ready": ready,
+            "exit_with_parent": True,
+            "account_throttle": account_throttle,
+            # The workers' usage counters (set by `serve` before the admin API starts).
+            "usage_path": os.environ.get(ENV_SHARED_USAGE),
+        },
         name="portico-admin",
         daemon=True,
     )

@@ -146,6 +146,10 @@ pub struct IamIdentity {
 pub struct ApiKeyIdentity {
     pub value: String,
     pub id: String,
+    /// The key's index in the snapshot's `ApiKeys` (its refusal counters).
+    pub index: u32,
+    /// Its membership in the usage plan bound to the request's stage (`ApiKeys::plan_key`).
+    pub plan_key: Option<u32>,
 }
 
 /// A client certificate, as `requestContext.identity.clientCert` carries it.

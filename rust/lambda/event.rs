@@ -2085,6 +2085,8 @@ mod tests {
             api_key: Some(crate::auth::ApiKeyIdentity {
                 value: "k".repeat(20),
                 id: "key1".into(),
+                index: 0,
+                plan_key: None,
             }),
             ..AuthContext::default()
         }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! limits -> select API and stage -> mTLS -> route -> CORS preflight -> throttle -> authorize
-//!        -> plugins' on_request
+//!        -> usage plan -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
 //! ```
@@ -21,10 +21,11 @@ pub mod gateway_responses;
 mod iam;
 pub mod limits;
 pub mod responses;
+mod usage_plan;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, USER_AGENT};
@@ -122,6 +123,8 @@ struct Exchange {
     /// What the integration answered; None when the gateway answered itself or from its cache.
     integration: Option<Integrated>,
     error: Option<Failure>,
+    /// What is left of the key's quota, for `RateLimit-*` headers (`settings.rateLimitHeaders`).
+    quota: Option<crate::usage::QuotaState>,
 }
 
 /// An integration's answer, for the access log (`$context.integrationStatus`,
@@ -152,10 +155,9 @@ pub struct Pipeline {
     ids: IdGenerator,
 }
 
+/// The core's wall clock (`crate::time::wall_clock_ms`: the system's, or a test's).
 fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::time::wall_clock_ms()
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: HeaderName) -> Option<&'h str> {
@@ -201,6 +203,7 @@ impl Pipeline {
             path_params: None,
             integration: None,
             error: None,
+            quota: None,
         };
         // A body the pipeline does not read to its end is read (and dropped) before answering.
         let (body, leftover) = if body.is_end_stream() {
@@ -241,6 +244,11 @@ impl Pipeline {
         }
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
             response.headers_mut().insert(REQUEST_ID, id);
+        }
+        if let Some(quota) = &ex.quota {
+            response
+                .headers_mut()
+                .extend(usage_plan::quota_headers(quota));
         }
         self.access_log(snap, parts, conn, ex, response)
     }
@@ -306,10 +314,13 @@ impl Pipeline {
             (idle.boxed(), Some(stalled))
         };
 
-        // throttle: the route's bucket, then the account's.
+        // throttle: the route's bucket (its method's, else the stage's), then the account's.
         snap.spend_with_clock(&mut d, self.gateway.buckets(), monotonic_ns);
         if d.outcome == Outcome::Throttled {
-            return fail(ErrorType::Throttled, format!("retry after {} ms", d.retry_after_ms));
+            if let Some(serving) = ex.serving.as_deref() {
+                self.gateway.tally().bump(&serving.counter, crate::usage::Refusal::Throttled);
+            }
+            return Err(usage_plan::throttled(snap, d.retry_after_ms, d.throttle_burst));
         }
 
         // authorize: the resource policy, the route's authorization, its API key.
@@ -319,6 +330,9 @@ impl Pipeline {
             }
             return Err(failure);
         }
+
+        // usage plan: the API key's plan's throttle (its method's, else the plan's), then its quota.
+        self.usage_plan(snap, ex)?;
 
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;

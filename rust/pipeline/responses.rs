@@ -19,6 +19,8 @@ pub enum ErrorType {
     ResourceNotFound,
     MissingAuthenticationToken,
     Throttled,
+    /// A usage plan's quota is used up for its period.
+    QuotaExceeded,
     RequestTooLarge,
     HeadersTooLarge,
     UriTooLong,
@@ -78,6 +80,7 @@ impl ErrorType {
             ErrorType::ResourceNotFound => "RESOURCE_NOT_FOUND",
             ErrorType::MissingAuthenticationToken => "MISSING_AUTHENTICATION_TOKEN",
             ErrorType::Throttled => "THROTTLED",
+            ErrorType::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorType::RequestTooLarge => "REQUEST_TOO_LARGE",
             ErrorType::HeadersTooLarge | ErrorType::UriTooLong | ErrorType::RequestTimeout => "DEFAULT_4XX",
             ErrorType::IntegrationFailure => "INTEGRATION_FAILURE",
@@ -129,6 +132,7 @@ impl ErrorType {
             ErrorType::BadRequest | ErrorType::MalformedBody => (400, "Bad Request"),
             ErrorType::ResourceNotFound | ErrorType::MissingAuthenticationToken => (404, "Not Found"),
             ErrorType::Throttled => (429, "Too Many Requests"),
+            ErrorType::QuotaExceeded => (429, "Limit Exceeded"),
             ErrorType::RequestTooLarge => (413, "Request Entity Too Large"),
             ErrorType::HeadersTooLarge => (431, "Request Header Fields Too Large"),
             ErrorType::UriTooLong => (414, "Request-URI Too Long"),
@@ -161,6 +165,8 @@ impl ErrorType {
                 "MissingAuthenticationTokenException",
             ),
             ErrorType::Throttled => (429, "Too Many Requests", "TooManyRequestsException"),
+            // "Gateway response types": QUOTA_EXCEEDED, 429.
+            ErrorType::QuotaExceeded => (429, "Limit Exceeded", "LimitExceededException"),
             ErrorType::RequestTooLarge => (413, "Request Too Long", "RequestTooLargeException"),
             ErrorType::HeadersTooLarge => (431, "Request Header Fields Too Large", "BadRequestException"),
             ErrorType::UriTooLong => (414, "Request-URI Too Long", "BadRequestException"),

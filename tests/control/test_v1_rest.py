@@ -491,14 +491,8 @@ def test_api_keys_usage_plans_and_usage(v1, admin: ThreadAdmin) -> None:
     assert v1.get_usage_plans(keyId=given["id"])["items"] == []
 
     today = dt.datetime.now(dt.UTC).date()
-    with admin.store.transaction() as tx:
-        tx.put(
-            "apigateway",
-            "usage",
-            f"{plan['id']}/{key['id']}/{today.isoformat()}",
-            {"used": 7},
-            parent=plan["id"],
-        )
+    # As the usage writer makes the data plane's counts durable: requests per UTC day.
+    admin.store.write_usage([(plan["id"], key["id"], (today - dt.date(1970, 1, 1)).days, 7)])
     start = (today - dt.timedelta(days=1)).isoformat()
     usage = v1.get_usage(usagePlanId=plan["id"], startDate=start, endDate=today.isoformat())
     assert usage["usagePlanId"] == plan["id"] and usage["startDate"] == start

@@ -2,6 +2,7 @@
 the next answer that passes, so that a call made for a refused request cannot go unseen."""
 
 import json
+import os
 import threading
 
 _lock = threading.Lock()
@@ -13,4 +14,4 @@ def counted(event, context):
     with _lock:
         _calls += 1
         calls = _calls
-    return {"statusCode": 200, "body": json.dumps({"calls": calls, "event": event})}
+    return {"statusCode": 200, "body": json.dumps({"calls": calls, "pid": os.getpid(), "event": event})}

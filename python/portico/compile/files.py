@@ -2,7 +2,8 @@
 
 Stages of a file-declared API serve the API's routes (and its CORS), each with its own variables
 and throttles. The gateway settings (limits, access log, account throttle) come from the file
-whether or not the admin API adds APIs of its own (see `assemble`).
+whether or not the admin API adds APIs of its own (see `assemble`); usage plans are compiled by
+`portico.compile.usage_plans`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from portico.compile import method_settings
 from portico.compile import spec as S
+from portico.compile.usage_plans import file_usage_plans
 from portico.config.models import (
     Api,
     Authorizer,
@@ -112,12 +114,15 @@ def assemble(
     deployment_id: str,
     api_keys: list[S.ApiKeySpec] | None = None,
     admin_key: tuple[str, str] | None = None,
+    usage_plans: list[S.UsagePlanSpec] | None = None,
 ) -> CompiledConfig:
     """One CompiledConfig serving `apis` (in this order) under `config`'s gateway settings, with
-    `api_keys` (None: the config file's own) and the config's principals; `admin_key` (access key
-    id, secret), when the admin API runs, signs requests to `AWS_IAM` routes as the account's root."""
+    `api_keys` and `usage_plans` (None: the config file's own, counting from zero) and the config's
+    principals; `admin_key` (access key id, secret), when the admin API runs, signs requests to
+    `AWS_IAM` routes as the account's root."""
+
     settings = config.settings
-    throttle = settings.accountThrottle.throttle() if settings.accountThrottle else None
+    throttle = settings.accountThrottle.throttle()
     log = settings.accessLog
     spec = S.spec(
         apis,
@@ -137,6 +142,8 @@ def assemble(
         },
         api_keys=compile_file_api_keys(config) if api_keys is None else api_keys,
         principals=principals_of(config, admin_key),
+        usage_plans=file_usage_plans(config) if usage_plans is None else usage_plans,
+        rate_limit_headers=settings.rateLimitHeaders,
     )
     return CompiledConfig(config, spec, deployment_id)
 

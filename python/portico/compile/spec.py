@@ -28,13 +28,17 @@ __all__ = [
     "GatewayResponseSpec",
     "IntegrationSpec",
     "LimitSpec",
+    "PlanKeySpec",
+    "PlanStageSpec",
     "PrincipalSpec",
+    "QuotaSpec",
     "RouteAuthSpec",
     "RouteCacheSpec",
     "RouteSpec",
     "Spec",
     "StageCacheSpec",
     "StageSpec",
+    "UsagePlanSpec",
     "access_log",
     "api",
     "api_key",
@@ -51,7 +55,10 @@ __all__ = [
     "lambda_proxy",
     "limit",
     "mock",
+    "plan_key",
+    "plan_stage",
     "principal",
+    "quota",
     "route",
     "route_auth",
     "route_cache",
@@ -59,6 +66,7 @@ __all__ = [
     "stage",
     "stage_cache",
     "unavailable",
+    "usage_plan",
 ]
 
 DEFAULT_PAYLOAD_LIMIT = 10 * 1024 * 1024
@@ -215,6 +223,36 @@ class ApiKeySpec(TypedDict):
     stages: list[str]  # "apiId/stage"
 
 
+QuotaPeriod = Literal["DAY", "WEEK", "MONTH"]
+
+
+class QuotaSpec(TypedDict):
+    limit: int
+    period: QuotaPeriod
+    offset: int
+    since_ms: int | None  # when the quota was set: its period is the initial one (limit - offset)
+
+
+class PlanStageSpec(TypedDict):
+    api_id: str
+    stage: str
+    method_throttle: dict[str, LimitSpec]  # "/pets/GET", "//GET" (the root)
+
+
+class PlanKeySpec(TypedDict):
+    id: str
+    days: list[tuple[int, int]]  # (UTC day since 1970-01-01, requests made durable)
+    credits: list[tuple[int, int]]  # (quota period index, requests UpdateUsage added)
+
+
+class UsagePlanSpec(TypedDict):
+    id: str
+    throttle: LimitSpec | None
+    quota: QuotaSpec | None
+    stages: list[PlanStageSpec]
+    keys: list[PlanKeySpec]
+
+
 class CanarySpec(TypedDict):
     percent: float
     deployment_id: str
@@ -267,6 +305,7 @@ class Settings(TypedDict):
     upstream_ca_file: str | None
     function_concurrency: int
     functions: dict[str, FunctionSpec]
+    rate_limit_headers: bool
 
 
 class FunctionSpec(TypedDict):
@@ -280,6 +319,7 @@ class Spec(TypedDict):
     settings: Settings
     principals: list[PrincipalSpec]
     api_keys: list[ApiKeySpec]
+    usage_plans: list[UsagePlanSpec]
 
 
 # ------------------------------------------------------------------------------------- builders
@@ -508,6 +548,48 @@ def api_key(key_id: str, value: str, stages: list[str], enabled: bool = True) ->
     }
 
 
+def quota(limit: int, period: QuotaPeriod, offset: int = 0, since_ms: int | None = None) -> QuotaSpec:
+    """A usage plan's quota: `limit` requests per UTC `period`, `offset` fewer in the period holding
+    `since_ms` (when the quota was set)."""
+    if period not in ("DAY", "WEEK", "MONTH"):
+        raise ValueError(f"quota period must be DAY, WEEK or MONTH, not {period!r}")
+    return {
+        "limit": int(limit),
+        "period": period,
+        "offset": int(offset),
+        "since_ms": None if since_ms is None else int(since_ms),
+    }
+
+
+def plan_stage(api_id: str, stage: str, method_throttle: dict[str, LimitSpec] | None = None) -> PlanStageSpec:
+    """A stage of a usage plan; `method_throttle` keys are `/{resourcePath}/{METHOD}`."""
+    return {"api_id": api_id, "stage": stage, "method_throttle": dict(method_throttle or {})}
+
+
+def plan_key(
+    key_id: str,
+    days: list[tuple[int, int]] | tuple[()] = (),
+    credits: list[tuple[int, int]] | tuple[()] = (),
+) -> PlanKeySpec:
+    """A key of a usage plan, with what is durable of its usage in it."""
+    return {
+        "id": key_id,
+        "days": [(int(d), int(n)) for d, n in days],
+        "credits": [(int(i), int(c)) for i, c in credits],
+    }
+
+
+def usage_plan(
+    plan_id: str,
+    stages: list[PlanStageSpec],
+    keys: list[PlanKeySpec],
+    throttle: LimitSpec | None = None,
+    quota: QuotaSpec | None = None,
+) -> UsagePlanSpec:
+    """A usage plan: each key's throttle and quota over the plan's stages."""
+    return {"id": plan_id, "throttle": throttle, "quota": quota, "stages": stages, "keys": keys}
+
+
 def canary(
     percent: float,
     deployment_id: str,
@@ -610,6 +692,8 @@ def spec(
     reserved_concurrency: dict[str, int] | None = None,
     principals: list[PrincipalSpec] | None = None,
     api_keys: list[ApiKeySpec] | None = None,
+    usage_plans: list[UsagePlanSpec] | None = None,
+    rate_limit_headers: bool = False,
 ) -> Spec:
     """The whole spec. A Host that names no API reaches the only API when there is exactly one."""
     return {
@@ -630,9 +714,11 @@ def spec(
                 name: {"reserved_concurrency": int(limit)}
                 for name, limit in (reserved_concurrency or {}).items()
             },
+            "rate_limit_headers": bool(rate_limit_headers),
         },
         "principals": list(principals or []),
         "api_keys": list(api_keys or []),
+        "usage_plans": list(usage_plans or []),
     }
 
 

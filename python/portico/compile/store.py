@@ -49,6 +49,7 @@ from portico.compile.lambda_authorizers import (
     rest_lambda_authorizer,
     warn_unregistered,
 )
+from portico.compile.usage_plans import file_usage_plans, load_durable_usage, store_usage_plans
 from portico.config.models import (
     Config,
     gateway_response_parameter_problem,
@@ -751,6 +752,11 @@ class StoreSource:
                 stage_cache_bytes=self.config.settings.stageCacheBytes,
             )
             store_keys = load_store_api_keys(self.store, [k.value for k in self.config.apiKeys])
+            durable = load_durable_usage(self.store)
+            plans = [
+                *file_usage_plans(self.config, durable),
+                *store_usage_plans(self.store, durable, {k["id"] for k in store_keys}),
+            ]
         except sqlite3.Error as exc:
             raise SourceUnavailable(f"the store cannot be read: {exc}") from exc
         return assemble(
@@ -759,4 +765,5 @@ class StoreSource:
             self._deployment_id,
             api_keys=[*self.file_api_keys, *store_keys],
             admin_key=self.admin_key,
+            usage_plans=plans,
         )

@@ -710,7 +710,19 @@ class Settings(_Model):
     headerLimitBytes: Annotated[int, Field(ge=256)] = 10240
     # Each read of a request body must make progress within this, else 408 and the connection closes.
     bodyTimeoutMillis: Annotated[int, Field(ge=100, le=3_600_000)] = 30_000
-    accountThrottle: RouteSettings | None = None
+    # The account-level bucket every request spends from, before its stage's and its usage plan's:
+    # AWS's default, 10,000 requests per second with a burst of 5,000 ("API Gateway quotas");
+    # `get_account` shows it as `throttleSettings`. Both members unset: no account limit.
+    accountThrottle: RouteSettings = Field(
+        default_factory=lambda: RouteSettings(throttlingRateLimit=10_000.0, throttlingBurstLimit=5_000)
+    )
+    # Usage plans' request counts are counted in shared memory and made durable in the data
+    # directory's SQLite in batches, at most this far apart: a node killed outright (kill -9)
+    # forgets at most the requests of the last interval.
+    usageFlushIntervalMs: Annotated[int, Field(ge=10, le=60_000)] = 1_000
+    # `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `Retry-After` on throttled and
+    # quota answers, and a quota's `RateLimit-*` on the requests it admits (AWS sends none).
+    rateLimitHeaders: bool = False
     accountId: Annotated[str, Field(pattern=r"^[0-9]{12}$")] = "123456789012"
     region: str = "us-east-1"
     accessLog: AccessLog | None = None
@@ -818,21 +830,76 @@ class ApiKey(_Model):
         return "".join(alphabet[b % 36] for b in digest[:10])
 
 
+class ThrottleSettings(_Model):
+    """A token bucket (AWS `ThrottleSettings`): `burstLimit` requests, refilled at `rateLimit` per
+    second."""
+
+    rateLimit: Annotated[float, Field(ge=0)]
+    burstLimit: Annotated[int, Field(ge=0)]
+
+    def limit(self) -> dict[str, float]:
+        return {"rate": float(self.rateLimit), "burst": int(self.burstLimit)}
+
+
+class QuotaSettings(_Model):
+    """A usage plan's quota (AWS `QuotaSettings`): `limit` requests per UTC `period` for each key,
+    `offset` of them taken off in the initial period (the one the plan is first served in)."""
+
+    limit: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    period: Literal["DAY", "WEEK", "MONTH"]
+    offset: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+# `/{resourcePath}/{METHOD}`: "/pets/GET", "/pets/{id}/ANY", "//GET" for the root.
+_METHOD_THROTTLE_KEY = re.compile(r"^(/\S*)/(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY)$")
+
+
+def method_throttle_route(key: str) -> str | None:
+    """The route key (`GET /pets`) a usage plan's per-method throttle key names, or None."""
+    match = _METHOD_THROTTLE_KEY.match(key)
+    if match is None:
+        return None
+    path = match[1] if match[1] == "/" else match[1].rstrip("/") or "/"
+    return f"{match[2]} {path}"
+
+
 class ApiStage(_Model):
-    """A usage plan's stage (AWS `ApiStage`)."""
+    """A usage plan's stage (AWS `ApiStage`), with per-method throttles for the plan's keys
+    (`throttle`, keyed `/{resourcePath}/{METHOD}`) that replace the plan's `throttle` there."""
 
     apiId: str
     stage: str
+    throttle: dict[str, ThrottleSettings] = Field(default_factory=dict)
+
+    @field_validator("throttle")
+    @classmethod
+    def _method_keys(cls, value: dict[str, ThrottleSettings]) -> dict[str, ThrottleSettings]:
+        for key in value:
+            if method_throttle_route(key) is None:
+                raise ValueError(f"{key!r}: expected /{{resourcePath}}/{{METHOD}}, like /pets/GET or //GET")
+        return value
 
 
 class UsagePlan(_Model):
-    """A usage plan (AWS `UsagePlan`): the stages it is bound to and, by name, the API keys it
-    holds (AWS `UsagePlanKey`)."""
+    """A usage plan (AWS `UsagePlan`): the stages it is bound to, by name the API keys it holds
+    (AWS `UsagePlanKey`), and each key's throttle and quota across those stages."""
 
     name: str
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
     description: str | None = None
     apiStages: list[ApiStage] = Field(default_factory=list)
     apiKeys: list[str] = Field(default_factory=list)
+    throttle: ThrottleSettings | None = None
+    quota: QuotaSettings | None = None
+
+    @property
+    def plan_id(self) -> str:
+        """The declared id, or a stable one derived from the name."""
+        if self.id:
+            return self.id
+        digest = hashlib.sha256(b"usageplan:" + self.name.encode()).digest()
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        return "".join(alphabet[b % 36] for b in digest[:6])
 
 
 _ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9]{16,128}$")
@@ -927,8 +994,16 @@ class Config(_Model):
             ids.add(key.key_id)
         stages = {(api.api_id, stage.name) for api in self.apis for stage in api.stages}
         kinds = {api.api_id: api.protocol for api in self.apis}
+        routes = {api.api_id: {route.route for route in api.routes} for api in self.apis}
         held: dict[tuple[str, str, str], str] = {}
+        plan_ids: dict[str, str] = {}
         for index, plan in enumerate(self.usagePlans):
+            if plan.plan_id in plan_ids:
+                raise ValueError(
+                    f"usagePlans[{index}]: usage plan id {plan.plan_id!r} is usage plan "
+                    f"{plan_ids[plan.plan_id]!r}'s too"
+                )
+            plan_ids[plan.plan_id] = plan.name
             for s_index, api_stage in enumerate(plan.apiStages):
                 where = f"usagePlans[{index}].apiStages[{s_index}]"
                 # An id that is not the file's may be an admin-created API's.
@@ -939,6 +1014,11 @@ class Config(_Model):
                         )
                     if (api_stage.apiId, api_stage.stage) not in stages:
                         raise ValueError(f"{where}: API {api_stage.apiId!r} has no stage {api_stage.stage!r}")
+                    for key in api_stage.throttle:
+                        if method_throttle_route(key) not in routes[api_stage.apiId]:
+                            raise ValueError(
+                                f"{where}.throttle: {key!r} is not a method of API {api_stage.apiId!r}"
+                            )
             for name in plan.apiKeys:
                 if name not in names:
                     raise ValueError(f"usagePlans[{index}].apiKeys: no API key named {name!r}")

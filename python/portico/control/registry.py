@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from portico.control.data_plane import DataPlaneView
 from portico.control.errors import BadRequestException
 from portico.control.store import Store
 from portico.control.wire import get_service
@@ -48,6 +49,8 @@ class AdminRequest:
     access_key_id: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # What the admin API sees of the data plane beside it (account throttle, usage counters).
+    data_plane: DataPlaneView = field(default_factory=DataPlaneView)
 
 
 Handler = Callable[[AdminRequest, dict[str, Any]], "dict[str, Any] | None"]

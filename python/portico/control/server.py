@@ -1,7 +1,9 @@
 """The admin HTTP server: apigateway and apigatewayv2 on one port (aiohttp).
 
 Pipeline per request: request id -> SigV4 verification -> model match -> parse -> handler (on a
-thread pool) -> serialise. `/v2/...` is apigatewayv2, everything else apigateway. Any failure is
+thread pool) -> serialise. `GET /metrics` is the exception: the data plane's counters of refused
+requests in Prometheus' text format, unsigned (scrapers do not sign), like Kong's and APISIX's.
+`/v2/...` is apigatewayv2, everything else apigateway. Any failure is
 answered as AWS answers it (`wire.Service.serialise_error`); unexpected exceptions are logged and
 answered 500 InternalFailure without details. The access log holds the request id, method, path
 (no query string), status, latency and the access key id: never headers, bodies or secrets.
@@ -23,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from portico.control import sigv4
+from portico.control.data_plane import DataPlaneView, metrics_text
 from portico.control.errors import BadRequestException, InternalFailure, ServiceError
 from portico.control.keys import load_or_create_admin_key
 from portico.control.registry import HANDLERS, AdminRequest, load_handlers, not_implemented
@@ -48,12 +51,17 @@ _STORE = web.AppKey("store", Store)
 _KEYS = web.AppKey("keys", dict)
 _ACCOUNT = web.AppKey("account_id", str)
 _EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+_DATA_PLANE = web.AppKey("data_plane", DataPlaneView)
 
 
 async def create_admin_app(
-    store: Store, keys: Mapping[str, str], account_id: str = DEFAULT_ACCOUNT_ID
+    store: Store,
+    keys: Mapping[str, str],
+    account_id: str = DEFAULT_ACCOUNT_ID,
+    data_plane: DataPlaneView | None = None,
 ) -> web.Application:
-    """The admin application. `keys` maps access key ids to their secrets."""
+    """The admin application. `keys` maps access key ids to their secrets; `data_plane`: what it
+    sees of the data plane it runs beside."""
     load_handlers()
     for name in ("apigateway", "apigatewayv2"):
         get_service(name)  # load the models now, not on the first request
@@ -62,13 +70,23 @@ async def create_admin_app(
     app[_KEYS] = dict(keys)
     app[_ACCOUNT] = account_id
     app[_EXECUTOR] = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="portico-admin")
+    app[_DATA_PLANE] = data_plane or DataPlaneView()
 
     async def shutdown(app: web.Application) -> None:
         app[_EXECUTOR].shutdown(wait=True, cancel_futures=True)
 
     app.on_cleanup.append(shutdown)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_route("*", "/{tail:.*}", _handle)
     return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    view = request.app[_DATA_PLANE]
+    entries = await asyncio.get_running_loop().run_in_executor(request.app[_EXECUTOR], view.entries)
+    return web.Response(
+        text=metrics_text(entries), content_type="text/plain", headers={"Cache-Control": "no-store"}
+    )
 
 
 async def _handle(request: web.Request) -> web.Response:
@@ -105,6 +123,7 @@ async def _handle(request: web.Request) -> web.Response:
             access_key_id=identity.access_key_id,
             headers=request.headers,
             body=body,
+            data_plane=app[_DATA_PLANE],
         )
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(app[_EXECUTOR], handler, admin_request, params)
@@ -157,9 +176,10 @@ async def serve_admin(
     account_id: str = DEFAULT_ACCOUNT_ID,
     ready: Any = None,
     stop: asyncio.Event | None = None,
+    data_plane: DataPlaneView | None = None,
 ) -> None:
     """Serve until `stop` is set (or forever). `ready.set()` is called once listening."""
-    app = await create_admin_app(store, keys, account_id)
+    app = await create_admin_app(store, keys, account_id, data_plane)
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -185,10 +205,13 @@ def run_admin_server(
     account_id: str = DEFAULT_ACCOUNT_ID,
     ready: Any = None,
     exit_with_parent: bool = False,
+    account_throttle: dict[str, float] | None = None,
+    usage_path: str | None = None,
 ) -> None:
     """Blocking entry point (e.g. a multiprocessing `spawn` child); stops on SIGINT/SIGTERM, and
     with `exit_with_parent` also when the parent process goes away (even by kill -9).
-    `admin_key` is `(id, secret)`, `"ID:SECRET"`, or None for env/`<data-dir>/admin-key`."""
+    `admin_key` is `(id, secret)`, `"ID:SECRET"`, or None for env/`<data-dir>/admin-key`.
+    `account_throttle` ({"rate", "burst"}) and `usage_path`: the data plane's (`DataPlaneView`)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="portico-admin: %(message)s")
     if isinstance(admin_key, tuple):
@@ -204,7 +227,8 @@ def run_admin_server(
             loop.add_signal_handler(signum, stop.set)
         watcher = loop.create_task(_watch_parent(os.getppid(), stop)) if exit_with_parent else None
         try:
-            await serve_admin(store, {access_key_id: secret}, host, port, account_id, ready, stop)
+            view = DataPlaneView(account_throttle, usage_path)
+            await serve_admin(store, {access_key_id: secret}, host, port, account_id, ready, stop, view)
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -9,6 +9,11 @@ belongs to (`restApiId` / `ApiId`); resources nested deeper use a path like `api
 `meta.generation` grows by one in the same transaction as any write; data-plane workers poll
 `Store.generation()` to know when to reload.
 
+Usage plans' usage lives beside the documents, in tables the data plane's counts are written to
+in batches (`Store.write_usage`, by the usage writer, `portico.serve.usage`) without moving the
+generation: `usage` holds each (plan, key, UTC day)'s requests (days since 1970-01-01), and
+`quota_since` when each plan's quota was set (its initial period takes `offset` off the limit).
+
 Durability: a rollback journal (`journal_mode=TRUNCATE`) with `synchronous=FULL`: a commit is
 fsynced before the admin request is answered, so an acknowledged write survives `kill -9` of the
 process and also an OS crash or power loss (admin writes are rare, the fsyncs are cheap).
@@ -56,6 +61,15 @@ CREATE TABLE IF NOT EXISTS resources (
 CREATE INDEX IF NOT EXISTS resources_by_parent ON resources (service, kind, parent);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
+CREATE TABLE IF NOT EXISTS usage (
+    plan_id TEXT NOT NULL,
+    key_id  TEXT NOT NULL,
+    day     INTEGER NOT NULL,
+    used    INTEGER NOT NULL,
+    PRIMARY KEY (plan_id, key_id, day)
+);
+CREATE INDEX IF NOT EXISTS usage_by_day ON usage (day);
+CREATE TABLE IF NOT EXISTS quota_since (plan_id TEXT PRIMARY KEY, since_ms INTEGER NOT NULL);
 """
 
 
@@ -138,6 +152,41 @@ class Transaction:
     def generation(self) -> int:
         return self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
 
+    # -- usage plans' usage (no generation move: the data plane counts, this only keeps it)
+
+    def usage(self, first_day: int, plan_id: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(plan, key, day, requests) of the days from `first_day` on (of one plan, when given)."""
+        if plan_id is None:
+            rows = self._conn.execute(
+                "SELECT plan_id, key_id, day, used FROM usage WHERE day >= ?", (first_day,)
+            )
+        else:
+            rows = self._conn.execute(
+                "SELECT plan_id, key_id, day, used FROM usage WHERE day >= ? AND plan_id = ?",
+                (first_day, plan_id),
+            )
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    def delete_usage(self, plan_id: str) -> None:
+        """Forget a plan's usage and when its quota was set (the plan is deleted)."""
+        self._write()
+        self._conn.execute("DELETE FROM usage WHERE plan_id = ?", (plan_id,))
+        self._conn.execute("DELETE FROM quota_since WHERE plan_id = ?", (plan_id,))
+
+    def quota_since(self) -> dict[str, int]:
+        """When each plan's quota was set (epoch ms), by plan id."""
+        return {r[0]: int(r[1]) for r in self._conn.execute("SELECT plan_id, since_ms FROM quota_since")}
+
+    def set_quota_since(self, plan_id: str, since_ms: int | None) -> None:
+        """Record when a plan's quota was set (kept if already recorded); None: it has none."""
+        self._write()
+        if since_ms is None:
+            self._conn.execute("DELETE FROM quota_since WHERE plan_id = ?", (plan_id,))
+        else:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO quota_since (plan_id, since_ms) VALUES (?, ?)", (plan_id, since_ms)
+            )
+
 
 class Store:
     """The state database. Safe to share between threads; each thread gets its own connection.
@@ -217,6 +266,40 @@ class Store:
             yield Transaction(conn, writable=False)
         finally:
             self._end(conn)
+
+    def write_usage(self, rows: list[tuple[str, str, int, int]]) -> None:
+        """Make (plan, key, day, requests) counts durable, in one transaction that leaves the
+        generation alone (no reload follows). Counts only grow: a lower one never replaces a higher."""
+        if not rows:
+            return
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO usage (plan_id, key_id, day, used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (plan_id, key_id, day) DO UPDATE SET used = MAX(used, excluded.used)",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            self._end(conn)
+            raise
+
+    def record_quota_since(self, since: dict[str, int | None]) -> None:
+        """`Transaction.set_quota_since` for several plans (the config file's), without moving the
+        generation."""
+        if not since:
+            return
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            tx = Transaction(conn, writable=True)
+            for plan_id, since_ms in since.items():
+                tx.set_quota_since(plan_id, since_ms)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._end(conn)
+            raise
 
     def generation(self) -> int:
         """Grows by one with every committed write transaction."""

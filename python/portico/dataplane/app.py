@@ -152,6 +152,7 @@ class DataPlane:
         *,
         registry: FunctionRegistry | None = None,
         shared_buckets_path: str | None = None,
+        shared_usage_path: str | None = None,
         plugins: Sequence[Plugin] = (),
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
         source: ReloadSource | None = None,
@@ -164,7 +165,9 @@ class DataPlane:
             "on_response": any(_overrides(p, "on_response") for p in self.plugins),
         }
         self.compiled = compiled
-        self.gateway = _core.Gateway(self._spec_json(compiled), shared_buckets_path)
+        self.gateway = _core.Gateway(
+            self._spec_json(compiled), shared_buckets_path, shared_usage_path=shared_usage_path
+        )
         self.core = _core.Core(self.gateway, max_threads)
         self.registry = registry if registry is not None else FunctionRegistry()
         self.user_code = UserCode(self.core, self.registry, self.plugins)

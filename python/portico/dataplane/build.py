@@ -16,6 +16,7 @@ from portico.compile.files import (
     compile_file_apis,
     deployment_id_of,
 )
+from portico.compile.usage_plans import DurableUsage, file_usage_plans, load_durable_usage
 from portico.config.loader import load_config
 from portico.config.models import Config
 from portico.control.store import Store
@@ -24,6 +25,19 @@ from portico.dataplane.plugins import Plugin
 from portico.integrations.functions import FunctionRegistry
 
 logger = logging.getLogger("portico.dataplane")
+
+
+def _durable_usage(usage_store: Store | str | Path) -> DurableUsage | None:
+    """What the data directory keeps of the config's usage plans' usage (None when it cannot be
+    read: counting starts from zero, with a log line)."""
+    store = usage_store if isinstance(usage_store, Store) else Store(usage_store, read_only=True)
+    try:
+        return load_durable_usage(store)
+    except Exception:
+        logger.exception("the usage plans' durable counts could not be read; counting from zero")
+        return None
+    finally:
+        store.close()
 
 
 def build_registry(config: Config, function_specs: Sequence[str] = ()) -> FunctionRegistry:
@@ -48,8 +62,10 @@ def build_dataplane(
     function_specs: Sequence[str] = (),
     registry: FunctionRegistry | None = None,
     shared_buckets_path: str | None = None,
+    shared_usage_path: str | None = None,
     plugins: Sequence[Plugin] = (),
     store: Store | str | Path | None = None,
+    usage_store: Store | str | Path | None = None,
     max_threads: int = 256,
     admin_key: tuple[str, str] | None = None,
 ) -> DataPlane:
@@ -62,6 +78,11 @@ def build_dataplane(
     most its concurrency limit of them (`settings.functionConcurrency`), so a hung one leaves the
     rest to the others. `admin_key` (access key id, secret): the admin API's key, which signs
     requests to `AWS_IAM` routes as the root of the gateway's account.
+
+    `shared_buckets_path`, `shared_usage_path`: the files the token buckets and the usage plans'
+    counters live in, shared by every process serving the same port (else this process's own).
+    `usage_store` (without `store`): the data directory whose durable usage counts the config
+    file's usage plans go on from (with `store`, the store's own).
     """
     if not isinstance(config, Config):
         config = load_config(config)
@@ -72,11 +93,16 @@ def build_dataplane(
     common = {
         "registry": registry,
         "shared_buckets_path": shared_buckets_path,
+        "shared_usage_path": shared_usage_path,
         "plugins": plugins,
         "max_threads": max_threads,
     }
     if store is None:
-        return DataPlane(assemble(config, file_apis, deployment_id, admin_key=admin_key), **common)  # type: ignore[arg-type]
+        plans = None
+        if usage_store is not None:
+            plans = file_usage_plans(config, _durable_usage(usage_store))
+        compiled = assemble(config, file_apis, deployment_id, admin_key=admin_key, usage_plans=plans)
+        return DataPlane(compiled, **common)  # type: ignore[arg-type]
     from portico.compile.store import StoreSource
 
     if not isinstance(store, Store):
@@ -91,5 +117,6 @@ def build_dataplane(
         compiled = source.build()
     except Exception:  # a store the compiler cannot read must not keep the file's APIs from serving
         logger.exception("the admin-created APIs could not be loaded; serving the config file's only")
+        # Usage plans count from zero: what the store keeps of their usage cannot be read either.
         compiled, generation = assemble(config, file_apis, deployment_id, admin_key=admin_key), None
     return DataPlane(compiled, source=source, generation=generation, **common)  # type: ignore[arg-type]

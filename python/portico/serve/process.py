@@ -5,7 +5,9 @@ The server process binds the public port once, then Granian starts the workers (
 that builds its own data plane, `portico.serve.worker`); every worker's core serves the
 inherited public socket with its edge, as nginx's workers share theirs. Granian hosts the Python
 side (process management, lifespan) and, with `--no-edge`, serves the embedded ASGI app itself.
-Throttle buckets live in one shared-memory file so that limits hold for all workers together.
+Throttle buckets live in one shared-memory file so that limits hold for all workers together, and
+so do the usage plans' counters (quotas, usage); a usage writer process makes those counts durable
+in the data directory (`portico.serve.usage`).
 
 With TLS (`ServeOptions.tls`), each worker's edge serves https (and mTLS with a truststore); the
 files are checked here first, so that a bad one stops the server before it binds, with a message
@@ -40,6 +42,8 @@ from portico.serve.worker import (
     ENV_FUNCTIONS,
     ENV_PLUGINS,
     ENV_SHARED_BUCKETS,
+    ENV_SHARED_USAGE,
+    ENV_USAGE_DIR,
 )
 
 __all__ = ["ServeOptions", "TlsOptions", "check_tls", "listen", "serve"]
@@ -95,6 +99,9 @@ class ServeOptions:
     edge: bool = True
     # https on the public port (served by the edge).
     tls: TlsOptions | None = None
+    # Where the usage plans' counts are made durable (None: they are not), and how often.
+    usage_dir: str | None = None
+    usage_flush_interval_ms: int = 1000
 
 
 def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -139,17 +146,30 @@ def serve(
             raise SystemExit(f"portico: cannot listen on {options.host}:{options.port}: {exc}") from None
     shared_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     _clean_leftovers(shared_dir)
-    buckets = os.path.join(shared_dir, f"portico-{os.getpid()}-{secrets.token_hex(4)}.buckets")
+    tag = f"portico-{os.getpid()}-{secrets.token_hex(4)}"
+    buckets = os.path.join(shared_dir, f"{tag}.buckets")
+    usage = os.path.join(shared_dir, f"{tag}.usage")
     # Empty: no config file, only the APIs the admin API creates.
     os.environ[ENV_CONFIG] = options.config_path or ""
     os.environ[ENV_FUNCTIONS] = json.dumps(options.functions)
     os.environ[ENV_PLUGINS] = json.dumps(options.plugins)
     os.environ[ENV_SHARED_BUCKETS] = buckets
+    os.environ[ENV_SHARED_USAGE] = usage
     scheme = "https" if options.tls is not None else "http"
     mtls = " (mTLS)" if options.tls is not None and options.tls.truststore_file else ""
     where = f"{scheme}://{options.host}:{options.port}{mtls}"
     print(f"portico: serving on {where} with {options.workers} worker(s)", flush=True)
     admin = start_admin()
+    # The one writer of the usage counts, started before the workers count anything and stopped
+    # after they have stopped counting.
+    writer = None
+    if options.usage_dir is not None:
+        from portico.serve.usage import start_usage_writer
+
+        os.environ[ENV_USAGE_DIR] = options.usage_dir
+        writer = start_usage_writer(options.usage_dir, usage, options.usage_flush_interval_ms)
+    else:
+        os.environ.pop(ENV_USAGE_DIR, None)
     # With the admin API, workers also serve the APIs it creates and follow every change live;
     # without it the store is left alone and only the config file is served.
     if admin is not None and data_dir is not None:
@@ -192,8 +212,13 @@ def serve(
     try:
         server.serve()
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(buckets)
+        if writer is not None:
+            from portico.serve.usage import stop_usage_writer
+
+            stop_usage_writer(writer)
+        for path in (buckets, usage):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
         if public is not None:
@@ -206,7 +231,7 @@ def serve(
 def _clean_leftovers(shared_dir: str) -> None:
     """Remove what servers killed without a chance to clean up left behind: their bucket files
     and socket directories (`portico-<pid>-...`, owned by us, of a process that no longer runs)."""
-    places = [(shared_dir, ".buckets"), (tempfile.gettempdir(), "")]
+    places = [(shared_dir, ".buckets"), (shared_dir, ".usage"), (tempfile.gettempdir(), "")]
     for directory, suffix in places:
         with contextlib.suppress(OSError):
             for name in os.listdir(directory):

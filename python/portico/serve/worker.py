@@ -26,6 +26,10 @@ from portico.serve import admin_principal
 ENV_CONFIG = "PORTICO_CONFIG"
 ENV_FUNCTIONS = "PORTICO_FUNCTIONS"
 ENV_SHARED_BUCKETS = "PORTICO_SHARED_BUCKETS"
+# The usage plans' counters (`rust/usage.rs`), shared like the buckets.
+ENV_SHARED_USAGE = "PORTICO_SHARED_USAGE"
+# Without the admin API: the data directory whose durable usage counts the config's plans go on from.
+ENV_USAGE_DIR = "PORTICO_USAGE_DIR"
 ENV_PLUGINS = "PORTICO_PLUGINS"
 # The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
 # serve the admin-created APIs and follow their changes live.
@@ -92,7 +96,9 @@ def create_app() -> DataPlane:
         function_specs=functions,
         plugins=plugins,
         shared_buckets_path=os.environ.get(ENV_SHARED_BUCKETS) or None,
+        shared_usage_path=os.environ.get(ENV_SHARED_USAGE) or None,
         store=os.environ.get(ENV_DATA_DIR) or None,
+        usage_store=os.environ.get(ENV_USAGE_DIR) or None,
         admin_key=admin_key,
     )
     # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate, and

@@ -31,10 +31,23 @@ def default_account() -> dict[str, Any]:
     }
 
 
+def _shown(request: AdminRequest, account: dict[str, Any]) -> dict[str, Any]:
+    """The account as served: `throttleSettings` is the data plane's account bucket (the config
+    file's `settings.accountThrottle`, AWS's 10,000/5,000 by default), read-only as on AWS."""
+    out = dict(account)
+    out.pop("throttleSettings", None)
+    settings = request.data_plane.throttle_settings()
+    if request.data_plane.account_throttle is None and request.data_plane.usage_path is None:
+        settings = default_account()["throttleSettings"]  # the admin API alone: AWS's defaults
+    if settings is not None:
+        out["throttleSettings"] = settings
+    return out
+
+
 @operation(SERVICE, "GetAccount")
 def get_account(request: AdminRequest, params: dict) -> dict:
     with request.store.read() as tx:
-        return tx.get(SERVICE, ACCOUNT_KIND, "account") or default_account()
+        return _shown(request, tx.get(SERVICE, ACCOUNT_KIND, "account") or default_account())
 
 
 @operation(SERVICE, "UpdateAccount")
@@ -54,7 +67,7 @@ def update_account(request: AdminRequest, params: dict) -> dict:
                 continue
             account = apply_patch(account, [op], shape, ACCOUNT_PATHS)
         tx.put(SERVICE, ACCOUNT_KIND, "account", account)
-    return account
+    return _shown(request, account)
 
 
 # -- tags ---------------------------------------------------------------------------------------

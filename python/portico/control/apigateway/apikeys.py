@@ -6,9 +6,16 @@ Documents (service "apigateway", parent None unless noted):
 - kind "usageplan", id the plan id: the `UsagePlan` shape's members.
 - kind "usageplankey", id f"{usagePlanId}/{keyId}", parent usagePlanId: {id (the key id), type}.
   `value` and `name` are read from the API key when answering.
-- kind "usage", id f"{usagePlanId}/{keyId}/{YYYY-MM-DD}", parent usagePlanId: {"used": n} requests
-  counted that UTC day (the data plane fills these), plus an optional "remaining" set by
-  UpdateUsage (the quota left after that day, overriding the computed value).
+- kind "usagecredit", id f"{usagePlanId}/{keyId}/{period}/{index}", parent usagePlanId:
+  {planId, keyId, period, index, credit}: requests UpdateUsage added to (or took off) the quota of
+  one period, so that what remained was the value it set; the core applies it at the next reload.
+
+Usage itself is not a document: the data plane counts each key's requests in shared memory and
+the usage writer keeps them in the store's `usage` table, per UTC day (`Store.write_usage`);
+GetUsage reads those, plus the counts not written yet when the data plane is reachable. When
+each plan's quota was set (its initial period, which takes `offset` off the limit) is in the
+`quota_since` table. Quota periods are the core's (`_core.quota_period`: UTC days, weeks from
+Sunday, months).
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import datetime as dt
 import time
 from typing import Any
 
+from portico import _core
+from portico.compile.usage_plans import CREDIT_KIND, DAY_MS
+from portico.config.models import method_throttle_route
 from portico.control import ids
 from portico.control.apigateway.common import SERVICE
 from portico.control.apigateway.stages import KIND as STAGE_KIND
@@ -29,7 +39,7 @@ from portico.control.wire import get_service
 KEY_KIND = "apikey"
 PLAN_KIND = "usageplan"
 PLAN_KEY_KIND = "usageplankey"
-USAGE_KIND = "usage"
+EPOCH = dt.date(1970, 1, 1)
 API_KEY_PATHS = {
     "replace": ("/name", "/description", "/enabled", "/customerId", "/value"),
     "add": ("/stageKeys",),
@@ -192,9 +202,29 @@ def _check_plan(plan: dict[str, Any]) -> None:
             raise BadRequestException("Quota period must be one of DAY, WEEK or MONTH")
         if quota.get("limit", 0) < 0:
             raise BadRequestException("Quota limit should be a positive integer")
-    throttle = plan.get("throttle")
-    if throttle is not None and (throttle.get("rateLimit", 0) < 0 or throttle.get("burstLimit", 0) < 0):
-        raise BadRequestException("Throttle limits should be positive")
+        if quota.get("offset", 0) < 0:
+            raise BadRequestException("Quota offset should be a positive integer")
+    throttles = [plan.get("throttle")]
+    for stage in plan.get("apiStages") or ():
+        for key, settings in (stage.get("throttle") or {}).items():
+            if method_throttle_route(key) is None:
+                raise BadRequestException(
+                    f"Invalid method throttle key: {key}. Expected /{{resourcePath}}/{{method}}"
+                )
+            throttles.append(settings)
+    for throttle in throttles:
+        if throttle is not None and (throttle.get("rateLimit", 0) < 0 or throttle.get("burstLimit", 0) < 0):
+            raise BadRequestException("Throttle limits should be positive")
+
+
+def _now_ms() -> int:
+    """The data plane's clock (a test's, when it moves it)."""
+    return _core.wall_clock_ms()
+
+
+def _record_quota_since(tx, plan: dict[str, Any]) -> None:
+    """When the plan's quota was set: its period is the initial one, with `offset` taken off."""
+    tx.set_quota_since(plan["id"], _now_ms() if plan.get("quota") else None)
 
 
 @operation(SERVICE, "CreateUsagePlan")
@@ -213,6 +243,7 @@ def create_usage_plan(request: AdminRequest, params: dict) -> dict:
         for stage in plan["apiStages"]:
             _check_api_stage(tx, stage.get("apiId", ""), stage.get("stage", ""))
         tx.put(SERVICE, PLAN_KIND, plan["id"], plan)
+        _record_quota_since(tx, plan)
     return plan
 
 
@@ -301,6 +332,7 @@ def update_usage_plan(request: AdminRequest, params: dict) -> dict:
             plan["quota"].setdefault("period", "MONTH")
         _check_plan(plan)
         tx.put(SERVICE, PLAN_KIND, plan["id"], plan)
+        _record_quota_since(tx, plan)
     return plan
 
 
@@ -310,6 +342,7 @@ def delete_usage_plan(request: AdminRequest, params: dict) -> None:
         plan = load_plan(tx, params["usagePlanId"])
         tx.delete_under(SERVICE, plan["id"])
         tx.delete(SERVICE, PLAN_KIND, plan["id"])
+        tx.delete_usage(plan["id"])
 
 
 # -- usage-plan keys ----------------------------------------------------------------------------
@@ -387,10 +420,6 @@ def delete_usage_plan_key(request: AdminRequest, params: dict) -> None:
 # -- usage --------------------------------------------------------------------------------------
 
 
-def usage_key(plan_id: str, key_id: str, day: dt.date) -> str:
-    return f"{plan_id}/{key_id}/{day.isoformat()}"
-
-
 def _parse_day(text: str, member: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -398,35 +427,67 @@ def _parse_day(text: str, member: str) -> dt.date:
         raise BadRequestException(f"Invalid {member} specified: {text}. Expected format yyyy-MM-dd") from None
 
 
-def _period_start(day: dt.date, period: str) -> dt.date:
-    if period == "DAY":
-        return day
-    if period == "WEEK":
-        return day - dt.timedelta(days=day.weekday())
-    return day.replace(day=1)
+def _day_number(day: dt.date) -> int:
+    return (day - EPOCH).days
 
 
-def _day_usage(tx, plan: dict[str, Any], key_id: str, day: dt.date) -> list[int]:
-    """[used, remaining] for one key and day."""
-    doc = tx.get(SERVICE, USAGE_KIND, usage_key(plan["id"], key_id, day)) or {}
-    used = int(doc.get("used", 0))
-    if doc.get("remaining") is not None:
-        return [used, int(doc["remaining"])]
-    quota = plan.get("quota")
-    if not quota:
-        return [used, 0]
-    start = _period_start(day, quota.get("period", "MONTH"))
-    total, cursor = 0, start
-    while cursor <= day:
-        other = tx.get(SERVICE, USAGE_KIND, usage_key(plan["id"], key_id, cursor)) or {}
-        total += int(other.get("used", 0))
-        cursor += dt.timedelta(days=1)
-    return [used, max(int(quota.get("limit", 0)) - total, 0)]
+class _Usage:
+    """One plan's usage, as durable in the store and as the data plane counts it now."""
+
+    def __init__(self, request: AdminRequest, tx, plan: dict[str, Any], key_ids: list[str], first_day: int):
+        self.plan = plan
+        self.quota = plan.get("quota") or None
+        self.since = tx.quota_since().get(plan["id"])
+        self.used: dict[tuple[str, int], int] = {}
+        for _, key_id, day, used in tx.usage(first_day, plan["id"]):
+            self.used[(key_id, day)] = used
+        # What the workers counted and the writer has not written yet (counts only grow).
+        for slot, used in request.data_plane.pending_days(plan["id"], set(key_ids)).items():
+            self.used[slot] = max(used, self.used.get(slot, 0))
+        self.credits: dict[tuple[str, int], int] = {}
+        if self.quota:
+            for doc in tx.list(SERVICE, CREDIT_KIND, plan["id"]):
+                if doc.get("period") == self.quota.get("period"):
+                    self.credits[(doc["keyId"], int(doc["index"]))] = int(doc["credit"])
+
+    def period(self, day: int) -> tuple[int, int, int]:
+        """(index, first day, first day after) of the quota period holding `day`."""
+        return _core.quota_period(self.quota["period"], day * DAY_MS)
+
+    def allowed(self, key_id: str, index: int, credit: int | None = None) -> int:
+        quota = self.quota
+        if credit is None:
+            credit = self.credits.get((key_id, index), 0)
+        return _core.quota_limit(
+            quota["period"],
+            int(quota.get("limit", 0)),
+            int(quota.get("offset", 0)),
+            self.since,
+            index,
+            credit,
+        )
+
+    def used_through(self, key_id: str, day: int) -> int:
+        """Requests of the quota period holding `day`, up to and including it."""
+        _, start, _ = self.period(day)
+        return sum(self.used.get((key_id, d), 0) for d in range(start, day + 1))
+
+    def day(self, key_id: str, day: int) -> list[int]:
+        """[used, remaining]: that day's requests, and what was left of the quota after it."""
+        used = self.used.get((key_id, day), 0)
+        if not self.quota:
+            return [used, 0]
+        index, _, _ = self.period(day)
+        return [used, max(self.allowed(key_id, index) - self.used_through(key_id, day), 0)]
 
 
-def usage(tx, plan: dict[str, Any], key_ids: list[str], start: dt.date, end: dt.date) -> dict[str, list]:
-    days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
-    return {key_id: [_day_usage(tx, plan, key_id, day) for day in days] for key_id in key_ids}
+def _first_day(start: dt.date, plan: dict[str, Any]) -> int:
+    """The first day whose counts a report from `start` needs: its quota period's first."""
+    first = _day_number(start)
+    quota = plan.get("quota") or {}
+    if quota.get("period") in ("DAY", "WEEK", "MONTH"):
+        first = _core.quota_period(quota["period"], first * DAY_MS)[1]
+    return first
 
 
 @operation(SERVICE, "GetUsage")
@@ -443,20 +504,24 @@ def get_usage(request: AdminRequest, params: dict) -> dict:
         if params.get("keyId"):
             key_ids = [k for k in key_ids if k == params["keyId"]]
         page, position = paginate(key_ids, params.get("position"), params.get("limit"))
-        values = usage(tx, plan, page, start, end)
+        usage = _Usage(request, tx, plan, page, _first_day(start, plan))
+    days = range(_day_number(start), _day_number(end) + 1)
     return {
         "usagePlanId": plan["id"],
         "startDate": start.isoformat(),
         "endDate": end.isoformat(),
-        "items": values,
+        "items": {key_id: [usage.day(key_id, day) for day in days] for key_id in page},
         "position": position,
     }
 
 
 @operation(SERVICE, "UpdateUsage")
 def update_usage(request: AdminRequest, params: dict) -> dict:
+    """Set what remains of a key's quota in the current period: the difference to what the
+    counts leave is kept as the period's credit, which the data plane applies at its next reload
+    (within a second) and which lapses with the period."""
     plan_id, key_id = params["usagePlanId"], params["keyId"]
-    today = dt.datetime.now(dt.UTC).date()
+    today = _now_ms() // DAY_MS
     with request.store.transaction() as tx:
         plan = load_plan(tx, plan_id)
         _load_plan_key(tx, plan_id, key_id)
@@ -472,14 +537,22 @@ def update_usage(request: AdminRequest, params: dict) -> dict:
                 raise BadRequestException(
                     f"Invalid value '{op.get('value')}' for path '/remaining'"
                 ) from None
-            key = usage_key(plan_id, key_id, today)
-            doc = tx.get(SERVICE, USAGE_KIND, key) or {"used": 0}
-            doc["remaining"] = remaining
-            tx.put(SERVICE, USAGE_KIND, key, doc, parent=plan_id)
-        values = usage(tx, plan, [key_id], today, today)
-    return {
-        "usagePlanId": plan_id,
-        "startDate": today.isoformat(),
-        "endDate": today.isoformat(),
-        "items": values,
-    }
+            if remaining < 0:
+                raise BadRequestException("The remaining quota should be a positive integer")
+            if not plan.get("quota"):
+                raise BadRequestException("The usage plan has no quota")
+            usage = _Usage(request, tx, plan, [key_id], _first_day(EPOCH + dt.timedelta(days=today), plan))
+            index, _, _ = usage.period(today)
+            period = plan["quota"]["period"]
+            credit = remaining - usage.allowed(key_id, index, 0) + usage.used_through(key_id, today)
+            tx.put(
+                SERVICE,
+                CREDIT_KIND,
+                f"{plan_id}/{key_id}/{period}/{index}",
+                {"planId": plan_id, "keyId": key_id, "period": period, "index": index, "credit": credit},
+                parent=plan_id,
+            )
+        usage = _Usage(request, tx, plan, [key_id], _first_day(EPOCH + dt.timedelta(days=today), plan))
+        values = {key_id: [usage.day(key_id, today)]}
+    day = (EPOCH + dt.timedelta(days=today)).isoformat()
+    return {"usagePlanId": plan_id, "startDate": day, "endDate": day, "items": values}
