@@ -8,9 +8,11 @@
 //! - `edge` (the runtime and the public listener) and `embed` (the embedded ASGI app's door): the
 //!   two front doors over the same pipeline.
 //! - `router`, `throttle`, `ids`, `access_log`: the building blocks; `py`: the only PyO3 code.
+//! - `bench`: the open-loop load generator behind `portico bench`.
 
 pub mod access_log;
 pub mod auth;
+pub mod bench;
 pub mod edge;
 pub mod embed;
 pub mod gateway;
@@ -42,7 +44,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        check_tls, install_sighup_reopen, monotonic_ns, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router,
+        bench, check_tls, install_sighup_reopen, monotonic_ns, BenchReport, BodyFeed, ConfigError, Core, Gateway, Job,
+        RequestIds, Router,
         StreamSink, TokenBuckets,
         Verdict,
     };
