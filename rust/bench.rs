@@ -5,8 +5,9 @@
 //! is free takes it. A request that waits for a free connection is late, and its latency is
 //! still counted from its scheduled send time (no coordinated omission: a stalled server shows
 //! in the percentiles as the waits it caused, not as requests that were never sent). The time
-//! from the actual send is kept apart as the service time. Requests still due when the run ends
-//! without a free connection to take them are counted as missed.
+//! from the actual send is kept apart as the service time. Requests due in the window that are
+//! still waiting for a free connection when it ends are sent late for up to one request timeout
+//! more; any still waiting then are counted as missed.
 //!
 //! The pacer sleeps on the OS clock (tens of microseconds late at most) rather than on tokio's
 //! millisecond timer wheel, whose lateness would show as latency. Connections are opened before
@@ -36,6 +37,8 @@ const HIGHEST_US: u64 = 3_600_000_000;
 const SIGNIFICANT_DIGITS: u8 = 3;
 /// The pacer wakes at least this often to notice a cancellation.
 const PACER_MAX_SLEEP: Duration = Duration::from_millis(20);
+/// How often the pacer looks whether the requests due are all sent, after the window.
+const DRAIN_POLL: Duration = Duration::from_millis(1);
 /// Width of the text histogram's bars.
 const BAR_WIDTH: usize = 40;
 
@@ -104,6 +107,10 @@ pub struct Plan {
     pub threads: usize,
     /// Bound on one request: connecting, sending and reading the whole response.
     pub timeout: Duration,
+    /// Close a connection after this many responses and open a new one (so that the requests
+    /// of a long run spread over a server's worker processes as new connections do); None:
+    /// keep each connection for the whole run.
+    pub requests_per_connection: Option<u64>,
     pub limits: Vec<ConfiguredLimit>,
 }
 
@@ -120,6 +127,9 @@ impl Plan {
         }
         if self.timeout.is_zero() {
             return Err("the timeout must be above 0".into());
+        }
+        if self.requests_per_connection == Some(0) {
+            return Err("requests per connection must be at least 1".into());
         }
         for l in &self.limits {
             if !(l.rate.is_finite() && l.rate >= 0.0) {
@@ -353,6 +363,7 @@ pub struct Report {
     pub warmup: Duration,
     pub connections: usize,
     pub threads: usize,
+    pub requests_per_connection: Option<u64>,
     /// Wall time from the start (warm-up included) until the last response or failure.
     pub elapsed: Duration,
     /// Requests due in the measured window, and how many of them were sent.
@@ -535,6 +546,7 @@ impl Report {
             "warmup_s": self.warmup.as_secs_f64(),
             "connections": self.connections,
             "threads": self.threads,
+            "requests_per_connection": self.requests_per_connection,
             "elapsed_s": tidy(self.elapsed.as_secs_f64()),
             "cancelled": self.cancelled,
             "scheduled": self.scheduled,
@@ -577,9 +589,13 @@ impl Report {
         };
         let _ = writeln!(
             o,
-            "  offered   {:.1} req/s for {d} s{warm}, {} connection(s), {} thread(s){}",
+            "  offered   {:.1} req/s for {d} s{warm}, {} connection(s){}, {} thread(s){}",
             self.offered_rps,
             self.connections,
+            match self.requests_per_connection {
+                Some(n) => format!(" renewed every {n} requests"),
+                None => String::new(),
+            },
             self.threads,
             if self.cancelled { " (interrupted)" } else { "" }
         );
@@ -756,6 +772,7 @@ async fn exchange(run: &Run, conn: &mut Option<Sender>) -> Result<u16, (ErrorKin
 }
 
 async fn worker(run: Arc<Run>, mut conn: Option<Sender>, tallies: Arc<Mutex<Tallies>>) {
+    let mut served_by_conn = 0u64;
     loop {
         match run.permits.acquire().await {
             Ok(permit) => permit.forget(),
@@ -764,6 +781,9 @@ async fn worker(run: Arc<Run>, mut conn: Option<Sender>, tallies: Arc<Mutex<Tall
         let i = run.claimed.fetch_add(1, Ordering::Relaxed);
         let start = *run.start.get().expect("set before any permit");
         let scheduled = start + Duration::from_nanos(run.schedule.offset_ns(i));
+        if conn.is_none() {
+            served_by_conn = 0;
+        }
         let sent_at = Instant::now();
         let outcome = tokio::time::timeout(run.plan.timeout, exchange(&run, &mut conn)).await;
         let done = Instant::now();
@@ -774,11 +794,21 @@ async fn worker(run: Arc<Run>, mut conn: Option<Sender>, tallies: Arc<Mutex<Tall
             &mut t.measured
         };
         match outcome {
-            Ok(Ok(status)) => tally.response(
-                status,
-                done.saturating_duration_since(scheduled),
-                done.saturating_duration_since(sent_at),
-            ),
+            Ok(Ok(status)) => {
+                tally.response(
+                    status,
+                    done.saturating_duration_since(scheduled),
+                    done.saturating_duration_since(sent_at),
+                );
+                served_by_conn += 1;
+                if run
+                    .plan
+                    .requests_per_connection
+                    .is_some_and(|n| served_by_conn >= n)
+                {
+                    conn = None; // closed; the next request opens a new one
+                }
+            }
             Ok(Err((kind, message))) => {
                 conn = None;
                 tally.error(kind, || message);
@@ -893,6 +923,10 @@ pub fn run(plan: Plan, cancel: &AtomicBool) -> Result<Report, String> {
     drop(ready_tx);
     // The clock starts once every connection is open (or has failed to open).
     while ready_rx.recv().is_ok() {}
+    // Sleeps of this thread end within a few microseconds of their deadline instead of the
+    // default 50 us timer slack, which would show as latency (prctl(2), PR_SET_TIMERSLACK).
+    // SAFETY: plain integer arguments; only this thread's slack changes.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
     let start = Instant::now();
     run.start.set(start).expect("set once");
     let total = schedule.total();
@@ -925,7 +959,23 @@ pub fn run(plan: Plan, cancel: &AtomicBool) -> Result<Report, String> {
             std::thread::sleep((next - now).min(PACER_MAX_SLEEP));
         }
     }
-    // Requests still waiting for a connection now are missed.
+    // Requests due in the window that the pacer, woken late, has not handed out yet.
+    if !cancelled && released < total {
+        run.permits.add_permits((total - released) as usize);
+        released = total;
+    }
+    // Requests due in the window but still waiting for a free connection are sent late (their
+    // latency counts the wait) for up to one timeout more; those still waiting then are missed.
+    let drain_until = Instant::now() + run.plan.timeout;
+    while !cancelled
+        && run.claimed.load(Ordering::Relaxed) < released
+        && Instant::now() < drain_until
+    {
+        if cancel.load(Ordering::Relaxed) {
+            cancelled = true;
+        }
+        std::thread::sleep(DRAIN_POLL);
+    }
     run.permits.close();
     let mut tallies = Tallies::default();
     for h in handles {
@@ -947,6 +997,7 @@ pub fn run(plan: Plan, cancel: &AtomicBool) -> Result<Report, String> {
         warmup: plan.warmup,
         connections: plan.connections,
         threads,
+        requests_per_connection: plan.requests_per_connection,
         elapsed,
         scheduled: scheduled_all.saturating_sub(warmup_scheduled),
         sent: claimed.saturating_sub(warmup_scheduled),
@@ -1099,6 +1150,7 @@ mod tests {
             connections: 4,
             threads: 2,
             timeout: Duration::from_secs(2),
+            requests_per_connection: None,
             limits: vec![],
         }
     }
@@ -1106,8 +1158,15 @@ mod tests {
     /// A local server answering 429 to every third request and 200 otherwise, holding requests
     /// to `/slow` for a second; returns its port.
     fn serve_locally() -> u16 {
+        serve_locally_counting().0
+    }
+
+    /// `serve_locally`, with the count of connections it accepted.
+    fn serve_locally_counting() -> (u16, Arc<AtomicU64>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -1119,6 +1178,7 @@ mod tests {
                 let count = Arc::new(AtomicU64::new(0));
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
+                    counter.fetch_add(1, Ordering::Relaxed);
                     let count = count.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(
@@ -1126,8 +1186,12 @@ mod tests {
                                 let n = count.fetch_add(1, Ordering::Relaxed);
                                 async move {
                                     assert_eq!(req.headers()["x-bench"], "1");
-                                    if req.uri().path() == "/slow" {
-                                        tokio::time::sleep(Duration::from_secs(1)).await;
+                                    match req.uri().path() {
+                                        "/slow" => tokio::time::sleep(Duration::from_secs(1)).await,
+                                        "/50ms" => {
+                                            tokio::time::sleep(Duration::from_millis(50)).await
+                                        }
+                                        _ => {}
                                     }
                                     let status = if n % 3 == 2 { 429 } else { 200 };
                                     Ok::<_, std::convert::Infallible>(
@@ -1146,7 +1210,7 @@ mod tests {
                 }
             });
         });
-        port
+        (port, accepted)
     }
 
     #[test]
@@ -1210,6 +1274,44 @@ mod tests {
         );
         assert_eq!(r.sent, r.errors());
         assert_eq!(r.scheduled, r.sent + r.missed());
+    }
+
+    #[test]
+    fn latency_counts_the_wait_for_a_connection() {
+        let port = serve_locally();
+        // One connection answering in 50 ms cannot keep up with 40 req/s: requests queue for it,
+        // are sent late (the backlog after the window too), and their latency counts the wait
+        // while their service time does not.
+        let mut p = plan(&format!("http://127.0.0.1:{port}/50ms"), 40.0, 500);
+        p.connections = 1;
+        p.threads = 1;
+        let r = run(p, &AtomicBool::new(false)).unwrap();
+        assert_eq!((r.scheduled, r.sent, r.missed()), (20, 20, 0));
+        assert_eq!(r.responses(), 20);
+        let (latency, service) = (&r.measured.latency, &r.measured.service);
+        assert!(service.max() < 400_000, "service max {} us", service.max());
+        // The last request is due at 475 ms and sent after 20 answers of 50 ms each.
+        assert!(latency.max() >= 450_000, "latency max {} us", latency.max());
+        assert!(latency.value_at_quantile(0.5) > 2 * service.value_at_quantile(0.5));
+    }
+
+    #[test]
+    fn connections_are_renewed_after_their_requests() {
+        let (port, accepted) = serve_locally_counting();
+        let mut p = plan(&format!("http://127.0.0.1:{port}/"), 100.0, 300);
+        p.connections = 2;
+        p.threads = 1;
+        p.requests_per_connection = Some(5);
+        let r = run(p.clone(), &AtomicBool::new(false)).unwrap();
+        assert_eq!((r.responses(), r.errors()), (30, 0));
+        // Each connection closes after its 5th answer; the next request opens a new one.
+        let opened = accepted.load(Ordering::Relaxed);
+        assert!((6..=7).contains(&opened), "{opened}");
+        assert_eq!(r.to_json()["requests_per_connection"], 5);
+        p.requests_per_connection = None;
+        let before = accepted.load(Ordering::Relaxed);
+        run(p, &AtomicBool::new(false)).unwrap();
+        assert_eq!(accepted.load(Ordering::Relaxed) - before, 2);
     }
 
     #[test]

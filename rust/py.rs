@@ -914,7 +914,7 @@ fn seconds(value: f64, what: &str) -> PyResult<Duration> {
 /// the run early (the report says so) and raises KeyboardInterrupt.
 #[pyfunction]
 #[pyo3(signature = (url, *, rate, duration, connections=16, method="GET", headers=Vec::new(), body=None,
-                    warmup=0.0, timeout=10.0, threads=1, limits=Vec::new()))]
+                    warmup=0.0, timeout=10.0, threads=1, requests_per_connection=None, limits=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 pub fn bench(
     py: Python<'_>,
@@ -928,6 +928,7 @@ pub fn bench(
     warmup: f64,
     timeout: f64,
     threads: usize,
+    requests_per_connection: Option<u64>,
     limits: Vec<(f64, u64)>,
 ) -> PyResult<BenchReport> {
     let target = crate::bench::Target::parse(url).map_err(PyValueError::new_err)?;
@@ -957,6 +958,7 @@ pub fn bench(
         connections,
         threads,
         timeout: seconds(timeout, "timeout")?,
+        requests_per_connection,
         limits: limits
             .into_iter()
             .map(|(rate, burst)| crate::bench::ConfiguredLimit { rate, burst })

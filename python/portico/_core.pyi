@@ -306,12 +306,15 @@ def bench(
     warmup: float = 0.0,
     timeout: float = 10.0,
     threads: int = 1,
+    requests_per_connection: int | None = None,
     limits: list[tuple[float, int]] = ...,
 ) -> BenchReport:
     """Drive the http:// `url` at `rate` requests/s, open loop, from `connections` keep-alive
     HTTP/1.1 connections, for `warmup` then `duration` seconds; each request's latency counts
     from its scheduled send time. `limits`: the target's `(rate, burst)` throttles, for the
     admitted-against-expected figure. `timeout` bounds each request (connect, send, whole
-    response). Blocks without the GIL; failures during the run are counted, never raised.
+    response). `requests_per_connection`: close each connection after that many responses and
+    open another (spreads a long run over a server's worker processes); None keeps them.
+    Blocks without the GIL; failures during the run are counted, never raised.
     Raises ValueError for a plan that cannot run (bad numbers or URL, a host that does not
     resolve) and KeyboardInterrupt when Ctrl-C stops the run."""

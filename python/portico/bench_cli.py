@@ -87,6 +87,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--threads", type=int, default=1, help="load generator threads (default 1)")
     bench.add_argument(
+        "--requests-per-connection",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "close each connection after N responses and open another, so that a long run spreads "
+            "over the server's worker processes (default: keep them)"
+        ),
+    )
+    bench.add_argument(
         "--timeout", type=float, default=10.0, help="seconds one request may take, whole (default 10)"
     )
     bench.add_argument("-X", "--method", help="HTTP method (default: the route's, or GET)")
@@ -348,6 +358,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             timeout=args.timeout,
             threads=args.threads,
+            requests_per_connection=args.requests_per_connection,
             limits=drive.limits,
         )
     except BenchError as exc:
