@@ -315,9 +315,17 @@ def test_python_api_is_typed_and_agrees_with_its_json(portico, config_path):
         (["https://127.0.0.1:1/", "--rate", "1"], "only http://"),
         (["http://127.0.0.1:1/", "--rate", "1", "--limit", "fast"], "RATE:BURST"),
         (["http://127.0.0.1:1/", "--rate", "1", "-H", "no-colon"], "NAME: VALUE"),
+        (["--config", "{tls_config}", "--route", "GET /limited", "--rate", "1"], "speaks http:// only"),
     ],
 )
 def test_usage_errors(config_path, args, message):
-    done = run_portico("bench", *[a.replace("{config}", str(config_path)) for a in args])
+    tls_config = config_path.with_name("tls.yaml")
+    tls_config.write_text(
+        yaml.safe_dump(
+            {**CONFIG, "settings": {"tls": {"certificateFile": "a.pem", "privateKeyFile": "a.key"}}}
+        )
+    )
+    given = [a.replace("{config}", str(config_path)).replace("{tls_config}", str(tls_config)) for a in args]
+    done = run_portico("bench", *given)
     assert done.returncode == 2
     assert message in done.stderr

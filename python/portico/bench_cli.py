@@ -20,7 +20,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from portico.compile.files import CompiledConfig
 
 #: How long a `portico serve` started by `portico bench` may take to answer.
 SERVER_START_TIMEOUT_S = 30.0
@@ -233,7 +236,7 @@ def _parse_headers(given: list[str]) -> list[tuple[str, str]]:
     return headers
 
 
-def _compile(config: str, functions: list[str]) -> dict[str, Any]:
+def _compile(config: str, functions: list[str]) -> CompiledConfig:
     from portico.compile.files import CompileError
     from portico.config.loader import ConfigFileError
     from portico.dataplane.build import compile_file
@@ -241,7 +244,7 @@ def _compile(config: str, functions: list[str]) -> dict[str, Any]:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        return compile_file(config, functions).spec  # type: ignore[return-value]
+        return compile_file(config, functions)
     except (ConfigFileError, CompileError, ValueError) as exc:
         raise BenchError(f"{config}: {exc}") from None
 
@@ -263,7 +266,10 @@ def plan_drive(args: argparse.Namespace) -> Drive:
     from portico import _core
     from portico.compile import spec as S
 
-    spec = _compile(args.config, args.function)
+    compiled = _compile(args.config, args.function)
+    if compiled.config.settings.tls is not None and args.target is None:
+        raise BenchError(f"{args.config} serves https (settings.tls); portico bench speaks http:// only")
+    spec: dict[str, Any] = compiled.spec  # type: ignore[assignment]
     method, path, host, where = resolve_route(spec, args.route, args.stage, args.api, args.path)
     method = (args.method or method).upper()
     if not args.limit:
