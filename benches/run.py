@@ -6,6 +6,7 @@
     python benches/run.py --shape production [--duration S] [--warmup S] [--connections N]
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
     python benches/run.py --shape jwt [--jwt-tokens N] [...the same flags]   (see benches/auth_jwt.py)
+    python benches/run.py --shape cache [...the same flags]   (see benches/cache.py)
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
   upstream      nginx (1 worker) answering every request with a small fixed JSON body
@@ -60,8 +61,9 @@ apikey-403 (GET /keyed without a key: the 403 the core answers itself, for scale
 request; target >= 0.8x open).
 
 Flags:
-  --shape S         bare (the default: the cases above), production (the production-shaped cases) or
-                    auth (routes with authorization against the same route without)
+  --shape S         bare (the default: the cases above), production (the production-shaped cases),
+                    auth (routes with authorization against the same route without), jwt, or cache
+                    (warm stage-cache hits against nginx's proxy_cache hits: benches/cache.py)
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of untimed load per case before the rounds (default 1)
   --connections N   wrk connections (default 32)
@@ -490,7 +492,7 @@ def main() -> int:
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--shape", choices=("bare", "production", "auth", "jwt"), default="bare")
+    parser.add_argument("--shape", choices=("bare", "production", "auth", "jwt", "cache"), default="bare")
     parser.add_argument("--jwt-tokens", type=int, default=200_000)
     args = parser.parse_args()
     if args.shape != "bare" and (args.no_edge or args.tls or args.ceiling_spin not in ("0", "")):
@@ -541,6 +543,10 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         from auth_jwt import run_jwt  # JWT authorizers' cases: PyJWT mints their tokens
 
         return run_jwt(args, tmp, procs)
+    if args.shape == "cache":
+        from cache import run_cache  # warm stage-cache hits against nginx's proxy_cache hits
+
+        return run_cache(args, tmp, procs)
     return run_bare(args, tmp, procs)
 
 

@@ -7,6 +7,7 @@
 //! stage name, route key) that still exist.
 
 use crate::auth;
+use crate::cache::{self, CacheId, RouteCache, StageCache};
 use crate::integrations::{self, Integration};
 use crate::pipeline::access_log::{AccessLog, LogSinks};
 use crate::pipeline::cors::Cors;
@@ -97,6 +98,16 @@ pub struct RouteRuntime {
     pub integration: Integration,
     /// Who may call it (None: anyone).
     pub auth: Option<auth::RouteAuth>,
+    /// How its answers are cached (None: not cached).
+    pub cache: Option<RouteCache>,
+}
+
+/// The cache a stage (or its canary) serves from.
+#[derive(Debug)]
+pub struct ServingCache {
+    pub store: Arc<StageCache>,
+    /// Keeps a canary's entries apart from the stage's when it serves another deployment.
+    pub variant: Box<str>,
 }
 
 /// What one stage (or its canary) serves: its deployment's routes with the stage's variables
@@ -112,6 +123,8 @@ pub struct Serving {
     pub cors: Option<Arc<Cors>>,
     /// The stage's `accessLogSettings`.
     pub access_log: Option<Arc<AccessLog>>,
+    /// The stage's response cache (REST APIs' `cacheClusterEnabled`).
+    pub cache: Option<ServingCache>,
 }
 
 #[derive(Debug)]
@@ -397,6 +410,8 @@ pub struct CompileContext<'c> {
     pub settings: &'c spec::Settings,
     /// Lambda authorizers' caches, kept across snapshots.
     pub lambda_caches: &'c mut auth::lambda::Caches,
+    /// Stages' response caches, kept across snapshots.
+    pub response_caches: &'c mut cache::Caches,
 }
 
 struct ServingSpec<'s> {
@@ -410,6 +425,8 @@ struct ServingSpec<'s> {
     settings: &'s spec::Settings,
     /// The stage's authorizer-cache epoch.
     authorizer_cache_epoch: u64,
+    /// The stage's response cache and its settings, when this serving uses it.
+    cache: Option<(&'s spec::StageCacheSpec, ServingCache)>,
 }
 
 fn compile_serving(
@@ -440,11 +457,24 @@ fn compile_serving(
             Some(spec) => integrations::compile(spec, key, api.kind, &api.id, &variables, s.settings)
                 .map_err(|e| ConfigError(format!("{at}[{i}].integration: {e}")))?,
         };
+        let cache = s
+            .cache
+            .as_ref()
+            .and_then(|(c, _)| c.routes.get(key))
+            .map(|rc| RouteCache {
+                namespace: r.cache_namespace().unwrap_or(resource_path_of(key)).into(),
+                ttl_ns: u64::from(rc.ttl_s) * 1_000_000_000,
+                methods: rc.methods,
+                require_authorization: rc.require_authorization,
+                unauthorized: rc.unauthorized,
+                key: cache::key_parameters(r.cache_key()),
+            });
         routes.push(RouteRuntime {
             key: key.into(),
             resource_path: resource_path_of(key).into(),
             integration,
             auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers, &mut scope)),
+            cache,
         });
     }
     Ok(Serving {
@@ -455,7 +485,44 @@ fn compile_serving(
         routes,
         cors: s.cors,
         access_log: s.access_log,
+        cache: s.cache.map(|(_, c)| c),
     })
+}
+
+/// A stage's response cache (REST APIs): its settings checked, its cache claimed.
+fn compile_stage_cache<'s>(
+    api: &ApiSpec,
+    s: &'s StageSpec,
+    sat: &str,
+    caches: &mut cache::Caches,
+) -> Result<Option<(&'s spec::StageCacheSpec, Arc<StageCache>)>, ConfigError> {
+    let Some(c) = &s.cache else {
+        return Ok(None);
+    };
+    if api.kind != ApiKind::Rest {
+        return Err(ConfigError(format!(
+            "{sat}.cache: only REST APIs have a stage cache"
+        )));
+    }
+    if c.capacity_bytes == 0 {
+        return Err(ConfigError(format!(
+            "{sat}.cache.capacity_bytes: expected a number > 0"
+        )));
+    }
+    for (key, rc) in &c.routes {
+        if !(1..=3600).contains(&rc.ttl_s) {
+            return Err(ConfigError(format!(
+                "{sat}.cache.routes[{key:?}].ttl_s: expected 1..=3600"
+            )));
+        }
+    }
+    let store = caches.claim(CacheId {
+        api: api.id.as_str().into(),
+        stage: s.name.as_str().into(),
+        capacity: c.capacity_bytes,
+        epoch: c.epoch,
+    });
+    Ok(Some((c, store)))
 }
 
 fn compile_cors(c: Option<&spec::CorsSpec>) -> Option<Arc<Cors>> {
@@ -490,6 +557,7 @@ fn compile_stage(
         .map(|l| cx.sinks.open(l).map_err(|e| ConfigError(format!("{sat}.access_log: {e}"))))
         .transpose()?;
     let throttles = parse_throttles(s.default_throttle.as_ref(), s.route_throttle.as_ref(), sat)?;
+    let stage_cache = compile_stage_cache(api, s, sat, cx.response_caches)?;
     let main_serving = compile_serving(
         ServingSpec {
             stage: name,
@@ -501,6 +569,15 @@ fn compile_stage(
             access_log: access_log.clone(),
             settings: cx.settings,
             authorizer_cache_epoch: s.authorizer_cache_epoch,
+            cache: stage_cache.as_ref().map(|(spec, store)| {
+                (
+                    *spec,
+                    ServingCache {
+                        store: store.clone(),
+                        variant: "".into(),
+                    },
+                )
+            }),
         },
         api,
         &rat,
@@ -524,6 +601,7 @@ fn compile_stage(
             sat,
             cx.settings,
             cx.lambda_caches,
+            stage_cache.as_ref(),
         )?),
     };
     Ok(Stage {
@@ -545,6 +623,7 @@ fn compile_canary(
     sat: &str,
     settings: &spec::Settings,
     lambda_caches: &mut auth::lambda::Caches,
+    stage_cache: Option<&(&spec::StageCacheSpec, Arc<StageCache>)>,
 ) -> Result<Canary, ConfigError> {
     let cat = format!("{sat}.canary");
     if !(0.0..=100.0).contains(&c.percent) {
@@ -584,6 +663,23 @@ fn compile_canary(
             access_log,
             settings,
             authorizer_cache_epoch: s.authorizer_cache_epoch,
+            // `useStageCache`: the stage's cache, its entries apart when the deployments differ.
+            cache: stage_cache
+                .filter(|_| c.use_stage_cache)
+                .map(|(spec, store)| {
+                    let variant = if c.deployment_id == s.deployment_id {
+                        ""
+                    } else {
+                        c.deployment_id.as_str()
+                    };
+                    (
+                        *spec,
+                        ServingCache {
+                            store: store.clone(),
+                            variant: variant.into(),
+                        },
+                    )
+                }),
         },
         api,
         &rat,
@@ -700,15 +796,21 @@ fn expand_execute_api(policy: &serde_json::Value, region: &str, account: &str, a
 impl Snapshot {
     /// Compile a spec given as JSON (with access logs opened on their own writers).
     pub fn compile(spec_json: &str) -> Result<Snapshot, ConfigError> {
-        Snapshot::compile_with(spec_json, &mut LogSinks::default(), &mut auth::lambda::Caches::default())
+        Snapshot::compile_with(
+            spec_json,
+            &mut LogSinks::default(),
+            &mut auth::lambda::Caches::default(),
+            &mut cache::Caches::default(),
+        )
     }
 
-    /// Compile a spec given as JSON, reusing the access-log writers in `sinks` and the Lambda
-    /// authorizers' caches in `lambda_caches`.
+    /// Compile a spec given as JSON, reusing the access-log writers in `sinks`, the Lambda
+    /// authorizers' caches in `lambda_caches` and the stages' caches in `response_caches`.
     pub fn compile_with(
         spec_json: &str,
         sinks: &mut LogSinks,
         lambda_caches: &mut auth::lambda::Caches,
+        response_caches: &mut cache::Caches,
     ) -> Result<Snapshot, ConfigError> {
         let spec = Spec::from_json(spec_json).map_err(ConfigError)?;
         Snapshot::compile_spec(
@@ -717,6 +819,7 @@ impl Snapshot {
                 sinks,
                 settings: &spec.settings,
                 lambda_caches,
+                response_caches,
             },
         )
     }
@@ -1081,6 +1184,8 @@ pub struct Gateway {
     /// Lambda authorizers' result caches, outside the snapshot: a reload keeps those of
     /// authorizers it leaves unchanged.
     lambda_caches: std::sync::Mutex<auth::lambda::Caches>,
+    /// Stages' response caches, outside the snapshot too.
+    response_caches: std::sync::Mutex<cache::Caches>,
 }
 
 impl Gateway {
@@ -1101,12 +1206,19 @@ impl Gateway {
     pub fn with_buckets(spec_json: &str, buckets: Arc<Buckets>) -> Result<Gateway, ConfigError> {
         let mut sinks = LogSinks::default();
         let mut lambda_caches = auth::lambda::Caches::default();
-        let snapshot = Snapshot::compile_with(spec_json, &mut sinks, &mut lambda_caches)?;
+        let mut response_caches = cache::Caches::default();
+        let snapshot = Snapshot::compile_with(
+            spec_json,
+            &mut sinks,
+            &mut lambda_caches,
+            &mut response_caches,
+        )?;
         Ok(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             buckets,
             sinks: std::sync::Mutex::new(sinks),
             lambda_caches: std::sync::Mutex::new(lambda_caches),
+            response_caches: std::sync::Mutex::new(response_caches),
         })
     }
 
@@ -1119,13 +1231,28 @@ impl Gateway {
     pub fn swap(&self, spec_json: &str) -> Result<(), ConfigError> {
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         let mut caches = self.lambda_caches.lock().unwrap_or_else(|e| e.into_inner());
+        let mut responses = self
+            .response_caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut next = sinks.successor();
         let mut next_caches = caches.successor();
-        let snapshot = Snapshot::compile_with(spec_json, &mut next, &mut next_caches)?;
+        let mut next_responses = responses.successor();
+        let snapshot =
+            Snapshot::compile_with(spec_json, &mut next, &mut next_caches, &mut next_responses)?;
         *sinks = next;
         *caches = next_caches;
+        *responses = next_responses;
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
+    }
+
+    /// (API id, stage, figures) of every stage's response cache in this process.
+    pub fn cache_stats(&self) -> Vec<(String, String, cache::CacheStats)> {
+        self.response_caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -1522,6 +1649,45 @@ mod tests {
          ]}
       ]
     }"#;
+
+    #[test]
+    fn stage_caches_are_shared_by_canaries_and_kept_across_reloads() {
+        let spec = |epoch: u64, use_stage_cache: bool| {
+            serde_json::json!({
+                "apis": [{"id": "rc", "kind": "rest", "routes": ["GET /a"], "stages": [{
+                    "name": "prod", "deployment_id": "d1",
+                    "cache": {"capacity_bytes": 1000, "epoch": epoch, "routes": {
+                        "GET /a": {"ttl_s": 60, "methods": "GET"}}},
+                    "canary": {"percent": 100.0, "deployment_id": "d2", "use_stage_cache": use_stage_cache},
+                }]}],
+                "default_api": 0,
+            })
+            .to_string()
+        };
+        let g = Gateway::new(&spec(0, true), None).unwrap();
+        let serving = |g: &Gateway, canary: bool| {
+            let snap = g.snapshot();
+            let mut d = g.decide_at("rc.execute-api.x", "GET", "/prod/a", 1);
+            d.canary = canary;
+            snap.serving(&d).cloned().unwrap()
+        };
+        let (main, canary) = (serving(&g, false), serving(&g, true));
+        let (main_cache, canary_cache) = (main.cache.as_ref().unwrap(), canary.cache.as_ref().unwrap());
+        assert!(Arc::ptr_eq(&main_cache.store, &canary_cache.store));
+        // Another deployment: its entries apart from the stage's.
+        assert_eq!((&*main_cache.variant, &*canary_cache.variant), ("", "d2"));
+        assert_eq!(main.routes[0].cache.as_ref().unwrap().ttl_ns, 60_000_000_000);
+        // A reload keeps the cache; a new epoch (FlushStageCache) is a new one; without
+        // useStageCache the canary is not cached.
+        g.swap(&spec(0, false)).unwrap();
+        assert!(Arc::ptr_eq(&serving(&g, false).cache.as_ref().unwrap().store, &main_cache.store));
+        assert!(serving(&g, true).cache.is_none());
+        g.swap(&spec(1, false)).unwrap();
+        assert!(!Arc::ptr_eq(&serving(&g, false).cache.as_ref().unwrap().store, &main_cache.store));
+        // HTTP APIs have no stage cache.
+        let http = spec(0, false).replace("\"rest\"", "\"http\"");
+        assert!(Gateway::new(&http, None).is_err());
+    }
 
     #[test]
     fn per_stage_routes_and_canary() {

@@ -7,12 +7,14 @@
 //!   Python through `invoke`); `lambda`: the proxy event and response formats.
 //! - `edge` (the runtime and the public listener) and `embed` (the embedded ASGI app's door): the
 //!   two front doors over the same pipeline.
+//! - `cache`: stages' response caches (REST APIs).
 //! - `router`, `throttle`, `ids`, `access_log`: the building blocks; `py`: the only PyO3 code.
 //! - `bench`: the open-loop load generator behind `portico bench`.
 
 pub mod access_log;
 pub mod auth;
 pub mod bench;
+pub mod cache;
 pub mod edge;
 pub mod embed;
 pub mod gateway;
@@ -44,8 +46,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        bench, check_tls, install_sighup_reopen, monotonic_ns, BenchReport, BodyFeed, ConfigError, Core, Gateway, Job,
-        RequestIds, Router,
+        bench, cache_key, check_tls, install_sighup_reopen, monotonic_ns, BenchReport, BodyFeed, ConfigError, Core,
+        Gateway, Job, RequestIds, Router,
         StreamSink, TokenBuckets,
         Verdict,
     };

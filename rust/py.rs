@@ -221,6 +221,25 @@ impl Gateway {
         Some(limits.iter().map(|l| (l.rate(), l.burst())).collect())
     }
 
+    /// Every stage response cache of this process: dicts of `api_id`, `stage`, `hits`, `misses`
+    /// (AWS's CacheHitCount and CacheMissCount), `entries`, `bytes` (what they weigh) and
+    /// `capacity` (the byte budget).
+    fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (api_id, stage, stats) in self.inner.cache_stats() {
+            let d = PyDict::new(py);
+            d.set_item("api_id", api_id)?;
+            d.set_item("stage", stage)?;
+            d.set_item("hits", stats.hits)?;
+            d.set_item("misses", stats.misses)?;
+            d.set_item("entries", stats.entries)?;
+            d.set_item("bytes", stats.bytes)?;
+            d.set_item("capacity", stats.capacity)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
     fn decide(
         &self,
         py: Python<'_>,
@@ -323,6 +342,65 @@ impl Router {
     fn __len__(&self) -> usize {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
+}
+
+/// The stage cache's key of a request (`crate::cache::key`), for tests: `parameters` are
+/// (location, name) pairs of `cacheKeyParameters` (`querystring`, `multivaluequerystring`,
+/// `header`, `multivalueheader`, `path`).
+#[pyfunction]
+#[pyo3(signature = (parameters, method, resource_path, raw_query, headers, path_params, variant=""))]
+#[allow(clippy::too_many_arguments)]
+pub fn cache_key<'py>(
+    py: Python<'py>,
+    parameters: Vec<(String, String)>,
+    method: &str,
+    resource_path: &str,
+    raw_query: &str,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    path_params: Vec<(String, String)>,
+    variant: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    use crate::spec::{CacheKeyParameterSpec, ParameterLocation};
+    let mut specs = Vec::with_capacity(parameters.len());
+    for (location, name) in parameters {
+        let location = match location.as_str() {
+            "querystring" => ParameterLocation::QueryString,
+            "multivaluequerystring" => ParameterLocation::MultiValueQueryString,
+            "header" => ParameterLocation::Header,
+            "multivalueheader" => ParameterLocation::MultiValueHeader,
+            "path" => ParameterLocation::Path,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown parameter location {other:?}"
+                )))
+            }
+        };
+        specs.push(CacheKeyParameterSpec { location, name });
+    }
+    let mut map = http::HeaderMap::new();
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(&name)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let value = http::HeaderValue::from_bytes(&value)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        map.append(name, value);
+    }
+    let params: Vec<(&str, &str)> = path_params
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let key = crate::cache::key(
+        &crate::cache::key_parameters(&specs),
+        &crate::cache::KeyRequest {
+            method,
+            resource_path,
+            variant,
+            raw_query,
+            headers: &map,
+            path_params: &params,
+        },
+    );
+    Ok(PyBytes::new(py, &key))
 }
 
 /// The clock the buckets use (CLOCK_MONOTONIC, shared by all processes on the machine).

@@ -260,6 +260,20 @@ impl RouteSpec {
             RouteSpec::Full(r) => r.auth.as_ref(),
         }
     }
+
+    pub fn cache_key(&self) -> &[CacheKeyParameterSpec] {
+        match self {
+            RouteSpec::Key(_) => &[],
+            RouteSpec::Full(r) => &r.cache_key,
+        }
+    }
+
+    pub fn cache_namespace(&self) -> Option<&str> {
+        match self {
+            RouteSpec::Key(_) => None,
+            RouteSpec::Full(r) => r.cache_namespace.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +285,42 @@ pub struct RouteDef {
     /// Who may call the route. Absent: anyone.
     #[serde(default)]
     pub auth: Option<RouteAuthSpec>,
+    /// REST APIs: the integration's `cacheKeyParameters`, what the stage cache keys its answers
+    /// by besides the method and resource path.
+    #[serde(default)]
+    pub cache_key: Vec<CacheKeyParameterSpec>,
+    /// REST APIs: the integration's `cacheNamespace` when routes share one (None: the route's
+    /// own resource, AWS's default).
+    #[serde(default)]
+    pub cache_namespace: Option<String>,
+}
+
+/// One of an integration's `cacheKeyParameters` (`method.request.querystring.NAME`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheKeyParameterSpec {
+    pub location: ParameterLocation,
+    pub name: String,
+}
+
+/// Where a request parameter is read (`method.request.LOCATION.NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+pub enum ParameterLocation {
+    /// The last value of a query-string parameter.
+    #[serde(rename = "querystring")]
+    QueryString,
+    /// Every value of a query-string parameter, in order.
+    #[serde(rename = "multivaluequerystring")]
+    MultiValueQueryString,
+    /// The last value of a header (names compare case-insensitively).
+    #[serde(rename = "header")]
+    Header,
+    /// Every value of a header, in order.
+    #[serde(rename = "multivalueheader")]
+    MultiValueHeader,
+    /// A path parameter of the route (`{id}`, `{proxy+}`).
+    #[serde(rename = "path")]
+    Path,
 }
 
 /// A route's (REST: a method's) authorization: AWS's `authorizationType`, its authorizer,
@@ -473,6 +523,66 @@ pub struct StageSpec {
     /// authorizers start with empty caches.
     #[serde(default)]
     pub authorizer_cache_epoch: u64,
+    /// REST APIs: the stage's response cache (`cacheClusterEnabled`); absent: none.
+    #[serde(default)]
+    pub cache: Option<StageCacheSpec>,
+}
+
+/// A stage's response cache: its size, and which routes it caches (AWS's `methodSettings`
+/// `caching/*`, resolved per route key by the compiler).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageCacheSpec {
+    /// The most bytes its entries may take (`cacheClusterSize`, in each serving process).
+    pub capacity_bytes: u64,
+    /// Moved by `FlushStageCache`: the stage starts with an empty cache.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Route key -> how its answers are cached; a route not named is not cached.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteCacheSpec>,
+}
+
+/// The `caching/*` method settings that apply to one route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheSpec {
+    /// `cacheTtlInSeconds` (1..=3600; 0 is no caching, left out by the compiler).
+    pub ttl_s: u32,
+    pub methods: CachedMethods,
+    /// `requireAuthorizationForCacheControl`.
+    #[serde(default = "yes")]
+    pub require_authorization: bool,
+    /// `unauthorizedCacheControlHeaderStrategy`.
+    #[serde(default)]
+    pub unauthorized: UnauthorizedCacheControl,
+}
+
+/// Which requests of a route are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CachedMethods {
+    /// Only GET requests: caching enabled stage-wide (`*/*`), as AWS applies it.
+    #[serde(rename = "GET")]
+    Get,
+    /// Every request of the route: its own method setting enables caching.
+    #[serde(rename = "ALL")]
+    All,
+}
+
+/// AWS's `unauthorizedCacheControlHeaderStrategy`: what a `Cache-Control: max-age=0` request
+/// that may not invalidate the cache gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum UnauthorizedCacheControl {
+    /// 403.
+    #[serde(rename = "FAIL_WITH_403")]
+    FailWith403,
+    /// The header is ignored; the answer says so in a response header.
+    #[default]
+    #[serde(rename = "SUCCEED_WITH_RESPONSE_HEADER")]
+    SucceedWithResponseHeader,
+    /// The header is ignored.
+    #[serde(rename = "SUCCEED_WITHOUT_RESPONSE_HEADER")]
+    SucceedWithoutResponseHeader,
 }
 
 #[derive(Debug, Deserialize)]
@@ -493,6 +603,10 @@ pub struct CanarySpec {
     pub routes: Option<Vec<RouteSpec>>,
     #[serde(default)]
     pub cors: Option<CorsSpec>,
+    /// `useStageCache`: the canary's requests use the stage's cache (apart from the stage's
+    /// own entries when it serves another deployment); false: they are never cached.
+    #[serde(default)]
+    pub use_stage_cache: bool,
 }
 
 impl Spec {

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portico.compile import spec as S
 from portico.compile.files import CompiledConfig
@@ -133,3 +135,105 @@ async def test_a_resource_policy_refuses_by_source_ip_before_the_integration(cal
         assert len(calls) == 1
     finally:
         plane.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# Hypothesis: resource policies of any shape never crash the phase and never allow without an Allow
+
+_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12))
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_resource = st.sampled_from(
+    [
+        "*",
+        "execute-api:/*",
+        "execute-api:/prod/GET/open",
+        f"arn:aws:execute-api:us-east-1:000000000000:{API_ID}/*",
+        f"arn:aws:execute-api:*:*:{API_ID}/prod/*/o?en",
+        "arn:aws:execute-api:us-east-1:000000000000:other/*",
+        "execute-api:/**/**/**",
+        "",
+    ]
+) | st.text(max_size=40)
+_condition = st.dictionaries(
+    st.sampled_from(["IpAddress", "NotIpAddress", "StringEquals", "Bogus", "ipaddress"])
+    | st.text(max_size=8),
+    st.dictionaries(
+        st.sampled_from(["aws:SourceIp", "aws:sourceip", "aws:PrincipalAccount", "x"]),
+        st.sampled_from(["192.0.2.0/24", "192.0.2.10", "0.0.0.0/0", "::/0", "300.1.1.1/8", "x/99"])
+        | st.lists(st.sampled_from(["192.0.2.0/24", "10.0.0.0/8", "nope"]), max_size=3)
+        | _json,
+        max_size=2,
+    ),
+    max_size=2,
+)
+_statement = st.fixed_dictionaries(
+    {},
+    optional={
+        "Effect": st.sampled_from(["Allow", "Deny", "allow", "Perhaps"]) | _json,
+        "Principal": st.sampled_from(["*", {"AWS": "*"}, {"AWS": ["arn:aws:iam::1:root"]}]) | _json,
+        "Action": st.sampled_from(["execute-api:Invoke", "execute-api:*", "*", "s3:Get*"])
+        | st.lists(st.sampled_from(["execute-api:Invoke", "execute-api:In*"]), max_size=2)
+        | _json,
+        "NotAction": st.sampled_from(["execute-api:Invoke", "s3:*"]),
+        "Resource": _resource | st.lists(_resource, max_size=3) | _json,
+        "NotResource": _resource,
+        "Condition": _condition | _json,
+    },
+)
+_policy = st.one_of(
+    st.fixed_dictionaries(
+        {"Statement": st.lists(_statement, max_size=4) | _statement},
+        optional={"Version": st.sampled_from(["2012-10-17", "2008-10-17", "x"])},
+    ),
+    st.dictionaries(st.text(max_size=10), _json, max_size=3),
+)
+
+
+def _allows_somewhere(policy: dict) -> bool:
+    statements = policy.get("Statement")
+    statements = statements if isinstance(statements, list) else [statements]
+    return any(isinstance(s, dict) and s.get("Effect") == "Allow" for s in statements)
+
+
+@settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(policy=_policy)
+async def test_any_resource_policy_is_evaluated_without_crashing_and_allows_only_by_an_allow(policy):
+    plane = _POLICY_PLANE.get()
+    plane.reload(CompiledConfig(Config(), S.spec([_rest_api(policy)]), "d1"))
+    response = await _get(plane, "/prod/open")
+    assert response.status_code in (200, 403, 500), response.text
+    if response.status_code == 200:
+        assert _allows_somewhere(policy), policy
+    elif response.status_code == 500:
+        assert response.headers["x-amzn-errortype"] == "InternalServerErrorException"
+    else:
+        assert response.headers["x-amzn-errortype"] == "AccessDeniedException"
+        assert _POLICY_PLANE.calls == []
+
+
+class _OnePlane:
+    """One data plane for every example (reloaded with each policy), stopped at exit."""
+
+    def __init__(self) -> None:
+        self.plane: DataPlane | None = None
+        self.calls: list[dict] = []
+
+    def get(self) -> DataPlane:
+        if self.plane is None:
+            self.plane = _plane(_rest_api(), self.calls)
+        self.calls.clear()
+        return self.plane
+
+
+_POLICY_PLANE = _OnePlane()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stop_policy_plane():
+    yield
+    if _POLICY_PLANE.plane is not None:
+        _POLICY_PLANE.plane.stop()

@@ -280,6 +280,45 @@ def test_early_answers_to_uploads_survive_the_hop(portico, chunked: bool):
             assert resp.json()["isBase64Encoded"] is True
 
 
+def test_an_early_answer_reads_the_upload_and_keeps_the_connection(portico):
+    """An answer given without reading the body (an unknown route, a throttled or refused request)
+    waits for the rest of the upload and keeps the connection open, as nginx's lingering close and
+    AWS's buffering front end do: hyper would otherwise close it with the body unread, and a client
+    still sending gets a reset instead of the answer. Past the payload limit it closes instead."""
+    import socket
+
+    server = portico(one_api([("POST /lambda", lambda_integration())]), functions=FUNCTIONS)
+    port = int(server.url.rsplit(":", 1)[1])
+    payload = b"x" * (256 * 1024)
+
+    def read_answer(sock: socket.socket) -> bytes:
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {raw!r}"
+            raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        while len(body) < length:
+            body += sock.recv(65536)
+        return head
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for target in (b"/nope", b"/nope", b"/lambda"):
+            sock.sendall(
+                b"POST " + target + b" HTTP/1.1\r\nHost: x\r\ncontent-length: %d\r\n\r\n" % len(payload)
+            )
+            sock.sendall(payload)
+            head = read_answer(sock)
+            expected = b"HTTP/1.1 200" if target == b"/lambda" else b"HTTP/1.1 404"
+            assert head.startswith(expected), head
+            assert b"connection: close" not in head.lower(), head
+
+
 def test_requests_at_startup_wait_for_the_pipeline(tmp_path):
     """The public port accepts before Granian serves the pipeline's socket: a request passed on
     in that window waits for it instead of getting a 500."""

@@ -37,6 +37,8 @@ class Upstream:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.ssl_context = ssl_context
         self.uploads: list[dict] = []
+        # The path and query of every request `echo` answered, in order.
+        self.echoed: list[str] = []
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._ready = threading.Event()
@@ -72,15 +74,20 @@ class Upstream:
         return f"http://127.0.0.1:{self.port}"
 
     async def echo(self, request: web.Request) -> web.Response:
+        """Echoes the request; `?delay=S` answers S seconds late, `?status=N` with status N,
+        `?count=1` with `n`, how many requests it echoed so far."""
         body = await request.read()
-        return web.json_response(
-            {
-                "method": request.method,
-                "path_qs": request.raw_path,
-                "headers": [[k.lower(), v] for k, v in request.headers.items()],
-                "body": body.decode("latin-1"),
-            }
-        )
+        self.echoed.append(request.raw_path)
+        await asyncio.sleep(float(request.query.get("delay", "0")))
+        data = {
+            "method": request.method,
+            "path_qs": request.raw_path,
+            "headers": [[k.lower(), v] for k, v in request.headers.items()],
+            "body": body.decode("latin-1"),
+        }
+        if "count" in request.query:
+            data["n"] = len(self.echoed)
+        return web.json_response(data, status=int(request.query.get("status", "200")))
 
     async def upload(self, request: web.Request) -> web.Response:
         """Counts and hashes the body as it arrives (never holds it)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 
 from admin_e2e import invocation_uri, rest_echo_api, start_admin_server, wait_for
-from portico.compile.store import _map_path_parameters, _method_settings
+from portico.compile.method_settings import throttles
+from portico.compile.store import _map_path_parameters
 
 
 def test_rest_api_resource_by_resource(portico, tmp_path):
@@ -133,7 +134,7 @@ def test_http_proxy_uri_mapping():
 
 def test_method_settings_keys():
     keys = ["GET /", "GET /pets/{id}", "POST /pets"]
-    default, per_route = _method_settings(
+    default, per_route = throttles(
         {
             "*/*": {"throttlingRateLimit": 10.0, "throttlingBurstLimit": 5},
             "pets/{id}/GET": {"throttlingRateLimit": 1.0, "throttlingBurstLimit": 1},

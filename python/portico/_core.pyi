@@ -7,7 +7,7 @@ the embedded ASGI app (`submit`); Python answers only the calls for the user's c
 benchmarks.
 """
 
-from typing import Final, final
+from typing import Any, Final, final
 
 __all__ = [
     "BAD_REQUEST",
@@ -26,6 +26,7 @@ __all__ = [
     "TokenBuckets",
     "Verdict",
     "bench",
+    "cache_key",
     "check_tls",
     "install_sighup_reopen",
     "monotonic_ns",
@@ -108,6 +109,10 @@ class Gateway:
         default), then the account's; without spending. The rate is the one enforced, `1e9 / T`
         with `T` whole nanoseconds (500.0 for 500; 5.4999999... for 5.5). None when the request
         reaches no route."""
+    def cache_stats(self) -> list[dict[str, Any]]:
+        """Every REST stage response cache of this process: dicts of `api_id`, `stage`, `hits`
+        and `misses` (AWS's CacheHitCount and CacheMissCount, kept across flushes), `entries`,
+        `bytes` (what the entries weigh, never more than `capacity`) and `capacity` (bytes)."""
 
 @final
 class TokenBuckets:
@@ -242,6 +247,21 @@ class RequestIds:
         """The next `apigw-requestid`: 16 base64 characters (11 bytes), unique per generator."""
     def trace_id(self) -> str:
         """A new X-Ray trace header value, `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`."""
+
+def cache_key(
+    parameters: list[tuple[str, str]],
+    method: str,
+    resource_path: str,
+    raw_query: str,
+    headers: list[tuple[bytes, bytes]],
+    path_params: list[tuple[str, str]],
+    variant: str = "",
+) -> bytes:
+    """A request's stage-cache key (for tests). `parameters`: (location, name) of the
+    integration's `cacheKeyParameters`, location one of `querystring`, `multivaluequerystring`,
+    `header`, `multivalueheader`, `path`. Two requests share a key exactly when their method,
+    resource path, variant and those parameters' values are equal. ValueError for an unknown
+    location or a header that is not one."""
 
 def monotonic_ns() -> int:
     """The clock the buckets use (CLOCK_MONOTONIC, shared by all processes on the machine)."""

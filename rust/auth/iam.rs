@@ -109,6 +109,11 @@ impl Principals {
         self.by_key.is_empty()
     }
 
+    /// The principal of `access_key_id` (one that signed a request already verified).
+    pub fn get(&self, access_key_id: &str) -> Option<&Principal> {
+        self.by_key.get(access_key_id)
+    }
+
     /// The principal whose access key signed `presented`, once the signature's scope and date
     /// hold for the gateway's `region` at `now_s` and the session token is the key's own. The
     /// signature itself is checked by `Principal::verify`, over the canonical request.

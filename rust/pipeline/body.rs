@@ -122,6 +122,39 @@ impl Body for Failed {
 }
 
 
+/// A body that yields `frames`, then what `rest` yields: a body whose start was read already.
+pub fn prefixed(frames: Vec<Frame<Bytes>>, rest: PipelineBody) -> PipelineBody {
+    Prefixed {
+        frames: frames.into(),
+        rest,
+    }
+    .boxed()
+}
+
+struct Prefixed {
+    frames: std::collections::VecDeque<Frame<Bytes>>,
+    rest: PipelineBody,
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.rest.is_end_stream()
+    }
+}
+
 /// Why a request body could not be read whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
@@ -239,6 +272,78 @@ pub async fn drain(body: PipelineBody, limit: u64) -> Result<(), BodyError> {
         }
     }
     Ok(())
+}
+
+/// A request body that, dropped before its end, leaves what is unread in `Leftover` instead of
+/// dropping it: the pipeline answers some requests before reading their body (an unknown route, a
+/// refusal, an upstream's early answer), and hyper closes a connection whose request body was not
+/// read to its end. A client still uploading then gets a reset instead of the answer. Draining the
+/// leftover (within the payload limit and the body timeout) keeps the answer and the connection,
+/// as nginx's lingering close and AWS's buffering front end do.
+pub struct Reclaimable {
+    inner: Option<PipelineBody>,
+    /// The body ended (or failed): nothing to reclaim.
+    finished: bool,
+    leftover: Leftover,
+}
+
+/// Where a `Reclaimable` leaves the unread rest of its body.
+#[derive(Clone, Default)]
+pub struct Leftover(Arc<std::sync::Mutex<Option<PipelineBody>>>);
+
+impl Leftover {
+    pub fn take(&self) -> Option<PipelineBody> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl Reclaimable {
+    pub fn new(inner: PipelineBody) -> (Reclaimable, Leftover) {
+        let leftover = Leftover::default();
+        let body = Reclaimable {
+            inner: Some(inner),
+            finished: false,
+            leftover: leftover.clone(),
+        };
+        (body, leftover)
+    }
+}
+
+impl Body for Reclaimable {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.finished = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for Reclaimable {
+    fn drop(&mut self) {
+        if let Some(body) = self.inner.take() {
+            if !self.finished && !body.is_end_stream() {
+                if let Ok(mut slot) = self.leftover.0.lock() {
+                    *slot = Some(body);
+                }
+            }
+        }
+    }
 }
 
 /// A response body that calls `done(bytes sent, completed)` once, when it ends, fails or is

@@ -15,6 +15,7 @@
 pub mod access_log;
 mod authorize;
 pub mod body;
+mod cache;
 pub mod cors;
 pub mod gateway_responses;
 mod iam;
@@ -118,7 +119,19 @@ struct Exchange {
     auth: AuthContext,
     /// The routed path's variables, for gateway responses' `method.request.path.X`.
     path_params: Option<PathParams>,
+    /// What the integration answered; None when the gateway answered itself or from its cache.
+    integration: Option<Integrated>,
     error: Option<Failure>,
+}
+
+/// An integration's answer, for the access log (`$context.integrationStatus`,
+/// `$context.integrationLatency`: absent for an answer from the stage's cache, as on AWS).
+#[derive(Debug, Clone, Copy)]
+struct Integrated {
+    status: u16,
+    latency_ms: u64,
+    /// A Lambda function answered (the Lambda service's own status is then 200).
+    lambda: bool,
 }
 
 impl Exchange {
@@ -186,7 +199,15 @@ impl Pipeline {
                 ..AuthContext::default()
             },
             path_params: None,
+            integration: None,
             error: None,
+        };
+        // A body the pipeline does not read to its end is read (and dropped) before answering.
+        let (body, leftover) = if body.is_end_stream() {
+            (body, None)
+        } else {
+            let (body, leftover) = body::Reclaimable::new(body);
+            (body.boxed(), Some(leftover))
         };
         let mut response = match self.run(&snap, &parts, body, &conn, &mut ex).await {
             Ok(response) => response,
@@ -207,6 +228,17 @@ impl Pipeline {
                 response
             }
         };
+        if let Some(rest) = leftover.and_then(|l| l.take()) {
+            let closing = response.headers().get(http::header::CONNECTION).is_some_and(|v| v == "close");
+            let settings = &snap.settings;
+            let idle = body::Idle::new(rest, settings.body_timeout, None).boxed();
+            if closing || body::drain(idle, settings.payload_limit).await.is_err() {
+                // Too much, too slow or malformed: answer, then close instead of reading on.
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
             response.headers_mut().insert(REQUEST_ID, id);
         }
@@ -308,8 +340,8 @@ impl Pipeline {
             }
         }
 
-        // integrate
-        let integrated = self.integrate(snap, parts, body, conn, ex, &d, &params).await;
+        // integrate, through the stage's cache when it caches the route
+        let integrated = self.integrate_cached(snap, parts, body, conn, ex, &d, &params).await;
         if stalled.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
             return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
         }
@@ -732,6 +764,9 @@ impl Pipeline {
                 response_latency_ms: ex.started.elapsed().as_millis() as u64,
                 error_message: error.map(|f| f.detail.as_str()),
                 error_response_type: error.map(|f| f.error.name()),
+                integration_status: ex.integration.map(|i| i.status),
+                integration_service_status: ex.integration.filter(|i| i.lambda).map(|_| 200),
+                integration_latency_ms: ex.integration.map(|i| i.latency_ms),
                 integration_error: error.map(|f| f.detail.as_str()),
                 claims,
                 authorizer,

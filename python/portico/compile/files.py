@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from portico.compile import method_settings
 from portico.compile import spec as S
 from portico.config.models import (
     Api,
@@ -18,6 +19,7 @@ from portico.config.models import (
     Cors,
     Integration,
     Route,
+    parse_cache_key_parameter,
     user_pool_issuer,
     validate_issuer_url,
 )
@@ -73,8 +75,21 @@ def compile_file_apis(
             except (CompileError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            routes.append(S.route(route.route, integration, _route_auth(route, authorizer)))
-        out.append(_api(api, routes, deployment_id))
+            declared = api.integration_of(route)
+            cache_key = [
+                S.cache_key_parameter(*parse_cache_key_parameter(p))  # type: ignore[arg-type]
+                for p in declared.cacheKeyParameters
+            ]
+            routes.append(
+                S.route(
+                    route.route,
+                    integration,
+                    _route_auth(route, authorizer),
+                    cache_key=cache_key,
+                    cache_namespace=declared.cacheNamespace,
+                )
+            )
+        out.append(_api(api, routes, deployment_id, config.settings.stageCacheBytes))
     if problems:
         raise CompileError("\n".join(problems))
     return out
@@ -174,22 +189,31 @@ def cors_spec(cors: Cors) -> S.CorsSpec:
     )
 
 
-def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str) -> S.ApiSpec:
+def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_bytes: int | None) -> S.ApiSpec:
+    keys = [r["key"] for r in routes]
     stages = []
     for stage in api.stages:
-        default = stage.defaultRouteSettings.throttle() if stage.defaultRouteSettings else None
-        per_route = {
-            key: S.limit(t["rate"], int(t["burst"]))
-            for key, settings in stage.routeSettings.items()
-            if (t := settings.throttle()) is not None
-        }
+        # REST stages' methodSettings (AWS's member names, unset ones left out), under the
+        # HTTP-API-style defaultRouteSettings / routeSettings.
+        settings = {key: s.model_dump(exclude_none=True) for key, s in stage.methodSettings.items()}
+        default, per_route = method_settings.throttles(settings, keys)
+        if stage.defaultRouteSettings and (t := stage.defaultRouteSettings.throttle()) is not None:
+            default = S.limit(t["rate"], int(t["burst"]))
+        for key, route_settings in stage.routeSettings.items():
+            if (t := route_settings.throttle()) is not None:
+                per_route[key] = S.limit(t["rate"], int(t["burst"]))
+        cache = None
+        if stage.cacheClusterEnabled:
+            capacity = method_settings.cache_capacity_bytes(stage.cacheClusterSize, stage_cache_bytes)
+            cache = method_settings.stage_cache(settings, keys, capacity)
         stages.append(
             S.stage(
                 stage.name,
                 deployment_id=deployment_id,
                 variables=dict(stage.variables),
-                default_throttle=S.limit(default["rate"], int(default["burst"])) if default else None,
+                default_throttle=default,
                 route_throttle=per_route,
+                cache=cache,
             )
         )
     rest = api.protocol == "REST"

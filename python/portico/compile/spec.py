@@ -10,15 +10,18 @@ integrations, CORS policies and access logs; nothing of the spec is interpreted 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Literal, NotRequired, TypedDict
 
 import orjson
 
 __all__ = [
+    "CACHE_CLUSTER_GB",
     "AccessLogSpec",
     "ApiKeySpec",
     "ApiSpec",
     "AuthorizerSpec",
+    "CacheKeyParameterSpec",
     "CanarySpec",
     "CorsSpec",
     "FunctionSpec",
@@ -27,13 +30,16 @@ __all__ = [
     "LimitSpec",
     "PrincipalSpec",
     "RouteAuthSpec",
+    "RouteCacheSpec",
     "RouteSpec",
     "Spec",
+    "StageCacheSpec",
     "StageSpec",
     "access_log",
     "api",
     "api_key",
     "api_key_digest",
+    "cache_key_parameter",
     "canary",
     "cognito_authorizer",
     "cors",
@@ -48,8 +54,10 @@ __all__ = [
     "principal",
     "route",
     "route_auth",
+    "route_cache",
     "spec",
     "stage",
+    "stage_cache",
     "unavailable",
 ]
 
@@ -105,10 +113,39 @@ class UnavailableSpec(TypedDict):
 IntegrationSpec = HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec
 
 
+ParameterLocation = Literal["querystring", "multivaluequerystring", "header", "multivalueheader", "path"]
+
+
+class CacheKeyParameterSpec(TypedDict):
+    """One of an integration's `cacheKeyParameters` (`method.request.LOCATION.NAME`)."""
+
+    location: ParameterLocation
+    name: str
+
+
 class RouteSpec(TypedDict):
     key: str  # "GET /pets/{id}" or "$default"
     integration: IntegrationSpec
     auth: NotRequired[RouteAuthSpec]
+    cache_key: NotRequired[list[CacheKeyParameterSpec]]
+    cache_namespace: NotRequired[str]
+
+
+class RouteCacheSpec(TypedDict):
+    """The `caching/*` method settings that apply to one route of a stage."""
+
+    ttl_s: int  # 1..3600
+    methods: Literal["GET", "ALL"]  # GET: cached stage-wide (`*/*`); ALL: by the method's own setting
+    require_authorization: bool
+    unauthorized: Literal["FAIL_WITH_403", "SUCCEED_WITH_RESPONSE_HEADER", "SUCCEED_WITHOUT_RESPONSE_HEADER"]
+
+
+class StageCacheSpec(TypedDict):
+    """A REST stage's response cache (`cacheClusterEnabled`)."""
+
+    capacity_bytes: int
+    epoch: int  # moved by FlushStageCache
+    routes: dict[str, RouteCacheSpec]  # route key -> its settings; routes not named are not cached
 
 
 AuthorizationType = Literal["NONE", "AWS_IAM", "JWT", "CUSTOM", "COGNITO_USER_POOLS"]
@@ -168,7 +205,7 @@ class PrincipalSpec(TypedDict):
     session_token: str | None
     arn: str
     account_id: str
-    policy: dict | None  # the identity policy; None: allowed everything (the account's root)
+    policy: dict | str | None  # the identity policy; None: allowed everything (the account's root)
 
 
 class ApiKeySpec(TypedDict):
@@ -184,6 +221,7 @@ class CanarySpec(TypedDict):
     variables: dict[str, str]
     routes: NotRequired[list[RouteSpec]]
     cors: NotRequired[CorsSpec | None]
+    use_stage_cache: NotRequired[bool]
 
 
 class StageSpec(TypedDict):
@@ -197,6 +235,7 @@ class StageSpec(TypedDict):
     access_log: NotRequired[AccessLogSpec]
     canary: NotRequired[CanarySpec]
     authorizer_cache_epoch: NotRequired[int]
+    cache: NotRequired[StageCacheSpec]
 
 
 class ApiSpec(TypedDict):
@@ -208,7 +247,7 @@ class ApiSpec(TypedDict):
     cors: CorsSpec | None
     binary_media_types: list[str]
     api_key_source: Literal["HEADER", "AUTHORIZER"]
-    policy: dict | None
+    policy: dict | str | None
     gateway_responses: list[GatewayResponseSpec]
 
 
@@ -303,11 +342,54 @@ def unavailable(detail: str) -> UnavailableSpec:
     return {"type": "UNAVAILABLE", "detail": detail}
 
 
-def route(key: str, integration: IntegrationSpec, auth: RouteAuthSpec | None = None) -> RouteSpec:
+def route(
+    key: str,
+    integration: IntegrationSpec,
+    auth: RouteAuthSpec | None = None,
+    cache_key: list[CacheKeyParameterSpec] | None = None,
+    cache_namespace: str | None = None,
+) -> RouteSpec:
+    """A route. `cache_key`: its integration's `cacheKeyParameters` (REST APIs);
+    `cache_namespace`: a `cacheNamespace` it shares with other routes (None: its own resource)."""
     out: RouteSpec = {"key": key, "integration": integration}
     if auth is not None:
         out["auth"] = auth
+    if cache_key:
+        out["cache_key"] = list(cache_key)
+    if cache_namespace is not None:
+        out["cache_namespace"] = cache_namespace
     return out
+
+
+def cache_key_parameter(location: ParameterLocation, name: str) -> CacheKeyParameterSpec:
+    return {"location": location, "name": name}
+
+
+# AWS's `cacheClusterSize` values, in GB (of the cache's memory: GiB here).
+CACHE_CLUSTER_GB = ("0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237")
+
+
+def route_cache(
+    ttl_s: int,
+    methods: Literal["GET", "ALL"],
+    *,
+    require_authorization: bool = True,
+    unauthorized: Literal[
+        "FAIL_WITH_403", "SUCCEED_WITH_RESPONSE_HEADER", "SUCCEED_WITHOUT_RESPONSE_HEADER"
+    ] = "SUCCEED_WITH_RESPONSE_HEADER",
+) -> RouteCacheSpec:
+    return {
+        "ttl_s": int(ttl_s),
+        "methods": methods,
+        "require_authorization": bool(require_authorization),
+        "unauthorized": unauthorized,
+    }
+
+
+def stage_cache(capacity_bytes: int, routes: dict[str, RouteCacheSpec], epoch: int = 0) -> StageCacheSpec:
+    """A stage's response cache: at most `capacity_bytes` of entries (in each serving process);
+    `routes` maps the route keys it caches to their settings; `epoch` is moved by FlushStageCache."""
+    return {"capacity_bytes": int(capacity_bytes), "epoch": int(epoch), "routes": dict(routes)}
 
 
 def route_auth(
@@ -407,7 +489,7 @@ def principal(
         "session_token": session_token,
         "arn": arn,
         "account_id": account_id,
-        "policy": policy,
+        "policy": _policy_document(policy),
     }
 
 
@@ -431,7 +513,9 @@ def canary(
     deployment_id: str,
     variables: dict[str, str],
     routes: list[RouteSpec] | None = None,
+    use_stage_cache: bool = False,
 ) -> CanarySpec:
+    """A stage's canary. `use_stage_cache`: its requests use the stage's cache."""
     out: CanarySpec = {
         "percent": min(max(float(percent), 0.0), 100.0),
         "deployment_id": deployment_id,
@@ -439,6 +523,8 @@ def canary(
     }
     if routes is not None:
         out["routes"] = routes
+    if use_stage_cache:
+        out["use_stage_cache"] = True
     return out
 
 
@@ -454,6 +540,7 @@ def stage(
     access_log: AccessLogSpec | None = None,
     canary: CanarySpec | None = None,
     authorizer_cache_epoch: int = 0,
+    cache: StageCacheSpec | None = None,
 ) -> StageSpec:
     """A stage. `routes` None: it serves the API's routes (and the API's CORS).
     `authorizer_cache_epoch`: moved by FlushStageAuthorizersCache (Lambda authorizers' caches of
@@ -474,6 +561,8 @@ def stage(
         out["canary"] = canary
     if authorizer_cache_epoch:
         out["authorizer_cache_epoch"] = int(authorizer_cache_epoch)
+    if cache is not None:
+        out["cache"] = cache
     return out
 
 
@@ -487,7 +576,7 @@ def api(
     cors: CorsSpec | None = None,
     binary_media_types: list[str] | tuple[str, ...] = (),
     api_key_source: Literal["HEADER", "AUTHORIZER"] = "HEADER",
-    policy: dict | None = None,
+    policy: dict | str | None = None,
     gateway_responses: list[GatewayResponseSpec] | None = None,
 ) -> ApiSpec:
     return {
@@ -499,7 +588,7 @@ def api(
         "cors": cors,
         "binary_media_types": list(binary_media_types),
         "api_key_source": api_key_source,
-        "policy": policy,
+        "policy": _policy_document(policy),
         "gateway_responses": list(gateway_responses or []),
     }
 
@@ -545,6 +634,17 @@ def spec(
         "principals": list(principals or []),
         "api_keys": list(api_keys or []),
     }
+
+
+def _policy_document(policy: dict | str | None) -> dict | str | None:
+    """An IAM policy as the core reads it: the document, or its JSON text when orjson cannot write
+    it (integers past 64 bits, which JSON and IAM allow); the core parses either."""
+    if isinstance(policy, dict):
+        try:
+            orjson.dumps(policy)
+        except TypeError:
+            return json.dumps(policy)
+    return policy
 
 
 def dumps(value: Spec) -> str:

@@ -13,7 +13,9 @@ captured, exactly as API Gateway serves what was deployed.
   `METHOD /path` (`ANY` and a greedy `{proxy+}` resource included); AWS_PROXY (REST 1.0 events),
   HTTP_PROXY (`{var}` in the uri from the path parameters its requestParameters map), MOCK (the
   default integration response's status and static `application/json` template); stage
-  variables; methodSettings throttling (`*/*` and `path/METHOD`); canarySettings.
+  variables; methodSettings throttling (`*/*` and `path/METHOD`); canarySettings; the stage
+  cache (`cacheClusterEnabled`, `cacheClusterSize`, methodSettings `caching/*`, integrations'
+  `cacheKeyParameters` and `cacheNamespace`; FlushStageCache moves the stage's cache epoch).
 
 Anything that cannot be served (an unsupported integration type, a route without integration)
 becomes a route answering 500 with a log line naming it, never a failed reload. A function that is
@@ -33,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from portico.compile import method_settings
 from portico.compile import spec as S
 from portico.compile.files import (
     CompiledConfig,
@@ -49,6 +52,7 @@ from portico.compile.lambda_authorizers import (
 from portico.config.models import (
     Config,
     gateway_response_parameter_problem,
+    parse_cache_key_parameter,
     user_pool_issuer,
     validate_issuer_url,
     validate_route_key,
@@ -63,9 +67,6 @@ log = logging.getLogger("portico.compile")
 
 V2 = "apigatewayv2"
 V1 = "apigateway"
-# What an unset rate or burst means next to a set one: AWS's account defaults.
-ACCOUNT_RATE = 10000.0
-ACCOUNT_BURST = 5000
 _DEFAULT_HTTP_TIMEOUT_MS = 30000
 _DEFAULT_REST_TIMEOUT_MS = 29000
 
@@ -92,13 +93,7 @@ class _Deployed:
 # Helpers
 
 
-def _throttle(rate: Any, burst: Any) -> S.LimitSpec | None:
-    """A core throttle from AWS's pair; a negative or missing member is unset (AWS shows -1)."""
-    has_rate = isinstance(rate, int | float) and rate >= 0
-    has_burst = isinstance(burst, int | float) and burst >= 0
-    if not has_rate and not has_burst:
-        return None
-    return S.limit(float(rate) if has_rate else ACCOUNT_RATE, int(burst) if has_burst else ACCOUNT_BURST)
+_throttle = method_settings.throttle
 
 
 def _lambda(
@@ -149,26 +144,17 @@ def _cors(api: dict[str, Any]) -> S.CorsSpec | None:
     )
 
 
-def _method_settings(
-    settings: dict[str, Any], keys: Iterable[str]
-) -> tuple[S.LimitSpec | None, dict[str, S.LimitSpec]]:
-    """methodSettings -> (stage default throttle, per route key). Keys are `*/*` or
-    `path/METHOD` (the resource path without its leading slash; `~1` accepted for `/`)."""
-    known = set(keys)
-    default = None
-    per_route: dict[str, S.LimitSpec] = {}
-    for key, setting in settings.items():
-        throttle = _throttle(setting.get("throttlingRateLimit"), setting.get("throttlingBurstLimit"))
-        if throttle is None:
+def _cache_key(integration: dict[str, Any], where: str) -> list[S.CacheKeyParameterSpec]:
+    """An integration's `cacheKeyParameters` (one the core cannot read is left out, with a warning)."""
+    out: list[S.CacheKeyParameterSpec] = []
+    for parameter in integration.get("cacheKeyParameters") or ():
+        try:
+            location, name = parse_cache_key_parameter(parameter)
+        except ValueError as exc:
+            log.warning("%s: %s; left out of the cache key", where, exc)
             continue
-        if key == "*/*":
-            default = throttle
-            continue
-        path, _, method = key.replace("~1", "/").lstrip("/").rpartition("/")
-        route_key = f"{method.upper()} /{path}"
-        if route_key in known:
-            per_route[route_key] = throttle
-    return default, per_route
+        out.append(S.cache_key_parameter(location, name))  # type: ignore[arg-type]
+    return out
 
 
 _MAPPING = re.compile(r"^integration\.request\.path\.([A-Za-z0-9_.-]+)$")
@@ -219,12 +205,15 @@ class _Builder:
         registry: FunctionRegistry,
         cache: dict[tuple[str, str, str], _Deployed] | None = None,
         pool_issuers: dict[str, str] | None = None,
+        stage_cache_bytes: int | None = None,
     ):
         self.registry = registry
         self.cache = cache if cache is not None else {}
         self.used: set[tuple[str, str, str]] = set()
         # settings.cognitoUserPoolIssuers: user pool ARN -> the issuer standing in for it.
         self.pool_issuers = pool_issuers or {}
+        # settings.stageCacheBytes: what bounds every stage cache below its cacheClusterSize.
+        self.stage_cache_bytes = stage_cache_bytes
 
     def _cached(
         self,
@@ -393,8 +382,10 @@ class _Builder:
                 continue
             deployment_id, deployed = main
             variables = dict(stage.get("variables") or {})
-            default, per_route = _method_settings(stage.get("methodSettings") or {}, deployed.keys)
+            method_setting_docs = stage.get("methodSettings") or {}
+            default, per_route = method_settings.throttles(method_setting_docs, deployed.keys)
             canary_spec = None
+            cached_keys = list(deployed.keys)
             settings = stage.get("canarySettings") or None
             if settings:
                 canary = deployed_of(settings.get("deploymentId"), f"stage {name} canary")
@@ -406,7 +397,19 @@ class _Builder:
                         canary_id,
                         {**variables, **overrides},
                         routes=canary_deployed.routes,
+                        use_stage_cache=bool(settings.get("useStageCache")),
                     )
+                    cached_keys += [k for k in canary_deployed.keys if k not in deployed.keys]
+            stage_cache = None
+            if stage.get("cacheClusterEnabled"):
+                stage_cache = method_settings.stage_cache(
+                    method_setting_docs,
+                    cached_keys,
+                    method_settings.cache_capacity_bytes(
+                        stage.get("cacheClusterSize"), self.stage_cache_bytes
+                    ),
+                    int(stage.get("_cacheEpoch") or 0),
+                )
             log_settings = stage.get("accessLogSettings") or {}
             access_log = None
             if log_settings.get("format") and _local_destination(log_settings.get("destinationArn")):
@@ -422,6 +425,7 @@ class _Builder:
                     access_log=access_log,
                     canary=canary_spec,
                     authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
+                    cache=stage_cache,
                 )
             )
         if not stages:
@@ -451,11 +455,18 @@ class _Builder:
                     continue
                 seen.add(key)
                 integration = doc.get("methodIntegration")
+                cache_key: list[S.CacheKeyParameterSpec] = []
+                namespace = None
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
                     spec = self._rest_integration(integration, where)
-                routes.append(S.route(key, spec, self._rest_auth(doc, authorizers, where)))
+                    cache_key = _cache_key(integration, where)
+                    # AWS's default namespace is the resource's id: a route's entries are its own.
+                    given = integration.get("cacheNamespace")
+                    namespace = given if given and given != resource.get("id") else None
+                auth = self._rest_auth(doc, authorizers, where)
+                routes.append(S.route(key, spec, auth, cache_key=cache_key, cache_namespace=namespace))
         rest_api = snap.get("restApi") or {}
         source = rest_api.get("apiKeySource")
         return _Deployed(
@@ -671,11 +682,12 @@ def load_store_apis(
     skip_ids: Iterable[str] = (),
     cache: dict[tuple[str, str, str], _Deployed] | None = None,
     pool_issuers: dict[str, str] | None = None,
+    stage_cache_bytes: int | None = None,
 ) -> list[S.ApiSpec]:
     """Every admin-created API with at least one deployed stage. `skip_ids`: ids served from the
     config file (an admin API with one of them is skipped with a warning)."""
     taken = {api_id.lower() for api_id in skip_ids}
-    builder = _Builder(registry, cache, pool_issuers)
+    builder = _Builder(registry, cache, pool_issuers, stage_cache_bytes)
     out: list[S.ApiSpec] = []
     with store.read() as tx:
         candidates: list[tuple[str, dict[str, Any]]] = [(V2, api) for api in tx.list(V2, "api")]
@@ -736,6 +748,7 @@ class StoreSource:
                 skip_ids=self._file_ids,
                 cache=self._cache,
                 pool_issuers=self.config.settings.cognitoUserPoolIssuers,
+                stage_cache_bytes=self.config.settings.stageCacheBytes,
             )
             store_keys = load_store_api_keys(self.store, [k.value for k in self.config.apiKeys])
         except sqlite3.Error as exc:

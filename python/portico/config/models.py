@@ -48,6 +48,24 @@ class RouteSettings(_Model):
         return {"rate": float(self.throttlingRateLimit), "burst": int(self.throttlingBurstLimit)}
 
 
+_CACHE_KEY_PARAMETER = re.compile(
+    r"^method\.request\.(querystring|multivaluequerystring|header|multivalueheader|path)\.([^\s.][^\s]*)$"
+)
+
+
+def parse_cache_key_parameter(value: str) -> tuple[str, str]:
+    """One of an integration's `cacheKeyParameters` -> (location, name):
+    `method.request.querystring.type` -> ("querystring", "type")."""
+    match = _CACHE_KEY_PARAMETER.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"cache key parameter {value!r}: expected method.request.querystring.NAME, "
+            "method.request.multivaluequerystring.NAME, method.request.header.NAME, "
+            "method.request.multivalueheader.NAME or method.request.path.NAME"
+        )
+    return match[1], match[2]
+
+
 class Integration(_Model):
     """An integration (AWS `Integration`, HTTP API flavour)."""
 
@@ -61,6 +79,18 @@ class Integration(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     body: str = ""
     description: str | None = None
+    # REST APIs: what the stage cache keys answers by besides the method and resource path
+    # (`method.request.querystring.NAME`, `.header.NAME`, `.path.NAME`, ...), and a
+    # `cacheNamespace` to share entries with other routes (unset: the route's own).
+    cacheKeyParameters: list[str] = Field(default_factory=list)
+    cacheNamespace: str | None = None
+
+    @field_validator("cacheKeyParameters")
+    @classmethod
+    def _cache_key(cls, value: list[str]) -> list[str]:
+        for parameter in value:
+            parse_cache_key_parameter(parameter)
+        return value
 
     @field_validator("type", mode="before")
     @classmethod
@@ -362,12 +392,64 @@ class Cors(_Model):
         return self
 
 
+CACHE_CLUSTER_SIZES = ("0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237")
+
+
+class MethodSetting(_Model):
+    """A REST stage's method settings (AWS `MethodSetting`), under `methodSettings` by `*/*` (every
+    method) or `{resource path without its leading slash}/{METHOD}` (`pets/{id}/GET`). Unset
+    members take the `*/*` entry's value, else AWS's default."""
+
+    throttlingRateLimit: Annotated[float, Field(ge=0)] | None = None
+    throttlingBurstLimit: Annotated[int, Field(ge=0)] | None = None
+    # The stage cache (`cacheClusterEnabled`): `*/*` caches GET requests only; a method's own
+    # setting caches every request of that method.
+    cachingEnabled: bool | None = None
+    # 0 disables caching; AWS's default is 300.
+    cacheTtlInSeconds: Annotated[int, Field(ge=0, le=3600)] | None = None
+    cacheDataEncrypted: bool | None = None
+    # `Cache-Control: max-age=0` needs `execute-api:InvalidateCache` (default true); what a caller
+    # without it gets: 403, or the cached answer with (the default) or without a warning header.
+    requireAuthorizationForCacheControl: bool | None = None
+    unauthorizedCacheControlHeaderStrategy: (
+        Literal["FAIL_WITH_403", "SUCCEED_WITH_RESPONSE_HEADER", "SUCCEED_WITHOUT_RESPONSE_HEADER"] | None
+    ) = None
+    metricsEnabled: bool | None = None
+    loggingLevel: Literal["ERROR", "INFO", "OFF"] | None = None
+    dataTraceEnabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> MethodSetting:
+        if (self.throttlingRateLimit is None) != (self.throttlingBurstLimit is None):
+            raise ValueError("set both throttlingRateLimit and throttlingBurstLimit, or neither")
+        return self
+
+
 class Stage(_Model):
     name: str = Field(default="$default", alias="stageName")
     variables: dict[str, str] = Field(default_factory=dict, alias="stageVariables")
     defaultRouteSettings: RouteSettings | None = None
     routeSettings: dict[str, RouteSettings] = Field(default_factory=dict)
     description: str | None = None
+    # REST APIs (AWS `Stage` members): the stage's response cache, its size in GB (each serving
+    # process keeps a cache of its own, bounded by it; `settings.stageCacheBytes` bounds it lower),
+    # and per-method settings.
+    cacheClusterEnabled: bool = False
+    cacheClusterSize: Literal["0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237"] = "0.5"
+    methodSettings: dict[str, MethodSetting] = Field(default_factory=dict)
+
+    @field_validator("cacheClusterSize", mode="before")
+    @classmethod
+    def _size_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("methodSettings")
+    @classmethod
+    def _method_setting_keys(cls, value: dict[str, MethodSetting]) -> dict[str, MethodSetting]:
+        for key in value:
+            if key != "*/*" and method_setting_route_key(key) is None:
+                raise ValueError(f"{key!r}: expected */* or {{resource path}}/{{METHOD}} (pets/{{id}}/GET)")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -517,6 +599,21 @@ class Api(_Model):
                     raise ValueError(
                         f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST)"
                     )
+            for index, stage in enumerate(self.stages):
+                if stage.cacheClusterEnabled or stage.methodSettings:
+                    raise ValueError(
+                        f"stages[{index}]: cacheClusterEnabled and methodSettings are REST APIs' "
+                        "(protocolType: REST); HTTP APIs have routeSettings and no cache"
+                    )
+            for name, integration in self.integrations.items():
+                if integration.cacheKeyParameters or integration.cacheNamespace:
+                    raise ValueError(f"integrations.{name}: cache keys are REST APIs' (protocolType: REST)")
+            for index, route in enumerate(self.routes):
+                inline = route.integration
+                if isinstance(inline, Integration) and (inline.cacheKeyParameters or inline.cacheNamespace):
+                    raise ValueError(
+                        f"routes[{index}].integration: cache keys are REST APIs' (protocolType: REST)"
+                    )
             return self
         if self.cors is not None:
             raise ValueError("corsConfiguration: REST APIs have none (it is HTTP APIs')")
@@ -525,6 +622,10 @@ class Api(_Model):
                 raise ValueError(
                     f"stages[{index}]: REST APIs have no $default stage: name each stage (stageName: prod)"
                 )
+            for key in stage.methodSettings:
+                route_key = method_setting_route_key(key)
+                if route_key is not None and route_key not in {r.route for r in self.routes}:
+                    raise ValueError(f"stages[{index}].methodSettings: {key!r} names no route of this API")
         for index, route in enumerate(self.routes):
             if route.route == "$default":
                 raise ValueError(f"routes[{index}]: REST APIs have no $default route (use ANY /{{proxy+}})")
@@ -623,6 +724,9 @@ class Settings(_Model):
     # issuer is `https://cognito-idp.REGION.amazonaws.com/POOL_ID`; this maps a pool's ARN to
     # another issuer that stands in for it (a local identity provider, in tests and offline).
     cognitoUserPoolIssuers: dict[str, str] = Field(default_factory=dict)
+    # Bounds every REST stage's response cache at this many bytes in each serving process, below
+    # its `cacheClusterSize` (whose GB are the budget otherwise): for small machines and tests.
+    stageCacheBytes: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("cognitoUserPoolIssuers")
     @classmethod
@@ -921,6 +1025,16 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def method_setting_route_key(key: str) -> str | None:
+    """The route key a `methodSettings` key names (`pets/{id}/GET` -> `GET /pets/{id}`; `~1` is
+    accepted for `/`, as in patch paths), or None for `*/*` and keys naming no method."""
+    path, _, method = key.replace("~1", "/").lstrip("/").rpartition("/")
+    method = method.upper()
+    if key == "*/*" or method not in ROUTE_METHODS or "*" in path:
+        return None
+    return f"{method} /{path}"
 
 
 def validate_route_key(value: str) -> str:

@@ -116,7 +116,15 @@ def check_variables(variables: dict[str, str] | None, what: str = "Stage variabl
             )
 
 
+_CACHE_CLUSTER_SIZES = ("0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237")
+
+
 def _cache(stage: dict[str, Any]) -> None:
+    size = stage.get("cacheClusterSize")
+    if size is not None and size not in _CACHE_CLUSTER_SIZES:
+        raise BadRequestException(
+            f"Invalid cache cluster size {size}. Must be one of: [{', '.join(_CACHE_CLUSTER_SIZES)}]"
+        )
     if stage.get("cacheClusterEnabled"):
         stage["cacheClusterStatus"] = "AVAILABLE"
         stage.setdefault("cacheClusterSize", "0.5")
@@ -207,8 +215,13 @@ def delete_stage(request: AdminRequest, params: dict) -> None:
 
 @operation(SERVICE, "FlushStageCache")
 def flush_stage_cache(request: AdminRequest, params: dict) -> None:
-    with request.store.read() as tx:
-        load_stage(tx, params["restApiId"], params["stageName"])
+    # The stage's cache epoch moves (a new store generation): every worker reloads and serves the
+    # stage from an empty cache.
+    rest_api_id = params["restApiId"]
+    with request.store.transaction() as tx:
+        stage = load_stage(tx, rest_api_id, params["stageName"])
+        stage["_cacheEpoch"] = int(stage.get("_cacheEpoch") or 0) + 1
+        tx.put(SERVICE, KIND, stage_key(rest_api_id, stage["stageName"]), stage, parent=rest_api_id)
 
 
 @operation(SERVICE, "FlushStageAuthorizersCache")
@@ -292,8 +305,11 @@ def _apply_method_setting(stage: dict[str, Any], op: str, path: str, value: Any)
     if op not in ("replace", "add", "remove"):
         raise _invalid(path, op)
     if key not in settings:
-        inherited = settings.get("*/*", METHOD_SETTING_DEFAULTS)
-        settings[key] = dict(inherited)
+        settings[key] = dict(settings.get("*/*", METHOD_SETTING_DEFAULTS))
+        # Only GET methods are cached when caching is enabled stage-wide: another method's own
+        # settings start with caching off.
+        if segments[1] != "GET":
+            settings[key]["cachingEnabled"] = False
     if op == "remove":
         settings[key][member] = settings.get("*/*", METHOD_SETTING_DEFAULTS).get(member)
     else:
@@ -329,7 +345,7 @@ def apply_stage_patch(tx, rest_api_id: str, stage: dict[str, Any], operations) -
             continue
         before_canary = stage.get("canarySettings")
         stage = apply_patch(stage, [operation_], shape, STAGE_PATHS)
-        if path == "/cacheClusterEnabled":
+        if path in ("/cacheClusterEnabled", "/cacheClusterSize"):
             _cache(stage)
         if path == "/deploymentId":
             check_deployment(tx, rest_api_id, stage.get("deploymentId"))
