@@ -1149,16 +1149,9 @@ impl Snapshot {
     /// Spend the tokens a `Route` decision (made without spending) needs: the route's bucket,
     /// then the account's. Turns the decision into `Throttled` when one is empty.
     pub fn spend_with_clock<C: Fn() -> u64>(&self, d: &mut Decision<'_>, buckets: &Buckets, clock: C) {
-        let (Outcome::Route, Some(api), Some(stage), Some(route)) = (d.outcome, d.api, d.stage, d.route)
-        else {
+        let Some(route_bucket) = self.route_bucket(d) else {
             return;
         };
-        let stage = &self.apis[api].stages[stage];
-        let target = match (&stage.canary, d.canary) {
-            (Some(c), true) => &c.target,
-            _ => &stage.main,
-        };
-        let route_bucket = target.buckets[route];
         let mut now = None;
         for b in route_bucket.iter().chain(self.account.iter()) {
             let now_ns = *now.get_or_insert_with(&clock);
@@ -1174,6 +1167,30 @@ impl Snapshot {
                 return;
             }
         }
+    }
+
+    /// The bucket of a `Route` decision's route (the canary's when the canary was picked); None
+    /// for any other decision, `Some(None)` for a route without a throttle.
+    fn route_bucket(&self, d: &Decision<'_>) -> Option<Option<Bucket>> {
+        let (Outcome::Route, Some(api), Some(stage), Some(route)) = (d.outcome, d.api, d.stage, d.route)
+        else {
+            return None;
+        };
+        let stage = &self.apis[api].stages[stage];
+        let target = match (&stage.canary, d.canary) {
+            (Some(c), true) => &c.target,
+            _ => &stage.main,
+        };
+        Some(target.buckets[route])
+    }
+
+    /// The limits a request would spend from, in the order they are spent (its route's, then the
+    /// account's), without spending; None when the request reaches no route. For reports such as
+    /// `portico bench`'s admitted-against-configured figure.
+    pub fn limits_for(&self, host: &str, method: &str, raw_path: &str) -> Option<Vec<Limit>> {
+        let d = self.classify(host, method, raw_path);
+        let route_bucket = self.route_bucket(&d)?;
+        Some(route_bucket.iter().chain(self.account.iter()).map(|b| b.limit).collect())
     }
 }
 
@@ -1532,6 +1549,26 @@ mod tests {
                 .outcome,
             ROUTE
         );
+    }
+
+    #[test]
+    fn limits_for_reports_without_spending() {
+        let g = gw();
+        let snap = g.snapshot();
+        let limits = |m: &str, p: &str| {
+            snap.limits_for("h", m, p)
+                .map(|ls| ls.iter().map(|l| (l.rate(), l.burst())).collect::<Vec<_>>())
+        };
+        // The stage default, then the account's; asking spends nothing.
+        for _ in 0..5 {
+            assert_eq!(limits("GET", "/prod/pets/dog/1"), Some(vec![(1.0, 2), (1000.0, 1000)]));
+        }
+        assert_eq!(g.decide_at("h", "GET", "/prod/pets/dog/1", 1).outcome, ROUTE);
+        // A route's own setting wins over the stage default; an unthrottled stage has the account's.
+        assert_eq!(limits("POST", "/prod/x"), Some(vec![(0.0, 0), (1000.0, 1000)]));
+        assert_eq!(limits("GET", "/pets/dog/1"), Some(vec![(1000.0, 1000)]));
+        assert_eq!(limits("GET", "/nope/nope"), Some(vec![(1000.0, 1000)]), "$default route");
+        assert_eq!(snap.limits_for("Rest123456.execute-api.x", "GET", "/nostage"), None);
     }
 
     #[test]

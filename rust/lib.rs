@@ -10,9 +10,11 @@
 //! - `cache`: stages' response caches (REST APIs).
 //! - `router`, `throttle`, `usage`, `ids`, `access_log`: the building blocks; `py`: the only PyO3
 //!   code.
+//! - `bench`: the open-loop load generator behind `portico bench`.
 
 pub mod access_log;
 pub mod auth;
+pub mod bench;
 pub mod cache;
 pub mod edge;
 pub mod embed;
@@ -46,8 +48,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        cache_key, check_tls, install_sighup_reopen, monotonic_ns, quota_limit, quota_period, wall_clock_ms,
-        BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router, StreamSink, TokenBuckets, UsageTable,
+        bench, cache_key, check_tls, install_sighup_reopen, monotonic_ns, quota_limit, quota_period,
+        wall_clock_ms, BenchReport, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router, StreamSink,
+        TokenBuckets, UsageTable,
         Verdict,
     };
 }

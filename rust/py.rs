@@ -230,6 +230,13 @@ impl Gateway {
         py.detach(|| self.inner.swap(spec_json)).map_err(config_err)
     }
 
+    /// The throttles a request would spend from (route's, then account's) as `(rate, burst)`,
+    /// without spending; None when it reaches no route.
+    fn route_limits(&self, host: &str, method: &str, raw_path: &str) -> Option<Vec<(f64, u64)>> {
+        let limits = self.inner.snapshot().limits_for(host, method, raw_path)?;
+        Some(limits.iter().map(|l| (l.rate(), l.burst())).collect())
+    }
+
     /// Every stage response cache of this process: dicts of `api_id`, `stage`, `hits`, `misses`
     /// (AWS's CacheHitCount and CacheMissCount), `entries`, `bytes` (what they weigh) and
     /// `capacity` (the byte budget).
@@ -1065,4 +1072,179 @@ pub fn check_tls(
 #[pyfunction]
 pub fn install_sighup_reopen() -> PyResult<()> {
     crate::access_log::install_sighup_reopen().map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+/// What `bench` measured; immutable. `json()` and `text()` are the report's two forms.
+#[pyclass(frozen, module = "portico._core")]
+pub struct BenchReport {
+    inner: crate::bench::Report,
+}
+
+#[pymethods]
+impl BenchReport {
+    #[getter]
+    fn scheduled(&self) -> u64 {
+        self.inner.scheduled
+    }
+
+    #[getter]
+    fn sent(&self) -> u64 {
+        self.inner.sent
+    }
+
+    #[getter]
+    fn missed(&self) -> u64 {
+        self.inner.missed()
+    }
+
+    #[getter]
+    fn responses(&self) -> u64 {
+        self.inner.responses()
+    }
+
+    #[getter]
+    fn admitted(&self) -> u64 {
+        self.inner.admitted()
+    }
+
+    #[getter]
+    fn throttled(&self) -> u64 {
+        self.inner.throttled()
+    }
+
+    #[getter]
+    fn other(&self) -> u64 {
+        self.inner.other()
+    }
+
+    #[getter]
+    fn errors(&self) -> u64 {
+        self.inner.errors()
+    }
+
+    #[getter]
+    fn achieved_rps(&self) -> f64 {
+        self.inner.achieved_rps()
+    }
+
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled
+    }
+
+    /// The whole report as one JSON object (the schema `portico bench --json` prints).
+    fn json(&self) -> String {
+        self.inner.to_json().to_string()
+    }
+
+    /// The report for people: rates, counts, the limit check, percentiles and a histogram.
+    fn text(&self) -> String {
+        self.inner.render_text()
+    }
+}
+
+/// How often a running `bench` looks for Ctrl-C (the run itself goes on without the GIL).
+const BENCH_SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{what}: expected seconds >= 0")))
+}
+
+/// Drive `url` at `rate` requests/s (open loop) from `connections` connections for `duration`
+/// seconds after `warmup` seconds; see `portico bench`. Blocks without the GIL; Ctrl-C stops
+/// the run early (the report says so) and raises KeyboardInterrupt.
+#[pyfunction]
+#[pyo3(signature = (url, *, rate, duration, connections=16, method="GET", headers=Vec::new(), body=None,
+                    warmup=0.0, timeout=10.0, threads=1, requests_per_connection=None, limits=Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+pub fn bench(
+    py: Python<'_>,
+    url: &str,
+    rate: f64,
+    duration: f64,
+    connections: usize,
+    method: &str,
+    headers: Vec<(String, String)>,
+    body: Option<&[u8]>,
+    warmup: f64,
+    timeout: f64,
+    threads: usize,
+    requests_per_connection: Option<u64>,
+    limits: Vec<(f64, u64)>,
+) -> PyResult<BenchReport> {
+    let target = crate::bench::Target::parse(url).map_err(PyValueError::new_err)?;
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| PyValueError::new_err(format!("{method:?}: not an HTTP method")))?;
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| {
+            let n = http::HeaderName::from_bytes(name.as_bytes());
+            let v = http::HeaderValue::from_str(&value);
+            match (n, v) {
+                (Ok(n), Ok(v)) => Ok((n, v)),
+                _ => Err(PyValueError::new_err(format!(
+                    "{name:?}: not a valid header"
+                ))),
+            }
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let plan = crate::bench::Plan {
+        target,
+        method,
+        headers,
+        body: Bytes::copy_from_slice(body.unwrap_or_default()),
+        rate,
+        duration: seconds(duration, "duration")?,
+        warmup: seconds(warmup, "warmup")?,
+        connections,
+        threads,
+        timeout: seconds(timeout, "timeout")?,
+        requests_per_connection,
+        limits: limits
+            .into_iter()
+            .map(|(rate, burst)| crate::bench::ConfiguredLimit { rate, burst })
+            .collect(),
+    };
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    // Waited on without the GIL, from a closure that must be Sync.
+    let done_rx = Mutex::new(done_rx);
+    let flag = cancel.clone();
+    std::thread::Builder::new()
+        .name("portico-bench".into())
+        .spawn(move || {
+            let _ = done_tx.send(crate::bench::run(plan, &flag));
+        })
+        .map_err(|e| PyOSError::new_err(e.to_string()))?;
+    let mut interrupted = None;
+    let outcome = loop {
+        match py.detach(|| {
+            done_rx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recv_timeout(BENCH_SIGNAL_CHECK)
+        }) {
+            Ok(outcome) => break outcome,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if interrupted.is_none() {
+                    if let Err(e) = py.check_signals() {
+                        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                        interrupted = Some(e);
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PyRuntimeError::new_err(
+                    "the load generator stopped without a report",
+                ))
+            }
+        }
+    };
+    if let Some(e) = interrupted {
+        return Err(e);
+    }
+    outcome
+        .map(|inner| BenchReport { inner })
+        .map_err(PyValueError::new_err)
 }

@@ -111,6 +111,25 @@ impl Limit {
         self.interval_ns == 0
     }
 
+    /// The rate this limit enforces, in requests/s: `1e9 / T`, which differs from the configured
+    /// rate only by `T`'s rounding up to a whole nanosecond. 0 for a limit that refuses all.
+    pub fn rate(&self) -> f64 {
+        if self.refuses_all() {
+            0.0
+        } else {
+            1e9 / self.interval_ns as f64
+        }
+    }
+
+    /// The burst this limit enforces (the configured one, unless that saturated `burst * T`).
+    pub fn burst(&self) -> u64 {
+        if self.refuses_all() {
+            0
+        } else {
+            self.span_ns / self.interval_ns
+        }
+    }
+
     /// One GCRA step: `Ok(new_tat)` when admitted, `Err(wait_ns)` (> 0) when refused.
     #[inline]
     pub fn step(&self, stored_tat: u64, now: u64) -> Result<u64, u64> {
@@ -419,6 +438,16 @@ mod tests {
         assert_eq!(b.try_acquire(8, &l, 5), 0);
         assert_eq!(b.try_acquire(8, &l, 5), 1);
         assert_eq!(b.try_acquire(8, &l, 6), 0);
+    }
+
+    #[test]
+    fn enforced_rate_and_burst_read_back() {
+        let l = Limit::new(500.0, 100);
+        assert_eq!((l.rate(), l.burst()), (500.0, 100));
+        let l = Limit::new(5.5, 10);
+        assert!((l.rate() - 5.5).abs() < 1e-6 && l.rate() <= 5.5);
+        assert_eq!(l.burst(), 10);
+        assert_eq!((Limit::new(0.0, 5).rate(), Limit::new(0.0, 5).burst()), (0.0, 0));
     }
 
     #[test]

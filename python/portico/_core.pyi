@@ -14,6 +14,7 @@ __all__ = [
     "NOT_FOUND",
     "ROUTE",
     "THROTTLED",
+    "BenchReport",
     "BodyFeed",
     "ConfigError",
     "Core",
@@ -25,6 +26,7 @@ __all__ = [
     "TokenBuckets",
     "UsageTable",
     "Verdict",
+    "bench",
     "cache_key",
     "check_tls",
     "install_sighup_reopen",
@@ -114,6 +116,11 @@ class Gateway:
     def decide(self, host: str, method: str, raw_path: str) -> Verdict:
         """Select API and stage, match the route, spend throttle tokens. Never raises for any
         input strings."""
+    def route_limits(self, host: str, method: str, raw_path: str) -> list[tuple[float, int]] | None:
+        """The throttles a request would spend from, as `(rate, burst)`: its route's (or its stage's
+        default), then the account's; without spending. The rate is the one enforced, `1e9 / T`
+        with `T` whole nanoseconds (500.0 for 500; 5.4999999... for 5.5). None when the request
+        reaches no route."""
     def cache_stats(self) -> list[dict[str, Any]]:
         """Every REST stage response cache of this process: dicts of `api_id`, `stage`, `hits`
         and `misses` (AWS's CacheHitCount and CacheMissCount, kept across flushes), `entries`,
@@ -327,3 +334,66 @@ def check_tls(certificate_file: str, private_key_file: str, truststore_file: str
     """Read a TLS configuration as the edge would serve it. Returns the truststore's warnings (CA
     certificates it leaves out); raises ValueError((which, message)) for a file that cannot be
     used: which is "certificate", "privateKey" or "truststore", message starts with its path."""
+
+@final
+class BenchReport:
+    """What `bench` measured (the measured window; the warm-up is counted apart). Counts add up:
+    scheduled = sent + missed, sent = responses + errors, responses = admitted + throttled + other."""
+
+    @property
+    def scheduled(self) -> int:
+        """Requests due in the measured window (rate x duration)."""
+    @property
+    def sent(self) -> int:
+        """Requests a connection took before the run ended."""
+    @property
+    def missed(self) -> int:
+        """Requests due but never sent: every connection was still busy when the run ended."""
+    @property
+    def responses(self) -> int: ...
+    @property
+    def admitted(self) -> int:
+        """2xx responses."""
+    @property
+    def throttled(self) -> int:
+        """429 responses."""
+    @property
+    def other(self) -> int:
+        """Responses of any other status."""
+    @property
+    def errors(self) -> int:
+        """Requests without a response: connect failures, timeouts, broken connections."""
+    @property
+    def achieved_rps(self) -> float:
+        """Responses per second over the measured window."""
+    @property
+    def cancelled(self) -> bool: ...
+    def json(self) -> str:
+        """The whole report as one JSON object (the schema of `portico bench --json`)."""
+    def text(self) -> str:
+        """The report for people, with latency percentiles and a histogram."""
+
+def bench(
+    url: str,
+    *,
+    rate: float,
+    duration: float,
+    connections: int = 16,
+    method: str = "GET",
+    headers: list[tuple[str, str]] = ...,
+    body: bytes | None = None,
+    warmup: float = 0.0,
+    timeout: float = 10.0,
+    threads: int = 1,
+    requests_per_connection: int | None = None,
+    limits: list[tuple[float, int]] = ...,
+) -> BenchReport:
+    """Drive the http:// `url` at `rate` requests/s, open loop, from `connections` keep-alive
+    HTTP/1.1 connections, for `warmup` then `duration` seconds; each request's latency counts
+    from its scheduled send time. `limits`: the target's `(rate, burst)` throttles, for the
+    admitted-against-expected figure. `timeout` bounds each request (connect, send, whole
+    response). `requests_per_connection`: close each connection after that many responses and
+    open another (spreads a long run over a server's worker processes); None keeps them.
+    Blocks without the GIL; failures during the run are counted, never raised.
+    Raises ValueError for a plan that cannot run (bad numbers or URL, a host that does not
+    resolve) and KeyboardInterrupt when Ctrl-C stops the run."""

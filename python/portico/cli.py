@@ -110,8 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", nargs="?", help="configuration file")
     check.add_argument("--function", action="append", default=[], metavar="NAME=MODULE:ATTR")
 
-    from portico import admin_cli
+    from portico import admin_cli, bench_cli
 
+    bench_cli.register(commands)
     admin_cli.register(commands)
     return parser
 
@@ -359,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "bench":
+        from portico import bench_cli
+
+        return bench_cli.run(args)
     if args.command is not None:
         from portico import admin_cli
 
