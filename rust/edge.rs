@@ -95,6 +95,13 @@ impl Server {
                 });
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })?;
+        if let Some(cluster) = pipeline.gateway.cluster() {
+            // Requests are served once the first connection attempt is over (or a second has
+            // passed): until then they would be decided on the node's own tables.
+            let (told, first) = std::sync::mpsc::channel();
+            handle.spawn(cluster.clone().supervise(Some(told)));
+            let _ = first.recv_timeout(Duration::from_secs(1));
+        }
         let (stopping, _) = watch::channel(false);
         Ok(Server {
             pipeline,

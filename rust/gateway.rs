@@ -8,6 +8,7 @@
 
 use crate::auth;
 use crate::cache::{self, CacheId, RouteCache, StageCache};
+use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::integrations::{self, Integration};
 use crate::pipeline::access_log::{AccessLog, LogSinks};
 use crate::pipeline::cors::Cors;
@@ -74,12 +75,13 @@ impl From<ConfigError> for GatewayError {
     }
 }
 
+/// A token bucket a request spends from: its key's hash in the bucket table and its limit.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    hash: u64,
-    limit: Limit,
+pub struct Bucket {
+    pub hash: u64,
+    pub limit: Limit,
     /// Its size, for `RateLimit-Limit`.
-    burst: u64,
+    pub burst: u64,
 }
 
 /// A compiled route set: the routes of one deployment (an API's, a stage's or a canary's).
@@ -260,6 +262,17 @@ impl<'a> Decision<'a> {
             retry_after_ms: 0,
             throttle_burst: 0,
         }
+    }
+
+    /// Refused by a bucket of size `burst` that has a token in `wait_ns` (`NEVER`: never).
+    pub fn throttle(&mut self, burst: u64, wait_ns: u64) {
+        self.outcome = Outcome::Throttled;
+        self.throttle_burst = burst;
+        self.retry_after_ms = if wait_ns == NEVER {
+            NEVER
+        } else {
+            wait_ns.div_ceil(1_000_000)
+        };
     }
 
     /// The verdict for a path that is not even a string of characters.
@@ -1157,16 +1170,23 @@ impl Snapshot {
             let now_ns = *now.get_or_insert_with(&clock);
             let wait = buckets.try_acquire(b.hash, &b.limit, now_ns);
             if wait != 0 {
-                d.outcome = Outcome::Throttled;
-                d.throttle_burst = b.burst;
-                d.retry_after_ms = if wait == NEVER {
-                    NEVER
-                } else {
-                    wait.div_ceil(1_000_000)
-                };
+                d.throttle(b.burst, wait);
                 return;
             }
         }
+    }
+
+    /// The buckets a `Route` decision spends from, in order (its route's, then the account's);
+    /// None for any other decision.
+    pub fn chain(&self, d: &Decision<'_>) -> Option<SmallVec<[Bucket; 2]>> {
+        let route_bucket = self.route_bucket(d)?;
+        Some(
+            route_bucket
+                .iter()
+                .chain(self.account.iter())
+                .copied()
+                .collect(),
+        )
     }
 
     /// The bucket of a `Route` decision's route (the canary's when the canary was picked); None
@@ -1209,6 +1229,8 @@ pub struct Gateway {
     lambda_caches: std::sync::Mutex<auth::lambda::Caches>,
     /// Stages' response caches, outside the snapshot too.
     response_caches: std::sync::Mutex<cache::Caches>,
+    /// Cluster mode: the buckets and usage counts shared through Redis.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Gateway {
@@ -1266,7 +1288,21 @@ impl Gateway {
             sinks: std::sync::Mutex::new(sinks),
             lambda_caches: std::sync::Mutex::new(lambda_caches),
             response_caches: std::sync::Mutex::new(response_caches),
+            cluster: None,
         })
+    }
+
+    /// In cluster mode: share buckets and usage counts through the Redis of `options`, falling
+    /// back on this gateway's own tables.
+    pub fn with_cluster(mut self, options: ClusterOptions) -> Result<Gateway, ClusterError> {
+        let cluster = Cluster::new(options, self.buckets.clone(), self.tally.clone())?;
+        self.cluster = Some(Arc::new(cluster));
+        Ok(self)
+    }
+
+    /// The cluster link (cluster mode only).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn shared_buckets(&self) -> Arc<Buckets> {

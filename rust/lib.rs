@@ -8,6 +8,7 @@
 //! - `edge` (the runtime and the public listener) and `embed` (the embedded ASGI app's door): the
 //!   two front doors over the same pipeline.
 //! - `cache`: stages' response caches (REST APIs).
+//! - `cluster`: cluster mode, the buckets and usage counts several nodes share through Redis.
 //! - `router`, `throttle`, `usage`, `ids`, `access_log`: the building blocks; `py`: the only PyO3
 //!   code.
 //! - `bench`: the open-loop load generator behind `portico bench`.
@@ -16,6 +17,7 @@ pub mod access_log;
 pub mod auth;
 pub mod bench;
 pub mod cache;
+pub mod cluster;
 pub mod edge;
 pub mod embed;
 pub mod gateway;
@@ -49,8 +51,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::{
         bench, cache_key, check_tls, install_sighup_reopen, monotonic_ns, quota_limit, quota_period,
-        wall_clock_ms, BenchReport, BodyFeed, ConfigError, Core, Gateway, Job, RequestIds, Router, StreamSink,
-        TokenBuckets, UsageTable,
+        wall_clock_ms, BenchReport, BodyFeed, ClusterLink, ConfigError, Core, Gateway, Job, RequestIds, Router,
+        StreamSink, TokenBuckets, UsageTable,
         Verdict,
     };
 }

@@ -1,6 +1,7 @@
 //! The only PyO3 file: the typed face of the core (`portico/_core.pyi`). Rust enums become the
 //! small integers and strings the stub documents here, and nowhere else.
 
+use crate::cluster::{Cluster, ClusterOptions, FailMode, Spend, Spent};
 use crate::edge::Server;
 use crate::embed::{Completion, Embedded, Head};
 use crate::gateway::{self, GatewayError, Outcome};
@@ -161,6 +162,24 @@ impl Verdict {
     }
 }
 
+fn cluster_options(url: String, fail: &str, timeout_ms: f64) -> PyResult<ClusterOptions> {
+    let fail = FailMode::parse(fail).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "redis_fail: {fail:?} is neither \"open\" nor \"closed\""
+        ))
+    })?;
+    if !(timeout_ms.is_finite() && timeout_ms > 0.0 && timeout_ms <= 60_000.0) {
+        return Err(PyValueError::new_err(
+            "redis_timeout_ms: between 0 and 60000 milliseconds",
+        ));
+    }
+    Ok(ClusterOptions {
+        url,
+        fail,
+        timeout: Duration::from_secs_f64(timeout_ms / 1000.0),
+    })
+}
+
 /// A compiled, immutable snapshot of all APIs, swapped atomically on reload.
 #[pyclass(frozen, module = "portico._core")]
 pub struct Gateway {
@@ -171,14 +190,25 @@ pub struct Gateway {
 #[pymethods]
 impl Gateway {
     #[new]
-    #[pyo3(signature = (spec_json, shared_buckets_path=None, buckets=None, shared_usage_path=None))]
+    #[pyo3(signature = (
+        spec_json, shared_buckets_path=None, buckets=None, shared_usage_path=None,
+        redis=None, redis_fail="open", redis_timeout_ms=5.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         spec_json: &str,
         shared_buckets_path: Option<PathBuf>,
         buckets: Option<PyRef<'_, TokenBuckets>>,
         shared_usage_path: Option<PathBuf>,
+        redis: Option<String>,
+        redis_fail: &str,
+        redis_timeout_ms: f64,
     ) -> PyResult<Self> {
+        let cluster = match redis {
+            None => None,
+            Some(url) => Some(cluster_options(url, redis_fail, redis_timeout_ms)?),
+        };
         let inner = match buckets {
             Some(b) => {
                 if shared_buckets_path.is_some() {
@@ -199,6 +229,12 @@ impl Gateway {
                     )
                 })
                 .map_err(gateway_err)?,
+        };
+        let inner = match cluster {
+            None => inner,
+            Some(options) => inner
+                .with_cluster(options)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
         };
         Ok(Gateway {
             inner: Arc::new(inner),
@@ -274,6 +310,63 @@ impl Gateway {
             py.detach(|| Verdict::from_decision(self.inner.decide(host, method, raw_path)))
         } else {
             Verdict::from_decision(self.inner.decide(host, method, raw_path))
+        }
+    }
+}
+
+/// One link to a cluster's Redis, as a worker holds it (`crate::cluster`), for tests and tools:
+/// spends from buckets on Redis with the worker's script and rules.
+#[pyclass(frozen, module = "portico._core")]
+pub struct ClusterLink {
+    cluster: Arc<Cluster>,
+    runtime: tokio::runtime::Runtime,
+}
+
+#[pymethods]
+impl ClusterLink {
+    #[new]
+    #[pyo3(signature = (url, timeout_ms=50.0))]
+    fn new(py: Python<'_>, url: String, timeout_ms: f64) -> PyResult<Self> {
+        let options = cluster_options(url, "closed", timeout_ms)?;
+        let buckets =
+            Arc::new(Buckets::anonymous(16).map_err(|e| PyOSError::new_err(e.to_string()))?);
+        let tally = Arc::new(Tally::anonymous(16).map_err(|e| PyOSError::new_err(e.to_string()))?);
+        let cluster = Cluster::new(options, buckets, tally)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        py.detach(|| runtime.block_on(cluster.connect()))
+            .map_err(|e| PyOSError::new_err(format!("redis: {e}")))?;
+        Ok(ClusterLink {
+            cluster: Arc::new(cluster),
+            runtime,
+        })
+    }
+
+    /// Spend one token from each of `buckets` (`(key, rate, burst)`, keyed as `TokenBuckets`
+    /// keys them) in order, at `now_us` on Redis's clock (default: Redis's `TIME`). Returns
+    /// `(-1, 0)` when all admitted, else `(index of the refusing bucket, ns to wait)`
+    /// (`2**64 - 1`: never); raises OSError when Redis did not decide.
+    #[pyo3(signature = (buckets, now_us=None))]
+    fn spend(
+        &self,
+        py: Python<'_>,
+        buckets: Vec<(String, f64, i64)>,
+        now_us: Option<u64>,
+    ) -> PyResult<(i64, u64)> {
+        let chain: Vec<Spend> = buckets
+            .iter()
+            .map(|(key, rate, burst)| Spend {
+                hash: throttle::key_hash(key.as_bytes()),
+                limit: Limit::new(*rate, *burst),
+            })
+            .collect();
+        match py.detach(|| self.runtime.block_on(self.cluster.spend(&chain, now_us))) {
+            Spent::Admitted => Ok((-1, 0)),
+            Spent::Refused { index, wait_ns } => Ok((index as i64, wait_ns)),
+            Spent::Unavailable => Err(PyOSError::new_err("redis did not decide")),
         }
     }
 }

@@ -379,9 +379,36 @@ impl Buckets {
         }
     }
 
+    /// Cluster mode: make bucket `hash` at least as spent as a `tat` (monotonic ns) the shared
+    /// bucket was seen at; never refunds. A `tat` beyond a full burst is capped as `step` would.
+    pub fn raise_tat(&self, hash: u64, limit: &Limit, tat: u64) {
+        if limit.refuses_all() {
+            return;
+        }
+        let hash = if hash == 0 { 1 } else { hash };
+        let tat = tat.min(monotonic_ns().saturating_add(limit.span_ns));
+        match self.slot(hash) {
+            Some(slot) => {
+                slot.tat.fetch_max(tat, Ordering::AcqRel);
+            }
+            None => {
+                let mut map = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+                let stored = map.entry(hash).or_insert(0);
+                *stored = (*stored).max(tat);
+            }
+        }
+    }
+
     /// Number of keys that did not fit in the table (process-local).
     pub fn overflow_len(&self) -> usize {
         self.overflow.lock().map(|m| m.len()).unwrap_or(0)
+    }
+    /// The fourth word of the table's header, unused by the table itself: every process mapping
+    /// the table sees the same word (cluster mode counts Redis outages in it, `crate::cluster`).
+    pub fn node_word(&self) -> &AtomicU64 {
+        // SAFETY: the slots start HEADER_BYTES after the 64-byte header, mapped as long as `self`;
+        // word 3 (bytes 24..32) is aligned and only ever accessed atomically.
+        unsafe { &*((self.slots as *const u8).sub(HEADER_BYTES - 24) as *const AtomicU64) }
     }
 }
 
@@ -468,6 +495,24 @@ mod tests {
             assert_ne!(b.try_acquire(key_hash(&k.to_le_bytes()), &l, S), 0);
         }
         assert_eq!(b.overflow_len(), 16);
+    }
+
+    #[test]
+    fn a_raised_tat_spends_and_never_refunds() {
+        let b = Buckets::anonymous(16).unwrap();
+        let l = Limit::new(1.0, 3);
+        let now = monotonic_ns();
+        // Seen elsewhere: two tokens spent.
+        b.raise_tat(9, &l, now + 2 * S);
+        assert_eq!(b.try_acquire(9, &l, now), 0);
+        assert_ne!(b.try_acquire(9, &l, now), 0);
+        // An older state does not refund.
+        b.raise_tat(9, &l, now);
+        assert_ne!(b.try_acquire(9, &l, now), 0);
+        // Never beyond a full burst ahead.
+        b.raise_tat(10, &l, u64::MAX);
+        assert!(b.try_acquire(10, &l, now + 4 * S) == 0);
+        b.raise_tat(11, &Limit::new(0.0, 1), now);
     }
 
     #[test]

@@ -572,6 +572,98 @@ impl Tally {
         total
     }
 
+    /// Cluster mode: what a shared period count (missing from Redis) starts from, as `count`
+    /// would start the node's own: the durable days of the period, each replaced by the node's
+    /// day count when it keeps one.
+    pub fn period_seed(
+        &self,
+        usage: &Labelled,
+        period: QuotaPeriod,
+        index: i64,
+        base: &UsageBase,
+    ) -> u64 {
+        let slot = self.claim(usage.hash, &usage.label);
+        let (tag, n) = unpack(slot.words[0].load(Ordering::Acquire));
+        if tag == period.tag(index) {
+            return n;
+        }
+        self.seed(slot, period, index, base)
+    }
+
+    /// Cluster mode: what a shared day count starts from: the node's, else the durable one.
+    pub fn day_seed(&self, usage: &Labelled, day: i64, base: &UsageBase) -> u64 {
+        let slot = self.claim(usage.hash, &usage.label);
+        let (tag, n) = unpack(slot.words[1 + day.rem_euclid(2) as usize].load(Ordering::Acquire));
+        if tag == day_tag(day) {
+            n
+        } else {
+            base.day(day)
+        }
+    }
+
+    /// Cluster mode: raise the node's counts to the shared ones Redis answered with (never lower
+    /// them), so that the usage writer makes them durable and a fallback goes on from them.
+    /// `period`: the quota period, its index and its count.
+    pub fn mirror(
+        &self,
+        usage: &Labelled,
+        period: Option<(QuotaPeriod, i64, u64)>,
+        day: i64,
+        day_count: u64,
+    ) {
+        let slot = self.claim(usage.hash, &usage.label);
+        let raise = |word: &AtomicU64, tag: u64, count: u64| {
+            let mut current = word.load(Ordering::Acquire);
+            loop {
+                let (t, n) = unpack(current);
+                if t == tag && n >= count {
+                    return;
+                }
+                match word.compare_exchange_weak(
+                    current,
+                    pack(tag, count),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return,
+                    Err(now) => current = now,
+                }
+            }
+        };
+        if let Some((p, index, count)) = period {
+            raise(&slot.words[0], p.tag(index), count);
+        }
+        raise(
+            &slot.words[1 + day.rem_euclid(2) as usize],
+            day_tag(day),
+            day_count,
+        );
+    }
+
+    /// The node's counts of a usage-plan key: its quota period's (0 when the table counts another
+    /// period) and its day's.
+    pub fn counts(
+        &self,
+        usage: &Labelled,
+        period: Option<(QuotaPeriod, i64)>,
+        day: i64,
+    ) -> (u64, u64) {
+        let slot = self.claim(usage.hash, &usage.label);
+        let read = |word: &AtomicU64, tag: u64| {
+            let (t, n) = unpack(word.load(Ordering::Acquire));
+            if t == tag {
+                n
+            } else {
+                0
+            }
+        };
+        let in_period = period.map_or(0, |(p, index)| read(&slot.words[0], p.tag(index)));
+        (
+            in_period,
+            read(&slot.words[1 + day.rem_euclid(2) as usize], day_tag(day)),
+        )
+    }
+
     /// Count one refusal of the stage or key labelled `counter`.
     pub fn bump(&self, counter: &Labelled, refusal: Refusal) {
         self.claim(counter.hash, &counter.label).words[refusal as usize]

@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
+# Cluster mode's tests start redis-server processes of their own (tests/conftest.py), from Debian's
+# package; its own service, if the package starts one, is not used.
+if ! command -v redis-server >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
 # cargo test links libpython; pyenv-style shared builds keep it outside the default search path.
 LIBDIR="$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
 export LD_LIBRARY_PATH="${LIBDIR}${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"

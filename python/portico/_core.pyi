@@ -95,12 +95,19 @@ class Gateway:
         shared_buckets_path: str | None = None,
         buckets: TokenBuckets | None = None,
         shared_usage_path: str | None = None,
+        redis: str | None = None,
+        redis_fail: str = "open",
+        redis_timeout_ms: float = 5.0,
     ) -> Gateway:
         """`shared_buckets_path`: a file (normally under /dev/shm) mapped by every worker process
         so that token buckets are shared gateway-wide; None keeps buckets in this process.
         `buckets`: spend from an existing table instead (e.g. `old_gateway.buckets`, so that a
         reload keeps throttle state); not together with `shared_buckets_path` (ValueError).
         `shared_usage_path`: the same for the usage plans' counters (`UsageTable`).
+        `redis` (cluster mode, `redis://HOST:PORT/DB`): buckets and usage counts are shared with
+        every gateway on that Redis; while it cannot answer within `redis_timeout_ms`, requests are
+        decided on this gateway's own tables (`redis_fail="open"`) or refused with 429 ("closed").
+        The connection lives on the runtime of the `Core` serving this gateway.
         Raises ConfigError for an invalid spec, OSError when a shared file cannot be used."""
     @property
     def buckets(self) -> TokenBuckets:
@@ -125,6 +132,17 @@ class Gateway:
         """Every REST stage response cache of this process: dicts of `api_id`, `stage`, `hits`
         and `misses` (AWS's CacheHitCount and CacheMissCount, kept across flushes), `entries`,
         `bytes` (what the entries weigh, never more than `capacity`) and `capacity` (bytes)."""
+
+@final
+class ClusterLink:
+    """One link to a cluster's Redis, as a worker holds it (for tests and tools)."""
+
+    def __new__(cls, url: str, timeout_ms: float = 50.0) -> ClusterLink:
+        """Connects at once; OSError when Redis does not answer, ValueError for a bad URL."""
+    def spend(self, buckets: list[tuple[str, float, int]], now_us: int | None = None) -> tuple[int, int]:
+        """Spend one token from each `(key, rate, burst)` in order on Redis (at `now_us` on its
+        clock, default its `TIME`): `(-1, 0)` when all admitted, else `(index of the refusing
+        bucket, ns to wait)` (`2**64 - 1`: never). OSError when Redis did not decide."""
 
 @final
 class TokenBuckets:

@@ -106,6 +106,32 @@ def _parser() -> argparse.ArgumentParser:
         help="admin credentials (or env PORTICO_ADMIN_KEY); default: generated into DATA_DIR/admin-key",
     )
 
+    serve.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help=(
+            "cluster mode: share token buckets, quotas and usage counts, and the admin API's changes, "
+            "with every node on this Redis (redis://[:PASSWORD@]HOST:PORT/DB)"
+        ),
+    )
+    serve.add_argument(
+        "--redis-fail",
+        choices=("open", "closed"),
+        default="open",
+        help=(
+            "while Redis is unreachable: open, each node applies its own throttles and quotas "
+            "(default); closed, requests with throttles or quotas are refused with 429"
+        ),
+    )
+    serve.add_argument(
+        "--redis-timeout-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="the longest a request waits on Redis before it is decided as --redis-fail says (default: 5)",
+    )
+
     check = commands.add_parser("check", help="validate a config file and print what it serves")
     check.add_argument("config", nargs="?", help="configuration file")
     check.add_argument("--function", action="append", default=[], metavar="NAME=MODULE:ATTR")
@@ -232,7 +258,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SystemExit("portico: --workers must be at least 1")
 
-    from portico.serve.process import ServeOptions, serve
+    from portico.serve.process import RedisOptions, ServeOptions, serve
+
+    redis = None
+    if args.redis is not None:
+        redis = RedisOptions(args.redis, args.redis_fail, args.redis_timeout_ms)
+        problem = redis.problem()
+        if problem:
+            raise SystemExit(f"portico: --redis: {problem}")
 
     options = ServeOptions(
         config_path=config_path,
@@ -243,6 +276,7 @@ def _serve(args: argparse.Namespace) -> int:
         plugins=list(args.plugin),
         edge=args.edge,
         tls=tls,
+        redis=redis,
     )
     if tls is not None:
         from portico.serve.process import check_tls

@@ -32,10 +32,12 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, C
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
+use smallvec::SmallVec;
 
 use crate::access_log::{Identity, LogRecord};
 use crate::auth::mtls::{self, ClientAuth};
 use crate::auth::{AuthContext, Granted};
+use crate::cluster::{Spend, Spent};
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
 use crate::integrations::http_proxy::{Target, UpstreamClient};
@@ -46,6 +48,9 @@ use crate::throttle::monotonic_ns;
 use body::{empty, full, BodyError, LimitedBody, PipelineBody, Reported};
 use cors::Cors;
 use responses::ErrorType;
+
+/// Cluster mode, failing closed: when a client refused because Redis cannot decide may retry.
+pub(crate) const UNAVAILABLE_RETRY_NS: u64 = 1_000_000_000;
 
 /// The header every answer carries: the request's id.
 const REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
@@ -315,7 +320,27 @@ impl Pipeline {
         };
 
         // throttle: the route's bucket (its method's, else the stage's), then the account's.
-        snap.spend_with_clock(&mut d, self.gateway.buckets(), monotonic_ns);
+        match self.gateway.cluster() {
+            None => snap.spend_with_clock(&mut d, self.gateway.buckets(), monotonic_ns),
+            Some(cluster) => {
+                if let Some(chain) = snap.chain(&d) {
+                    let spends: SmallVec<[Spend; 2]> = chain
+                        .iter()
+                        .map(|b| Spend {
+                            hash: b.hash,
+                            limit: b.limit,
+                        })
+                        .collect();
+                    match cluster.spend(&spends, None).await {
+                        Spent::Admitted => {}
+                        Spent::Refused { index, wait_ns } => {
+                            d.throttle(chain[index].burst, wait_ns)
+                        }
+                        Spent::Unavailable => d.throttle(chain[0].burst, UNAVAILABLE_RETRY_NS),
+                    }
+                }
+            }
+        }
         if d.outcome == Outcome::Throttled {
             if let Some(serving) = ex.serving.as_deref() {
                 self.gateway.tally().bump(&serving.counter, crate::usage::Refusal::Throttled);
@@ -332,7 +357,7 @@ impl Pipeline {
         }
 
         // usage plan: the API key's plan's throttle (its method's, else the plan's), then its quota.
-        self.usage_plan(snap, ex)?;
+        self.usage_plan(snap, ex).await?;
 
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;

@@ -11,7 +11,8 @@
 
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::{Exchange, Failure, Pipeline};
+use super::{Exchange, Failure, Pipeline, UNAVAILABLE_RETRY_NS};
+use crate::cluster::{Spend, Spent};
 use crate::gateway::Snapshot;
 use crate::pipeline::responses::ErrorType;
 use crate::throttle::{monotonic_ns, NEVER};
@@ -65,7 +66,11 @@ pub(super) fn quota_headers(state: &QuotaState) -> impl Iterator<Item = (HeaderN
 impl Pipeline {
     /// Hold the request's API key to its usage plan's throttle and quota; with
     /// `rateLimitHeaders`, what is left of the quota goes into `ex.quota` for the answer.
-    pub(super) fn usage_plan(&self, snap: &Snapshot, ex: &mut Exchange) -> Result<(), Failure> {
+    pub(super) async fn usage_plan(
+        &self,
+        snap: &Snapshot,
+        ex: &mut Exchange,
+    ) -> Result<(), Failure> {
         let Some(key) = ex.auth.api_key.as_ref() else {
             return Ok(());
         };
@@ -85,11 +90,26 @@ impl Pipeline {
             }
         };
         let api_id = &snap.api(api).id;
+        let cluster = self.gateway.cluster();
         if let Some(bucket) = plan_key.bucket_for(api_id, &serving.stage, &route.key) {
-            let wait =
-                self.gateway
-                    .buckets()
-                    .try_acquire(bucket.hash, &bucket.limit, monotonic_ns());
+            let wait = match cluster {
+                None => {
+                    self.gateway
+                        .buckets()
+                        .try_acquire(bucket.hash, &bucket.limit, monotonic_ns())
+                }
+                Some(cluster) => {
+                    let spend = Spend {
+                        hash: bucket.hash,
+                        limit: bucket.limit,
+                    };
+                    match cluster.spend(&[spend], None).await {
+                        Spent::Admitted => 0,
+                        Spent::Refused { wait_ns, .. } => wait_ns,
+                        Spent::Unavailable => UNAVAILABLE_RETRY_NS,
+                    }
+                }
+            };
             if wait != 0 {
                 refused(Refusal::Throttled);
                 let wait_ms = if wait == NEVER {
@@ -101,12 +121,33 @@ impl Pipeline {
             }
         }
         let plan = keys.plan(plan_key);
-        match tally.count(
-            &plan_key.usage,
-            plan.quota.as_ref(),
-            &plan_key.base,
-            ex.epoch_ms,
-        ) {
+        let counted = match cluster {
+            None => tally.count(
+                &plan_key.usage,
+                plan.quota.as_ref(),
+                &plan_key.base,
+                ex.epoch_ms,
+            ),
+            Some(cluster) => {
+                let counted = cluster
+                    .count(
+                        &plan_key.usage,
+                        plan.quota.as_ref(),
+                        &plan_key.base,
+                        ex.epoch_ms,
+                    )
+                    .await;
+                match counted {
+                    Some(counted) => counted,
+                    None => {
+                        // Redis cannot count and the node fails closed.
+                        refused(Refusal::Throttled);
+                        return Err(throttled(snap, UNAVAILABLE_RETRY_NS / 1_000_000, 0));
+                    }
+                }
+            }
+        };
+        match counted {
             Counted::Admitted(state) => {
                 if snap.settings.rate_limit_headers {
                     ex.quota = state;

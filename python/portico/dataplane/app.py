@@ -158,15 +158,25 @@ class DataPlane:
         source: ReloadSource | None = None,
         generation: int | None = None,
         max_threads: int = 256,
+        redis: dict[str, Any] | None = None,
     ) -> None:
+        """`redis` (cluster mode: `url`, `fail`, `timeout_ms`): the Redis the node shares its
+        buckets and usage counts through (`Gateway`'s `redis`, `redis_fail`, `redis_timeout_ms`)."""
         self.plugins = list(plugins)
         self._hooks = {
             "on_request": any(_overrides(p, "on_request") for p in self.plugins),
             "on_response": any(_overrides(p, "on_response") for p in self.plugins),
         }
         self.compiled = compiled
+        cluster: dict[str, Any] = {}
+        if redis is not None:
+            cluster = {
+                "redis": redis["url"],
+                "redis_fail": redis["fail"],
+                "redis_timeout_ms": redis["timeout_ms"],
+            }
         self.gateway = _core.Gateway(
-            self._spec_json(compiled), shared_buckets_path, shared_usage_path=shared_usage_path
+            self._spec_json(compiled), shared_buckets_path, shared_usage_path=shared_usage_path, **cluster
         )
         self.core = _core.Core(self.gateway, max_threads)
         self.registry = registry if registry is not None else FunctionRegistry()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from portico.compile.files import (
     CompiledConfig,
@@ -68,6 +69,7 @@ def build_dataplane(
     usage_store: Store | str | Path | None = None,
     max_threads: int = 256,
     admin_key: tuple[str, str] | None = None,
+    redis: dict[str, Any] | None = None,
 ) -> DataPlane:
     """An ASGI app serving `config` (a file path or a `Config`) through the core's pipeline.
 
@@ -83,6 +85,8 @@ def build_dataplane(
     counters live in, shared by every process serving the same port (else this process's own).
     `usage_store` (without `store`): the data directory whose durable usage counts the config
     file's usage plans go on from (with `store`, the store's own).
+    `redis` (cluster mode: `url`, `fail`, `timeout_ms`): the Redis whose buckets and usage counts
+    this data plane shares with the other nodes' (see "Cluster mode" in docs/pipeline.md).
     """
     if not isinstance(config, Config):
         config = load_config(config)
@@ -96,6 +100,7 @@ def build_dataplane(
         "shared_usage_path": shared_usage_path,
         "plugins": plugins,
         "max_threads": max_threads,
+        "redis": redis,
     }
     if store is None:
         plans = None

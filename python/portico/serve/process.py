@@ -41,12 +41,13 @@ from portico.serve.worker import (
     ENV_EDGE,
     ENV_FUNCTIONS,
     ENV_PLUGINS,
+    ENV_REDIS,
     ENV_SHARED_BUCKETS,
     ENV_SHARED_USAGE,
     ENV_USAGE_DIR,
 )
 
-__all__ = ["ServeOptions", "TlsOptions", "check_tls", "listen", "serve"]
+__all__ = ["RedisOptions", "ServeOptions", "TlsOptions", "check_tls", "listen", "serve"]
 
 log = logging.getLogger("portico.serve")
 
@@ -87,6 +88,39 @@ def check_tls(tls: TlsOptions) -> list[str]:
         raise SystemExit(f"portico: {name}: {message}") from None
 
 
+@dataclass(slots=True, frozen=True)
+class RedisOptions:
+    """Cluster mode (`--redis`): the Redis every node shares its limits and admin changes through."""
+
+    url: str
+    # "open": each node applies its own limits while Redis is unreachable; "closed": refuse (429).
+    fail: str = "open"
+    # The longest a request waits on Redis.
+    timeout_ms: float = 5.0
+
+    def problem(self) -> str | None:
+        """What is wrong with these options (None: nothing)."""
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(self.url)
+            url.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            return f"not a URL: {exc}"
+        if url.scheme != "redis" or not url.hostname:
+            return "give redis://HOST:PORT/DB"
+        if url.path.strip("/") and not url.path.strip("/").isdigit():
+            return f"the database must be a number, not {url.path.strip('/')!r}"
+        if self.fail not in ("open", "closed"):
+            return f"--redis-fail is open or closed, not {self.fail!r}"
+        if not 0 < self.timeout_ms <= 60_000:
+            return "--redis-timeout-ms must be between 0 and 60000"
+        return None
+
+    def env(self) -> str:
+        return json.dumps({"url": self.url, "fail": self.fail, "timeout_ms": self.timeout_ms})
+
+
 @dataclass(slots=True)
 class ServeOptions:
     config_path: str | None
@@ -102,6 +136,8 @@ class ServeOptions:
     # Where the usage plans' counts are made durable (None: they are not), and how often.
     usage_dir: str | None = None
     usage_flush_interval_ms: int = 1000
+    # Cluster mode: the Redis the nodes share (None: this node alone).
+    redis: RedisOptions | None = None
 
 
 def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -155,6 +191,10 @@ def serve(
     os.environ[ENV_PLUGINS] = json.dumps(options.plugins)
     os.environ[ENV_SHARED_BUCKETS] = buckets
     os.environ[ENV_SHARED_USAGE] = usage
+    if options.redis is not None:
+        os.environ[ENV_REDIS] = options.redis.env()
+    else:
+        os.environ.pop(ENV_REDIS, None)
     scheme = "https" if options.tls is not None else "http"
     mtls = " (mTLS)" if options.tls is not None and options.tls.truststore_file else ""
     where = f"{scheme}://{options.host}:{options.port}{mtls}"

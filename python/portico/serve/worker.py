@@ -31,6 +31,8 @@ ENV_SHARED_USAGE = "PORTICO_SHARED_USAGE"
 # Without the admin API: the data directory whose durable usage counts the config's plans go on from.
 ENV_USAGE_DIR = "PORTICO_USAGE_DIR"
 ENV_PLUGINS = "PORTICO_PLUGINS"
+# Cluster mode (JSON: url, fail, timeout_ms): the Redis the nodes share their limits through.
+ENV_REDIS = "PORTICO_REDIS"
 # The control plane's data directory: set (by `portico serve --admin-port`) when the workers also
 # serve the admin-created APIs and follow their changes live.
 ENV_DATA_DIR = "PORTICO_DATA_DIR"
@@ -100,6 +102,7 @@ def create_app() -> DataPlane:
         store=os.environ.get(ENV_DATA_DIR) or None,
         usage_store=os.environ.get(ENV_USAGE_DIR) or None,
         admin_key=admin_key,
+        redis=json.loads(os.environ.get(ENV_REDIS) or "null"),
     )
     # SIGHUP (forwarded by the server process) reopens the access-log files, for logrotate, and
     # makes the edge read its TLS files again.
