@@ -112,8 +112,11 @@ return {1, used, day}
 "#;
 
 /// Hands back what one worker counted while Redis was lost. KEYS[1]: the period's count ("" for
-/// none), KEYS[2]: the day's. ARGV: the requests counted, the worker's period and day totals (what
-/// a missing key starts from: they include the requests), and each key's lifetime (ms).
+/// none), KEYS[2]: the day's. ARGV: the requests counted, the node's period and day counts (the
+/// shared counts it last saw plus what its workers counted since), and each key's lifetime (ms).
+/// A count Redis kept is raised by the requests (exact); one Redis lost (restarted without its
+/// data) starts again from the node's counts, which may hold a sibling worker's requests that
+/// worker then adds again: after a data loss counts may come out high, never low.
 pub const MERGE_LUA: &str = r#"
 for i = 1, 2 do
   if KEYS[i] ~= '' then
@@ -292,7 +295,8 @@ impl Cluster {
         self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Connect once (the supervisor, or a caller without one); true when Redis answers.
+    /// Connect once (the supervisor, or a caller without one): Redis answered, and what this
+    /// worker counted while it was lost has been handed back (before any request uses it).
     pub async fn connect(&self) -> Result<(), RedisError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
@@ -302,6 +306,7 @@ impl Cluster {
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        self.hand_back(&mut conn).await;
         *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
         self.up.store(true, Ordering::Release);
         self.empty_until
@@ -375,10 +380,7 @@ impl Cluster {
         loop {
             if !self.is_up() {
                 match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.connect()).await {
-                    Ok(Ok(())) => {
-                        self.hand_back().await;
-                        self.log_recovery();
-                    }
+                    Ok(Ok(())) => self.log_recovery(),
                     Ok(Err(e)) => self.log_loss(&e.to_string()),
                     Err(_) => self.log_loss("no answer"),
                 }
@@ -626,7 +628,7 @@ impl Cluster {
     }
 
     /// Add what this worker counted while Redis was lost to the shared counts.
-    async fn hand_back(&self) {
+    async fn hand_back(&self, conn: &mut MultiplexedConnection) {
         let pending: Vec<_> = self
             .pending
             .lock()
@@ -636,9 +638,6 @@ impl Cluster {
         if pending.is_empty() {
             return;
         }
-        let Some(mut conn) = self.connection() else {
-            return;
-        };
         let mut unsent = Vec::new();
         for ((period_key, day_key), p) in pending {
             // What the node's table holds: the counts mirrored from Redis and those counted since.
@@ -653,8 +652,7 @@ impl Cluster {
                 .arg(day_total)
                 .arg(p.period_ttl_ms.max(1))
                 .arg(p.day_ttl_ms.max(1));
-            let sent =
-                tokio::time::timeout(CONNECT_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await;
+            let sent = tokio::time::timeout(CONNECT_TIMEOUT, call.invoke_async::<i64>(conn)).await;
             if !matches!(sent, Ok(Ok(_))) {
                 unsent.push(((period_key, day_key), p));
             }

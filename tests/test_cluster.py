@@ -241,3 +241,134 @@ def test_a_quota_is_never_exceeded_across_nodes(cluster, redis_server: RedisServ
     # Redis holds the day's count; every node's table mirrors what it last saw of it.
     keys = redis_server.client().keys("portico:d:*")
     assert [int(redis_server.client().get(k)) for k in keys] == [quota]
+
+
+# ------------------------------------------------------------------------------------------------
+# Faults
+
+
+def _lines(node: Server, text: str) -> int:
+    return node.log.count(text)
+
+
+def _wait_for_log(nodes: list[Server], text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(text in node.log for node in nodes):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not every node logged {text!r}:\n" + "\n---\n".join(n.log for n in nodes))
+
+
+LOST = "unreachable ("
+BACK = "reachable again: throttles and quotas are shared again"
+
+
+def test_redis_killed_and_restarted_under_two_nodes(cluster, redis_server: RedisServer):
+    """Killed: every request is still answered (fail-open: each node applies its own buckets, so
+    together they admit more than one bucket), one line per node says so. Restarted: one line per
+    node, and the nodes share the bucket again."""
+    rate, burst = 20.0, 10
+    nodes = cluster(2, _config(rate, burst))
+    answers, elapsed = _hammer(nodes, "/limited", 1.0, headers=SHARED)
+    assert sum(1 for status, _ in answers if status == 200) <= burst + rate * elapsed + 1
+
+    redis_server.kill()
+    answers, elapsed = _hammer(nodes, "/limited", 2.0, headers=SHARED)
+    statuses = {status for status, _ in answers}
+    assert statuses <= {200, 429}, statuses
+    admitted = sum(1 for status, _ in answers if status == 200)
+    # The nodes' own buckets went on from the shared state each last saw: about twice the rate.
+    assert rate * elapsed < admitted <= 2 * (burst + rate * elapsed) + 2
+    _wait_for_log(nodes, LOST)
+
+    redis_server.start()
+    _wait_for_log(nodes, BACK)
+    time.sleep(burst / rate)  # the restarted Redis's bucket is full; let the nodes' drain too
+    answers, elapsed = _hammer(nodes, "/limited", 2.0, headers=SHARED)
+    assert sum(1 for status, _ in answers if status == 200) <= burst + rate * elapsed + 1
+    for node in nodes:
+        # One line per node (two workers each), not one per worker or per failed call.
+        assert _lines(node, LOST) == 1, node.log
+        assert _lines(node, BACK) == 1, node.log
+
+
+def test_a_hung_redis_delays_no_request_beyond_the_timeout(cluster, redis_server: RedisServer):
+    """SIGSTOPped, Redis answers nothing and its connections stay open: requests are decided on
+    the node's own buckets after --redis-timeout-ms, the health check declares it lost, and when it
+    runs again the node shares again."""
+    nodes = cluster(1, _config(1000, 1000), "--redis-timeout-ms", "20")
+    node = nodes[0]
+    assert httpx.get(node.url + "/limited", headers=SHARED).status_code == 200
+    redis_server.freeze()
+    try:
+        slowest = 0.0
+        with httpx.Client(timeout=5) as http:
+            for _ in range(40):
+                started = time.monotonic()
+                assert http.get(node.url + "/limited", headers=SHARED).status_code == 200
+                slowest = max(slowest, time.monotonic() - started)
+        # No hang: a request waits at most the timeout on Redis (the bound is generous for CI).
+        assert slowest < 1.0
+        _wait_for_log(nodes, LOST)
+    finally:
+        redis_server.thaw()
+    _wait_for_log(nodes, BACK)
+    # Decided on Redis again (every worker reconnects within the health check's interval).
+    before = _script_calls(redis_server)
+    deadline = time.monotonic() + 5
+    while _script_calls(redis_server) == before and time.monotonic() < deadline:
+        assert httpx.get(node.url + "/limited", headers=SHARED).status_code == 200
+        time.sleep(0.05)
+    assert _script_calls(redis_server) > before
+
+
+def _script_calls(redis_server: RedisServer) -> int:
+    stats = redis_server.client().info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+
+def test_fail_closed_refuses_what_redis_cannot_decide(cluster, redis_server: RedisServer):
+    nodes = cluster(1, _config(1000, 1000), "--redis-fail", "closed")
+    node = nodes[0]
+    assert httpx.get(node.url + "/limited", headers=SHARED).status_code == 200
+    redis_server.kill()
+    _wait_for_log(nodes, LOST)
+    assert "refused, 429 (fail-closed)" in node.log
+    r = httpx.get(node.url + "/limited", headers=SHARED)
+    assert (r.status_code, r.json()) == (429, {"message": "Too Many Requests"})
+    r = httpx.get(node.url + "/prod/items", headers={**SHOP, "x-api-key": KEY})
+    assert r.status_code == 429
+    redis_server.start()
+    _wait_for_log(nodes, BACK)
+    assert httpx.get(node.url + "/limited", headers=SHARED).status_code == 200
+
+
+def test_counts_made_during_an_outage_are_handed_back(cluster, redis_server: RedisServer):
+    """A quota counted by each node on its own while Redis is down is added to the shared count
+    when Redis is back (here Redis kept its data: it was frozen, not killed)."""
+    quota = 100
+    nodes = cluster(2, _config(1000, 1000, quota=quota))
+    headers = {**SHOP, "x-api-key": KEY}
+    for i in range(10):
+        assert httpx.get(nodes[i % 2].url + "/prod/items", headers=headers).status_code == 200
+    redis_server.freeze()
+    try:
+        _wait_for_log(nodes, LOST)
+        # Every worker's health check has found Redis lost: no request's call is left waiting in
+        # the frozen Redis (one would be applied when it runs again, on top of the local count).
+        time.sleep(1.0)
+        for i in range(12):
+            assert httpx.get(nodes[i % 2].url + "/prod/items", headers=headers).status_code == 200
+    finally:
+        redis_server.thaw()
+    _wait_for_log(nodes, BACK)
+    client = redis_server.client()
+    [period_key] = client.keys("portico:q:*")
+    [day_key] = client.keys("portico:d:*")
+    # Each worker hands back its own counts when it reconnects (within the health check interval).
+    deadline = time.monotonic() + 5
+    while int(client.get(period_key)) < 22 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert int(client.get(period_key)) == int(client.get(day_key)) == 22
