@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import RedisServer, Server, start_server
+from admin_e2e import ACCESS_KEY_ID, FILE_CONFIG, SECRET, VERSIONS, AdminServer, rest_echo_api, wait_for
+from conftest import RedisServer, Server, free_port, start_server
 from portico import _core
 
 NEVER = 2**64 - 1
@@ -372,3 +373,106 @@ def test_counts_made_during_an_outage_are_handed_back(cluster, redis_server: Red
         time.sleep(0.05)
     time.sleep(0.5)
     assert int(client.get(period_key)) == int(client.get(day_key)) == 22
+
+
+# ------------------------------------------------------------------------------------------------
+# The admin API's changes, served by every node
+
+
+def _admin_nodes(tmp_path: Path, redis_server: RedisServer, names: list[str]) -> list[AdminServer]:
+    nodes = []
+    for name in names:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        admin_port = free_port()
+        data_dir = workdir / "state"
+        args = ["--redis", redis_server.url, "--admin-port", str(admin_port), "--data-dir", str(data_dir)]
+        args += ["--admin-key", f"{ACCESS_KEY_ID}:{SECRET}"]
+        server = start_server(FILE_CONFIG, workdir, functions=VERSIONS, extra_args=args)
+        nodes.append(AdminServer(server, f"http://127.0.0.1:{admin_port}", data_dir))
+    return nodes
+
+
+@pytest.fixture
+def admin_cluster(tmp_path: Path, redis_server: RedisServer):
+    started: list[AdminServer] = []
+
+    def start(*names: str) -> list[AdminServer]:
+        nodes = _admin_nodes(tmp_path, redis_server, list(names))
+        started.extend(nodes)
+        return nodes
+
+    yield start
+    for node in started:
+        node.server.stop()
+
+
+def test_an_admin_change_on_one_node_is_served_by_the_others_within_a_second(admin_cluster):
+    a, b = admin_cluster("a", "b")
+    apigw = a.client("apigateway")
+    api_id = rest_echo_api(apigw, "replicated")
+    apigw.create_deployment(restApiId=api_id, stageName="prod")
+
+    def health(node: AdminServer) -> int:
+        return httpx.get(node.url + "/prod/health", headers={"host": node.host(api_id)}).status_code
+
+    _, waited = wait_for(lambda: health(b) == 200, timeout=5)
+    assert waited < 1.0, waited
+    # Node B's admin API reads the same documents.
+    assert b.client("apigateway").get_rest_api(restApiId=api_id)["name"] == "replicated"
+
+    # API keys: created, bound and then disabled on node A; node B refuses the key within a second.
+    items = apigw.create_resource(
+        restApiId=api_id, parentId=apigw.get_resources(restApiId=api_id)["items"][0]["id"], pathPart="items"
+    )
+    apigw.put_method(
+        restApiId=api_id,
+        resourceId=items["id"],
+        httpMethod="GET",
+        authorizationType="NONE",
+        apiKeyRequired=True,
+    )
+    apigw.put_integration(
+        restApiId=api_id,
+        resourceId=items["id"],
+        httpMethod="GET",
+        type="MOCK",
+        requestTemplates={"application/json": '{"statusCode": 200}'},
+    )
+    apigw.put_method_response(restApiId=api_id, resourceId=items["id"], httpMethod="GET", statusCode="200")
+    apigw.put_integration_response(
+        restApiId=api_id, resourceId=items["id"], httpMethod="GET", statusCode="200"
+    )
+    apigw.create_deployment(restApiId=api_id, stageName="prod")
+    key = apigw.create_api_key(name="partner", value=KEY, enabled=True)
+    plan = apigw.create_usage_plan(name="gold", apiStages=[{"apiId": api_id, "stage": "prod"}])
+    apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+
+    def items_status(node: AdminServer) -> int:
+        headers = {"host": node.host(api_id), "x-api-key": KEY}
+        return httpx.get(node.url + "/prod/items", headers=headers).status_code
+
+    wait_for(lambda: items_status(b) == 200, timeout=5)
+    apigw.update_api_key(
+        apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
+    )
+    _, waited = wait_for(lambda: items_status(b) == 403, timeout=5)
+    assert waited < 1.0, waited
+
+    # A change made on node B reaches node A the same way; deleting the API is served everywhere.
+    b.client("apigateway").delete_rest_api(restApiId=api_id)
+    _, waited = wait_for(lambda: health(a) in (403, 404), timeout=5)
+    assert waited < 1.0, waited
+    with pytest.raises(a.client("apigateway").exceptions.NotFoundException):
+        a.client("apigateway").get_rest_api(restApiId=api_id)
+
+
+def test_a_node_that_joins_later_serves_what_was_made_before(admin_cluster):
+    (a,) = admin_cluster("a")
+    apigw = a.client("apigateway")
+    api_id = rest_echo_api(apigw, "early")
+    apigw.create_deployment(restApiId=api_id, stageName="prod")
+    (c,) = admin_cluster("c")
+    status = lambda: httpx.get(c.url + "/prod/health", headers={"host": c.host(api_id)}).status_code  # noqa: E731
+    wait_for(lambda: status() == 200, timeout=5)
+    assert [api["id"] for api in c.client("apigateway").get_rest_apis()["items"]] == [api_id]

@@ -351,6 +351,8 @@ def _start_admin(args: argparse.Namespace, admin_key: str | None, account_thrott
             "account_throttle": account_throttle,
             # The workers' usage counters (set by `serve` before the admin API starts).
             "usage_path": os.environ.get(ENV_SHARED_USAGE),
+            # Cluster mode: its changes are journaled for the other nodes (`portico.control.replica`).
+            "journal": args.redis is not None,
         },
         name="portico-admin",
         daemon=True,

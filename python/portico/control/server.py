@@ -207,18 +207,20 @@ def run_admin_server(
     exit_with_parent: bool = False,
     account_throttle: dict[str, float] | None = None,
     usage_path: str | None = None,
+    journal: bool = False,
 ) -> None:
     """Blocking entry point (e.g. a multiprocessing `spawn` child); stops on SIGINT/SIGTERM, and
     with `exit_with_parent` also when the parent process goes away (even by kill -9).
     `admin_key` is `(id, secret)`, `"ID:SECRET"`, or None for env/`<data-dir>/admin-key`.
-    `account_throttle` ({"rate", "burst"}) and `usage_path`: the data plane's (`DataPlaneView`)."""
+    `account_throttle` ({"rate", "burst"}) and `usage_path`: the data plane's (`DataPlaneView`).
+    `journal` (cluster mode): every change is journaled for the other nodes (`Store`'s `journal`)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="portico-admin: %(message)s")
     if isinstance(admin_key, tuple):
         access_key_id, secret = admin_key
     else:
         access_key_id, secret, _ = load_or_create_admin_key(data_dir, admin_key)
-    store = Store(data_dir)
+    store = Store(data_dir, journal=journal)
 
     async def main() -> None:
         stop = asyncio.Event()

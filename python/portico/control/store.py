@@ -14,6 +14,12 @@ in batches (`Store.write_usage`, by the usage writer, `portico.serve.usage`) wit
 generation: `usage` holds each (plan, key, UTC day)'s requests (days since 1970-01-01), and
 `quota_since` when each plan's quota was set (its initial period takes `offset` off the limit).
 
+Cluster mode (`portico serve --redis`): a journaling store (`Store(..., journal=True)`, the admin
+API's) also records every committed write transaction's changes, as a list of operations, in the
+`outbox` table, in the same transaction; the node's replicator (`portico.control.replica`) publishes
+them to Redis and applies every node's to this store. `replica` holds its bookkeeping (the stream
+position applied, this node's id).
+
 Durability: a rollback journal (`journal_mode=TRUNCATE`) with `synchronous=FULL`: a commit is
 fsynced before the admin request is answered, so an acknowledged write survives `kill -9` of the
 process and also an OS crash or power loss (admin writes are rare, the fsyncs are cheap).
@@ -70,6 +76,8 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_by_day ON usage (day);
 CREATE TABLE IF NOT EXISTS quota_since (plan_id TEXT PRIMARY KEY, since_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, ops TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -80,10 +88,16 @@ class ReadOnlyError(RuntimeError):
 class Transaction:
     """Reads and writes inside one SQLite transaction. Documents are JSON-able dicts."""
 
-    def __init__(self, conn: sqlite3.Connection, writable: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, writable: bool, journal: bool = False) -> None:
         self._conn = conn
         self._writable = writable
         self.dirty = False
+        # Cluster mode: the changes made, as `portico.control.replica` applies them elsewhere.
+        self.ops: list[list[Any]] | None = [] if journal else None
+
+    def _record(self, *op: Any) -> None:
+        if self.ops is not None:
+            self.ops.append(list(op))
 
     def _write(self) -> None:
         if not self._writable:
@@ -105,8 +119,17 @@ class Transaction:
         ).fetchone()
         return row is not None
 
-    def put(self, service: str, kind: str, id: str, doc: dict[str, Any], parent: str | None = None) -> None:
-        """Insert or replace a document (its `created` time is kept on replace)."""
+    def put(
+        self,
+        service: str,
+        kind: str,
+        id: str,
+        doc: dict[str, Any],
+        parent: str | None = None,
+        created: float | None = None,
+    ) -> None:
+        """Insert or replace a document (its `created` time is kept on replace; `created`: the
+        time to give a new one, a replica's)."""
         self._write()
         now = time.time()
         self._conn.execute(
@@ -114,8 +137,13 @@ class Transaction:
             "VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (service, kind, id) DO UPDATE SET "
             "parent = excluded.parent, doc = excluded.doc, updated = excluded.updated",
-            (service, kind, id, parent, json.dumps(doc, separators=(",", ":")), now, now),
+            (service, kind, id, parent, json.dumps(doc, separators=(",", ":")), created or now, now),
         )
+        if self.ops is not None:
+            row = self._conn.execute(
+                "SELECT created FROM resources WHERE service = ? AND kind = ? AND id = ?", (service, kind, id)
+            ).fetchone()
+            self._record("put", service, kind, id, doc, parent, row[0])
 
     def delete(self, service: str, kind: str, id: str) -> bool:
         """Delete one document; True if it existed."""
@@ -123,6 +151,7 @@ class Transaction:
         cursor = self._conn.execute(
             "DELETE FROM resources WHERE service = ? AND kind = ? AND id = ?", (service, kind, id)
         )
+        self._record("delete", service, kind, id)
         return cursor.rowcount > 0
 
     def delete_under(self, service: str, parent: str) -> int:
@@ -132,6 +161,7 @@ class Transaction:
             "DELETE FROM resources WHERE service = ? AND (parent = ? OR substr(parent, 1, ?) = ?)",
             (service, parent, len(parent) + 1, parent + "/"),
         )
+        self._record("delete_under", service, parent)
         return cursor.rowcount
 
     def list(self, service: str, kind: str, parent: str | None = None) -> list[dict[str, Any]]:
@@ -172,6 +202,7 @@ class Transaction:
         self._write()
         self._conn.execute("DELETE FROM usage WHERE plan_id = ?", (plan_id,))
         self._conn.execute("DELETE FROM quota_since WHERE plan_id = ?", (plan_id,))
+        self._record("delete_usage", plan_id)
 
     def quota_since(self) -> dict[str, int]:
         """When each plan's quota was set (epoch ms), by plan id."""
@@ -186,6 +217,55 @@ class Transaction:
             self._conn.execute(
                 "INSERT OR IGNORE INTO quota_since (plan_id, since_ms) VALUES (?, ?)", (plan_id, since_ms)
             )
+        self._record("set_quota_since", plan_id, since_ms)
+
+    # -- cluster mode's bookkeeping (no generation move)
+
+    def replica_value(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM replica WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_replica_value(self, key: str, value: str) -> None:
+        if not self._writable:
+            raise ReadOnlyError("write inside a read-only transaction")
+        self._conn.execute(
+            "INSERT INTO replica (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def outbox(self, after: int = 0) -> list[tuple[int, list[list[Any]]]]:
+        """Journaled changes not yet published, oldest first: (seq, ops)."""
+        rows = self._conn.execute("SELECT seq, ops FROM outbox WHERE seq > ? ORDER BY seq", (after,))
+        return [(int(seq), json.loads(ops)) for seq, ops in rows]
+
+    def drop_outbox(self, upto: int) -> None:
+        if not self._writable:
+            raise ReadOnlyError("write inside a read-only transaction")
+        self._conn.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+
+    def enqueue(self, ops: list[list[Any]]) -> int:
+        """Journal `ops` (a snapshot's) for publishing, without applying them here."""
+        if not self._writable:
+            raise ReadOnlyError("write inside a read-only transaction")
+        cursor = self._conn.execute(
+            "INSERT INTO outbox (ops) VALUES (?)", (json.dumps(ops, separators=(",", ":")),)
+        )
+        return int(cursor.lastrowid or 0)
+
+    def documents(self) -> list[tuple[str, str, str, str | None, dict[str, Any], float]]:
+        """Every document: (service, kind, id, parent, doc, created)."""
+        rows = self._conn.execute(
+            "SELECT service, kind, id, parent, doc, created FROM resources ORDER BY created"
+        )
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4]), float(r[5])) for r in rows]
+
+    def raw_document(self, service: str, kind: str, id: str) -> tuple[str | None, str] | None:
+        """(parent, doc as stored) of a document, or None."""
+        row = self._conn.execute(
+            "SELECT parent, doc FROM resources WHERE service = ? AND kind = ? AND id = ?", (service, kind, id)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
 
 
 class Store:
@@ -195,10 +275,14 @@ class Store:
     ever written, and the database (the admin process creates it) is opened at the first read, so
     that a store that cannot be read fails that read, never the worker's start."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, read_only: bool = False) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, read_only: bool = False, journal: bool = False
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
         self.read_only = read_only
+        # Cluster mode: committed changes are also journaled in `outbox` (see the module's doc).
+        self.journal = journal
         self._local = threading.local()
         if read_only:
             return
@@ -247,11 +331,13 @@ class Store:
         Any write bumps `generation` once, in the same transaction."""
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
-        tx = Transaction(conn, writable=True)
+        tx = Transaction(conn, writable=True, journal=self.journal)
         try:
             yield tx
             if tx.dirty:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+                if tx.ops:
+                    tx.enqueue(tx.ops)
             conn.execute("COMMIT")
         except BaseException:
             self._end(conn)

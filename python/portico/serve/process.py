@@ -210,9 +210,16 @@ def serve(
         writer = start_usage_writer(options.usage_dir, usage, options.usage_flush_interval_ms)
     else:
         os.environ.pop(ENV_USAGE_DIR, None)
-    # With the admin API, workers also serve the APIs it creates and follow every change live;
-    # without it the store is left alone and only the config file is served.
-    if admin is not None and data_dir is not None:
+    # Cluster mode: the node's store is a replica of every node's admin changes
+    # (`portico.control.replica`), kept by a process of its own.
+    replicator = None
+    if options.redis is not None and data_dir is not None:
+        from portico.control.replica import start_replicator
+
+        replicator = start_replicator(data_dir, options.redis.url)
+    # With the admin API (or a replica), workers also serve the APIs it creates and follow every
+    # change live; without either the store is left alone and only the config file is served.
+    if (admin is not None or replicator is not None) and data_dir is not None:
         os.environ[ENV_DATA_DIR] = data_dir
     else:
         os.environ.pop(ENV_DATA_DIR, None)
@@ -256,6 +263,10 @@ def serve(
             from portico.serve.usage import stop_usage_writer
 
             stop_usage_writer(writer)
+        if replicator is not None:
+            from portico.control.replica import stop_replicator
+
+            stop_replicator(replicator)
         for path in (buckets, usage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
