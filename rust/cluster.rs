@@ -48,12 +48,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const PREFIX: &str = "portico:";
 
 /// KEYS: the buckets, in spending order. ARGV[1]: now in microseconds, or "" for Redis's `TIME`;
-/// then per bucket its emission interval, tolerance and span (`Limit`'s, in microseconds).
-/// Returns {0, 0, ...} when every bucket admitted, else {the refusing bucket (1-based), wait in
-/// microseconds (-1: the bucket refuses everything), ...}; buckets before it have spent a token,
-/// as in `Snapshot::spend_with_clock`. The rest: how far each bucket looked at is ahead of now
-/// (its `tat - now`, after spending), which the worker mirrors into the node's own buckets. A
-/// `tat` is stored as an integer string and expires when the bucket is full again.
+/// then per bucket its emission interval, tolerance and span (`Limit`'s, in microseconds) and the
+/// tokens the worker would lease (0: none). Returns {0, 0, ...} when every bucket admitted, else
+/// {the refusing bucket (1-based), wait in microseconds (-1: the bucket refuses everything), ...};
+/// buckets before it have spent a token, as in `Snapshot::spend_with_clock`. Then, per bucket
+/// looked at: how far it is ahead of now (its `tat - now`, after spending), which the worker mirrors
+/// into the node's own buckets, and the tokens leased to the worker: granted only while the
+/// bucket keeps at least as many for everyone else, so a bucket under load is never leased from.
+/// A `tat` is stored as an integer string and expires when the bucket is full again.
 pub const GCRA_LUA: &str = r#"
 local now
 local out = {0, 0}
@@ -64,10 +66,11 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 for i, key in ipairs(KEYS) do
-  local at = 2 + (i - 1) * 3
+  local at = 2 + (i - 1) * 4
   local interval = tonumber(ARGV[at])
   local tau = tonumber(ARGV[at + 1])
   local span = tonumber(ARGV[at + 2])
+  local want = tonumber(ARGV[at + 3])
   if interval == 0 then
     out[1] = i
     out[2] = -1
@@ -80,12 +83,19 @@ for i, key in ipairs(KEYS) do
   if ahead > tau then
     out[1] = i
     out[2] = ahead - tau
-    out[i + 2] = ahead
+    out[2 * i + 1] = ahead
+    out[2 * i + 2] = 0
     return out
   end
   local next_tat = tat + interval
+  local leased = 0
+  if want > 0 and math.floor((tau - (next_tat - now)) / interval) + 1 >= 2 * want then
+    leased = want
+    next_tat = next_tat + want * interval
+  end
   redis.call('SET', key, string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
-  out[i + 2] = next_tat - now
+  out[2 * i + 1] = next_tat - now
+  out[2 * i + 2] = leased
 end
 return out
 "#;
@@ -156,6 +166,11 @@ pub struct ClusterOptions {
     pub fail: FailMode,
     /// The longest a request waits on Redis.
     pub timeout: Duration,
+    /// How long tokens leased from a shared bucket may be spent by the worker without asking
+    /// Redis (zero: every request asks). Over any window of `t`, the nodes admit at most
+    /// `burst + rate * (t + lease)`: each admitted request's token was spent on Redis at most
+    /// `lease` before.
+    pub lease: Duration,
 }
 
 /// A cluster option that cannot be used.
@@ -204,6 +219,16 @@ pub fn micros(limit: &Limit) -> (u64, u64, u64) {
     )
 }
 
+/// The most tokens of one bucket a worker leases at once.
+pub const MAX_LEASE: u64 = 256;
+
+/// Tokens of a shared bucket this worker may spend without asking Redis, until `expires_ns`.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    tokens: u64,
+    expires_ns: u64,
+}
+
 /// What one worker counted for a usage-plan key while Redis was lost.
 struct Pending {
     usage: Labelled,
@@ -233,6 +258,8 @@ pub struct Cluster {
     tally: Arc<Tally>,
     /// Buckets Redis found empty: monotonic ns until which they stay empty.
     empty_until: Mutex<HashMap<u64, u64>>,
+    /// Tokens leased from shared buckets (`ClusterOptions::lease`), by bucket.
+    leases: Mutex<HashMap<u64, Lease>>,
     /// Requests counted on the node's own table while Redis was lost, by (period key, day key).
     pending: Mutex<HashMap<(String, String), Pending>>,
     gcra: Script,
@@ -267,6 +294,7 @@ impl Cluster {
             local,
             tally,
             empty_until: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             gcra: Script::new(GCRA_LUA),
             quota: Script::new(QUOTA_LUA),
@@ -413,13 +441,44 @@ impl Cluster {
             .retain(|_, until| *until > now);
     }
 
-    /// Spend one token from each bucket of `chain`, in order, on Redis's clock (`now_us` given:
-    /// on that clock instead, and without the worker's memory of empty buckets, for tests).
+    /// The tokens to lease from a bucket of `limit`: what it refills in one lease period.
+    fn lease_size(&self, limit: &Limit) -> u64 {
+        if self.options.lease.is_zero() || limit.refuses_all() {
+            return 0;
+        }
+        let tokens = (limit.rate() * self.options.lease.as_secs_f64()).floor();
+        let tokens = if tokens.is_finite() { tokens as u64 } else { 0 };
+        if tokens < 2 {
+            0
+        } else {
+            tokens.min(MAX_LEASE)
+        }
+    }
+
+    /// Spend one token from each bucket of `chain`, in order, on Redis's clock: buckets this
+    /// worker holds leased tokens of are spent here, the rest in one script run (`now_us` given: on
+    /// that clock instead, without leases or the worker's memory of empty buckets, for tests).
     pub async fn spend(&self, chain: &[Spend], now_us: Option<u64>) -> Spent {
-        let Some(first) = chain.first() else {
+        let live = now_us.is_none();
+        let mut start = 0;
+        if live {
+            let now = monotonic_ns();
+            let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(bucket) = chain.get(start) {
+                match leases.get_mut(&bucket.hash) {
+                    Some(lease) if lease.tokens > 0 && lease.expires_ns > now => {
+                        lease.tokens -= 1;
+                        start += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let rest = &chain[start..];
+        let Some(first) = rest.first() else {
             return Spent::Admitted;
         };
-        if now_us.is_none() {
+        if live {
             let now = monotonic_ns();
             let until = self
                 .empty_until
@@ -429,48 +488,53 @@ impl Cluster {
                 .copied();
             if let Some(until) = until.filter(|u| *u > now) {
                 return Spent::Refused {
-                    index: 0,
+                    index: start,
                     wait_ns: until - now,
                 };
             }
         }
         let Some(mut conn) = self.connection() else {
-            return self.spend_without(chain);
+            return self.spend_without(chain, start);
         };
         let mut call = self.gcra.prepare_invoke();
         call.arg(now_us.map_or_else(String::new, |n| n.to_string()));
-        for bucket in chain {
+        for bucket in rest {
             let (interval, tau, span) = micros(&bucket.limit);
+            let lease = if live { self.lease_size(&bucket.limit) } else { 0 };
             call.key(bucket_key(bucket.hash))
                 .arg(interval)
                 .arg(tau)
-                .arg(span);
+                .arg(span)
+                .arg(lease);
         }
         let answer = tokio::time::timeout(
             self.options.timeout,
             call.invoke_async::<Vec<i64>>(&mut conn),
         )
         .await;
-        if let (Ok(Ok(answer)), None) = (&answer, now_us) {
-            self.mirror_buckets(chain, answer);
+        let answer = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                self.failed(Some(&e));
+                return self.spend_without(chain, start);
+            }
+            Err(_) => {
+                self.failed(None);
+                return self.spend_without(chain, start);
+            }
+        };
+        if live {
+            self.mirror_buckets(rest, &answer);
         }
-        let answer = answer.map(|a| {
-            a.map(|v| {
-                (
-                    v.first().copied().unwrap_or(-1),
-                    v.get(1).copied().unwrap_or(0),
-                )
-            })
-        });
-        match answer {
-            Ok(Ok((0, _))) => Spent::Admitted,
-            Ok(Ok((index, wait_us))) if index >= 1 && (index as usize) <= chain.len() => {
+        match (answer.first().copied(), answer.get(1).copied()) {
+            (Some(0), _) => Spent::Admitted,
+            (Some(index), Some(wait_us)) if index >= 1 && (index as usize) <= rest.len() => {
                 let wait_ns = if wait_us < 0 {
                     NEVER
                 } else {
                     (wait_us as u64).saturating_mul(1000)
                 };
-                if index == 1 && now_us.is_none() && wait_ns != NEVER {
+                if index == 1 && live && wait_ns != NEVER {
                     let until = monotonic_ns().saturating_add(wait_ns);
                     self.empty_until
                         .lock()
@@ -478,21 +542,13 @@ impl Cluster {
                         .insert(first.hash, until);
                 }
                 Spent::Refused {
-                    index: index as usize - 1,
+                    index: start + index as usize - 1,
                     wait_ns,
                 }
             }
-            Ok(Ok(_)) => {
+            _ => {
                 self.failed(None);
-                self.spend_without(chain)
-            }
-            Ok(Err(e)) => {
-                self.failed(Some(&e));
-                self.spend_without(chain)
-            }
-            Err(_) => {
-                self.failed(None);
-                self.spend_without(chain)
+                self.spend_without(chain, start)
             }
         }
     }
@@ -503,21 +559,31 @@ impl Cluster {
     /// most what the other nodes spent since.
     fn mirror_buckets(&self, chain: &[Spend], answer: &[i64]) {
         let now = monotonic_ns();
-        for (bucket, ahead_us) in chain.iter().zip(answer.iter().skip(2)) {
-            if *ahead_us > 0 {
-                let tat = now.saturating_add((*ahead_us as u64).saturating_mul(1000));
+        let expires_ns = now.saturating_add(self.options.lease.as_nanos() as u64);
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        for (bucket, looked) in chain.iter().zip(answer.get(2..).unwrap_or(&[]).chunks(2)) {
+            let (ahead_us, leased) = (looked[0], looked.get(1).copied().unwrap_or(0));
+            if ahead_us > 0 {
+                let tat = now.saturating_add((ahead_us as u64).saturating_mul(1000));
                 self.local.raise_tat(bucket.hash, &bucket.limit, tat);
             }
+            if leased > 0 {
+                let tokens = leased as u64;
+                leases.insert(bucket.hash, Lease { tokens, expires_ns });
+            }
+        }
+        if leases.len() > 4096 {
+            leases.retain(|_, lease| lease.expires_ns > now && lease.tokens > 0);
         }
     }
 
-    /// The chain decided without Redis: on the node's own buckets, or refused.
-    fn spend_without(&self, chain: &[Spend]) -> Spent {
+    /// The chain from `start` on decided without Redis: on the node's own buckets, or refused.
+    fn spend_without(&self, chain: &[Spend], start: usize) -> Spent {
         if self.options.fail == FailMode::Closed {
             return Spent::Unavailable;
         }
         let now = monotonic_ns();
-        for (index, bucket) in chain.iter().enumerate() {
+        for (index, bucket) in chain.iter().enumerate().skip(start) {
             let wait_ns = self.local.try_acquire(bucket.hash, &bucket.limit, now);
             if wait_ns != 0 {
                 return Spent::Refused { index, wait_ns };
@@ -773,6 +839,7 @@ mod tests {
             url: "http://nope".into(),
             fail: FailMode::Open,
             timeout: Duration::from_millis(5),
+            lease: Duration::ZERO,
         };
         assert!(Cluster::new(options, buckets, tally).is_err());
     }
@@ -784,6 +851,7 @@ mod tests {
             url: "redis://127.0.0.1:1/0".into(),
             fail,
             timeout: Duration::from_millis(5),
+            lease: Duration::ZERO,
         };
         let open = Cluster::new(options(FailMode::Open), buckets.clone(), tally.clone()).unwrap();
         let chain = [Spend {

@@ -162,7 +162,7 @@ impl Verdict {
     }
 }
 
-fn cluster_options(url: String, fail: &str, timeout_ms: f64) -> PyResult<ClusterOptions> {
+fn cluster_options(url: String, fail: &str, timeout_ms: f64, lease_ms: f64) -> PyResult<ClusterOptions> {
     let fail = FailMode::parse(fail).ok_or_else(|| {
         PyValueError::new_err(format!(
             "redis_fail: {fail:?} is neither \"open\" nor \"closed\""
@@ -173,10 +173,14 @@ fn cluster_options(url: String, fail: &str, timeout_ms: f64) -> PyResult<Cluster
             "redis_timeout_ms: between 0 and 60000 milliseconds",
         ));
     }
+    if !(lease_ms.is_finite() && (0.0..=10_000.0).contains(&lease_ms)) {
+        return Err(PyValueError::new_err("redis_lease_ms: between 0 and 10000 milliseconds"));
+    }
     Ok(ClusterOptions {
         url,
         fail,
         timeout: Duration::from_secs_f64(timeout_ms / 1000.0),
+        lease: Duration::from_secs_f64(lease_ms / 1000.0),
     })
 }
 
@@ -192,7 +196,7 @@ impl Gateway {
     #[new]
     #[pyo3(signature = (
         spec_json, shared_buckets_path=None, buckets=None, shared_usage_path=None,
-        redis=None, redis_fail="open", redis_timeout_ms=5.0
+        redis=None, redis_fail="open", redis_timeout_ms=5.0, redis_lease_ms=20.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -204,10 +208,11 @@ impl Gateway {
         redis: Option<String>,
         redis_fail: &str,
         redis_timeout_ms: f64,
+        redis_lease_ms: f64,
     ) -> PyResult<Self> {
         let cluster = match redis {
             None => None,
-            Some(url) => Some(cluster_options(url, redis_fail, redis_timeout_ms)?),
+            Some(url) => Some(cluster_options(url, redis_fail, redis_timeout_ms, redis_lease_ms)?),
         };
         let inner = match buckets {
             Some(b) => {
@@ -327,7 +332,7 @@ impl ClusterLink {
     #[new]
     #[pyo3(signature = (url, timeout_ms=50.0))]
     fn new(py: Python<'_>, url: String, timeout_ms: f64) -> PyResult<Self> {
-        let options = cluster_options(url, "closed", timeout_ms)?;
+        let options = cluster_options(url, "closed", timeout_ms, 0.0)?;
         let buckets =
             Arc::new(Buckets::anonymous(16).map_err(|e| PyOSError::new_err(e.to_string()))?);
         let tally = Arc::new(Tally::anonymous(16).map_err(|e| PyOSError::new_err(e.to_string()))?);

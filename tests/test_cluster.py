@@ -229,6 +229,18 @@ def test_nodes_share_a_routes_throttle(cluster, count: int):
         assert "unreachable" not in node.log
 
 
+def test_leased_tokens_keep_the_stated_bound(cluster):
+    """Workers lease blocks of rate * lease tokens while a bucket has room: over the run the nodes
+    admit at most burst + rate * (t + lease), and still about what one bucket admits."""
+    rate, burst, lease = 200.0, 40, 0.05
+    nodes = cluster(3, _config(rate, burst), "--redis-lease-ms", str(lease * 1000))
+    answers, elapsed = _hammer(nodes, "/limited", 2.0, headers=SHARED)
+    admitted = sum(1 for status, _ in answers if status == 200)
+    assert len(answers) - admitted > admitted, "the load is well above the limit"
+    assert admitted <= burst + rate * (elapsed + lease) + 1
+    assert admitted >= burst + rate * (elapsed - 0.5)
+
+
 @pytest.mark.parametrize("count", [2, 3])
 def test_a_quota_is_never_exceeded_across_nodes(cluster, redis_server: RedisServer, count: int):
     quota = 37

@@ -98,6 +98,7 @@ class Gateway:
         redis: str | None = None,
         redis_fail: str = "open",
         redis_timeout_ms: float = 5.0,
+        redis_lease_ms: float = 20.0,
     ) -> Gateway:
         """`shared_buckets_path`: a file (normally under /dev/shm) mapped by every worker process
         so that token buckets are shared gateway-wide; None keeps buckets in this process.
@@ -107,6 +108,8 @@ class Gateway:
         `redis` (cluster mode, `redis://HOST:PORT/DB`): buckets and usage counts are shared with
         every gateway on that Redis; while it cannot answer within `redis_timeout_ms`, requests are
         decided on this gateway's own tables (`redis_fail="open"`) or refused with 429 ("closed").
+        `redis_lease_ms`: how long tokens leased from a shared bucket (in blocks, while it has room)
+        are spent without asking Redis; 0 asks for every request.
         The connection lives on the runtime of the `Core` serving this gateway.
         Raises ConfigError for an invalid spec, OSError when a shared file cannot be used."""
     @property

@@ -131,6 +131,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="the longest a request waits on Redis before it is decided as --redis-fail says (default: 5)",
     )
+    serve.add_argument(
+        "--redis-lease-ms",
+        type=float,
+        default=20.0,
+        metavar="MS",
+        help=(
+            "a worker may take a shared bucket's tokens in blocks, while the bucket has room, and spend "
+            "them for this long without asking Redis: over any window t the nodes admit at most "
+            "burst + rate * (t + MS); 0 asks Redis for every request (default: 20)"
+        ),
+    )
 
     check = commands.add_parser("check", help="validate a config file and print what it serves")
     check.add_argument("config", nargs="?", help="configuration file")
@@ -262,7 +273,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     redis = None
     if args.redis is not None:
-        redis = RedisOptions(args.redis, args.redis_fail, args.redis_timeout_ms)
+        redis = RedisOptions(args.redis, args.redis_fail, args.redis_timeout_ms, args.redis_lease_ms)
         problem = redis.problem()
         if problem:
             raise SystemExit(f"portico: --redis: {problem}")

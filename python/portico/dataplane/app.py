@@ -174,6 +174,7 @@ class DataPlane:
                 "redis": redis["url"],
                 "redis_fail": redis["fail"],
                 "redis_timeout_ms": redis["timeout_ms"],
+                "redis_lease_ms": redis.get("lease_ms", 20.0),
             }
         self.gateway = _core.Gateway(
             self._spec_json(compiled), shared_buckets_path, shared_usage_path=shared_usage_path, **cluster

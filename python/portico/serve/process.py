@@ -97,6 +97,8 @@ class RedisOptions:
     fail: str = "open"
     # The longest a request waits on Redis.
     timeout_ms: float = 5.0
+    # How long a worker may spend tokens leased from a shared bucket (0: no leases).
+    lease_ms: float = 20.0
 
     def problem(self) -> str | None:
         """What is wrong with these options (None: nothing)."""
@@ -115,10 +117,14 @@ class RedisOptions:
             return f"--redis-fail is open or closed, not {self.fail!r}"
         if not 0 < self.timeout_ms <= 60_000:
             return "--redis-timeout-ms must be between 0 and 60000"
+        if not 0 <= self.lease_ms <= 10_000:
+            return "--redis-lease-ms must be between 0 and 10000"
         return None
 
     def env(self) -> str:
-        return json.dumps({"url": self.url, "fail": self.fail, "timeout_ms": self.timeout_ms})
+        return json.dumps(
+            {"url": self.url, "fail": self.fail, "timeout_ms": self.timeout_ms, "lease_ms": self.lease_ms}
+        )
 
 
 @dataclass(slots=True)
