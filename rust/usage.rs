@@ -838,6 +838,41 @@ mod tests {
     }
 
     #[test]
+    fn shared_counts_are_mirrored_raised_never_lowered_and_seed_the_next_count() {
+        let t = Tally::anonymous(16).unwrap();
+        let k = usage("p", "k");
+        let now = ms(2024, 3, 13, 12);
+        let today = day_of(now);
+        let week = QuotaPeriod::Week.index_of_day(today);
+        let base = UsageBase {
+            days: vec![(today - 1, 4), (today, 2)],
+            credits: vec![],
+        };
+        // Nothing mirrored yet: the durable counts of the period (Sunday the 10th to today).
+        assert_eq!(t.period_seed(&k, QuotaPeriod::Week, week, &base), 6);
+        assert_eq!(t.day_seed(&k, today, &base), 2);
+        t.mirror(&k, Some((QuotaPeriod::Week, week, 30)), today, 20);
+        assert_eq!(t.counts(&k, Some((QuotaPeriod::Week, week)), today), (30, 20));
+        // Never lowered by an older answer.
+        t.mirror(&k, Some((QuotaPeriod::Week, week, 25)), today, 19);
+        assert_eq!(t.counts(&k, Some((QuotaPeriod::Week, week)), today), (30, 20));
+        assert_eq!(t.period_seed(&k, QuotaPeriod::Week, week, &base), 30);
+        assert_eq!(t.day_seed(&k, today, &base), 20);
+        // Counting on the node's own goes on from the mirrored counts.
+        let q = Quota {
+            period: QuotaPeriod::Week,
+            limit: 31,
+            offset: 0,
+            initial: None,
+        };
+        assert!(matches!(t.count(&k, Some(&q), &base, now), Counted::Admitted(_)));
+        assert!(matches!(t.count(&k, Some(&q), &base, now), Counted::Exceeded(_)));
+        assert_eq!(t.counts(&k, Some((QuotaPeriod::Week, week)), today), (31, 21));
+        // Another period's or day's words read as nothing.
+        assert_eq!(t.counts(&k, Some((QuotaPeriod::Day, today)), today + 2), (0, 0));
+    }
+
+    #[test]
     fn refusals_are_counted_per_label() {
         let t = Tally::anonymous(16).unwrap();
         let stage = Labelled::new(stage_label("api", "prod"));

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from admin_e2e import ACCESS_KEY_ID, FILE_CONFIG, SECRET, VERSIONS, AdminServer, rest_echo_api, wait_for
-from conftest import RedisServer, Server, free_port, start_server
+from conftest import RedisServer, Server, free_port, run_portico, start_server
 from portico import _core
 
 NEVER = 2**64 - 1
@@ -488,3 +489,36 @@ def test_a_node_that_joins_later_serves_what_was_made_before(admin_cluster):
     status = lambda: httpx.get(c.url + "/prod/health", headers={"host": c.host(api_id)}).status_code  # noqa: E731
     wait_for(lambda: status() == 200, timeout=5)
     assert [api["id"] for api in c.client("apigateway").get_rest_apis()["items"]] == [api_id]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--redis", "http://127.0.0.1:6379/0"], "give redis://HOST:PORT/DB"),
+        (["--redis", "redis://127.0.0.1:notaport/0"], "not a URL"),
+        (["--redis", "redis://127.0.0.1:6379/zero"], "the database must be a number"),
+        (["--redis", "redis://127.0.0.1:6379/0", "--redis-timeout-ms", "0"], "--redis-timeout-ms"),
+        (["--redis", "redis://127.0.0.1:6379/0", "--redis-lease-ms", "-1"], "--redis-lease-ms"),
+    ],
+)
+def test_unusable_redis_options_stop_the_server_with_a_message(
+    tmp_path: Path, flags: list[str], message: str
+):
+    config = tmp_path / "portico.yaml"
+    config.write_text(yaml.safe_dump(_config(10, 5)))
+    done = run_portico("serve", str(config), "--port", str(free_port()), *flags)
+    assert done.returncode != 0
+    assert f"portico: --redis: {message}" in done.stderr
+
+
+def test_a_node_starts_and_serves_while_redis_is_down(tmp_path: Path):
+    """Redis unreachable from the start: the node serves on its own buckets and says so once."""
+    workdir = tmp_path / "node"
+    workdir.mkdir()
+    args = ["--redis", f"redis://127.0.0.1:{free_port()}/0", "--data-dir", str(workdir / "data")]
+    node = start_server(_config(1000, 1000), workdir, workers=2, extra_args=args)
+    try:
+        assert httpx.get(node.url + "/limited", headers=SHARED).status_code == 200
+        assert node.log.count(LOST) == 1, node.log
+    finally:
+        node.stop()
