@@ -46,6 +46,9 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The prefix of every key Portico writes (one Redis database per cluster).
 const PREFIX: &str = "portico:";
+/// The hash of usage counts' labels by their hash (hex), which the usage writers read
+/// (`python/portico/serve/usage.py`); the day counts are `portico:d:{hash}:{day}`.
+pub const USAGE_LABELS: &str = "portico:usage-labels";
 
 /// KEYS: the buckets, in spending order. ARGV[1]: now in microseconds, or "" for Redis's `TIME`;
 /// then per bucket its emission interval, tolerance and span (`Limit`'s, in microseconds) and the
@@ -100,13 +103,20 @@ end
 return out
 "#;
 
-/// KEYS[1]: the quota period's count, KEYS[2]: the UTC day's. ARGV: the period's limit (-1: no
-/// quota), the period's and the day's count when missing (the node's durable counts), and how
-/// long each key lives (ms). Returns {1 admitted / 0 refused, period count (-1: no quota), day
-/// count}; a refused request is not counted.
+/// KEYS[1]: the quota period's count, KEYS[2]: the UTC day's, KEYS[3]: the labels of the usage
+/// counts (`USAGE_LABELS`). ARGV: the period's limit (-1: no quota), the period's and the day's
+/// count when missing (the node's durable counts), how long each key lives (ms), and the count's
+/// hash and label (`usage\tPLAN\tKEY`), recorded with a new day's count so that every node's usage
+/// writer can find the counts of keys it does not serve. Returns {1 admitted / 0 refused, period
+/// count (-1: no quota), day count}; a refused request is not counted.
 pub const QUOTA_LUA: &str = r#"
 local limit = tonumber(ARGV[1])
-local day = tonumber(redis.call('GET', KEYS[2]) or ARGV[3])
+local day = redis.call('GET', KEYS[2])
+if not day then
+  day = ARGV[3]
+  redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
+end
+day = tonumber(day)
 local used = -1
 if limit >= 0 then
   used = tonumber(redis.call('GET', KEYS[1]) or ARGV[2])
@@ -267,6 +277,8 @@ pub struct Cluster {
     merge: Script,
     /// Calls that failed or timed out (decided on the node's own tables, or refused).
     fallbacks: AtomicU64,
+    /// When an error answer was last logged (monotonic ns).
+    error_logged: AtomicU64,
 }
 
 fn redis_place(client: &Client) -> String {
@@ -300,6 +312,7 @@ impl Cluster {
             quota: Script::new(QUOTA_LUA),
             merge: Script::new(MERGE_LUA),
             fallbacks: AtomicU64::new(0),
+            error_logged: AtomicU64::new(0),
         })
     }
 
@@ -396,6 +409,22 @@ impl Cluster {
         if let Some(e) = error {
             if e.is_io_error() || e.is_unrecoverable_error() || e.is_connection_dropped() {
                 self.lose(&e.to_string());
+            } else {
+                // An answer that is an error (a script Redis refuses, a full memory): logged at most
+                // every ten seconds per worker, since every request may meet it.
+                let now = monotonic_ns();
+                let last = self.error_logged.load(Ordering::Relaxed);
+                if (last == 0 || now.saturating_sub(last) > 10_000_000_000)
+                    && self
+                        .error_logged
+                        .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    eprintln!(
+                        "portico: redis {} answered an error ({e}): decided without it",
+                        self.place
+                    );
+                }
             }
         }
     }
@@ -425,7 +454,11 @@ impl Cluster {
                 let ping = redis::cmd("PING");
                 match tokio::time::timeout(CONNECT_TIMEOUT, ping.query_async::<()>(&mut conn)).await
                 {
-                    Ok(Ok(())) => self.forget_refilled(),
+                    Ok(Ok(())) => {
+                        self.forget_refilled();
+                        // Counts Redis refused with an error answer while it stayed reachable.
+                        self.hand_back(&mut conn).await;
+                    }
                     Ok(Err(e)) => self.lose(&e.to_string()),
                     Err(_) => self.lose("no answer to PING"),
                 }
@@ -500,7 +533,11 @@ impl Cluster {
         call.arg(now_us.map_or_else(String::new, |n| n.to_string()));
         for bucket in rest {
             let (interval, tau, span) = micros(&bucket.limit);
-            let lease = if live { self.lease_size(&bucket.limit) } else { 0 };
+            let lease = if live {
+                self.lease_size(&bucket.limit)
+            } else {
+                0
+            };
             call.key(bucket_key(bucket.hash))
                 .arg(interval)
                 .arg(tau)
@@ -606,7 +643,7 @@ impl Cluster {
         let keys = CountKeys::new(usage, period.map(|(q, i)| (q.period, i)), day, now_ms);
         let tally = &*self.tally;
         let Some(mut conn) = self.connection() else {
-            return self.count_without(usage, quota, base, now_ms, keys);
+            return self.count_without(usage, quota, base, now_ms, keys, true);
         };
         let (limit, period_seed) = match period {
             Some((q, index)) => (
@@ -620,11 +657,14 @@ impl Cluster {
         let mut call = self.quota.prepare_invoke();
         call.key(keys.period.as_deref().unwrap_or(""))
             .key(&keys.day)
+            .key(USAGE_LABELS)
             .arg(limit)
             .arg(period_seed)
             .arg(day_seed)
             .arg(keys.period_ttl_ms.max(1))
-            .arg(keys.day_ttl_ms);
+            .arg(keys.day_ttl_ms)
+            .arg(format!("{:016x}", usage.hash))
+            .arg(&*usage.label);
         let answer = tokio::time::timeout(
             self.options.timeout,
             call.invoke_async::<(i64, i64, i64)>(&mut conn),
@@ -634,11 +674,13 @@ impl Cluster {
             Ok(Ok(counts)) => counts,
             Ok(Err(e)) => {
                 self.failed(Some(&e));
-                return self.count_without(usage, quota, base, now_ms, keys);
+                return self.count_without(usage, quota, base, now_ms, keys, true);
             }
+            // The call is on its way: Redis will most likely count it when it gets to it, so the
+            // request is decided on the node's table but not handed back (which would count it twice).
             Err(_) => {
                 self.failed(None);
-                return self.count_without(usage, quota, base, now_ms, keys);
+                return self.count_without(usage, quota, base, now_ms, keys, false);
             }
         };
         let (used, day_count) = (used.max(0) as u64, day_count.max(0) as u64);
@@ -662,7 +704,8 @@ impl Cluster {
         })
     }
 
-    /// Counted on the node's own table, and remembered to be handed back; or not at all.
+    /// Counted on the node's own table, and (`hand_back`) remembered to be handed back to Redis;
+    /// or, failing closed, not at all.
     fn count_without(
         &self,
         usage: &Labelled,
@@ -670,12 +713,13 @@ impl Cluster {
         base: &UsageBase,
         now_ms: u64,
         keys: CountKeys,
+        hand_back: bool,
     ) -> Option<Counted> {
         if self.options.fail == FailMode::Closed {
             return None;
         }
         let counted = self.tally.count(usage, quota, base, now_ms);
-        if matches!(counted, Counted::Admitted(_)) {
+        if hand_back && matches!(counted, Counted::Admitted(_)) {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let day = day_of(now_ms);
             let entry = pending

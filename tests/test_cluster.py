@@ -7,6 +7,7 @@ their admin APIs; Redis killed and restarted under them. The Lua GCRA is held to
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -435,9 +436,8 @@ def test_an_admin_change_on_one_node_is_served_by_the_others_within_a_second(adm
     assert b.client("apigateway").get_rest_api(restApiId=api_id)["name"] == "replicated"
 
     # API keys: created, bound and then disabled on node A; node B refuses the key within a second.
-    items = apigw.create_resource(
-        restApiId=api_id, parentId=apigw.get_resources(restApiId=api_id)["items"][0]["id"], pathPart="items"
-    )
+    root = next(r["id"] for r in apigw.get_resources(restApiId=api_id)["items"] if r["path"] == "/")
+    items = apigw.create_resource(restApiId=api_id, parentId=root, pathPart="items")
     apigw.put_method(
         restApiId=api_id,
         resourceId=items["id"],
@@ -457,6 +457,12 @@ def test_an_admin_change_on_one_node_is_served_by_the_others_within_a_second(adm
         restApiId=api_id, resourceId=items["id"], httpMethod="GET", statusCode="200"
     )
     apigw.create_deployment(restApiId=api_id, stageName="prod")
+
+    # Both nodes serve the deployment with /items (before it, {proxy+} answered /items, keyless).
+    def keyless(node: AdminServer) -> int:
+        return httpx.get(node.url + "/prod/items", headers={"host": node.host(api_id)}).status_code
+
+    wait_for(lambda: keyless(a) == keyless(b) == 403, timeout=5)
     key = apigw.create_api_key(name="partner", value=KEY, enabled=True)
     plan = apigw.create_usage_plan(name="gold", apiStages=[{"apiId": api_id, "stage": "prod"}])
     apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
@@ -466,6 +472,17 @@ def test_an_admin_change_on_one_node_is_served_by_the_others_within_a_second(adm
         return httpx.get(node.url + "/prod/items", headers=headers).status_code
 
     wait_for(lambda: items_status(b) == 200, timeout=5)
+    # Counted on either node, usage is the cluster's: GetUsage on both shows all of them.
+    wait_for(lambda: items_status(a) == 200, timeout=5)
+    for _ in range(4):
+        assert items_status(a) == 200
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+
+    def used(node: AdminServer) -> int:
+        usage = node.client("apigateway").get_usage(usagePlanId=plan["id"], startDate=today, endDate=today)
+        return usage["items"].get(key["id"], [[0, 0]])[0][0]
+
+    wait_for(lambda: used(a) == 6 and used(b) == 6, timeout=5)
     apigw.update_api_key(
         apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
     )

@@ -743,6 +743,15 @@ class StoreSource:
 
     def build(self) -> CompiledConfig:
         try:
+            # One snapshot for every read: a key bound to a stage by a plan the same build does not
+            # see would be served without being counted (a change landing between two reads).
+            with self.store.read():
+                return self._build()
+        except sqlite3.Error as exc:
+            raise SourceUnavailable(f"the store cannot be read: {exc}") from exc
+
+    def _build(self) -> CompiledConfig:
+        try:
             store_apis = load_store_apis(
                 self.store,
                 self.registry,

@@ -345,12 +345,19 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        """A consistent read-only snapshot (a writer's commit waits for it to end)."""
+        """A consistent read-only snapshot (a writer's commit waits for it to end). Reads nested
+        in one (on the same thread) share its snapshot: a build that reads several times sees one
+        state of the store, never a change made between its reads."""
         conn = self._connection()
+        if getattr(self._local, "reading", False):
+            yield Transaction(conn, writable=False)
+            return
         conn.execute("BEGIN")
+        self._local.reading = True
         try:
             yield Transaction(conn, writable=False)
         finally:
+            self._local.reading = False
             self._end(conn)
 
     def write_usage(self, rows: list[tuple[str, str, int, int]]) -> None:

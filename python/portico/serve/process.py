@@ -213,7 +213,8 @@ def serve(
         from portico.serve.usage import start_usage_writer
 
         os.environ[ENV_USAGE_DIR] = options.usage_dir
-        writer = start_usage_writer(options.usage_dir, usage, options.usage_flush_interval_ms)
+        redis_url = options.redis.url if options.redis is not None else None
+        writer = start_usage_writer(options.usage_dir, usage, options.usage_flush_interval_ms, redis_url)
     else:
         os.environ.pop(ENV_USAGE_DIR, None)
     # Cluster mode: the node's store is a replica of every node's admin changes

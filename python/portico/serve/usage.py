@@ -9,6 +9,11 @@ process) forgets at most the requests counted in the last interval; a graceful s
 (the writer stops after the workers and writes once more). On start, the workers go on from the
 durable counts (the spec carries them, `portico.compile.usage_plans`).
 
+In cluster mode (`portico serve --redis`) the counts are shared through Redis (`rust/cluster.rs`)
+and each node's table mirrors those of the keys it serves; the writer also reads, every interval,
+the shared day counts of every key (the labels Redis keeps beside them, `portico:usage-labels`), so
+that each node's store, and GetUsage on any node, hold the cluster's counts within the interval.
+
 The writer runs in a process of its own (spawned, never forked: SQLite must not be shared across
 a fork), started by `portico serve` when usage can be kept: with the admin API, or a config file
 with usage plans and `--data-dir`.
@@ -25,6 +30,8 @@ import sqlite3
 import threading
 from typing import Any
 
+import redis
+
 from portico import _core
 from portico.control.store import Store
 
@@ -32,13 +39,20 @@ __all__ = ["UsageWriter", "run_usage_writer", "start_usage_writer", "stop_usage_
 
 log = logging.getLogger("portico.usage")
 
+# Cluster mode: where the cores record which usage count each hash labels (`rust/cluster.rs`).
+USAGE_LABELS = "portico:usage-labels"
+DAY_MS = 86_400_000
+
 
 class UsageWriter:
     """Writes what a usage table counted and the store does not have yet."""
 
-    def __init__(self, store: Store, table: _core.UsageTable) -> None:
+    def __init__(self, store: Store, table: _core.UsageTable, shared: redis.Redis | None = None) -> None:
         self.store = store
         self.table = table
+        # Cluster mode: the Redis whose day counts are every node's.
+        self.shared = shared
+        self._shared_failing = False
         # (plan, key, day) -> requests last written: only changes are written again.
         self._written: dict[tuple[str, str, int], int] = {}
 
@@ -54,9 +68,51 @@ class UsageWriter:
                     rows.append((plan_id, key_id, day, used))
         return rows
 
+    def shared_pending(self) -> list[tuple[str, str, int, int]]:
+        """Cluster mode: (plan, key, day, requests) of the shared day counts of yesterday and today
+        not yet written. Raises redis.RedisError when Redis cannot be read."""
+        if self.shared is None:
+            return []
+        labels = self.shared.hgetall(USAGE_LABELS)
+        today = _core.wall_clock_ms() // DAY_MS
+        slots = []
+        for hash_hex, label in labels.items():
+            parts = _text(label).split("\t")
+            if len(parts) == 3 and parts[0] == "usage":
+                slots += [
+                    (parts[1], parts[2], day, f"portico:d:{_text(hash_hex)}:{day}")
+                    for day in (today - 1, today)
+                ]
+        if not slots:
+            return []
+        values = self.shared.mget([slot[3] for slot in slots])
+        rows = []
+        for (plan_id, key_id, day, _), value in zip(slots, values, strict=True):
+            if value is not None and self._written.get((plan_id, key_id, day)) != int(value):
+                rows.append((plan_id, key_id, day, int(value)))
+        return rows
+
     def flush(self) -> int:
         """Write what changed; the number of (plan, key, day) counts written."""
         rows = self.pending()
+        try:
+            rows += self.shared_pending()
+        except redis.RedisError as exc:  # the node's own counts are written regardless
+            if not self._shared_failing:
+                log.warning(
+                    "the shared usage counts cannot be read from Redis (%s): writing this node's", exc
+                )
+            self._shared_failing = True
+        else:
+            if self._shared_failing:
+                log.info("the shared usage counts are read from Redis again")
+            self._shared_failing = False
+        # One row per (plan, key, day): the highest count (the node's and the shared one).
+        highest: dict[tuple[str, str, int], int] = {}
+        for plan_id, key_id, day, used in rows:
+            slot = (plan_id, key_id, day)
+            highest[slot] = max(used, highest.get(slot, 0))
+        rows = [(*slot, used) for slot, used in highest.items()]
         self.store.write_usage(rows)
         for plan_id, key_id, day, used in rows:
             self._written[(plan_id, key_id, day)] = used
@@ -67,12 +123,17 @@ class UsageWriter:
         return len(rows)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def run_usage_writer(
     data_dir: str,
     usage_path: str,
     interval_ms: int,
     ready: Any = None,
     exit_with_parent: bool = True,
+    redis_url: str | None = None,
 ) -> None:
     """Blocking entry point (a `spawn` child): write every `interval_ms` until SIGTERM, or until
     the parent goes away; then write once more. SIGINT is left to the server, which stops this
@@ -82,7 +143,10 @@ def run_usage_writer(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    writer = UsageWriter(Store(data_dir), _core.UsageTable(usage_path))
+    shared = None
+    if redis_url is not None:
+        shared = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+    writer = UsageWriter(Store(data_dir), _core.UsageTable(usage_path), shared)
     parent = os.getppid()
     if ready is not None:
         ready.set()
@@ -103,14 +167,17 @@ def run_usage_writer(
             break
 
 
-def start_usage_writer(data_dir: str, usage_path: str, interval_ms: int) -> multiprocessing.Process:
-    """Start the usage writer (a spawned process) and wait until it runs."""
+def start_usage_writer(
+    data_dir: str, usage_path: str, interval_ms: int, redis_url: str | None = None
+) -> multiprocessing.Process:
+    """Start the usage writer (a spawned process) and wait until it runs (`redis_url`: cluster
+    mode's Redis, whose shared counts it also writes)."""
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
     process = context.Process(
         target=run_usage_writer,
         args=(data_dir, usage_path, interval_ms),
-        kwargs={"ready": ready},
+        kwargs={"ready": ready, "redis_url": redis_url},
         name="portico-usage",
         daemon=True,
     )
