@@ -370,7 +370,9 @@ impl UsageTable {
                     stage,
                     throttled,
                     quota_exceeded,
-                } => ("stage", api, stage, throttled, quota_exceeded)
+                    cache_hits,
+                    cache_misses,
+                } => ("stage", api, stage, throttled, quota_exceeded, cache_hits, cache_misses)
                     .into_pyobject(py)?
                     .into_any(),
                 Entry::Key {

@@ -277,7 +277,7 @@ def cache_key(
 
 _UsageEntry = (
     tuple[Literal["usage"], str, str, tuple[str, int, int] | None, list[tuple[int, int]]]
-    | tuple[Literal["stage"], str, str, int, int]
+    | tuple[Literal["stage"], str, str, int, int, int, int]
     | tuple[Literal["key"], str, int, int]
 )
 
@@ -295,7 +295,7 @@ class UsageTable:
     def entries(self) -> list[_UsageEntry]:
         """Every counter: `("usage", plan, key, (period, index, requests) | None, [(day,
         requests)])` (the current quota period's count, the days kept), `("stage", api, stage,
-        throttled, quota_exceeded)`, `("key", key, throttled, quota_exceeded)`."""
+        throttled, quota_exceeded, cache_hits, cache_misses)`, `("key", key, throttled, quota_exceeded)`."""
     def count(
         self,
         plan: str,

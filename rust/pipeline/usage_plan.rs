@@ -15,7 +15,7 @@ use super::{Exchange, Failure, Pipeline};
 use crate::gateway::Snapshot;
 use crate::pipeline::responses::ErrorType;
 use crate::throttle::{monotonic_ns, NEVER};
-use crate::usage::{Counted, QuotaState, Refusal};
+use crate::usage::{Counted, Counter, QuotaState};
 
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -78,7 +78,7 @@ impl Pipeline {
             return Ok(());
         };
         let tally = self.gateway.tally();
-        let refused = |refusal: Refusal| {
+        let refused = |refusal: Counter| {
             tally.bump(&serving.counter, refusal);
             if let Some(counter) = keys.counter(key) {
                 tally.bump(counter, refusal);
@@ -91,7 +91,7 @@ impl Pipeline {
                     .buckets()
                     .try_acquire(bucket.hash, &bucket.limit, monotonic_ns());
             if wait != 0 {
-                refused(Refusal::Throttled);
+                refused(Counter::Throttled);
                 let wait_ms = if wait == NEVER {
                     NEVER
                 } else {
@@ -114,7 +114,7 @@ impl Pipeline {
                 Ok(())
             }
             Counted::Exceeded(state) => {
-                refused(Refusal::QuotaExceeded);
+                refused(Counter::QuotaExceeded);
                 let mut failure = Failure::new(
                     ErrorType::QuotaExceeded,
                     format!("usage plan {}: quota of {} used up", plan.id, state.limit),
