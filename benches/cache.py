@@ -20,10 +20,9 @@ shows how many requests of each cached case reached it (one each: the first).
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
-from run import UPSTREAM_BODY, Case, Processes, measure, start_nginx, start_portico
+from run import UPSTREAM_BODY, Case, Processes, measure_and_compare, start_nginx, start_portico
 
 TARGET = 1.0
 
@@ -119,28 +118,9 @@ def run_cache(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         Case("cache", "Portico stage cache (hits)", port, "/bench/cached"),
         Case("proxy", "Portico, the same route uncached", port, "/bench/proxied"),
     ]
-    if args.only:
-        wanted = {w.strip() for w in args.only.split(",")}
-        cases = [c for c in cases if c.key in wanted]
-    measure(args, cases)
-    by_key = {case.key: case for case in cases}
-
-    def med(case: Case, attr: str) -> float:
-        return statistics.median(getattr(s, attr) for s in case.samples)
-
-    print()
-    print(f"{'case':<36} {'req/s':>9} {'p50':>7} {'p99':>7}   {'ratio':>5} {'target':>9}")
-    for case in cases:
-        ratio, verdict = "", ""
-        if case.key == "cache" and "nginx-cache" in by_key:
-            value = med(case, "rps") / med(by_key["nginx-cache"], "rps")
-            ratio = f"{value:.2f}"
-            verdict = f">={TARGET:g} " + ("ok" if value >= TARGET else "NO")
-        print(
-            f"{case.label:<36} {med(case, 'rps'):>9,.0f} {med(case, 'p50_ms'):>7.2f} "
-            f"{med(case, 'p99_ms'):>7.2f}   {ratio:>5} {verdict:>9}"
-        )
-    print("(latencies in ms, medians over the rounds; the ratio: Portico's hits against nginx's)")
+    cases = measure_and_compare(
+        args, cases, (("cache", "nginx-cache", TARGET),), "the ratio: Portico's hits against nginx's"
+    )
     # nginx writes its access log as it goes: what reached the upstream of each case.
     reached = upstream_log.read_text().splitlines() if upstream_log.exists() else []
     answered = {case.key: case.requests for case in cases}

@@ -40,24 +40,7 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     allows the bearer of the benchmark's token on every route of the API and stage."""
     global AUTHORIZER_CALLS
     AUTHORIZER_CALLS += 1
-    if event["headers"].get("authorization") != "Bearer bench-token-0123456789":
-        raise Exception("Unauthorized")
-    region, account, rest = event["routeArn"].split(":")[3:6]
-    api_id, stage = rest.split("/")[:2]
-    return {
-        "principalId": "bench-user",
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Action": "execute-api:Invoke",
-                    "Effect": "Allow",
-                    "Resource": f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/*",
-                }
-            ],
-        },
-        "context": {"tenant": "bench", "tier": 2},
-    }
+    return _allow_stage(event["headers"].get("authorization"), event["routeArn"])
 
 
 def authorizer_calls(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -68,9 +51,14 @@ def authorizer_calls(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def token_authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A REST TOKEN Lambda authorizer for benches/run.py --shape auth: allows the benchmark's token
     on every method of the stage (the policy is evaluated again for each request's methodArn)."""
-    if event["authorizationToken"] != "Bearer bench-token-0123456789":
+    return _allow_stage(event["authorizationToken"], event["methodArn"])
+
+
+def _allow_stage(token: str | None, arn: str) -> dict[str, Any]:
+    """The benchmark's token gets a policy allowing every route of the ARN's API and stage."""
+    if token != "Bearer bench-token-0123456789":
         raise Exception("Unauthorized")
-    region, account, rest = event["methodArn"].split(":")[3:6]
+    region, account, rest = arn.split(":")[3:6]
     api_id, stage = rest.split("/")[:2]
     return {
         "principalId": "bench-user",

@@ -1095,6 +1095,19 @@ def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             headers={"Authorization": BENCH_TOKEN},
         ),
     ]
+    measure_and_compare(args, cases, AUTH_TARGETS, "ratios against each case's reference, AUTH_TARGETS")
+    return 0
+
+
+def measure_and_compare(
+    args: argparse.Namespace,
+    cases: list[Case],
+    targets: tuple[tuple[str, str, float], ...],
+    ratios: str,
+) -> list[Case]:
+    """Measure `cases` (those of `--only`, when given) in alternating rounds and print each one's
+    median req/s, p50 and p99, and for each `(case, baseline, target)` of `targets` the case's
+    req/s over its baseline's against the target. Returns the cases measured."""
     if args.only:
         wanted = {w.strip() for w in args.only.split(",")}
         cases = [c for c in cases if c.key in wanted]
@@ -1107,7 +1120,7 @@ def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     print()
     print(f"{'case':<36} {'req/s':>9} {'p50':>7} {'p99':>7}   {'ratio':>5} {'target':>9}")
     for case in cases:
-        target = next((t for t in AUTH_TARGETS if t[0] == case.key), None)
+        target = next((t for t in targets if t[0] == case.key), None)
         ratio, verdict = "", ""
         if target is not None and target[1] in by_key:
             value = med(case, "rps") / med(by_key[target[1]], "rps")
@@ -1117,8 +1130,8 @@ def run_auth(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
             f"{case.label:<36} {med(case, 'rps'):>9,.0f} {med(case, 'p50_ms'):>7.2f} "
             f"{med(case, 'p99_ms'):>7.2f}   {ratio:>5} {verdict:>9}"
         )
-    print("(latencies in ms, medians over the rounds; ratios against each case's reference, AUTH_TARGETS)")
-    return 0
+    print(f"(latencies in ms, medians over the rounds; {ratios})")
+    return cases
 
 
 def _comm(pid: int) -> str:

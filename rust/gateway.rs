@@ -1204,13 +1204,38 @@ impl Snapshot {
         Some(target.buckets[route])
     }
 
-    /// The limits a request would spend from, in the order they are spent (its route's, then the
-    /// account's), without spending; None when the request reaches no route. For reports such as
-    /// `portico bench`'s admitted-against-configured figure.
-    pub fn limits_for(&self, host: &str, method: &str, raw_path: &str) -> Option<Vec<Limit>> {
+    /// The limits a request would spend from, in the order they are spent (its route's, the
+    /// account's, then, for a method that requires an API key and `api_key` a key of a usage plan
+    /// with a throttle, the plan's per-key limit for the method), without spending; None when the
+    /// request reaches no route. For reports such as `portico bench`'s admitted-against-configured
+    /// figure.
+    pub fn limits_for(
+        &self,
+        host: &str,
+        method: &str,
+        raw_path: &str,
+        api_key: Option<&str>,
+    ) -> Option<Vec<Limit>> {
         let d = self.classify(host, method, raw_path);
         let route_bucket = self.route_bucket(&d)?;
-        Some(route_bucket.iter().chain(self.account.iter()).map(|b| b.limit).collect())
+        let mut limits: Vec<Limit> = route_bucket.iter().chain(self.account.iter()).map(|b| b.limit).collect();
+        if let Some(plan) = api_key.and_then(|value| self.plan_limit(&d, value)) {
+            limits.push(plan);
+        }
+        Some(limits)
+    }
+
+    /// The usage-plan throttle the API key `value` is held to on the routed request `d`.
+    fn plan_limit(&self, d: &Decision<'_>, value: &str) -> Option<Limit> {
+        let api = self.apis.get(d.api?)?;
+        let serving = self.serving(d)?;
+        let route = serving.routes.get(d.route?)?;
+        if !route.auth.as_ref().is_some_and(|a| a.api_key_required) {
+            return None;
+        }
+        let key = self.api_keys.check(value, &api.id, &serving.stage)?;
+        let plan_key = self.api_keys.plan_key(&key)?;
+        Some(plan_key.bucket_for(&api.id, &serving.stage, &route.key)?.limit)
     }
 }
 
@@ -1592,7 +1617,7 @@ mod tests {
         let g = gw();
         let snap = g.snapshot();
         let limits = |m: &str, p: &str| {
-            snap.limits_for("h", m, p)
+            snap.limits_for("h", m, p, None)
                 .map(|ls| ls.iter().map(|l| (l.rate(), l.burst())).collect::<Vec<_>>())
         };
         // The stage default, then the account's; asking spends nothing.
@@ -1604,7 +1629,7 @@ mod tests {
         assert_eq!(limits("POST", "/prod/x"), Some(vec![(0.0, 0), (1000.0, 1000)]));
         assert_eq!(limits("GET", "/pets/dog/1"), Some(vec![(1000.0, 1000)]));
         assert_eq!(limits("GET", "/nope/nope"), Some(vec![(1000.0, 1000)]), "$default route");
-        assert_eq!(snap.limits_for("Rest123456.execute-api.x", "GET", "/nostage"), None);
+        assert_eq!(snap.limits_for("Rest123456.execute-api.x", "GET", "/nostage", None), None);
     }
 
     #[test]

@@ -271,10 +271,17 @@ impl Gateway {
         py.detach(|| self.inner.swap(spec_json)).map_err(config_err)
     }
 
-    /// The throttles a request would spend from (route's, then account's) as `(rate, burst)`,
-    /// without spending; None when it reaches no route.
-    fn route_limits(&self, host: &str, method: &str, raw_path: &str) -> Option<Vec<(f64, u64)>> {
-        let limits = self.inner.snapshot().limits_for(host, method, raw_path)?;
+    /// The throttles a request would spend from (route's, account's, then the usage plan's of
+    /// `api_key`) as `(rate, burst)`, without spending; None when it reaches no route.
+    #[pyo3(signature = (host, method, raw_path, api_key=None))]
+    fn route_limits(
+        &self,
+        host: &str,
+        method: &str,
+        raw_path: &str,
+        api_key: Option<&str>,
+    ) -> Option<Vec<(f64, u64)>> {
+        let limits = self.inner.snapshot().limits_for(host, method, raw_path, api_key)?;
         Some(limits.iter().map(|l| (l.rate(), l.burst())).collect())
     }
 
@@ -468,7 +475,9 @@ impl UsageTable {
                     stage,
                     throttled,
                     quota_exceeded,
-                } => ("stage", api, stage, throttled, quota_exceeded)
+                    cache_hits,
+                    cache_misses,
+                } => ("stage", api, stage, throttled, quota_exceeded, cache_hits, cache_misses)
                     .into_pyobject(py)?
                     .into_any(),
                 Entry::Key {

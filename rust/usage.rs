@@ -216,11 +216,14 @@ pub enum Counted {
     Exceeded(QuotaState),
 }
 
-/// Which refusal a counter slot counts.
+/// What a counter slot's word counts: refusals (stages and keys), and the stage cache's hits and
+/// misses (stages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Counter {
     Throttled = 0,
     QuotaExceeded = 1,
+    CacheHit = 2,
+    CacheMiss = 3,
 }
 
 #[repr(C)]
@@ -270,12 +273,14 @@ pub enum Entry {
         period: Option<(QuotaPeriod, i64, u64)>,
         days: Vec<(i64, u64)>,
     },
-    /// Refusals of one stage's requests.
+    /// Refusals of one stage's requests, and its cache's hits and misses.
     Stage {
         api: String,
         stage: String,
         throttled: u64,
         quota_exceeded: u64,
+        cache_hits: u64,
+        cache_misses: u64,
     },
     /// Refusals of one API key's requests.
     Key {
@@ -354,6 +359,8 @@ fn decode(label: &[u8], words: [u64; 4]) -> Option<Entry> {
             stage,
             throttled: words[0],
             quota_exceeded: words[1],
+            cache_hits: words[2],
+            cache_misses: words[3],
         },
         ("key", None) => Entry::Key {
             key: a,
@@ -665,8 +672,8 @@ impl Tally {
     }
 
     /// Count one refusal of the stage or key labelled `counter`.
-    pub fn bump(&self, counter: &Labelled, refusal: Refusal) {
-        self.claim(counter.hash, &counter.label).words[refusal as usize]
+    pub fn bump(&self, counter: &Labelled, what: Counter) {
+        self.claim(counter.hash, &counter.label).words[what as usize]
             .fetch_add(1, Ordering::Relaxed);
     }
 
@@ -877,10 +884,10 @@ mod tests {
         let t = Tally::anonymous(16).unwrap();
         let stage = Labelled::new(stage_label("api", "prod"));
         let key = Labelled::new(key_label("k1"));
-        t.bump(&stage, Refusal::Throttled);
-        t.bump(&stage, Refusal::Throttled);
-        t.bump(&stage, Refusal::QuotaExceeded);
-        t.bump(&key, Refusal::QuotaExceeded);
+        t.bump(&stage, Counter::Throttled);
+        t.bump(&stage, Counter::Throttled);
+        t.bump(&stage, Counter::QuotaExceeded);
+        t.bump(&key, Counter::QuotaExceeded);
         let mut entries = t.entries();
         entries.sort_by_key(|e| format!("{e:?}"));
         assert_eq!(
@@ -895,7 +902,9 @@ mod tests {
                     api: "api".into(),
                     stage: "prod".into(),
                     throttled: 2,
-                    quota_exceeded: 1
+                    quota_exceeded: 1,
+                    cache_hits: 0,
+                    cache_misses: 0,
                 },
             ]
         );

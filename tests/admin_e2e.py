@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 from botocore.config import Config as BotoConfig
 
 from conftest import Server, free_port
@@ -66,6 +67,16 @@ class AdminServer:
 
     def host(self, api_id: str) -> str:
         return f"{api_id}.execute-api.localhost:{self.port}"
+
+    def metrics(self) -> dict[str, float]:
+        """The admin port's `/metrics` (Prometheus text), by series (name and labels)."""
+        text = httpx.get(self.admin_url + "/metrics", timeout=5).text
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
 
 
 def start_admin_server(

@@ -193,6 +193,44 @@ def test_rest_route_with_a_named_stage_and_a_path(portico, config_path):
     assert 0.75 * 13 <= report["admitted"] <= 15, report
 
 
+def test_a_keys_usage_plan_throttle_is_the_limit_it_reports(portico, tmp_path):
+    """With the request's `x-api-key` (-H), the limit is the key's usage-plan throttle when that is
+    the narrowest of the limits the request spends from, as the gateway enforces them."""
+    key = "BenchPlanKey0123456789abcdef"
+    config = {
+        **CONFIG,
+        "apiKeys": [{"name": "bench", "value": key, "enabled": True}],
+        "usagePlans": [
+            {
+                "name": "slow",
+                "apiStages": [{"apiId": "shop01", "stage": "prod"}],
+                "apiKeys": ["bench"],
+                "throttle": {"rateLimit": 4, "burstLimit": 2},
+            }
+        ],
+    }
+    config["apis"] = [dict(api) for api in CONFIG["apis"]]
+    config["apis"][1]["routes"] = [
+        {"routeKey": "GET /items/{id}", "integration": MOCK, "apiKeyRequired": True}
+    ]
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    server = portico(path)
+    report = bench_json(
+        "--config", str(path), "--route", "GET /items/{id}", "--stage", "prod", "--path", "/items/7",
+        "--target", server.url, "--rate", "30", "--duration", "1", "-H", f"x-api-key: {key}",
+    )  # fmt: skip
+    check_schema(report)
+    assert [(limit["rate"], limit["burst"]) for limit in report["limits"]] == [
+        (10.0, 3),
+        (10000.0, 5000),
+        (4.0, 2),
+    ]
+    assert report["limit"]["rate"] == 4.0 and report["limit"]["burst"] == 2
+    assert report["other"] == 0 and report["errors_total"] == 0
+    assert 0.75 * 6 <= report["admitted"] <= 7, report
+
+
 def test_bench_serves_the_config_itself_and_stops_it(config_path):
     report = bench_json(
         "--config", str(config_path), "--route", "GET /limited", "--workers", "2",

@@ -383,6 +383,15 @@ def test_boto3_caching_and_flush(portico, upstream: Upstream, tmp_path: Path) ->
     first, _ = wait_for(lambda: (a := answer()) == answer() and a)
     assert answer("type=a&x=2") == first
     assert answer("type=b")["n"] != first["n"]
+    # Hits and misses per stage, summed over the node's workers, on the admin port's /metrics.
+    series = f'{{api_id="{api_id}",stage="prod"}}'
+    before = admin.metrics()
+    for _ in range(5):
+        assert answer() == first
+    answer("type=c")
+    after = admin.metrics()
+    assert after[f"portico_cache_hits_total{series}"] - before[f"portico_cache_hits_total{series}"] == 5
+    assert after[f"portico_cache_misses_total{series}"] - before[f"portico_cache_misses_total{series}"] == 1
     seen = _calls(upstream, "admin")
     apigw.flush_stage_cache(restApiId=api_id, stageName="prod")
     flushed, _ = wait_for(lambda: (a := answer()) and a["n"] != first["n"] and a)

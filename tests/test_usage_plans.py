@@ -121,16 +121,6 @@ def _limit_exceeded(response: httpx.Response) -> None:
     assert response.headers["x-amzn-errortype"] == "LimitExceededException"
 
 
-def _metrics(admin) -> dict[str, float]:
-    text = httpx.get(admin.admin_url + "/metrics", timeout=5).text
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def _day(when: dt.datetime) -> str:
     return when.date().isoformat()
 
@@ -193,7 +183,7 @@ def test_the_throttling_hierarchy_stage_method_plan_and_per_method_plan(portico,
     _too_many(call.get("items", KEY2))
 
     # Every refusal is counted, by stage and by key.
-    metrics = _metrics(admin)
+    metrics = admin.metrics()
     stage = f'{{api_id="{api_id}",stage="prod"}}'
     assert metrics[f"portico_throttled_requests_total{stage}"] == 4
     assert metrics[f'portico_api_key_throttled_requests_total{{api_key_id="{key_id}"}}'] == 2
@@ -287,7 +277,7 @@ def test_a_daily_quota_across_stages_getusage_and_updateusage(portico, tmp_path,
     assert usage["items"] == {key_id: [[0, 5], [5, 0]]}
     assert (usage["startDate"], usage["endDate"]) == ("2031-03-11", "2031-03-12")
     # Each refusal counted, by stage and by key.
-    metrics = _metrics(admin)
+    metrics = admin.metrics()
     assert metrics[f'portico_quota_exceeded_requests_total{{api_id="{api_id}",stage="prod"}}'] == 1
     assert metrics[f'portico_quota_exceeded_requests_total{{api_id="{api_id}",stage="dev"}}'] == 1
     assert metrics[f'portico_api_key_quota_exceeded_requests_total{{api_key_id="{key_id}"}}'] == 2
@@ -312,7 +302,7 @@ def test_a_daily_quota_across_stages_getusage_and_updateusage(portico, tmp_path,
         usagePlanId=plan["id"], startDate="2031-03-12", endDate="2031-03-13", keyId=key_id
     )
     assert usage["items"] == {key_id: [[7, 0], [5, 0]]}
-    metrics = _metrics(admin)
+    metrics = admin.metrics()
     labels = f'usage_plan_id="{plan["id"]}",api_key_id="{key_id}",period="DAY"'
     assert metrics[f"portico_usage_plan_quota_period_requests{{{labels}}}"] == 5
 
@@ -641,7 +631,8 @@ def test_usage_writer_writes_only_what_changed(tmp_path):
 def test_metrics_escape_labels():
     from portico.control.data_plane import metrics_text
 
-    text = metrics_text([("stage", 'a"b', "s\\1", 2, 0), ("key", "k\n", 0, 1)])
+    text = metrics_text([("stage", 'a"b', "s\\1", 2, 0, 7, 1), ("key", "k\n", 0, 1)])
     assert 'portico_throttled_requests_total{api_id="a\\"b",stage="s\\\\1"} 2' in text
     assert 'portico_api_key_quota_exceeded_requests_total{api_key_id="k\\n"} 1' in text
+    assert 'portico_cache_hits_total{api_id="a\\"b",stage="s\\\\1"} 7' in text
     assert re.search(r"# TYPE portico_quota_exceeded_requests_total counter", text)

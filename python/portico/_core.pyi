@@ -126,11 +126,14 @@ class Gateway:
     def decide(self, host: str, method: str, raw_path: str) -> Verdict:
         """Select API and stage, match the route, spend throttle tokens. Never raises for any
         input strings."""
-    def route_limits(self, host: str, method: str, raw_path: str) -> list[tuple[float, int]] | None:
+    def route_limits(
+        self, host: str, method: str, raw_path: str, api_key: str | None = None
+    ) -> list[tuple[float, int]] | None:
         """The throttles a request would spend from, as `(rate, burst)`: its route's (or its stage's
-        default), then the account's; without spending. The rate is the one enforced, `1e9 / T`
-        with `T` whole nanoseconds (500.0 for 500; 5.4999999... for 5.5). None when the request
-        reaches no route."""
+        default), the account's, then, on a method that requires an API key, the usage plan's
+        per-key throttle of `api_key` (a key's value) for the method; without spending. The rate is
+        the one enforced, `1e9 / T` with `T` whole nanoseconds (500.0 for 500; 5.4999999... for
+        5.5). None when the request reaches no route."""
     def cache_stats(self) -> list[dict[str, Any]]:
         """Every REST stage response cache of this process: dicts of `api_id`, `stage`, `hits`
         and `misses` (AWS's CacheHitCount and CacheMissCount, kept across flushes), `entries`,
@@ -298,7 +301,7 @@ def cache_key(
 
 _UsageEntry = (
     tuple[Literal["usage"], str, str, tuple[str, int, int] | None, list[tuple[int, int]]]
-    | tuple[Literal["stage"], str, str, int, int]
+    | tuple[Literal["stage"], str, str, int, int, int, int]
     | tuple[Literal["key"], str, int, int]
 )
 
@@ -316,7 +319,7 @@ class UsageTable:
     def entries(self) -> list[_UsageEntry]:
         """Every counter: `("usage", plan, key, (period, index, requests) | None, [(day,
         requests)])` (the current quota period's count, the days kept), `("stage", api, stage,
-        throttled, quota_exceeded)`, `("key", key, throttled, quota_exceeded)`."""
+        throttled, quota_exceeded, cache_hits, cache_misses)`, `("key", key, throttled, quota_exceeded)`."""
     def count(
         self,
         plan: str,

@@ -275,7 +275,8 @@ def plan_drive(args: argparse.Namespace) -> Drive:
     if not args.limit:
         # The throttles as the core enforces them, for exactly the request that is sent.
         gateway = _core.Gateway(S.dumps(spec))  # type: ignore[arg-type]
-        limits = gateway.route_limits(host, method, path) or []
+        api_key = next((value for name, value in headers if name.lower() == "x-api-key"), None)
+        limits = gateway.route_limits(host, method, path, api_key) or []
     return Drive(path, method, headers, limits, where, host)
 
 

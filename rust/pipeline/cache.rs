@@ -36,6 +36,7 @@ use crate::integrations::Integration;
 use crate::pipeline::responses::ErrorType;
 use crate::spec::{CachedMethods, UnauthorizedCacheControl};
 use crate::throttle::monotonic_ns;
+use crate::usage::Counter;
 
 /// What a caller that may not invalidate the cache is told under `SUCCEED_WITH_RESPONSE_HEADER`
 /// (AWS documents a warning header without its text; this is RFC 9111's `Warning` with the
@@ -137,14 +138,25 @@ impl Pipeline {
             let route = &s.routes[ex.route?];
             let rc = route.cache.as_ref()?;
             let applies = rc.methods == CachedMethods::All || parts.method == Method::GET;
-            Some((s.cache.as_ref()?, rc)).filter(|_| applies)
+            Some((s.cache.as_ref()?, rc, &s.counter)).filter(|_| applies)
         });
-        let Some((stage_cache, rc)) = cached else {
+        let Some((stage_cache, rc, counter)) = cached else {
             return self
                 .integrate_timed(snap, parts, body, conn, ex, d, params)
                 .await;
         };
         let store = &stage_cache.store;
+        // Counted per process (`Gateway.cache_stats`) and per stage across the node's workers
+        // (the usage table behind `/metrics`).
+        let tally = self.gateway.tally();
+        let hit = || {
+            store.count_hit();
+            tally.bump(counter, Counter::CacheHit);
+        };
+        let miss = || {
+            store.count_miss();
+            tally.bump(counter, Counter::CacheMiss);
+        };
         let key = cache::key(
             &rc.key,
             &KeyRequest {
@@ -160,7 +172,7 @@ impl Pipeline {
         let mut warn = false;
         if asks_fresh(&parts.headers) {
             if !rc.require_authorization || self.may_invalidate(snap, parts, conn, ex, d) {
-                store.count_miss();
+                miss();
                 let flight = store.refresh(key);
                 return self
                     .fill(flight, rc.ttl_ns, snap, parts, body, conn, ex, d, params)
@@ -182,11 +194,11 @@ impl Pipeline {
         let mut response = loop {
             match store.lookup(&key, monotonic_ns()) {
                 Lookup::Hit(entry) => {
-                    store.count_hit();
+                    hit();
                     break answer(&entry);
                 }
                 Lookup::Lead(flight) => {
-                    store.count_miss();
+                    miss();
                     let body = body.take().unwrap_or_else(body::empty);
                     break self
                         .fill(flight, rc.ttl_ns, snap, parts, body, conn, ex, d, params)
@@ -196,12 +208,12 @@ impl Pipeline {
                     let landed = landing.wait_for(Option::is_some).await.map(|l| l.clone());
                     match landed {
                         Ok(Some(Landed::Stored(entry))) => {
-                            store.count_hit();
+                            hit();
                             break answer(&entry);
                         }
                         // Not cacheable: ask the integration as if nothing were cached.
                         Ok(_) => {
-                            store.count_miss();
+                            miss();
                             let body = body.take().unwrap_or_else(body::empty);
                             break self
                                 .integrate_timed(snap, parts, body, conn, ex, d, params)

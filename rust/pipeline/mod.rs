@@ -343,7 +343,7 @@ impl Pipeline {
         }
         if d.outcome == Outcome::Throttled {
             if let Some(serving) = ex.serving.as_deref() {
-                self.gateway.tally().bump(&serving.counter, crate::usage::Refusal::Throttled);
+                self.gateway.tally().bump(&serving.counter, crate::usage::Counter::Throttled);
             }
             return Err(usage_plan::throttled(snap, d.retry_after_ms, d.throttle_burst));
         }

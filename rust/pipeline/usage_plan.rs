@@ -16,7 +16,7 @@ use crate::cluster::{Spend, Spent};
 use crate::gateway::Snapshot;
 use crate::pipeline::responses::ErrorType;
 use crate::throttle::{monotonic_ns, NEVER};
-use crate::usage::{Counted, QuotaState, Refusal};
+use crate::usage::{Counted, Counter, QuotaState};
 
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -83,7 +83,7 @@ impl Pipeline {
             return Ok(());
         };
         let tally = self.gateway.tally();
-        let refused = |refusal: Refusal| {
+        let refused = |refusal: Counter| {
             tally.bump(&serving.counter, refusal);
             if let Some(counter) = keys.counter(key) {
                 tally.bump(counter, refusal);
@@ -111,7 +111,7 @@ impl Pipeline {
                 }
             };
             if wait != 0 {
-                refused(Refusal::Throttled);
+                refused(Counter::Throttled);
                 let wait_ms = if wait == NEVER {
                     NEVER
                 } else {
@@ -155,7 +155,7 @@ impl Pipeline {
                 Ok(())
             }
             Counted::Exceeded(state) => {
-                refused(Refusal::QuotaExceeded);
+                refused(Counter::QuotaExceeded);
                 let mut failure = Failure::new(
                     ErrorType::QuotaExceeded,
                     format!("usage plan {}: quota of {} used up", plan.id, state.limit),

@@ -75,6 +75,18 @@ _FAMILIES = (
         4,
     ),
     (
+        "portico_cache_hits_total",
+        "Requests answered from the stage cache, by stage.",
+        "stage",
+        5,
+    ),
+    (
+        "portico_cache_misses_total",
+        "Requests to cached methods that the stage cache could not answer, by stage.",
+        "stage",
+        6,
+    ),
+    (
         "portico_api_key_throttled_requests_total",
         "Requests refused by a usage plan's throttle, by API key.",
         "key",
