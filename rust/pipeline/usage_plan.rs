@@ -141,7 +141,7 @@ impl Pipeline {
                     Some(counted) => counted,
                     None => {
                         // Redis cannot count and the node fails closed.
-                        refused(Refusal::Throttled);
+                        refused(Counter::Throttled);
                         return Err(throttled(snap, UNAVAILABLE_RETRY_NS / 1_000_000, 0));
                     }
                 }
