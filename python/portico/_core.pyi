@@ -16,6 +16,7 @@ __all__ = [
     "THROTTLED",
     "BenchReport",
     "BodyFeed",
+    "ClusterLink",
     "ConfigError",
     "Core",
     "Gateway",
