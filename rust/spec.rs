@@ -521,6 +521,13 @@ pub enum IntegrationSpec {
         #[serde(default)]
         method: Option<String>,
         timeout_ms: u64,
+        /// HTTP APIs' `requestParameters`: (`append|overwrite|remove:header|querystring.NAME` or
+        /// `overwrite:path`, value expression) pairs (`integrations::parameter_mapping`).
+        #[serde(default)]
+        request_parameters: Vec<(String, String)>,
+        /// HTTP APIs' `responseParameters`: (status code, its (key, value) pairs).
+        #[serde(default)]
+        response_parameters: Vec<(String, Vec<(String, String)>)>,
     },
     /// `MOCK`: the same response every time.
     #[serde(rename = "MOCK")]
@@ -537,6 +544,12 @@ pub enum IntegrationSpec {
         uri: String,
         payload_format_version: PayloadVersion,
         timeout_ms: u64,
+        /// HTTP APIs' `requestParameters` and `responseParameters`, as for `HTTP_PROXY`: they
+        /// change the event's request and the answer the function's result maps to.
+        #[serde(default)]
+        request_parameters: Vec<(String, String)>,
+        #[serde(default)]
+        response_parameters: Vec<(String, Vec<(String, String)>)>,
     },
     /// A route that cannot be served as configured: answers AWS's 500 and logs `detail`.
     #[serde(rename = "UNAVAILABLE")]

@@ -6,6 +6,7 @@
 pub mod http_proxy;
 pub mod lambda_proxy;
 pub mod mock;
+pub mod parameter_mapping;
 
 use crate::spec::{ApiKind, IntegrationSpec, Settings};
 
@@ -35,14 +36,14 @@ pub fn compile(
             uri,
             method,
             timeout_ms,
-        } => Integration::HttpProxy(http_proxy::HttpProxy::compile(
-            uri,
-            method.as_deref(),
-            *timeout_ms,
-            route_key,
-            api_id,
-            variables,
-        )?),
+            request_parameters,
+            response_parameters,
+        } => {
+            let mut proxy =
+                http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?;
+            proxy.mapping = parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
+            Integration::HttpProxy(proxy)
+        }
         IntegrationSpec::Mock {
             status,
             headers,
@@ -52,14 +53,14 @@ pub fn compile(
             uri,
             payload_format_version,
             timeout_ms,
-        } => Integration::LambdaProxy(lambda_proxy::LambdaProxy::compile(
-            uri,
-            kind,
-            *payload_format_version,
-            *timeout_ms,
-            variables,
-            settings,
-        )),
+            request_parameters,
+            response_parameters,
+        } => {
+            let mut lambda =
+                lambda_proxy::LambdaProxy::compile(uri, kind, *payload_format_version, *timeout_ms, variables, settings);
+            lambda.mapping = parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
+            Integration::LambdaProxy(lambda)
+        }
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
     })
 }

@@ -41,6 +41,7 @@ use crate::cluster::{Spend, Spent};
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
 use crate::integrations::http_proxy::{Target, UpstreamClient};
+use crate::integrations::parameter_mapping::{read_prefix, BodyNeed, ResponseMapping, Values, BODY_SELECTION_LIMIT};
 use crate::integrations::Integration;
 use crate::invoke::{Call, Hook, Invoker, PluginRequest, PluginResponse, Reply, ReplyBody};
 use crate::lambda::EventSource;
@@ -434,19 +435,43 @@ impl Pipeline {
             }
             Integration::HttpProxy(proxy) => {
                 let (limited, state) = LimitedBody::new(body, settings.payload_limit);
+                let mut body = limited.boxed();
+                // HTTP APIs' request parameters, resolved once (reading what they need of the body).
+                let mut mapped = None;
+                if let Some(mapping) = &proxy.mapping.request {
+                    let (read, whole) = match read_for(mapping.body_need(), body, settings.payload_limit).await {
+                        Ok(read) => read,
+                        Err(_) => return Err(body_failure(state.error().unwrap_or(BodyError::Broken))),
+                    };
+                    body = whole;
+                    mapped = Some(self.in_context(snap, parts, conn, ex, None, |context| {
+                        mapping.resolve(&Values {
+                            headers: &parts.headers,
+                            raw_query: parts.uri.query().unwrap_or(""),
+                            path: d.path,
+                            path_params: params,
+                            body: &read,
+                            context,
+                        })
+                    }));
+                }
                 let target = Target {
                     api_path: d.path,
                     params,
                     client_ip: conn.client_ip,
                     host: header_str(&parts.headers, HOST).unwrap_or(""),
                     scheme: conn.scheme,
+                    mapped: mapped.as_ref(),
                 };
                 let trace = || self.ids.trace_id(ex.epoch_ms / 1000);
                 let called = proxy
-                    .call(&self.upstream, parts, limited.boxed(), target, settings.header_limit, &trace)
+                    .call(&self.upstream, parts, body, target, settings.header_limit, &trace)
                     .await;
                 match (called, state.error()) {
-                    (Ok(response), _) => Ok(response),
+                    (Ok(response), _) => match &proxy.mapping.response {
+                        Some(mapping) => self.map_response(mapping, response, snap, parts, conn, ex, d, params).await,
+                        None => Ok(response),
+                    },
                     // The client's body failed, not the upstream: the client's fault is answered.
                     (Err(_), Some(body)) => Err(body_failure(body)),
                     (Err((error, detail)), None) => fail(error, detail),
@@ -454,6 +479,22 @@ impl Pipeline {
             }
             Integration::LambdaProxy(lambda) => {
                 let body = body::read_all(body, settings.payload_limit).await.map_err(body_failure)?;
+                // HTTP APIs' request parameters change the request the event describes.
+                let mapped = lambda.mapping.request.as_ref().map(|mapping| {
+                    let resolved = self.in_context(snap, parts, conn, ex, None, |context| {
+                        mapping.resolve(&Values {
+                            headers: &parts.headers,
+                            raw_query: parts.uri.query().unwrap_or(""),
+                            path: d.path,
+                            path_params: params,
+                            body: &body,
+                            context,
+                        })
+                    });
+                    let mut headers = parts.headers.clone();
+                    resolved.apply_headers(&mut headers);
+                    (headers, resolved.apply_query(parts.uri.query().unwrap_or("")), resolved.path())
+                });
                 let api = snap.api(ex.api.unwrap_or(0));
                 let serving = ex.serving.as_deref();
                 let trace = self.ids.trace_id(ex.epoch_ms / 1000);
@@ -464,10 +505,16 @@ impl Pipeline {
                     extended_request_id: &extended,
                     trace_id: &trace,
                     method: parts.method.as_str(),
-                    raw_path: ex.path_style.as_deref().unwrap_or(parts.uri.path()),
-                    path: d.path,
-                    raw_query: parts.uri.query().unwrap_or(""),
-                    headers: &parts.headers,
+                    raw_path: match &mapped {
+                        Some((_, _, Some(path))) => path,
+                        _ => ex.path_style.as_deref().unwrap_or(parts.uri.path()),
+                    },
+                    path: match &mapped {
+                        Some((_, _, Some(path))) => path,
+                        _ => d.path,
+                    },
+                    raw_query: mapped.as_ref().map_or(parts.uri.query().unwrap_or(""), |(_, q, _)| q),
+                    headers: mapped.as_ref().map_or(&parts.headers, |(h, _, _)| h),
                     host: header_str(&parts.headers, HOST).unwrap_or(""),
                     scheme: conn.scheme,
                     protocol: protocol(parts.version),
@@ -497,7 +544,13 @@ impl Pipeline {
                     )
                     .await
                 {
-                    Ok(r) => Ok(response_of(r.status, r.headers, full(r.body))),
+                    Ok(r) => {
+                        let response = response_of(r.status, r.headers, full(r.body));
+                        match &lambda.mapping.response {
+                            Some(mapping) => self.map_response(mapping, response, snap, parts, conn, ex, d, params).await,
+                            None => Ok(response),
+                        }
+                    }
                     Err((error, detail)) => fail(error, detail),
                 }
             }
@@ -510,6 +563,119 @@ impl Pipeline {
             }
             Integration::Unset => fail(ErrorType::ApiConfigurationError, "the route has no integration"),
         }
+    }
+
+    /// HTTP APIs' response parameters: the mappings of the integration's status applied to its
+    /// answer (reading what they need of its body, which then passes on whole).
+    #[allow(clippy::too_many_arguments)]
+    async fn map_response(
+        &self,
+        mapping: &ResponseMapping,
+        response: Response<PipelineBody>,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: &Connection,
+        ex: &Exchange,
+        d: &Decision<'_>,
+        params: &[(&str, &str)],
+    ) -> Result<Response<PipelineBody>, Failure> {
+        let (mut head, body) = response.into_parts();
+        let need = mapping.body_need(head.status);
+        let (read, body) = read_for(need, body, snap.settings.payload_limit)
+            .await
+            .map_err(|e| Failure::new(ErrorType::IntegrationFailure, format!("reading the integration's response: {e}")))?;
+        let answered = head.headers.clone();
+        let mut status = head.status;
+        let applied = self.in_context(snap, parts, conn, ex, Some(status.as_u16()), |context| {
+            mapping.apply(
+                &mut status,
+                &mut head.headers,
+                &Values {
+                    headers: &answered,
+                    raw_query: parts.uri.query().unwrap_or(""),
+                    path: d.path,
+                    path_params: params,
+                    body: &read,
+                    context,
+                },
+            )
+        });
+        applied.map_err(|why| Failure::new(ErrorType::MalformedResponse, why))?;
+        head.status = status;
+        Ok(Response::from_parts(head, body))
+    }
+
+    /// Run `f` with `$context.NAME` for HTTP APIs' parameter mappings: the request as an access
+    /// log renders it so far (`integration_status` once the integration answered); a value an
+    /// access log prints as `-` is absent.
+    fn in_context<R>(
+        &self,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: &Connection,
+        ex: &Exchange,
+        integration_status: Option<u16>,
+        f: impl FnOnce(&(dyn Fn(&str, &mut String) -> bool + Sync)) -> R,
+    ) -> R {
+        let api = ex.api.map(|a| snap.api(a));
+        let serving = ex.serving.as_deref();
+        let route = ex.route();
+        let mut ip = [0u8; 48];
+        let flat = match &ex.auth.granted {
+            Granted::Jwt { claims, .. } => crate::auth::flatten_claims(claims),
+            Granted::Lambda { context, .. } => crate::auth::flatten_claims(context),
+            Granted::Nothing => Default::default(),
+        };
+        let pairs: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (claims, authorizer, principal_id) = match &ex.auth.granted {
+            Granted::Lambda { principal_id, .. } => (&[][..], &pairs[..], principal_id.as_deref()),
+            _ => (&pairs[..], &[][..], None),
+        };
+        let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
+        let record = LogRecord {
+            request_id: &ex.request_id,
+            extended_request_id: Some(&ex.request_id),
+            http_method: parts.method.as_str(),
+            path: ex.addressed_path(parts),
+            protocol: protocol(parts.version),
+            domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
+            request_time_epoch_ms: ex.epoch_ms,
+            identity: Identity {
+                source_ip: ip_text(conn.client_ip, &mut ip),
+                user_agent: header_str(&parts.headers, USER_AGENT),
+                api_key: masked_key.as_deref(),
+                api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
+                client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
+                caller: ex.auth.iam.as_ref().map(|i| i.caller.as_str()),
+                user: ex.auth.iam.as_ref().map(|i| i.user.as_str()),
+                user_arn: ex.auth.iam.as_ref().map(|i| i.user_arn.as_str()),
+                account_id: ex.auth.iam.as_ref().map(|i| i.account_id.as_str()),
+                access_key: ex.auth.iam.as_ref().map(|i| i.access_key.as_str()),
+                ..Default::default()
+            },
+            account_id: Some(&snap.settings.account_id),
+            api_id: api.map(|a| &*a.id),
+            stage: serving.map(|s| &*s.stage),
+            route_key: route.map(|r| &*r.key),
+            resource_path: route.map(|r| &*r.resource_path),
+            status: integration_status.unwrap_or(0),
+            integration_status,
+            response_latency_ms: ex.started.elapsed().as_millis() as u64,
+            claims,
+            authorizer,
+            authorizer_principal_id: principal_id,
+            ..Default::default()
+        };
+        let kind = api.map_or(ApiKind::Http, |a| a.kind);
+        let context = |name: &str, out: &mut String| {
+            let start = out.len();
+            if !crate::access_log::render_context(name, kind, &record, out) || &out[start..] == "-" {
+                out.truncate(start);
+                return false;
+            }
+            true
+        };
+        f(&context)
     }
 
     // ------------------------------------------------------------------------------ plugins
@@ -924,5 +1090,15 @@ fn stage_path(d: &Decision<'_>, serving: Option<&Serving>) -> String {
     match serving {
         Some(s) if &*s.stage != "$default" => format!("/{}{}", s.stage, if d.path == "/" { "" } else { d.path }),
         _ => d.path.to_owned(),
+    }
+}
+
+/// Read what a parameter mapping needs of `body` (`BodyNeed`): (what was read, the whole body
+/// again). A whole body is read up to `limit` bytes.
+async fn read_for(need: BodyNeed, body: PipelineBody, limit: u64) -> Result<(Bytes, PipelineBody), body::BoxError> {
+    match need {
+        BodyNeed::None => Ok((Bytes::new(), body)),
+        BodyNeed::Prefix => read_prefix(body, BODY_SELECTION_LIMIT).await,
+        BodyNeed::Whole => read_prefix(body, usize::try_from(limit).unwrap_or(usize::MAX)).await,
     }
 }
