@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from portico.compile import method_settings
 from portico.compile import spec as S
@@ -279,8 +280,16 @@ def _integration(
                 )
         # REST APIs' Lambda proxy events are payload 1.0.
         payload = "1.0" if rest else integration.payload_format
-        return S.lambda_proxy(uri, payload, integration.timeoutInMillis)
-    return S.http_proxy(uri, integration.method, integration.timeoutInMillis)
+        return S.lambda_proxy(uri, payload, integration.timeoutInMillis, **_mappings(integration))
+    return S.http_proxy(uri, integration.method, integration.timeoutInMillis, **_mappings(integration))
+
+
+def _mappings(integration: Integration) -> dict[str, Any]:
+    """An HTTP API integration's parameter mapping for the spec builders."""
+    return {
+        "request_parameters": integration.requestParameters,
+        "response_parameters": integration.responseParameters,
+    }
 
 
 def _lambda_authorizer(

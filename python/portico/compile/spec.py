@@ -97,6 +97,9 @@ class HttpProxySpec(TypedDict):
     uri: str
     method: str | None
     timeout_ms: int
+    # HTTP APIs' parameter mapping: (key, value) pairs, and (status code, its pairs).
+    request_parameters: NotRequired[list[tuple[str, str]]]
+    response_parameters: NotRequired[list[tuple[str, list[tuple[str, str]]]]]
 
 
 class MockSpec(TypedDict):
@@ -111,6 +114,8 @@ class LambdaProxySpec(TypedDict):
     uri: str
     payload_format_version: Literal["1.0", "2.0"]
     timeout_ms: int
+    request_parameters: NotRequired[list[tuple[str, str]]]
+    response_parameters: NotRequired[list[tuple[str, list[tuple[str, str]]]]]
 
 
 class UnavailableSpec(TypedDict):
@@ -351,30 +356,66 @@ def cors(
     }
 
 
-def http_proxy(uri: str, method: str | None = None, timeout_ms: int = 30000) -> HttpProxySpec:
-    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers."""
-    return {
+def http_proxy(
+    uri: str,
+    method: str | None = None,
+    timeout_ms: int = 30000,
+    *,
+    request_parameters: dict[str, str] | None = None,
+    response_parameters: dict[str, dict[str, str]] | None = None,
+) -> HttpProxySpec:
+    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers.
+    `request_parameters` / `response_parameters`: an HTTP API integration's parameter mapping
+    (`append:header.x` -> `$request.header.y`; `{"500": {"overwrite:statuscode": "403"}}`)."""
+    out: HttpProxySpec = {
         "type": "HTTP_PROXY",
         "uri": uri,
         "method": None if not method or method.upper() == "ANY" else method.upper(),
         "timeout_ms": int(timeout_ms),
     }
+    _add_mappings(out, request_parameters, response_parameters)
+    return out
+
+
+def _add_mappings(
+    out: HttpProxySpec | LambdaProxySpec,
+    request_parameters: dict[str, str] | None,
+    response_parameters: dict[str, dict[str, str]] | None,
+) -> None:
+    """The mappings as the core reads them (sorted pairs); absent when there are none."""
+    if request_parameters:
+        out["request_parameters"] = sorted((str(k), str(v)) for k, v in request_parameters.items())
+    if response_parameters:
+        out["response_parameters"] = sorted(
+            (str(status), sorted((str(k), str(v)) for k, v in mappings.items()))
+            for status, mappings in response_parameters.items()
+        )
 
 
 def mock(status: int, headers: dict[str, str] | None = None, body: str = "") -> MockSpec:
     return {"type": "MOCK", "status": int(status), "headers": list((headers or {}).items()), "body": body}
 
 
-def lambda_proxy(uri: str, payload_format_version: str = "2.0", timeout_ms: int = 30000) -> LambdaProxySpec:
-    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side."""
+def lambda_proxy(
+    uri: str,
+    payload_format_version: str = "2.0",
+    timeout_ms: int = 30000,
+    *,
+    request_parameters: dict[str, str] | None = None,
+    response_parameters: dict[str, dict[str, str]] | None = None,
+) -> LambdaProxySpec:
+    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side; HTTP
+    APIs' parameter mapping as for `http_proxy`."""
     if payload_format_version not in ("1.0", "2.0"):
         raise ValueError(f"payloadFormatVersion must be 1.0 or 2.0, not {payload_format_version!r}")
-    return {
+    out: LambdaProxySpec = {
         "type": "AWS_PROXY",
         "uri": uri,
         "payload_format_version": payload_format_version,  # type: ignore[typeddict-item]
         "timeout_ms": int(timeout_ms),
     }
+    _add_mappings(out, request_parameters, response_parameters)
+    return out
 
 
 def unavailable(detail: str) -> UnavailableSpec:

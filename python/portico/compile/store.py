@@ -58,6 +58,7 @@ from portico.config.models import (
     validate_issuer_url,
     validate_route_key,
 )
+from portico.config.parameter_mapping import applies_to, http_mapping_problems
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
 from portico.integrations.functions import FunctionRegistry, parse_function_uri
@@ -98,7 +99,12 @@ _throttle = method_settings.throttle
 
 
 def _lambda(
-    uri: str, payload: str, timeout_ms: int, registry: FunctionRegistry, where: str
+    uri: str,
+    payload: str,
+    timeout_ms: int,
+    registry: FunctionRegistry,
+    where: str,
+    mappings: dict[str, Any] | None = None,
 ) -> S.IntegrationSpec:
     if "${stageVariables." not in uri:
         name = parse_function_uri(uri).name
@@ -110,7 +116,7 @@ def _lambda(
                 name,
                 name,
             )
-    return S.lambda_proxy(uri, payload, timeout_ms)
+    return S.lambda_proxy(uri, payload, timeout_ms, **(mappings or {}))
 
 
 def _timeout(value: Any, default: int) -> int:
@@ -171,6 +177,19 @@ def _map_path_parameters(uri: str, parameters: dict[str, str]) -> str:
         if to and frm and to[1] != frm[1]:
             uri = re.sub(r"\{" + re.escape(to[1]) + r"\+?\}", "{" + frm[1] + "}", uri)
     return uri
+
+
+def _http_mappings(integration: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP API integration's parameter mapping for the spec builders. One the admin API would
+    refuse (stored before it checked them) makes the route answer 500 rather than being served
+    without it: a mapping left out could forward what it was meant to remove."""
+    if not applies_to(integration.get("IntegrationType"), integration.get("IntegrationSubtype")):
+        return {}
+    request = integration.get("RequestParameters") or None
+    response = integration.get("ResponseParameters") or None
+    for where, problem in http_mapping_problems(request, response):
+        raise ValueError(f"{where}: {problem}")
+    return {"request_parameters": request, "response_parameters": response}
 
 
 def _mock(integration: dict[str, Any]) -> S.IntegrationSpec:
@@ -337,13 +356,16 @@ class _Builder:
         try:
             if integration.get("ConnectionType") == "VPC_LINK":
                 raise ValueError("private integrations (VPC_LINK) are not supported")
+            mappings = _http_mappings(integration)
             if kind == "AWS_PROXY":
                 payload = integration.get("PayloadFormatVersion") or "2.0"
-                return _lambda(uri, payload, timeout_ms, self.registry, where)
+                return _lambda(uri, payload, timeout_ms, self.registry, where, mappings)
             if kind == "HTTP_PROXY":
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
-                return S.http_proxy(uri, integration.get("IntegrationMethod") or "ANY", timeout_ms)
+                return S.http_proxy(
+                    uri, integration.get("IntegrationMethod") or "ANY", timeout_ms, **mappings
+                )
             raise ValueError(f"integration type {kind} is not supported for HTTP APIs")
         except ValueError as exc:
             log.warning("%s: %s; the route answers 500", where, exc)

@@ -84,6 +84,29 @@ class Integration(_Model):
     # `cacheNamespace` to share entries with other routes (unset: the route's own).
     cacheKeyParameters: list[str] = Field(default_factory=list)
     cacheNamespace: str | None = None
+    # HTTP APIs' parameter mapping (HTTP_PROXY, AWS_PROXY), as AWS's `RequestParameters`
+    # (`append:header.x-user` -> `$context.authorizer.user`) and `ResponseParameters` (status
+    # code -> its mappings); refused as the admin API refuses them.
+    requestParameters: dict[str, str] = Field(default_factory=dict)
+    responseParameters: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("responseParameters", mode="before")
+    @classmethod
+    def _status_keys(cls, value: Any) -> Any:
+        # YAML reads `200:` as a number; AWS's keys are status codes as text.
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _mappings(self) -> Integration:
+        if (self.requestParameters or self.responseParameters) and self.type == "MOCK":
+            raise ValueError(
+                "requestParameters and responseParameters map HTTP_PROXY and AWS_PROXY integrations"
+            )
+        from portico.config.parameter_mapping import http_mapping_problems
+
+        for where, problem in http_mapping_problems(self.requestParameters, self.responseParameters):
+            raise ValueError(f"{where}: {problem}")
+        return self
 
     @field_validator("cacheKeyParameters")
     @classmethod
@@ -636,6 +659,11 @@ class Api(_Model):
             )
             if integration is not None and integration.payloadFormatVersion == "2.0":
                 raise ValueError(f"routes[{index}]: REST APIs send Lambda events of payloadFormatVersion 1.0")
+            if integration is not None and (integration.requestParameters or integration.responseParameters):
+                raise ValueError(
+                    f"routes[{index}]: requestParameters and responseParameters are HTTP APIs' parameter "
+                    "mapping (protocolType: HTTP)"
+                )
         if "REQUEST_TOO_LARGE" in self.gatewayResponses:
             raise ValueError("gatewayResponses: REQUEST_TOO_LARGE cannot be customised")
         return self
