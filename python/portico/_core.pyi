@@ -30,6 +30,7 @@ __all__ = [
     "bench",
     "cache_key",
     "check_tls",
+    "http_mapping_problem",
     "install_sighup_reopen",
     "monotonic_ns",
     "quota_limit",
