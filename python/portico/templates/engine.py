@@ -65,15 +65,16 @@ airspeed.UserDefinedDirective.DIRECTIVES.append(BreakDirective)
 class Output:
     """The stream a render (or an interpolated string) writes to, bounded by the render's budget."""
 
-    __slots__ = ("parts", "stop")
+    __slots__ = ("budget", "parts", "stop")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.stop = False  # set by #stop
+        self.budget = limits.current()
 
     def write(self, text: str) -> None:
         if not self.stop and text:
-            limits.check_produced(len(text))
+            limits.check_produced(len(text), self.budget)
             self.parts.append(text)
 
     def getvalue(self) -> str:
@@ -328,8 +329,8 @@ def compile_tree(source: str) -> Any:
 
 def render_tree(tree: Any, namespace: dict[str, Any]) -> str:
     """Render an adjusted tree within the limits; `#break` at the top ends the template."""
-    output = Output()
     token = limits.start(limits.RENDER_SECONDS)
+    output = Output()
     try:
         tree.evaluate(output, namespace, vtl.NullLoader())
     except _ScopeExit:

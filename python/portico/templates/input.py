@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from portico.templates import jsonpath
-from portico.templates.values import OBJECT_METHODS, VtlMap, java_str, parse_json, to_json
+from portico.templates.values import OBJECT_METHODS, VtlMap, from_python, java_str, load_json, to_json
 
 # AWS hands a template `{}` for an empty payload, whatever its content type (`$input.body`, and so also what
 # `$input.path('$')` and `$input.json('$')` read).
@@ -29,18 +29,18 @@ class Input:
     def document(self) -> Any:
         if self._document is _UNPARSED:
             try:
-                self._document = parse_json(self.body)
+                self._document = load_json(self.body)
             except (ValueError, RecursionError) as error:
                 raise ValueError(f"the payload is not JSON ({error}), so JSONPath cannot read it") from None
         return self._document
 
     def path(self, expression: Any) -> Any:
         """`$input.path(x)`: the JSONPath result as template values (maps, lists, `.size()`, `#foreach`)."""
-        return jsonpath.query(self.document(), java_str(expression))
+        return from_python(jsonpath.query(self.document(), java_str(expression)))
 
     def json(self, expression: Any) -> str:
         """`$input.json(x)`: the JSONPath result as JSON text (`null` when the path matches nothing)."""
-        return to_json(self.path(expression))
+        return to_json(jsonpath.query(self.document(), java_str(expression)))
 
     def all_params(self) -> VtlMap:
         """`$input.params()`: `{path={..}, querystring={..}, header={..}}`."""

@@ -14,8 +14,6 @@ from typing import Any
 
 import jsonpath
 
-from portico.templates.values import JsonList
-
 
 @lru_cache(maxsize=1024)
 def _compiled(expression: str) -> tuple[Any, bool]:
@@ -28,7 +26,8 @@ def _compiled(expression: str) -> tuple[Any, bool]:
 
 
 def query(document: Any, expression: str) -> Any:
-    """The value a definite path points to (None when absent), or the list of an indefinite path's matches."""
+    """The value a definite path points to (None when absent), or the list of an indefinite path's matches;
+    plain Python data, as parsed."""
     path, definite = _compiled(expression)
     try:
         matches = path.findall(document)
@@ -36,4 +35,4 @@ def query(document: Any, expression: str) -> Any:
         raise ValueError(f"JSONPath {expression!r} failed: {error}") from None
     if definite:
         return matches[0] if matches else None
-    return JsonList(matches)
+    return matches

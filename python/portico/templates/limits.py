@@ -61,11 +61,16 @@ def finish(token: object) -> None:
     _budget.reset(token)  # type: ignore[arg-type]
 
 
-def check_produced(chars: int) -> None:
-    """Count `chars` more characters built by this render."""
-    budget = _budget.get()
+def current() -> Budget | None:
+    return _budget.get()
+
+
+def check_produced(chars: int, budget: Budget | None = None) -> None:
+    """Count `chars` more characters built by this render (`budget`: the render's, when the caller has it)."""
     if budget is None:
-        return
+        budget = _budget.get()
+        if budget is None:
+            return
     if chars > MAX_OUTPUT_CHARS:
         raise LimitExceeded(f"a value of {chars} characters is larger than the {MAX_OUTPUT_CHARS} allowed")
     budget.produced += chars

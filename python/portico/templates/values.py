@@ -154,9 +154,14 @@ def _as_vtl(value: Any) -> Any:
     return value
 
 
+def load_json(text: str) -> Any:
+    """JSON text as plain Python data (NaN and Infinity are not JSON)."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
 def parse_json(text: str) -> Any:
     """JSON text as template values (maps, JSON arrays, strings, numbers, booleans, null)."""
-    return _as_vtl(json.loads(text, parse_constant=_refuse_constant))
+    return _as_vtl(load_json(text))
 
 
 def from_python(value: Any) -> Any:
