@@ -146,17 +146,31 @@ def _context(given: Mapping[str, Any], kind: str) -> VtlMap:
     return context
 
 
+def _encodable(text: str) -> str:
+    """Text the gateway can send as UTF-8: a lone surrogate (JSON's `"\ud800"`) becomes `?`, as Java's
+    UTF-8 encoder writes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="replace").decode("utf-8")
+    return text
+
+
 def _override_value(value: Any) -> Any:
     if isinstance(value, list):
-        return [java_str(item) for item in value]
-    return java_str(value)
+        return [_encodable(java_str(item)) for item in value]
+    return _encodable(java_str(value))
 
 
 def _override_group(overrides: Any, group: str) -> dict[str, Any]:
     values = overrides.get(group) if isinstance(overrides, Mapping) else None
     if not isinstance(values, Mapping):
         return {}
-    return {java_str(name): _override_value(value) for name, value in values.items() if value is not None}
+    return {
+        _encodable(java_str(name)): _override_value(value)
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 def _status(value: Any) -> int:
@@ -209,7 +223,7 @@ class MappingTemplate:
             "stageVariables": VtlMap(request.get("stage_variables") or {}),
         }
         try:
-            output = engine.render_tree(self.tree, namespace)
+            output = _encodable(engine.render_tree(self.tree, namespace))
             return Rendered(output=output, overrides=_overrides(context, kind))
         except TemplateError:
             raise

@@ -223,7 +223,8 @@ def _scoped(execute_function: Callable[..., None]) -> Callable[..., None]:
 
 
 def _evaluator(node: Any) -> Callable[..., None]:
-    """`#evaluate($text)`: compiled with the same adjustments and bounds, and cached like any template."""
+    """`#evaluate($text)`: compiled with the same adjustments and bounds, and cached like any template;
+    its macros join the template's."""
     from portico.templates import compiled_tree  # the compile cache lives with the interface
 
     def evaluate_raw(stream: Any, namespace: Any, loader: Any) -> None:
@@ -231,10 +232,31 @@ def _evaluator(node: Any) -> Callable[..., None]:
         if source is None:
             return
         tree = compiled_tree(java_str(source))
+        namespace.top().update(tree.portico_macros)
         with limits.Nested(), contextlib.suppress(_ScopeExit):
             tree.evaluate(stream, namespace, loader)
 
     return evaluate_raw
+
+
+def _macro_caller(node: Any) -> Callable[..., None]:
+    """`#name(arguments)`: a macro defined anywhere in the template (Velocity defines macros when it parses,
+    so a call may come first); a call to no macro is text, as Velocity prints it."""
+    key = "#" + node.macro_name
+
+    def evaluate_raw(stream: Any, namespace: Any, loader: Any) -> None:
+        macro = _lookup(namespace, key)
+        if macro is None:
+            stream.write(node.my_text())
+            return
+        arguments = [argument.calculate(namespace, loader) for argument in node.args]
+        macro.execute_function(stream, namespace, arguments, loader)
+
+    return evaluate_raw
+
+
+def _no_op(stream: Any, namespace: Any, loader: Any) -> None:
+    """A `#macro` definition renders nothing where it stands; it was registered with its template."""
 
 
 def _interpolator(node: Any) -> Callable[..., str]:
@@ -296,6 +318,10 @@ def _adjust(node: Any) -> None:
         node.calculate = lambda namespace, loader: VtlMap(literal(node, namespace, loader))
     elif isinstance(node, vtl._FunctionDefinition):
         node.execute_function = _scoped(node.execute_function)
+        if isinstance(node, vtl.MacroDefinition):
+            node.evaluate_raw = _no_op
+    elif isinstance(node, vtl.MacroCall):
+        node.evaluate_raw = _macro_caller(node)
     elif isinstance(node, vtl.EvaluateDirective) and not isinstance(node, vtl.ReturnDirective):
         node.evaluate_raw = _evaluator(node)
 
@@ -319,11 +345,15 @@ def compile_tree(source: str) -> Any:
     """Parse `source` and adjust every element; airspeed's syntax errors propagate."""
     template = airspeed.Template(source)
     template.ensure_compiled()
+    macros: dict[str, Any] = {}
     pending = [template.root_element]
     while pending:  # iterative, so a deeply nested template cannot exhaust the stack here
         node = pending.pop()
-        pending.extend(_children(node))
+        pending.extend(reversed(_children(node)))
+        if isinstance(node, vtl.MacroDefinition):
+            macros.setdefault("#" + node.function_name.lower(), node)  # the first definition wins
         _adjust(node)
+    template.root_element.portico_macros = macros
     return template.root_element
 
 
@@ -331,6 +361,7 @@ def render_tree(tree: Any, namespace: dict[str, Any]) -> str:
     """Render an adjusted tree within the limits; `#break` at the top ends the template."""
     token = limits.start(limits.RENDER_SECONDS)
     output = Output()
+    namespace.update(tree.portico_macros)
     try:
         tree.evaluate(output, namespace, vtl.NullLoader())
     except _ScopeExit:

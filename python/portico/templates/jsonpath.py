@@ -25,12 +25,27 @@ def _compiled(expression: str) -> tuple[Any, bool]:
     return path, bool(singular()) if callable(singular) else False
 
 
+class _RootString:
+    """A payload that is one JSON string: python-jsonpath would read a `str` document as JSON text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def query(document: Any, expression: str) -> Any:
     """The value a definite path points to (None when absent), or the list of an indefinite path's matches;
     plain Python data, as parsed."""
     path, definite = _compiled(expression)
     try:
-        matches = path.findall(document)
+        if isinstance(document, str):
+            matches = [
+                match.text if isinstance(match, _RootString) else match
+                for match in path.findall(_RootString(document))
+            ]
+        else:
+            matches = path.findall(document)
     except jsonpath.JSONPathError as error:
         raise ValueError(f"JSONPath {expression!r} failed: {error}") from None
     if definite:
