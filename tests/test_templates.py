@@ -554,6 +554,13 @@ def test_macros_are_defined_when_parsed_and_unknown_macros_print_as_text() -> No
     assert render("#notAMacro(1) #evaluate('#macro(e $a)[$a]#end')#e(5)") == "#notAMacro(1) [5]"
 
 
+def test_define_blocks_render_where_referenced() -> None:
+    source = (
+        "#define($pair){\"k\": \"$k\"}#end[#foreach($k in ['a', 'b'])$pair#if($foreach.hasNext),#end#end]"
+    )
+    assert json.loads(render(source)) == [{"k": "a"}, {"k": "b"}]
+
+
 def test_output_is_always_utf8_encodable() -> None:
     result = rendered(
         "$input.path('$.s')#set($context.requestOverride.header.h = $input.path('$.s'))", '{"s": "a\\ud800b"}'
