@@ -679,6 +679,17 @@ def test_output_and_built_strings_are_bounded() -> None:
         render(f"#foreach($i in [1..1000])#foreach($j in [1..1000]){chunk}#end#end")
 
 
+def test_values_too_large_to_print_are_refused() -> None:
+    doubling = "#set($a = ['x'])#foreach($i in [1..40])#set($a = [$a, $a])#end"
+    with pytest.raises(TemplateError, match="elements"):
+        render(doubling + "$a")
+    with pytest.raises(TemplateError, match="elements"):
+        render(doubling + "$a.toString()")
+    with pytest.raises(TemplateError, match="elements"):
+        render(doubling + "$util.base64Encode($a)")
+    assert render(doubling + "$a.size()") == "2"
+
+
 @contextmanager
 def render_seconds(seconds: float) -> Iterator[None]:
     saved = limits.RENDER_SECONDS

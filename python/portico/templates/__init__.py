@@ -214,15 +214,15 @@ class MappingTemplate:
 
     def render(self, request: TemplateInput) -> Rendered:
         """Raises TemplateError, and nothing else, when the template fails or exceeds a limit."""
-        kind = request["kind"]
-        context = _context(request.get("context") or {}, kind)
-        namespace: dict[str, Any] = {
-            "input": Input(request.get("body") or "", request.get("params") or {}),
-            "util": UTIL,
-            "context": context,
-            "stageVariables": VtlMap(request.get("stage_variables") or {}),
-        }
         try:
+            kind = request["kind"]
+            context = _context(request.get("context") or {}, kind)
+            namespace: dict[str, Any] = {
+                "input": Input(request.get("body") or "", request.get("params") or {}),
+                "util": UTIL,
+                "context": context,
+                "stageVariables": VtlMap(request.get("stage_variables") or {}),
+            }
             output = _encodable(engine.render_tree(self.tree, namespace))
             return Rendered(output=output, overrides=_overrides(context, kind))
         except TemplateError:

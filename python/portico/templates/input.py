@@ -40,7 +40,7 @@ class Input:
 
     def json(self, expression: Any) -> str:
         """`$input.json(x)`: the JSONPath result as JSON text (`null` when the path matches nothing)."""
-        return to_json(jsonpath.query(self.document(), java_str(expression)))
+        return to_json(jsonpath.query(self.document(), java_str(expression)), checked=True)
 
     def all_params(self) -> VtlMap:
         """`$input.params()`: `{path={..}, querystring={..}, header={..}}`."""

@@ -16,14 +16,14 @@ from typing import Any
 
 import regex
 
-from portico.templates.limits import check_produced, regex_timeout
+from portico.templates.limits import LimitExceeded, check_produced, regex_timeout
 
 
 class VtlMap(dict[Any, Any]):
     """A Java `Map`: `$map.key` reads a key, `toString()` is `{k=v, k2=v2}`."""
 
     def __str__(self) -> str:
-        return "{" + ", ".join(f"{java_str(k)}={java_str(v)}" for k, v in self.items()) + "}"
+        return "{" + ", ".join(f"{_text(k)}={_text(v)}" for k, v in self.items()) + "}"
 
 
 class NullMap(VtlMap):
@@ -41,14 +41,14 @@ class VtlList(list[Any]):
     """A Java `ArrayList` built by the template (`[1, 2]`, `keySet()`): `toString()` is `[a, b]`."""
 
     def __str__(self) -> str:
-        return "[" + ", ".join(java_str(item) for item in self) + "]"
+        return "[" + ", ".join(_text(item) for item in self) + "]"
 
 
 class JsonList(VtlList):
     """A JSON array from the payload: JSON-smart's `JSONArray` prints itself as compact JSON."""
 
     def __str__(self) -> str:
-        return to_json(self)
+        return to_json(self, checked=True)
 
 
 class VtlRange(Sequence[int]):
@@ -81,7 +81,7 @@ class Entry:
         self.value = value
 
     def __str__(self) -> str:
-        return f"{java_str(self.key)}={java_str(self.value)}"
+        return f"{_text(self.key)}={_text(self.value)}"
 
 
 def java_double(value: float) -> str:
@@ -106,8 +106,35 @@ def java_double(value: float) -> str:
     return f"{digits}E{int(exponent)}"
 
 
+# A template can build a value whose printed form is exponential in its size (`#set($a = [$a, $a])` in a
+# loop); such a value is refused before it is printed.
+MAX_PRINTED_ELEMENTS = 1_000_000
+
+
+def _check_printable(value: Any) -> None:
+    pending = [value]
+    elements = 0
+    while pending:
+        item = pending.pop()
+        elements += 1
+        if elements > MAX_PRINTED_ELEMENTS:
+            raise LimitExceeded(f"a value with more than {MAX_PRINTED_ELEMENTS} elements cannot be printed")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, Entry):
+            pending.append(item.value)
+
+
 def java_str(value: Any) -> str:
-    """How Java prints a value inside a collection (`null`, `true`, `1.0`)."""
+    """How Java prints a value (`null`, `true`, `1.0`, `{a=1}`, `[a, b]`)."""
+    if isinstance(value, (dict, list, Entry)):
+        _check_printable(value)
+    return _text(value)
+
+
+def _text(value: Any) -> str:
     if value is None:
         return "null"
     if value is True:
@@ -133,8 +160,11 @@ def _json_default(value: Any) -> Any:
     return java_str(value)
 
 
-def to_json(value: Any) -> str:
-    """Compact JSON, non-ASCII kept as is, as JSON-smart writes it."""
+def to_json(value: Any, checked: bool = False) -> str:
+    """Compact JSON, non-ASCII kept as is, as JSON-smart writes it (`checked`: the value is known to be
+    printable, e.g. parsed from a payload)."""
+    if not checked:
+        _check_printable(value)
     text = json.dumps(
         value, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=False
     )
@@ -379,7 +409,7 @@ LIST_METHODS: dict[str, Callable[..., Any]] = {
         _check_range(_index(start), _index(end), len(items)),
         VtlList(items[start:end]),
     )[1],
-    "toString": str,
+    "toString": java_str,
 }
 RANGE_METHODS = {
     name: LIST_METHODS[name] for name in ("size", "isEmpty", "get", "contains", "indexOf", "toString")
@@ -410,12 +440,12 @@ MAP_METHODS: dict[str, Callable[..., Any]] = {
     "put": _map_put,
     "putAll": _map_put_all,
     "remove": lambda mapping, key: mapping.pop(key, None),
-    "toString": str,
+    "toString": java_str,
 }
 ENTRY_METHODS: dict[str, Callable[..., Any]] = {
     "getKey": lambda entry: entry.key,
     "getValue": lambda entry: entry.value,
-    "toString": str,
+    "toString": java_str,
 }
 NUMBER_METHODS: dict[str, Callable[..., Any]] = {
     "toString": java_str,
