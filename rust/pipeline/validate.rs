@@ -33,7 +33,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, CONTENT_TYPE};
 use hyper::body::Body as _;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
-use jsonschema::{Draft, Resource, ValidationError, Validator};
+use jsonschema::{Draft, ValidationError, Validator};
 use serde_json::Value;
 
 use super::body::{self, full, PipelineBody};
@@ -161,8 +161,8 @@ impl ModelSet {
         // reference is no concern of this one.
         for other in self.reachable(name) {
             if let Some(Ok(value)) = self.schemas.get(other.as_str()) {
-                let resource = Resource::from_contents(value.clone())
-                    .map_err(|e| format!("model {other}: {e}"))?;
+                // Every model is draft 4, whatever its `$schema` says (API Gateway's only one).
+                let resource = Draft::Draft4.create_resource(value.clone());
                 options = options.with_resource(model_uri(&self.api_id, &other), resource);
             }
         }
@@ -840,12 +840,17 @@ mod tests {
             &[
                 ("Pet", pet()),
                 (
+                    "Capped",
+                    json!({"type": "number", "maximum": 10, "exclusiveMaximum": true}),
+                ),
+                (
                     "Order",
                     json!({
                         "type": "object",
                         "properties": {
                             "pet": {"$ref": "https://apigateway.amazonaws.com/restapis/abc123/models/Pet"},
-                            "others": {"type": "array", "items": {"$ref": "Pet"}}
+                            "others": {"type": "array", "items": {"$ref": "Pet"}},
+                            "cap": {"$ref": "Capped"}
                         },
                         "required": ["pet"]
                     }),
@@ -881,6 +886,16 @@ mod tests {
             r#"{"pet":{"name":"Rex","type":"dog","price":30},"others":[{}]}"#
         )
         .is_some());
+        // A referenced model is draft 4 too: `exclusiveMaximum` is a boolean there.
+        let pet = r#""pet":{"name":"Rex","type":"dog","price":30}"#;
+        assert_eq!(
+            violations(&set, "Order", &format!("{{{pet},\"cap\":9.5}}")),
+            None
+        );
+        assert_eq!(
+            violations(&set, "Order", &format!("{{{pet},\"cap\":10}}")).as_deref(),
+            Some("[numeric instance is not strictly lower than the required maximum 10]")
+        );
         for unresolvable in ["Elsewhere", "Broken"] {
             let why = set
                 .validator(unresolvable)

@@ -54,6 +54,7 @@ from portico.config.models import (
     Config,
     gateway_response_parameter_problem,
     parse_cache_key_parameter,
+    parse_method_parameter,
     user_pool_issuer,
     validate_issuer_url,
     validate_route_key,
@@ -622,18 +623,15 @@ def _validation(
     parameters: list[S.RequiredParameterSpec] = []
     if validator.get("validateRequestParameters"):
         for key, required in (method.get("requestParameters") or {}).items():
-            found = _METHOD_PARAMETER.match(key)
+            found = parse_method_parameter(key)
             if found is None:
                 log.warning("%s: %r is not a method request parameter; not validated", where, key)
             elif required is True:
-                parameters.append(S.required_parameter(found[1], found[2]))  # type: ignore[arg-type]
+                parameters.append(S.required_parameter(*found))  # type: ignore[arg-type]
     body = dict(method.get("requestModels") or {}) if validator.get("validateRequestBody") else None
     if not parameters and body is None:
         return None
     return S.route_validation(parameters, body)
-
-
-_METHOD_PARAMETER = re.compile(r"^method\.request\.(header|querystring|path)\.(.+)$")
 
 
 def _validates_body(route: S.RouteSpec) -> bool:
