@@ -382,3 +382,69 @@ def test_models_are_checked_as_aws_checks_them(validated):
     assert "is referenced in method" in refused.value.response["Error"]["Message"]
     got = apigw.get_model(restApiId=api_id, modelName="Pet")
     assert isinstance(got["schema"], str) and json.loads(got["schema"]) == PET
+
+
+def test_an_imported_openapi_document_validates_as_declared(portico, tmp_path):
+    """`x-amazon-apigateway-request-validators`, the operation's `x-amazon-apigateway-request-
+    validator`, required parameters and `components.schemas` referencing each other, imported
+    with boto3, deployed and called."""
+    admin = start_admin_server(portico, tmp_path, functions=FUNCTIONS)
+    apigw = admin.client("apigateway")
+    integration = {
+        "type": "aws_proxy",
+        "httpMethod": "POST",
+        "uri": "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/"
+        "arn:aws:lambda:us-east-1:123456789012:function:counted/invocations",
+    }
+    document = {
+        "openapi": "3.0.1",
+        "info": {"title": "imported", "version": "1"},
+        "x-amazon-apigateway-request-validators": {
+            "all": {"validateRequestBody": True, "validateRequestParameters": True},
+            "params": {"validateRequestBody": False, "validateRequestParameters": True},
+        },
+        "x-amazon-apigateway-request-validator": "all",
+        "components": {
+            "schemas": {
+                "Pet": PET,
+                "Order": {
+                    "type": "object",
+                    "properties": {"pet": {"$ref": "#/components/schemas/Pet"}},
+                    "required": ["pet"],
+                },
+            }
+        },
+        "paths": {
+            "/orders": {
+                "post": {
+                    "parameters": [{"name": "x-tenant", "in": "header", "required": True}],
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Order"}}}
+                    },
+                    "x-amazon-apigateway-integration": integration,
+                },
+                "get": {
+                    "parameters": [{"name": "page", "in": "query", "required": True}],
+                    "x-amazon-apigateway-request-validator": "params",
+                    "x-amazon-apigateway-integration": integration,
+                },
+            }
+        },
+    }
+    api_id = apigw.import_rest_api(body=json.dumps(document).encode())["id"]
+    apigw.create_deployment(restApiId=api_id, stageName="v1")
+    host = {"host": admin.host(api_id)}
+    url = admin.url + "/v1/orders"
+    order = {"pet": {"name": "Rex", "type": "dog", "price": 30}}
+    response, _ = wait_for(
+        lambda: (r := httpx.post(url, headers={**host, "x-tenant": "a"}, json=order)).is_success and r
+    )
+    first = response.json()["calls"]
+    _refused(httpx.post(url, headers=host, json=order), "Missing required request parameters: [x-tenant]")
+    _refused(
+        httpx.post(url, headers={**host, "x-tenant": "a"}, json={"pet": {**order["pet"], "price": 1}}),
+        "Invalid request body",
+    )
+    _refused(httpx.get(url, headers=host), "Missing required request parameters: [page]")
+    again = httpx.get(url + "?page=2", headers=host)
+    assert again.status_code == 200 and again.json()["calls"] == first + 1
