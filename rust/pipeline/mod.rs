@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! limits -> select API and stage -> mTLS -> route -> CORS preflight -> throttle -> authorize
-//!        -> usage plan -> plugins' on_request
+//!        -> usage plan -> validate -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
 //! ```
