@@ -304,6 +304,19 @@ mod tests {
     }
 
     #[test]
+    fn validation_refusals_are_bad_requests_of_their_own_types() {
+        let body = ErrorType::BadRequestBody.response(ApiKind::Rest);
+        assert_eq!((body.status, body.body()), (400, r#"{"message":"Invalid request body"}"#.to_owned()));
+        assert_eq!(body.error_type, Some("BadRequestException"));
+        let parameters = ErrorType::BadRequestParameters.response(ApiKind::Rest);
+        assert_eq!(parameters.status, 400);
+        assert_eq!(parameters.error_type, Some("BadRequestException"));
+        assert_eq!(ErrorType::BadRequestBody.name(), "BAD_REQUEST_BODY");
+        assert_eq!(ErrorType::BadRequestParameters.name(), "BAD_REQUEST_PARAMETERS");
+        assert_eq!("BAD_REQUEST_BODY".parse::<ErrorType>(), Ok(ErrorType::BadRequestBody));
+    }
+
+    #[test]
     fn authorization_failures_as_aws_words_them() {
         let rest = ErrorType::AuthorizerConfigurationError.response(ApiKind::Rest);
         assert_eq!((rest.status, rest.body()), (500, r#"{"message":null}"#.to_owned()));

@@ -1020,4 +1020,87 @@ mod tests {
         let unknown = route(&[], Some(&[("application/json", "Missing")]), &set);
         assert!(unknown.model_for(None).unwrap().compiled.is_err());
     }
+
+    /// The phase in the pipeline: a REST API's MOCK route behind a validator, and a customised
+    /// BAD_REQUEST_BODY showing the validation string.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_phase_answers_aws_400s_before_the_integration() {
+        use crate::gateway::Gateway;
+        use crate::invoke::Invoker;
+        use crate::pipeline::{Connection, Pipeline};
+        use http_body_util::BodyExt;
+
+        let spec = json!({
+            "apis": [{
+                "id": "shop",
+                "kind": "rest",
+                "models": [{"name": "Pet", "schema": pet().to_string()}],
+                "routes": [{
+                    "key": "POST /pets/{id}",
+                    "integration": {"type": "MOCK", "status": 200, "body": "passed"},
+                    "validation": {
+                        "parameters": [
+                            {"location": "querystring", "name": "q"},
+                            {"location": "path", "name": "id"},
+                            {"location": "header", "name": "x-id"}
+                        ],
+                        "body": {"application/json": "Pet"}
+                    }
+                }],
+                "stages": [{"name": "prod"}],
+                "gateway_responses": [{
+                    "response_type": "BAD_REQUEST_BODY",
+                    "templates": {"application/json": "{\"why\":\"$context.error.validationErrorString\"}"}
+                }]
+            }],
+            "default_api": 0
+        });
+        let gateway = Arc::new(Gateway::new(&spec.to_string(), None, None).unwrap());
+        let pipeline = Pipeline::new(gateway, Arc::new(Invoker::new(1))).unwrap();
+        let call = |uri: &str, header: Option<&str>, body: &'static str| {
+            let mut request = http::Request::builder()
+                .method("POST")
+                .uri(uri)
+                .header("host", "shop.execute-api.localhost");
+            if let Some(value) = header {
+                request = request.header("x-id", value);
+            }
+            let request = request.body(full(body)).unwrap();
+            let connection = Connection {
+                client_ip: "127.0.0.1".parse().unwrap(),
+                scheme: "http",
+                client_auth: None,
+            };
+            let pipeline = &pipeline;
+            async move {
+                let response = pipeline.handle(request, connection).await;
+                let (parts, body) = response.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                (
+                    parts.status.as_u16(),
+                    parts.headers,
+                    String::from_utf8_lossy(&body).into_owned(),
+                )
+            }
+        };
+        let (status, headers, body) = call("/prod/pets/7", None, "{}").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                400,
+                r#"{"message":"Missing required request parameters: [x-id, q]"}"#
+            )
+        );
+        assert_eq!(headers["x-amzn-errortype"], "BadRequestException");
+        let (status, _, body) = call("/prod/pets/7?q=1", Some("a"), r#"{"type":"cow"}"#).await;
+        assert_eq!(status, 400);
+        let why: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            why["why"],
+            r#"[instance value ("cow") not found in enum (possible values: ["dog","cat","fish"]), object has missing required properties (["name","price"])]"#
+        );
+        let good = r#"{"name":"Rex","type":"dog","price":30}"#;
+        let (status, _, body) = call("/prod/pets/7?q=1", Some("a"), good).await;
+        assert_eq!((status, body.as_str()), (200, "passed"));
+    }
 }
