@@ -16,6 +16,13 @@ Cases (keys for --only): mock, mock-validated, proxy, proxy-validated; each POST
 JSON document (a wrk Lua script) with `x-tenant`. The check before timing requires 200 of every
 case, and 400 `Invalid request body` of the validated routes for a body that breaks the model. The
 ratios: each validated route's req/s over the same route's without validation.
+
+What bounds them: the validated route reads the body whole, parses it into a JSON tree and checks
+the tree; `cargo bench --bench core -- validate` measures the parse of this 10 KB document at about
+15 us and the parse and check at about 23 us (figures: docs/pipeline.md, "Request validation").
+An unvalidated MOCK request costs about 35 us all told (it drains the body without parsing it), so
+the validated MOCK can reach about 35 / (35 + 23) = 0.6 of it: its target is 0.5. Behind
+HTTP_PROXY the same 23 us sit next to the upstream's round trip: its target is 0.8.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ from run import (
 )
 
 BODY_BYTES = 10 * 1024
-# What the validated routes' req/s may lose against the same routes without validation.
-TARGET = 0.8
+# The least each validated route's req/s may be against the same route's without validation.
+MOCK_TARGET = 0.5
+PROXY_TARGET = 0.8
 
 ORDER = {
     "$schema": "http://json-schema.org/draft-04/schema#",
@@ -139,7 +147,7 @@ def run_validate(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     measure_and_compare(
         args,
         cases,
-        (("mock-validated", "mock", TARGET), ("proxy-validated", "proxy", TARGET)),
+        (("mock-validated", "mock", MOCK_TARGET), ("proxy-validated", "proxy", PROXY_TARGET)),
         "ratios: each validated route against the same route without validation",
     )
     return 0
