@@ -263,6 +263,38 @@ pub struct ApiSpec {
     /// Gateway responses customised with `PutGatewayResponse`.
     #[serde(default)]
     pub gateway_responses: Vec<GatewayResponseSpec>,
+    /// REST APIs: the models of the API's own routes (stages that serve a deployment carry
+    /// their deployment's).
+    #[serde(default)]
+    pub models: Vec<ModelSpec>,
+}
+
+/// A REST API's model (AWS `Model`): a JSON Schema (draft 4), given as its JSON text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    pub schema: String,
+}
+
+/// A method's request validation (its `requestValidatorId`'s validator applied to it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteValidationSpec {
+    /// `validateRequestParameters`: the parameters the method requires
+    /// (`requestParameters` `method.request.LOCATION.NAME: true`); empty when not validated.
+    pub parameters: Vec<RequiredParameterSpec>,
+    /// `validateRequestBody`: the method's `requestModels` (media type or `$default` -> model
+    /// name); None: bodies are not validated.
+    pub body: Option<BTreeMap<String, String>>,
+}
+
+/// A request parameter a method requires.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredParameterSpec {
+    pub location: ParameterLocation,
+    pub name: String,
 }
 
 /// Where a REST API reads a request's API key (AWS `apiKeySource`).
@@ -338,6 +370,13 @@ impl RouteSpec {
             RouteSpec::Full(r) => r.cache_namespace.as_deref(),
         }
     }
+
+    pub fn validation(&self) -> Option<&RouteValidationSpec> {
+        match self {
+            RouteSpec::Key(_) => None,
+            RouteSpec::Full(r) => r.validation.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +396,9 @@ pub struct RouteDef {
     /// own resource, AWS's default).
     #[serde(default)]
     pub cache_namespace: Option<String>,
+    /// REST APIs: how the method's requests are validated (None: they are not).
+    #[serde(default)]
+    pub validation: Option<RouteValidationSpec>,
 }
 
 /// One of an integration's `cacheKeyParameters` (`method.request.querystring.NAME`, ...).
@@ -591,6 +633,9 @@ pub struct StageSpec {
     /// The deployment's CORS (with `routes`); absent: the API's.
     #[serde(default)]
     pub cors: Option<CorsSpec>,
+    /// The deployment's models (with `routes`); absent: the API's.
+    #[serde(default)]
+    pub models: Option<Vec<ModelSpec>>,
     /// `accessLogSettings` of the stage.
     #[serde(default)]
     pub access_log: Option<AccessLogSpec>,
@@ -680,6 +725,9 @@ pub struct CanarySpec {
     pub routes: Option<Vec<RouteSpec>>,
     #[serde(default)]
     pub cors: Option<CorsSpec>,
+    /// The canary deployment's models (with `routes`); absent: the stage's.
+    #[serde(default)]
+    pub models: Option<Vec<ModelSpec>>,
     /// `useStageCache`: the canary's requests use the stage's cache (apart from the stage's
     /// own entries when it serves another deployment); false: they are never cached.
     #[serde(default)]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! limits -> select API and stage -> mTLS -> route -> CORS preflight -> throttle -> authorize
-//!        -> usage plan -> plugins' on_request
+//!        -> usage plan -> validate -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
 //! ```
@@ -22,6 +22,7 @@ mod iam;
 pub mod limits;
 pub mod responses;
 mod usage_plan;
+pub mod validate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct Failure {
     pub message: Option<String>,
     /// Headers the answer carries (`WWW-Authenticate` of a JWT authorizer).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// REST APIs' request validation: `$context.error.validationErrorString`.
+    pub validation: Option<String>,
 }
 
 impl From<ErrorType> for Failure {
@@ -359,6 +362,15 @@ impl Pipeline {
 
         // usage plan: the API key's plan's throttle (its method's, else the plan's), then its quota.
         self.usage_plan(snap, ex).await?;
+
+        // validate (REST APIs' request validators): required parameters, then the body against
+        // its model; a body read for it is handed on as read.
+        if let Err(failure) = self.validate(snap, parts, ex, &d, &mut body).await {
+            if stalled.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
+            }
+            return Err(failure);
+        }
 
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;
@@ -875,6 +887,7 @@ impl Pipeline {
             status: answer.status,
             error_message: message,
             error_response_type: Some(failure.error.name()),
+            error_validation: failure.validation.as_deref(),
             ..Default::default()
         };
         let params: Vec<(&str, &str)> = ex
@@ -969,6 +982,7 @@ impl Pipeline {
                 response_latency_ms: ex.started.elapsed().as_millis() as u64,
                 error_message: error.map(|f| f.detail.as_str()),
                 error_response_type: error.map(|f| f.error.name()),
+                error_validation: error.and_then(|f| f.validation.as_deref()),
                 integration_status: ex.integration.map(|i| i.status),
                 integration_service_status: ex.integration.filter(|i| i.lambda).map(|_| 200),
                 integration_latency_ms: ex.integration.map(|i| i.latency_ms),

@@ -23,6 +23,7 @@ from portico.config.models import (
     Integration,
     Route,
     parse_cache_key_parameter,
+    parse_method_parameter,
     user_pool_issuer,
     validate_issuer_url,
 )
@@ -90,6 +91,7 @@ def compile_file_apis(
                     _route_auth(route, authorizer),
                     cache_key=cache_key,
                     cache_namespace=declared.cacheNamespace,
+                    validation=_validation(api, route),
                 )
             )
         out.append(_api(api, routes, deployment_id, config.settings.stageCacheBytes))
@@ -186,6 +188,24 @@ def _route_auth(route: Route, authorizer: S.AuthorizerSpec | None = None) -> S.R
     )
 
 
+def _validation(api: Api, route: Route) -> S.RouteValidationSpec | None:
+    """A REST route's request validation: its validator's flags applied to its required
+    parameters and its models."""
+    if route.requestValidatorId is None:
+        return None
+    validator = api.requestValidators[route.requestValidatorId]
+    parameters = []
+    if validator.validateRequestParameters:
+        for key, required in route.requestParameters.items():
+            found = parse_method_parameter(key)
+            if required and found is not None:
+                parameters.append(S.required_parameter(*found))  # type: ignore[arg-type]
+    body = dict(route.requestModels) if validator.validateRequestBody else None
+    if not parameters and body is None:
+        return None
+    return S.route_validation(parameters, body)
+
+
 def cors_spec(cors: Cors) -> S.CorsSpec:
     return S.cors(
         cors.allowOrigins,
@@ -225,6 +245,8 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
             )
         )
     rest = api.protocol == "REST"
+    validates_bodies = any(r.get("validation", {}).get("body") is not None for r in routes)
+    models = [S.model(name, text) for name, text in api.model_texts().items()] if validates_bodies else None
     return S.api(
         api.api_id,
         api.name,
@@ -243,6 +265,7 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
             )
             for response_type, response in api.gatewayResponses.items()
         ],
+        models=models,
     )
 
 

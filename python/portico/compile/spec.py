@@ -28,6 +28,7 @@ __all__ = [
     "GatewayResponseSpec",
     "IntegrationSpec",
     "LimitSpec",
+    "ModelSpec",
     "PlanKeySpec",
     "PlanStageSpec",
     "PrincipalSpec",
@@ -35,6 +36,7 @@ __all__ = [
     "RouteAuthSpec",
     "RouteCacheSpec",
     "RouteSpec",
+    "RouteValidationSpec",
     "Spec",
     "StageCacheSpec",
     "StageSpec",
@@ -55,13 +57,16 @@ __all__ = [
     "lambda_proxy",
     "limit",
     "mock",
+    "model",
     "plan_key",
     "plan_stage",
     "principal",
     "quota",
+    "required_parameter",
     "route",
     "route_auth",
     "route_cache",
+    "route_validation",
     "spec",
     "stage",
     "stage_cache",
@@ -136,12 +141,34 @@ class CacheKeyParameterSpec(TypedDict):
     name: str
 
 
+class ModelSpec(TypedDict):
+    """A REST API's model (AWS `Model`): a JSON Schema draft 4, as its JSON text."""
+
+    name: str
+    schema: str
+
+
+class RequiredParameterSpec(TypedDict):
+    """A request parameter a method requires (`method.request.LOCATION.NAME: true`)."""
+
+    location: ParameterLocation
+    name: str
+
+
+class RouteValidationSpec(TypedDict):
+    """A method's request validation: its request validator applied to its parameters and models."""
+
+    parameters: list[RequiredParameterSpec]  # validateRequestParameters (empty: not validated)
+    body: dict[str, str] | None  # validateRequestBody: requestModels (media type or $default -> model)
+
+
 class RouteSpec(TypedDict):
     key: str  # "GET /pets/{id}" or "$default"
     integration: IntegrationSpec
     auth: NotRequired[RouteAuthSpec]
     cache_key: NotRequired[list[CacheKeyParameterSpec]]
     cache_namespace: NotRequired[str]
+    validation: NotRequired[RouteValidationSpec]
 
 
 class RouteCacheSpec(TypedDict):
@@ -264,6 +291,7 @@ class CanarySpec(TypedDict):
     variables: dict[str, str]
     routes: NotRequired[list[RouteSpec]]
     cors: NotRequired[CorsSpec | None]
+    models: NotRequired[list[ModelSpec]]
     use_stage_cache: NotRequired[bool]
 
 
@@ -275,6 +303,7 @@ class StageSpec(TypedDict):
     route_throttle: dict[str, LimitSpec]
     routes: NotRequired[list[RouteSpec]]
     cors: NotRequired[CorsSpec | None]
+    models: NotRequired[list[ModelSpec]]
     access_log: NotRequired[AccessLogSpec]
     canary: NotRequired[CanarySpec]
     authorizer_cache_epoch: NotRequired[int]
@@ -292,6 +321,7 @@ class ApiSpec(TypedDict):
     api_key_source: Literal["HEADER", "AUTHORIZER"]
     policy: dict | str | None
     gateway_responses: list[GatewayResponseSpec]
+    models: NotRequired[list[ModelSpec]]
 
 
 class PluginHooks(TypedDict):
@@ -429,9 +459,11 @@ def route(
     auth: RouteAuthSpec | None = None,
     cache_key: list[CacheKeyParameterSpec] | None = None,
     cache_namespace: str | None = None,
+    validation: RouteValidationSpec | None = None,
 ) -> RouteSpec:
     """A route. `cache_key`: its integration's `cacheKeyParameters` (REST APIs);
-    `cache_namespace`: a `cacheNamespace` it shares with other routes (None: its own resource)."""
+    `cache_namespace`: a `cacheNamespace` it shares with other routes (None: its own resource);
+    `validation`: how its requests are validated (REST APIs)."""
     out: RouteSpec = {"key": key, "integration": integration}
     if auth is not None:
         out["auth"] = auth
@@ -439,7 +471,28 @@ def route(
         out["cache_key"] = list(cache_key)
     if cache_namespace is not None:
         out["cache_namespace"] = cache_namespace
+    if validation is not None:
+        out["validation"] = validation
     return out
+
+
+def model(name: str, schema: str) -> ModelSpec:
+    """A REST API's model; `schema` is its JSON text, as AWS keeps it."""
+    return {"name": name, "schema": schema}
+
+
+def required_parameter(
+    location: Literal["header", "querystring", "path"], name: str
+) -> RequiredParameterSpec:
+    return {"location": location, "name": name}
+
+
+def route_validation(
+    parameters: list[RequiredParameterSpec] | None = None, body: dict[str, str] | None = None
+) -> RouteValidationSpec:
+    """A method's request validation: the `parameters` it requires (None: not validated) and, when
+    bodies are validated, its `requestModels` as `body` (media type or `$default` -> model name)."""
+    return {"parameters": list(parameters or []), "body": None if body is None else dict(body)}
 
 
 def cache_key_parameter(location: ParameterLocation, name: str) -> CacheKeyParameterSpec:
@@ -637,8 +690,10 @@ def canary(
     variables: dict[str, str],
     routes: list[RouteSpec] | None = None,
     use_stage_cache: bool = False,
+    models: list[ModelSpec] | None = None,
 ) -> CanarySpec:
-    """A stage's canary. `use_stage_cache`: its requests use the stage's cache."""
+    """A stage's canary. `use_stage_cache`: its requests use the stage's cache; `models`: its
+    deployment's (with `routes`)."""
     out: CanarySpec = {
         "percent": min(max(float(percent), 0.0), 100.0),
         "deployment_id": deployment_id,
@@ -646,6 +701,8 @@ def canary(
     }
     if routes is not None:
         out["routes"] = routes
+        if models:
+            out["models"] = list(models)
     if use_stage_cache:
         out["use_stage_cache"] = True
     return out
@@ -664,8 +721,9 @@ def stage(
     canary: CanarySpec | None = None,
     authorizer_cache_epoch: int = 0,
     cache: StageCacheSpec | None = None,
+    models: list[ModelSpec] | None = None,
 ) -> StageSpec:
-    """A stage. `routes` None: it serves the API's routes (and the API's CORS).
+    """A stage. `routes` None: it serves the API's routes (and the API's CORS and models).
     `authorizer_cache_epoch`: moved by FlushStageAuthorizersCache (Lambda authorizers' caches of
     the stage start afresh)."""
     out: StageSpec = {
@@ -678,6 +736,8 @@ def stage(
     if routes is not None:
         out["routes"] = routes
         out["cors"] = cors
+        if models:
+            out["models"] = list(models)
     if access_log is not None:
         out["access_log"] = access_log
     if canary is not None:
@@ -701,8 +761,9 @@ def api(
     api_key_source: Literal["HEADER", "AUTHORIZER"] = "HEADER",
     policy: dict | str | None = None,
     gateway_responses: list[GatewayResponseSpec] | None = None,
+    models: list[ModelSpec] | None = None,
 ) -> ApiSpec:
-    return {
+    out: ApiSpec = {
         "id": api_id,
         "name": name,
         "kind": kind,
@@ -714,6 +775,9 @@ def api(
         "policy": _policy_document(policy),
         "gateway_responses": list(gateway_responses or []),
     }
+    if models:
+        out["models"] = list(models)
+    return out
 
 
 def spec(

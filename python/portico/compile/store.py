@@ -54,6 +54,7 @@ from portico.config.models import (
     Config,
     gateway_response_parameter_problem,
     parse_cache_key_parameter,
+    parse_method_parameter,
     user_pool_issuer,
     validate_issuer_url,
     validate_route_key,
@@ -85,6 +86,8 @@ class _Deployed:
     api_key_source: str = "HEADER"
     policy: dict | str | None = None
     gateway_responses: list[S.GatewayResponseSpec] | None = None
+    # The models its validated methods may use (none when no method validates its body).
+    models: list[S.ModelSpec] | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -421,6 +424,7 @@ class _Builder:
                         {**variables, **overrides},
                         routes=canary_deployed.routes,
                         use_stage_cache=bool(settings.get("useStageCache")),
+                        models=canary_deployed.models,
                     )
                     cached_keys += [k for k in canary_deployed.keys if k not in deployed.keys]
             stage_cache = None
@@ -449,6 +453,7 @@ class _Builder:
                     canary=canary_spec,
                     authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                     cache=stage_cache,
+                    models=deployed.models,
                 )
             )
         if not stages:
@@ -469,6 +474,7 @@ class _Builder:
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
         authorizers = {a.get("id"): a for a in snap.get("authorizers") or []}
+        validators = {v.get("id"): v for v in snap.get("requestValidators") or []}
         for resource in snap.get("resources") or []:
             path = resource.get("path") or "/"
             for method, doc in (resource.get("resourceMethods") or {}).items():
@@ -489,7 +495,17 @@ class _Builder:
                     given = integration.get("cacheNamespace")
                     namespace = given if given and given != resource.get("id") else None
                 auth = self._rest_auth(doc, authorizers, where)
-                routes.append(S.route(key, spec, auth, cache_key=cache_key, cache_namespace=namespace))
+                validation = _validation(doc, validators, where)
+                routes.append(
+                    S.route(
+                        key,
+                        spec,
+                        auth,
+                        cache_key=cache_key,
+                        cache_namespace=namespace,
+                        validation=validation,
+                    )
+                )
         rest_api = snap.get("restApi") or {}
         source = rest_api.get("apiKeySource")
         return _Deployed(
@@ -497,6 +513,7 @@ class _Builder:
             api_key_source=source if source in ("HEADER", "AUTHORIZER") else "HEADER",
             policy=_policy(rest_api.get("policy"), api_id),
             gateway_responses=_gateway_responses(snap.get("gatewayResponses") or (), api_id),
+            models=_models(snap.get("models") or ()) if any(_validates_body(r) for r in routes) else None,
         )
 
     def _rest_auth(
@@ -608,6 +625,49 @@ def _http_jwt_auth(
                 name=authorizer.get("Name") or "",
             )
     return S.route_auth("JWT", spec, scopes=route.get("AuthorizationScopes") or [])
+
+
+def _validation(
+    method: dict[str, Any], validators: dict[str, dict[str, Any]], where: str
+) -> S.RouteValidationSpec | None:
+    """A method's request validation: its `requestValidatorId`'s flags applied to its
+    `requestParameters` (those set to true are required) and `requestModels`. A validator the
+    deployment lacks validates nothing (AWS refuses to store such a method)."""
+    validator_id = method.get("requestValidatorId")
+    if not validator_id:
+        return None
+    validator = validators.get(validator_id)
+    if validator is None:
+        log.warning(
+            "%s: request validator %s not in the deployment; requests are not validated", where, validator_id
+        )
+        return None
+    parameters: list[S.RequiredParameterSpec] = []
+    if validator.get("validateRequestParameters"):
+        for key, required in (method.get("requestParameters") or {}).items():
+            found = parse_method_parameter(key)
+            if found is None:
+                log.warning("%s: %r is not a method request parameter; not validated", where, key)
+            elif required is True:
+                parameters.append(S.required_parameter(*found))  # type: ignore[arg-type]
+    body = dict(method.get("requestModels") or {}) if validator.get("validateRequestBody") else None
+    if not parameters and body is None:
+        return None
+    return S.route_validation(parameters, body)
+
+
+def _validates_body(route: S.RouteSpec) -> bool:
+    validation = route.get("validation")
+    return validation is not None and validation["body"] is not None
+
+
+def _models(docs: Iterable[dict[str, Any]]) -> list[S.ModelSpec]:
+    """A deployment's models (their schemas' JSON text, as stored)."""
+    return [
+        S.model(doc["name"], doc["schema"])
+        for doc in docs
+        if isinstance(doc.get("name"), str) and isinstance(doc.get("schema"), str)
+    ]
 
 
 def _policy(policy: Any, api_id: str) -> dict | str | None:

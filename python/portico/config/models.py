@@ -368,6 +368,22 @@ class Route(_Model):
     authorizerId: str | None = None
     # JWT and COGNITO_USER_POOLS: the token must carry one of these scopes when there are some.
     authorizationScopes: list[str] = Field(default_factory=list)
+    # REST APIs' request validation (AWS `Method` members): the name of one of the API's
+    # `requestValidators`, the parameters it requires (`method.request.header.X: true`) and the
+    # models bodies are checked against, by media type (or `$default`).
+    requestValidatorId: str | None = None
+    requestParameters: dict[str, bool] = Field(default_factory=dict)
+    requestModels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("requestParameters")
+    @classmethod
+    def _method_parameters(cls, value: dict[str, bool]) -> dict[str, bool]:
+        for key in value:
+            if parse_method_parameter(key) is None:
+                raise ValueError(
+                    f"{key!r} is not a method request parameter (method.request.header|querystring|path.NAME)"
+                )
+        return value
 
     @field_validator("authorizationType")
     @classmethod
@@ -550,6 +566,62 @@ def gateway_response_parameter_problem(key: str, expression: str) -> str | None:
     return None
 
 
+_METHOD_PARAMETER = re.compile(r"^method\.request\.(header|querystring|path)\.(.+)$")
+
+
+def parse_method_parameter(key: str) -> tuple[str, str] | None:
+    """(location, name) of a method request parameter key (`method.request.querystring.q`)."""
+    found = _METHOD_PARAMETER.match(key)
+    if found is None or (found[1] == "header" and not _HEADER_TOKEN.match(found[2])):
+        return None
+    return found[1], found[2]
+
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9]+$")
+# Every REST API has these two models ("Empty" and "Error", as CreateRestApi makes them).
+DEFAULT_MODELS = {
+    "Empty": '{"$schema":"http://json-schema.org/draft-04/schema#","title":"Empty Schema","type":"object"}',
+    "Error": (
+        '{"$schema":"http://json-schema.org/draft-04/schema#","title":"Error Schema","type":"object",'
+        '"properties":{"message":{"type":"string"}}}'
+    ),
+}
+
+
+class Model(_Model):
+    """A REST API's model (AWS `Model`): a JSON Schema draft 4, written as a mapping or as its JSON
+    text. Other models are `$ref`erenced by `https://apigateway.amazonaws.com/restapis/{apiId}/
+    models/{name}` (or by their bare name)."""
+
+    contentType: str = "application/json"
+    schema_: dict[str, Any] | str = Field(alias="schema")
+    description: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _json_object(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"schema is not JSON: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("schema must be a JSON object")
+        return value
+
+    @property
+    def schema_text(self) -> str:
+        """The schema as AWS keeps it: JSON text."""
+        return self.schema_ if isinstance(self.schema_, str) else json.dumps(self.schema_)
+
+
+class RequestValidator(_Model):
+    """A REST API's request validator (AWS `RequestValidator`)."""
+
+    validateRequestBody: bool = False
+    validateRequestParameters: bool = False
+
+
 class GatewayResponse(_Model):
     """A customised gateway response of a REST API (AWS `GatewayResponse`): `responseParameters`
     map `gatewayresponse.header.NAME` to `'static'`, `method.request.header|querystring|path.X`,
@@ -600,6 +672,22 @@ class Api(_Model):
     apiKeySource: Literal["HEADER", "AUTHORIZER"] = "HEADER"
     policy: dict[str, Any] | None = None
     gatewayResponses: dict[GatewayResponseType, GatewayResponse] = Field(default_factory=dict)
+    # Models by name (`Empty` and `Error` are there unless declared) and request validators by
+    # name: routes name them in `requestModels` and `requestValidatorId`.
+    models: dict[str, Model] = Field(default_factory=dict)
+    requestValidators: dict[str, RequestValidator] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, Model]) -> dict[str, Model]:
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r}: models are named with letters and digits")
+        return value
+
+    def model_texts(self) -> dict[str, str]:
+        """Every model of the API by name, as JSON text: AWS's `Empty` and `Error`, then its own."""
+        return {**DEFAULT_MODELS, **{name: model.schema_text for name, model in self.models.items()}}
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -614,6 +702,8 @@ class Api(_Model):
                 ("apiKeySource", self.apiKeySource == "HEADER"),
                 ("policy", self.policy is None),
                 ("gatewayResponses", not self.gatewayResponses),
+                ("models", not self.models),
+                ("requestValidators", not self.requestValidators),
             ):
                 if not unset:
                     raise ValueError(f"{name}: only REST APIs have it (protocolType: REST)")
@@ -621,6 +711,10 @@ class Api(_Model):
                 if route.apiKeyRequired:
                     raise ValueError(
                         f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST)"
+                    )
+                if route.requestValidatorId or route.requestParameters or route.requestModels:
+                    raise ValueError(
+                        f"routes[{index}]: request validation is REST APIs' (protocolType: REST)"
                     )
             for index, stage in enumerate(self.stages):
                 if stage.cacheClusterEnabled or stage.methodSettings:
@@ -694,6 +788,20 @@ class Api(_Model):
                     f"routes[{index}].authorizerId: unknown authorizer {route.authorizerId!r} "
                     f"(declared: {known})"
                 )
+            validator = route.requestValidatorId
+            if validator is not None and validator not in self.requestValidators:
+                known = ", ".join(sorted(self.requestValidators)) or "none"
+                raise ValueError(
+                    f"routes[{index}].requestValidatorId: unknown request validator "
+                    f"{route.requestValidatorId!r} (declared: {known})"
+                )
+            models = self.model_texts()
+            for content_type, model in route.requestModels.items():
+                if model not in models:
+                    raise ValueError(
+                        f"routes[{index}].requestModels[{content_type!r}]: unknown model {model!r} "
+                        f"(declared: {', '.join(sorted(models))})"
+                    )
             if route.authorizerId is not None:
                 kind = self.authorizers[route.authorizerId].authorizerType
                 if kind not in _AUTHORIZER_TYPES_OF.get(route.authorizationType, ()):
