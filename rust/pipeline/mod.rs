@@ -52,8 +52,12 @@ use responses::ErrorType;
 /// Cluster mode, failing closed: when a client refused because Redis cannot decide may retry.
 pub(crate) const UNAVAILABLE_RETRY_NS: u64 = 1_000_000_000;
 
-/// The header every answer carries: the request's id.
+/// The header every HTTP API answer carries: the request's id.
 const REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
+/// REST APIs' answers carry `$context.requestId` and `$context.extendedRequestId` ("Variables for
+/// access logging" in the API Gateway developer guide).
+const AMZN_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+const APIGW_ID: HeaderName = HeaderName::from_static("x-amz-apigw-id");
 
 /// Who sent a request, as the front door knows it.
 #[derive(Debug, Clone)]
@@ -113,7 +117,12 @@ fn fail<T>(error: ErrorType, detail: impl Into<String>) -> Result<T, Failure> {
 
 /// What the pipeline learns about a request as it goes, for the later phases and the log.
 struct Exchange {
+    /// `$context.requestId`: HTTP APIs' 16-character id; a UUID once the request is known to
+    /// reach a REST API.
     request_id: String,
+    /// REST APIs' `$context.extendedRequestId` (the 16-character id). None for HTTP APIs (and
+    /// requests no API claims), whose extended id is their request id.
+    extended_request_id: Option<String>,
     started: Instant,
     epoch_ms: u64,
     api: Option<usize>,
@@ -143,6 +152,18 @@ struct Integrated {
 }
 
 impl Exchange {
+    /// The request is a REST API's: its id becomes a UUID, and the id drawn so far its extended id.
+    fn issue_rest_ids(&mut self, ids: &IdGenerator) {
+        if self.extended_request_id.is_none() {
+            self.extended_request_id = Some(std::mem::replace(&mut self.request_id, ids.uuid()));
+        }
+    }
+
+    /// `$context.extendedRequestId`.
+    fn extended_request_id(&self) -> &str {
+        self.extended_request_id.as_deref().unwrap_or(&self.request_id)
+    }
+
     fn route(&self) -> Option<&RouteRuntime> {
         Some(&self.serving.as_ref()?.routes[self.route?])
     }
@@ -195,6 +216,7 @@ impl Pipeline {
         let (parts, body) = req.into_parts();
         let mut ex = Exchange {
             request_id: self.ids.request_id(),
+            extended_request_id: None,
             started: Instant::now(),
             epoch_ms: epoch_ms(),
             api: None,
@@ -247,9 +269,7 @@ impl Pipeline {
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
         }
-        if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
-            response.headers_mut().insert(REQUEST_ID, id);
-        }
+        set_request_id_headers(&ex, response.headers_mut());
         if let Some(quota) = &ex.quota {
             response
                 .headers_mut()
@@ -276,6 +296,9 @@ impl Pipeline {
         let raw_path = parts.uri.path();
         let mut d = snap.classify(host, parts.method.as_str(), raw_path);
         ex.api = d.api;
+        if d.api.is_some_and(|a| snap.api(a).kind == ApiKind::Rest) {
+            ex.issue_rest_ids(&self.ids);
+        }
         ex.serving = snap.serving(&d).cloned();
         ex.path_style = d.path_style.then(|| stage_path(&d, ex.serving.as_deref()));
 
@@ -457,11 +480,10 @@ impl Pipeline {
                 let api = snap.api(ex.api.unwrap_or(0));
                 let serving = ex.serving.as_deref();
                 let trace = self.ids.trace_id(ex.epoch_ms / 1000);
-                let extended = self.ids.request_id();
                 let source = EventSource {
                     format: lambda.format,
                     request_id: &ex.request_id,
-                    extended_request_id: &extended,
+                    extended_request_id: ex.extended_request_id(),
                     trace_id: &trace,
                     method: parts.method.as_str(),
                     raw_path: ex.path_style.as_deref().unwrap_or(parts.uri.path()),
@@ -688,7 +710,7 @@ impl Pipeline {
         let masked = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
         let record = LogRecord {
             request_id: &ex.request_id,
-            extended_request_id: Some(&ex.request_id),
+            extended_request_id: ex.extended_request_id.as_deref(),
             http_method: parts.method.as_str(),
             path: ex.addressed_path(parts),
             protocol: protocol(parts.version),
@@ -773,7 +795,7 @@ impl Pipeline {
             let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
             let record = LogRecord {
                 request_id: &ex.request_id,
-                extended_request_id: Some(&ex.request_id),
+                extended_request_id: ex.extended_request_id.as_deref(),
                 http_method: parts.method.as_str(),
                 path: ex.addressed_path(&parts),
                 protocol: protocol(parts.version),
@@ -820,6 +842,26 @@ impl Pipeline {
         };
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, Reported::new(body, write).boxed())
+    }
+}
+
+/// The headers naming the request, as its API's kind names it: `apigw-requestid` (HTTP APIs), or
+/// `x-amzn-RequestId` and `x-amz-apigw-id` (REST APIs: on every answer, gateway responses
+/// included).
+fn set_request_id_headers(ex: &Exchange, headers: &mut HeaderMap) {
+    let Ok(id) = HeaderValue::from_str(&ex.request_id) else {
+        return;
+    };
+    match ex.extended_request_id.as_deref().map(HeaderValue::from_str) {
+        None => {
+            headers.insert(REQUEST_ID, id);
+        }
+        Some(extended) => {
+            headers.insert(AMZN_REQUEST_ID, id);
+            if let Ok(extended) = extended {
+                headers.insert(APIGW_ID, extended);
+            }
+        }
     }
 }
 
