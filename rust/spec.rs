@@ -509,6 +509,18 @@ pub enum PayloadVersion {
     V2,
 }
 
+/// A proxy integration's `responseTransferMode` ("Stream the integration response for your proxy
+/// integrations in API Gateway" in the developer guide): REST APIs' `HTTP_PROXY` and `AWS_PROXY`
+/// integrations may stream; every other integration buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum TransferMode {
+    #[default]
+    #[serde(rename = "BUFFERED")]
+    Buffered,
+    #[serde(rename = "STREAM")]
+    Stream,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum IntegrationSpec {
@@ -521,6 +533,8 @@ pub enum IntegrationSpec {
         #[serde(default)]
         method: Option<String>,
         timeout_ms: u64,
+        #[serde(default)]
+        transfer_mode: TransferMode,
     },
     /// `MOCK`: the same response every time.
     #[serde(rename = "MOCK")]
@@ -537,6 +551,8 @@ pub enum IntegrationSpec {
         uri: String,
         payload_format_version: PayloadVersion,
         timeout_ms: u64,
+        #[serde(default)]
+        transfer_mode: TransferMode,
     },
     /// A route that cannot be served as configured: answers AWS's 500 and logs `detail`.
     #[serde(rename = "UNAVAILABLE")]

@@ -6,8 +6,9 @@
 pub mod http_proxy;
 pub mod lambda_proxy;
 pub mod mock;
+pub mod streaming;
 
-use crate::spec::{ApiKind, IntegrationSpec, Settings};
+use crate::spec::{ApiKind, IntegrationSpec, Settings, TransferMode};
 
 /// A route's integration, compiled for one stage (its variables filled in).
 #[derive(Debug)]
@@ -35,14 +36,11 @@ pub fn compile(
             uri,
             method,
             timeout_ms,
-        } => Integration::HttpProxy(http_proxy::HttpProxy::compile(
-            uri,
-            method.as_deref(),
-            *timeout_ms,
-            route_key,
-            api_id,
-            variables,
-        )?),
+            transfer_mode,
+        } => Integration::HttpProxy(
+            http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?
+                .with_transfer_mode(*transfer_mode),
+        ),
         IntegrationSpec::Mock {
             status,
             headers,
@@ -52,14 +50,22 @@ pub fn compile(
             uri,
             payload_format_version,
             timeout_ms,
-        } => Integration::LambdaProxy(lambda_proxy::LambdaProxy::compile(
-            uri,
-            kind,
-            *payload_format_version,
-            *timeout_ms,
-            variables,
-            settings,
-        )),
+            transfer_mode,
+        } => Integration::LambdaProxy(
+            lambda_proxy::LambdaProxy::compile(uri, kind, *payload_format_version, *timeout_ms, variables, settings)
+                .with_transfer_mode(*transfer_mode),
+        ),
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
     })
+}
+
+impl Integration {
+    /// Whether the integration streams its answers (`responseTransferMode: STREAM`).
+    pub fn streams(&self) -> bool {
+        match self {
+            Integration::HttpProxy(proxy) => proxy.transfer_mode() == TransferMode::Stream,
+            Integration::LambdaProxy(lambda) => lambda.transfer_mode() == TransferMode::Stream,
+            _ => false,
+        }
+    }
 }

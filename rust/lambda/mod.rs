@@ -21,7 +21,7 @@ pub mod event;
 pub mod response;
 
 pub use event::{build_event, EventSource};
-pub use response::{parse_response, LambdaResponse, Malformed};
+pub use response::{parse_response, parse_stream_prelude, LambdaResponse, Malformed};
 
 use std::collections::HashMap;
 

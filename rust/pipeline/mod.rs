@@ -44,6 +44,7 @@ use crate::integrations::http_proxy::{Target, UpstreamClient};
 use crate::integrations::Integration;
 use crate::invoke::{Call, Hook, Invoker, PluginRequest, PluginResponse, Reply, ReplyBody};
 use crate::lambda::EventSource;
+use crate::spec::TransferMode;
 use crate::throttle::monotonic_ns;
 use body::{empty, full, BodyError, LimitedBody, PipelineBody, Reported};
 use cors::Cors;
@@ -411,7 +412,10 @@ impl Pipeline {
         if let Some(cors) = self.cors(snap, ex) {
             cors.apply(parts.headers.get(ORIGIN), response.headers_mut());
         }
-        match (hooks.on_response, plugin_request) {
+        // A streamed answer is not held back for plugins' on_response hooks, which need it whole
+        // (as API Gateway applies no feature that buffers the response to a streamed one).
+        let streamed = || ex.route().is_some_and(|r| r.integration.streams());
+        match (hooks.on_response && !streamed(), plugin_request) {
             (true, Some(request)) => self.on_response(request, response).await,
             _ => Ok(response),
         }
@@ -508,6 +512,12 @@ impl Pipeline {
                     auth: &ex.auth,
                 };
                 let accept = header_str(&parts.headers, ACCEPT);
+                if lambda.transfer_mode() == TransferMode::Stream {
+                    let (region, account) = (&settings.region, &settings.account_id);
+                    let invocation_id = self.ids.uuid();
+                    let streamed = lambda.invoke_streaming(&self.invoker, &source, accept, region, account, invocation_id);
+                    return streamed.await.or_else(|(error, detail)| fail(error, detail));
+                }
                 match lambda
                     .invoke(
                         &self.invoker,
@@ -829,6 +839,10 @@ impl Pipeline {
                 integration_service_status: ex.integration.filter(|i| i.lambda).map(|_| 200),
                 integration_latency_ms: ex.integration.map(|i| i.latency_ms),
                 integration_error: error.map(|f| f.detail.as_str()),
+                response_transfer_mode: route.map(|r| match r.integration.streams() {
+                    true => "STREAMED",
+                    false => "BUFFERED",
+                }),
                 claims,
                 authorizer,
                 authorizer_principal_id: principal_id,
@@ -914,7 +928,7 @@ pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
 }
 
 /// A response from parts given as text (the Python side's and Lambda's).
-fn response_of(status: u16, headers: Vec<(String, String)>, body: PipelineBody) -> Response<PipelineBody> {
+pub(crate) fn response_of(status: u16, headers: Vec<(String, String)>, body: PipelineBody) -> Response<PipelineBody> {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let map = response.headers_mut();
