@@ -279,8 +279,9 @@ def _integration(
                 )
         # REST APIs' Lambda proxy events are payload 1.0.
         payload = "1.0" if rest else integration.payload_format
-        return S.lambda_proxy(uri, payload, integration.timeoutInMillis)
-    return S.http_proxy(uri, integration.method, integration.timeoutInMillis)
+        return S.lambda_proxy(uri, payload, integration.timeoutInMillis, integration.responseTransferMode)
+    mode = integration.responseTransferMode
+    return S.http_proxy(uri, integration.method, integration.timeoutInMillis, mode)
 
 
 def _lambda_authorizer(

@@ -38,6 +38,7 @@ __all__ = [
     "Spec",
     "StageCacheSpec",
     "StageSpec",
+    "TransferMode",
     "UsagePlanSpec",
     "access_log",
     "api",
@@ -92,11 +93,16 @@ class CorsSpec(TypedDict):
     allow_credentials: bool
 
 
+# A proxy integration's `responseTransferMode` (REST APIs): STREAM passes the answer on as it comes.
+TransferMode = Literal["BUFFERED", "STREAM"]
+
+
 class HttpProxySpec(TypedDict):
     type: Literal["HTTP_PROXY"]
     uri: str
     method: str | None
     timeout_ms: int
+    transfer_mode: NotRequired[TransferMode]
 
 
 class MockSpec(TypedDict):
@@ -111,6 +117,7 @@ class LambdaProxySpec(TypedDict):
     uri: str
     payload_format_version: Literal["1.0", "2.0"]
     timeout_ms: int
+    transfer_mode: NotRequired[TransferMode]
 
 
 class UnavailableSpec(TypedDict):
@@ -351,30 +358,51 @@ def cors(
     }
 
 
-def http_proxy(uri: str, method: str | None = None, timeout_ms: int = 30000) -> HttpProxySpec:
-    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers."""
-    return {
+def http_proxy(
+    uri: str, method: str | None = None, timeout_ms: int = 30000, transfer_mode: TransferMode = "BUFFERED"
+) -> HttpProxySpec:
+    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers. `STREAM`
+    (REST APIs): the answer is held to the limits of streamed responses instead."""
+    out: HttpProxySpec = {
         "type": "HTTP_PROXY",
         "uri": uri,
         "method": None if not method or method.upper() == "ANY" else method.upper(),
         "timeout_ms": int(timeout_ms),
     }
+    if _transfer_mode(transfer_mode) == "STREAM":
+        out["transfer_mode"] = "STREAM"
+    return out
+
+
+def _transfer_mode(mode: str) -> TransferMode:
+    if mode not in ("BUFFERED", "STREAM"):
+        raise ValueError(f"responseTransferMode must be BUFFERED or STREAM, not {mode!r}")
+    return mode  # type: ignore[return-value]
 
 
 def mock(status: int, headers: dict[str, str] | None = None, body: str = "") -> MockSpec:
     return {"type": "MOCK", "status": int(status), "headers": list((headers or {}).items()), "body": body}
 
 
-def lambda_proxy(uri: str, payload_format_version: str = "2.0", timeout_ms: int = 30000) -> LambdaProxySpec:
-    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side."""
+def lambda_proxy(
+    uri: str,
+    payload_format_version: str = "2.0",
+    timeout_ms: int = 30000,
+    transfer_mode: TransferMode = "BUFFERED",
+) -> LambdaProxySpec:
+    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side.
+    `STREAM` (REST APIs): a generator handler streams its answer."""
     if payload_format_version not in ("1.0", "2.0"):
         raise ValueError(f"payloadFormatVersion must be 1.0 or 2.0, not {payload_format_version!r}")
-    return {
+    out: LambdaProxySpec = {
         "type": "AWS_PROXY",
         "uri": uri,
         "payload_format_version": payload_format_version,  # type: ignore[typeddict-item]
         "timeout_ms": int(timeout_ms),
     }
+    if _transfer_mode(transfer_mode) == "STREAM":
+        out["transfer_mode"] = "STREAM"
+    return out
 
 
 def unavailable(detail: str) -> UnavailableSpec:

@@ -98,7 +98,12 @@ _throttle = method_settings.throttle
 
 
 def _lambda(
-    uri: str, payload: str, timeout_ms: int, registry: FunctionRegistry, where: str
+    uri: str,
+    payload: str,
+    timeout_ms: int,
+    registry: FunctionRegistry,
+    where: str,
+    transfer_mode: S.TransferMode = "BUFFERED",
 ) -> S.IntegrationSpec:
     if "${stageVariables." not in uri:
         name = parse_function_uri(uri).name
@@ -110,7 +115,7 @@ def _lambda(
                 name,
                 name,
             )
-    return S.lambda_proxy(uri, payload, timeout_ms)
+    return S.lambda_proxy(uri, payload, timeout_ms, transfer_mode)
 
 
 def _timeout(value: Any, default: int) -> int:
@@ -541,14 +546,16 @@ class _Builder:
         kind = integration.get("type")
         uri = integration.get("uri") or ""
         timeout_ms = _timeout(integration.get("timeoutInMillis"), _DEFAULT_REST_TIMEOUT_MS)
+        # Only proxy integrations stream (the admin API refuses STREAM on any other).
+        mode: S.TransferMode = "STREAM" if integration.get("responseTransferMode") == "STREAM" else "BUFFERED"
         try:
             if kind == "AWS_PROXY":
-                return _lambda(uri, "1.0", timeout_ms, self.registry, where)
+                return _lambda(uri, "1.0", timeout_ms, self.registry, where, mode)
             if kind == "HTTP_PROXY":
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
                 uri = _map_path_parameters(uri, integration.get("requestParameters") or {})
-                return S.http_proxy(uri, integration.get("httpMethod") or "ANY", timeout_ms)
+                return S.http_proxy(uri, integration.get("httpMethod") or "ANY", timeout_ms, mode)
             if kind == "MOCK":
                 return _mock(integration)
             raise ValueError(f"integration type {kind} is not supported yet (mapping templates come later)")
