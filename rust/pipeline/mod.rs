@@ -514,8 +514,8 @@ impl Pipeline {
                 let accept = header_str(&parts.headers, ACCEPT);
                 if lambda.transfer_mode() == TransferMode::Stream {
                     let (region, account) = (&settings.region, &settings.account_id);
-                    let invocation_id = self.ids.uuid();
-                    let streamed = lambda.invoke_streaming(&self.invoker, &source, accept, region, account, invocation_id);
+                    let invocation = self.ids.uuid();
+                    let streamed = lambda.invoke_streaming(&self.invoker, &source, accept, region, account, invocation);
                     return streamed.await.or_else(|(error, detail)| fail(error, detail));
                 }
                 match lambda
@@ -839,10 +839,7 @@ impl Pipeline {
                 integration_service_status: ex.integration.filter(|i| i.lambda).map(|_| 200),
                 integration_latency_ms: ex.integration.map(|i| i.latency_ms),
                 integration_error: error.map(|f| f.detail.as_str()),
-                response_transfer_mode: route.map(|r| match r.integration.streams() {
-                    true => "STREAMED",
-                    false => "BUFFERED",
-                }),
+                response_transfer_mode: route.map(|r| if r.integration.streams() { "STREAMED" } else { "BUFFERED" }),
                 claims,
                 authorizer,
                 authorizer_principal_id: principal_id,
