@@ -129,6 +129,9 @@ pub struct LogRecord<'a> {
     /// The integration's request id (a Lambda invocation's request id):
     /// `integration.requestId`, `awsEndpointRequestId`.
     pub integration_request_id: Option<&'a str>,
+    /// `integration.responseTransferMode`: `BUFFERED` or `STREAMED` ("Troubleshoot issues with
+    /// response streaming in API Gateway").
+    pub response_transfer_mode: Option<&'a str>,
 
     // --- authorizers
     /// A Lambda authorizer's `context` map, values stringified: `$context.authorizer.KEY`.
@@ -209,6 +212,7 @@ enum Var {
     IntegrationError,
     IntegrationLatency,
     IntegrationRequestId,
+    IntegrationResponseTransferMode,
     /// `integration.status`: what the integration (function code) answered.
     IntegrationStatus,
     /// `integrationStatus` and `integration.integrationStatus`: the Lambda service's status.
@@ -308,6 +312,7 @@ fn variable(name: &str, kind: ApiKind) -> Var {
         "integration.error" | "integrationErrorMessage" => IntegrationError,
         "integration.latency" | "integrationLatency" => IntegrationLatency,
         "integration.status" => IntegrationStatus,
+        "integration.responseTransferMode" => IntegrationResponseTransferMode,
         "integration.integrationStatus" | "integrationStatus" => IntegrationServiceStatus,
         "path" => Path,
         "protocol" => Protocol,
@@ -465,6 +470,7 @@ fn render_var(var: &Var, rec: &LogRecord, out: &mut String) {
         IntegrationError => push_opt(out, rec.integration_error),
         IntegrationLatency => push_num(out, rec.integration_latency_ms),
         IntegrationRequestId => push_opt(out, rec.integration_request_id),
+        IntegrationResponseTransferMode => push_opt(out, rec.response_transfer_mode),
         IntegrationStatus => push_num(out, rec.integration_status.map(u64::from)),
         IntegrationServiceStatus => push_num(
             out,
@@ -1050,6 +1056,7 @@ mod tests {
             integration_latency_ms: Some(12),
             integration_error: Some("boom"),
             integration_request_id: Some("lambda-req"),
+            response_transfer_mode: Some("STREAMED"),
             authorizer: &AUTHORIZER,
             claims: &CLAIMS,
             authorizer_principal_id: Some("p-1"),
@@ -1128,6 +1135,7 @@ mod tests {
             ("error.responseType", "INTEGRATION_FAILURE"),
             ("error.validationErrorString", "bad body"),
             ("extendedRequestId", "ext-1"),
+            ("integration.responseTransferMode", "STREAMED"),
             ("httpMethod", "GET"),
             ("identity.sourceIp", "10.0.0.1"),
             ("identity.userAgent", "curl/8.0"),

@@ -45,7 +45,15 @@ pub struct Embedded {
     queue: Mutex<VecDeque<Completion>>,
     /// Readable while completions wait (an eventfd: written when the queue stops being empty).
     ready: OwnedFd,
-    bodies: Mutex<HashMap<u64, PipelineBody>>,
+    bodies: Mutex<HashMap<u64, Slot>>,
+}
+
+/// A response body between pulls, or being read for one.
+enum Slot {
+    Idle(PipelineBody),
+    /// A pull reads the body; dropping the sender (`discard`) stops it and drops the body, so
+    /// that a producer (a streaming handler) learns at once that nobody reads any more.
+    Pulling { _stop: tokio::sync::oneshot::Sender<()> },
 }
 
 /// A request head as the ASGI server gave it.
@@ -170,7 +178,7 @@ impl Embedded {
                             me.bodies
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
-                                .insert(token, failed(data.freeze(), e));
+                                .insert(token, Slot::Idle(failed(data.freeze(), e)));
                             break None;
                         }
                     }
@@ -179,7 +187,7 @@ impl Embedded {
                 me.bodies
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(token, body);
+                    .insert(token, Slot::Idle(body));
                 None
             };
             me.post(Completion::Head {
@@ -195,11 +203,21 @@ impl Embedded {
 
     /// Ask for the next chunk of `token`'s response body (posted as a `Chunk` or `Abort`).
     pub fn pull(self: &Arc<Self>, server: &Server, token: u64) {
-        let body = self
-            .bodies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&token);
+        let (stop_tx, mut stop) = tokio::sync::oneshot::channel();
+        let body = {
+            let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+            match bodies.remove(&token) {
+                Some(Slot::Idle(body)) => {
+                    bodies.insert(token, Slot::Pulling { _stop: stop_tx });
+                    Some(body)
+                }
+                Some(pulling) => {
+                    bodies.insert(token, pulling);
+                    return; // one pull at a time
+                }
+                None => None,
+            }
+        };
         let Some(mut body) = body else {
             self.post(Completion::Chunk {
                 token,
@@ -211,22 +229,21 @@ impl Embedded {
         let me = self.clone();
         server.spawn(async move {
             loop {
-                match body.frame().await {
-                    None => {
-                        me.post(Completion::Chunk {
-                            token,
-                            data: Bytes::new(),
-                            more: false,
-                        });
-                        return;
-                    }
-                    Some(Err(e)) => {
-                        me.post(Completion::Abort {
-                            token,
-                            error: e.to_string(),
-                        });
-                        return;
-                    }
+                let frame = tokio::select! {
+                    frame = body.frame() => frame,
+                    // Discarded: nobody reads any more; the body is dropped here.
+                    _ = &mut stop => return,
+                };
+                let completion = match frame {
+                    None => Completion::Chunk {
+                        token,
+                        data: Bytes::new(),
+                        more: false,
+                    },
+                    Some(Err(e)) => Completion::Abort {
+                        token,
+                        error: e.to_string(),
+                    },
                     Some(Ok(frame)) => {
                         let Ok(data) = frame.into_data() else {
                             continue; // trailers: not carried over ASGI
@@ -234,17 +251,24 @@ impl Embedded {
                         if data.is_empty() && !body.is_end_stream() {
                             continue;
                         }
-                        let more = !body.is_end_stream();
-                        if more {
-                            me.bodies
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(token, body);
+                        Completion::Chunk {
+                            token,
+                            data,
+                            more: !body.is_end_stream(),
                         }
-                        me.post(Completion::Chunk { token, data, more });
-                        return;
+                    }
+                };
+                {
+                    let mut bodies = me.bodies.lock().unwrap_or_else(|e| e.into_inner());
+                    if !matches!(bodies.remove(&token), Some(Slot::Pulling { .. })) {
+                        return; // discarded meanwhile
+                    }
+                    if matches!(completion, Completion::Chunk { more: true, .. }) {
+                        bodies.insert(token, Slot::Idle(body));
                     }
                 }
+                me.post(completion);
+                return;
             }
         });
     }

@@ -1,4 +1,6 @@
-//! Per-request identifiers: API Gateway's `apigw-requestid` and X-Ray trace ids.
+//! Per-request identifiers: HTTP APIs' `apigw-requestid` (the same form is REST APIs'
+//! `$context.extendedRequestId`, `x-amz-apigw-id`), UUIDs (REST APIs' `$context.requestId`,
+//! Lambda's invocation ids) and X-Ray trace ids.
 //!
 //! Both need uniqueness, not secrecy, so they come from a per-generator random seed and an atomic
 //! counter rather than a system call per request. Made in Rust because the Python equivalent
@@ -60,7 +62,8 @@ impl IdGenerator {
         out
     }
 
-    /// A random (version 4) UUID, as Lambda's invocation ids (`context.aws_request_id`) are.
+    /// A random (version 4) UUID, as REST APIs' request ids and Lambda's invocation ids
+    /// (`context.aws_request_id`) are.
     pub fn uuid(&self) -> String {
         let (hi, lo) = (self.next_random(), self.next_random());
         let hi = (hi & !0xF000) | 0x4000; // version 4

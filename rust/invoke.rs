@@ -95,6 +95,9 @@ pub enum Hook {
 #[derive(Debug)]
 pub enum Call {
     Lambda(LambdaCall),
+    /// An `AWS_PROXY` call of a streaming integration (`responseTransferMode: STREAM`): a handler
+    /// that returns a generator answers with `Reply::LambdaStream`, any other as `Lambda` does.
+    LambdaStream(LambdaCall),
     Plugin {
         hook: Hook,
         request: Arc<PluginRequest>,
@@ -115,10 +118,22 @@ pub struct LambdaError {
     pub error_message: Option<String>,
 }
 
+/// A streaming handler's answer: its metadata, then its body as it produces it.
+#[derive(Debug)]
+pub struct LambdaStream {
+    /// The metadata as JSON (`statusCode`, `headers`, `multiValueHeaders`, `cookies`).
+    pub metadata: Vec<u8>,
+    /// The body's chunks; an `Err` is the handler failing mid-way. The channel is bounded: a
+    /// slow client holds the handler back. Dropping the receiver stops the handler.
+    pub body: mpsc::Receiver<Result<Bytes, String>>,
+}
+
 #[derive(Debug)]
 pub enum Reply {
     /// The handler's result as JSON, or how and why the function failed.
     Lambda(Result<Vec<u8>, LambdaError>),
+    /// A streaming handler's answer (`Call::LambdaStream` only).
+    LambdaStream(LambdaStream),
     /// `on_request` returned None: go on.
     Continue,
     /// The response to send.
@@ -159,6 +174,20 @@ impl Replier {
     pub fn reply(self, reply: Reply) {
         let _ = self.tx.send(reply);
     }
+
+    /// Reply, the call still counting against its function's concurrency until the returned
+    /// hold is dropped: a streaming handler runs on after its answer has begun.
+    pub fn reply_holding(self, reply: Reply) -> Held {
+        let _ = self.tx.send(reply);
+        Held {
+            _in_flight: self._in_flight,
+        }
+    }
+}
+
+/// A call's place in its function's concurrency, kept while its handler streams.
+pub struct Held {
+    _in_flight: Option<InFlight>,
 }
 
 /// One call in flight of a function: counted while it lives.
@@ -237,6 +266,10 @@ impl Invoker {
         function: &str,
         limit: usize,
     ) -> Result<oneshot::Receiver<Reply>, Throttled> {
+        self.call_counted(Call::Lambda(call), function, limit)
+    }
+
+    fn call_counted(&self, call: Call, function: &str, limit: usize) -> Result<oneshot::Receiver<Reply>, Throttled> {
         let mut st = self.lock();
         let count = match st.in_flight.get(function) {
             Some(count) => count.clone(),
@@ -251,7 +284,17 @@ impl Invoker {
             return Err(Throttled { limit });
         }
         count.fetch_add(1, Ordering::AcqRel);
-        Ok(self.enqueue(&mut st, Call::Lambda(call), Some(InFlight(count))))
+        Ok(self.enqueue(&mut st, call, Some(InFlight(count))))
+    }
+
+    /// As `call_function`, for a streaming integration (`Call::LambdaStream`).
+    pub fn call_function_streaming(
+        &self,
+        call: LambdaCall,
+        function: &str,
+        limit: usize,
+    ) -> Result<oneshot::Receiver<Reply>, Throttled> {
+        self.call_counted(Call::LambdaStream(call), function, limit)
     }
 
     fn enqueue(&self, st: &mut State, call: Call, in_flight: Option<InFlight>) -> oneshot::Receiver<Reply> {
@@ -488,5 +531,26 @@ mod tests {
         let taken: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(taken, 2);
         assert_eq!(invoker.stats().0, 0);
+    }
+
+    #[test]
+    fn a_streaming_call_counts_against_its_function_until_its_stream_ends() {
+        let invoker = Invoker::new(4);
+        let rx = invoker.call_function_streaming(lambda_call_of("gen"), "gen", 1).unwrap();
+        assert!(invoker.call_function(lambda_call_of("gen"), "gen", 1).is_err());
+        let (call, replier) = invoker.next_job().unwrap().into_parts();
+        assert!(matches!(call, Call::LambdaStream(_)));
+        let (_tx, body) = mpsc::channel(1);
+        let held = replier.reply_holding(Reply::LambdaStream(LambdaStream {
+            metadata: b"{}".to_vec(),
+            body,
+        }));
+        assert!(matches!(rx.blocking_recv().unwrap(), Reply::LambdaStream(_)));
+        // Answered, and still streaming: the function's place is taken.
+        assert_eq!(invoker.in_flight("gen"), 1);
+        assert!(invoker.call_function(lambda_call_of("gen"), "gen", 1).is_err());
+        drop(held);
+        assert_eq!(invoker.in_flight("gen"), 0);
+        assert!(invoker.call_function(lambda_call_of("gen"), "gen", 1).is_ok());
     }
 }

@@ -6,7 +6,7 @@ use crate::edge::Server;
 use crate::embed::{Completion, Embedded, Head};
 use crate::gateway::{self, GatewayError, Outcome};
 use crate::ids::IdGenerator;
-use crate::invoke::{Call, Hook, Invoker, Job as CoreJob, PluginResponse, Replier, Reply, ReplyBody};
+use crate::invoke::{Call, Held, Hook, Invoker, Job as CoreJob, LambdaStream, PluginResponse, Replier, Reply, ReplyBody};
 use crate::pipeline::responses::ErrorType;
 use crate::pipeline::Pipeline;
 use crate::router;
@@ -940,17 +940,20 @@ pub struct Job {
     call: Mutex<Option<Call>>,
     replier: Mutex<Option<Replier>>,
     kind: &'static str,
+    /// A Lambda call of a streaming integration: a generator handler may stream its answer.
+    streams: bool,
 }
 
 impl Job {
     fn new(job: CoreJob) -> Job {
         let (call, replier) = job.into_parts();
         let kind = match &call {
-            Call::Lambda(_) => "lambda",
+            Call::Lambda(_) | Call::LambdaStream(_) => "lambda",
             Call::Plugin { hook: Hook::OnRequest, .. } => "on_request",
             Call::Plugin { hook: Hook::OnResponse, .. } => "on_response",
         };
         Job {
+            streams: matches!(call, Call::LambdaStream(_)),
             call: Mutex::new(Some(call)),
             replier: Mutex::new(Some(replier)),
             kind,
@@ -980,6 +983,13 @@ impl Job {
         self.kind
     }
 
+    /// Whether a Lambda call's integration streams (`responseTransferMode: STREAM`): a handler
+    /// that returns a generator answers with `reply_lambda_stream`.
+    #[getter]
+    fn streams(&self) -> bool {
+        self.streams
+    }
+
     /// A Lambda call's arguments: (function uri, event JSON, timeout ms, region, account id,
     /// invocation id). Taken once.
     #[allow(clippy::type_complexity)]
@@ -988,7 +998,7 @@ impl Job {
         py: Python<'py>,
     ) -> PyResult<(String, Bound<'py, PyBytes>, u64, String, String, String)> {
         match self.call.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            Some(Call::Lambda(c)) => Ok((
+            Some(Call::Lambda(c) | Call::LambdaStream(c)) => Ok((
                 c.uri.into(),
                 PyBytes::new(py, &c.event),
                 c.timeout_ms,
@@ -1098,6 +1108,29 @@ impl Job {
         }))?;
         Ok(StreamSink {
             tx: Mutex::new(Some(tx)),
+            held: Mutex::new(None),
+        })
+    }
+
+    /// A streaming handler's answer: its metadata (JSON: `statusCode`, `headers`,
+    /// `multiValueHeaders`, `cookies`); its body follows through the returned sink. The call
+    /// counts against its function's concurrency until the sink is closed.
+    fn reply_lambda_stream(&self, metadata: &[u8]) -> PyResult<StreamSink> {
+        if !self.streams {
+            return Err(PyRuntimeError::new_err("not a streaming Lambda call"));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
+        let reply = Reply::LambdaStream(LambdaStream {
+            metadata: metadata.to_vec(),
+            body: rx,
+        });
+        let held = match self.replier.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(r) => r.reply_holding(reply),
+            None => return Err(PyRuntimeError::new_err("this job is answered already")),
+        };
+        Ok(StreamSink {
+            tx: Mutex::new(Some(tx)),
+            held: Mutex::new(Some(held)),
         })
     }
 
@@ -1109,27 +1142,52 @@ impl Job {
     }
 }
 
+/// Chunks of a streamed response queued ahead of the client (each at most `STREAM_SLICE`
+/// bytes): past them, the sender waits for the client. A slow client holds the producer back
+/// with at most 1 MiB buffered.
+const STREAM_CHUNKS: usize = 16;
+const STREAM_SLICE: usize = 64 * 1024;
+
 /// The body of a streamed response from Python.
 #[pyclass(frozen, module = "portico._core")]
 pub struct StreamSink {
     tx: Mutex<Option<tokio::sync::mpsc::Sender<Result<Bytes, String>>>>,
+    /// A streaming Lambda call's place in its function's concurrency, given back at the end.
+    held: Mutex<Option<Held>>,
+}
+
+impl StreamSink {
+    fn finish(&self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
 }
 
 #[pymethods]
 impl StreamSink {
     /// Send a chunk (waits, without the GIL, while the client is slow); False when the client
-    /// went away.
+    /// went away (or the response was cut: the stream passed a limit).
     fn send(&self, py: Python<'_>, chunk: &[u8]) -> bool {
         let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return false;
         };
         let chunk = Bytes::copy_from_slice(chunk);
-        py.detach(|| tx.blocking_send(Ok(chunk)).is_ok())
+        py.detach(|| {
+            let mut at = 0;
+            while at < chunk.len() {
+                let end = chunk.len().min(at + STREAM_SLICE);
+                if tx.blocking_send(Ok(chunk.slice(at..end))).is_err() {
+                    return false;
+                }
+                at = end;
+            }
+            !tx.is_closed()
+        })
     }
 
     /// The body is complete.
     fn close(&self) {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.finish();
     }
 
     /// The body failed: the connection is aborted, never ended as if complete.
@@ -1139,6 +1197,7 @@ impl StreamSink {
                 let _ = tx.blocking_send(Err(why));
             });
         }
+        self.finish();
     }
 }
 

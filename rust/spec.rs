@@ -551,6 +551,18 @@ pub enum PayloadVersion {
     V2,
 }
 
+/// A proxy integration's `responseTransferMode` ("Stream the integration response for your proxy
+/// integrations in API Gateway" in the developer guide): REST APIs' `HTTP_PROXY` and `AWS_PROXY`
+/// integrations may stream; every other integration buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum TransferMode {
+    #[default]
+    #[serde(rename = "BUFFERED")]
+    Buffered,
+    #[serde(rename = "STREAM")]
+    Stream,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum IntegrationSpec {
@@ -570,6 +582,8 @@ pub enum IntegrationSpec {
         /// HTTP APIs' `responseParameters`: (status code, its (key, value) pairs).
         #[serde(default)]
         response_parameters: Vec<(String, Vec<(String, String)>)>,
+        #[serde(default)]
+        transfer_mode: TransferMode,
     },
     /// `MOCK`: the same response every time.
     #[serde(rename = "MOCK")]
@@ -592,6 +606,8 @@ pub enum IntegrationSpec {
         request_parameters: Vec<(String, String)>,
         #[serde(default)]
         response_parameters: Vec<(String, Vec<(String, String)>)>,
+        #[serde(default)]
+        transfer_mode: TransferMode,
     },
     /// A route that cannot be served as configured: answers AWS's 500 and logs `detail`.
     #[serde(rename = "UNAVAILABLE")]

@@ -261,13 +261,13 @@ def test_gateway_responses_customised_with_boto3(portico, tmp_path):
     assert refused.json() == {
         "error": "Forbidden",
         "type": "INVALID_API_KEY",
-        "id": refused.headers["apigw-requestid"],
+        "id": refused.headers["x-amzn-requestid"],
         "color": "blue",
     }
     assert refused.headers["x-custom"] == "yes"
     assert refused.headers["x-trace"] == "t-1"
     assert refused.headers["x-color"] == "blue"
-    assert refused.headers["x-request"] == refused.headers["apigw-requestid"]
+    assert refused.headers["x-request"] == refused.headers["x-amzn-requestid"]
     assert refused.headers["x-amzn-errortype"] == "ForbiddenException"
     assert refused.headers["content-type"] == "application/json"
     # The type's own customisation wins over DEFAULT_4XX's.

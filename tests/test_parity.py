@@ -16,10 +16,10 @@ header. That header is checked apart from the comparison.
 
 Each request of the corpus is sent byte for byte over a raw socket to both servers, and the
 answers are compared: the status line; the response headers as a multiset of (lower-cased name,
-value), where only `date`, `apigw-requestid`, `x-amzn-requestid` and `x-amzn-trace-id` have their
-values replaced by a placeholder (their presence still counts); the body, where JSON documents
-(Lambda events, the upstream's echo of what it received, in the order it received it) have the
-values of per-request id and time keys replaced.
+value), where only `date`, `apigw-requestid`, `x-amzn-requestid`, `x-amz-apigw-id` and
+`x-amzn-trace-id` have their values replaced by a placeholder (their presence still counts); the
+body, where JSON documents (Lambda events, the upstream's echo of what it received, in the order
+it received it) have the values of per-request id and time keys replaced.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ HEADER_LIMIT = 4096
 ORIGIN = "https://example.com"
 
 # Response headers whose values are per-request ids or times: their presence is compared, not their values.
-VOLATILE_HEADERS = frozenset({"date", "apigw-requestid", "x-amzn-requestid", "x-amzn-trace-id"})
+VOLATILE_HEADERS = frozenset(
+    {"date", "apigw-requestid", "x-amzn-requestid", "x-amz-apigw-id", "x-amzn-trace-id"}
+)
 # Keys of JSON bodies (Lambda events, the upstream's echo) whose values are per-request ids/times.
 VOLATILE_KEYS = frozenset(
     {
@@ -414,7 +416,8 @@ def _body(raw: bytes) -> Any:
 
 
 def exchange(port: int, raw: bytes, method: str) -> tuple[Answer, str | None]:
-    """Send `raw` on a new connection; the answer and its apigw-requestid."""
+    """Send `raw` on a new connection; the answer and its request id (`apigw-requestid`, or a
+    REST API's `x-amzn-RequestId`)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         try:
             sock.sendall(raw)
@@ -432,7 +435,7 @@ def exchange(port: int, raw: bytes, method: str) -> tuple[Answer, str | None]:
     headers = tuple(
         sorted(((name.lower(), value) for name, value in response.getheaders()), key=lambda h: h[0])
     )
-    request_id = response.getheader("apigw-requestid")
+    request_id = response.getheader("apigw-requestid") or response.getheader("x-amzn-requestid")
     # Per-request ids and times: their presence is compared, their values are not.
     kept = tuple((name, "<volatile>" if name in VOLATILE_HEADERS else value) for name, value in headers)
     version = {10: "HTTP/1.0", 11: "HTTP/1.1"}.get(response.version, str(response.version))
@@ -443,7 +446,7 @@ def exchange(port: int, raw: bytes, method: str) -> tuple[Answer, str | None]:
 def _log_line(path: Path, request_id: str | None) -> str:
     """The access-log line of `request_id`, ids and times replaced; waits for it briefly."""
     if request_id is None:
-        return "<no apigw-requestid to look up>"
+        return "<no request id to look up>"
     deadline = time.monotonic() + 2.5
     while True:
         for line in path.read_text().splitlines() if path.exists() else []:

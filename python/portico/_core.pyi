@@ -247,6 +247,10 @@ class Job:
     @property
     def kind(self) -> str:
         """ "lambda", "on_request" or "on_response"."""
+    @property
+    def streams(self) -> bool:
+        """A Lambda call of a streaming integration (`responseTransferMode: STREAM`): a generator
+        handler answers with `reply_lambda_stream`."""
     def lambda_call(self) -> tuple[str, bytes, int, str, str, str]:
         """(function uri, event JSON, timeout ms, region, account id, invocation id); taken once."""
     def plugin_call(self) -> tuple[dict[str, object], tuple[int, list[tuple[str, str]], bytes] | None]:
@@ -260,6 +264,9 @@ class Job:
     def reply_response(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
     def reply_stream(self, status: int, headers: list[tuple[str, str]]) -> StreamSink:
         """Answer with a response whose body follows through the sink."""
+    def reply_lambda_stream(self, metadata: bytes) -> StreamSink:
+        """A streaming handler's metadata (JSON: statusCode, headers, multiValueHeaders, cookies);
+        its body follows through the sink, which must be closed (or aborted) at the end."""
     def reply_failed(self, error_type: str, message: str) -> None:
         """A plugin raised: the gateway response of `error_type`, and why."""
 

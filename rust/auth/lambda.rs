@@ -209,12 +209,10 @@ impl LambdaAuthorizer {
             )
             .into_bytes(),
             _ => {
-                // The ids a proxy event carries, drawn only when the function is called.
+                // The trace id a proxy event carries, drawn only when the function is called.
                 let trace = request.ids.trace_id(request.source.time_epoch_ms / 1000);
-                let extended = request.ids.request_id();
                 let source = EventSource {
                     trace_id: &trace,
-                    extended_request_id: &extended,
                     ..request.source
                 };
                 build_authorizer_event(
@@ -350,8 +348,8 @@ impl LambdaAuthorizer {
 pub struct AuthRequest<'a> {
     pub invoker: &'a Invoker,
     /// The request as a proxy event would show it, in the authorizer's `payload_format` (its
-    /// body left empty: authorizers are not given it; its trace and extended request ids are
-    /// drawn from `ids` when an event is built).
+    /// body left empty: authorizers are not given it; its trace id is drawn from `ids` when an
+    /// event is built).
     pub source: EventSource<'a>,
     pub ids: &'a IdGenerator,
     pub kind: ApiKind,

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::pipeline::body::{empty, Idle, PipelineBody};
 use crate::pipeline::responses::ErrorType;
+use crate::spec::TransferMode;
 
 const VIA: &str = "HTTP/1.1 AmazonAPIGateway";
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way.
@@ -154,6 +155,8 @@ pub struct HttpProxy {
     user_agent: HeaderValue,
     /// HTTP APIs' parameter mapping (`requestParameters`, `responseParameters`).
     pub mapping: super::parameter_mapping::Mapping,
+    /// `STREAM`: the body is held to the limits of streamed responses (`super::streaming`).
+    transfer_mode: TransferMode,
 }
 
 /// `uri` with each `${stageVariables.NAME}` replaced (an unset variable is empty, as on AWS).
@@ -260,7 +263,18 @@ impl HttpProxy {
             user_agent: HeaderValue::from_str(&format!("AmazonAPIGateway_{api_id}"))
                 .map_err(|e| e.to_string())?,
             mapping: Default::default(),
+            transfer_mode: TransferMode::Buffered,
         })
+    }
+
+    /// With the integration's `responseTransferMode`.
+    pub fn with_transfer_mode(mut self, mode: TransferMode) -> HttpProxy {
+        self.transfer_mode = mode;
+        self
+    }
+
+    pub fn transfer_mode(&self) -> TransferMode {
+        self.transfer_mode
     }
 
     pub fn timeout(&self) -> Duration {
@@ -343,6 +357,7 @@ impl HttpProxy {
         *upstream_req.method_mut() = method.clone();
         *upstream_req.uri_mut() = uri;
         *upstream_req.headers_mut() = headers;
+        let started = tokio::time::Instant::now();
         let response = match tokio::time::timeout(self.timeout, client.client.request(upstream_req)).await {
             Err(_) => return Err((ErrorType::IntegrationTimeout, "no response within the timeout".into())),
             Ok(Err(e)) if head_too_large(&e) => {
@@ -371,6 +386,10 @@ impl HttpProxy {
             || status.is_informational();
         let body = if no_body {
             empty()
+        } else if self.transfer_mode == TransferMode::Stream {
+            // The whole response within `timeoutInMillis`, held to AWS's streaming limits.
+            let body = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(body, Into::into));
+            super::streaming::bounded(body, started, self.timeout)
         } else {
             // `timeoutInMillis` applies to each read of the body: a stalled upstream is cut.
             http_body_util::BodyExt::boxed(Idle::new(body, self.timeout, None))
@@ -708,6 +727,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             user_agent: HeaderValue::from_static("AmazonAPIGateway_abc"),
             mapping: Default::default(),
+            transfer_mode: TransferMode::Buffered,
         }
     }
 

@@ -7,8 +7,9 @@ pub mod http_proxy;
 pub mod lambda_proxy;
 pub mod mock;
 pub mod parameter_mapping;
+pub mod streaming;
 
-use crate::spec::{ApiKind, IntegrationSpec, Settings};
+use crate::spec::{ApiKind, IntegrationSpec, Settings, TransferMode};
 
 /// A route's integration, compiled for one stage (its variables filled in).
 #[derive(Debug)]
@@ -38,9 +39,11 @@ pub fn compile(
             timeout_ms,
             request_parameters,
             response_parameters,
+            transfer_mode,
         } => {
             let mut proxy =
-                http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?;
+                http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?
+                    .with_transfer_mode(*transfer_mode);
             proxy.mapping = parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
             Integration::HttpProxy(proxy)
         }
@@ -55,12 +58,25 @@ pub fn compile(
             timeout_ms,
             request_parameters,
             response_parameters,
+            transfer_mode,
         } => {
             let mut lambda =
-                lambda_proxy::LambdaProxy::compile(uri, kind, *payload_format_version, *timeout_ms, variables, settings);
+                lambda_proxy::LambdaProxy::compile(uri, kind, *payload_format_version, *timeout_ms, variables, settings)
+                    .with_transfer_mode(*transfer_mode);
             lambda.mapping = parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
             Integration::LambdaProxy(lambda)
         }
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
     })
+}
+
+impl Integration {
+    /// Whether the integration streams its answers (`responseTransferMode: STREAM`).
+    pub fn streams(&self) -> bool {
+        match self {
+            Integration::HttpProxy(proxy) => proxy.transfer_mode() == TransferMode::Stream,
+            Integration::LambdaProxy(lambda) => lambda.transfer_mode() == TransferMode::Stream,
+            _ => false,
+        }
+    }
 }

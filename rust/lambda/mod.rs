@@ -7,8 +7,10 @@
 //!
 //! What the caller (`crate::integrations::lambda_proxy`) does around them:
 //! - REST APIs always use [`PayloadFormat::RestV1`]; HTTP APIs pick by payloadFormatVersion.
-//! - It makes the REST `extendedRequestId` and the X-Amzn-Trace-Id the gateway adds
-//!   (`crate::ids::IdGenerator::trace_id`) and keeps them for the request.
+//! - It hands over the request's ids (a REST API's `requestId` is a UUID and its
+//!   `extendedRequestId` the 16-character form; an HTTP API's are one 16-character id, see
+//!   `crate::pipeline`), and makes the X-Amzn-Trace-Id the gateway adds
+//!   (`crate::ids::IdGenerator::trace_id`).
 //! - The handler's result reaches [`parse_response`] as JSON. A result that cannot be serialized
 //!   (`Runtime.MarshalError`) and one over 6 MB ([`response::payload_too_large`]) are function
 //!   errors, reported before parsing. For a 2.0 result without `statusCode`, the response body is
@@ -19,7 +21,7 @@ pub mod event;
 pub mod response;
 
 pub use event::{build_event, EventSource};
-pub use response::{parse_response, LambdaResponse, Malformed};
+pub use response::{parse_response, parse_stream_prelude, LambdaResponse, Malformed};
 
 use std::collections::HashMap;
 

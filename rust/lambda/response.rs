@@ -253,9 +253,23 @@ fn parse_v1(
         }
     }
     let status = status_of(result.get("statusCode"))?;
+    let (merged, suppress_ct) = merge_v1_headers(&result)?;
 
-    // name (lower-case) -> values, in first-seen order; multiValueHeaders first, then headers
-    // (one header with both values; an identical name + value pair appears once).
+    let text = body_text(result.get("body"))?;
+    let body = if is_b64(result.get("isBase64Encoded"))? && (http_api || accept_is_binary(accept, binary_media_types)) {
+        Bytes::from(b64decode(&text)?)
+    } else {
+        Bytes::from(text.into_bytes())
+    };
+    let headers = v1_headers(merged, suppress_ct, http_api);
+    Ok(LambdaResponse { status, headers, body })
+}
+
+/// The headers of a 1.0 response (or a streamed response's metadata): name (lower-case) ->
+/// values, in first-seen order; multiValueHeaders first, then headers (one header with both
+/// values; an identical name + value pair appears once). And whether `"Content-Type": null`
+/// switched the default content type off.
+fn merge_v1_headers(result: &OrderedMap<String, J>) -> Result<(OrderedMap<String, Vec<String>>, bool), Malformed> {
     let mut merged: OrderedMap<String, Vec<String>> = OrderedMap::new();
     let mut suppress_ct = false;
     match result.get("multiValueHeaders") {
@@ -311,14 +325,12 @@ fn parse_v1(
         }
         Some(_) => return Err(malformed("headers is not an object")),
     }
+    Ok((merged, suppress_ct))
+}
 
-    let text = body_text(result.get("body"))?;
-    let body = if is_b64(result.get("isBase64Encoded"))? && (http_api || accept_is_binary(accept, binary_media_types)) {
-        Bytes::from(b64decode(&text)?)
-    } else {
-        Bytes::from(text.into_bytes())
-    };
-
+/// Merged 1.0 headers as sent: HTTP APIs drop the framing headers; REST APIs rename theirs to
+/// `x-amzn-Remapped-*`; `application/json` when no content type was given.
+fn v1_headers(merged: OrderedMap<String, Vec<String>>, suppress_ct: bool, http_api: bool) -> Vec<(String, String)> {
     let has_ct = merged.get("content-type").is_some_and(|values| !values.is_empty());
     let mut headers = Vec::new();
     for (lname, values) in merged.entries {
@@ -346,7 +358,47 @@ fn parse_v1(
     if !suppress_ct && !has_ct {
         headers.push(header(JSON_CT));
     }
-    Ok(LambdaResponse { status, headers, body })
+    headers
+}
+
+// -------------------------------------------------------------------------------------------------
+// Streamed responses (REST APIs, `responseTransferMode: STREAM`)
+
+const PRELUDE_KEYS: [&str; 4] = ["statusCode", "headers", "multiValueHeaders", "cookies"];
+
+/// The head of a streamed response: the metadata a streaming handler sends before its body
+/// ("Set up a Lambda proxy integration with payload response streaming in API Gateway": `headers`,
+/// `multiValueHeaders`, `cookies`, `statusCode`), read with the 1.0 response's rules (REST APIs);
+/// each of `cookies` becomes a `set-cookie` header. Its body is the chunks that follow, as they
+/// are, without base64 (a streamed response needs no binary media types).
+pub fn parse_stream_prelude(metadata: &[u8]) -> Result<(u16, Vec<(String, String)>), Malformed> {
+    let value = parse_json(metadata).ok_or_else(|| malformed("the stream's metadata is not JSON"))?;
+    let J::Obj(result) = value else {
+        return Err(malformed("the stream's metadata is not a JSON object"));
+    };
+    for (key, _) in &result.entries {
+        if !PRELUDE_KEYS.contains(&key.as_str()) {
+            return Err(malformed(&format!("unexpected key {} in the stream's metadata", py_str_repr(key))));
+        }
+    }
+    let status = status_of(result.get("statusCode"))?;
+    let (mut merged, suppress_ct) = merge_v1_headers(&result)?;
+    match result.get("cookies") {
+        None | Some(J::Null) => {}
+        Some(J::Arr(cookies)) => {
+            for cookie in cookies {
+                let J::Str(cookie) = cookie else {
+                    return Err(malformed("cookies is not a list of strings"));
+                };
+                match merged.get_mut("set-cookie") {
+                    Some(bucket) => bucket.push(cookie.clone()),
+                    None => merged.push_new("set-cookie".to_owned(), vec![cookie.clone()]),
+                }
+            }
+        }
+        Some(_) => return Err(malformed("cookies is not a list")),
+    }
+    Ok((status, v1_headers(merged, suppress_ct, false)))
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -1292,6 +1344,53 @@ mod tests {
                 let s: String = (0..n).map(|i| if bits >> i & 1 == 1 { '=' } else { 'Q' }).collect();
                 assert_eq!(b64decode(&s).is_ok(), good.contains(&s.as_str()), "{s:?}");
             }
+        }
+    }
+
+    fn pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
+    }
+
+    #[test]
+    fn a_stream_prelude_is_read_with_the_rest_rules_and_its_cookies_set() {
+        let (status, headers) = parse_stream_prelude(
+            br#"{"statusCode": 201, "headers": {"Content-Type": "text/event-stream", "Date": "d"},
+                 "multiValueHeaders": {"X-Multi": ["1", "2"]}, "cookies": ["a=1", "b=2; Secure"]}"#,
+        )
+        .unwrap();
+        assert_eq!(status, 201);
+        assert_eq!(
+            pairs(&headers),
+            [
+                ("x-multi", "1"),
+                ("x-multi", "2"),
+                ("content-type", "text/event-stream"),
+                ("x-amzn-remapped-date", "d"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2; Secure"),
+            ]
+        );
+        // Empty metadata: 200, API Gateway's default content type.
+        let (status, headers) = parse_stream_prelude(b"{}").unwrap();
+        assert_eq!((status, pairs(&headers)), (200, vec![("content-type", "application/json")]));
+        let (status, headers) = parse_stream_prelude(br#"{"statusCode": "404", "headers": {"content-type": null}}"#).unwrap();
+        assert_eq!((status, headers.len()), (404, 0));
+    }
+
+    #[test]
+    fn a_malformed_stream_prelude_is_refused() {
+        for (metadata, why) in [
+            (&b"not json"[..], "is not JSON"),
+            (b"[1]", "not a JSON object"),
+            (br#"{"body": "x"}"#, "unexpected key 'body'"),
+            (br#"{"statusCode": 99}"#, "not an HTTP status"),
+            (br#"{"cookies": "a=1"}"#, "cookies is not a list"),
+            (br#"{"cookies": [1]}"#, "not a list of strings"),
+            (br#"{"headers": ["x"]}"#, "headers is not an object"),
+        ] {
+            let error = parse_stream_prelude(metadata).unwrap_err();
+            assert!(error.0.starts_with("Malformed Lambda proxy response: "), "{error:?}");
+            assert!(error.0.contains(why), "{metadata:?}: {error:?}");
         }
     }
 }

@@ -146,8 +146,7 @@ impl Pipeline {
         let source = EventSource {
             format: lambda.payload_format().unwrap_or(PayloadFormat::RestV1),
             request_id: &ex.request_id,
-            // Drawn by the authorizer when it builds an event (not for answers from its cache).
-            extended_request_id: "",
+            extended_request_id: ex.extended_request_id(),
             trace_id: "",
             method: parts.method.as_str(),
             raw_path: ex.addressed_path(parts),

@@ -24,6 +24,8 @@ pub struct Idle<B> {
     progress: tokio::time::Instant,
     deadline: Pin<Box<tokio::time::Sleep>>,
     stalled: Option<Arc<AtomicBool>>,
+    /// When the whole body must have ended (a streamed response's integration timeout).
+    until: Option<tokio::time::Instant>,
 }
 
 impl<B> Idle<B> {
@@ -34,6 +36,20 @@ impl<B> Idle<B> {
             progress: tokio::time::Instant::now(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
             stalled,
+            until: None,
+        }
+    }
+
+    /// Each read within `idle`, and the whole body over by `until`: past either, the body fails.
+    pub fn within(inner: B, idle: std::time::Duration, until: tokio::time::Instant) -> Self {
+        let now = tokio::time::Instant::now();
+        Idle {
+            inner,
+            timeout: idle,
+            progress: now,
+            deadline: Box::pin(tokio::time::sleep_until((now + idle).min(until))),
+            stalled: None,
+            until: Some(until),
         }
     }
 }
@@ -51,6 +67,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.until.is_some_and(|until| until <= tokio::time::Instant::now()) {
+            return Poll::Ready(Some(Err("the stream passed its integration timeout".into())));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.progress = tokio::time::Instant::now();
@@ -60,7 +79,8 @@ where
                 match this.deadline.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(()) => {
-                        let due = this.progress + this.timeout;
+                        let idle_due = this.progress + this.timeout;
+                        let due = this.until.map_or(idle_due, |until| idle_due.min(until));
                         if due <= tokio::time::Instant::now() {
                             if let Some(flag) = &this.stalled {
                                 flag.store(true, Ordering::Relaxed);
@@ -84,6 +104,78 @@ where
         self.inner.size_hint()
     }
 }
+/// A response body held to a bandwidth: the first `free` bytes as fast as they come, the rest at
+/// `rate` bytes a second (a chunk is passed on once the bytes before its end may have been sent).
+pub struct Paced<B> {
+    inner: B,
+    free: u64,
+    rate: u64,
+    sent: u64,
+    /// When the first `free` bytes were used up.
+    since: Option<tokio::time::Instant>,
+    /// A chunk read, waiting for its time.
+    held: Option<(Frame<Bytes>, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl<B> Paced<B> {
+    pub fn new(inner: B, free: u64, rate: u64) -> Self {
+        Paced {
+            inner,
+            free,
+            rate: rate.max(1),
+            sent: 0,
+            since: None,
+            held: None,
+        }
+    }
+}
+
+impl<B> Body for Paced<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some((_, wait)) = &mut this.held {
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let (frame, _) = this.held.take().expect("held just now");
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(other) => return Poll::Ready(other.map(|f| f.map_err(Into::into))),
+            Poll::Pending => return Poll::Pending,
+        };
+        this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if this.sent <= this.free {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let now = tokio::time::Instant::now();
+        let since = *this.since.get_or_insert(now);
+        let paced = this.sent - this.free;
+        let due = since + std::time::Duration::from_nanos(paced.saturating_mul(1_000_000_000) / this.rate);
+        if due <= now {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let mut wait = Box::pin(tokio::time::sleep_until(due));
+        if wait.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        this.held = Some((frame, wait));
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.inner.is_end_stream()
+    }
+}
+
 /// Every body the pipeline handles: the edge's and the embedded app's requests, every response.
 pub type PipelineBody = BoxBody<Bytes, BoxError>;
 

@@ -136,6 +136,11 @@ impl Pipeline {
         let serving = ex.serving.clone();
         let cached = serving.as_deref().and_then(|s| {
             let route = &s.routes[ex.route?];
+            // A streaming integration's answers are never cached, nor answered from the cache:
+            // API Gateway has no endpoint cache for them.
+            if route.integration.streams() {
+                return None;
+            }
             let rc = route.cache.as_ref()?;
             let applies = rc.methods == CachedMethods::All || parts.method == Method::GET;
             Some((s.cache.as_ref()?, rc, &s.counter)).filter(|_| applies)

@@ -46,6 +46,7 @@ use crate::integrations::parameter_mapping::{read_prefix, BodyNeed, ResponseMapp
 use crate::integrations::Integration;
 use crate::invoke::{Call, Hook, Invoker, PluginRequest, PluginResponse, Reply, ReplyBody};
 use crate::lambda::EventSource;
+use crate::spec::TransferMode;
 use crate::throttle::monotonic_ns;
 use body::{empty, full, BodyError, LimitedBody, PipelineBody, Reported};
 use cors::Cors;
@@ -54,8 +55,12 @@ use responses::ErrorType;
 /// Cluster mode, failing closed: when a client refused because Redis cannot decide may retry.
 pub(crate) const UNAVAILABLE_RETRY_NS: u64 = 1_000_000_000;
 
-/// The header every answer carries: the request's id.
+/// The header every HTTP API answer carries: the request's id.
 const REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
+/// REST APIs' answers carry `$context.requestId` and `$context.extendedRequestId` ("Variables for
+/// access logging" in the API Gateway developer guide).
+const AMZN_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+const APIGW_ID: HeaderName = HeaderName::from_static("x-amz-apigw-id");
 
 /// Who sent a request, as the front door knows it.
 #[derive(Debug, Clone)]
@@ -117,7 +122,12 @@ fn fail<T>(error: ErrorType, detail: impl Into<String>) -> Result<T, Failure> {
 
 /// What the pipeline learns about a request as it goes, for the later phases and the log.
 struct Exchange {
+    /// `$context.requestId`: HTTP APIs' 16-character id; a UUID once the request is known to
+    /// reach a REST API.
     request_id: String,
+    /// REST APIs' `$context.extendedRequestId` (the 16-character id). None for HTTP APIs (and
+    /// requests no API claims), whose extended id is their request id.
+    extended_request_id: Option<String>,
     started: Instant,
     epoch_ms: u64,
     api: Option<usize>,
@@ -147,6 +157,18 @@ struct Integrated {
 }
 
 impl Exchange {
+    /// The request is a REST API's: its id becomes a UUID, and the id drawn so far its extended id.
+    fn issue_rest_ids(&mut self, ids: &IdGenerator) {
+        if self.extended_request_id.is_none() {
+            self.extended_request_id = Some(std::mem::replace(&mut self.request_id, ids.uuid()));
+        }
+    }
+
+    /// `$context.extendedRequestId`.
+    fn extended_request_id(&self) -> &str {
+        self.extended_request_id.as_deref().unwrap_or(&self.request_id)
+    }
+
     fn route(&self) -> Option<&RouteRuntime> {
         Some(&self.serving.as_ref()?.routes[self.route?])
     }
@@ -199,6 +221,7 @@ impl Pipeline {
         let (parts, body) = req.into_parts();
         let mut ex = Exchange {
             request_id: self.ids.request_id(),
+            extended_request_id: None,
             started: Instant::now(),
             epoch_ms: epoch_ms(),
             api: None,
@@ -251,9 +274,7 @@ impl Pipeline {
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
         }
-        if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
-            response.headers_mut().insert(REQUEST_ID, id);
-        }
+        set_request_id_headers(&ex, response.headers_mut());
         if let Some(quota) = &ex.quota {
             response
                 .headers_mut()
@@ -280,6 +301,9 @@ impl Pipeline {
         let raw_path = parts.uri.path();
         let mut d = snap.classify(host, parts.method.as_str(), raw_path);
         ex.api = d.api;
+        if d.api.is_some_and(|a| snap.api(a).kind == ApiKind::Rest) {
+            ex.issue_rest_ids(&self.ids);
+        }
         ex.serving = snap.serving(&d).cloned();
         ex.path_style = d.path_style.then(|| stage_path(&d, ex.serving.as_deref()));
 
@@ -401,7 +425,10 @@ impl Pipeline {
         if let Some(cors) = self.cors(snap, ex) {
             cors.apply(parts.headers.get(ORIGIN), response.headers_mut());
         }
-        match (hooks.on_response, plugin_request) {
+        // A streamed answer is not held back for plugins' on_response hooks, which need it whole
+        // (as API Gateway applies no feature that buffers the response to a streamed one).
+        let streamed = || ex.route().is_some_and(|r| r.integration.streams());
+        match (hooks.on_response && !streamed(), plugin_request) {
             (true, Some(request)) => self.on_response(request, response).await,
             _ => Ok(response),
         }
@@ -510,11 +537,10 @@ impl Pipeline {
                 let api = snap.api(ex.api.unwrap_or(0));
                 let serving = ex.serving.as_deref();
                 let trace = self.ids.trace_id(ex.epoch_ms / 1000);
-                let extended = self.ids.request_id();
                 let source = EventSource {
                     format: lambda.format,
                     request_id: &ex.request_id,
-                    extended_request_id: &extended,
+                    extended_request_id: ex.extended_request_id(),
                     trace_id: &trace,
                     method: parts.method.as_str(),
                     raw_path: match &mapped {
@@ -545,6 +571,12 @@ impl Pipeline {
                     auth: &ex.auth,
                 };
                 let accept = header_str(&parts.headers, ACCEPT);
+                if lambda.transfer_mode() == TransferMode::Stream {
+                    let (region, account) = (&settings.region, &settings.account_id);
+                    let invocation = self.ids.uuid();
+                    let streamed = lambda.invoke_streaming(&self.invoker, &source, accept, region, account, invocation);
+                    return streamed.await.or_else(|(error, detail)| fail(error, detail));
+                }
                 match lambda
                     .invoke(
                         &self.invoker,
@@ -866,7 +898,7 @@ impl Pipeline {
         let masked = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
         let record = LogRecord {
             request_id: &ex.request_id,
-            extended_request_id: Some(&ex.request_id),
+            extended_request_id: ex.extended_request_id.as_deref(),
             http_method: parts.method.as_str(),
             path: ex.addressed_path(parts),
             protocol: protocol(parts.version),
@@ -952,7 +984,7 @@ impl Pipeline {
             let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
             let record = LogRecord {
                 request_id: &ex.request_id,
-                extended_request_id: Some(&ex.request_id),
+                extended_request_id: ex.extended_request_id.as_deref(),
                 http_method: parts.method.as_str(),
                 path: ex.addressed_path(&parts),
                 protocol: protocol(parts.version),
@@ -987,6 +1019,7 @@ impl Pipeline {
                 integration_service_status: ex.integration.filter(|i| i.lambda).map(|_| 200),
                 integration_latency_ms: ex.integration.map(|i| i.latency_ms),
                 integration_error: error.map(|f| f.detail.as_str()),
+                response_transfer_mode: route.map(|r| if r.integration.streams() { "STREAMED" } else { "BUFFERED" }),
                 claims,
                 authorizer,
                 authorizer_principal_id: principal_id,
@@ -1000,6 +1033,26 @@ impl Pipeline {
         };
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, Reported::new(body, write).boxed())
+    }
+}
+
+/// The headers naming the request, as its API's kind names it: `apigw-requestid` (HTTP APIs), or
+/// `x-amzn-RequestId` and `x-amz-apigw-id` (REST APIs: on every answer, gateway responses
+/// included).
+fn set_request_id_headers(ex: &Exchange, headers: &mut HeaderMap) {
+    let Ok(id) = HeaderValue::from_str(&ex.request_id) else {
+        return;
+    };
+    match ex.extended_request_id.as_deref().map(HeaderValue::from_str) {
+        None => {
+            headers.insert(REQUEST_ID, id);
+        }
+        Some(extended) => {
+            headers.insert(AMZN_REQUEST_ID, id);
+            if let Ok(extended) = extended {
+                headers.insert(APIGW_ID, extended);
+            }
+        }
     }
 }
 
@@ -1052,7 +1105,7 @@ pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
 }
 
 /// A response from parts given as text (the Python side's and Lambda's).
-fn response_of(status: u16, headers: Vec<(String, String)>, body: PipelineBody) -> Response<PipelineBody> {
+pub(crate) fn response_of(status: u16, headers: Vec<(String, String)>, body: PipelineBody) -> Response<PipelineBody> {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let map = response.headers_mut();

@@ -303,8 +303,15 @@ def _integration(
                 )
         # REST APIs' Lambda proxy events are payload 1.0.
         payload = "1.0" if rest else integration.payload_format
-        return S.lambda_proxy(uri, payload, integration.timeoutInMillis, **_mappings(integration))
-    return S.http_proxy(uri, integration.method, integration.timeoutInMillis, **_mappings(integration))
+        return S.lambda_proxy(
+            uri,
+            payload,
+            integration.timeoutInMillis,
+            integration.responseTransferMode,
+            **_mappings(integration),
+        )
+    mode = integration.responseTransferMode
+    return S.http_proxy(uri, integration.method, integration.timeoutInMillis, mode, **_mappings(integration))
 
 
 def _mappings(integration: Integration) -> dict[str, Any]:

@@ -40,6 +40,7 @@ __all__ = [
     "Spec",
     "StageCacheSpec",
     "StageSpec",
+    "TransferMode",
     "UsagePlanSpec",
     "access_log",
     "api",
@@ -97,6 +98,10 @@ class CorsSpec(TypedDict):
     allow_credentials: bool
 
 
+# A proxy integration's `responseTransferMode` (REST APIs): STREAM passes the answer on as it comes.
+TransferMode = Literal["BUFFERED", "STREAM"]
+
+
 class HttpProxySpec(TypedDict):
     type: Literal["HTTP_PROXY"]
     uri: str
@@ -105,6 +110,7 @@ class HttpProxySpec(TypedDict):
     # HTTP APIs' parameter mapping: (key, value) pairs, and (status code, its pairs).
     request_parameters: NotRequired[list[tuple[str, str]]]
     response_parameters: NotRequired[list[tuple[str, list[tuple[str, str]]]]]
+    transfer_mode: NotRequired[TransferMode]
 
 
 class MockSpec(TypedDict):
@@ -121,6 +127,7 @@ class LambdaProxySpec(TypedDict):
     timeout_ms: int
     request_parameters: NotRequired[list[tuple[str, str]]]
     response_parameters: NotRequired[list[tuple[str, list[tuple[str, str]]]]]
+    transfer_mode: NotRequired[TransferMode]
 
 
 class UnavailableSpec(TypedDict):
@@ -390,11 +397,13 @@ def http_proxy(
     uri: str,
     method: str | None = None,
     timeout_ms: int = 30000,
+    transfer_mode: TransferMode = "BUFFERED",
     *,
     request_parameters: dict[str, str] | None = None,
     response_parameters: dict[str, dict[str, str]] | None = None,
 ) -> HttpProxySpec:
-    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers.
+    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers. `STREAM`
+    (REST APIs): the answer is held to the limits of streamed responses instead.
     `request_parameters` / `response_parameters`: an HTTP API integration's parameter mapping
     (`append:header.x` -> `$request.header.y`; `{"500": {"overwrite:statuscode": "403"}}`)."""
     out: HttpProxySpec = {
@@ -403,6 +412,8 @@ def http_proxy(
         "method": None if not method or method.upper() == "ANY" else method.upper(),
         "timeout_ms": int(timeout_ms),
     }
+    if _transfer_mode(transfer_mode) == "STREAM":
+        out["transfer_mode"] = "STREAM"
     _add_mappings(out, request_parameters, response_parameters)
     return out
 
@@ -422,6 +433,12 @@ def _add_mappings(
         )
 
 
+def _transfer_mode(mode: str) -> TransferMode:
+    if mode not in ("BUFFERED", "STREAM"):
+        raise ValueError(f"responseTransferMode must be BUFFERED or STREAM, not {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
 def mock(status: int, headers: dict[str, str] | None = None, body: str = "") -> MockSpec:
     return {"type": "MOCK", "status": int(status), "headers": list((headers or {}).items()), "body": body}
 
@@ -430,12 +447,14 @@ def lambda_proxy(
     uri: str,
     payload_format_version: str = "2.0",
     timeout_ms: int = 30000,
+    transfer_mode: TransferMode = "BUFFERED",
     *,
     request_parameters: dict[str, str] | None = None,
     response_parameters: dict[str, dict[str, str]] | None = None,
 ) -> LambdaProxySpec:
-    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side; HTTP
-    APIs' parameter mapping as for `http_proxy`."""
+    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side.
+    `STREAM` (REST APIs): a generator handler streams its answer. HTTP APIs' parameter mapping as
+    for `http_proxy`."""
     if payload_format_version not in ("1.0", "2.0"):
         raise ValueError(f"payloadFormatVersion must be 1.0 or 2.0, not {payload_format_version!r}")
     out: LambdaProxySpec = {
@@ -444,6 +463,8 @@ def lambda_proxy(
         "payload_format_version": payload_format_version,  # type: ignore[typeddict-item]
         "timeout_ms": int(timeout_ms),
     }
+    if _transfer_mode(transfer_mode) == "STREAM":
+        out["transfer_mode"] = "STREAM"
     _add_mappings(out, request_parameters, response_parameters)
     return out
 

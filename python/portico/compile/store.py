@@ -107,6 +107,7 @@ def _lambda(
     timeout_ms: int,
     registry: FunctionRegistry,
     where: str,
+    transfer_mode: S.TransferMode = "BUFFERED",
     mappings: dict[str, Any] | None = None,
 ) -> S.IntegrationSpec:
     if "${stageVariables." not in uri:
@@ -119,7 +120,7 @@ def _lambda(
                 name,
                 name,
             )
-    return S.lambda_proxy(uri, payload, timeout_ms, **(mappings or {}))
+    return S.lambda_proxy(uri, payload, timeout_ms, transfer_mode, **(mappings or {}))
 
 
 def _timeout(value: Any, default: int) -> int:
@@ -362,7 +363,7 @@ class _Builder:
             mappings = _http_mappings(integration)
             if kind == "AWS_PROXY":
                 payload = integration.get("PayloadFormatVersion") or "2.0"
-                return _lambda(uri, payload, timeout_ms, self.registry, where, mappings)
+                return _lambda(uri, payload, timeout_ms, self.registry, where, mappings=mappings)
             if kind == "HTTP_PROXY":
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
@@ -580,14 +581,16 @@ class _Builder:
         kind = integration.get("type")
         uri = integration.get("uri") or ""
         timeout_ms = _timeout(integration.get("timeoutInMillis"), _DEFAULT_REST_TIMEOUT_MS)
+        # Only proxy integrations stream (the admin API refuses STREAM on any other).
+        mode: S.TransferMode = "STREAM" if integration.get("responseTransferMode") == "STREAM" else "BUFFERED"
         try:
             if kind == "AWS_PROXY":
-                return _lambda(uri, "1.0", timeout_ms, self.registry, where)
+                return _lambda(uri, "1.0", timeout_ms, self.registry, where, mode)
             if kind == "HTTP_PROXY":
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
                 uri = _map_path_parameters(uri, integration.get("requestParameters") or {})
-                return S.http_proxy(uri, integration.get("httpMethod") or "ANY", timeout_ms)
+                return S.http_proxy(uri, integration.get("httpMethod") or "ANY", timeout_ms, mode)
             if kind == "MOCK":
                 return _mock(integration)
             raise ValueError(f"integration type {kind} is not supported yet (mapping templates come later)")

@@ -73,7 +73,11 @@ class Integration(_Model):
     uri: str | None = Field(default=None, alias="integrationUri")
     method: str = Field(default="ANY", alias="integrationMethod")
     payloadFormatVersion: Literal["1.0", "2.0"] | None = None
-    timeoutInMillis: Annotated[int, Field(ge=50, le=30000)] = 30000
+    # Up to 30 s; up to 15 minutes for a streaming integration (`responseTransferMode: STREAM`).
+    timeoutInMillis: Annotated[int, Field(ge=50, le=900_000)] = 30000
+    # REST APIs' AWS_PROXY and HTTP_PROXY integrations: STREAM passes the answer on as it comes
+    # ("Stream the integration response for your proxy integrations in API Gateway").
+    responseTransferMode: Literal["BUFFERED", "STREAM"] = "BUFFERED"
     # MOCK only
     statusCode: Annotated[int, Field(ge=100, le=599)] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -128,8 +132,20 @@ class Integration(_Model):
             raise ValueError(f"must be one of {', '.join(ROUTE_METHODS)}")
         return value
 
+    @field_validator("responseTransferMode", mode="before")
+    @classmethod
+    def _mode_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _per_type(self) -> Integration:
+        if self.responseTransferMode == "STREAM" and self.type == "MOCK":
+            raise ValueError("responseTransferMode STREAM: only AWS_PROXY and HTTP_PROXY integrations stream")
+        if self.responseTransferMode != "STREAM" and self.timeoutInMillis > 30000:
+            raise ValueError(
+                "timeoutInMillis: at most 30000 (900000 for responseTransferMode STREAM), "
+                f"got {self.timeoutInMillis}"
+            )
         if self.type == "MOCK":
             if self.statusCode is None:
                 raise ValueError("a MOCK integration needs statusCode")
@@ -725,11 +741,19 @@ class Api(_Model):
             for name, integration in self.integrations.items():
                 if integration.cacheKeyParameters or integration.cacheNamespace:
                     raise ValueError(f"integrations.{name}: cache keys are REST APIs' (protocolType: REST)")
+                if integration.responseTransferMode == "STREAM":
+                    raise ValueError(
+                        f"integrations.{name}: response streaming is REST APIs' (protocolType: REST)"
+                    )
             for index, route in enumerate(self.routes):
                 inline = route.integration
                 if isinstance(inline, Integration) and (inline.cacheKeyParameters or inline.cacheNamespace):
                     raise ValueError(
                         f"routes[{index}].integration: cache keys are REST APIs' (protocolType: REST)"
+                    )
+                if isinstance(inline, Integration) and inline.responseTransferMode == "STREAM":
+                    raise ValueError(
+                        f"routes[{index}].integration: response streaming is REST APIs' (protocolType: REST)"
                     )
             return self
         if self.cors is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -349,8 +350,10 @@ class DataPlane:
             scope.get("http_version", "1.1"),
             has_body,
         )
-        feeder = asyncio.get_running_loop().create_task(_feed(feed, receive)) if feed is not None else None
+        loop = asyncio.get_running_loop()
+        feeder = loop.create_task(_feed(feed, receive)) if feed is not None else None
         del feed  # the feeder closes it: the pipeline sees the body end
+        watcher: asyncio.Task[None] | None = None
         try:
             item = await completions.wait(answer)
             if item[1] == _ABORT:
@@ -360,6 +363,13 @@ class DataPlane:
             if whole is not None:
                 await send({"type": "http.response.body", "body": whole, "more_body": False})
                 return
+            # A body sent chunk by chunk (a large one, or a stream): the head goes out now (ASGI
+            # servers hold it until a body message), as the edge sends it; a client that goes
+            # away stops the body at once, and the core drops it (a streaming handler is then
+            # stopped).
+            await send({"type": "http.response.body", "body": b"", "more_body": True})
+            watcher = loop.create_task(_client_gone(feeder, receive))
+            watcher.add_done_callback(functools.partial(_stop_answering, asyncio.current_task()))
             while True:
                 chunk = completions.expect(token)
                 self.core.pull(token)
@@ -372,32 +382,55 @@ class DataPlane:
                 await send({"type": "http.response.body", "body": data, "more_body": more})
                 if not more:
                     return
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if watcher is not None and watcher.done() and not watcher.cancelled() and task is not None:
+                task.uncancel()  # the client went away: nothing is left to answer
+                return
+            raise
         finally:
             completions.forget(token)
             self.core.discard(token)
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
             if feeder is not None and not feeder.done():
                 feeder.cancel()
 
 
-async def _feed(feed: _core.BodyFeed, receive: Receive) -> None:
-    """Hand the request body to the pipeline as the ASGI server delivers it."""
+async def _feed(feed: _core.BodyFeed, receive: Receive) -> bool:
+    """Hand the request body to the pipeline as the ASGI server delivers it; True when the client
+    went away meanwhile."""
     try:
-        await _feed_all(feed, receive)
+        return await _feed_all(feed, receive)
     finally:
         feed.close()
 
 
-async def _feed_all(feed: _core.BodyFeed, receive: Receive) -> None:
+async def _feed_all(feed: _core.BodyFeed, receive: Receive) -> bool:
     while True:
         message = await receive()
         if message["type"] != "http.request":
             feed.fail("the client went away")
-            return
+            return True
         body = message.get("body", b"")
         if body:
             while (sent := feed.send(body)) == 1:  # full: the pipeline reads on
                 await asyncio.sleep(0.001)
             if sent == 2:  # the pipeline answered without reading the rest
-                return
+                return False
         if not message.get("more_body", False):
-            return
+            return False
+
+
+async def _client_gone(feeder: asyncio.Task[bool] | None, receive: Receive) -> None:
+    """Returns once the client has gone (ASGI's `http.disconnect`), reading past the request body."""
+    if feeder is not None and await asyncio.shield(feeder):
+        return
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _stop_answering(answering: asyncio.Task[Any] | None, watcher: asyncio.Task[None]) -> None:
+    """The client went away while its answer was being sent: stop sending it."""
+    if answering is not None and not watcher.cancelled() and watcher.exception() is None:
+        answering.cancel()

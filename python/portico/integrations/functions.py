@@ -54,8 +54,11 @@ _LAMBDA_ARN = re.compile(
     rf"arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{{12}}):function:"
     rf"(?P<name>{_NAME})(?::(?P<qualifier>{_QUALIFIER}))?"
 )
+# API Gateway's invocation URIs: Invoke's, and InvokeWithResponseStream's (streaming integrations).
 _APIGW_INVOCATION = re.compile(
-    r"arn:aws[a-zA-Z-]*:apigateway:[a-z0-9-]+:lambda:path/2015-03-31/functions/(?P<arn>.+)/invocations"
+    r"arn:aws[a-zA-Z-]*:apigateway:[a-z0-9-]+:lambda:path/"
+    r"(?:2015-03-31/functions/(?P<arn>.+)/invocations"
+    r"|2021-11-15/functions/(?P<streaming_arn>.+)/response-streaming-invocations)"
 )
 _BARE = re.compile(rf"(?P<name>{_NAME})(?::(?P<qualifier>{_QUALIFIER}))?")
 
@@ -82,7 +85,8 @@ class FunctionRef:
 @lru_cache(maxsize=1024)
 def parse_function_uri(uri: str) -> FunctionRef:
     """Parse a bare name (optionally `name:qualifier`), a Lambda ARN (optionally qualified) or an
-    API Gateway invocation URI (`arn:aws:apigateway:R:lambda:path/2015-03-31/functions/<arn>/invocations`).
+    API Gateway invocation URI (`arn:aws:apigateway:R:lambda:path/2015-03-31/functions/<arn>/invocations`,
+    or `.../2021-11-15/functions/<arn>/response-streaming-invocations` for streaming).
 
     Raises ValueError for anything else.
     """
@@ -91,7 +95,7 @@ def parse_function_uri(uri: str) -> FunctionRef:
     text = uri.strip()
     match = _APIGW_INVOCATION.fullmatch(text)
     if match:
-        text = match["arn"]
+        text = match["arn"] or match["streaming_arn"]
         if not text.startswith("arn:"):
             raise ValueError(f"the invocation URI does not name a Lambda function ARN: {uri!r}")
     if text.startswith("arn:"):

@@ -10,6 +10,14 @@ sleeping. Each thread has an event loop of its own, as a Lambda runtime's main t
 
 The event arrives as JSON and the result leaves as JSON, as they cross Lambda's own runtime API:
 the core builds events and maps results; Python only runs the handler.
+
+A streaming integration's handler (`responseTransferMode: STREAM`) may return a generator or an
+async generator instead: its first item is the response's metadata (a dict of `statusCode`,
+`headers`, `multiValueHeaders`, `cookies`), the items after it the body's chunks (bytes or str),
+handed to the core as they are produced (as Lambda's response streaming sends a metadata prelude,
+then the payload). The core reads the metadata with AWS's rules and passes the chunks on; a slow
+client holds the generator back (the hand-off is bounded); a client that goes away, or a stream
+past its limits, closes it (`GeneratorExit` at its `yield`).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -30,7 +38,12 @@ from portico import _core
 from portico.dataplane.context import RequestContext, Response
 from portico.dataplane.errors import GatewayError
 from portico.dataplane.plugins import Plugin
-from portico.integrations.functions import FunctionRegistry, log_function_error, parse_function_uri
+from portico.integrations.functions import (
+    FunctionRef,
+    FunctionRegistry,
+    log_function_error,
+    parse_function_uri,
+)
 
 __all__ = ["UserCode"]
 
@@ -148,6 +161,9 @@ class UserCode:
                 "FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}", str(exc)
             )
             return
+        if (inspect.isgenerator(result) or inspect.isasyncgen(result)) and job.streams:
+            _stream(job, loop, result, context, ref)
+            return
         try:
             payload = marshal(result)
         except (TypeError, ValueError) as exc:
@@ -210,3 +226,108 @@ class UserCode:
             if close is not None:
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(close())
+
+
+# ---------------------------------------------------------------------------- streaming handlers
+
+
+def _stream(
+    job: _core.Job,
+    loop: asyncio.AbstractEventLoop,
+    stream: Generator[Any, None, None] | AsyncGenerator[Any, None],
+    context: Any,
+    ref: FunctionRef,
+) -> None:
+    """Hand a streaming handler's metadata, then its chunks, to the core as they come; close the
+    generator whatever ends the stream."""
+    sink: _core.StreamSink | None = None
+
+    def advance() -> Any:
+        if isinstance(stream, AsyncGenerator):
+            remaining = max(context.get_remaining_time_in_millis() / 1000, 0.001)
+            return loop.run_until_complete(asyncio.wait_for(anext(stream), remaining))
+        return next(stream)
+
+    try:
+        try:
+            metadata = advance()
+        except (StopIteration, StopAsyncIteration):
+            job.reply_lambda_error(
+                "MALFORMED_RESPONSE", f"{_MALFORMED} function {ref.name}'s stream ended before its metadata"
+            )
+            return
+        except TimeoutError:
+            job.reply_lambda_error("INTEGRATION_TIMEOUT", f"function {ref.name} timed out")
+            return
+        except Exception as exc:
+            log_function_error(ref, context, exc)
+            job.reply_lambda_error(
+                "FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}", str(exc)
+            )
+            return
+        if not isinstance(metadata, dict):
+            job.reply_lambda_error(
+                "MALFORMED_RESPONSE",
+                f"{_MALFORMED} a streaming handler's first item is its metadata (a dict of statusCode, "
+                f"headers, multiValueHeaders, cookies), not {type(metadata).__name__}",
+            )
+            return
+        try:
+            head = marshal(metadata)
+        except (TypeError, ValueError) as exc:
+            job.reply_lambda_error(
+                "FUNCTION_ERROR", f"Runtime.MarshalError: unable to marshal response: {exc}"
+            )
+            return
+        sink = job.reply_lambda_stream(head)
+        while True:
+            try:
+                chunk = advance()
+            except (StopIteration, StopAsyncIteration):
+                return
+            except TimeoutError:
+                log.error("function %s timed out while streaming its response", ref.name)
+                sink.abort(f"function {ref.name} timed out")
+                return
+            except Exception as exc:
+                # The status line is gone already: the client's connection is aborted.
+                log_function_error(ref, context, exc)
+                sink.abort(f"function {ref.name} raised {type(exc).__name__}: {exc}")
+                return
+            data = _chunk_bytes(chunk)
+            if data is None:
+                log.error(
+                    "function %s streamed a %s: a streamed body's chunks are bytes or str",
+                    ref.name,
+                    type(chunk).__name__,
+                )
+                sink.abort(f"function {ref.name} streamed a {type(chunk).__name__}")
+                return
+            if data and not sink.send(data):
+                return  # the client went away, or the stream passed its limits
+    finally:
+        if sink is not None:
+            sink.close()
+        _close(stream, loop)
+
+
+_MALFORMED = "Malformed Lambda proxy response:"
+
+
+def _chunk_bytes(chunk: Any) -> bytes | None:
+    if isinstance(chunk, bytes | bytearray | memoryview):
+        return bytes(chunk)
+    if isinstance(chunk, str):
+        return chunk.encode()
+    return None
+
+
+def _close(
+    stream: Generator[Any, None, None] | AsyncGenerator[Any, None], loop: asyncio.AbstractEventLoop
+) -> None:
+    """Close a handler's generator: one stopped mid-way gets `GeneratorExit` at its `yield`."""
+    with contextlib.suppress(Exception):
+        if isinstance(stream, AsyncGenerator):
+            loop.run_until_complete(stream.aclose())
+        else:
+            stream.close()

@@ -215,6 +215,36 @@ def check_method_refs(tx, rest_api_id: str, method: dict[str, Any]) -> None:
             raise BadRequestException(f"Invalid model identifier specified: {model}")
 
 
+# "Stream the integration response for your proxy integrations in API Gateway": only proxy
+# integrations stream, and a streaming one's timeout may be raised to 15 minutes.
+_STREAMING_TYPES = ("HTTP_PROXY", "AWS_PROXY")
+_TRANSFER_MODES = ("BUFFERED", "STREAM")
+_MAX_TIMEOUT_MS = 300_000
+_MAX_STREAMING_TIMEOUT_MS = 900_000
+
+
+def check_transfer_mode(integration: dict[str, Any]) -> None:
+    """An integration's `responseTransferMode` and `timeoutInMillis`, checked together."""
+    mode = integration.get("responseTransferMode")
+    if mode is not None and mode not in _TRANSFER_MODES:
+        raise BadRequestException(
+            f"1 validation error detected: Value '{mode}' at 'responseTransferMode' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(_TRANSFER_MODES)}]"
+        )
+    streams = mode == "STREAM"
+    if streams and integration.get("type") not in _STREAMING_TYPES:
+        raise BadRequestException(
+            "Response transfer mode STREAM is only supported for HTTP_PROXY and AWS_PROXY integrations"
+        )
+    timeout = integration.get("timeoutInMillis")
+    if not isinstance(timeout, int):
+        return
+    if streams and not 50 <= timeout <= _MAX_STREAMING_TIMEOUT_MS:
+        raise BadRequestException(f"Timeout should be between 50 ms and {_MAX_STREAMING_TIMEOUT_MS} ms")
+    if not streams and not 50 <= timeout <= _MAX_TIMEOUT_MS:
+        raise BadRequestException("Timeout should be between 50 ms and 29000 ms")
+
+
 def build_integration(resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """An Integration document from PutIntegration-like input (also used by the importer)."""
     kind = params["type"]
@@ -233,8 +263,7 @@ def build_integration(resource_id: str, params: dict[str, Any]) -> dict[str, Any
     integration["connectionType"] = params.get("connectionType") or "INTERNET"
     integration["passthroughBehavior"] = params.get("passthroughBehavior") or "WHEN_NO_MATCH"
     integration["timeoutInMillis"] = params.get("timeoutInMillis") or 29000
-    if not 50 <= integration["timeoutInMillis"] <= 300000:
-        raise BadRequestException("Timeout should be between 50 ms and 29000 ms")
+    check_transfer_mode(integration)
     integration["cacheNamespace"] = params.get("cacheNamespace") or resource_id
     integration["cacheKeyParameters"] = list(params.get("cacheKeyParameters") or [])
     return integration
@@ -434,6 +463,7 @@ def update_integration(request: AdminRequest, params: dict) -> dict:
         if integration.get("type") in _NEEDS_HTTP_METHOD and not integration.get("httpMethod"):
             raise BadRequestException("Enumeration value for HttpMethod must be non-empty")
         check_request_parameters(method, integration)
+        check_transfer_mode(integration)
         method["methodIntegration"] = integration
         save_method(tx, params["restApiId"], method)
     return integration

@@ -145,6 +145,7 @@ def _import_integration(resource_id: str, ext: dict[str, Any]) -> dict[str, Any]
     copy_given(ext, params, (*INTEGRATION_MEMBERS, "cacheNamespace", "cacheKeyParameters", "timeoutInMillis"))
     params["connectionType"] = _upper(ext.get("connectionType"))
     params["passthroughBehavior"] = _upper(ext.get("passthroughBehavior"))
+    params["responseTransferMode"] = _upper(ext.get("responseTransferMode"))
     integration = build_integration(resource_id, params)
     responses = {}
     for pattern, spec in (ext.get("responses") or {}).items():
@@ -431,6 +432,7 @@ def _export_integration(integration: dict[str, Any]) -> dict[str, Any]:
         "cacheNamespace",
         "cacheKeyParameters",
         "tlsConfig",
+        "responseTransferMode",
     ):
         if integration.get(name) not in (None, [], {}):
             out[name] = integration[name]
