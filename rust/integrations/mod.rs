@@ -6,6 +6,7 @@
 pub mod http_proxy;
 pub mod lambda_proxy;
 pub mod mock;
+pub mod non_proxy;
 
 use crate::spec::{ApiKind, IntegrationSpec, Settings};
 
@@ -13,6 +14,8 @@ use crate::spec::{ApiKind, IntegrationSpec, Settings};
 #[derive(Debug)]
 pub enum Integration {
     HttpProxy(http_proxy::HttpProxy),
+    /// REST APIs' `HTTP`, `AWS` (Lambda) and `MOCK` with request and response mapping.
+    NonProxy(Box<non_proxy::NonProxy>),
     Mock(mock::Mock),
     LambdaProxy(lambda_proxy::LambdaProxy),
     /// Cannot be served as configured: AWS's 500, and `detail` in the log.
@@ -35,14 +38,14 @@ pub fn compile(
             uri,
             method,
             timeout_ms,
-        } => Integration::HttpProxy(http_proxy::HttpProxy::compile(
-            uri,
-            method.as_deref(),
-            *timeout_ms,
-            route_key,
-            api_id,
-            variables,
-        )?),
+            request_parameters,
+        } => {
+            let mut proxy = http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?;
+            if !request_parameters.is_empty() {
+                proxy.mapping = Some(Box::new(crate::pipeline::mapping::RequestParameters::compile(request_parameters)?));
+            }
+            Integration::HttpProxy(proxy)
+        }
         IntegrationSpec::Mock {
             status,
             headers,
@@ -61,5 +64,28 @@ pub fn compile(
             settings,
         )),
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
+        IntegrationSpec::NonProxy {
+            backend,
+            request_parameters,
+            request_templates,
+            passthrough,
+            content_handling,
+            responses,
+            method_responses,
+        } => Integration::NonProxy(Box::new(non_proxy::NonProxy::compile(
+            non_proxy::NonProxySpec {
+                backend,
+                request_parameters,
+                request_templates,
+                passthrough: *passthrough,
+                content_handling: *content_handling,
+                responses,
+                method_responses,
+            },
+            route_key,
+            api_id,
+            variables,
+            settings,
+        )?)),
     })
 }

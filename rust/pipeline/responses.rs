@@ -59,6 +59,8 @@ pub enum ErrorType {
     /// mTLS: the connection's client certificate is missing, or the truststore does not trust it
     /// (AWS answers 403 Forbidden; `crate::auth::mtls`).
     ClientCertificateRefused,
+    /// A non-proxy integration's `passthroughBehavior` refuses the request's Content-Type.
+    UnsupportedMediaType,
 }
 
 /// A gateway response as sent: status, `{"message": ...}` (None: `null`, as AWS sends for
@@ -100,6 +102,7 @@ impl ErrorType {
             ErrorType::AuthorizerConfigurationError => "AUTHORIZER_CONFIGURATION_ERROR",
             // AWS documents no gateway-response type of its own for it.
             ErrorType::ClientCertificateRefused => "DEFAULT_4XX",
+            ErrorType::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         }
     }
 
@@ -151,6 +154,7 @@ impl ErrorType {
             }
             ErrorType::UnrecognizedClient => (403, "The security token included in the request is invalid."),
             ErrorType::ClientCertificateRefused => (403, "Forbidden"),
+            ErrorType::UnsupportedMediaType => (415, "Unsupported Media Type"),
         };
         (status, Some(message))
     }
@@ -203,6 +207,8 @@ impl ErrorType {
             ),
             ErrorType::InvalidApiKey => (403, "Forbidden", "ForbiddenException"),
             ErrorType::ClientCertificateRefused => (403, "Forbidden", "ForbiddenException"),
+            // "Gateway response types": UNSUPPORTED_MEDIA_TYPE, 415.
+            ErrorType::UnsupportedMediaType => (415, "Unsupported Media Type", "BadRequestException"),
             ErrorType::AuthorizerFailure => return (500, None, "AuthorizerFailureException"),
             ErrorType::AuthorizerConfigurationError => return (500, None, "AuthorizerConfigurationException"),
         };
@@ -236,6 +242,7 @@ impl std::str::FromStr for ErrorType {
             "INVALID_API_KEY" => ErrorType::InvalidApiKey,
             "AUTHORIZER_FAILURE" => ErrorType::AuthorizerFailure,
             "AUTHORIZER_CONFIGURATION_ERROR" => ErrorType::AuthorizerConfigurationError,
+            "UNSUPPORTED_MEDIA_TYPE" => ErrorType::UnsupportedMediaType,
             other => return Err(format!("unknown gateway response type {other:?}")),
         })
     }

@@ -9,7 +9,8 @@ sleeping. Each thread has an event loop of its own, as a Lambda runtime's main t
 `async def` handlers and plugin hooks run on it, and adapters such as Mangum find one.
 
 The event arrives as JSON and the result leaves as JSON, as they cross Lambda's own runtime API:
-the core builds events and maps results; Python only runs the handler.
+the core builds events and maps results; Python only runs the handler. REST APIs' mapping
+templates holding VTL come the same way (`render` calls), rendered by `portico.serve.templates`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import inspect
 import json
 import logging
 import threading
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +33,7 @@ from portico.dataplane.context import RequestContext, Response
 from portico.dataplane.errors import GatewayError
 from portico.dataplane.plugins import Plugin
 from portico.integrations.functions import FunctionRegistry, log_function_error, parse_function_uri
+from portico.serve.templates import CompiledTemplates, TemplateFailure
 
 __all__ = ["UserCode"]
 
@@ -56,6 +59,22 @@ def marshal(result: Any) -> bytes:
     return json.dumps(result, ensure_ascii=False, default=_decimal_default).encode()
 
 
+def lambda_error(exc: BaseException, request_id: str, error_type: str | None = None) -> bytes:
+    """A raised exception as Lambda's Python runtime reports it (what Lambda's Invoke returns for a
+    function error): `errorMessage`, `errorType`, `requestId` and `stackTrace`, the handler's frames
+    formatted by `traceback.format_list` (the gateway's own frame left out)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    return json.dumps(
+        {
+            "errorMessage": str(exc),
+            "errorType": error_type or type(exc).__name__,
+            "requestId": request_id,
+            "stackTrace": traceback.format_list(frames),
+        },
+        default=str,
+    ).encode()
+
+
 def _overrides(plugin: Plugin, hook: str) -> bool:
     return getattr(type(plugin), hook) is not getattr(Plugin, hook)
 
@@ -68,6 +87,8 @@ class UserCode:
         self.registry = registry
         self.on_request = [p.on_request for p in plugins if _overrides(p, "on_request")]
         self.on_response = [p.on_response for p in plugins if _overrides(p, "on_response")]
+        # REST mapping templates, compiled once per deployment (`DataPlane` keeps them current).
+        self.templates = CompiledTemplates()
         self._supervisor: threading.Thread | None = None
         self._started = 0
 
@@ -102,6 +123,8 @@ class UserCode:
         kind = job.kind
         if kind == "lambda":
             self._invoke(job, loop)
+        elif kind == "render":
+            self._render(job)
         else:
             self._plugins(job, loop, kind)
 
@@ -145,18 +168,41 @@ class UserCode:
             # Lambda's errorMessage is str(exception): a Lambda authorizer answers 401 by raising
             # Exception("Unauthorized").
             job.reply_lambda_error(
-                "FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}", str(exc)
+                "FUNCTION_ERROR",
+                f"function {ref.name} raised {type(exc).__name__}: {exc}",
+                str(exc),
+                lambda_error(exc, invocation_id),
             )
             return
         try:
             payload = marshal(result)
         except (TypeError, ValueError) as exc:
             # Lambda's runtime fails such an invocation with Runtime.MarshalError.
+            message = f"Unable to marshal response: {exc}"
             job.reply_lambda_error(
-                "FUNCTION_ERROR", f"Runtime.MarshalError: unable to marshal response: {exc}"
+                "FUNCTION_ERROR",
+                f"Runtime.MarshalError: {message}",
+                message,
+                lambda_error(ValueError(message), invocation_id, "Runtime.MarshalError"),
             )
             return
         job.reply_lambda(payload)
+
+    # ------------------------------------------------------------------------ mapping templates
+
+    def _render(self, job: _core.Job) -> None:
+        source, input_json = job.render_call()
+        try:
+            output, overrides = self.templates.render(source, orjson.loads(input_json))
+            encoded = orjson.dumps(overrides)
+        except TemplateFailure as exc:
+            job.reply_render_error(str(exc))
+            return
+        except Exception as exc:  # an engine bug must not take the worker down: this request 500s
+            log.exception("rendering a mapping template failed")
+            job.reply_render_error(repr(exc))
+            return
+        job.reply_render(output, encoded)
 
     # ------------------------------------------------------------------------ plugins
 

@@ -1,0 +1,502 @@
+"""REST APIs' non-proxy integrations (`HTTP`, `AWS` Lambda, `MOCK`), built with boto3 through a real
+`portico serve --admin-port` and called over HTTP, each answer compared with what AWS documents:
+the passthrough table ("Passthrough behaviors"), integration-response selection, MOCK's
+statusCode, request and response parameter mapping, templates chosen by Content-Type and Accept,
+content handling ("Content type conversions in API Gateway"). HTTP integrations call a real HTTP
+server of the test's own on a free loopback port."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from admin_e2e import AdminServer, start_admin_server, wait_for
+
+FUNCTIONS = {
+    "echo_event": "handlers.non_proxy:echo_event",
+    "raises": "handlers.non_proxy:raises",
+}
+INTERNAL = {"message": "Internal server error"}
+
+
+# ---------------------------------------------------------------------------------------- backend
+
+
+class Backend:
+    """A real HTTP server: records every request it gets and answers `/status/NNN` with NNN (any
+    other path: 200), a JSON body echoing the request, and headers `X-Upstream: up`, `X-Multi: a`,
+    `X-Multi: b`; `/binary` answers `image/png` bytes."""
+
+    PNG = b"\x89PNG\r\n\x1a\n\x00\xff"
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                seen = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": [[k.lower(), v] for k, v in self.headers.items()],
+                    "body": body.decode("latin-1"),
+                }
+                backend.requests.append(seen)
+                if self.path.startswith("/binary"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.send_header("Content-Length", str(len(Backend.PNG)))
+                    self.end_headers()
+                    self.wfile.write(Backend.PNG)
+                    return
+                status = 200
+                if self.path.startswith("/status/"):
+                    status = int(self.path.split("/")[2].split("?")[0])
+                payload = json.dumps({"seen": seen, "item": {"id": 7, "tags": ["a", "b"]}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Upstream", "up")
+                self.send_header("X-Multi", "a")
+                self.send_header("X-Multi", "b")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[Backend]:
+    server = Backend()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory) -> Iterator[AdminServer]:
+    """One `portico serve --admin-port` for the module: each test builds its own REST API."""
+    from conftest import start_server
+
+    tmp = tmp_path_factory.mktemp("non_proxy")
+    started = []
+
+    def portico(config, functions=None, workers=1, extra_args=None):
+        server = start_server(config, tmp, functions, workers, extra_args)
+        started.append(server)
+        return server
+
+    yield start_admin_server(portico, tmp, functions=FUNCTIONS)
+    for server in started:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+class RestApi:
+    """A REST API built method by method, deployed to `prod`, called through its Host."""
+
+    def __init__(self, admin: AdminServer, name: str, **create: Any) -> None:
+        self.admin = admin
+        self.apigw = admin.client("apigateway")
+        api = self.apigw.create_rest_api(name=name, **create)
+        self.id, self.root = api["id"], api["rootResourceId"]
+
+    def resource(self, path_part: str, parent: str | None = None) -> str:
+        return self.apigw.create_resource(
+            restApiId=self.id, parentId=parent or self.root, pathPart=path_part
+        )["id"]
+
+    def method(
+        self,
+        path_part: str,
+        integration: dict[str, Any],
+        responses: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        method_responses: dict[str, list[str]] | None = None,
+        http_method: str = "GET",
+        parent: str | None = None,
+        request_parameters: dict[str, bool] | None = None,
+    ) -> str:
+        """A resource with one method: its integration, integration responses (each a
+        PutIntegrationResponse's input) and method responses (status -> declared headers; by
+        default one per integration response, without headers)."""
+        rid = self.resource(path_part, parent)
+        self.apigw.put_method(
+            restApiId=self.id,
+            resourceId=rid,
+            httpMethod=http_method,
+            authorizationType="NONE",
+            **({"requestParameters": request_parameters} if request_parameters else {}),
+        )
+        if method_responses is None:
+            method_responses = {r["statusCode"]: [] for r in responses}
+        for status, headers in method_responses.items():
+            self.apigw.put_method_response(
+                restApiId=self.id,
+                resourceId=rid,
+                httpMethod=http_method,
+                statusCode=status,
+                responseParameters={f"method.response.header.{h}": False for h in headers},
+            )
+        self.apigw.put_integration(restApiId=self.id, resourceId=rid, httpMethod=http_method, **integration)
+        for response in responses:
+            self.apigw.put_integration_response(
+                restApiId=self.id, resourceId=rid, httpMethod=http_method, **response
+            )
+        return rid
+
+    def deploy(self, probe: str, method: str = "GET", **variables: str) -> None:
+        """Deploy to `prod` and wait until `method probe` is served (no longer 404 or 403)."""
+        self.apigw.create_deployment(restApiId=self.id, stageName="prod", variables=variables)
+        wait_for(lambda: self.call(method, probe).status_code not in (403, 404), timeout=5)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        given = kwargs.pop("headers", {})
+        headers = [("host", self.admin.host(self.id)), *(given.items() if isinstance(given, dict) else given)]
+        return httpx.request(method, self.admin.url + "/prod" + path, headers=headers, timeout=10, **kwargs)
+
+
+def mock(templates: dict[str, str] | None = None, **more: Any) -> dict[str, Any]:
+    return {"type": "MOCK", **({"requestTemplates": templates} if templates is not None else {}), **more}
+
+
+def http(uri: str, method: str = "GET", **more: Any) -> dict[str, Any]:
+    return {"type": "HTTP", "integrationHttpMethod": method, "uri": uri, **more}
+
+
+def response(status: str, pattern: str | None = None, **more: Any) -> dict[str, Any]:
+    return {"statusCode": status, **({"selectionPattern": pattern} if pattern is not None else {}), **more}
+
+
+def seen_headers(backend: Backend) -> dict[str, str]:
+    return dict(backend.last()["headers"])
+
+
+# ---------------------------------------------------------------------------------------- MOCK
+
+
+def test_mock_takes_its_status_from_the_request_template(admin):
+    api = RestApi(admin, "mock-status")
+    api.method(
+        "ok",
+        mock({"application/json": '{"statusCode": 200}'}),
+        [response("200", responseTemplates={"application/json": '{"ok": true}'})],
+    )
+    # The form CDK writes and AWS reads: unquoted names.
+    api.method(
+        "js",
+        mock({"application/json": "{statusCode: 404}"}),
+        [response("200"), response("404", "404", responseTemplates={"application/json": '{"found": false}'})],
+    )
+    # No request template: the (empty) body passes through, and holds no statusCode: 500, as AWS
+    # answers ("Unable to parse statusCode").
+    api.method("bare", mock(), [response("200")])
+    api.method("bare-post", mock(), [response("200"), response("201", "201")], http_method="POST")
+    api.deploy("/ok")
+
+    ok = api.call("GET", "/ok")
+    assert (ok.status_code, ok.json(), ok.headers["content-type"]) == (200, {"ok": True}, "application/json")
+    js = api.call("GET", "/js")
+    assert (js.status_code, js.json()) == (404, {"found": False})
+    bare = api.call("GET", "/bare")
+    assert (bare.status_code, bare.json()) == (500, INTERNAL)
+    assert bare.headers["x-amzn-errortype"] == "InternalServerErrorException"
+    assert "Unable to parse statusCode" in admin.server.log
+    # A passed-through body that names a statusCode is what MOCK reads.
+    posted = api.call("POST", "/bare-post", json={"statusCode": 201})
+    assert (posted.status_code, posted.text) == (201, "")
+
+
+def test_mock_selection_without_a_match_or_a_method_response(admin):
+    api = RestApi(admin, "mock-select")
+    # No pattern matches 200 and there is no default: 500.
+    api.method("nomatch", mock({"application/json": '{"statusCode": 200}'}), [response("400", r"4\d{2}")])
+    # The selected status has no method response: 500 (AWS: "Output mapping refers to an invalid
+    # method response").
+    api.method(
+        "undeclared",
+        mock({"application/json": '{"statusCode": 200}'}),
+        [response("201")],
+        method_responses={},
+    )
+    api.deploy("/nomatch")
+    for path in ("/nomatch", "/undeclared"):
+        answer = api.call("GET", path)
+        assert (answer.status_code, answer.json()) == (500, INTERNAL), path
+    log = admin.server.log
+    assert "No match for output mapping and no default output mapping configured" in log
+    assert "Output mapping refers to an invalid method response: 201" in log
+
+
+# ---------------------------------------------------------------------------------------- passthrough
+
+
+@pytest.mark.parametrize("behavior", ["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"])
+def test_every_row_of_the_passthrough_table(admin, backend, behavior):
+    """Content-Type vs templates, for each passthroughBehavior: a matching template transforms; no
+    match with templates defined passes through (WHEN_NO_MATCH) or answers 415; no templates at all
+    passes through (WHEN_NO_MATCH, WHEN_NO_TEMPLATES) or answers 415 (NEVER)."""
+    api = RestApi(admin, f"passthrough-{behavior.lower()}")
+    default = [response("200")]
+    api.method(
+        "templated",
+        http(backend.url + "/echo", "POST", passthroughBehavior=behavior,
+             requestTemplates={"application/json": '{"transformed": true}'}),
+        default,
+        http_method="POST",
+    )  # fmt: skip
+    api.method(
+        "untemplated",
+        http(backend.url + "/echo", "POST", passthroughBehavior=behavior),
+        default,
+        http_method="POST",
+    )
+    api.deploy("/templated", "POST")
+
+    def sent(path: str, content_type: str | None) -> tuple[int, Any]:
+        headers = {"content-type": content_type} if content_type else {}
+        answer = api.call("POST", path, content=b'{"original": 1}', headers=headers)
+        if answer.status_code != 200:
+            return answer.status_code, answer.json()
+        return 200, answer.json()["seen"]["body"]
+
+    transformed = (200, '{"transformed": true}')
+    passed = (200, '{"original": 1}')
+    unsupported = (415, {"message": "Unsupported Media Type"})
+    # A matching template transforms, whatever the behavior (charset ignored; no Content-Type is
+    # application/json).
+    assert sent("/templated", "application/json") == transformed
+    assert sent("/templated", "application/json; charset=UTF-8") == transformed
+    assert sent("/templated", None) == transformed
+    # No match, one template defined.
+    assert sent("/templated", "application/xml") == (passed if behavior == "WHEN_NO_MATCH" else unsupported)
+    # No template at all.
+    assert sent("/untemplated", "application/xml") == (unsupported if behavior == "NEVER" else passed)
+    if behavior != "WHEN_NO_MATCH":
+        refused = api.call("POST", "/templated", content=b"<x/>", headers={"content-type": "application/xml"})
+        assert refused.headers["x-amzn-errortype"] == "BadRequestException"
+
+
+# ---------------------------------------------------------------------------------------- selection
+
+
+def test_http_status_selects_the_integration_response(admin, backend):
+    api = RestApi(admin, "http-select")
+    responses = [
+        response("200"),
+        response("400", r"4\d{2}", responseTemplates={"application/json": '{"client": true}'}),
+        response("502", r"5\d{2}", responseTemplates={"application/json": '{"server": true}'}),
+    ]
+    status = api.resource("s")
+    api.method(
+        "{code}",
+        http(
+            backend.url + "/status/{code}",
+            requestParameters={"integration.request.path.code": "method.request.path.code"},
+        ),
+        responses,
+        parent=status,
+        request_parameters={"method.request.path.code": True},
+    )
+    api.deploy("/s/200")
+    ok = api.call("GET", "/s/201")
+    # The default response passes the backend's body through.
+    assert (ok.status_code, ok.json()["seen"]["path"]) == (200, "/status/201")
+    assert (api.call("GET", "/s/404").status_code, api.call("GET", "/s/404").json()) == (
+        400,
+        {"client": True},
+    )
+    assert (api.call("GET", "/s/503").status_code, api.call("GET", "/s/503").json()) == (
+        502,
+        {"server": True},
+    )
+    # 302 matches no pattern: the default answers it, with the default's status.
+    assert api.call("GET", "/s/302").status_code == 200
+
+    only = RestApi(admin, "http-no-default")
+    only.method("x", http(backend.url + "/status/200"), [response("400", r"4\d{2}")])
+    only.deploy("/x")
+    answer = only.call("GET", "/x")
+    assert (answer.status_code, answer.json()) == (500, INTERNAL)
+
+
+# ---------------------------------------------------------------------------------------- parameters
+
+
+def test_request_parameters_reach_an_http_backend(admin, backend):
+    """Only mapped headers go to the backend; the query string and path are the mapped ones."""
+    api = RestApi(admin, "http-params")
+    api.method(
+        "items",
+        http(
+            backend.url + "/items/{id}?fixed=1",
+            "POST",
+            requestParameters={
+                "integration.request.path.id": "method.request.querystring.item",
+                "integration.request.querystring.q": "method.request.querystring.search",
+                "integration.request.querystring.tag": "method.request.multivaluequerystring.tag",
+                "integration.request.header.X-Client": "method.request.header.X-Client-Id",
+                "integration.request.header.X-Both": "method.request.multivalueheader.X-Two",
+                "integration.request.header.X-Static": "'fixed value'",
+                "integration.request.header.X-Stage": "stageVariables.realm",
+                "integration.request.header.X-Request": "context.requestId",
+                "integration.request.header.X-Source": "context.identity.sourceIp",
+                "integration.request.header.X-Name": "method.request.body.pet.name",
+                "integration.request.querystring.whole": "method.request.body",
+            },
+        ),
+        [response("200")],
+        http_method="POST",
+    )
+    api.deploy("/items", "POST", realm="blue")
+    answer = api.call(
+        "POST",
+        "/items?item=42&search=a+b&tag=x&tag=y&ignored=1",
+        headers=[("x-client-id", "c-1"), ("x-two", "1"), ("x-two", "2"), ("x-not-mapped", "no")],
+        content=b'{"pet": {"name": "Rex"}}',
+    )
+    assert answer.status_code == 200, answer.text
+    seen = backend.last()
+    assert seen["method"] == "POST"
+    assert (
+        seen["path"]
+        == "/items/42?fixed=1&q=a%20b&tag=x&tag=y&whole=%7B%22pet%22%3A%20%7B%22name%22%3A%20%22Rex%22%7D%7D"
+    )
+    headers = seen["headers"]
+    named = dict(headers)
+    assert named["x-client"] == "c-1"
+    assert [v for k, v in headers if k == "x-both"] == ["1", "2"]
+    assert named["x-static"] == "fixed value"
+    assert named["x-stage"] == "blue"
+    assert named["x-request"] == answer.headers["apigw-requestid"]
+    assert named["x-source"] == "127.0.0.1"
+    assert named["x-name"] == "Rex"
+    assert named["user-agent"] == f"AmazonAPIGateway_{api.id}"
+    assert named["x-amzn-apigateway-api-id"] == api.id
+    assert "x-not-mapped" not in named and "x-client-id" not in named
+    # The body passes through (no template).
+    assert seen["body"] == '{"pet": {"name": "Rex"}}'
+
+
+def test_response_parameters_map_declared_headers(admin, backend):
+    api = RestApi(admin, "response-params")
+    api.method(
+        "r",
+        http(backend.url + "/echo"),
+        [
+            response(
+                "200",
+                responseParameters={
+                    "method.response.header.X-Id": "integration.response.body.item.id",
+                    "method.response.header.X-Tags": "integration.response.body.item.tags",
+                    "method.response.header.X-Up": "integration.response.header.X-Upstream",
+                    "method.response.header.X-All": "integration.response.multivalueheader.X-Multi",
+                    "method.response.header.X-Static": "'static'",
+                    "method.response.header.X-Stage": "stageVariables.realm",
+                    "method.response.header.X-Request": "context.requestId",
+                    "method.response.header.Content-Type": "'application/vnd.test+json'",
+                },
+            )
+        ],
+        method_responses={
+            "200": ["X-Id", "X-Tags", "X-Up", "X-All", "X-Static", "X-Stage", "X-Request", "Content-Type"]
+        },
+    )
+    api.deploy("/r", realm="green")
+    answer = api.call("GET", "/r")
+    assert answer.status_code == 200
+    h = answer.headers
+    assert (h["x-id"], h["x-tags"], h["x-up"], h["x-all"]) == ("7", '["a","b"]', "up", "a,b")
+    assert (h["x-static"], h["x-stage"], h["x-request"]) == ("static", "green", h["apigw-requestid"])
+    assert h["content-type"] == "application/vnd.test+json"
+    # Only mapped headers: the backend's own do not reach the client.
+    assert "x-upstream" not in h and "x-multi" not in h
+
+
+def test_rest_http_proxy_request_parameters(admin, backend):
+    """A REST HTTP_PROXY passes the client's request on, with the mapped parameters over it."""
+    api = RestApi(admin, "proxy-params")
+    pets = api.resource("pets")
+    api.method(
+        "{petId}",
+        {
+            "type": "HTTP_PROXY",
+            "integrationHttpMethod": "ANY",
+            "uri": backend.url + "/animals/{id}",
+            "requestParameters": {
+                "integration.request.path.id": "method.request.path.petId",
+                "integration.request.header.X-Realm": "stageVariables.realm",
+                "integration.request.header.X-Client": "method.request.header.X-Who",
+                "integration.request.querystring.added": "'yes'",
+            },
+        },
+        parent=pets,
+        request_parameters={"method.request.path.petId": True},
+    )
+    api.deploy("/pets/1", realm="red")
+    answer = api.call("GET", "/pets/9?q=1", headers={"x-who": "me", "x-kept": "k"})
+    assert answer.status_code == 200
+    seen = backend.last()
+    assert seen["path"] == "/animals/9?q=1&added=yes"
+    named = dict(seen["headers"])
+    assert (named["x-realm"], named["x-client"], named["x-kept"]) == ("red", "me", "k")
+
+
+# ---------------------------------------------------------------------------------------- templates
+
+
+def test_response_template_chosen_by_accept(admin, backend):
+    api = RestApi(admin, "by-accept")
+    api.method(
+        "page",
+        http(backend.url + "/echo"),
+        [
+            response(
+                "200",
+                responseTemplates={"text/html": "<p>hello</p>", "application/json": '{"hello": true}'},
+            )
+        ],
+    )
+    api.method("raw", http(backend.url + "/echo"), [response("200")])
+    api.deploy("/page")
+    html = api.call("GET", "/page", headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert (html.text, html.headers["content-type"]) == ("<p>hello</p>", "text/html")
+    plain = api.call("GET", "/page")
+    assert (plain.json(), plain.headers["content-type"]) == ({"hello": True}, "application/json")
+    # No template for the first accepted type: the first template.
+    other = api.call("GET", "/page", headers={"accept": "application/xml"})
+    assert other.text == "<p>hello</p>"
+    # No templates: the backend's body passes, as application/json.
+    raw = api.call("GET", "/raw", headers={"accept": "text/html"})
+    assert raw.json()["item"]["id"] == 7
+    assert raw.headers["content-type"] == "application/json"
+
+
+# ---------------------------------------------------------------------------------------- binary
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
