@@ -17,11 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from admin_e2e import AdminServer, start_admin_server, wait_for
+from admin_e2e import AdminServer, invocation_uri, start_admin_server, wait_for
 
 FUNCTIONS = {
     "echo_event": "handlers.non_proxy:echo_event",
     "raises": "handlers.non_proxy:raises",
+    "binary_proxy": "handlers.non_proxy:binary_proxy",
 }
 INTERNAL = {"message": "Internal server error"}
 
@@ -32,7 +33,7 @@ INTERNAL = {"message": "Internal server error"}
 class Backend:
     """A real HTTP server: records every request it gets and answers `/status/NNN` with NNN (any
     other path: 200), a JSON body echoing the request, and headers `X-Upstream: up`, `X-Multi: a`,
-    `X-Multi: b`; `/binary` answers `image/png` bytes."""
+    `X-Multi: b`; `/binary` answers PNG bytes (`image/png`), `/base64` their base64 (`text/plain`)."""
 
     PNG = b"\x89PNG\r\n\x1a\n\x00\xff"
 
@@ -51,12 +52,14 @@ class Backend:
                     "body": body.decode("latin-1"),
                 }
                 backend.requests.append(seen)
-                if self.path.startswith("/binary"):
+                if self.path.startswith(("/binary", "/base64")):
+                    binary = self.path.startswith("/binary")
+                    payload = Backend.PNG if binary else base64.b64encode(Backend.PNG)
                     self.send_response(200)
-                    self.send_header("Content-Type", "image/png")
-                    self.send_header("Content-Length", str(len(Backend.PNG)))
+                    self.send_header("Content-Type", "image/png" if binary else "text/plain")
+                    self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(Backend.PNG)
+                    self.wfile.write(payload)
                     return
                 status = 200
                 if self.path.startswith("/status/"):
@@ -495,8 +498,266 @@ def test_response_template_chosen_by_accept(admin, backend):
     assert raw.headers["content-type"] == "application/json"
 
 
+def test_vtl_templates_see_the_request_and_set_overrides(admin, backend):
+    """Templates holding VTL are rendered by the Python side with `$input`, `$context` and
+    `$stageVariables` built by the core; their overrides apply after the parameter mapping."""
+    api = RestApi(admin, "vtl")
+    pets = api.resource("pets")
+    api.method(
+        "{petId}",
+        http(
+            backend.url + "/pets/{id}",
+            "POST",
+            requestParameters={
+                "integration.request.path.id": "method.request.path.petId",
+                "integration.request.header.X-Mapped": "'mapped'",
+            },
+            requestTemplates={
+                "application/json": (
+                    "#set($pet = $input.path('$.pet'))\n"
+                    '#set($context.requestOverride.header.X-Mapped = "overridden")\n'
+                    "#set($context.requestOverride.querystring.from = $context.stage)\n"
+                    '{"name": "$pet.name", "legs": $input.json(\'$.pet.legs\'),'
+                    ' "id": "$input.params(\'petId\')", "q": "$input.params(\'q\')",'
+                    ' "agent": "$input.params().header.get(\'User-Agent\')",'
+                    ' "method": "$context.httpMethod", "resource": "$context.resourcePath",'
+                    ' "requestId": "$context.requestId", "ip": "$context.identity.sourceIp",'
+                    ' "realm": "$stageVariables.realm"}'
+                )
+            },
+        ),
+        [
+            response(
+                "200",
+                responseTemplates={
+                    "application/json": (
+                        "#set($context.responseOverride.status = 201)\n"
+                        "#set($context.responseOverride.header.X-Item = \"$input.path('$.item.id')\")\n"
+                        "{\"itemId\": $input.json('$.item.id'), \"sent\": $input.json('$.seen.body'),"
+                        ' "overridden": "$context.requestOverride.header.X-Mapped"}'
+                    )
+                },
+            )
+        ],
+        parent=pets,
+        http_method="POST",
+        request_parameters={"method.request.path.petId": True},
+    )
+    api.deploy("/pets/1", "POST", realm="blue")
+    answer = api.call(
+        "POST", "/pets/5?q=find", json={"pet": {"name": "Rex", "legs": 4}}, headers={"user-agent": "tester/1"}
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["x-item"] == "7"
+    seen = backend.last()
+    assert seen["path"] == "/pets/5?from=prod"
+    assert dict(seen["headers"])["x-mapped"] == "overridden"
+    sent = json.loads(seen["body"])
+    assert sent == {
+        "name": "Rex",
+        "legs": 4,
+        "id": "5",
+        "q": "find",
+        "agent": "tester/1",
+        "method": "POST",
+        "resource": "/pets/{petId}",
+        "requestId": answer.headers["apigw-requestid"],
+        "ip": "127.0.0.1",
+        "realm": "blue",
+    }
+    body = answer.json()
+    assert body["itemId"] == 7 and json.loads(body["sent"]) == sent
+    assert body["overridden"] == "overridden"
+
+
+def test_a_template_that_fails_answers_500_and_is_logged(admin):
+    api = RestApi(admin, "broken-template")
+    api.method(
+        "broken",
+        mock({"application/json": '{"statusCode": 200}'}),
+        [response("200", responseTemplates={"application/json": "#foreach($x in [1, 2]) no end"})],
+    )
+    api.deploy("/broken")
+    answer = api.call("GET", "/broken")
+    assert (answer.status_code, answer.json()) == (500, INTERNAL)
+    assert answer.headers["x-amzn-errortype"] == "InternalServerErrorException"
+    line = next(line for line in admin.server.log.splitlines() if f"REST API {api.id} GET /broken" in line)
+    assert 'the response template for "application/json" failed' in line
+
+
+# ---------------------------------------------------------------------------------------- Lambda
+
+
+def test_lambda_non_proxy_event_is_the_request_template_output(admin):
+    api = RestApi(admin, "lambda-event")
+    lambda_integration = {"type": "AWS", "integrationHttpMethod": "POST", "uri": invocation_uri("echo_event")}
+    api.method(
+        "templated",
+        {**lambda_integration, "requestTemplates": {"application/json": '{"asked": "$input.params(\'q\')"}'}},
+        [response("200")],
+    )
+    api.method("passed", lambda_integration, [response("200")], http_method="POST")
+    api.deploy("/templated")
+    answer = api.call("GET", "/templated?q=pets")
+    assert (answer.status_code, answer.json()) == (200, {"asked": "pets"})
+    assert answer.headers["content-type"] == "application/json"
+    # No template: the body passes through as the event.
+    passed = api.call("POST", "/passed", json={"message": "hello world"})
+    assert (passed.status_code, passed.json()) == (200, {"message": "hello world"})
+
+
+def test_lambda_errors_select_by_error_message(admin):
+    """AWS's recorded case: "Error: Raising four hundred ..." matches `.*four hundred.*` (405) and
+    `.+` (502), and 405 answers; a success takes the default whatever the patterns (`200` never
+    matches one); an error no pattern matches takes the default with Lambda's error JSON."""
+    api = RestApi(admin, "lambda-select")
+    integration = {
+        "type": "AWS",
+        "integrationHttpMethod": "POST",
+        "uri": invocation_uri("raises"),
+        "requestTemplates": {"application/json": '{"raise": "$util.urlDecode($input.params(\'m\'))"}'},
+    }
+    api.method(
+        "fn",
+        integration,
+        [
+            response("200"),
+            response(
+                "405",
+                ".*four hundred.*",
+                responseTemplates={"application/json": '{"error": "$input.path(\'$.errorMessage\')"}'},
+            ),
+            response("502", ".+"),
+            response("400", "200"),
+        ],
+    )
+    api.method("plain", integration, [response("200"), response("400", "never")])
+    api.deploy("/fn")
+    ok = api.call("GET", "/fn")
+    assert (ok.status_code, ok.json()) == (200, {"returned": {"raise": ""}})
+    four = api.call("GET", "/fn?m=Error%3A+Raising+four+hundred+from+within+the+Lambda+function")
+    assert (four.status_code, four.json()) == (
+        405,
+        {"error": "Error: Raising four hundred from within the Lambda function"},
+    )
+    five = api.call("GET", "/fn?m=Error%3A+five+hundred")
+    assert five.status_code == 502
+    assert five.json()["errorMessage"] == "Error: five hundred"
+    raw = api.call("GET", "/plain?m=boom")
+    assert raw.status_code == 200
+    error = raw.json()
+    assert list(error) == ["errorMessage", "errorType", "requestId", "stackTrace"]
+    assert (error["errorMessage"], error["errorType"]) == ("boom", "ValueError")
+    assert any("raise ValueError(message)" in frame for frame in error["stackTrace"])
+
+
 # ---------------------------------------------------------------------------------------- binary
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+def test_request_content_handling_rows(admin, backend):
+    """The request table of "Content type conversions in API Gateway": a text payload passes as
+    text unless CONVERT_TO_BINARY decodes it; a binary one (its Content-Type in binaryMediaTypes)
+    passes as bytes unless CONVERT_TO_TEXT encodes it."""
+    png = Backend.PNG
+    for binary_types in ([], ["image/*"]):
+        api = RestApi(admin, f"request-binary-{len(binary_types)}", binaryMediaTypes=binary_types)
+        for handling in (None, "CONVERT_TO_BINARY", "CONVERT_TO_TEXT"):
+            more = {"contentHandling": handling} if handling else {}
+            api.method(
+                (handling or "none").lower(), http(backend.url + "/echo", "POST", **more), [response("200")],
+                http_method="POST",
+            )  # fmt: skip
+        api.deploy("/none", "POST")
+
+        def sent(path: str, body: bytes, content_type: str, api: RestApi = api) -> bytes:
+            answer = api.call("POST", path, content=body, headers={"content-type": content_type})
+            assert answer.status_code == 200, (path, answer.text)
+            return answer.json()["seen"]["body"].encode("latin-1")
+
+        text = _b64(png)
+        # Text data (whatever binaryMediaTypes says of other types).
+        assert sent("/none", text, "text/plain") == text
+        assert sent("/convert_to_binary", text, "text/plain") == png
+        assert sent("/convert_to_text", text, "text/plain") == text
+        if binary_types:
+            # Binary data: its type is one of binaryMediaTypes.
+            assert sent("/none", png, "image/png") == png
+            assert sent("/convert_to_binary", png, "image/png") == png
+            assert sent("/convert_to_text", png, "image/png") == text
+        # CONVERT_TO_BINARY of what is not base64: AWS's 500.
+        bad = api.call(
+            "POST", "/convert_to_binary", content=b"not base64!", headers={"content-type": "text/plain"}
+        )
+        assert (bad.status_code, bad.json()) == (500, INTERNAL)
+
+
+def test_response_content_handling_rows(admin, backend):
+    """The response table: the integration's payload is binary when its Content-Type is one of
+    binaryMediaTypes, the client takes binary when the first type of its Accept is."""
+    png, text = Backend.PNG, _b64(Backend.PNG)
+    for binary_types in ([], ["image/*"]):
+        api = RestApi(admin, f"response-binary-{len(binary_types)}", binaryMediaTypes=binary_types)
+        for source in ("binary", "base64"):
+            for handling in (None, "CONVERT_TO_BINARY", "CONVERT_TO_TEXT"):
+                more = {"contentHandling": handling} if handling else {}
+                api.method(
+                    f"{source}-{(handling or 'none').lower()}",
+                    http(f"{backend.url}/{source}"),
+                    [response("200", **more)],
+                )
+        api.deploy("/base64-none")
+
+        def got(path: str, accept: str, api: RestApi = api) -> bytes:
+            answer = api.call("GET", path, headers={"accept": accept})
+            assert answer.status_code == 200, (path, accept, answer.text)
+            return answer.content
+
+        if not binary_types:
+            # binaryMediaTypes undefined: only CONVERT_TO_BINARY changes the payload.
+            for accept in ("text/plain", "image/png"):
+                assert got("/base64-none", accept) == text
+                assert got("/base64-convert_to_binary", accept) == png
+                assert got("/base64-convert_to_text", accept) == text
+            continue
+        # Text data, a text type accepted.
+        assert got("/base64-none", "text/plain") == text
+        assert got("/base64-convert_to_binary", "text/plain") == png
+        assert got("/base64-convert_to_text", "text/plain") == text
+        # Text data, a binary type accepted.
+        assert got("/base64-none", "image/png") == png
+        assert got("/base64-convert_to_binary", "image/png") == png
+        assert got("/base64-convert_to_text", "image/png") == text
+        # Binary data, a text type accepted.
+        assert got("/binary-none", "text/plain") == text
+        assert got("/binary-convert_to_binary", "text/plain") == png
+        assert got("/binary-convert_to_text", "text/plain") == text
+        # Binary data, a binary type accepted (only the first type of Accept counts).
+        assert got("/binary-none", "image/png,text/plain") == png
+        assert got("/binary-convert_to_binary", "image/webp") == png
+        assert got("/binary-convert_to_text", "image/png") == text
+        assert got("/binary-none", "text/plain,image/png") == text
+
+
+def test_proxy_integrations_follow_the_binary_rows(admin):
+    """AWS_PROXY: a request whose type is one of binaryMediaTypes reaches the function
+    base64-encoded; a base64 answer reaches a client accepting a binary type as bytes, any other as
+    its base64 text."""
+    api = RestApi(admin, "proxy-binary", binaryMediaTypes=["image/png"])
+    api.method(
+        "img",
+        {"type": "AWS_PROXY", "integrationHttpMethod": "POST", "uri": invocation_uri("binary_proxy")},
+        http_method="POST",
+    )
+    api.deploy("/img", "POST")
+    binary = api.call(
+        "POST", "/img", content=Backend.PNG, headers={"content-type": "image/png", "accept": "image/png"}
+    )
+    assert (binary.headers["x-request-base64"], binary.content) == ("true", Backend.PNG)
+    text = api.call(
+        "POST", "/img", content=b"{}", headers={"content-type": "application/json", "accept": "text/plain"}
+    )
+    assert (text.headers["x-request-base64"], text.content) == ("false", _b64(Backend.PNG))

@@ -25,8 +25,8 @@ use crate::invoke::{Call, Invoker, LambdaCall, RenderCall, Reply};
 use crate::lambda::event::{json_string_into, template_view, EventSource, TemplateView};
 use crate::pipeline::body::{full, PipelineBody};
 use crate::pipeline::mapping::{
-    convert_request, convert_response, mock_status, text_header, IntegrationAnswer, Mapped,
-    MethodRequest, RequestBody, RequestParameters, Responses, Template, Templates,
+    convert_request, convert_response, mock_status, text_header, value_text, IntegrationAnswer,
+    Mapped, MethodRequest, RequestBody, RequestParameters, Responses, Template, Templates,
 };
 use crate::pipeline::responses::ErrorType;
 use crate::spec::{
@@ -594,26 +594,46 @@ fn request_override_member(overrides: Option<&Value>) -> String {
     format!("\"requestOverride\":{value}")
 }
 
+/// The (name, value) pairs of an override group; a list gives its name several values.
 fn texts(value: Option<&Value>) -> Vec<(String, String)> {
     let Some(Value::Object(map)) = value else {
         return Vec::new();
     };
-    map.iter()
-        .filter_map(|(k, v)| crate::pipeline::mapping::value_text(Some(v)).map(|t| (k.clone(), t)))
-        .collect()
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let values: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        out.extend(
+            values
+                .into_iter()
+                .filter_map(|v| value_text(Some(v)).map(|t| (name.clone(), t))),
+        );
+    }
+    out
 }
 
 /// A request template's `$context.requestOverride.{header,querystring,path}.NAME`: each
 /// replaces the parameter the mapping gave (or adds it), after the mapping.
 fn apply_request_overrides(mapped: &mut Mapped, overrides: &Value) {
+    let mut replaced: Vec<String> = Vec::new();
     for (name, value) in texts(overrides.get("header")) {
-        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-            mapped.headers.retain(|(n, _)| *n != name);
-            mapped.headers.push((name, value));
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if !replaced.contains(&name) {
+            mapped.headers.retain(|(n, _)| *n != header);
+            replaced.push(name);
         }
+        mapped.headers.push((header, value));
     }
+    replaced.clear();
     for (name, value) in texts(overrides.get("querystring")) {
-        mapped.query.retain(|(n, _)| *n != name);
+        if !replaced.contains(&name) {
+            mapped.query.retain(|(n, _)| *n != name);
+            replaced.push(name.clone());
+        }
         mapped.query.push((name, value));
     }
     for (name, value) in texts(overrides.get("path")) {
@@ -748,6 +768,12 @@ mod tests {
         );
         assert_eq!(mapped.query, vec![("q".to_owned(), "over".to_owned())]);
         assert_eq!(mapped.path, vec![("id".to_owned(), "9".to_owned())]);
+        let mut listed = Mapped::default();
+        apply_request_overrides(
+            &mut listed,
+            &serde_json::json!({"header": {"X-L": ["1", "2"]}}),
+        );
+        assert_eq!(listed.headers.len(), 2);
         let mut status = StatusCode::OK;
         let mut headers = vec![];
         apply_response_overrides(
