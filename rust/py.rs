@@ -575,8 +575,18 @@ pub fn integration_problem(integration: &str, route_key: &str, api_id: &str) -> 
         Ok(spec) => spec,
         Err(e) => return Some(format!("not an integration: {e}")),
     };
+    // Every stage variable it names set to a name-like value, as a stage might set it.
+    const MARK: &str = "${stageVariables.";
+    let mut variables: Vec<(Box<str>, Box<str>)> = Vec::new();
+    let mut rest = integration;
+    while let Some(start) = rest.find(MARK) {
+        let after = &rest[start + MARK.len()..];
+        let name = &after[..after.find('}').unwrap_or(after.len())];
+        variables.push((name.into(), "stage-variable".into()));
+        rest = after;
+    }
     let settings = crate::spec::Settings::default();
-    crate::integrations::compile(&spec, route_key, crate::spec::ApiKind::Rest, api_id, &[], &settings).err()
+    crate::integrations::compile(&spec, route_key, crate::spec::ApiKind::Rest, api_id, &variables, &settings).err()
 }
 
 #[pyfunction]

@@ -761,3 +761,128 @@ def test_proxy_integrations_follow_the_binary_rows(admin):
         "POST", "/img", content=b"{}", headers={"content-type": "application/json", "accept": "text/plain"}
     )
     assert (text.headers["x-request-base64"], text.content) == ("false", _b64(Backend.PNG))
+
+
+# ---------------------------------------------------------------------------------------- config file
+
+
+def test_a_config_file_declares_non_proxy_integrations(portico, backend):
+    """The YAML config file's REST APIs have the same non-proxy integrations, with AWS's member
+    names (integrationResponses and methodResponses keyed by status code)."""
+    config = {
+        "apis": [
+            {
+                "name": "file-rest",
+                "id": "filerest",
+                "protocolType": "REST",
+                "binaryMediaTypes": ["image/*"],
+                "routes": [
+                    {
+                        "routeKey": "GET /mock/{id}",
+                        "integration": {
+                            "type": "MOCK",
+                            "requestTemplates": {"application/json": "{\"statusCode\": $input.params('id')}"},
+                            "integrationResponses": {
+                                "200": {
+                                    "responseTemplates": {
+                                        "application/json": '{"id": "$input.params(\'id\')"}'
+                                    },
+                                    "responseParameters": {
+                                        "method.response.header.X-Stage": "stageVariables.realm"
+                                    },
+                                },
+                                "404": {"selectionPattern": "404"},
+                            },
+                        },
+                        "methodResponses": {
+                            "200": {"responseParameters": {"method.response.header.X-Stage": False}},
+                            "404": {},
+                        },
+                    },
+                    {
+                        "routeKey": "POST /http",
+                        "integration": {
+                            "type": "HTTP",
+                            "integrationMethod": "PUT",
+                            "uri": backend.url + "/http",
+                            "requestParameters": {"integration.request.header.X-From": "'file'"},
+                            "integrationResponses": {"200": {}},
+                        },
+                        "methodResponses": {"200": {}},
+                    },
+                    {
+                        "routeKey": "GET /lambda",
+                        "integration": {
+                            "type": "AWS",
+                            "uri": invocation_uri("echo_event"),
+                            "requestTemplates": {"application/json": '{"q": "$input.params(\'q\')"}'},
+                            "integrationResponses": {"200": {}},
+                        },
+                        "methodResponses": {"200": {}},
+                    },
+                    {
+                        "routeKey": "GET /image",
+                        "integration": {
+                            "type": "HTTP",
+                            "uri": backend.url + "/base64",
+                            "integrationResponses": {"200": {"contentHandling": "CONVERT_TO_BINARY"}},
+                        },
+                        "methodResponses": {"200": {}},
+                    },
+                ],
+                "stages": [{"stageName": "prod", "variables": {"realm": "file"}}],
+            }
+        ]
+    }
+    server = portico(config, functions=FUNCTIONS)
+    url = server.url + "/prod"
+    found = httpx.get(url + "/mock/200")
+    assert (found.status_code, found.json(), found.headers["x-stage"]) == (200, {"id": "200"}, "file")
+    assert httpx.get(url + "/mock/404").status_code == 404
+    sent = httpx.post(url + "/http", content=b"hello")
+    assert sent.status_code == 200
+    seen = backend.last()
+    assert (seen["method"], seen["body"], dict(seen["headers"])["x-from"]) == ("PUT", "hello", "file")
+    assert httpx.get(url + "/lambda?q=x").json() == {"q": "x"}
+    assert httpx.get(url + "/image").content == Backend.PNG
+
+
+@pytest.mark.parametrize(
+    ("integration", "route", "message"),
+    [
+        ({"integrationResponses": {"201": {}}}, {}, "declares no methodResponses.201"),
+        (
+            {"integrationResponses": {"200": {"responseParameters": {"method.response.header.X": "'v'"}}}},
+            {"methodResponses": {"200": {}}},
+            "is not declared in methodResponses.200",
+        ),
+        (
+            {"integrationResponses": {"200": {"selectionPattern": "(?=a)"}}},
+            {"methodResponses": {"200": {}}},
+            "lookaround",
+        ),
+        (
+            {
+                "requestTemplates": {"application/json": '{"statusCode": 200}'},
+                "requestParameters": {"integration.request.header.X": "method.request.nothing"},
+            },
+            {},
+            "not a request mapping expression",
+        ),
+    ],
+)
+def test_config_file_non_proxy_checks(tmp_path, integration, route, message):
+    from portico.compile.files import CompileError, compile_config
+    from portico.config.loader import ConfigFileError, load_config
+    from portico.integrations.functions import FunctionRegistry
+
+    api = {
+        "name": "checked",
+        "protocolType": "REST",
+        "routes": [{"routeKey": "GET /m", "integration": {"type": "MOCK", **integration}, **route}],
+        "stages": [{"stageName": "prod"}],
+    }
+    path = tmp_path / "portico.yaml"
+    path.write_text(json.dumps({"apis": [api]}))
+    with pytest.raises((ConfigFileError, CompileError), match=message.replace(".", r"\.")):
+        compile_config(load_config(path), FunctionRegistry())

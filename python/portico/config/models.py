@@ -66,10 +66,34 @@ def parse_cache_key_parameter(value: str) -> tuple[str, str]:
     return match[1], match[2]
 
 
-class Integration(_Model):
-    """An integration (AWS `Integration`, HTTP API flavour)."""
+class IntegrationResponse(_Model):
+    """One of a REST non-proxy integration's responses (AWS `IntegrationResponse`), under
+    `integrationResponses` by the method response's status code."""
 
-    type: Literal["AWS_PROXY", "HTTP_PROXY", "MOCK"]
+    # A Java regular expression matched against the whole backend status (HTTP, MOCK) or the
+    # Lambda error's errorMessage (AWS); unset or empty: the default response.
+    selectionPattern: str | None = None
+    # method.response.header.NAME -> integration.response.header.X, integration.response.body[.JSONPATH],
+    # stageVariables.X, context.X or 'static' (the route's methodResponses must declare NAME)
+    responseParameters: dict[str, str] = Field(default_factory=dict)
+    # content type -> mapping template (chosen by the request's Accept)
+    responseTemplates: dict[str, str] = Field(default_factory=dict)
+    contentHandling: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
+
+
+class MethodResponse(_Model):
+    """A method response (AWS `MethodResponse`), under a route's `methodResponses` by status code:
+    the headers it declares (`method.response.header.NAME: true|false`)."""
+
+    responseParameters: dict[str, bool] = Field(default_factory=dict)
+    responseModels: dict[str, str] = Field(default_factory=dict)
+
+
+class Integration(_Model):
+    """An integration (AWS `Integration`, HTTP API flavour; REST APIs also have the non-proxy
+    `AWS` (Lambda), `HTTP` and `MOCK` with request and response mapping)."""
+
+    type: Literal["AWS_PROXY", "HTTP_PROXY", "MOCK", "AWS", "HTTP"]
     uri: str | None = Field(default=None, alias="integrationUri")
     method: str = Field(default="ANY", alias="integrationMethod")
     payloadFormatVersion: Literal["1.0", "2.0"] | None = None
@@ -84,6 +108,27 @@ class Integration(_Model):
     # `cacheNamespace` to share entries with other routes (unset: the route's own).
     cacheKeyParameters: list[str] = Field(default_factory=list)
     cacheNamespace: str | None = None
+    # REST APIs (docs/pipeline.md, "Non-proxy integrations"): integration.request.{header,
+    # querystring,path}.NAME -> method.request.*, stageVariables.X, context.X or 'static' (HTTP_PROXY
+    # too); request templates by content type, what a request without one gets, the payload's
+    # content handling, and the integration responses by status code. A MOCK with request
+    # templates or integration responses is AWS's; without, it answers `statusCode`, `headers` and
+    # `body` as they are.
+    requestParameters: dict[str, str] = Field(default_factory=dict)
+    requestTemplates: dict[str, str] = Field(default_factory=dict)
+    passthroughBehavior: Literal["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"] = "WHEN_NO_MATCH"
+    contentHandling: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
+    integrationResponses: dict[str, IntegrationResponse] = Field(default_factory=dict)
+
+    @field_validator("integrationResponses")
+    @classmethod
+    def _statuses(cls, value: dict[str, IntegrationResponse]) -> dict[str, IntegrationResponse]:
+        for status in value:
+            if not re.fullmatch(r"[1-5]\d\d", str(status)):
+                raise ValueError(
+                    f"{status!r}: integration responses are keyed by a status code ([1-5]\\d\\d)"
+                )
+        return value
 
     @field_validator("cacheKeyParameters")
     @classmethod
@@ -105,14 +150,47 @@ class Integration(_Model):
             raise ValueError(f"must be one of {', '.join(ROUTE_METHODS)}")
         return value
 
+    @property
+    def non_proxy(self) -> bool:
+        """Whether the integration maps requests and responses (REST `AWS`, `HTTP`, AWS's MOCK)."""
+        if self.type == "MOCK":
+            return bool(self.requestTemplates or self.integrationResponses)
+        return self.type in ("AWS", "HTTP")
+
     @model_validator(mode="after")
     def _per_type(self) -> Integration:
+        mapped = self.requestTemplates or self.integrationResponses or self.contentHandling
+        if self.type in ("AWS_PROXY", "HTTP_PROXY") and mapped:
+            raise ValueError(
+                f"{self.type} integrations pass requests and responses as they are: requestTemplates, "
+                "integrationResponses and contentHandling are non-proxy integrations' (AWS, HTTP, MOCK)"
+            )
         if self.type == "MOCK":
-            if self.statusCode is None:
-                raise ValueError("a MOCK integration needs statusCode")
+            if self.statusCode is None and not self.non_proxy:
+                raise ValueError(
+                    "a MOCK integration needs statusCode (or AWS's requestTemplates and integrationResponses)"
+                )
+            if self.non_proxy and (self.statusCode is not None or self.headers or self.body):
+                raise ValueError(
+                    "a MOCK with requestTemplates or integrationResponses takes its status from the request "
+                    "template and its body from the responses: statusCode, headers and body do not apply"
+                )
             return self
         if not self.uri:
             raise ValueError(f"an {self.type} integration needs uri (or integrationUri)")
+        if self.type == "AWS":
+            from portico.integrations.functions import function_name_from_uri
+
+            if ":lambda:path/" not in self.uri:
+                raise ValueError(
+                    f"AWS integrations call Lambda functions (an invocation URI), not {self.uri!r}"
+                )
+            try:
+                function_name_from_uri(_without_stage_variables(self.uri))
+            except ValueError as exc:
+                raise ValueError(f"uri is not a Lambda invocation URI: {exc}") from None
+        if self.type == "HTTP" and not re.match(r"^https?://", self.uri):
+            raise ValueError(f"uri must be an http:// or https:// URL, got {self.uri!r}")
         if self.type == "HTTP_PROXY":
             if not re.match(r"^https?://", self.uri):
                 raise ValueError(f"uri must be an http:// or https:// URL, got {self.uri!r}")
@@ -133,6 +211,22 @@ class Integration(_Model):
         if self.payloadFormatVersion:
             return self.payloadFormatVersion
         return "1.0" if self.type == "HTTP_PROXY" else "2.0"
+
+
+def _method_response_problem(integration: Integration, route: Route) -> str | None:
+    """What AWS refuses of an integration response (a header the method response does not
+    declare), and what it would answer 500 at every call (a status without a method response)."""
+    for status, response in integration.integrationResponses.items():
+        method = route.methodResponses.get(status)
+        if method is None:
+            return f"integrationResponses.{status}: the route declares no methodResponses.{status}"
+        for key in response.responseParameters:
+            if key not in method.responseParameters:
+                return (
+                    f"integrationResponses.{status}.responseParameters: {key!r} is not declared in "
+                    f"methodResponses.{status}.responseParameters"
+                )
+    return None
 
 
 def _without_stage_variables(uri: str) -> str:
@@ -345,6 +439,11 @@ class Route(_Model):
     authorizerId: str | None = None
     # JWT and COGNITO_USER_POOLS: the token must carry one of these scopes when there are some.
     authorizationScopes: list[str] = Field(default_factory=list)
+    # REST APIs (AWS `Method` members): the method request's parameters
+    # (`method.request.{path,querystring,header}.NAME: required`) and its responses by status code
+    # (what a non-proxy integration's responses answer with: a status needs one).
+    requestParameters: dict[str, bool] = Field(default_factory=dict)
+    methodResponses: dict[str, MethodResponse] = Field(default_factory=dict)
 
     @field_validator("authorizationType")
     @classmethod
@@ -576,6 +675,9 @@ class Api(_Model):
     # REST APIs only (AWS `RestApi` members):
     apiKeySource: Literal["HEADER", "AUTHORIZER"] = "HEADER"
     policy: dict[str, Any] | None = None
+    # Media types (`image/png`, `image/*`, `*/*`) whose payloads are binary ("Content type
+    # conversions in API Gateway").
+    binaryMediaTypes: list[str] = Field(default_factory=list)
     gatewayResponses: dict[GatewayResponseType, GatewayResponse] = Field(default_factory=dict)
 
     @field_validator("protocol", mode="before")
@@ -591,6 +693,7 @@ class Api(_Model):
                 ("apiKeySource", self.apiKeySource == "HEADER"),
                 ("policy", self.policy is None),
                 ("gatewayResponses", not self.gatewayResponses),
+                ("binaryMediaTypes", not self.binaryMediaTypes),
             ):
                 if not unset:
                     raise ValueError(f"{name}: only REST APIs have it (protocolType: REST)")
@@ -608,12 +711,23 @@ class Api(_Model):
             for name, integration in self.integrations.items():
                 if integration.cacheKeyParameters or integration.cacheNamespace:
                     raise ValueError(f"integrations.{name}: cache keys are REST APIs' (protocolType: REST)")
+                if integration.non_proxy:
+                    raise ValueError(
+                        f"integrations.{name}: non-proxy integrations are REST APIs' (protocolType: REST)"
+                    )
             for index, route in enumerate(self.routes):
                 inline = route.integration
                 if isinstance(inline, Integration) and (inline.cacheKeyParameters or inline.cacheNamespace):
                     raise ValueError(
                         f"routes[{index}].integration: cache keys are REST APIs' (protocolType: REST)"
                     )
+                if isinstance(inline, Integration) and inline.non_proxy:
+                    raise ValueError(
+                        f"routes[{index}].integration: non-proxy integrations are REST APIs' "
+                        "(protocolType: REST)"
+                    )
+                if route.methodResponses:
+                    raise ValueError(f"routes[{index}]: methodResponses are REST APIs' (protocolType: REST)")
             return self
         if self.cors is not None:
             raise ValueError("corsConfiguration: REST APIs have none (it is HTTP APIs')")
@@ -636,6 +750,10 @@ class Api(_Model):
             )
             if integration is not None and integration.payloadFormatVersion == "2.0":
                 raise ValueError(f"routes[{index}]: REST APIs send Lambda events of payloadFormatVersion 1.0")
+            if integration is not None and integration.non_proxy:
+                problem = _method_response_problem(integration, route)
+                if problem:
+                    raise ValueError(f"routes[{index}]: {problem}")
         if "REQUEST_TOO_LARGE" in self.gatewayResponses:
             raise ValueError("gatewayResponses: REQUEST_TOO_LARGE cannot be customised")
         return self
