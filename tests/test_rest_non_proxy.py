@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from admin_e2e import AdminServer, invocation_uri, start_admin_server, wait_for
 
@@ -886,3 +888,70 @@ def test_config_file_non_proxy_checks(tmp_path, integration, route, message):
     path.write_text(json.dumps({"apis": [api]}))
     with pytest.raises((ConfigFileError, CompileError), match=message.replace(".", r"\.")):
         compile_config(load_config(path), FunctionRegistry())
+
+
+# ---------------------------------------------------------------------------------------- properties
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=16,
+)
+# MOCK reads `statusCode` wherever it is; give it some that are there, of every kind.
+BODIES = (
+    JSON | st.fixed_dictionaries({"statusCode": JSON}) | st.builds(lambda n: {"statusCode": n}, st.integers())
+)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(admin) -> RestApi:
+    api = RestApi(admin, "fuzzed")
+    # No request template: the body passes, and MOCK reads its statusCode from it.
+    statuses = [response("200"), response("404", r"4\d\d"), response("500", r"5\d\d")]
+    api.method("mock", mock(), statuses, http_method="POST")
+    # The body is the Lambda's event, which it returns: the response mapping reads whatever it is.
+    api.method(
+        "lambda",
+        {"type": "AWS", "integrationHttpMethod": "POST", "uri": invocation_uri("echo_event")},
+        [
+            response(
+                "200",
+                responseParameters={"method.response.header.X-A": "integration.response.body.a[0]"},
+                responseTemplates={
+                    "application/json": '#set($b = $input.path(\'$\')){"a": $input.json(\'$.a\'), "b": "$b"}'
+                },
+            )
+        ],
+        method_responses={"200": ["X-A"]},
+        http_method="POST",
+    )
+    api.deploy("/mock", "POST")
+    return api
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, raw=st.booleans())
+def test_arbitrary_json_bodies_never_take_a_worker_down(admin, fuzzed, body, raw):
+    """Whatever JSON (or text) a client sends, MOCK and the response mapping answer with a status
+    of the method's, or AWS's 500, and the worker goes on serving."""
+    content = (json.dumps(body) if not raw else str(body)).encode()
+    answer = fuzzed.call("POST", "/mock", content=content)
+    assert answer.status_code in (200, 404, 500), answer.text
+    echoed = fuzzed.call("POST", "/lambda", content=content)
+    assert echoed.status_code in (200, 500), echoed.text
+    assert admin.server.process.poll() is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern=st.text(alphabet="\\.()[]{}*+?|^$&-:<=!>,aAbBdDwWsSpPQEkz0129 ", max_size=24))
+def test_any_selection_pattern_is_translated_or_refused(pattern):
+    """A selectionPattern the core cannot translate is refused when compiling (the route answers
+    500), never a failure of the whole deployment or of a worker."""
+    from portico import _core
+    from portico.compile import spec as S
+
+    spec = S.non_proxy(
+        S.mock_backend(), responses=[S.integration_response(200, pattern)], method_responses=[]
+    )
+    problem = _core.integration_problem(S.dumps(spec), "GET /", "api")  # type: ignore[arg-type]
+    assert problem is None or "selectionPattern" in problem

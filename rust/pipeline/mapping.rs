@@ -1625,4 +1625,51 @@ mod tests {
         assert!(JsonPath::parse("a[*]").is_err());
         assert!(JsonPath::parse("a[").is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Java's quoting of a literal (`Pattern.quote`): what a literal selectionPattern is.
+        fn quoted(text: &str) -> String {
+            format!("\\Q{text}\\E")
+        }
+
+        proptest! {
+            #[test]
+            fn any_pattern_is_translated_or_refused_and_any_value_selected(
+                pattern in "[\\\\.()\\[\\]{}*+?|^$&:<=!>,a-eA-EdDwWsSpPQEkz0-9 -]{0,24}",
+                value in ".{0,24}",
+            ) {
+                let specs = [IntegrationResponseSpec {
+                    status: 400,
+                    selection_pattern: Some(pattern),
+                    parameters: vec![],
+                    templates: vec![],
+                    content_handling: None,
+                }];
+                let methods = [MethodResponseSpec { status: 400, headers: vec![] }];
+                if let Ok(responses) = Responses::compile(&specs, &methods) {
+                    let _ = responses.select(Some(&value));
+                }
+            }
+
+            #[test]
+            fn a_quoted_literal_matches_exactly_itself(literal in ".{0,16}", value in ".{0,16}") {
+                prop_assume!(!literal.contains("\\E"));
+                let regex = selection_regex(&quoted(&literal)).unwrap();
+                prop_assert_eq!(regex.is_match(&value), value == literal);
+                prop_assert!(regex.is_match(&literal));
+            }
+
+            #[test]
+            fn any_mock_output_and_json_path_is_read_without_panicking(text in ".{0,64}", path in "[a-z.\\[\\]0-9'*$]{0,16}") {
+                let _ = mock_status(&text);
+                if let Ok(path) = JsonPath::parse(&path) {
+                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let _ = value_text(path.find(&value));
+                }
+            }
+        }
+    }
 }
