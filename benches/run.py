@@ -7,6 +7,7 @@
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
     python benches/run.py --shape jwt [--jwt-tokens N] [...the same flags]   (see benches/auth_jwt.py)
     python benches/run.py --shape cache [...the same flags]   (see benches/cache.py)
+    python benches/run.py --shape templates [...the same flags]   (see benches/mapping_templates.py)
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
   upstream      nginx (1 worker) answering every request with a small fixed JSON body
@@ -67,8 +68,9 @@ throttle and a quota, too high to refuse: what the plan's bucket and quota count
 
 Flags:
   --shape S         bare (the default: the cases above), production (the production-shaped cases),
-                    auth (routes with authorization against the same route without), jwt, or cache
-                    (warm stage-cache hits against nginx's proxy_cache hits: benches/cache.py)
+                    auth (routes with authorization against the same route without), jwt, cache
+                    (warm stage-cache hits against nginx's proxy_cache hits: benches/cache.py), or
+                    templates (a MOCK's VTL response template against none: benches/mapping_templates.py)
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of untimed load per case before the rounds (default 1)
   --connections N   wrk connections (default 32)
@@ -502,7 +504,9 @@ def main() -> int:
     parser.add_argument("--ceiling-spin", default="0")
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--shape", choices=("bare", "production", "auth", "jwt", "cache"), default="bare")
+    parser.add_argument(
+        "--shape", choices=("bare", "production", "auth", "jwt", "cache", "templates"), default="bare"
+    )
     parser.add_argument("--jwt-tokens", type=int, default=200_000)
     args = parser.parse_args()
     if args.shape != "bare" and (args.no_edge or args.tls or args.ceiling_spin not in ("0", "")):
@@ -557,6 +561,10 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         from cache import run_cache  # warm stage-cache hits against nginx's proxy_cache hits
 
         return run_cache(args, tmp, procs)
+    if args.shape == "templates":
+        from mapping_templates import run_templates  # a MOCK's VTL response template against none
+
+        return run_templates(args, tmp, procs)
     return run_bare(args, tmp, procs)
 
 
