@@ -284,6 +284,9 @@ impl NonProxy {
         if let Some(overrides) = &request_overrides {
             apply_request_overrides(&mut mapped, overrides);
         }
+        if let Some(name) = mapped.reserved_header() {
+            return Err(self.configuration_error(&format!("{name} header already present")));
+        }
 
         // integration
         let answer = match &self.backend {

@@ -521,6 +521,24 @@ pub struct Mapped {
     pub path: Vec<(String, String)>,
 }
 
+/// Headers the gateway sets itself: mapping one is a configuration error (AWS's 500).
+const RESERVED_TARGETS: [&str; 4] = [
+    "content-length",
+    "transfer-encoding",
+    "x-amzn-trace-id",
+    "x-amzn-apigateway-api-id",
+];
+
+impl Mapped {
+    /// A mapped header the gateway sets itself, if any.
+    pub fn reserved_header(&self) -> Option<&HeaderName> {
+        self.headers
+            .iter()
+            .map(|(name, _)| name)
+            .find(|name| RESERVED_TARGETS.contains(&name.as_str()))
+    }
+}
+
 impl RequestParameters {
     pub fn compile(pairs: &[(String, String)]) -> Result<RequestParameters, String> {
         let mut out = Vec::with_capacity(pairs.len());
@@ -1276,6 +1294,15 @@ mod tests {
             .collect(),
         };
         let r = Responses::compile(&[spec], &[method]).unwrap();
+        let reserved = Mapped {
+            headers: vec![(HeaderName::from_static("content-length"), "1".into())],
+            ..Mapped::default()
+        };
+        assert_eq!(
+            reserved.reserved_header().map(HeaderName::as_str),
+            Some("content-length")
+        );
+        assert!(Mapped::default().reserved_header().is_none());
         let mut headers = HeaderMap::new();
         headers.insert("x-upstream", HeaderValue::from_static("up"));
         headers.append("x-multi", HeaderValue::from_static("a"));

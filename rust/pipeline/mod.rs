@@ -598,6 +598,11 @@ impl Pipeline {
             body: &read,
             context: context.as_ref(),
         });
+        if let Some(name) = mapped.reserved_header() {
+            let detail = format!("execution failed due to configuration error: {name} header already present");
+            eprintln!("portico: request {}: {detail}", ex.request_id);
+            return fail(ErrorType::ApiConfigurationError, detail);
+        }
         let mut headers = parts.headers.clone();
         for (name, _) in &mapped.headers {
             headers.remove(name);
