@@ -598,11 +598,19 @@ def test_lambda_non_proxy_event_is_the_request_template_output(admin):
         {**lambda_integration, "requestTemplates": {"application/json": '{"asked": "$input.params(\'q\')"}'}},
         [response("200")],
     )
+    # A response template sees the invocation's request id as $context.awsEndpointRequestId.
+    api.method(
+        "invocation",
+        lambda_integration,
+        [response("200", responseTemplates={"application/json": '"$context.awsEndpointRequestId"'})],
+    )
     api.method("passed", lambda_integration, [response("200")], http_method="POST")
     api.deploy("/templated")
     answer = api.call("GET", "/templated?q=pets")
     assert (answer.status_code, answer.json()) == (200, {"asked": "pets"})
     assert answer.headers["content-type"] == "application/json"
+    invocation = api.call("GET", "/invocation").json()
+    assert len(invocation) == 36 and invocation.count("-") == 4  # a UUID, Lambda's request id
     # No template: the body passes through as the event.
     passed = api.call("POST", "/passed", json={"message": "hello world"})
     assert (passed.status_code, passed.json()) == (200, {"message": "hello world"})

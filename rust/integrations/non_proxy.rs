@@ -177,7 +177,7 @@ impl Views<'_> {
             .get_or_init(|| serde_json::from_str(&self.view().context).unwrap_or(Value::Null))
     }
 
-    /// A `TemplateInput` (see `portico/templates`): `extra_context` is a JSON member appended
+    /// A `TemplateInput` (see `portico/templates`): `extra_context` holds JSON members appended
     /// to `$context` (`"requestOverride":{...}`).
     fn input(&self, kind: &str, body: &str, extra_context: Option<&str>) -> Vec<u8> {
         let view = self.view();
@@ -352,10 +352,15 @@ impl NonProxy {
         let body = match mapping.templates.for_response(accept) {
             Some((template_type, template)) if !payload.binary => {
                 let body = String::from_utf8_lossy(&payload.bytes);
-                let request_override = request_override_member(request_overrides.as_ref());
+                let mut extra_context = request_override_member(request_overrides.as_ref());
+                if matches!(self.backend, Backend::Lambda { .. }) {
+                    // `$context.awsEndpointRequestId`: the Lambda invocation's request id.
+                    extra_context.push_str(",\"awsEndpointRequestId\":");
+                    json_string_into(&mut extra_context, &x.invocation_id);
+                }
                 let rendered = self
                     .render(x.invoker, template, || {
-                        views.input("response", &body, Some(&request_override))
+                        views.input("response", &body, Some(&extra_context))
                     })
                     .await
                     .map_err(|why| {
