@@ -963,3 +963,39 @@ def test_any_selection_pattern_is_translated_or_refused(pattern):
     )
     problem = _core.integration_problem(S.dumps(spec), "GET /", "api")  # type: ignore[arg-type]
     assert problem is None or "selectionPattern" in problem
+
+
+async def test_the_embedded_app_renders_templates_too():
+    """The embedded ASGI app (`build_dataplane`) runs the same pipeline: its templates are compiled
+    with the deployment and rendered by its own Python side, and a reload brings new ones."""
+    from portico.compile.files import compile_config
+    from portico.config.loader import parse_config
+    from portico.dataplane.build import build_dataplane
+    from portico.integrations.functions import FunctionRegistry
+
+    def config(greeting: str) -> str:
+        return f"""
+apis:
+  - name: embedded-rest
+    protocolType: REST
+    routes:
+      - routeKey: GET /hello
+        integration:
+          type: MOCK
+          requestTemplates: {{application/json: '{{"statusCode": 200}}'}}
+          integrationResponses:
+            "200": {{responseTemplates: {{application/json: '{{"{greeting}": "$input.params(''who'')"}}'}}}}
+        methodResponses: {{"200": {{}}}}
+    stages: [{{stageName: v1}}]
+"""
+
+    app = build_dataplane(parse_config(config("hello")))
+    assert len(app.user_code.templates) == 1  # compiled with the deployment, before any request
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answer = await client.get("/v1/hello?who=you")
+        assert (answer.status_code, answer.json()) == (200, {"hello": "you"})
+        app.reload(compile_config(parse_config(config("bonjour")), FunctionRegistry()))
+        assert len(app.user_code.templates) == 1  # the old deployment's template is dropped
+        answer = await client.get("/v1/hello?who=toi")
+        assert answer.json() == {"bonjour": "toi"}
