@@ -446,7 +446,11 @@ def test_the_admin_key_never_reaches_handlers(tmp_path, monkeypatch):
         extra_args=["--admin-port", str(admin_port), "--data-dir", str(data_dir)],
     )
     try:
-        seen = [httpx.get(server.url + "/seen", headers={"connection": "close"}).json() for _ in range(20)]
+        # Which worker accepts a connection is the kernel's choice; on a loaded machine one worker
+        # may take many in a row, so ask until both have answered (or clearly never will).
+        seen = []
+        while len({answer["pid"] for answer in seen}) < 2 and len(seen) < 400:
+            seen.append(httpx.get(server.url + "/seen", headers={"connection": "close"}).json())
         assert len({answer["pid"] for answer in seen}) == 2, "both workers answered"
         for answer in seen:
             assert (answer["at_import"], answer["at_call"]) == (None, None), answer
