@@ -1,7 +1,9 @@
 //! Integrations: what a route calls once the request has passed every check.
 //!
 //! `HTTP_PROXY` and `MOCK` are served by the core alone; `AWS_PROXY` builds the event here and
-//! hands it to the Python side, which runs the user's handler (`crate::invoke`).
+//! hands it to the Python side, which runs the user's handler (`crate::invoke`). REST APIs'
+//! non-proxy `HTTP`, `AWS` and `MOCK` (`non_proxy`) map requests and responses in the core, and
+//! hand only the VTL of their templates (and a Lambda's handler) to the Python side.
 
 pub mod http_proxy;
 pub mod lambda_proxy;
