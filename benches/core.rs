@@ -1,6 +1,7 @@
 //! Hot-path benchmarks: route lookup at 10 / 1,000 / 10,000 routes, token bucket acquire
 //! (anonymous and file-backed), a usage plan's per-key work (its bucket and its quota count, in
-//! the shared usage table), a full `Gateway::decide`, and an `AWS_IAM` route's SigV4 check.
+//! the shared usage table), a full `Gateway::decide`, an `AWS_IAM` route's SigV4 check, and a
+//! REST method's request validation of a 10 KB JSON body (parsing it, then checking it).
 //!
 //! `cargo bench --bench core` (about a minute: 1 s of measurement per benchmark).
 
@@ -226,12 +227,70 @@ fn bench_sigv4(c: &mut Criterion) {
     c.bench_function("sigv4_verify_header", |b| b.iter(|| verify(black_box(&headers))));
 }
 
+/// A validated POST's body work: the 10 KB order `benches/validate.py` sends, parsed alone, then
+/// parsed and checked against its `Order` model (what the validate phase adds to a request).
+fn bench_validate(c: &mut Criterion) {
+    use _core::pipeline::validate::{check_body, ModelSet};
+    use _core::spec::ModelSpec;
+
+    let order = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "orderId": {"type": "string", "pattern": "^ord-[0-9]{10}$"},
+            "customer": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "minLength": 1},
+                    "email": {"type": "string", "format": "email"},
+                    "tier": {"type": "string", "enum": ["bronze", "silver", "gold"]}
+                },
+                "required": ["id", "email"]
+            },
+            "items": {
+                "type": "array", "minItems": 1, "maxItems": 100,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "sku": {"type": "string", "pattern": "^SKU-[0-9]{4}$"},
+                        "qty": {"type": "integer", "minimum": 1, "maximum": 99},
+                        "price": {"type": "number", "minimum": 0}
+                    },
+                    "required": ["sku", "qty", "price"],
+                    "additionalProperties": false
+                }
+            },
+            "note": {"type": "string", "maxLength": 20000}
+        },
+        "required": ["orderId", "customer", "items"]
+    });
+    let items: Vec<serde_json::Value> = (0..8)
+        .map(|i| serde_json::json!({"sku": format!("SKU-{i:04}"), "qty": i % 5 + 1, "price": 9.99 + f64::from(i)}))
+        .collect();
+    let mut doc = serde_json::json!({
+        "orderId": "ord-0001234567",
+        "customer": {"id": "cus-42", "email": "jane@example.com", "tier": "gold"},
+        "items": items,
+        "note": ""
+    });
+    let pad = 10 * 1024 - doc.to_string().len();
+    doc["note"] = serde_json::Value::String("n".repeat(pad));
+    let body = doc.to_string().into_bytes();
+    assert_eq!(body.len(), 10 * 1024);
+    let set = ModelSet::of("bench", &[ModelSpec { name: "Order".into(), schema: order.to_string() }]);
+    let validator = set.validator("Order").unwrap();
+    assert!(check_body(&validator, &body).is_ok());
+    c.bench_function("validate_10k_parse_only", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).unwrap())
+    });
+    c.bench_function("validate_10k_parse_and_check", |b| b.iter(|| check_body(&validator, black_box(&body))));
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(30);
-    targets = bench_router, bench_buckets, bench_usage, bench_gateway, bench_sigv4
+    targets = bench_router, bench_buckets, bench_usage, bench_gateway, bench_sigv4, bench_validate
 }
 criterion_main!(benches);

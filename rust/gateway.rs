@@ -105,6 +105,8 @@ pub struct RouteRuntime {
     pub auth: Option<auth::RouteAuth>,
     /// How its answers are cached (None: not cached).
     pub cache: Option<RouteCache>,
+    /// REST APIs: how its requests are validated (None: they are not).
+    pub validation: Option<crate::pipeline::validate::RouteValidation>,
 }
 
 /// The cache a stage (or its canary) serves from.
@@ -449,6 +451,8 @@ struct ServingSpec<'s> {
     is_canary: bool,
     variables: &'s BTreeMap<String, String>,
     routes: &'s [RouteSpec],
+    /// The deployment's models (REST APIs' request validation).
+    models: &'s [spec::ModelSpec],
     cors: Option<Arc<Cors>>,
     access_log: Option<Arc<AccessLog>>,
     settings: &'s spec::Settings,
@@ -479,6 +483,12 @@ fn compile_serving(
         authorizer_cache_epoch: s.authorizer_cache_epoch,
         lambda_caches,
     };
+    // Compiled once per deployment: every stage and snapshot serving the same models shares them.
+    let validated = s.routes.iter().any(|r| r.validation().is_some());
+    if validated && api.kind != ApiKind::Rest {
+        return Err(ConfigError(format!("{at}: only REST APIs validate requests")));
+    }
+    let models = validated.then(|| crate::pipeline::validate::ModelSet::of(&api.id, s.models));
     for (i, r) in s.routes.iter().enumerate() {
         let key = r.key();
         let integration = match r.integration() {
@@ -504,6 +514,13 @@ fn compile_serving(
             integration,
             auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers, &mut scope)),
             cache,
+            validation: match (r.validation(), &models) {
+                (Some(v), Some(models)) => Some(
+                    crate::pipeline::validate::RouteValidation::compile(v, models)
+                        .map_err(|e| ConfigError(format!("{at}[{i}].validation.{e}")))?,
+                ),
+                _ => None,
+            },
         });
     }
     Ok(Serving {
@@ -555,6 +572,14 @@ fn compile_stage_cache<'s>(
     Ok(Some((c, store)))
 }
 
+/// The models of the deployment a stage serves: its own with its routes, else the API's.
+fn stage_models<'s>(api: &'s ApiSpec, s: &'s StageSpec) -> &'s [spec::ModelSpec] {
+    match &s.routes {
+        Some(_) => s.models.as_deref().unwrap_or(&[]),
+        None => &api.models,
+    }
+}
+
 fn compile_cors(c: Option<&spec::CorsSpec>) -> Option<Arc<Cors>> {
     c.map(|c| Arc::new(Cors::compile(c)))
 }
@@ -575,6 +600,7 @@ fn compile_stage(
         }
         None => (api_routes.clone(), api.routes.as_slice(), "routes".to_string()),
     };
+    let models = stage_models(api, s);
     // A stage serving a deployment of its own carries that deployment's CORS.
     let cors = if s.routes.is_some() {
         compile_cors(s.cors.as_ref())
@@ -595,6 +621,7 @@ fn compile_stage(
             is_canary: false,
             variables: &s.variables,
             routes: route_specs,
+            models,
             cors: cors.clone(),
             access_log: access_log.clone(),
             settings: cx.settings,
@@ -689,6 +716,10 @@ fn compile_canary(
             is_canary: true,
             variables: c.variables.as_ref().unwrap_or(&s.variables),
             routes: route_specs,
+            models: match &c.routes {
+                Some(_) => c.models.as_deref().unwrap_or(&[]),
+                None => stage_models(api, s),
+            },
             cors,
             access_log,
             settings,

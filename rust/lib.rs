@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod ids;
 pub mod integrations;
 pub mod invoke;
+pub mod jsonpath;
 pub mod lambda;
 pub mod pipeline;
 mod py;
@@ -50,8 +51,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        bench, cache_key, check_tls, install_sighup_reopen, integration_problem, monotonic_ns, quota_limit,
-        quota_period,
+        bench, cache_key, check_tls, http_mapping_problem, install_sighup_reopen, integration_problem, monotonic_ns,
+        quota_limit, quota_period,
         wall_clock_ms, BenchReport, BodyFeed, ClusterLink, ConfigError, Core, Gateway, Job, RequestIds, Router,
         StreamSink, TokenBuckets, UsageTable,
         Verdict,

@@ -699,6 +699,15 @@ pub fn cache_key<'py>(
 }
 
 /// The clock the buckets use (CLOCK_MONOTONIC, shared by all processes on the machine).
+/// Why one of an HTTP API integration's parameter mappings cannot be configured (AWS's detail:
+/// `Invalid mapping expression specified: VALUE`, ...), or None. `status`: the
+/// `responseParameters` key it is under; None for `requestParameters`.
+#[pyfunction]
+#[pyo3(signature = (status, key, value))]
+pub fn http_mapping_problem(status: Option<&str>, key: &str, value: &str) -> Option<String> {
+    crate::integrations::parameter_mapping::problem(status, key, value)
+}
+
 #[pyfunction]
 pub fn monotonic_ns() -> u64 {
     throttle::monotonic_ns()

@@ -263,6 +263,38 @@ pub struct ApiSpec {
     /// Gateway responses customised with `PutGatewayResponse`.
     #[serde(default)]
     pub gateway_responses: Vec<GatewayResponseSpec>,
+    /// REST APIs: the models of the API's own routes (stages that serve a deployment carry
+    /// their deployment's).
+    #[serde(default)]
+    pub models: Vec<ModelSpec>,
+}
+
+/// A REST API's model (AWS `Model`): a JSON Schema (draft 4), given as its JSON text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    pub schema: String,
+}
+
+/// A method's request validation (its `requestValidatorId`'s validator applied to it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteValidationSpec {
+    /// `validateRequestParameters`: the parameters the method requires
+    /// (`requestParameters` `method.request.LOCATION.NAME: true`); empty when not validated.
+    pub parameters: Vec<RequiredParameterSpec>,
+    /// `validateRequestBody`: the method's `requestModels` (media type or `$default` -> model
+    /// name); None: bodies are not validated.
+    pub body: Option<BTreeMap<String, String>>,
+}
+
+/// A request parameter a method requires.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredParameterSpec {
+    pub location: ParameterLocation,
+    pub name: String,
 }
 
 /// Where a REST API reads a request's API key (AWS `apiKeySource`).
@@ -338,6 +370,13 @@ impl RouteSpec {
             RouteSpec::Full(r) => r.cache_namespace.as_deref(),
         }
     }
+
+    pub fn validation(&self) -> Option<&RouteValidationSpec> {
+        match self {
+            RouteSpec::Key(_) => None,
+            RouteSpec::Full(r) => r.validation.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +396,9 @@ pub struct RouteDef {
     /// own resource, AWS's default).
     #[serde(default)]
     pub cache_namespace: Option<String>,
+    /// REST APIs: how the method's requests are validated (None: they are not).
+    #[serde(default)]
+    pub validation: Option<RouteValidationSpec>,
 }
 
 /// One of an integration's `cacheKeyParameters` (`method.request.querystring.NAME`, ...).
@@ -521,10 +563,16 @@ pub enum IntegrationSpec {
         #[serde(default)]
         method: Option<String>,
         timeout_ms: u64,
-        /// REST APIs: the integration's `requestParameters` (`integration.request.*.NAME`, its
-        /// source expression), applied over what the proxy passes on.
+        /// The integration's `requestParameters`, read per API kind: REST APIs'
+        /// (`integration.request.*.NAME`, its source expression; `crate::pipeline::mapping`),
+        /// applied over what the proxy passes on; HTTP APIs' (`append|overwrite|remove:`
+        /// `header|querystring.NAME` or `overwrite:path`, value expression;
+        /// `integrations::parameter_mapping`).
         #[serde(default)]
         request_parameters: Vec<(String, String)>,
+        /// HTTP APIs' `responseParameters`: (status code, its (key, value) pairs).
+        #[serde(default)]
+        response_parameters: Vec<(String, Vec<(String, String)>)>,
     },
     /// `MOCK`: the same response every time.
     #[serde(rename = "MOCK")]
@@ -541,6 +589,12 @@ pub enum IntegrationSpec {
         uri: String,
         payload_format_version: PayloadVersion,
         timeout_ms: u64,
+        /// HTTP APIs' `requestParameters` and `responseParameters`, as for `HTTP_PROXY`: they
+        /// change the event's request and the answer the function's result maps to.
+        #[serde(default)]
+        request_parameters: Vec<(String, String)>,
+        #[serde(default)]
+        response_parameters: Vec<(String, Vec<(String, String)>)>,
     },
     /// A route that cannot be served as configured: answers AWS's 500 and logs `detail`.
     #[serde(rename = "UNAVAILABLE")]
@@ -682,6 +736,9 @@ pub struct StageSpec {
     /// The deployment's CORS (with `routes`); absent: the API's.
     #[serde(default)]
     pub cors: Option<CorsSpec>,
+    /// The deployment's models (with `routes`); absent: the API's.
+    #[serde(default)]
+    pub models: Option<Vec<ModelSpec>>,
     /// `accessLogSettings` of the stage.
     #[serde(default)]
     pub access_log: Option<AccessLogSpec>,
@@ -771,6 +828,9 @@ pub struct CanarySpec {
     pub routes: Option<Vec<RouteSpec>>,
     #[serde(default)]
     pub cors: Option<CorsSpec>,
+    /// The canary deployment's models (with `routes`); absent: the stage's.
+    #[serde(default)]
+    pub models: Option<Vec<ModelSpec>>,
     /// `useStageCache`: the canary's requests use the stage's cache (apart from the stage's
     /// own entries when it serves another deployment); false: they are never cached.
     #[serde(default)]

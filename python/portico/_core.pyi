@@ -30,6 +30,7 @@ __all__ = [
     "bench",
     "cache_key",
     "check_tls",
+    "http_mapping_problem",
     "install_sighup_reopen",
     "integration_problem",
     "monotonic_ns",
@@ -372,6 +373,11 @@ def monotonic_ns() -> int:
 
 def install_sighup_reopen() -> None:
     """Make SIGHUP reopen every access-log file of this process (logrotate: rename, then HUP)."""
+
+def http_mapping_problem(status: str | None, key: str, value: str) -> str | None:
+    """Why one of an HTTP API integration's parameter mappings cannot be configured (AWS's detail,
+    e.g. `Invalid mapping expression specified: VALUE`), or None. `status`: the
+    `responseParameters` key it is under; None for `requestParameters`."""
 
 def check_tls(certificate_file: str, private_key_file: str, truststore_file: str | None = None) -> list[str]:
     """Read a TLS configuration as the edge would serve it. Returns the truststore's warnings (CA

@@ -188,7 +188,9 @@ pub struct HttpProxy {
     user_agent: HeaderValue,
     /// REST APIs' `requestParameters`, applied over what the proxy passes on
     /// (`crate::pipeline::mapping`); None: none.
-    pub mapping: Option<Box<crate::pipeline::mapping::RequestParameters>>,
+    pub rest_parameters: Option<Box<crate::pipeline::mapping::RequestParameters>>,
+    /// HTTP APIs' parameter mapping (`requestParameters`, `responseParameters`).
+    pub mapping: super::parameter_mapping::Mapping,
 }
 
 /// `uri` with each `${stageVariables.NAME}` replaced (an unset variable is empty, as on AWS).
@@ -294,7 +296,8 @@ impl HttpProxy {
             timeout: Duration::from_millis(timeout_ms.max(50)),
             user_agent: HeaderValue::from_str(&format!("AmazonAPIGateway_{api_id}"))
                 .map_err(|e| e.to_string())?,
-            mapping: None,
+            rest_parameters: None,
+            mapping: Default::default(),
         })
     }
 
@@ -342,9 +345,12 @@ impl HttpProxy {
         head_limit: usize,
         trace_id: &(dyn Fn() -> String + Sync),
     ) -> Result<Response<PipelineBody>, (ErrorType, String)> {
-        let (url, by) = self
+        let (mut url, by) = self
             .url(&target, parts.uri.query().unwrap_or(""))
             .map_err(|e| (e, "the upstream URL could not be built".to_owned()))?;
+        if let Some(mapped) = target.mapped {
+            url = mapped_url(&url, mapped);
+        }
         let uri = Uri::try_from(url.as_str())
             .map_err(|e| (ErrorType::IntegrationFailure, format!("the upstream URL {url:?}: {e}")))?;
         let method = self.method.clone().unwrap_or_else(|| parts.method.clone());
@@ -357,6 +363,9 @@ impl HttpProxy {
             target.scheme,
             trace_id,
         );
+        if let Some(mapped) = target.mapped {
+            mapped.apply_headers(&mut headers);
+        }
         match parts.headers.get(CONTENT_LENGTH) {
             Some(length) if length.as_bytes() != b"0" => {
                 headers.insert(CONTENT_LENGTH, length.clone());
@@ -435,6 +444,26 @@ pub struct Target<'a> {
     pub client_ip: IpAddr,
     pub host: &'a str,
     pub scheme: &'a str,
+    /// HTTP APIs' request parameter mapping, resolved for this request.
+    pub mapped: Option<&'a super::parameter_mapping::ResolvedRequest>,
+}
+
+/// `url` with a request mapping's query operations applied to its query, and its path replaced
+/// by an `overwrite:path`.
+fn mapped_url(url: &str, mapped: &super::parameter_mapping::ResolvedRequest) -> String {
+    let Some((origin, path, query)) = split_url(url) else {
+        return url.to_owned();
+    };
+    let path = mapped.path().unwrap_or_else(|| path.to_owned());
+    let query = mapped.apply_query(query);
+    let mut out = String::with_capacity(origin.len() + path.len() + query.len() + 1);
+    out.push_str(origin);
+    out.push_str(if path.is_empty() { "/" } else { &path });
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(&query);
+    }
+    out
 }
 
 /// The URL from its parts: the API path appended for `$default` routes and path-less URIs, the
@@ -716,7 +745,8 @@ mod tests {
             method: None,
             timeout: Duration::from_secs(1),
             user_agent: HeaderValue::from_static("AmazonAPIGateway_abc"),
-            mapping: None,
+            rest_parameters: None,
+            mapping: Default::default(),
         }
     }
 
@@ -727,6 +757,7 @@ mod tests {
             client_ip: "127.0.0.1".parse().unwrap(),
             host: "h",
             scheme: "http",
+            mapped: None,
         }
     }
 

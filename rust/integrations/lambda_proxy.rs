@@ -20,6 +20,8 @@ pub struct LambdaProxy {
     concurrency: usize,
     pub format: PayloadFormat,
     pub timeout: Duration,
+    /// HTTP APIs' parameter mapping of the event's request and of the answer.
+    pub mapping: super::parameter_mapping::Mapping,
 }
 
 impl LambdaProxy {
@@ -44,6 +46,7 @@ impl LambdaProxy {
             uri,
             format,
             timeout: Duration::from_millis(timeout_ms.max(1)),
+            mapping: Default::default(),
         }
     }
 

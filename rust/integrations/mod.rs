@@ -9,6 +9,7 @@ pub mod http_proxy;
 pub mod lambda_proxy;
 pub mod mock;
 pub mod non_proxy;
+pub mod parameter_mapping;
 
 use crate::spec::{ApiKind, IntegrationSpec, Settings};
 
@@ -41,10 +42,22 @@ pub fn compile(
             method,
             timeout_ms,
             request_parameters,
+            response_parameters,
         } => {
-            let mut proxy = http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?;
-            if !request_parameters.is_empty() {
-                proxy.mapping = Some(Box::new(crate::pipeline::mapping::RequestParameters::compile(request_parameters)?));
+            let mut proxy =
+                http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?;
+            // One spec field, read per API kind: REST's `integration.request.*` keys, HTTP's
+            // `append|overwrite|remove:` keys (the control plane refuses the other kind's).
+            match kind {
+                ApiKind::Rest if !request_parameters.is_empty() => {
+                    proxy.rest_parameters =
+                        Some(Box::new(crate::pipeline::mapping::RequestParameters::compile(request_parameters)?));
+                }
+                ApiKind::Rest => {}
+                ApiKind::Http => {
+                    proxy.mapping =
+                        parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
+                }
             }
             Integration::HttpProxy(proxy)
         }
@@ -57,14 +70,14 @@ pub fn compile(
             uri,
             payload_format_version,
             timeout_ms,
-        } => Integration::LambdaProxy(lambda_proxy::LambdaProxy::compile(
-            uri,
-            kind,
-            *payload_format_version,
-            *timeout_ms,
-            variables,
-            settings,
-        )),
+            request_parameters,
+            response_parameters,
+        } => {
+            let mut lambda =
+                lambda_proxy::LambdaProxy::compile(uri, kind, *payload_format_version, *timeout_ms, variables, settings);
+            lambda.mapping = parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
+            Integration::LambdaProxy(lambda)
+        }
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
         IntegrationSpec::NonProxy {
             backend,

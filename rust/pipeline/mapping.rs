@@ -298,77 +298,31 @@ pub fn selection_regex(pattern: &str) -> Result<Regex, String> {
 // ------------------------------------------------------------------------------------------------
 // JSONPath into a body
 
-/// One step of a JSONPath expression: a member or an array index.
+/// The JSONPath expressions of REST APIs' parameter mappings (`method.request.body.a.b[0]`,
+/// `integration.response.body.items[2]['id']`): `crate::jsonpath`'s (which HTTP APIs' mappings use
+/// too), members and indexes only: no wildcards, recursive descent or filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Member(Box<str>),
-    Index(usize),
-}
-
-/// The JSONPath expressions of parameter mappings (`method.request.body.a.b[0]`,
-/// `integration.response.body.items[2]['id']`): members and indexes, no wildcards or filters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonPath {
-    steps: Vec<Step>,
-}
+pub struct JsonPath(crate::jsonpath::JsonPath);
 
 impl JsonPath {
     pub fn parse(expression: &str) -> Result<JsonPath, String> {
-        let bad = |why: &str| format!("{expression:?}: {why}");
         let text = expression.strip_prefix('$').unwrap_or(expression);
-        let text = text.strip_prefix('.').unwrap_or(text);
-        let chars: Vec<char> = text.chars().collect();
-        let mut steps = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            match chars[i] {
-                '.' => i += 1,
-                '[' => {
-                    let end = chars[i..]
-                        .iter()
-                        .position(|c| *c == ']')
-                        .ok_or_else(|| bad("an unclosed ["))?
-                        + i;
-                    let inner: String = chars[i + 1..end].iter().collect();
-                    let inner = inner.trim();
-                    let quoted = inner.len() >= 2
-                        && ((inner.starts_with('\'') && inner.ends_with('\''))
-                            || (inner.starts_with('"') && inner.ends_with('"')));
-                    if quoted {
-                        steps.push(Step::Member(inner[1..inner.len() - 1].into()));
-                    } else {
-                        let index = inner
-                            .parse::<usize>()
-                            .map_err(|_| bad("only indexes and quoted names go in []"))?;
-                        steps.push(Step::Index(index));
-                    }
-                    i = end + 1;
-                }
-                _ => {
-                    let start = i;
-                    while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
-                        i += 1;
-                    }
-                    let name: String = chars[start..i].iter().collect();
-                    if name == "*" || name.is_empty() {
-                        return Err(bad("wildcards are not supported"));
-                    }
-                    steps.push(Step::Member(name.into()));
-                }
-            }
+        // `a.b`, as written after `body.`, is relative to the root: `.a.b`.
+        let rooted = if text.is_empty() || text.starts_with(['.', '[']) {
+            text.to_owned()
+        } else {
+            format!(".{text}")
+        };
+        let path = crate::jsonpath::JsonPath::parse(&rooted)?;
+        if path.is_multiple() {
+            return Err(format!("{expression:?}: wildcards are not supported"));
         }
-        Ok(JsonPath { steps })
+        Ok(JsonPath(path))
     }
 
     /// The value at the path, if there is one.
-    pub fn find<'v>(&self, mut value: &'v Value) -> Option<&'v Value> {
-        for step in &self.steps {
-            value = match step {
-                Step::Member(name) => value.as_object()?.get(&**name)?,
-                Step::Index(i) => value.as_array()?.get(*i)?,
-            };
-        }
-        Some(value)
+    pub fn find<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        self.0.select(value).into_iter().next()
     }
 }
 
@@ -1649,7 +1603,10 @@ mod tests {
         assert_eq!(find("$.a.b[1]['c d']").as_deref(), Some("x"));
         assert_eq!(find("a.b").as_deref(), Some(r#"[10,{"c d":"x"}]"#));
         assert_eq!(find("a.z"), None);
+        assert_eq!(find("$").as_deref(), Some(r#"{"a":{"b":[10,{"c d":"x"}]}}"#));
         assert!(JsonPath::parse("a[*]").is_err());
+        assert!(JsonPath::parse("a.*").is_err());
+        assert!(JsonPath::parse("a..b").is_err());
         assert!(JsonPath::parse("a[").is_err());
     }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! limits -> select API and stage -> mTLS -> route -> CORS preflight -> throttle -> authorize
-//!        -> usage plan -> plugins' on_request
+//!        -> usage plan -> validate -> plugins' on_request
 //!        -> integrate (HTTP_PROXY, MOCK: here; AWS_PROXY: the Python side runs the handler)
 //!        -> CORS headers -> plugins' on_response -> gateway response -> access log
 //! ```
@@ -23,6 +23,7 @@ pub mod limits;
 pub mod mapping;
 pub mod responses;
 mod usage_plan;
+pub mod validate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::cluster::{Spend, Spent};
 use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving, Snapshot};
 use crate::ids::IdGenerator;
 use crate::integrations::http_proxy::{Target, UpstreamClient};
+use crate::integrations::parameter_mapping::{read_prefix, BodyNeed, ResponseMapping, Values, BODY_SELECTION_LIMIT};
 use crate::integrations::{non_proxy, Integration};
 use crate::invoke::{Call, Hook, Invoker, PluginRequest, PluginResponse, Reply, ReplyBody};
 use crate::lambda::EventSource;
@@ -76,6 +78,8 @@ pub struct Failure {
     pub message: Option<String>,
     /// Headers the answer carries (`WWW-Authenticate` of a JWT authorizer).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// REST APIs' request validation: `$context.error.validationErrorString`.
+    pub validation: Option<String>,
 }
 
 impl From<ErrorType> for Failure {
@@ -360,6 +364,15 @@ impl Pipeline {
         // usage plan: the API key's plan's throttle (its method's, else the plan's), then its quota.
         self.usage_plan(snap, ex).await?;
 
+        // validate (REST APIs' request validators): required parameters, then the body against
+        // its model; a body read for it is handed on as read.
+        if let Err(failure) = self.validate(snap, parts, ex, &d, &mut body).await {
+            if stalled.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                return fail(ErrorType::RequestTimeout, "the client stopped sending its body");
+            }
+            return Err(failure);
+        }
+
         let params: Vec<(&str, &str)> = d.params().collect();
         let hooks = settings.plugins;
         let plugin_request = (hooks.on_request || hooks.on_response)
@@ -435,32 +448,56 @@ impl Pipeline {
             }
             Integration::HttpProxy(proxy) => {
                 // REST `requestParameters`: the request the proxy passes on, mapped first.
-                let (mapped, body) = match &proxy.mapping {
+                let (rest_mapped, body) = match &proxy.rest_parameters {
                     None => (None, body),
                     Some(mapping) => {
                         let (mapped, body) = self.map_proxy_request(snap, mapping, parts, body, conn, ex, d, params).await?;
                         (Some(mapped), body)
                     }
                 };
-                let mapped_params = mapped.as_ref().map(MappedProxyRequest::params);
-                let (parts, params) = match (&mapped, &mapped_params) {
+                let mapped_params = rest_mapped.as_ref().map(MappedProxyRequest::params);
+                let (parts, params) = match (&rest_mapped, &mapped_params) {
                     (Some(m), Some(p)) => (&m.parts, &p[..]),
                     _ => (parts, params),
                 };
                 let (limited, state) = LimitedBody::new(body, settings.payload_limit);
+                let mut body = limited.boxed();
+                // HTTP APIs' request parameters, resolved once (reading what they need of the body).
+                let mut mapped = None;
+                if let Some(mapping) = &proxy.mapping.request {
+                    let (read, whole) = match read_for(mapping.body_need(), body, settings.payload_limit).await {
+                        Ok(read) => read,
+                        Err(_) => return Err(body_failure(state.error().unwrap_or(BodyError::Broken))),
+                    };
+                    body = whole;
+                    mapped = Some(self.in_context(snap, parts, conn, ex, None, |context| {
+                        mapping.resolve(&Values {
+                            headers: &parts.headers,
+                            raw_query: parts.uri.query().unwrap_or(""),
+                            path: d.path,
+                            path_params: params,
+                            body: &read,
+                            context,
+                        })
+                    }));
+                }
                 let target = Target {
                     api_path: d.path,
                     params,
                     client_ip: conn.client_ip,
                     host: header_str(&parts.headers, HOST).unwrap_or(""),
                     scheme: conn.scheme,
+                    mapped: mapped.as_ref(),
                 };
                 let trace = || self.ids.trace_id(ex.epoch_ms / 1000);
                 let called = proxy
-                    .call(&self.upstream, parts, limited.boxed(), target, settings.header_limit, &trace)
+                    .call(&self.upstream, parts, body, target, settings.header_limit, &trace)
                     .await;
                 match (called, state.error()) {
-                    (Ok(response), _) => Ok(response),
+                    (Ok(response), _) => match &proxy.mapping.response {
+                        Some(mapping) => self.map_response(mapping, response, snap, parts, conn, ex, d, params).await,
+                        None => Ok(response),
+                    },
                     // The client's body failed, not the upstream: the client's fault is answered.
                     (Err(_), Some(body)) => Err(body_failure(body)),
                     (Err((error, detail)), None) => fail(error, detail),
@@ -468,6 +505,22 @@ impl Pipeline {
             }
             Integration::LambdaProxy(lambda) => {
                 let body = body::read_all(body, settings.payload_limit).await.map_err(body_failure)?;
+                // HTTP APIs' request parameters change the request the event describes.
+                let mapped = lambda.mapping.request.as_ref().map(|mapping| {
+                    let resolved = self.in_context(snap, parts, conn, ex, None, |context| {
+                        mapping.resolve(&Values {
+                            headers: &parts.headers,
+                            raw_query: parts.uri.query().unwrap_or(""),
+                            path: d.path,
+                            path_params: params,
+                            body: &body,
+                            context,
+                        })
+                    });
+                    let mut headers = parts.headers.clone();
+                    resolved.apply_headers(&mut headers);
+                    (headers, resolved.apply_query(parts.uri.query().unwrap_or("")), resolved.path())
+                });
                 let api = snap.api(ex.api.unwrap_or(0));
                 let serving = ex.serving.as_deref();
                 let trace = self.ids.trace_id(ex.epoch_ms / 1000);
@@ -478,10 +531,16 @@ impl Pipeline {
                     extended_request_id: &extended,
                     trace_id: &trace,
                     method: parts.method.as_str(),
-                    raw_path: ex.path_style.as_deref().unwrap_or(parts.uri.path()),
-                    path: d.path,
-                    raw_query: parts.uri.query().unwrap_or(""),
-                    headers: &parts.headers,
+                    raw_path: match &mapped {
+                        Some((_, _, Some(path))) => path,
+                        _ => ex.path_style.as_deref().unwrap_or(parts.uri.path()),
+                    },
+                    path: match &mapped {
+                        Some((_, _, Some(path))) => path,
+                        _ => d.path,
+                    },
+                    raw_query: mapped.as_ref().map_or(parts.uri.query().unwrap_or(""), |(_, q, _)| q),
+                    headers: mapped.as_ref().map_or(&parts.headers, |(h, _, _)| h),
                     host: header_str(&parts.headers, HOST).unwrap_or(""),
                     scheme: conn.scheme,
                     protocol: protocol(parts.version),
@@ -511,7 +570,13 @@ impl Pipeline {
                     )
                     .await
                 {
-                    Ok(r) => Ok(response_of(r.status, r.headers, full(r.body))),
+                    Ok(r) => {
+                        let response = response_of(r.status, r.headers, full(r.body));
+                        match &lambda.mapping.response {
+                            Some(mapping) => self.map_response(mapping, response, snap, parts, conn, ex, d, params).await,
+                            None => Ok(response),
+                        }
+                    }
                     Err((error, detail)) => fail(error, detail),
                 }
             }
@@ -635,6 +700,119 @@ impl Pipeline {
         let mut path: Vec<(String, String)> = mapped.path;
         path.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Ok((MappedProxyRequest { parts: new_parts, path }, body))
+    }
+
+    /// HTTP APIs' response parameters: the mappings of the integration's status applied to its
+    /// answer (reading what they need of its body, which then passes on whole).
+    #[allow(clippy::too_many_arguments)]
+    async fn map_response(
+        &self,
+        mapping: &ResponseMapping,
+        response: Response<PipelineBody>,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: &Connection,
+        ex: &Exchange,
+        d: &Decision<'_>,
+        params: &[(&str, &str)],
+    ) -> Result<Response<PipelineBody>, Failure> {
+        let (mut head, body) = response.into_parts();
+        let need = mapping.body_need(head.status);
+        let (read, body) = read_for(need, body, snap.settings.payload_limit)
+            .await
+            .map_err(|e| Failure::new(ErrorType::IntegrationFailure, format!("reading the integration's response: {e}")))?;
+        let answered = head.headers.clone();
+        let mut status = head.status;
+        let applied = self.in_context(snap, parts, conn, ex, Some(status.as_u16()), |context| {
+            mapping.apply(
+                &mut status,
+                &mut head.headers,
+                &Values {
+                    headers: &answered,
+                    raw_query: parts.uri.query().unwrap_or(""),
+                    path: d.path,
+                    path_params: params,
+                    body: &read,
+                    context,
+                },
+            )
+        });
+        applied.map_err(|why| Failure::new(ErrorType::MalformedResponse, why))?;
+        head.status = status;
+        Ok(Response::from_parts(head, body))
+    }
+
+    /// Run `f` with `$context.NAME` for HTTP APIs' parameter mappings: the request as an access
+    /// log renders it so far (`integration_status` once the integration answered); a value an
+    /// access log prints as `-` is absent.
+    fn in_context<R>(
+        &self,
+        snap: &Snapshot,
+        parts: &http::request::Parts,
+        conn: &Connection,
+        ex: &Exchange,
+        integration_status: Option<u16>,
+        f: impl FnOnce(&(dyn Fn(&str, &mut String) -> bool + Sync)) -> R,
+    ) -> R {
+        let api = ex.api.map(|a| snap.api(a));
+        let serving = ex.serving.as_deref();
+        let route = ex.route();
+        let mut ip = [0u8; 48];
+        let flat = match &ex.auth.granted {
+            Granted::Jwt { claims, .. } => crate::auth::flatten_claims(claims),
+            Granted::Lambda { context, .. } => crate::auth::flatten_claims(context),
+            Granted::Nothing => Default::default(),
+        };
+        let pairs: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (claims, authorizer, principal_id) = match &ex.auth.granted {
+            Granted::Lambda { principal_id, .. } => (&[][..], &pairs[..], principal_id.as_deref()),
+            _ => (&pairs[..], &[][..], None),
+        };
+        let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
+        let record = LogRecord {
+            request_id: &ex.request_id,
+            extended_request_id: Some(&ex.request_id),
+            http_method: parts.method.as_str(),
+            path: ex.addressed_path(parts),
+            protocol: protocol(parts.version),
+            domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
+            request_time_epoch_ms: ex.epoch_ms,
+            identity: Identity {
+                source_ip: ip_text(conn.client_ip, &mut ip),
+                user_agent: header_str(&parts.headers, USER_AGENT),
+                api_key: masked_key.as_deref(),
+                api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
+                client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
+                caller: ex.auth.iam.as_ref().map(|i| i.caller.as_str()),
+                user: ex.auth.iam.as_ref().map(|i| i.user.as_str()),
+                user_arn: ex.auth.iam.as_ref().map(|i| i.user_arn.as_str()),
+                account_id: ex.auth.iam.as_ref().map(|i| i.account_id.as_str()),
+                access_key: ex.auth.iam.as_ref().map(|i| i.access_key.as_str()),
+                ..Default::default()
+            },
+            account_id: Some(&snap.settings.account_id),
+            api_id: api.map(|a| &*a.id),
+            stage: serving.map(|s| &*s.stage),
+            route_key: route.map(|r| &*r.key),
+            resource_path: route.map(|r| &*r.resource_path),
+            status: integration_status.unwrap_or(0),
+            integration_status,
+            response_latency_ms: ex.started.elapsed().as_millis() as u64,
+            claims,
+            authorizer,
+            authorizer_principal_id: principal_id,
+            ..Default::default()
+        };
+        let kind = api.map_or(ApiKind::Http, |a| a.kind);
+        let context = |name: &str, out: &mut String| {
+            let start = out.len();
+            if !crate::access_log::render_context(name, kind, &record, out) || &out[start..] == "-" {
+                out.truncate(start);
+                return false;
+            }
+            true
+        };
+        f(&context)
     }
 
     // ------------------------------------------------------------------------------ plugins
@@ -834,6 +1012,7 @@ impl Pipeline {
             status: answer.status,
             error_message: message,
             error_response_type: Some(failure.error.name()),
+            error_validation: failure.validation.as_deref(),
             ..Default::default()
         };
         let params: Vec<(&str, &str)> = ex
@@ -928,6 +1107,7 @@ impl Pipeline {
                 response_latency_ms: ex.started.elapsed().as_millis() as u64,
                 error_message: error.map(|f| f.detail.as_str()),
                 error_response_type: error.map(|f| f.error.name()),
+                error_validation: error.and_then(|f| f.validation.as_deref()),
                 integration_status: ex.integration.map(|i| i.status),
                 integration_service_status: ex.integration.filter(|i| i.lambda).map(|_| 200),
                 integration_latency_ms: ex.integration.map(|i| i.latency_ms),
@@ -1114,5 +1294,15 @@ fn stage_path(d: &Decision<'_>, serving: Option<&Serving>) -> String {
     match serving {
         Some(s) if &*s.stage != "$default" => format!("/{}{}", s.stage, if d.path == "/" { "" } else { d.path }),
         _ => d.path.to_owned(),
+    }
+}
+
+/// Read what a parameter mapping needs of `body` (`BodyNeed`): (what was read, the whole body
+/// again). A whole body is read up to `limit` bytes.
+async fn read_for(need: BodyNeed, body: PipelineBody, limit: u64) -> Result<(Bytes, PipelineBody), body::BoxError> {
+    match need {
+        BodyNeed::None => Ok((Bytes::new(), body)),
+        BodyNeed::Prefix => read_prefix(body, BODY_SELECTION_LIMIT).await,
+        BodyNeed::Whole => read_prefix(body, usize::try_from(limit).unwrap_or(usize::MAX)).await,
     }
 }

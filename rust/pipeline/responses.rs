@@ -61,6 +61,10 @@ pub enum ErrorType {
     ClientCertificateRefused,
     /// A non-proxy integration's `passthroughBehavior` refuses the request's Content-Type.
     UnsupportedMediaType,
+    /// A request validator's required parameter is missing or blank (the message names them).
+    BadRequestParameters,
+    /// A request validator found the body not JSON, or not of its model.
+    BadRequestBody,
 }
 
 /// A gateway response as sent: status, `{"message": ...}` (None: `null`, as AWS sends for
@@ -103,6 +107,8 @@ impl ErrorType {
             // AWS documents no gateway-response type of its own for it.
             ErrorType::ClientCertificateRefused => "DEFAULT_4XX",
             ErrorType::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorType::BadRequestParameters => "BAD_REQUEST_PARAMETERS",
+            ErrorType::BadRequestBody => "BAD_REQUEST_BODY",
         }
     }
 
@@ -155,6 +161,7 @@ impl ErrorType {
             ErrorType::UnrecognizedClient => (403, "The security token included in the request is invalid."),
             ErrorType::ClientCertificateRefused => (403, "Forbidden"),
             ErrorType::UnsupportedMediaType => (415, "Unsupported Media Type"),
+            ErrorType::BadRequestParameters | ErrorType::BadRequestBody => (400, "Bad Request"),
         };
         (status, Some(message))
     }
@@ -209,6 +216,9 @@ impl ErrorType {
             ErrorType::ClientCertificateRefused => (403, "Forbidden", "ForbiddenException"),
             // "Gateway response types": UNSUPPORTED_MEDIA_TYPE, 415.
             ErrorType::UnsupportedMediaType => (415, "Unsupported Media Type", "BadRequestException"),
+            // The message is always the request's own: "Missing required request parameters: [a, b]".
+            ErrorType::BadRequestParameters => (400, "Missing required request parameters", "BadRequestException"),
+            ErrorType::BadRequestBody => (400, "Invalid request body", "BadRequestException"),
             ErrorType::AuthorizerFailure => return (500, None, "AuthorizerFailureException"),
             ErrorType::AuthorizerConfigurationError => return (500, None, "AuthorizerConfigurationException"),
         };
@@ -243,6 +253,8 @@ impl std::str::FromStr for ErrorType {
             "AUTHORIZER_FAILURE" => ErrorType::AuthorizerFailure,
             "AUTHORIZER_CONFIGURATION_ERROR" => ErrorType::AuthorizerConfigurationError,
             "UNSUPPORTED_MEDIA_TYPE" => ErrorType::UnsupportedMediaType,
+            "BAD_REQUEST_PARAMETERS" => ErrorType::BadRequestParameters,
+            "BAD_REQUEST_BODY" => ErrorType::BadRequestBody,
             other => return Err(format!("unknown gateway response type {other:?}")),
         })
     }
@@ -296,6 +308,19 @@ mod tests {
         let rest = ErrorType::MalformedResponse.response(ApiKind::Rest);
         assert_eq!((rest.status, rest.body()), (502, r#"{"message":"Internal server error"}"#.to_owned()));
         assert_eq!(rest.error_type, Some("InternalServerErrorException"));
+    }
+
+    #[test]
+    fn validation_refusals_are_bad_requests_of_their_own_types() {
+        let body = ErrorType::BadRequestBody.response(ApiKind::Rest);
+        assert_eq!((body.status, body.body()), (400, r#"{"message":"Invalid request body"}"#.to_owned()));
+        assert_eq!(body.error_type, Some("BadRequestException"));
+        let parameters = ErrorType::BadRequestParameters.response(ApiKind::Rest);
+        assert_eq!(parameters.status, 400);
+        assert_eq!(parameters.error_type, Some("BadRequestException"));
+        assert_eq!(ErrorType::BadRequestBody.name(), "BAD_REQUEST_BODY");
+        assert_eq!(ErrorType::BadRequestParameters.name(), "BAD_REQUEST_PARAMETERS");
+        assert_eq!("BAD_REQUEST_BODY".parse::<ErrorType>(), Ok(ErrorType::BadRequestBody));
     }
 
     #[test]

@@ -190,3 +190,34 @@ def test_invalid_input(v1) -> None:
         with pytest.raises(v1.exceptions.BadRequestException) as raised:
             v1.import_rest_api(body=body)
         assert raised.value.response["Error"]["Message"] == "Invalid OpenAPI input."
+
+
+def test_definitions_that_reference_each_other_become_models_that_reference_each_other(v1) -> None:
+    """AWS stores a definition's `#/definitions/X` (or `#/components/schemas/X`) reference to
+    another definition as model X's URI, and exports it back as a reference into the document."""
+    doc = {
+        **SWAGGER,
+        "definitions": {
+            **SWAGGER["definitions"],
+            "Order": {
+                "type": "object",
+                "properties": {
+                    "pet": {"$ref": "#/definitions/Pet"},
+                    "ext": {"$ref": "https://example.com/x"},
+                },
+            },
+        },
+    }
+    api = v1.import_rest_api(body=json.dumps(doc).encode())
+    stored = json.loads(v1.get_model(restApiId=api["id"], modelName="Order")["schema"])
+    assert stored["properties"]["pet"] == {
+        "$ref": f"https://apigateway.amazonaws.com/restapis/{api['id']}/models/Pet"
+    }
+    assert stored["properties"]["ext"] == {"$ref": "https://example.com/x"}
+    v1.create_deployment(restApiId=api["id"], stageName="prod")
+    for export_type, root in (("swagger", "#/definitions/"), ("oas30", "#/components/schemas/")):
+        exported = json.loads(
+            v1.get_export(restApiId=api["id"], stageName="prod", exportType=export_type)["body"].read()
+        )
+        models = exported["definitions"] if export_type == "swagger" else exported["components"]["schemas"]
+        assert models["Order"]["properties"]["pet"] == {"$ref": root + "Pet"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from portico import _core
 from portico.compile import method_settings
@@ -23,6 +24,7 @@ from portico.config.models import (
     Integration,
     Route,
     parse_cache_key_parameter,
+    parse_method_parameter,
     user_pool_issuer,
     validate_issuer_url,
 )
@@ -90,6 +92,7 @@ def compile_file_apis(
                     _route_auth(route, authorizer),
                     cache_key=cache_key,
                     cache_namespace=declared.cacheNamespace,
+                    validation=_validation(api, route),
                 )
             )
         out.append(_api(api, routes, deployment_id, config.settings.stageCacheBytes))
@@ -186,6 +189,24 @@ def _route_auth(route: Route, authorizer: S.AuthorizerSpec | None = None) -> S.R
     )
 
 
+def _validation(api: Api, route: Route) -> S.RouteValidationSpec | None:
+    """A REST route's request validation: its validator's flags applied to its required
+    parameters and its models."""
+    if route.requestValidatorId is None:
+        return None
+    validator = api.requestValidators[route.requestValidatorId]
+    parameters = []
+    if validator.validateRequestParameters:
+        for key, required in route.requestParameters.items():
+            found = parse_method_parameter(key)
+            if required and found is not None:
+                parameters.append(S.required_parameter(*found))  # type: ignore[arg-type]
+    body = dict(route.requestModels) if validator.validateRequestBody else None
+    if not parameters and body is None:
+        return None
+    return S.route_validation(parameters, body)
+
+
 def cors_spec(cors: Cors) -> S.CorsSpec:
     return S.cors(
         cors.allowOrigins,
@@ -225,6 +246,8 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
             )
         )
     rest = api.protocol == "REST"
+    validates_bodies = any(r.get("validation", {}).get("body") is not None for r in routes)
+    models = [S.model(name, text) for name, text in api.model_texts().items()] if validates_bodies else None
     return S.api(
         api.api_id,
         api.name,
@@ -244,6 +267,7 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
             )
             for response_type, response in api.gatewayResponses.items()
         ],
+        models=models,
     )
 
 
@@ -285,17 +309,21 @@ def _integration(
     elif integration.type == "AWS_PROXY":
         uri = integration.uri or ""
         _registered(uri, registry)
-        # REST APIs' Lambda proxy events are payload 1.0.
-        payload = "1.0" if rest else integration.payload_format
-        return S.lambda_proxy(uri, payload, integration.timeoutInMillis)
-    else:
-        # REST APIs' requestParameters (`integration.request.*`), applied over what the proxy passes.
-        parameters = integration.requestParameters if rest else None
-        spec = S.http_proxy(
-            integration.uri or "", integration.method, integration.timeoutInMillis, parameters
+        # REST APIs' Lambda proxy events are payload 1.0; parameter mapping is HTTP APIs'.
+        if rest:
+            return S.lambda_proxy(uri, "1.0", integration.timeoutInMillis)
+        return S.lambda_proxy(
+            uri, integration.payload_format, integration.timeoutInMillis, **_mappings(integration)
         )
-    # What the core would refuse (a mapping expression, a selectionPattern it cannot translate).
-    problem = _core.integration_problem(S.dumps(spec), route.route if route else "GET /", "api")  # type: ignore[arg-type]
+    else:
+        # REST APIs' requestParameters (`integration.request.*`), applied over what the proxy
+        # passes; HTTP APIs' parameter mapping (the core reads the one field per API kind).
+        spec = S.http_proxy(
+            integration.uri or "", integration.method, integration.timeoutInMillis, **_mappings(integration)
+        )
+    # What the core would refuse of a REST API's integration (a mapping expression, a
+    # selectionPattern it cannot translate); HTTP APIs' mappings were refused as the config loaded.
+    problem = rest and _core.integration_problem(S.dumps(spec), route.route if route else "GET /", "api")  # type: ignore[arg-type]
     if problem:
         raise CompileError(problem)
     return spec
@@ -337,6 +365,14 @@ def _non_proxy(integration: Integration, route: Route | None, registry: Function
         ],
         method_responses=method_responses,
     )
+
+
+def _mappings(integration: Integration) -> dict[str, Any]:
+    """An HTTP API integration's parameter mapping for the spec builders."""
+    return {
+        "request_parameters": integration.requestParameters,
+        "response_parameters": integration.responseParameters,
+    }
 
 
 def _lambda_authorizer(

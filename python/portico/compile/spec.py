@@ -30,6 +30,7 @@ __all__ = [
     "IntegrationSpec",
     "LimitSpec",
     "MethodResponseSpec",
+    "ModelSpec",
     "NonProxySpec",
     "PlanKeySpec",
     "PlanStageSpec",
@@ -38,6 +39,7 @@ __all__ = [
     "RouteAuthSpec",
     "RouteCacheSpec",
     "RouteSpec",
+    "RouteValidationSpec",
     "Spec",
     "StageCacheSpec",
     "StageSpec",
@@ -63,14 +65,17 @@ __all__ = [
     "method_response",
     "mock",
     "mock_backend",
+    "model",
     "non_proxy",
     "plan_key",
     "plan_stage",
     "principal",
     "quota",
+    "required_parameter",
     "route",
     "route_auth",
     "route_cache",
+    "route_validation",
     "spec",
     "stage",
     "stage_cache",
@@ -106,8 +111,11 @@ class HttpProxySpec(TypedDict):
     uri: str
     method: str | None
     timeout_ms: int
-    # REST APIs' `requestParameters`: (integration.request.*.NAME, source expression)
+    # The integration's `requestParameters`, read per API kind: REST APIs'
+    # (integration.request.*.NAME, source expression); HTTP APIs' (append|overwrite|remove:...,
+    # value); and HTTP APIs' response parameters: (status code, its pairs).
     request_parameters: NotRequired[list[tuple[str, str]]]
+    response_parameters: NotRequired[list[tuple[str, list[tuple[str, str]]]]]
 
 
 class MockSpec(TypedDict):
@@ -122,6 +130,8 @@ class LambdaProxySpec(TypedDict):
     uri: str
     payload_format_version: Literal["1.0", "2.0"]
     timeout_ms: int
+    request_parameters: NotRequired[list[tuple[str, str]]]
+    response_parameters: NotRequired[list[tuple[str, list[tuple[str, str]]]]]
 
 
 class UnavailableSpec(TypedDict):
@@ -190,12 +200,34 @@ class CacheKeyParameterSpec(TypedDict):
     name: str
 
 
+class ModelSpec(TypedDict):
+    """A REST API's model (AWS `Model`): a JSON Schema draft 4, as its JSON text."""
+
+    name: str
+    schema: str
+
+
+class RequiredParameterSpec(TypedDict):
+    """A request parameter a method requires (`method.request.LOCATION.NAME: true`)."""
+
+    location: ParameterLocation
+    name: str
+
+
+class RouteValidationSpec(TypedDict):
+    """A method's request validation: its request validator applied to its parameters and models."""
+
+    parameters: list[RequiredParameterSpec]  # validateRequestParameters (empty: not validated)
+    body: dict[str, str] | None  # validateRequestBody: requestModels (media type or $default -> model)
+
+
 class RouteSpec(TypedDict):
     key: str  # "GET /pets/{id}" or "$default"
     integration: IntegrationSpec
     auth: NotRequired[RouteAuthSpec]
     cache_key: NotRequired[list[CacheKeyParameterSpec]]
     cache_namespace: NotRequired[str]
+    validation: NotRequired[RouteValidationSpec]
 
 
 class RouteCacheSpec(TypedDict):
@@ -318,6 +350,7 @@ class CanarySpec(TypedDict):
     variables: dict[str, str]
     routes: NotRequired[list[RouteSpec]]
     cors: NotRequired[CorsSpec | None]
+    models: NotRequired[list[ModelSpec]]
     use_stage_cache: NotRequired[bool]
 
 
@@ -329,6 +362,7 @@ class StageSpec(TypedDict):
     route_throttle: dict[str, LimitSpec]
     routes: NotRequired[list[RouteSpec]]
     cors: NotRequired[CorsSpec | None]
+    models: NotRequired[list[ModelSpec]]
     access_log: NotRequired[AccessLogSpec]
     canary: NotRequired[CanarySpec]
     authorizer_cache_epoch: NotRequired[int]
@@ -346,6 +380,7 @@ class ApiSpec(TypedDict):
     api_key_source: Literal["HEADER", "AUTHORIZER"]
     policy: dict | str | None
     gateway_responses: list[GatewayResponseSpec]
+    models: NotRequired[list[ModelSpec]]
 
 
 class PluginHooks(TypedDict):
@@ -414,20 +449,38 @@ def http_proxy(
     uri: str,
     method: str | None = None,
     timeout_ms: int = 30000,
+    *,
     request_parameters: dict[str, str] | None = None,
+    response_parameters: dict[str, dict[str, str]] | None = None,
 ) -> HttpProxySpec:
-    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers;
-    `request_parameters` (REST APIs): `integration.request.{header,querystring,path}.NAME` ->
-    its source expression, applied over what the proxy passes on."""
+    """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers.
+    `request_parameters`: REST APIs' `integration.request.{header,querystring,path}.NAME` -> its
+    source expression, applied over what the proxy passes on; or an HTTP API integration's
+    parameter mapping (`append:header.x` -> `$request.header.y`), with `response_parameters`
+    (`{"500": {"overwrite:statuscode": "403"}}`)."""
     out: HttpProxySpec = {
         "type": "HTTP_PROXY",
         "uri": uri,
         "method": None if not method or method.upper() == "ANY" else method.upper(),
         "timeout_ms": int(timeout_ms),
     }
-    if request_parameters:
-        out["request_parameters"] = list(request_parameters.items())
+    _add_mappings(out, request_parameters, response_parameters)
     return out
+
+
+def _add_mappings(
+    out: HttpProxySpec | LambdaProxySpec,
+    request_parameters: dict[str, str] | None,
+    response_parameters: dict[str, dict[str, str]] | None,
+) -> None:
+    """The mappings as the core reads them (sorted pairs); absent when there are none."""
+    if request_parameters:
+        out["request_parameters"] = sorted((str(k), str(v)) for k, v in request_parameters.items())
+    if response_parameters:
+        out["response_parameters"] = sorted(
+            (str(status), sorted((str(k), str(v)) for k, v in mappings.items()))
+            for status, mappings in response_parameters.items()
+        )
 
 
 def http_backend(uri: str, method: str | None = None, timeout_ms: int = 29000) -> HttpBackendSpec:
@@ -498,16 +551,26 @@ def mock(status: int, headers: dict[str, str] | None = None, body: str = "") -> 
     return {"type": "MOCK", "status": int(status), "headers": list((headers or {}).items()), "body": body}
 
 
-def lambda_proxy(uri: str, payload_format_version: str = "2.0", timeout_ms: int = 30000) -> LambdaProxySpec:
-    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side."""
+def lambda_proxy(
+    uri: str,
+    payload_format_version: str = "2.0",
+    timeout_ms: int = 30000,
+    *,
+    request_parameters: dict[str, str] | None = None,
+    response_parameters: dict[str, dict[str, str]] | None = None,
+) -> LambdaProxySpec:
+    """`AWS_PROXY`: a function URI (any Lambda ARN form, or a name), run by the Python side; HTTP
+    APIs' parameter mapping as for `http_proxy`."""
     if payload_format_version not in ("1.0", "2.0"):
         raise ValueError(f"payloadFormatVersion must be 1.0 or 2.0, not {payload_format_version!r}")
-    return {
+    out: LambdaProxySpec = {
         "type": "AWS_PROXY",
         "uri": uri,
         "payload_format_version": payload_format_version,  # type: ignore[typeddict-item]
         "timeout_ms": int(timeout_ms),
     }
+    _add_mappings(out, request_parameters, response_parameters)
+    return out
 
 
 def unavailable(detail: str) -> UnavailableSpec:
@@ -521,9 +584,11 @@ def route(
     auth: RouteAuthSpec | None = None,
     cache_key: list[CacheKeyParameterSpec] | None = None,
     cache_namespace: str | None = None,
+    validation: RouteValidationSpec | None = None,
 ) -> RouteSpec:
     """A route. `cache_key`: its integration's `cacheKeyParameters` (REST APIs);
-    `cache_namespace`: a `cacheNamespace` it shares with other routes (None: its own resource)."""
+    `cache_namespace`: a `cacheNamespace` it shares with other routes (None: its own resource);
+    `validation`: how its requests are validated (REST APIs)."""
     out: RouteSpec = {"key": key, "integration": integration}
     if auth is not None:
         out["auth"] = auth
@@ -531,7 +596,28 @@ def route(
         out["cache_key"] = list(cache_key)
     if cache_namespace is not None:
         out["cache_namespace"] = cache_namespace
+    if validation is not None:
+        out["validation"] = validation
     return out
+
+
+def model(name: str, schema: str) -> ModelSpec:
+    """A REST API's model; `schema` is its JSON text, as AWS keeps it."""
+    return {"name": name, "schema": schema}
+
+
+def required_parameter(
+    location: Literal["header", "querystring", "path"], name: str
+) -> RequiredParameterSpec:
+    return {"location": location, "name": name}
+
+
+def route_validation(
+    parameters: list[RequiredParameterSpec] | None = None, body: dict[str, str] | None = None
+) -> RouteValidationSpec:
+    """A method's request validation: the `parameters` it requires (None: not validated) and, when
+    bodies are validated, its `requestModels` as `body` (media type or `$default` -> model name)."""
+    return {"parameters": list(parameters or []), "body": None if body is None else dict(body)}
 
 
 def cache_key_parameter(location: ParameterLocation, name: str) -> CacheKeyParameterSpec:
@@ -729,8 +815,10 @@ def canary(
     variables: dict[str, str],
     routes: list[RouteSpec] | None = None,
     use_stage_cache: bool = False,
+    models: list[ModelSpec] | None = None,
 ) -> CanarySpec:
-    """A stage's canary. `use_stage_cache`: its requests use the stage's cache."""
+    """A stage's canary. `use_stage_cache`: its requests use the stage's cache; `models`: its
+    deployment's (with `routes`)."""
     out: CanarySpec = {
         "percent": min(max(float(percent), 0.0), 100.0),
         "deployment_id": deployment_id,
@@ -738,6 +826,8 @@ def canary(
     }
     if routes is not None:
         out["routes"] = routes
+        if models:
+            out["models"] = list(models)
     if use_stage_cache:
         out["use_stage_cache"] = True
     return out
@@ -756,8 +846,9 @@ def stage(
     canary: CanarySpec | None = None,
     authorizer_cache_epoch: int = 0,
     cache: StageCacheSpec | None = None,
+    models: list[ModelSpec] | None = None,
 ) -> StageSpec:
-    """A stage. `routes` None: it serves the API's routes (and the API's CORS).
+    """A stage. `routes` None: it serves the API's routes (and the API's CORS and models).
     `authorizer_cache_epoch`: moved by FlushStageAuthorizersCache (Lambda authorizers' caches of
     the stage start afresh)."""
     out: StageSpec = {
@@ -770,6 +861,8 @@ def stage(
     if routes is not None:
         out["routes"] = routes
         out["cors"] = cors
+        if models:
+            out["models"] = list(models)
     if access_log is not None:
         out["access_log"] = access_log
     if canary is not None:
@@ -793,8 +886,9 @@ def api(
     api_key_source: Literal["HEADER", "AUTHORIZER"] = "HEADER",
     policy: dict | str | None = None,
     gateway_responses: list[GatewayResponseSpec] | None = None,
+    models: list[ModelSpec] | None = None,
 ) -> ApiSpec:
-    return {
+    out: ApiSpec = {
         "id": api_id,
         "name": name,
         "kind": kind,
@@ -806,6 +900,9 @@ def api(
         "policy": _policy_document(policy),
         "gateway_responses": list(gateway_responses or []),
     }
+    if models:
+        out["models"] = list(models)
+    return out
 
 
 def spec(

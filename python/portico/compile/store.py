@@ -56,10 +56,12 @@ from portico.config.models import (
     Config,
     gateway_response_parameter_problem,
     parse_cache_key_parameter,
+    parse_method_parameter,
     user_pool_issuer,
     validate_issuer_url,
     validate_route_key,
 )
+from portico.config.parameter_mapping import applies_to, http_mapping_problems
 from portico.control.store import Store
 from portico.dataplane.app import SourceUnavailable
 from portico.integrations.functions import FunctionRegistry, parse_function_uri
@@ -86,6 +88,8 @@ class _Deployed:
     api_key_source: str = "HEADER"
     policy: dict | str | None = None
     gateway_responses: list[S.GatewayResponseSpec] | None = None
+    # The models its validated methods may use (none when no method validates its body).
+    models: list[S.ModelSpec] | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -100,7 +104,12 @@ _throttle = method_settings.throttle
 
 
 def _lambda(
-    uri: str, payload: str, timeout_ms: int, registry: FunctionRegistry, where: str
+    uri: str,
+    payload: str,
+    timeout_ms: int,
+    registry: FunctionRegistry,
+    where: str,
+    mappings: dict[str, Any] | None = None,
 ) -> S.IntegrationSpec:
     if "${stageVariables." not in uri:
         name = parse_function_uri(uri).name
@@ -112,7 +121,7 @@ def _lambda(
                 name,
                 name,
             )
-    return S.lambda_proxy(uri, payload, timeout_ms)
+    return S.lambda_proxy(uri, payload, timeout_ms, **(mappings or {}))
 
 
 def _timeout(value: Any, default: int) -> int:
@@ -216,6 +225,19 @@ def _rest_non_proxy(
         responses=responses,
         method_responses=method_responses,
     )
+
+
+def _http_mappings(integration: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP API integration's parameter mapping for the spec builders. One the admin API would
+    refuse (stored before it checked them) makes the route answer 500 rather than being served
+    without it: a mapping left out could forward what it was meant to remove."""
+    if not applies_to(integration.get("IntegrationType"), integration.get("IntegrationSubtype")):
+        return {}
+    request = integration.get("RequestParameters") or None
+    response = integration.get("ResponseParameters") or None
+    for where, problem in http_mapping_problems(request, response):
+        raise ValueError(f"{where}: {problem}")
+    return {"request_parameters": request, "response_parameters": response}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,13 +383,16 @@ class _Builder:
         try:
             if integration.get("ConnectionType") == "VPC_LINK":
                 raise ValueError("private integrations (VPC_LINK) are not supported")
+            mappings = _http_mappings(integration)
             if kind == "AWS_PROXY":
                 payload = integration.get("PayloadFormatVersion") or "2.0"
-                return _lambda(uri, payload, timeout_ms, self.registry, where)
+                return _lambda(uri, payload, timeout_ms, self.registry, where, mappings)
             if kind == "HTTP_PROXY":
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
-                return S.http_proxy(uri, integration.get("IntegrationMethod") or "ANY", timeout_ms)
+                return S.http_proxy(
+                    uri, integration.get("IntegrationMethod") or "ANY", timeout_ms, **mappings
+                )
             raise ValueError(f"integration type {kind} is not supported for HTTP APIs")
         except ValueError as exc:
             log.warning("%s: %s; the route answers 500", where, exc)
@@ -423,6 +448,7 @@ class _Builder:
                         {**variables, **overrides},
                         routes=canary_deployed.routes,
                         use_stage_cache=bool(settings.get("useStageCache")),
+                        models=canary_deployed.models,
                     )
                     cached_keys += [k for k in canary_deployed.keys if k not in deployed.keys]
             stage_cache = None
@@ -451,6 +477,7 @@ class _Builder:
                     canary=canary_spec,
                     authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
                     cache=stage_cache,
+                    models=deployed.models,
                 )
             )
         if not stages:
@@ -471,6 +498,7 @@ class _Builder:
         routes: list[S.RouteSpec] = []
         seen: set[str] = set()
         authorizers = {a.get("id"): a for a in snap.get("authorizers") or []}
+        validators = {v.get("id"): v for v in snap.get("requestValidators") or []}
         for resource in snap.get("resources") or []:
             path = resource.get("path") or "/"
             for method, doc in (resource.get("resourceMethods") or {}).items():
@@ -491,7 +519,17 @@ class _Builder:
                     given = integration.get("cacheNamespace")
                     namespace = given if given and given != resource.get("id") else None
                 auth = self._rest_auth(doc, authorizers, where)
-                routes.append(S.route(key, spec, auth, cache_key=cache_key, cache_namespace=namespace))
+                validation = _validation(doc, validators, where)
+                routes.append(
+                    S.route(
+                        key,
+                        spec,
+                        auth,
+                        cache_key=cache_key,
+                        cache_namespace=namespace,
+                        validation=validation,
+                    )
+                )
         rest_api = snap.get("restApi") or {}
         source = rest_api.get("apiKeySource")
         return _Deployed(
@@ -499,6 +537,7 @@ class _Builder:
             api_key_source=source if source in ("HEADER", "AUTHORIZER") else "HEADER",
             policy=_policy(rest_api.get("policy"), api_id),
             gateway_responses=_gateway_responses(snap.get("gatewayResponses") or (), api_id),
+            models=_models(snap.get("models") or ()) if any(_validates_body(r) for r in routes) else None,
         )
 
     def _rest_auth(
@@ -580,7 +619,9 @@ class _Builder:
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
                 parameters = _strings(integration.get("requestParameters"))
-                spec = S.http_proxy(uri, integration.get("httpMethod") or "ANY", timeout_ms, parameters)
+                spec = S.http_proxy(
+                    uri, integration.get("httpMethod") or "ANY", timeout_ms, request_parameters=parameters
+                )
             elif kind == "HTTP":
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP uri must be an absolute http(s) URL: {uri!r}")
@@ -635,6 +676,49 @@ def _http_jwt_auth(
                 name=authorizer.get("Name") or "",
             )
     return S.route_auth("JWT", spec, scopes=route.get("AuthorizationScopes") or [])
+
+
+def _validation(
+    method: dict[str, Any], validators: dict[str, dict[str, Any]], where: str
+) -> S.RouteValidationSpec | None:
+    """A method's request validation: its `requestValidatorId`'s flags applied to its
+    `requestParameters` (those set to true are required) and `requestModels`. A validator the
+    deployment lacks validates nothing (AWS refuses to store such a method)."""
+    validator_id = method.get("requestValidatorId")
+    if not validator_id:
+        return None
+    validator = validators.get(validator_id)
+    if validator is None:
+        log.warning(
+            "%s: request validator %s not in the deployment; requests are not validated", where, validator_id
+        )
+        return None
+    parameters: list[S.RequiredParameterSpec] = []
+    if validator.get("validateRequestParameters"):
+        for key, required in (method.get("requestParameters") or {}).items():
+            found = parse_method_parameter(key)
+            if found is None:
+                log.warning("%s: %r is not a method request parameter; not validated", where, key)
+            elif required is True:
+                parameters.append(S.required_parameter(*found))  # type: ignore[arg-type]
+    body = dict(method.get("requestModels") or {}) if validator.get("validateRequestBody") else None
+    if not parameters and body is None:
+        return None
+    return S.route_validation(parameters, body)
+
+
+def _validates_body(route: S.RouteSpec) -> bool:
+    validation = route.get("validation")
+    return validation is not None and validation["body"] is not None
+
+
+def _models(docs: Iterable[dict[str, Any]]) -> list[S.ModelSpec]:
+    """A deployment's models (their schemas' JSON text, as stored)."""
+    return [
+        S.model(doc["name"], doc["schema"])
+        for doc in docs
+        if isinstance(doc.get("name"), str) and isinstance(doc.get("schema"), str)
+    ]
 
 
 def _policy(policy: Any, api_id: str) -> dict | str | None:

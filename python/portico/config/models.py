@@ -108,13 +108,18 @@ class Integration(_Model):
     # `cacheNamespace` to share entries with other routes (unset: the route's own).
     cacheKeyParameters: list[str] = Field(default_factory=list)
     cacheNamespace: str | None = None
-    # REST APIs (docs/pipeline.md, "Non-proxy integrations"): integration.request.{header,
-    # querystring,path}.NAME -> method.request.*, stageVariables.X, context.X or 'static' (HTTP_PROXY
-    # too); request templates by content type, what a request without one gets, the payload's
-    # content handling, and the integration responses by status code. A MOCK with request
+    # `requestParameters`, read per API kind. REST APIs (docs/pipeline.md, "Non-proxy
+    # integrations"): integration.request.{header,querystring,path}.NAME -> method.request.*,
+    # stageVariables.X, context.X or 'static' (HTTP_PROXY too). HTTP APIs' parameter mapping
+    # (HTTP_PROXY, AWS_PROXY), as AWS's `RequestParameters` (`append:header.x-user` ->
+    # `$context.authorizer.user`) and `ResponseParameters` (status code -> its mappings), refused
+    # as the admin API refuses them (`Api._rest_only`). REST APIs' request templates by content
+    # type, what a request without one gets, the payload's content handling, and the integration
+    # responses by status code. A MOCK with request
     # templates or integration responses is AWS's; without, it answers `statusCode`, `headers` and
     # `body` as they are.
     requestParameters: dict[str, str] = Field(default_factory=dict)
+    responseParameters: dict[str, dict[str, str]] = Field(default_factory=dict)
     requestTemplates: dict[str, str] = Field(default_factory=dict)
     passthroughBehavior: Literal["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"] = "WHEN_NO_MATCH"
     contentHandling: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
@@ -129,6 +134,12 @@ class Integration(_Model):
                     f"{status!r}: integration responses are keyed by a status code ([1-5]\\d\\d)"
                 )
         return value
+
+    @field_validator("responseParameters", mode="before")
+    @classmethod
+    def _status_keys(cls, value: Any) -> Any:
+        # YAML reads `200:` as a number; AWS's keys are status codes as text.
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
     @field_validator("cacheKeyParameters")
     @classmethod
@@ -439,11 +450,25 @@ class Route(_Model):
     authorizerId: str | None = None
     # JWT and COGNITO_USER_POOLS: the token must carry one of these scopes when there are some.
     authorizationScopes: list[str] = Field(default_factory=list)
-    # REST APIs (AWS `Method` members): the method request's parameters
-    # (`method.request.{path,querystring,header}.NAME: required`) and its responses by status code
-    # (what a non-proxy integration's responses answer with: a status needs one).
+    # REST APIs (AWS `Method` members): request validation's validator (the name of one of the
+    # API's `requestValidators`), the method request's parameters (`method.request.header.X: true`,
+    # required) and the models bodies are checked against, by media type (or `$default`); the
+    # method's responses by status code (what a non-proxy integration's responses answer with: a
+    # status needs one).
+    requestValidatorId: str | None = None
     requestParameters: dict[str, bool] = Field(default_factory=dict)
+    requestModels: dict[str, str] = Field(default_factory=dict)
     methodResponses: dict[str, MethodResponse] = Field(default_factory=dict)
+
+    @field_validator("requestParameters")
+    @classmethod
+    def _method_parameters(cls, value: dict[str, bool]) -> dict[str, bool]:
+        for key in value:
+            if parse_method_parameter(key) is None:
+                raise ValueError(
+                    f"{key!r} is not a method request parameter (method.request.header|querystring|path.NAME)"
+                )
+        return value
 
     @field_validator("authorizationType")
     @classmethod
@@ -626,6 +651,62 @@ def gateway_response_parameter_problem(key: str, expression: str) -> str | None:
     return None
 
 
+_METHOD_PARAMETER = re.compile(r"^method\.request\.(header|querystring|path)\.(.+)$")
+
+
+def parse_method_parameter(key: str) -> tuple[str, str] | None:
+    """(location, name) of a method request parameter key (`method.request.querystring.q`)."""
+    found = _METHOD_PARAMETER.match(key)
+    if found is None or (found[1] == "header" and not _HEADER_TOKEN.match(found[2])):
+        return None
+    return found[1], found[2]
+
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9]+$")
+# Every REST API has these two models ("Empty" and "Error", as CreateRestApi makes them).
+DEFAULT_MODELS = {
+    "Empty": '{"$schema":"http://json-schema.org/draft-04/schema#","title":"Empty Schema","type":"object"}',
+    "Error": (
+        '{"$schema":"http://json-schema.org/draft-04/schema#","title":"Error Schema","type":"object",'
+        '"properties":{"message":{"type":"string"}}}'
+    ),
+}
+
+
+class Model(_Model):
+    """A REST API's model (AWS `Model`): a JSON Schema draft 4, written as a mapping or as its JSON
+    text. Other models are `$ref`erenced by `https://apigateway.amazonaws.com/restapis/{apiId}/
+    models/{name}` (or by their bare name)."""
+
+    contentType: str = "application/json"
+    schema_: dict[str, Any] | str = Field(alias="schema")
+    description: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _json_object(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"schema is not JSON: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("schema must be a JSON object")
+        return value
+
+    @property
+    def schema_text(self) -> str:
+        """The schema as AWS keeps it: JSON text."""
+        return self.schema_ if isinstance(self.schema_, str) else json.dumps(self.schema_)
+
+
+class RequestValidator(_Model):
+    """A REST API's request validator (AWS `RequestValidator`)."""
+
+    validateRequestBody: bool = False
+    validateRequestParameters: bool = False
+
+
 class GatewayResponse(_Model):
     """A customised gateway response of a REST API (AWS `GatewayResponse`): `responseParameters`
     map `gatewayresponse.header.NAME` to `'static'`, `method.request.header|querystring|path.X`,
@@ -659,6 +740,22 @@ class GatewayResponse(_Model):
         return value
 
 
+def _check_http_mappings(integration: Integration, where: str) -> None:
+    """An HTTP API integration's parameter mapping, refused as the admin API refuses it."""
+    if not (integration.requestParameters or integration.responseParameters):
+        return
+    if integration.type == "MOCK":
+        raise ValueError(
+            f"{where}: requestParameters and responseParameters map HTTP_PROXY and AWS_PROXY integrations"
+        )
+    from portico.config.parameter_mapping import http_mapping_problems
+
+    for entry, problem in http_mapping_problems(
+        integration.requestParameters, integration.responseParameters
+    ):
+        raise ValueError(f"{where}: {entry}: {problem}")
+
+
 class Api(_Model):
     name: str
     id: str | None = None
@@ -679,6 +776,22 @@ class Api(_Model):
     # conversions in API Gateway").
     binaryMediaTypes: list[str] = Field(default_factory=list)
     gatewayResponses: dict[GatewayResponseType, GatewayResponse] = Field(default_factory=dict)
+    # Models by name (`Empty` and `Error` are there unless declared) and request validators by
+    # name: routes name them in `requestModels` and `requestValidatorId`.
+    models: dict[str, Model] = Field(default_factory=dict)
+    requestValidators: dict[str, RequestValidator] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, Model]) -> dict[str, Model]:
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r}: models are named with letters and digits")
+        return value
+
+    def model_texts(self) -> dict[str, str]:
+        """Every model of the API by name, as JSON text: AWS's `Empty` and `Error`, then its own."""
+        return {**DEFAULT_MODELS, **{name: model.schema_text for name, model in self.models.items()}}
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -694,6 +807,8 @@ class Api(_Model):
                 ("policy", self.policy is None),
                 ("gatewayResponses", not self.gatewayResponses),
                 ("binaryMediaTypes", not self.binaryMediaTypes),
+                ("models", not self.models),
+                ("requestValidators", not self.requestValidators),
             ):
                 if not unset:
                     raise ValueError(f"{name}: only REST APIs have it (protocolType: REST)")
@@ -701,6 +816,10 @@ class Api(_Model):
                 if route.apiKeyRequired:
                     raise ValueError(
                         f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST)"
+                    )
+                if route.requestValidatorId or route.requestParameters or route.requestModels:
+                    raise ValueError(
+                        f"routes[{index}]: request validation is REST APIs' (protocolType: REST)"
                     )
             for index, stage in enumerate(self.stages):
                 if stage.cacheClusterEnabled or stage.methodSettings:
@@ -711,12 +830,15 @@ class Api(_Model):
             for name, integration in self.integrations.items():
                 if integration.cacheKeyParameters or integration.cacheNamespace:
                     raise ValueError(f"integrations.{name}: cache keys are REST APIs' (protocolType: REST)")
+                _check_http_mappings(integration, f"integrations.{name}")
                 if integration.non_proxy:
                     raise ValueError(
                         f"integrations.{name}: non-proxy integrations are REST APIs' (protocolType: REST)"
                     )
             for index, route in enumerate(self.routes):
                 inline = route.integration
+                if isinstance(inline, Integration):
+                    _check_http_mappings(inline, f"routes[{index}].integration")
                 if isinstance(inline, Integration) and (inline.cacheKeyParameters or inline.cacheNamespace):
                     raise ValueError(
                         f"routes[{index}].integration: cache keys are REST APIs' (protocolType: REST)"
@@ -754,6 +876,11 @@ class Api(_Model):
                 problem = _method_response_problem(integration, route)
                 if problem:
                     raise ValueError(f"routes[{index}]: {problem}")
+            if integration is not None and integration.responseParameters:
+                raise ValueError(
+                    f"routes[{index}]: responseParameters are HTTP APIs' parameter mapping (protocolType: "
+                    "HTTP); REST APIs map responses in integrationResponses"
+                )
         if "REQUEST_TOO_LARGE" in self.gatewayResponses:
             raise ValueError("gatewayResponses: REQUEST_TOO_LARGE cannot be customised")
         return self
@@ -784,6 +911,20 @@ class Api(_Model):
                     f"routes[{index}].authorizerId: unknown authorizer {route.authorizerId!r} "
                     f"(declared: {known})"
                 )
+            validator = route.requestValidatorId
+            if validator is not None and validator not in self.requestValidators:
+                known = ", ".join(sorted(self.requestValidators)) or "none"
+                raise ValueError(
+                    f"routes[{index}].requestValidatorId: unknown request validator "
+                    f"{route.requestValidatorId!r} (declared: {known})"
+                )
+            models = self.model_texts()
+            for content_type, model in route.requestModels.items():
+                if model not in models:
+                    raise ValueError(
+                        f"routes[{index}].requestModels[{content_type!r}]: unknown model {model!r} "
+                        f"(declared: {', '.join(sorted(models))})"
+                    )
             if route.authorizerId is not None:
                 kind = self.authorizers[route.authorizerId].authorizerType
                 if kind not in _AUTHORIZER_TYPES_OF.get(route.authorizationType, ()):

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from portico.config.parameter_mapping import MAPPING_ERROR
 from portico.control.apigateway.common import METHOD_KIND, SERVICE, apply_request_patch
 from portico.control.apigateway.resources import load_resource
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
@@ -68,6 +69,78 @@ INTEGRATION_MEMBERS = (
     "contentHandling",
     "tlsConfig",
 )
+
+
+# REST APIs' parameter mapping ("Parameter mapping source reference for REST APIs in API
+# Gateway"): integration request parameters from method request parameters (which the method must
+# declare), the method request body (JSONPath), stage variables, context variables or 'static'
+# text; method response headers from integration response headers and bodies, and the same.
+_STATIC = re.compile(r"^'[^']*'$")
+_COMMON_SOURCE = re.compile(r"^(stageVariables|context)\.\S+$")
+_METHOD_PARAMETER = re.compile(
+    r"^method\.request\.(path|querystring|multivaluequerystring|header|multivalueheader)\.(\S+)$"
+)
+_METHOD_BODY = re.compile(r"^method\.request\.body(\.\S+)?$")
+_INTEGRATION_REQUEST_KEY = re.compile(r"^integration\.request\.(path|querystring|header)\.\S+$")
+_INTEGRATION_RESPONSE_SOURCE = re.compile(
+    r"^integration\.response\.((header|multivalueheader)\.\S+|body(\.\S+)?)$"
+)
+_METHOD_RESPONSE_KEY = re.compile(r"^method\.response\.header\.\S+$")
+# A multi-value source reads the parameter the method declares once.
+_DECLARED_AS = {"multivaluequerystring": "querystring", "multivalueheader": "header"}
+
+
+def _mapping_refused(detail: str) -> BadRequestException:
+    return BadRequestException(MAPPING_ERROR.format(detail))
+
+
+def check_request_parameters(method: dict[str, Any], integration: dict[str, Any]) -> None:
+    """An integration's `requestParameters` as AWS checks them on PutIntegration: keys
+    `integration.request.{path|querystring|header}.NAME`, values mapping expressions, and a method
+    request parameter only when the method declares it."""
+    declared = method.get("requestParameters") or {}
+    for key, source in sorted((integration.get("requestParameters") or {}).items()):
+        if not _INTEGRATION_REQUEST_KEY.match(key):
+            raise _mapping_refused(f"Invalid mapping expression specified: {key}")
+        parameter = _METHOD_PARAMETER.match(source) if isinstance(source, str) else None
+        if parameter is not None:
+            location = _DECLARED_AS.get(parameter[1], parameter[1])
+            if f"method.request.{location}.{parameter[2]}" not in declared:
+                raise _mapping_refused(f"Invalid mapping expression parameter specified: {source}")
+        elif not isinstance(source, str) or not (
+            _STATIC.match(source) or _METHOD_BODY.match(source) or _COMMON_SOURCE.match(source)
+        ):
+            raise _mapping_refused(f"Invalid mapping expression specified: {source}")
+
+
+def check_method_response(method: dict[str, Any], response: dict[str, Any]) -> None:
+    """A method response's `responseParameters`: keys `method.response.header.NAME`."""
+    for key in sorted(response.get("responseParameters") or {}):
+        if not _METHOD_RESPONSE_KEY.match(key):
+            raise _mapping_refused(f"Invalid mapping expression specified: {key}")
+
+
+def check_integration_response(method: dict[str, Any], response: dict[str, Any]) -> None:
+    """An integration response's `responseParameters` as AWS checks them: the method response of
+    its status must exist and declare each header mapped to; values are `'static'`,
+    `integration.response.header|multivalueheader.NAME`, `integration.response.body[.JSONPath]`,
+    `stageVariables.NAME` or `context.NAME`."""
+    parameters = response.get("responseParameters") or {}
+    if not parameters:
+        return
+    method_response = (method.get("methodResponses") or {}).get(response.get("statusCode"))
+    if method_response is None:
+        raise _mapping_refused("No method response exists for method.")
+    declared = method_response.get("responseParameters") or {}
+    for key, source in sorted(parameters.items()):
+        if key not in declared:
+            raise _mapping_refused(f"Invalid mapping expression parameter specified: {key}")
+        if not isinstance(source, str) or not (
+            _STATIC.match(source)
+            or _INTEGRATION_RESPONSE_SOURCE.match(source)
+            or _COMMON_SOURCE.match(source)
+        ):
+            raise _mapping_refused(f"Invalid mapping expression specified: {source}")
 
 
 def method_key(resource_id: str, http_method: str) -> str:
@@ -235,6 +308,8 @@ def delete_method(request: AdminRequest, params: dict) -> None:
 # `_integration_responses`, which raises NotFound when the method has no integration).
 
 ResponsesOf = Callable[[dict[str, Any]], dict[str, Any]]
+# Checks a response against its method before it is stored (raises BadRequestException).
+CheckResponse = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 def _method_responses(method: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +324,11 @@ def _response(responses: dict[str, Any], status: str) -> dict[str, Any]:
 
 
 def _put_response(
-    request: AdminRequest, params: dict, responses_of: ResponsesOf, members: tuple[str, ...]
+    request: AdminRequest,
+    params: dict,
+    responses_of: ResponsesOf,
+    members: tuple[str, ...],
+    check: CheckResponse,
 ) -> dict:
     check_status(params["statusCode"])
     with request.store.transaction() as tx:
@@ -257,6 +336,7 @@ def _put_response(
         responses = responses_of(method)
         response: dict[str, Any] = {"statusCode": params["statusCode"]}
         copy_given(params, response, members)
+        check(method, response)
         responses[params["statusCode"]] = response
         save_method(tx, params["restApiId"], method)
     return response
@@ -273,12 +353,14 @@ def _update_response(
     responses_of: ResponsesOf,
     shape_name: str,
     allowed: tuple[str, ...],
+    check: CheckResponse,
 ) -> dict:
     with request.store.transaction() as tx:
         method = load_method(tx, params)
         responses = responses_of(method)
         status = params["statusCode"]
         response = apply_request_patch(_response(responses, status), params, shape_name, allowed)
+        check(method, response)
         responses[status] = response
         save_method(tx, params["restApiId"], method)
     return response
@@ -295,7 +377,9 @@ def _delete_response(request: AdminRequest, params: dict, responses_of: Response
 
 @operation(SERVICE, "PutMethodResponse")
 def put_method_response(request: AdminRequest, params: dict) -> dict:
-    return _put_response(request, params, _method_responses, ("responseParameters", "responseModels"))
+    return _put_response(
+        request, params, _method_responses, ("responseParameters", "responseModels"), check_method_response
+    )
 
 
 @operation(SERVICE, "GetMethodResponse")
@@ -305,7 +389,9 @@ def get_method_response(request: AdminRequest, params: dict) -> dict:
 
 @operation(SERVICE, "UpdateMethodResponse")
 def update_method_response(request: AdminRequest, params: dict) -> dict:
-    return _update_response(request, params, _method_responses, "MethodResponse", METHOD_RESPONSE_PATHS)
+    return _update_response(
+        request, params, _method_responses, "MethodResponse", METHOD_RESPONSE_PATHS, check_method_response
+    )
 
 
 @operation(SERVICE, "DeleteMethodResponse")
@@ -328,6 +414,7 @@ def put_integration(request: AdminRequest, params: dict) -> dict:
     with request.store.transaction() as tx:
         method = load_method(tx, params)
         integration = build_integration(params["resourceId"], params)
+        check_request_parameters(method, integration)
         method["methodIntegration"] = integration
         save_method(tx, params["restApiId"], method)
     return integration
@@ -346,6 +433,7 @@ def update_integration(request: AdminRequest, params: dict) -> dict:
         integration = apply_request_patch(_integration(method), params, "Integration", INTEGRATION_PATHS)
         if integration.get("type") in _NEEDS_HTTP_METHOD and not integration.get("httpMethod"):
             raise BadRequestException("Enumeration value for HttpMethod must be non-empty")
+        check_request_parameters(method, integration)
         method["methodIntegration"] = integration
         save_method(tx, params["restApiId"], method)
     return integration
@@ -370,7 +458,7 @@ def _integration_responses(method: dict[str, Any]) -> dict[str, Any]:
 @operation(SERVICE, "PutIntegrationResponse")
 def put_integration_response(request: AdminRequest, params: dict) -> dict:
     members = ("selectionPattern", "responseParameters", "responseTemplates", "contentHandling")
-    return _put_response(request, params, _integration_responses, members)
+    return _put_response(request, params, _integration_responses, members, check_integration_response)
 
 
 @operation(SERVICE, "GetIntegrationResponse")
@@ -381,7 +469,12 @@ def get_integration_response(request: AdminRequest, params: dict) -> dict:
 @operation(SERVICE, "UpdateIntegrationResponse")
 def update_integration_response(request: AdminRequest, params: dict) -> dict:
     return _update_response(
-        request, params, _integration_responses, "IntegrationResponse", INTEGRATION_RESPONSE_PATHS
+        request,
+        params,
+        _integration_responses,
+        "IntegrationResponse",
+        INTEGRATION_RESPONSE_PATHS,
+        check_integration_response,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from typing import Any
 
@@ -80,6 +81,41 @@ def _ref_name(schema: Any) -> str | None:
     if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
         return schema["$ref"].rsplit("/", 1)[-1]
     return None
+
+
+_LOCAL_MODEL_REF = re.compile(r"^#/(?:definitions|components/schemas)/([^/]+)$")
+
+
+def _model_refs(schema: Any, rewrite) -> Any:
+    """`schema` with every `$ref` string passed through `rewrite`."""
+    if isinstance(schema, dict):
+        return {
+            key: rewrite(value) if key == "$ref" and isinstance(value, str) else _model_refs(value, rewrite)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_model_refs(item, rewrite) for item in schema]
+    return schema
+
+
+def imported_model_schema(schema: Any, rest_api_id: str) -> Any:
+    """A definition as AWS stores it as a model: a reference to another definition
+    (`#/definitions/Pet`, `#/components/schemas/Pet`) names that model by its URI."""
+
+    def rewrite(ref: str) -> str:
+        found = _LOCAL_MODEL_REF.match(ref)
+        return f"{MODEL_URI_PREFIX.format(rest_api_id)}{found[1]}" if found else ref
+
+    return _model_refs(schema, rewrite)
+
+
+def exported_model_schema(schema: Any, rest_api_id: str, ref_root: str) -> Any:
+    """A model as a definition: references to the API's models point into the document again."""
+    prefix = MODEL_URI_PREFIX.format(rest_api_id)
+    return _model_refs(schema, lambda ref: ref_root + ref[len(prefix) :] if ref.startswith(prefix) else ref)
+
+
+MODEL_URI_PREFIX = "https://apigateway.amazonaws.com/restapis/{}/models/"
 
 
 def _schemes(spec: dict[str, Any]) -> dict[str, Any]:
@@ -254,7 +290,7 @@ def build_from_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> None:
             "id": (current or {}).get("id") or ids.random_id(6),
             "name": name,
             "contentType": "application/json",
-            "schema": json.dumps(schema),
+            "schema": json.dumps(imported_model_schema(schema, rest_api_id)),
         }
         if isinstance(schema, dict) and schema.get("description"):
             model["description"] = schema["description"]
@@ -539,7 +575,9 @@ def render_export(
         if model["name"] in ("Empty", "Error") and not _model_used(frozen, model["name"]):
             continue
         try:
-            definitions[model["name"]] = json.loads(model.get("schema") or "{}")
+            definitions[model["name"]] = exported_model_schema(
+                json.loads(model.get("schema") or "{}"), api["id"], ref_root
+            )
         except ValueError:
             definitions[model["name"]] = {}
     if oas3:

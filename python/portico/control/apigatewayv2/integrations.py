@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from portico.config.parameter_mapping import (
+    MAPPING_ERROR,
+    applies_to,
+    http_mapping_problems,
+    merged_request_parameters,
+    merged_response_parameters,
+)
 from portico.control import ids
 from portico.control.apigatewayv2.common import (
     INTEGRATION,
@@ -101,6 +108,8 @@ def normalise(api: dict[str, Any], integration: dict[str, Any], creating: bool) 
         and not integration.get("IntegrationSubtype")
     ):
         raise BadRequestException("IntegrationUri is required for AWS_PROXY integrations")
+    if protocol == "HTTP":
+        check_parameter_mapping(integration)
     if protocol == "WEBSOCKET":
         if kind not in HTTP_API_TYPES:
             integration.setdefault("PassthroughBehavior", "WHEN_NO_MATCH")
@@ -110,9 +119,42 @@ def normalise(api: dict[str, Any], integration: dict[str, Any], creating: bool) 
     return integration
 
 
+def check_parameter_mapping(integration: dict[str, Any]) -> None:
+    """An HTTP API integration's `RequestParameters` / `ResponseParameters` as AWS checks them:
+    reserved headers, unknown keys and values that are not mapping expressions are refused
+    (BadRequestException, AWS's message)."""
+    if not applies_to(integration["IntegrationType"], integration.get("IntegrationSubtype")):
+        return
+    for _, problem in http_mapping_problems(
+        integration.get("RequestParameters"), integration.get("ResponseParameters")
+    ):
+        raise BadRequestException(MAPPING_ERROR.format(problem))
+
+
+def _given_mappings(params: dict[str, Any], integration: dict[str, Any]) -> None:
+    """Merge the mappings a request gives into `integration`: a key given "" (a status given
+    {}) removes what was configured, as AWS's UpdateIntegration does."""
+    if params.get("RequestParameters") is not None and isinstance(params["RequestParameters"], dict):
+        merged = merged_request_parameters(integration.get("RequestParameters"), params["RequestParameters"])
+        integration.pop("RequestParameters", None)
+        if merged:
+            integration["RequestParameters"] = merged
+    if params.get("ResponseParameters") is not None and isinstance(params["ResponseParameters"], dict):
+        merged_response = merged_response_parameters(
+            integration.get("ResponseParameters"), params["ResponseParameters"]
+        )
+        integration.pop("ResponseParameters", None)
+        if merged_response:
+            integration["ResponseParameters"] = merged_response
+
+
 def new_integration(tx, api: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     integration: dict[str, Any] = {"IntegrationId": ids.short_id()}
     copy_given(params, integration, _MEMBERS)
+    if api["ProtocolType"] == "HTTP":
+        integration.pop("RequestParameters", None)
+        integration.pop("ResponseParameters", None)
+        _given_mappings(params, integration)
     normalise(api, integration, creating=True)
     tx.put(SERVICE, INTEGRATION, integration["IntegrationId"], integration, parent=api["ApiId"])
     return integration
@@ -156,7 +198,14 @@ def update_integration(request: AdminRequest, params: dict) -> dict:
             # A new type brings new defaults.
             for name in ("IntegrationMethod", "PayloadFormatVersion", "PassthroughBehavior"):
                 integration.pop(name, None)
+        stored = {k: integration.get(k) for k in ("RequestParameters", "ResponseParameters")}
         copy_given(params, integration, _MEMBERS)
+        if api["ProtocolType"] == "HTTP":
+            for name, value in stored.items():
+                integration.pop(name, None)
+                if value is not None:
+                    integration[name] = value
+            _given_mappings(params, integration)
         normalise(api, integration, creating=False)
         tx.put(SERVICE, INTEGRATION, integration["IntegrationId"], integration, parent=api_id)
         changed(tx, api_id)
