@@ -7,6 +7,7 @@
                           [--threads N] [--rounds N] [--only CASE[,CASE...]] [--keep]
     python benches/run.py --shape jwt [--jwt-tokens N] [...the same flags]   (see benches/auth_jwt.py)
     python benches/run.py --shape cache [...the same flags]   (see benches/cache.py)
+    python benches/run.py --shape templates [...the same flags]   (see benches/mapping_templates.py)
     python benches/run.py --shape validate [...the same flags]   (see benches/validate.py)
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
@@ -70,8 +71,9 @@ Flags:
   --shape S         bare (the default: the cases above), production (the production-shaped cases),
                     auth (routes with authorization against the same route without), jwt, cache
                     (warm stage-cache hits against nginx's proxy_cache hits: benches/cache.py), or
-                    validate (a validated 10 KB POST against the same route without validation:
-                    benches/validate.py)
+                  templates (a MOCK's VTL response template against none: benches/mapping_templates.py),
+                  validate (a validated 10 KB POST against the same route without validation:
+                  benches/validate.py)
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of untimed load per case before the rounds (default 1)
   --connections N   wrk connections (default 32)
@@ -506,7 +508,9 @@ def main() -> int:
     parser.add_argument("--micro", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument(
-        "--shape", choices=("bare", "production", "auth", "jwt", "cache", "validate"), default="bare"
+        "--shape",
+        choices=("bare", "production", "auth", "jwt", "cache", "templates", "validate"),
+        default="bare",
     )
     parser.add_argument("--jwt-tokens", type=int, default=200_000)
     args = parser.parse_args()
@@ -562,6 +566,10 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         from cache import run_cache  # warm stage-cache hits against nginx's proxy_cache hits
 
         return run_cache(args, tmp, procs)
+    if args.shape == "templates":
+        from mapping_templates import run_templates  # a MOCK's VTL response template against none
+
+        return run_templates(args, tmp, procs)
     if args.shape == "validate":
         from validate import run_validate  # a validated 10 KB POST against the same route without
 

@@ -92,12 +92,29 @@ pub enum Hook {
     OnResponse,
 }
 
+/// A mapping template holding VTL, to render on the Python side (`portico/serve/templates.py`):
+/// its source text (compiled there once, by this text) and the `TemplateInput` as JSON.
+#[derive(Debug)]
+pub struct RenderCall {
+    pub source: Arc<str>,
+    pub input: Vec<u8>,
+}
+
+/// A rendered template: its output and its overrides (a JSON object), or why it failed.
+#[derive(Debug)]
+pub struct RenderedTemplate {
+    pub output: String,
+    pub overrides: Vec<u8>,
+}
+
 #[derive(Debug)]
 pub enum Call {
     Lambda(LambdaCall),
     /// An `AWS_PROXY` call of a streaming integration (`responseTransferMode: STREAM`): a handler
     /// that returns a generator answers with `Reply::LambdaStream`, any other as `Lambda` does.
     LambdaStream(LambdaCall),
+    /// A REST mapping template (`crate::pipeline::mapping`).
+    Render(RenderCall),
     Plugin {
         hook: Hook,
         request: Arc<PluginRequest>,
@@ -116,6 +133,10 @@ pub struct LambdaError {
     /// Lambda's `errorMessage` when the handler raised: what a Lambda authorizer's
     /// `Unauthorized` is recognised by.
     pub error_message: Option<String>,
+    /// When the handler raised: the error as Lambda's Invoke returns it
+    /// (`{"errorMessage", "errorType", "requestId", "stackTrace"}`), what a non-proxy (`AWS`)
+    /// integration selects its response by and passes on.
+    pub error_payload: Option<Vec<u8>>,
 }
 
 /// A streaming handler's answer: its metadata, then its body as it produces it.
@@ -140,6 +161,8 @@ pub enum Reply {
     Respond(PluginResponse),
     /// A plugin raised: the gateway response to answer with, and why.
     Failed(ErrorType, String),
+    /// A mapping template's output, or why it could not be rendered.
+    Rendered(Result<RenderedTemplate, String>),
 }
 
 /// One queued call and where its reply goes. Dropping it unanswered fails the call.

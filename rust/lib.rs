@@ -51,7 +51,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::{
-        bench, cache_key, check_tls, http_mapping_problem, install_sighup_reopen, monotonic_ns, quota_limit, quota_period,
+        bench, cache_key, check_tls, http_mapping_problem, install_sighup_reopen, integration_problem, monotonic_ns,
+        quota_limit, quota_period,
         wall_clock_ms, BenchReport, BodyFeed, ClusterLink, ConfigError, Core, Gateway, Job, RequestIds, Router,
         StreamSink, TokenBuckets, UsageTable,
         Verdict,

@@ -565,6 +565,30 @@ pub fn quota_limit(period: &str, limit: u64, offset: u64, since_ms: Option<u64>,
 }
 
 /// The core's wall clock in milliseconds since the epoch (a test's, with PORTICO_CLOCK_OFFSET_FILE).
+/// Why the core would refuse to serve a route's integration (a spec's `IntegrationSpec` as JSON),
+/// or None: what the compiler checks before handing it over, so that one integration the core
+/// cannot serve answers 500 instead of failing the whole deployment. The core's own rules
+/// (`crate::integrations::compile`), without a stage: stage variables are filled per stage.
+#[pyfunction]
+pub fn integration_problem(integration: &str, route_key: &str, api_id: &str) -> Option<String> {
+    let spec: crate::spec::IntegrationSpec = match serde_json::from_str(integration) {
+        Ok(spec) => spec,
+        Err(e) => return Some(format!("not an integration: {e}")),
+    };
+    // Every stage variable it names set to a name-like value, as a stage might set it.
+    const MARK: &str = "${stageVariables.";
+    let mut variables: Vec<(Box<str>, Box<str>)> = Vec::new();
+    let mut rest = integration;
+    while let Some(start) = rest.find(MARK) {
+        let after = &rest[start + MARK.len()..];
+        let name = &after[..after.find('}').unwrap_or(after.len())];
+        variables.push((name.into(), "stage-variable".into()));
+        rest = after;
+    }
+    let settings = crate::spec::Settings::default();
+    crate::integrations::compile(&spec, route_key, crate::spec::ApiKind::Rest, api_id, &variables, &settings).err()
+}
+
 #[pyfunction]
 pub fn wall_clock_ms() -> u64 {
     crate::time::wall_clock_ms()
@@ -949,6 +973,7 @@ impl Job {
         let (call, replier) = job.into_parts();
         let kind = match &call {
             Call::Lambda(_) | Call::LambdaStream(_) => "lambda",
+            Call::Render(_) => "render",
             Call::Plugin { hook: Hook::OnRequest, .. } => "on_request",
             Call::Plugin { hook: Hook::OnResponse, .. } => "on_response",
         };
@@ -977,7 +1002,7 @@ fn text_headers(headers: Vec<(String, String)>) -> Vec<(String, String)> {
 
 #[pymethods]
 impl Job {
-    /// "lambda", "on_request" or "on_response".
+    /// "lambda", "render", "on_request" or "on_response".
     #[getter]
     fn kind(&self) -> &'static str {
         self.kind
@@ -1073,15 +1098,45 @@ impl Job {
 
     /// The function failed: the gateway response type (`FUNCTION_ERROR`, or
     /// `API_CONFIGURATION_ERROR` for a function that is not registered), why (for the log) and,
-    /// when the handler raised, Lambda's `errorMessage` (`str(exception)`).
-    #[pyo3(signature = (error_type, message, error_message=None))]
-    fn reply_lambda_error(&self, error_type: &str, message: String, error_message: Option<String>) -> PyResult<()> {
+    /// when the handler raised, Lambda's `errorMessage` (`str(exception)`) and the error as
+    /// Lambda's Invoke returns it (JSON: `errorMessage`, `errorType`, `requestId`, `stackTrace`).
+    #[pyo3(signature = (error_type, message, error_message=None, error_payload=None))]
+    fn reply_lambda_error(
+        &self,
+        error_type: &str,
+        message: String,
+        error_message: Option<String>,
+        error_payload: Option<&[u8]>,
+    ) -> PyResult<()> {
         let error = error_type.parse::<ErrorType>().map_err(PyValueError::new_err)?;
         self.answer(Reply::Lambda(Err(crate::invoke::LambdaError {
             error,
             detail: message,
             error_message,
+            error_payload: error_payload.map(<[u8]>::to_vec),
         })))
+    }
+
+    /// A render call's arguments: (template source, TemplateInput JSON). Taken once.
+    fn render_call<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyBytes>)> {
+        match self.call.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(Call::Render(c)) => Ok((c.source.to_string(), PyBytes::new(py, &c.input))),
+            _ => Err(PyRuntimeError::new_err("not a render call, or taken already")),
+        }
+    }
+
+    /// The template's output and its overrides (a JSON object).
+    fn reply_render(&self, output: String, overrides: &[u8]) -> PyResult<()> {
+        self.answer(Reply::Rendered(Ok(crate::invoke::RenderedTemplate {
+            output,
+            overrides: overrides.to_vec(),
+        })))
+    }
+
+    /// The template could not be compiled or rendered: why (logged by the core with the
+    /// template's API, method and content type).
+    fn reply_render_error(&self, message: String) -> PyResult<()> {
+        self.answer(Reply::Rendered(Err(message)))
     }
 
     /// on_request returned None: the pipeline goes on.

@@ -575,8 +575,11 @@ pub enum IntegrationSpec {
         #[serde(default)]
         method: Option<String>,
         timeout_ms: u64,
-        /// HTTP APIs' `requestParameters`: (`append|overwrite|remove:header|querystring.NAME` or
-        /// `overwrite:path`, value expression) pairs (`integrations::parameter_mapping`).
+        /// The integration's `requestParameters`, read per API kind: REST APIs'
+        /// (`integration.request.*.NAME`, its source expression; `crate::pipeline::mapping`),
+        /// applied over what the proxy passes on; HTTP APIs' (`append|overwrite|remove:`
+        /// `header|querystring.NAME` or `overwrite:path`, value expression;
+        /// `integrations::parameter_mapping`).
         #[serde(default)]
         request_parameters: Vec<(String, String)>,
         /// HTTP APIs' `responseParameters`: (status code, its (key, value) pairs).
@@ -612,6 +615,106 @@ pub enum IntegrationSpec {
     /// A route that cannot be served as configured: answers AWS's 500 and logs `detail`.
     #[serde(rename = "UNAVAILABLE")]
     Unavailable { detail: String },
+    /// REST APIs' non-proxy integrations (`AWS` Lambda, `HTTP`, `MOCK`): the integration request
+    /// (parameter mapping, mapping template or passthrough), the backend, and the integration
+    /// response selected for the method response (`crate::pipeline::mapping`).
+    #[serde(rename = "NON_PROXY")]
+    NonProxy {
+        backend: BackendSpec,
+        /// `requestParameters`: (`integration.request.{header|querystring|path}.NAME`, its source
+        /// expression), as the integration declares them.
+        #[serde(default)]
+        request_parameters: Vec<(String, String)>,
+        /// `requestTemplates`: (content type, template), in the integration's order.
+        #[serde(default)]
+        request_templates: Vec<(String, String)>,
+        #[serde(default)]
+        passthrough: PassthroughBehavior,
+        /// The integration's `contentHandling` (None: the payload passes as it is).
+        #[serde(default)]
+        content_handling: Option<ContentHandling>,
+        /// `integrationResponses`.
+        #[serde(default)]
+        responses: Vec<IntegrationResponseSpec>,
+        /// The method's responses (`methodResponses`): a selected status needs one.
+        #[serde(default)]
+        method_responses: Vec<MethodResponseSpec>,
+    },
+}
+
+/// What a non-proxy integration calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+pub enum BackendSpec {
+    /// `HTTP`: `uri` may hold `${stageVariables.NAME}` (filled per stage) and `{name}` markers,
+    /// filled per request from the mapped `integration.request.path.NAME`.
+    #[serde(rename = "HTTP")]
+    Http {
+        uri: String,
+        /// `ANY` (or absent): the client's method.
+        #[serde(default)]
+        method: Option<String>,
+        timeout_ms: u64,
+    },
+    /// `AWS` with a Lambda invocation URI: the function run by the Python side; the request
+    /// template's output is its event.
+    #[serde(rename = "LAMBDA")]
+    Lambda { uri: String, timeout_ms: u64 },
+    /// `MOCK`: the request template's `statusCode` is the integration's status.
+    #[serde(rename = "MOCK")]
+    Mock,
+}
+
+/// AWS's `passthroughBehavior`: what happens to a request whose Content-Type has no template.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum PassthroughBehavior {
+    #[default]
+    #[serde(rename = "WHEN_NO_MATCH")]
+    WhenNoMatch,
+    #[serde(rename = "WHEN_NO_TEMPLATES")]
+    WhenNoTemplates,
+    #[serde(rename = "NEVER")]
+    Never,
+}
+
+/// AWS's `contentHandling` of an integration (request) or integration response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ContentHandling {
+    /// A binary payload becomes its base64 text.
+    #[serde(rename = "CONVERT_TO_TEXT")]
+    ConvertToText,
+    /// A text payload is taken as base64 and decoded.
+    #[serde(rename = "CONVERT_TO_BINARY")]
+    ConvertToBinary,
+}
+
+/// One of an integration's `integrationResponses`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationResponseSpec {
+    /// The method response's status it answers with.
+    pub status: u16,
+    /// A Java regular expression matched against the whole backend status (HTTP, MOCK) or the
+    /// Lambda function error's `errorMessage`; None or empty: the default response.
+    #[serde(default)]
+    pub selection_pattern: Option<String>,
+    /// `responseParameters`: (`method.response.header.NAME`, its source expression).
+    #[serde(default)]
+    pub parameters: Vec<(String, String)>,
+    /// `responseTemplates`: (content type, template), in the response's order.
+    #[serde(default)]
+    pub templates: Vec<(String, String)>,
+    #[serde(default)]
+    pub content_handling: Option<ContentHandling>,
+}
+
+/// A method response: its status and the headers it declares (`method.response.header.NAME`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodResponseSpec {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

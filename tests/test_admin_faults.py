@@ -202,8 +202,10 @@ def _put_mock_api(store: Store, api_id: str, body: str) -> None:
     method = {
         "httpMethod": "GET",
         "authorizationType": "NONE",
+        "methodResponses": {"200": {"statusCode": "200"}},
         "methodIntegration": {
             "type": "MOCK",
+            "requestTemplates": {"application/json": '{"statusCode": 200}'},
             "integrationResponses": {
                 "200": {"statusCode": "200", "responseTemplates": {"application/json": body}}
             },

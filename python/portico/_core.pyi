@@ -32,6 +32,7 @@ __all__ = [
     "check_tls",
     "http_mapping_problem",
     "install_sighup_reopen",
+    "integration_problem",
     "monotonic_ns",
     "quota_limit",
     "quota_period",
@@ -246,19 +247,33 @@ class Job:
 
     @property
     def kind(self) -> str:
-        """ "lambda", "on_request" or "on_response"."""
+        """ "lambda", "render", "on_request" or "on_response"."""
     @property
     def streams(self) -> bool:
         """A Lambda call of a streaming integration (`responseTransferMode: STREAM`): a generator
         handler answers with `reply_lambda_stream`."""
     def lambda_call(self) -> tuple[str, bytes, int, str, str, str]:
         """(function uri, event JSON, timeout ms, region, account id, invocation id); taken once."""
+    def render_call(self) -> tuple[str, bytes]:
+        """(a mapping template's source, its `TemplateInput` as JSON); taken once."""
+    def reply_render(self, output: str, overrides: bytes) -> None:
+        """The template's output and its overrides (a JSON object)."""
+    def reply_render_error(self, message: str) -> None:
+        """The template could not be compiled or rendered, and why."""
     def plugin_call(self) -> tuple[dict[str, object], tuple[int, list[tuple[str, str]], bytes] | None]:
         """(the request, as `RequestContext.from_core` reads it; the response for on_response)."""
     def reply_lambda(self, result: bytes) -> None:
         """The handler's result, as JSON."""
-    def reply_lambda_error(self, error_type: str, message: str, error_message: str | None = None) -> None:
-        """The function failed: a `portico.dataplane.errors.ErrorType` name, and why."""
+    def reply_lambda_error(
+        self,
+        error_type: str,
+        message: str,
+        error_message: str | None = None,
+        error_payload: bytes | None = None,
+    ) -> None:
+        """The function failed: a `portico.dataplane.errors.ErrorType` name, and why; when the
+        handler raised, Lambda's `errorMessage` and its error JSON (what Lambda's Invoke returns:
+        `errorMessage`, `errorType`, `requestId`, `stackTrace`)."""
     def reply_continue(self) -> None:
         """on_request hooks did not answer: the pipeline goes on."""
     def reply_response(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
@@ -292,6 +307,9 @@ class RequestIds:
         """The next `apigw-requestid`: 16 base64 characters (11 bytes), unique per generator."""
     def trace_id(self) -> str:
         """A new X-Ray trace header value, `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`."""
+
+def integration_problem(integration: str, route_key: str, api_id: str) -> str | None:
+    """Why the core would refuse to serve an integration (an `IntegrationSpec` as JSON), or None."""
 
 def cache_key(
     parameters: list[tuple[str, str]],

@@ -121,6 +121,40 @@ impl UpstreamClient {
     }
 }
 
+impl UpstreamClient {
+    /// Send `request` and read the whole answer within `timeout`, its body up to `limit` bytes:
+    /// the backend of a non-proxy `HTTP` integration (`crate::integrations::non_proxy`), whose
+    /// answer is mapped before anything reaches the client. Errors as REST APIs answer them.
+    pub(crate) async fn exchange(
+        &self,
+        request: Request<PipelineBody>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), (ErrorType, String)> {
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| (ErrorType::IntegrationFailure, format!("the upstream request failed: {e}")))?;
+            let (parts, body) = response.into_parts();
+            if declared_over(&parts.headers, limit) {
+                return Err((ErrorType::MalformedResponse, format!("the upstream's body is over {limit} bytes")));
+            }
+            match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+                Ok(collected) => Ok((parts, collected.to_bytes())),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Err((ErrorType::MalformedResponse, format!("the upstream's body is over {limit} bytes")))
+                }
+                Err(e) => Err((ErrorType::IntegrationFailure, format!("reading the upstream's body: {e}"))),
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| (ErrorType::IntegrationTimeout, "no response within the timeout".to_owned()))?
+    }
+}
+
 /// Whether `headers` declare a body longer than `limit`.
 fn declared_over(headers: &HeaderMap, limit: usize) -> bool {
     headers
@@ -153,6 +187,9 @@ pub struct HttpProxy {
     method: Option<Method>,
     timeout: Duration,
     user_agent: HeaderValue,
+    /// REST APIs' `requestParameters`, applied over what the proxy passes on
+    /// (`crate::pipeline::mapping`); None: none.
+    pub rest_parameters: Option<Box<crate::pipeline::mapping::RequestParameters>>,
     /// HTTP APIs' parameter mapping (`requestParameters`, `responseParameters`).
     pub mapping: super::parameter_mapping::Mapping,
     /// `STREAM`: the body is held to the limits of streamed responses (`super::streaming`).
@@ -262,6 +299,7 @@ impl HttpProxy {
             timeout: Duration::from_millis(timeout_ms.max(50)),
             user_agent: HeaderValue::from_str(&format!("AmazonAPIGateway_{api_id}"))
                 .map_err(|e| e.to_string())?,
+            rest_parameters: None,
             mapping: Default::default(),
             transfer_mode: TransferMode::Buffered,
         })
@@ -726,6 +764,7 @@ mod tests {
             method: None,
             timeout: Duration::from_secs(1),
             user_agent: HeaderValue::from_static("AmazonAPIGateway_abc"),
+            rest_parameters: None,
             mapping: Default::default(),
             transfer_mode: TransferMode::Buffered,
         }

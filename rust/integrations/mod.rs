@@ -1,11 +1,14 @@
 //! Integrations: what a route calls once the request has passed every check.
 //!
 //! `HTTP_PROXY` and `MOCK` are served by the core alone; `AWS_PROXY` builds the event here and
-//! hands it to the Python side, which runs the user's handler (`crate::invoke`).
+//! hands it to the Python side, which runs the user's handler (`crate::invoke`). REST APIs'
+//! non-proxy `HTTP`, `AWS` and `MOCK` (`non_proxy`) map requests and responses in the core, and
+//! hand only the VTL of their templates (and a Lambda's handler) to the Python side.
 
 pub mod http_proxy;
 pub mod lambda_proxy;
 pub mod mock;
+pub mod non_proxy;
 pub mod parameter_mapping;
 pub mod streaming;
 
@@ -15,6 +18,8 @@ use crate::spec::{ApiKind, IntegrationSpec, Settings, TransferMode};
 #[derive(Debug)]
 pub enum Integration {
     HttpProxy(http_proxy::HttpProxy),
+    /// REST APIs' `HTTP`, `AWS` (Lambda) and `MOCK` with request and response mapping.
+    NonProxy(Box<non_proxy::NonProxy>),
     Mock(mock::Mock),
     LambdaProxy(lambda_proxy::LambdaProxy),
     /// Cannot be served as configured: AWS's 500, and `detail` in the log.
@@ -44,7 +49,19 @@ pub fn compile(
             let mut proxy =
                 http_proxy::HttpProxy::compile(uri, method.as_deref(), *timeout_ms, route_key, api_id, variables)?
                     .with_transfer_mode(*transfer_mode);
-            proxy.mapping = parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
+            // One spec field, read per API kind: REST's `integration.request.*` keys, HTTP's
+            // `append|overwrite|remove:` keys (the control plane refuses the other kind's).
+            match kind {
+                ApiKind::Rest if !request_parameters.is_empty() => {
+                    proxy.rest_parameters =
+                        Some(Box::new(crate::pipeline::mapping::RequestParameters::compile(request_parameters)?));
+                }
+                ApiKind::Rest => {}
+                ApiKind::Http => {
+                    proxy.mapping =
+                        parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
+                }
+            }
             Integration::HttpProxy(proxy)
         }
         IntegrationSpec::Mock {
@@ -67,6 +84,29 @@ pub fn compile(
             Integration::LambdaProxy(lambda)
         }
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
+        IntegrationSpec::NonProxy {
+            backend,
+            request_parameters,
+            request_templates,
+            passthrough,
+            content_handling,
+            responses,
+            method_responses,
+        } => Integration::NonProxy(Box::new(non_proxy::NonProxy::compile(
+            non_proxy::NonProxySpec {
+                backend,
+                request_parameters,
+                request_templates,
+                passthrough: *passthrough,
+                content_handling: *content_handling,
+                responses,
+                method_responses,
+            },
+            route_key,
+            api_id,
+            variables,
+            settings,
+        )?)),
     })
 }
 

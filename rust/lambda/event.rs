@@ -91,6 +91,49 @@ pub fn build_authorizer_event(src: &EventSource<'_>, head: &AuthorizerHead<'_>) 
     out.into_bytes()
 }
 
+/// What a REST API's mapping templates see of a request (`$input.params()`, `$context`), built
+/// with the rules of the REST proxy event (header names, the gateway's headers, query values).
+pub struct TemplateView {
+    /// `{"path": {...}, "querystring": {...}, "header": {...}}` (last values).
+    pub params: String,
+    /// The REST event's `requestContext` object.
+    pub context: String,
+}
+
+/// The REST `$input.params()` and `$context` of `src` (its `format` is ignored: REST's).
+pub fn template_view(src: &EventSource<'_>) -> TemplateView {
+    let scan = scan_headers(src.headers, true, false);
+    let gateway = gateway_headers(src, &scan);
+    let mut j = Json::with_capacity(capacity(src));
+    j.open('{');
+    j.key("path");
+    j.str_map(src.path_params.iter().copied());
+    j.key("querystring");
+    let query = parse_query(src.raw_query);
+    j.str_map(query.iter().map(|(k, v)| (&**k, &**v)));
+    j.key("header");
+    let mut headers: Vec<(&str, &str)> = scan
+        .groups
+        .iter()
+        .map(|(name, values)| (rest_name(name), values.last().map_or("", |v| v)))
+        .collect();
+    if !scan.has_host && !src.host.is_empty() {
+        headers.push(("Host", src.host));
+    }
+    headers.extend(gateway.iter().map(|(name, value)| (rest_name(name), &**value)));
+    j.str_map(headers.into_iter());
+    j.close('}');
+    let params = j.out;
+    let mut j = Json::with_capacity(1024);
+    write_request_context(&mut j, src, true, true, scan.user_agent.as_deref());
+    TemplateView { params, context: j.out }
+}
+
+/// A string as JSON text (for callers composing JSON around the views above).
+pub fn json_string_into(out: &mut String, s: &str) {
+    write_str(out, s);
+}
+
 // -------------------------------------------------------------------------------------------------
 // Header rules
 
@@ -949,6 +992,47 @@ fn write_v2_auth(j: &mut Json, auth: &AuthContext) {
     }
 }
 
+/// Payload 1.0's `requestContext` (REST APIs': also `$context` of mapping templates).
+fn write_request_context(j: &mut Json, src: &EventSource<'_>, rest: bool, with_authorizer: bool, user_agent: Option<&str>) {
+    let (prefix, _) = host_parts(src.host, src.scheme);
+    j.open('{');
+    j.kv("accountId", src.account_id);
+    j.kv("apiId", src.api_id);
+    if with_authorizer {
+        write_v1_authorizer(j, src.auth, rest);
+    }
+    if rest {
+        j.kv("deploymentId", src.deployment_id);
+    }
+    j.kv("domainName", src.host);
+    j.kv("domainPrefix", prefix);
+    // HTTP APIs' request ids already have the extended form.
+    j.kv(
+        "extendedRequestId",
+        if rest { src.extended_request_id } else { src.request_id },
+    );
+    j.kv("httpMethod", src.method);
+    j.key("identity");
+    write_identity(j, src.client_ip, user_agent, src.auth);
+    // REST: requestContext.path carries the stage while `path` does not; HTTP API 1.0 events
+    // carry the stage segment in both.
+    j.kv("path", src.raw_path);
+    j.kv("protocol", src.protocol);
+    j.kv("requestId", src.request_id);
+    j.kv("requestTime", &format_request_time(src.time_epoch_ms));
+    j.key("requestTimeEpoch");
+    j.u64(src.time_epoch_ms);
+    j.key("resourceId");
+    if rest {
+        j.str(&rest_resource_id(src.api_id, src.resource_path));
+    } else {
+        j.null();
+    }
+    j.kv("resourcePath", src.resource_path);
+    j.kv("stage", src.stage);
+    j.close('}');
+}
+
 fn build_v1(src: &EventSource<'_>, rest: bool, authorizer: Option<&AuthorizerHead<'_>>) -> String {
     let scan = scan_headers(src.headers, rest, false);
     let gateway = gateway_headers(src, &scan);
@@ -1063,44 +1147,8 @@ fn build_v1(src: &EventSource<'_>, rest: bool, authorizer: Option<&AuthorizerHea
         params_and_variables(&mut j);
     }
 
-    let (prefix, _) = host_parts(src.host, src.scheme);
     j.key("requestContext");
-    j.open('{');
-    j.kv("accountId", src.account_id);
-    j.kv("apiId", src.api_id);
-    if authorizer.is_none() {
-        write_v1_authorizer(&mut j, src.auth, rest);
-    }
-    if rest {
-        j.kv("deploymentId", src.deployment_id);
-    }
-    j.kv("domainName", src.host);
-    j.kv("domainPrefix", prefix);
-    // HTTP APIs' request ids already have the extended form.
-    j.kv(
-        "extendedRequestId",
-        if rest { src.extended_request_id } else { src.request_id },
-    );
-    j.kv("httpMethod", src.method);
-    j.key("identity");
-    write_identity(&mut j, src.client_ip, scan.user_agent.as_deref(), src.auth);
-    // REST: requestContext.path carries the stage while `path` does not; HTTP API 1.0 events
-    // carry the stage segment in both.
-    j.kv("path", src.raw_path);
-    j.kv("protocol", src.protocol);
-    j.kv("requestId", src.request_id);
-    j.kv("requestTime", &format_request_time(src.time_epoch_ms));
-    j.key("requestTimeEpoch");
-    j.u64(src.time_epoch_ms);
-    j.key("resourceId");
-    if rest {
-        j.str(&rest_resource_id(src.api_id, src.resource_path));
-    } else {
-        j.null();
-    }
-    j.kv("resourcePath", src.resource_path);
-    j.kv("stage", src.stage);
-    j.close('}');
+    write_request_context(&mut j, src, rest, authorizer.is_none(), scan.user_agent.as_deref());
 
     if !rest {
         params_and_variables(&mut j);

@@ -20,6 +20,7 @@ pub mod cors;
 pub mod gateway_responses;
 mod iam;
 pub mod limits;
+pub mod mapping;
 pub mod responses;
 mod usage_plan;
 pub mod validate;
@@ -30,7 +31,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, USER_AGENT};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use smallvec::SmallVec;
@@ -43,7 +44,7 @@ use crate::gateway::{ApiKind, Decision, Gateway, Outcome, RouteRuntime, Serving,
 use crate::ids::IdGenerator;
 use crate::integrations::http_proxy::{Target, UpstreamClient};
 use crate::integrations::parameter_mapping::{read_prefix, BodyNeed, ResponseMapping, Values, BODY_SELECTION_LIMIT};
-use crate::integrations::Integration;
+use crate::integrations::{non_proxy, Integration};
 use crate::invoke::{Call, Hook, Invoker, PluginRequest, PluginResponse, Reply, ReplyBody};
 use crate::lambda::EventSource;
 use crate::spec::TransferMode;
@@ -473,6 +474,19 @@ impl Pipeline {
                 Ok(response)
             }
             Integration::HttpProxy(proxy) => {
+                // REST `requestParameters`: the request the proxy passes on, mapped first.
+                let (rest_mapped, body) = match &proxy.rest_parameters {
+                    None => (None, body),
+                    Some(mapping) => {
+                        let (mapped, body) = self.map_proxy_request(snap, mapping, parts, body, conn, ex, d, params).await?;
+                        (Some(mapped), body)
+                    }
+                };
+                let mapped_params = rest_mapped.as_ref().map(MappedProxyRequest::params);
+                let (parts, params) = match (&rest_mapped, &mapped_params) {
+                    (Some(m), Some(p)) => (&m.parts, &p[..]),
+                    _ => (parts, params),
+                };
                 let (limited, state) = LimitedBody::new(body, settings.payload_limit);
                 let mut body = limited.boxed();
                 // HTTP APIs' request parameters, resolved once (reading what they need of the body).
@@ -598,6 +612,30 @@ impl Pipeline {
                     Err((error, detail)) => fail(error, detail),
                 }
             }
+            Integration::NonProxy(integration) => {
+                let body = body::read_all(body, settings.payload_limit).await.map_err(body_failure)?;
+                let ids = self.event_ids(ex, conn);
+                let source = rest_event_source(snap, parts, conn, ex, d, params, &route.resource_path, &ids, &body);
+                let served = integration
+                    .serve(non_proxy::Exchange {
+                        parts,
+                        body: body.clone(),
+                        source: &source,
+                        client: &self.upstream,
+                        invoker: &self.invoker,
+                        region: &settings.region,
+                        account_id: &settings.account_id,
+                        invocation_id: self.ids.uuid(),
+                        payload_limit: settings.payload_limit,
+                    })
+                    .await;
+                served.map_err(|(error, detail)| {
+                    if error == ErrorType::ApiConfigurationError {
+                        eprintln!("portico: request {}: {detail}", ex.request_id);
+                    }
+                    Failure::new(error, detail)
+                })
+            }
             Integration::Unavailable(detail) => {
                 eprintln!(
                     "portico: request {}: execution failed due to configuration error: {detail}",
@@ -607,6 +645,93 @@ impl Pipeline {
             }
             Integration::Unset => fail(ErrorType::ApiConfigurationError, "the route has no integration"),
         }
+    }
+
+    /// The ids a REST event carries beyond the request's own.
+    fn event_ids(&self, ex: &Exchange, conn: &Connection) -> EventIds {
+        EventIds {
+            trace: self.ids.trace_id(ex.epoch_ms / 1000),
+            extended: ex.extended_request_id().to_owned(),
+            client_ip: conn.client_ip.to_string(),
+        }
+    }
+
+    /// REST `HTTP_PROXY` with `requestParameters`: the client's request with the mapped headers
+    /// (replacing the client's of the same name) and query parameters (after the client's), and
+    /// the path parameters the URI is filled from (mapped ones first). A mapping that reads the
+    /// body has it read first (within the payload limit).
+    #[allow(clippy::too_many_arguments)]
+    async fn map_proxy_request(
+        &self,
+        snap: &Snapshot,
+        mapping: &mapping::RequestParameters,
+        parts: &http::request::Parts,
+        body: PipelineBody,
+        conn: &Connection,
+        ex: &Exchange,
+        d: &Decision<'_>,
+        params: &[(&str, &str)],
+    ) -> Result<(MappedProxyRequest, PipelineBody), Failure> {
+        let (read, body) = if mapping.needs_body() {
+            let read = body::read_all(body, snap.settings.payload_limit).await.map_err(body_failure)?;
+            (read.clone(), full(read))
+        } else {
+            (Bytes::new(), body)
+        };
+        let serving = ex.serving.as_deref();
+        let context = match (mapping.needs_context(), ex.route()) {
+            (true, Some(route)) => {
+                let ids = self.event_ids(ex, conn);
+                let source = rest_event_source(snap, parts, conn, ex, d, params, &route.resource_path, &ids, &read);
+                Some(non_proxy::context_of(&source))
+            }
+            _ => None,
+        };
+        let mapped = mapping.apply(&mapping::MethodRequest {
+            headers: &parts.headers,
+            raw_query: parts.uri.query().unwrap_or(""),
+            path_params: params,
+            stage_variables: serving.map_or(&[], |s| &s.variables),
+            body: &read,
+            context: context.as_ref(),
+        });
+        if let Some(name) = mapped.reserved_header() {
+            let detail = format!("execution failed due to configuration error: {name} header already present");
+            eprintln!("portico: request {}: {detail}", ex.request_id);
+            return fail(ErrorType::ApiConfigurationError, detail);
+        }
+        let mut headers = parts.headers.clone();
+        for (name, _) in &mapped.headers {
+            headers.remove(name);
+        }
+        for (name, value) in &mapped.headers {
+            if let Some(value) = mapping::text_header(value) {
+                headers.append(name.clone(), value);
+            }
+        }
+        let mut path_and_query = parts.uri.path().to_owned();
+        let mut query: Vec<String> = parts.uri.query().filter(|q| !q.is_empty()).map(str::to_owned).into_iter().collect();
+        for (name, value) in &mapped.query {
+            let mut pair = String::new();
+            non_proxy::query_pair(name, value, &mut pair);
+            query.push(pair);
+        }
+        if !query.is_empty() {
+            path_and_query.push('?');
+            path_and_query.push_str(&query.join("&"));
+        }
+        let uri = Uri::try_from(path_and_query.as_str()).map_err(|e| Failure::new(ErrorType::BadRequest, e.to_string()))?;
+        let (mut new_parts, ()) = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
+            .version(parts.version)
+            .body(())
+            .map_err(|e| Failure::new(ErrorType::BadRequest, e.to_string()))?
+            .into_parts();
+        new_parts.headers = headers;
+        let mut path: Vec<(String, String)> = mapped.path;
+        path.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Ok((MappedProxyRequest { parts: new_parts, path }, body))
     }
 
     /// HTTP APIs' response parameters: the mappings of the integration's status applied to its
@@ -678,7 +803,7 @@ impl Pipeline {
         let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
         let record = LogRecord {
             request_id: &ex.request_id,
-            extended_request_id: Some(&ex.request_id),
+            extended_request_id: Some(ex.extended_request_id()),
             http_method: parts.method.as_str(),
             path: ex.addressed_path(parts),
             protocol: protocol(parts.version),
@@ -1053,6 +1178,71 @@ fn set_request_id_headers(ex: &Exchange, headers: &mut HeaderMap) {
                 headers.insert(APIGW_ID, extended);
             }
         }
+    }
+}
+
+/// The ids of a REST event made for one integration call.
+struct EventIds {
+    trace: String,
+    extended: String,
+    client_ip: String,
+}
+
+/// A request as a REST event (and a mapping template's `$context`) sees it.
+#[allow(clippy::too_many_arguments)]
+fn rest_event_source<'a>(
+    snap: &'a Snapshot,
+    parts: &'a http::request::Parts,
+    conn: &'a Connection,
+    ex: &'a Exchange,
+    d: &'a Decision<'_>,
+    params: &'a [(&'a str, &'a str)],
+    resource_path: &'a str,
+    ids: &'a EventIds,
+    body: &'a [u8],
+) -> EventSource<'a> {
+    let api = snap.api(ex.api.unwrap_or(0));
+    let serving = ex.serving.as_deref();
+    let settings = &snap.settings;
+    EventSource {
+        format: crate::lambda::PayloadFormat::RestV1,
+        request_id: &ex.request_id,
+        extended_request_id: &ids.extended,
+        trace_id: &ids.trace,
+        method: parts.method.as_str(),
+        raw_path: ex.path_style.as_deref().unwrap_or(parts.uri.path()),
+        path: d.path,
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        host: header_str(&parts.headers, HOST).unwrap_or(""),
+        scheme: conn.scheme,
+        protocol: protocol(parts.version),
+        client_ip: &ids.client_ip,
+        time_epoch_ms: ex.epoch_ms,
+        account_id: &settings.account_id,
+        api_id: &api.id,
+        stage: serving.map_or("", |s| &s.stage),
+        deployment_id: serving.map_or("", |s| &s.deployment_id),
+        route_key: ex.route().map_or("", |r| &r.key),
+        resource_path,
+        path_params: params,
+        stage_variables: serving.map_or(&[], |s| &s.variables),
+        body,
+        binary_media_types: &api.binary_media_types,
+        auth: &ex.auth,
+    }
+}
+
+/// A REST `HTTP_PROXY` request with its `requestParameters` applied.
+struct MappedProxyRequest {
+    parts: http::request::Parts,
+    /// Path parameters the URI is filled from: the mapped ones, then the route's.
+    path: Vec<(String, String)>,
+}
+
+impl MappedProxyRequest {
+    fn params(&self) -> Vec<(&str, &str)> {
+        self.path.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 }
 

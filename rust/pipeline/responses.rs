@@ -59,6 +59,8 @@ pub enum ErrorType {
     /// mTLS: the connection's client certificate is missing, or the truststore does not trust it
     /// (AWS answers 403 Forbidden; `crate::auth::mtls`).
     ClientCertificateRefused,
+    /// A non-proxy integration's `passthroughBehavior` refuses the request's Content-Type.
+    UnsupportedMediaType,
     /// A request validator's required parameter is missing or blank (the message names them).
     BadRequestParameters,
     /// A request validator found the body not JSON, or not of its model.
@@ -104,6 +106,7 @@ impl ErrorType {
             ErrorType::AuthorizerConfigurationError => "AUTHORIZER_CONFIGURATION_ERROR",
             // AWS documents no gateway-response type of its own for it.
             ErrorType::ClientCertificateRefused => "DEFAULT_4XX",
+            ErrorType::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorType::BadRequestParameters => "BAD_REQUEST_PARAMETERS",
             ErrorType::BadRequestBody => "BAD_REQUEST_BODY",
         }
@@ -157,6 +160,7 @@ impl ErrorType {
             }
             ErrorType::UnrecognizedClient => (403, "The security token included in the request is invalid."),
             ErrorType::ClientCertificateRefused => (403, "Forbidden"),
+            ErrorType::UnsupportedMediaType => (415, "Unsupported Media Type"),
             ErrorType::BadRequestParameters | ErrorType::BadRequestBody => (400, "Bad Request"),
         };
         (status, Some(message))
@@ -210,6 +214,8 @@ impl ErrorType {
             ),
             ErrorType::InvalidApiKey => (403, "Forbidden", "ForbiddenException"),
             ErrorType::ClientCertificateRefused => (403, "Forbidden", "ForbiddenException"),
+            // "Gateway response types": UNSUPPORTED_MEDIA_TYPE, 415.
+            ErrorType::UnsupportedMediaType => (415, "Unsupported Media Type", "BadRequestException"),
             // The message is always the request's own: "Missing required request parameters: [a, b]".
             ErrorType::BadRequestParameters => (400, "Missing required request parameters", "BadRequestException"),
             ErrorType::BadRequestBody => (400, "Invalid request body", "BadRequestException"),
@@ -246,6 +252,7 @@ impl std::str::FromStr for ErrorType {
             "INVALID_API_KEY" => ErrorType::InvalidApiKey,
             "AUTHORIZER_FAILURE" => ErrorType::AuthorizerFailure,
             "AUTHORIZER_CONFIGURATION_ERROR" => ErrorType::AuthorizerConfigurationError,
+            "UNSUPPORTED_MEDIA_TYPE" => ErrorType::UnsupportedMediaType,
             "BAD_REQUEST_PARAMETERS" => ErrorType::BadRequestParameters,
             "BAD_REQUEST_BODY" => ErrorType::BadRequestBody,
             other => return Err(format!("unknown gateway response type {other:?}")),

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from portico import _core
 from portico.compile import method_settings
 from portico.compile import spec as S
 from portico.compile.usage_plans import file_usage_plans
@@ -65,7 +66,7 @@ def compile_file_apis(
             where = f"apis[{api_index}].routes[{route_index}].integration"
             try:
                 rest = api.protocol == "REST"
-                integration = _integration(api.integration_of(route), registry, rest=rest)
+                integration = _integration(api.integration_of(route), registry, rest=rest, route=route)
                 authorizer = None
                 if route.authorizerId is not None:
                     where = f"apis[{api_index}].authorizers.{route.authorizerId}"
@@ -256,6 +257,7 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
         cors=cors_spec(api.cors) if api.cors is not None else None,
         api_key_source=api.apiKeySource,
         policy=api.policy,
+        binary_media_types=api.binaryMediaTypes,
         gateway_responses=[
             S.gateway_response(
                 response_type,
@@ -287,31 +289,87 @@ def _jwt_authorizer(
     return S.jwt_authorizer(authorizer_id, jwt.issuer, jwt.audience, authorizer.identitySource[0], name=name)
 
 
+def _registered(uri: str, registry: FunctionRegistry) -> None:
+    if "${stageVariables." not in uri:
+        name = function_name_from_uri(uri)
+        if name not in registry:
+            raise CompileError(
+                f"function {name!r} is not registered: declare it under `functions:` in the config "
+                f"or pass --function {name}=module.path:attribute"
+            )
+
+
 def _integration(
-    integration: Integration, registry: FunctionRegistry, rest: bool = False
+    integration: Integration, registry: FunctionRegistry, rest: bool = False, route: Route | None = None
 ) -> S.IntegrationSpec:
-    if integration.type == "MOCK":
+    if integration.non_proxy:
+        spec = _non_proxy(integration, route, registry)
+    elif integration.type == "MOCK":
         return S.mock(integration.statusCode or 200, integration.headers, integration.body)
-    uri = integration.uri or ""
-    if integration.type == "AWS_PROXY":
-        if "${stageVariables." not in uri:
-            name = function_name_from_uri(uri)
-            if name not in registry:
-                raise CompileError(
-                    f"function {name!r} is not registered: declare it under `functions:` in the config "
-                    f"or pass --function {name}=module.path:attribute"
-                )
-        # REST APIs' Lambda proxy events are payload 1.0.
-        payload = "1.0" if rest else integration.payload_format
+    elif integration.type == "AWS_PROXY":
+        uri = integration.uri or ""
+        _registered(uri, registry)
+        # REST APIs' Lambda proxy events are payload 1.0; parameter mapping is HTTP APIs'.
+        mode = integration.responseTransferMode
+        if rest:
+            return S.lambda_proxy(uri, "1.0", integration.timeoutInMillis, mode)
         return S.lambda_proxy(
-            uri,
-            payload,
+            uri, integration.payload_format, integration.timeoutInMillis, mode, **_mappings(integration)
+        )
+    else:
+        # REST APIs' requestParameters (`integration.request.*`), applied over what the proxy
+        # passes; HTTP APIs' parameter mapping (the core reads the one field per API kind).
+        spec = S.http_proxy(
+            integration.uri or "",
+            integration.method,
             integration.timeoutInMillis,
             integration.responseTransferMode,
             **_mappings(integration),
         )
-    mode = integration.responseTransferMode
-    return S.http_proxy(uri, integration.method, integration.timeoutInMillis, mode, **_mappings(integration))
+    # What the core would refuse of a REST API's integration (a mapping expression, a
+    # selectionPattern it cannot translate); HTTP APIs' mappings were refused as the config loaded.
+    problem = rest and _core.integration_problem(S.dumps(spec), route.route if route else "GET /", "api")  # type: ignore[arg-type]
+    if problem:
+        raise CompileError(problem)
+    return spec
+
+
+def _non_proxy(integration: Integration, route: Route | None, registry: FunctionRegistry) -> S.NonProxySpec:
+    """A REST `AWS` (Lambda), `HTTP` or AWS-style `MOCK` integration with its route's method responses."""
+    uri = integration.uri or ""
+    backend: S.BackendSpec
+    if integration.type == "AWS":
+        _registered(uri, registry)
+        backend = S.lambda_backend(uri, integration.timeoutInMillis)
+    elif integration.type == "HTTP":
+        backend = S.http_backend(uri, integration.method, integration.timeoutInMillis)
+    else:
+        backend = S.mock_backend()
+    prefix = "method.response.header."
+    method_responses = [
+        S.method_response(
+            int(status), [k[len(prefix) :] for k in response.responseParameters if k.startswith(prefix)]
+        )
+        for status, response in (route.methodResponses.items() if route else ())
+    ]
+    return S.non_proxy(
+        backend,
+        request_parameters=integration.requestParameters,
+        request_templates=integration.requestTemplates,
+        passthrough=integration.passthroughBehavior,
+        content_handling=integration.contentHandling,
+        responses=[
+            S.integration_response(
+                int(status),
+                response.selectionPattern,
+                response.responseParameters,
+                response.responseTemplates,
+                response.contentHandling,
+            )
+            for status, response in integration.integrationResponses.items()
+        ],
+        method_responses=method_responses,
+    )
 
 
 def _mappings(integration: Integration) -> dict[str, Any]:

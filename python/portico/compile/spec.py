@@ -26,9 +26,12 @@ __all__ = [
     "CorsSpec",
     "FunctionSpec",
     "GatewayResponseSpec",
+    "IntegrationResponseSpec",
     "IntegrationSpec",
     "LimitSpec",
+    "MethodResponseSpec",
     "ModelSpec",
+    "NonProxySpec",
     "PlanKeySpec",
     "PlanStageSpec",
     "PrincipalSpec",
@@ -52,13 +55,19 @@ __all__ = [
     "cors",
     "dumps",
     "gateway_response",
+    "http_backend",
     "http_proxy",
+    "integration_response",
     "jwt_authorizer",
     "lambda_authorizer",
+    "lambda_backend",
     "lambda_proxy",
     "limit",
+    "method_response",
     "mock",
+    "mock_backend",
     "model",
+    "non_proxy",
     "plan_key",
     "plan_stage",
     "principal",
@@ -107,7 +116,9 @@ class HttpProxySpec(TypedDict):
     uri: str
     method: str | None
     timeout_ms: int
-    # HTTP APIs' parameter mapping: (key, value) pairs, and (status code, its pairs).
+    # The integration's `requestParameters`, read per API kind: REST APIs'
+    # (integration.request.*.NAME, source expression); HTTP APIs' (append|overwrite|remove:...,
+    # value); and HTTP APIs' response parameters: (status code, its pairs).
     request_parameters: NotRequired[list[tuple[str, str]]]
     response_parameters: NotRequired[list[tuple[str, list[tuple[str, str]]]]]
     transfer_mode: NotRequired[TransferMode]
@@ -135,7 +146,55 @@ class UnavailableSpec(TypedDict):
     detail: str
 
 
-IntegrationSpec = HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec
+class HttpBackendSpec(TypedDict):
+    kind: Literal["HTTP"]
+    uri: str
+    method: str | None
+    timeout_ms: int
+
+
+class LambdaBackendSpec(TypedDict):
+    kind: Literal["LAMBDA"]
+    uri: str
+    timeout_ms: int
+
+
+class MockBackendSpec(TypedDict):
+    kind: Literal["MOCK"]
+
+
+BackendSpec = HttpBackendSpec | LambdaBackendSpec | MockBackendSpec
+PassthroughBehavior = Literal["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"]
+ContentHandling = Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"]
+
+
+class IntegrationResponseSpec(TypedDict):
+    status: int
+    selection_pattern: str | None  # a Java regex; None or "": the default response
+    parameters: list[tuple[str, str]]  # (method.response.header.NAME, source expression)
+    templates: list[tuple[str, str]]  # (content type, template), in the declared order
+    content_handling: ContentHandling | None
+
+
+class MethodResponseSpec(TypedDict):
+    status: int
+    headers: list[str]  # the header names it declares (method.response.header.NAME)
+
+
+class NonProxySpec(TypedDict):
+    """REST APIs' non-proxy integrations (`HTTP`, `AWS` Lambda, `MOCK`) with their mapping."""
+
+    type: Literal["NON_PROXY"]
+    backend: BackendSpec
+    request_parameters: list[tuple[str, str]]  # (integration.request.*.NAME, source expression)
+    request_templates: list[tuple[str, str]]  # (content type, template)
+    passthrough: PassthroughBehavior
+    content_handling: ContentHandling | None
+    responses: list[IntegrationResponseSpec]
+    method_responses: list[MethodResponseSpec]
+
+
+IntegrationSpec = HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec | NonProxySpec
 
 
 ParameterLocation = Literal["querystring", "multivaluequerystring", "header", "multivalueheader", "path"]
@@ -404,8 +463,10 @@ def http_proxy(
 ) -> HttpProxySpec:
     """`HTTP_PROXY`: `uri` may hold `${stageVariables.NAME}` and `{param}` markers. `STREAM`
     (REST APIs): the answer is held to the limits of streamed responses instead.
-    `request_parameters` / `response_parameters`: an HTTP API integration's parameter mapping
-    (`append:header.x` -> `$request.header.y`; `{"500": {"overwrite:statuscode": "403"}}`)."""
+    `request_parameters`: REST APIs' `integration.request.{header,querystring,path}.NAME` -> its
+    source expression, applied over what the proxy passes on; or an HTTP API integration's
+    parameter mapping (`append:header.x` -> `$request.header.y`), with `response_parameters`
+    (`{"500": {"overwrite:statuscode": "403"}}`)."""
     out: HttpProxySpec = {
         "type": "HTTP_PROXY",
         "uri": uri,
@@ -437,6 +498,70 @@ def _transfer_mode(mode: str) -> TransferMode:
     if mode not in ("BUFFERED", "STREAM"):
         raise ValueError(f"responseTransferMode must be BUFFERED or STREAM, not {mode!r}")
     return mode  # type: ignore[return-value]
+
+
+def http_backend(uri: str, method: str | None = None, timeout_ms: int = 29000) -> HttpBackendSpec:
+    """A non-proxy `HTTP` integration's endpoint: `uri` may hold `${stageVariables.NAME}` and
+    `{name}` markers (filled from the mapped `integration.request.path.NAME`)."""
+    return {
+        "kind": "HTTP",
+        "uri": uri,
+        "method": None if not method or method.upper() == "ANY" else method.upper(),
+        "timeout_ms": int(timeout_ms),
+    }
+
+
+def lambda_backend(uri: str, timeout_ms: int = 29000) -> LambdaBackendSpec:
+    """A non-proxy `AWS` integration's Lambda function (an invocation URI, an ARN or a name)."""
+    return {"kind": "LAMBDA", "uri": uri, "timeout_ms": int(timeout_ms)}
+
+
+def mock_backend() -> MockBackendSpec:
+    return {"kind": "MOCK"}
+
+
+def integration_response(
+    status: int,
+    selection_pattern: str | None = None,
+    parameters: dict[str, str] | None = None,
+    templates: dict[str, str] | None = None,
+    content_handling: ContentHandling | None = None,
+) -> IntegrationResponseSpec:
+    return {
+        "status": int(status),
+        "selection_pattern": selection_pattern or None,
+        "parameters": list((parameters or {}).items()),
+        "templates": list((templates or {}).items()),
+        "content_handling": content_handling,
+    }
+
+
+def method_response(status: int, headers: list[str] | tuple[str, ...] = ()) -> MethodResponseSpec:
+    return {"status": int(status), "headers": list(headers)}
+
+
+def non_proxy(
+    backend: BackendSpec,
+    *,
+    request_parameters: dict[str, str] | None = None,
+    request_templates: dict[str, str] | None = None,
+    passthrough: PassthroughBehavior = "WHEN_NO_MATCH",
+    content_handling: ContentHandling | None = None,
+    responses: list[IntegrationResponseSpec] | None = None,
+    method_responses: list[MethodResponseSpec] | None = None,
+) -> NonProxySpec:
+    """A REST non-proxy integration: the integration request's mapping, `backend`, and the
+    integration responses with the method's responses."""
+    return {
+        "type": "NON_PROXY",
+        "backend": backend,
+        "request_parameters": list((request_parameters or {}).items()),
+        "request_templates": list((request_templates or {}).items()),
+        "passthrough": passthrough,
+        "content_handling": content_handling,
+        "responses": list(responses or ()),
+        "method_responses": list(method_responses or ()),
+    }
 
 
 def mock(status: int, headers: dict[str, str] | None = None, body: str = "") -> MockSpec:

@@ -11,8 +11,9 @@ captured, exactly as API Gateway serves what was deployed.
   RouteSettings throttling; the API's CorsConfiguration as deployed.
 - apigateway REST APIs (kind "rest"): every resource path + method of the snapshot is a route
   `METHOD /path` (`ANY` and a greedy `{proxy+}` resource included); AWS_PROXY (REST 1.0 events),
-  HTTP_PROXY (`{var}` in the uri from the path parameters its requestParameters map), MOCK (the
-  default integration response's status and static `application/json` template); stage
+  HTTP_PROXY (with its requestParameters), and the non-proxy `HTTP`, `AWS` (Lambda) and `MOCK`
+  integrations with their request parameters and templates, integration responses and the
+  method's responses (served by the core's mapping, docs/pipeline.md); stage
   variables; methodSettings throttling (`*/*` and `path/METHOD`); canarySettings; the stage
   cache (`cacheClusterEnabled`, `cacheClusterSize`, methodSettings `caching/*`, integrations'
   `cacheKeyParameters` and `cacheNamespace`; FlushStageCache moves the stage's cache epoch).
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from portico import _core
 from portico.compile import method_settings
 from portico.compile import spec as S
 from portico.compile.files import (
@@ -168,19 +170,62 @@ def _cache_key(integration: dict[str, Any], where: str) -> list[S.CacheKeyParame
     return out
 
 
-_MAPPING = re.compile(r"^integration\.request\.path\.([A-Za-z0-9_.-]+)$")
-_SOURCE = re.compile(r"^method\.request\.path\.([A-Za-z0-9_.-]+)$")
+_LAMBDA_PATH = ":lambda:path/"
 
 
-def _map_path_parameters(uri: str, parameters: dict[str, str]) -> str:
-    """Rewrite `{X}` / `{X+}` in an HTTP_PROXY uri to the method path parameter mapped to it
-    (`integration.request.path.X = method.request.path.Y`); unmapped ones keep their name."""
-    for target, source in parameters.items():
-        to = _MAPPING.match(target)
-        frm = _SOURCE.match(source or "")
-        if to and frm and to[1] != frm[1]:
-            uri = re.sub(r"\{" + re.escape(to[1]) + r"\+?\}", "{" + frm[1] + "}", uri)
-    return uri
+def _strings(value: Any) -> dict[str, str]:
+    """A stored string map (`requestParameters`, `responseTemplates`...): its string entries."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _status(value: Any) -> int | None:
+    text = str(value or "")
+    return int(text) if text.isdigit() else None
+
+
+def _rest_non_proxy(
+    integration: dict[str, Any], method: dict[str, Any], backend: S.BackendSpec
+) -> S.NonProxySpec:
+    """A REST `HTTP`, `AWS` or `MOCK` integration with its integration responses and the method's
+    responses (each response's declared headers: its `method.response.header.NAME` keys)."""
+    responses = []
+    for code, response in (integration.get("integrationResponses") or {}).items():
+        status = _status(response.get("statusCode") or code)
+        if status is None:
+            continue
+        handling = response.get("contentHandling")
+        responses.append(
+            S.integration_response(
+                status,
+                response.get("selectionPattern") or None,
+                _strings(response.get("responseParameters")),
+                _strings(response.get("responseTemplates")),
+                handling if handling in ("CONVERT_TO_TEXT", "CONVERT_TO_BINARY") else None,
+            )
+        )
+    method_responses = []
+    for code, response in (method.get("methodResponses") or {}).items():
+        status = _status(response.get("statusCode") or code)
+        if status is None:
+            continue
+        prefix = "method.response.header."
+        declared = [
+            k[len(prefix) :] for k in (response.get("responseParameters") or {}) if k.startswith(prefix)
+        ]
+        method_responses.append(S.method_response(status, declared))
+    passthrough = integration.get("passthroughBehavior")
+    handling = integration.get("contentHandling")
+    return S.non_proxy(
+        backend,
+        request_parameters=_strings(integration.get("requestParameters")),
+        request_templates=_strings(integration.get("requestTemplates")),
+        passthrough=passthrough if passthrough in ("WHEN_NO_TEMPLATES", "NEVER") else "WHEN_NO_MATCH",
+        content_handling=handling if handling in ("CONVERT_TO_TEXT", "CONVERT_TO_BINARY") else None,
+        responses=responses,
+        method_responses=method_responses,
+    )
 
 
 def _http_mappings(integration: dict[str, Any]) -> dict[str, Any]:
@@ -194,27 +239,6 @@ def _http_mappings(integration: dict[str, Any]) -> dict[str, Any]:
     for where, problem in http_mapping_problems(request, response):
         raise ValueError(f"{where}: {problem}")
     return {"request_parameters": request, "response_parameters": response}
-
-
-def _mock(integration: dict[str, Any]) -> S.IntegrationSpec:
-    """MOCK: the default integration response (empty selectionPattern), its static template."""
-    responses = integration.get("integrationResponses") or {}
-    chosen = None
-    for code, response in responses.items():
-        pattern = response.get("selectionPattern")
-        if not pattern or pattern == ".*":
-            chosen = (code, response)
-            break
-    if chosen is None:
-        raise ValueError("MOCK integration without a default integration response")
-    code, response = chosen
-    template = (response.get("responseTemplates") or {}).get("application/json") or ""
-    body = "" if ("$" in template or "#" in template) else template
-    headers = {}
-    for name, value in (response.get("responseParameters") or {}).items():
-        if name.startswith("method.response.header.") and len(value) >= 2 and value[0] == value[-1] == "'":
-            headers[name[len("method.response.header.") :]] = value[1:-1]
-    return S.mock(int(response.get("statusCode") or code), headers, body)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -490,7 +514,7 @@ class _Builder:
                 if not integration:
                     spec = S.unavailable(f"{where} has no integration")
                 else:
-                    spec = self._rest_integration(integration, where)
+                    spec = self._rest_integration(integration, where, doc, key, api_id)
                     cache_key = _cache_key(integration, where)
                     # AWS's default namespace is the resource's id: a route's entries are its own.
                     given = integration.get("cacheNamespace")
@@ -577,23 +601,49 @@ class _Builder:
             api_key_required=bool(method.get("apiKeyRequired")),
         )
 
-    def _rest_integration(self, integration: dict[str, Any], where: str) -> S.IntegrationSpec:
+    def _rest_integration(
+        self,
+        integration: dict[str, Any],
+        where: str,
+        method: dict[str, Any] | None = None,
+        key: str = "",
+        api_id: str = "",
+    ) -> S.IntegrationSpec:
         kind = integration.get("type")
         uri = integration.get("uri") or ""
         timeout_ms = _timeout(integration.get("timeoutInMillis"), _DEFAULT_REST_TIMEOUT_MS)
         # Only proxy integrations stream (the admin API refuses STREAM on any other).
         mode: S.TransferMode = "STREAM" if integration.get("responseTransferMode") == "STREAM" else "BUFFERED"
+        spec: S.IntegrationSpec
         try:
             if kind == "AWS_PROXY":
                 return _lambda(uri, "1.0", timeout_ms, self.registry, where, mode)
             if kind == "HTTP_PROXY":
                 if not re.match(r"^https?://", uri, re.IGNORECASE):
                     raise ValueError(f"HTTP_PROXY uri must be an absolute http(s) URL: {uri!r}")
-                uri = _map_path_parameters(uri, integration.get("requestParameters") or {})
-                return S.http_proxy(uri, integration.get("httpMethod") or "ANY", timeout_ms, mode)
-            if kind == "MOCK":
-                return _mock(integration)
-            raise ValueError(f"integration type {kind} is not supported yet (mapping templates come later)")
+                parameters = _strings(integration.get("requestParameters"))
+                method_name = integration.get("httpMethod") or "ANY"
+                spec = S.http_proxy(uri, method_name, timeout_ms, mode, request_parameters=parameters)
+            elif kind == "HTTP":
+                if not re.match(r"^https?://", uri, re.IGNORECASE):
+                    raise ValueError(f"HTTP uri must be an absolute http(s) URL: {uri!r}")
+                backend: S.BackendSpec = S.http_backend(uri, integration.get("httpMethod"), timeout_ms)
+                spec = _rest_non_proxy(integration, method or {}, backend)
+            elif kind == "AWS":
+                if _LAMBDA_PATH not in uri:
+                    raise ValueError(f"AWS integrations other than Lambda's are not supported: {uri!r}")
+                _lambda(uri, "1.0", timeout_ms, self.registry, where)  # warns of an unregistered one
+                spec = _rest_non_proxy(integration, method or {}, S.lambda_backend(uri, timeout_ms))
+            elif kind == "MOCK":
+                spec = _rest_non_proxy(integration, method or {}, S.mock_backend())
+            else:
+                raise ValueError(f"integration type {kind} is not supported")
+            # What the core would refuse (a mapping expression, a selectionPattern it cannot
+            # translate): this route answers 500, the rest of the deployment is served.
+            problem = _core.integration_problem(S.dumps(spec), key or "GET /", api_id or "api")  # type: ignore[arg-type]
+            if problem:
+                raise ValueError(problem)
+            return spec
         except ValueError as exc:
             log.warning("%s: %s; the route answers 500", where, exc)
             return S.unavailable(f"{where}: {exc}")

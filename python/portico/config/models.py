@@ -66,10 +66,34 @@ def parse_cache_key_parameter(value: str) -> tuple[str, str]:
     return match[1], match[2]
 
 
-class Integration(_Model):
-    """An integration (AWS `Integration`, HTTP API flavour)."""
+class IntegrationResponse(_Model):
+    """One of a REST non-proxy integration's responses (AWS `IntegrationResponse`), under
+    `integrationResponses` by the method response's status code."""
 
-    type: Literal["AWS_PROXY", "HTTP_PROXY", "MOCK"]
+    # A Java regular expression matched against the whole backend status (HTTP, MOCK) or the
+    # Lambda error's errorMessage (AWS); unset or empty: the default response.
+    selectionPattern: str | None = None
+    # method.response.header.NAME -> integration.response.header.X, integration.response.body[.JSONPATH],
+    # stageVariables.X, context.X or 'static' (the route's methodResponses must declare NAME)
+    responseParameters: dict[str, str] = Field(default_factory=dict)
+    # content type -> mapping template (chosen by the request's Accept)
+    responseTemplates: dict[str, str] = Field(default_factory=dict)
+    contentHandling: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
+
+
+class MethodResponse(_Model):
+    """A method response (AWS `MethodResponse`), under a route's `methodResponses` by status code:
+    the headers it declares (`method.response.header.NAME: true|false`)."""
+
+    responseParameters: dict[str, bool] = Field(default_factory=dict)
+    responseModels: dict[str, str] = Field(default_factory=dict)
+
+
+class Integration(_Model):
+    """An integration (AWS `Integration`, HTTP API flavour; REST APIs also have the non-proxy
+    `AWS` (Lambda), `HTTP` and `MOCK` with request and response mapping)."""
+
+    type: Literal["AWS_PROXY", "HTTP_PROXY", "MOCK", "AWS", "HTTP"]
     uri: str | None = Field(default=None, alias="integrationUri")
     method: str = Field(default="ANY", alias="integrationMethod")
     payloadFormatVersion: Literal["1.0", "2.0"] | None = None
@@ -88,29 +112,38 @@ class Integration(_Model):
     # `cacheNamespace` to share entries with other routes (unset: the route's own).
     cacheKeyParameters: list[str] = Field(default_factory=list)
     cacheNamespace: str | None = None
-    # HTTP APIs' parameter mapping (HTTP_PROXY, AWS_PROXY), as AWS's `RequestParameters`
-    # (`append:header.x-user` -> `$context.authorizer.user`) and `ResponseParameters` (status
-    # code -> its mappings); refused as the admin API refuses them.
+    # `requestParameters`, read per API kind. REST APIs (docs/pipeline.md, "Non-proxy
+    # integrations"): integration.request.{header,querystring,path}.NAME -> method.request.*,
+    # stageVariables.X, context.X or 'static' (HTTP_PROXY too). HTTP APIs' parameter mapping
+    # (HTTP_PROXY, AWS_PROXY), as AWS's `RequestParameters` (`append:header.x-user` ->
+    # `$context.authorizer.user`) and `ResponseParameters` (status code -> its mappings), refused
+    # as the admin API refuses them (`Api._rest_only`). REST APIs' request templates by content
+    # type, what a request without one gets, the payload's content handling, and the integration
+    # responses by status code. A MOCK with request
+    # templates or integration responses is AWS's; without, it answers `statusCode`, `headers` and
+    # `body` as they are.
     requestParameters: dict[str, str] = Field(default_factory=dict)
     responseParameters: dict[str, dict[str, str]] = Field(default_factory=dict)
+    requestTemplates: dict[str, str] = Field(default_factory=dict)
+    passthroughBehavior: Literal["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"] = "WHEN_NO_MATCH"
+    contentHandling: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
+    integrationResponses: dict[str, IntegrationResponse] = Field(default_factory=dict)
+
+    @field_validator("integrationResponses")
+    @classmethod
+    def _statuses(cls, value: dict[str, IntegrationResponse]) -> dict[str, IntegrationResponse]:
+        for status in value:
+            if not re.fullmatch(r"[1-5]\d\d", str(status)):
+                raise ValueError(
+                    f"{status!r}: integration responses are keyed by a status code ([1-5]\\d\\d)"
+                )
+        return value
 
     @field_validator("responseParameters", mode="before")
     @classmethod
     def _status_keys(cls, value: Any) -> Any:
         # YAML reads `200:` as a number; AWS's keys are status codes as text.
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
-
-    @model_validator(mode="after")
-    def _mappings(self) -> Integration:
-        if (self.requestParameters or self.responseParameters) and self.type == "MOCK":
-            raise ValueError(
-                "requestParameters and responseParameters map HTTP_PROXY and AWS_PROXY integrations"
-            )
-        from portico.config.parameter_mapping import http_mapping_problems
-
-        for where, problem in http_mapping_problems(self.requestParameters, self.responseParameters):
-            raise ValueError(f"{where}: {problem}")
-        return self
 
     @field_validator("cacheKeyParameters")
     @classmethod
@@ -137,21 +170,54 @@ class Integration(_Model):
     def _mode_upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @property
+    def non_proxy(self) -> bool:
+        """Whether the integration maps requests and responses (REST `AWS`, `HTTP`, AWS's MOCK)."""
+        if self.type == "MOCK":
+            return bool(self.requestTemplates or self.integrationResponses)
+        return self.type in ("AWS", "HTTP")
+
     @model_validator(mode="after")
     def _per_type(self) -> Integration:
-        if self.responseTransferMode == "STREAM" and self.type == "MOCK":
+        if self.responseTransferMode == "STREAM" and self.type not in ("AWS_PROXY", "HTTP_PROXY"):
             raise ValueError("responseTransferMode STREAM: only AWS_PROXY and HTTP_PROXY integrations stream")
         if self.responseTransferMode != "STREAM" and self.timeoutInMillis > 30000:
             raise ValueError(
                 "timeoutInMillis: at most 30000 (900000 for responseTransferMode STREAM), "
                 f"got {self.timeoutInMillis}"
             )
+        mapped = self.requestTemplates or self.integrationResponses or self.contentHandling
+        if self.type in ("AWS_PROXY", "HTTP_PROXY") and mapped:
+            raise ValueError(
+                f"{self.type} integrations pass requests and responses as they are: requestTemplates, "
+                "integrationResponses and contentHandling are non-proxy integrations' (AWS, HTTP, MOCK)"
+            )
         if self.type == "MOCK":
-            if self.statusCode is None:
-                raise ValueError("a MOCK integration needs statusCode")
+            if self.statusCode is None and not self.non_proxy:
+                raise ValueError(
+                    "a MOCK integration needs statusCode (or AWS's requestTemplates and integrationResponses)"
+                )
+            if self.non_proxy and (self.statusCode is not None or self.headers or self.body):
+                raise ValueError(
+                    "a MOCK with requestTemplates or integrationResponses takes its status from the request "
+                    "template and its body from the responses: statusCode, headers and body do not apply"
+                )
             return self
         if not self.uri:
             raise ValueError(f"an {self.type} integration needs uri (or integrationUri)")
+        if self.type == "AWS":
+            from portico.integrations.functions import function_name_from_uri
+
+            if ":lambda:path/" not in self.uri:
+                raise ValueError(
+                    f"AWS integrations call Lambda functions (an invocation URI), not {self.uri!r}"
+                )
+            try:
+                function_name_from_uri(_without_stage_variables(self.uri))
+            except ValueError as exc:
+                raise ValueError(f"uri is not a Lambda invocation URI: {exc}") from None
+        if self.type == "HTTP" and not re.match(r"^https?://", self.uri):
+            raise ValueError(f"uri must be an http:// or https:// URL, got {self.uri!r}")
         if self.type == "HTTP_PROXY":
             if not re.match(r"^https?://", self.uri):
                 raise ValueError(f"uri must be an http:// or https:// URL, got {self.uri!r}")
@@ -172,6 +238,22 @@ class Integration(_Model):
         if self.payloadFormatVersion:
             return self.payloadFormatVersion
         return "1.0" if self.type == "HTTP_PROXY" else "2.0"
+
+
+def _method_response_problem(integration: Integration, route: Route) -> str | None:
+    """What AWS refuses of an integration response (a header the method response does not
+    declare), and what it would answer 500 at every call (a status without a method response)."""
+    for status, response in integration.integrationResponses.items():
+        method = route.methodResponses.get(status)
+        if method is None:
+            return f"integrationResponses.{status}: the route declares no methodResponses.{status}"
+        for key in response.responseParameters:
+            if key not in method.responseParameters:
+                return (
+                    f"integrationResponses.{status}.responseParameters: {key!r} is not declared in "
+                    f"methodResponses.{status}.responseParameters"
+                )
+    return None
 
 
 def _without_stage_variables(uri: str) -> str:
@@ -384,12 +466,15 @@ class Route(_Model):
     authorizerId: str | None = None
     # JWT and COGNITO_USER_POOLS: the token must carry one of these scopes when there are some.
     authorizationScopes: list[str] = Field(default_factory=list)
-    # REST APIs' request validation (AWS `Method` members): the name of one of the API's
-    # `requestValidators`, the parameters it requires (`method.request.header.X: true`) and the
-    # models bodies are checked against, by media type (or `$default`).
+    # REST APIs (AWS `Method` members): request validation's validator (the name of one of the
+    # API's `requestValidators`), the method request's parameters (`method.request.header.X: true`,
+    # required) and the models bodies are checked against, by media type (or `$default`); the
+    # method's responses by status code (what a non-proxy integration's responses answer with: a
+    # status needs one).
     requestValidatorId: str | None = None
     requestParameters: dict[str, bool] = Field(default_factory=dict)
     requestModels: dict[str, str] = Field(default_factory=dict)
+    methodResponses: dict[str, MethodResponse] = Field(default_factory=dict)
 
     @field_validator("requestParameters")
     @classmethod
@@ -671,6 +756,22 @@ class GatewayResponse(_Model):
         return value
 
 
+def _check_http_mappings(integration: Integration, where: str) -> None:
+    """An HTTP API integration's parameter mapping, refused as the admin API refuses it."""
+    if not (integration.requestParameters or integration.responseParameters):
+        return
+    if integration.type == "MOCK":
+        raise ValueError(
+            f"{where}: requestParameters and responseParameters map HTTP_PROXY and AWS_PROXY integrations"
+        )
+    from portico.config.parameter_mapping import http_mapping_problems
+
+    for entry, problem in http_mapping_problems(
+        integration.requestParameters, integration.responseParameters
+    ):
+        raise ValueError(f"{where}: {entry}: {problem}")
+
+
 class Api(_Model):
     name: str
     id: str | None = None
@@ -687,6 +788,9 @@ class Api(_Model):
     # REST APIs only (AWS `RestApi` members):
     apiKeySource: Literal["HEADER", "AUTHORIZER"] = "HEADER"
     policy: dict[str, Any] | None = None
+    # Media types (`image/png`, `image/*`, `*/*`) whose payloads are binary ("Content type
+    # conversions in API Gateway").
+    binaryMediaTypes: list[str] = Field(default_factory=list)
     gatewayResponses: dict[GatewayResponseType, GatewayResponse] = Field(default_factory=dict)
     # Models by name (`Empty` and `Error` are there unless declared) and request validators by
     # name: routes name them in `requestModels` and `requestValidatorId`.
@@ -718,6 +822,7 @@ class Api(_Model):
                 ("apiKeySource", self.apiKeySource == "HEADER"),
                 ("policy", self.policy is None),
                 ("gatewayResponses", not self.gatewayResponses),
+                ("binaryMediaTypes", not self.binaryMediaTypes),
                 ("models", not self.models),
                 ("requestValidators", not self.requestValidators),
             ):
@@ -745,8 +850,15 @@ class Api(_Model):
                     raise ValueError(
                         f"integrations.{name}: response streaming is REST APIs' (protocolType: REST)"
                     )
+                _check_http_mappings(integration, f"integrations.{name}")
+                if integration.non_proxy:
+                    raise ValueError(
+                        f"integrations.{name}: non-proxy integrations are REST APIs' (protocolType: REST)"
+                    )
             for index, route in enumerate(self.routes):
                 inline = route.integration
+                if isinstance(inline, Integration):
+                    _check_http_mappings(inline, f"routes[{index}].integration")
                 if isinstance(inline, Integration) and (inline.cacheKeyParameters or inline.cacheNamespace):
                     raise ValueError(
                         f"routes[{index}].integration: cache keys are REST APIs' (protocolType: REST)"
@@ -755,6 +867,13 @@ class Api(_Model):
                     raise ValueError(
                         f"routes[{index}].integration: response streaming is REST APIs' (protocolType: REST)"
                     )
+                if isinstance(inline, Integration) and inline.non_proxy:
+                    raise ValueError(
+                        f"routes[{index}].integration: non-proxy integrations are REST APIs' "
+                        "(protocolType: REST)"
+                    )
+                if route.methodResponses:
+                    raise ValueError(f"routes[{index}]: methodResponses are REST APIs' (protocolType: REST)")
             return self
         if self.cors is not None:
             raise ValueError("corsConfiguration: REST APIs have none (it is HTTP APIs')")
@@ -777,10 +896,14 @@ class Api(_Model):
             )
             if integration is not None and integration.payloadFormatVersion == "2.0":
                 raise ValueError(f"routes[{index}]: REST APIs send Lambda events of payloadFormatVersion 1.0")
-            if integration is not None and (integration.requestParameters or integration.responseParameters):
+            if integration is not None and integration.non_proxy:
+                problem = _method_response_problem(integration, route)
+                if problem:
+                    raise ValueError(f"routes[{index}]: {problem}")
+            if integration is not None and integration.responseParameters:
                 raise ValueError(
-                    f"routes[{index}]: requestParameters and responseParameters are HTTP APIs' parameter "
-                    "mapping (protocolType: HTTP)"
+                    f"routes[{index}]: responseParameters are HTTP APIs' parameter mapping (protocolType: "
+                    "HTTP); REST APIs map responses in integrationResponses"
                 )
         if "REQUEST_TOO_LARGE" in self.gatewayResponses:
             raise ValueError("gatewayResponses: REQUEST_TOO_LARGE cannot be customised")

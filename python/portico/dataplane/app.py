@@ -31,6 +31,7 @@ from portico.compile import spec as S
 from portico.compile.files import CompiledConfig
 from portico.dataplane.plugins import Plugin
 from portico.integrations.functions import FunctionRegistry
+from portico.serve.templates import template_sources
 from portico.serve.user_code import UserCode
 
 logger = logging.getLogger("portico.dataplane")
@@ -183,6 +184,7 @@ class DataPlane:
         self.core = _core.Core(self.gateway, max_threads)
         self.registry = registry if registry is not None else FunctionRegistry()
         self.user_code = UserCode(self.core, self.registry, self.plugins)
+        self.user_code.templates.retain(template_sources(compiled.spec))  # type: ignore[arg-type]
         self.user_code.start()
         self._completions = _Completions(self.core)
         self._on_shutdown = list(on_shutdown)
@@ -206,6 +208,8 @@ class DataPlane:
         """Serve `compiled` from now on. Atomic: each request uses the old or the new snapshot,
         whole; requests in flight finish on the one they started with; throttle state carries
         over. Raises ConfigError (and keeps serving the old one) for a spec the core refuses."""
+        # The new deployment's templates are compiled before it serves its first request.
+        self.user_code.templates.retain(template_sources(compiled.spec))  # type: ignore[arg-type]
         self.gateway.swap(self._spec_json(compiled))
         self.compiled = compiled
         if generation is not None:

@@ -18,6 +18,9 @@ handed to the core as they are produced (as Lambda's response streaming sends a 
 then the payload). The core reads the metadata with AWS's rules and passes the chunks on; a slow
 client holds the generator back (the hand-off is bounded); a client that goes away, or a stream
 past its limits, closes it (`GeneratorExit` at its `yield`).
+
+REST APIs' mapping templates holding VTL come the same way (`render` calls), rendered by
+`portico.serve.templates`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import inspect
 import json
 import logging
 import threading
+import traceback
 from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any
 
@@ -44,6 +48,7 @@ from portico.integrations.functions import (
     log_function_error,
     parse_function_uri,
 )
+from portico.serve.templates import CompiledTemplates, TemplateFailure
 
 __all__ = ["UserCode"]
 
@@ -69,6 +74,22 @@ def marshal(result: Any) -> bytes:
     return json.dumps(result, ensure_ascii=False, default=_decimal_default).encode()
 
 
+def lambda_error(exc: BaseException, request_id: str, error_type: str | None = None) -> bytes:
+    """A raised exception as Lambda's Python runtime reports it (what Lambda's Invoke returns for a
+    function error): `errorMessage`, `errorType`, `requestId` and `stackTrace`, the handler's frames
+    formatted by `traceback.format_list` (the gateway's own frame left out)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    return json.dumps(
+        {
+            "errorMessage": str(exc),
+            "errorType": error_type or type(exc).__name__,
+            "requestId": request_id,
+            "stackTrace": traceback.format_list(frames),
+        },
+        default=str,
+    ).encode()
+
+
 def _overrides(plugin: Plugin, hook: str) -> bool:
     return getattr(type(plugin), hook) is not getattr(Plugin, hook)
 
@@ -81,6 +102,8 @@ class UserCode:
         self.registry = registry
         self.on_request = [p.on_request for p in plugins if _overrides(p, "on_request")]
         self.on_response = [p.on_response for p in plugins if _overrides(p, "on_response")]
+        # REST mapping templates, compiled once per deployment (`DataPlane` keeps them current).
+        self.templates = CompiledTemplates()
         self._supervisor: threading.Thread | None = None
         self._started = 0
 
@@ -115,6 +138,8 @@ class UserCode:
         kind = job.kind
         if kind == "lambda":
             self._invoke(job, loop)
+        elif kind == "render":
+            self._render(job)
         else:
             self._plugins(job, loop, kind)
 
@@ -158,7 +183,10 @@ class UserCode:
             # Lambda's errorMessage is str(exception): a Lambda authorizer answers 401 by raising
             # Exception("Unauthorized").
             job.reply_lambda_error(
-                "FUNCTION_ERROR", f"function {ref.name} raised {type(exc).__name__}: {exc}", str(exc)
+                "FUNCTION_ERROR",
+                f"function {ref.name} raised {type(exc).__name__}: {exc}",
+                str(exc),
+                lambda_error(exc, invocation_id),
             )
             return
         if (inspect.isgenerator(result) or inspect.isasyncgen(result)) and job.streams:
@@ -168,11 +196,31 @@ class UserCode:
             payload = marshal(result)
         except (TypeError, ValueError) as exc:
             # Lambda's runtime fails such an invocation with Runtime.MarshalError.
+            message = f"Unable to marshal response: {exc}"
             job.reply_lambda_error(
-                "FUNCTION_ERROR", f"Runtime.MarshalError: unable to marshal response: {exc}"
+                "FUNCTION_ERROR",
+                f"Runtime.MarshalError: {message}",
+                message,
+                lambda_error(ValueError(message), invocation_id, "Runtime.MarshalError"),
             )
             return
         job.reply_lambda(payload)
+
+    # ------------------------------------------------------------------------ mapping templates
+
+    def _render(self, job: _core.Job) -> None:
+        source, input_json = job.render_call()
+        try:
+            output, overrides = self.templates.render(source, orjson.loads(input_json))
+            encoded = orjson.dumps(overrides)
+        except TemplateFailure as exc:
+            job.reply_render_error(str(exc))
+            return
+        except Exception as exc:  # an engine bug must not take the worker down: this request 500s
+            log.exception("rendering a mapping template failed")
+            job.reply_render_error(repr(exc))
+            return
+        job.reply_render(output, encoded)
 
     # ------------------------------------------------------------------------ plugins
 
