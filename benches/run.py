@@ -9,6 +9,7 @@
     python benches/run.py --shape cache [...the same flags]   (see benches/cache.py)
     python benches/run.py --shape templates [...the same flags]   (see benches/mapping_templates.py)
     python benches/run.py --shape validate [...the same flags]   (see benches/validate.py)
+    python benches/run.py --shape rest [...the same flags]   (see benches/rest.py)
 
 What it starts (every port is a free one picked at run time; everything listens on 127.0.0.1):
   upstream      nginx (1 worker) answering every request with a small fixed JSON body
@@ -70,10 +71,11 @@ throttle and a quota, too high to refuse: what the plan's bucket and quota count
 Flags:
   --shape S         bare (the default: the cases above), production (the production-shaped cases),
                     auth (routes with authorization against the same route without), jwt, cache
-                    (warm stage-cache hits against nginx's proxy_cache hits: benches/cache.py), or
-                  templates (a MOCK's VTL response template against none: benches/mapping_templates.py),
-                  validate (a validated 10 KB POST against the same route without validation:
-                  benches/validate.py)
+                    (warm stage-cache hits against nginx's proxy_cache hits: benches/cache.py),
+                    templates (a MOCK's VTL response template against none:
+                    benches/mapping_templates.py), validate (a validated 10 KB POST against the
+                    same route without validation: benches/validate.py), or rest (both of those
+                    in one REST API with the access log on: benches/rest.py)
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of untimed load per case before the rounds (default 1)
   --connections N   wrk connections (default 32)
@@ -509,7 +511,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument(
         "--shape",
-        choices=("bare", "production", "auth", "jwt", "cache", "templates", "validate"),
+        choices=("bare", "production", "auth", "jwt", "cache", "templates", "validate", "rest"),
         default="bare",
     )
     parser.add_argument("--jwt-tokens", type=int, default=200_000)
@@ -574,6 +576,10 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         from validate import run_validate  # a validated 10 KB POST against the same route without
 
         return run_validate(args, tmp, procs)
+    if args.shape == "rest":
+        from rest import run_rest  # both of the above in one REST API, with the access log on
+
+        return run_rest(args, tmp, procs)
     return run_bare(args, tmp, procs)
 
 
