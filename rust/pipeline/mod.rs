@@ -786,55 +786,15 @@ impl Pipeline {
         integration_status: Option<u16>,
         f: impl FnOnce(&(dyn Fn(&str, &mut String) -> bool + Sync)) -> R,
     ) -> R {
-        let api = ex.api.map(|a| snap.api(a));
-        let serving = ex.serving.as_deref();
-        let route = ex.route();
-        let mut ip = [0u8; 48];
-        let flat = match &ex.auth.granted {
-            Granted::Jwt { claims, .. } => crate::auth::flatten_claims(claims),
-            Granted::Lambda { context, .. } => crate::auth::flatten_claims(context),
-            Granted::Nothing => Default::default(),
-        };
-        let pairs: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let (claims, authorizer, principal_id) = match &ex.auth.granted {
-            Granted::Lambda { principal_id, .. } => (&[][..], &pairs[..], principal_id.as_deref()),
-            _ => (&pairs[..], &[][..], None),
-        };
-        let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
+        let text = RecordText::new(conn, ex);
+        let pairs = text.authorizer_pairs();
         let record = LogRecord {
-            request_id: &ex.request_id,
             extended_request_id: Some(ex.extended_request_id()),
-            http_method: parts.method.as_str(),
-            path: ex.addressed_path(parts),
-            protocol: protocol(parts.version),
-            domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
-            request_time_epoch_ms: ex.epoch_ms,
-            identity: Identity {
-                source_ip: ip_text(conn.client_ip, &mut ip),
-                user_agent: header_str(&parts.headers, USER_AGENT),
-                api_key: masked_key.as_deref(),
-                api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
-                client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
-                caller: ex.auth.iam.as_ref().map(|i| i.caller.as_str()),
-                user: ex.auth.iam.as_ref().map(|i| i.user.as_str()),
-                user_arn: ex.auth.iam.as_ref().map(|i| i.user_arn.as_str()),
-                account_id: ex.auth.iam.as_ref().map(|i| i.account_id.as_str()),
-                access_key: ex.auth.iam.as_ref().map(|i| i.access_key.as_str()),
-                ..Default::default()
-            },
-            account_id: Some(&snap.settings.account_id),
-            api_id: api.map(|a| &*a.id),
-            stage: serving.map(|s| &*s.stage),
-            route_key: route.map(|r| &*r.key),
-            resource_path: route.map(|r| &*r.resource_path),
             status: integration_status.unwrap_or(0),
             integration_status,
-            response_latency_ms: ex.started.elapsed().as_millis() as u64,
-            claims,
-            authorizer,
-            authorizer_principal_id: principal_id,
-            ..Default::default()
+            ..request_record(snap, parts, conn, ex, &text, &pairs)
         };
+        let api = ex.api.map(|a| snap.api(a));
         let kind = api.map_or(ApiKind::Http, |a| a.kind);
         let context = |name: &str, out: &mut String| {
             let start = out.len();
@@ -1017,35 +977,15 @@ impl Pipeline {
         let api = snap.api(ex.api?);
         let custom = api.gateway_responses.as_deref()?;
         let serving = ex.serving.as_deref();
-        let route = ex.route();
-        let mut ip = [0u8; 48];
         let message = failure.message.as_deref().or(answer.message);
-        let masked = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
+        let text = RecordText::new(conn, ex);
+        let pairs = text.authorizer_pairs();
         let record = LogRecord {
-            request_id: &ex.request_id,
-            extended_request_id: ex.extended_request_id.as_deref(),
-            http_method: parts.method.as_str(),
-            path: ex.addressed_path(parts),
-            protocol: protocol(parts.version),
-            domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
-            request_time_epoch_ms: ex.epoch_ms,
-            identity: Identity {
-                source_ip: ip_text(conn.client_ip, &mut ip),
-                user_agent: header_str(&parts.headers, USER_AGENT),
-                api_key: masked.as_deref(),
-                api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
-                ..Default::default()
-            },
-            account_id: Some(&snap.settings.account_id),
-            api_id: Some(&api.id),
-            stage: serving.map(|s| &*s.stage),
-            route_key: route.map(|r| &*r.key),
-            resource_path: route.map(|r| &*r.resource_path),
             status: answer.status,
             error_message: message,
             error_response_type: Some(failure.error.name()),
             error_validation: failure.validation.as_deref(),
-            ..Default::default()
+            ..request_record(snap, parts, conn, ex, &text, &pairs)
         };
         let params: Vec<(&str, &str)> = ex
             .path_params
@@ -1086,57 +1026,17 @@ impl Pipeline {
             // A HEAD answer carries no body, whatever its length says.
             let sent = if parts.method == http::Method::HEAD { 0 } else { sent };
             let api = ex.api.map(|a| snap.api(a));
-            let serving = ex.serving.as_deref();
             let route = ex.route();
-            let mut ip = [0u8; 48];
-            let source_ip = ip_text(conn.client_ip, &mut ip);
             let error = ex.error.as_ref();
-            // `$context.authorizer.claims.NAME` (a JWT's claims) and `$context.authorizer.NAME` (a
-            // Lambda authorizer's context), values as the event renders them.
-            let flat = match &ex.auth.granted {
-                Granted::Jwt { claims, .. } => crate::auth::flatten_claims(claims),
-                Granted::Lambda { context, .. } => crate::auth::flatten_claims(context),
-                Granted::Nothing => Default::default(),
+            let text = RecordText::new(&conn, &ex);
+            let pairs = text.authorizer_pairs();
+            let authorizer_latency_ms = match &ex.auth.granted {
+                Granted::Lambda { latency_ms, .. } => Some(*latency_ms),
+                _ => None,
             };
-            let pairs: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let (claims, authorizer, principal_id, authorizer_latency_ms) = match &ex.auth.granted {
-                Granted::Lambda { principal_id, latency_ms, .. } => {
-                    (&[][..], &pairs[..], principal_id.as_deref(), Some(*latency_ms))
-                }
-                _ => (&pairs[..], &[][..], None, None),
-            };
-            // The key's value never reaches a log line: masked (see `api_key_mask`).
-            let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
             let record = LogRecord {
-                request_id: &ex.request_id,
-                extended_request_id: ex.extended_request_id.as_deref(),
-                http_method: parts.method.as_str(),
-                path: ex.addressed_path(&parts),
-                protocol: protocol(parts.version),
-                domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
-                request_time_epoch_ms: ex.epoch_ms,
-                identity: Identity {
-                    source_ip,
-                    user_agent: header_str(&parts.headers, USER_AGENT),
-                    api_key: masked_key.as_deref(),
-                    api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
-                    client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
-                    // The signer of an AWS_IAM route (its access key id; never the secret).
-                    caller: ex.auth.iam.as_ref().map(|i| i.caller.as_str()),
-                    user: ex.auth.iam.as_ref().map(|i| i.user.as_str()),
-                    user_arn: ex.auth.iam.as_ref().map(|i| i.user_arn.as_str()),
-                    account_id: ex.auth.iam.as_ref().map(|i| i.account_id.as_str()),
-                    access_key: ex.auth.iam.as_ref().map(|i| i.access_key.as_str()),
-                    ..Default::default()
-                },
-                account_id: Some(&snap.settings.account_id),
-                api_id: api.map(|a| &*a.id),
-                stage: serving.map(|s| &*s.stage),
-                route_key: route.map(|r| &*r.key),
-                resource_path: route.map(|r| &*r.resource_path),
                 status,
                 response_length: sent,
-                response_latency_ms: ex.started.elapsed().as_millis() as u64,
                 error_message: error.map(|f| f.detail.as_str()),
                 error_response_type: error.map(|f| f.error.name()),
                 error_validation: error.and_then(|f| f.validation.as_deref()),
@@ -1145,11 +1045,8 @@ impl Pipeline {
                 integration_latency_ms: ex.integration.map(|i| i.latency_ms),
                 integration_error: error.map(|f| f.detail.as_str()),
                 response_transfer_mode: route.map(|r| if r.integration.streams() { "STREAMED" } else { "BUFFERED" }),
-                claims,
-                authorizer,
-                authorizer_principal_id: principal_id,
                 authorizer_latency_ms,
-                ..Default::default()
+                ..request_record(&snap, &parts, &conn, &ex, &text, &pairs)
             };
             let kind = api.map_or(ApiKind::Http, |a| a.kind);
             for log in stage_log.iter().chain(global.iter()) {
@@ -1158,6 +1055,89 @@ impl Pipeline {
         };
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, Reported::new(body, write).boxed())
+    }
+}
+
+/// What every `LogRecord` of a request borrows beyond the request itself: the client's address
+/// as text, the authorizer's values as text and the API key masked (its value never reaches a
+/// record: see `api_key_mask`).
+struct RecordText {
+    ip: [u8; 48],
+    ip_len: usize,
+    authorizer_values: std::collections::BTreeMap<String, String>,
+    masked_key: Option<String>,
+}
+
+impl RecordText {
+    fn new(conn: &Connection, ex: &Exchange) -> RecordText {
+        let mut ip = [0u8; 48];
+        let ip_len = ip_text(conn.client_ip, &mut ip).len();
+        // `$context.authorizer.claims.NAME` (a JWT's claims) and `$context.authorizer.NAME` (a
+        // Lambda authorizer's context), values as the event renders them.
+        let authorizer_values = match &ex.auth.granted {
+            Granted::Jwt { claims, .. } => crate::auth::flatten_claims(claims),
+            Granted::Lambda { context, .. } => crate::auth::flatten_claims(context),
+            Granted::Nothing => Default::default(),
+        };
+        let masked_key = ex.auth.api_key.as_ref().map(|k| api_key_mask(&k.value));
+        RecordText { ip, ip_len, authorizer_values, masked_key }
+    }
+
+    fn authorizer_pairs(&self) -> Vec<(&str, &str)> {
+        self.authorizer_values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+}
+
+/// The request as the access log, gateway responses' templates and HTTP APIs' `$context`
+/// mappings read it: one record, which each completes with what it knows (the status, the
+/// error, the integration's answer).
+fn request_record<'a>(
+    snap: &'a Snapshot,
+    parts: &'a http::request::Parts,
+    conn: &'a Connection,
+    ex: &'a Exchange,
+    text: &'a RecordText,
+    authorizer_pairs: &'a [(&'a str, &'a str)],
+) -> LogRecord<'a> {
+    let api = ex.api.map(|a| snap.api(a));
+    let route = ex.route();
+    let (claims, authorizer, principal_id) = match &ex.auth.granted {
+        Granted::Lambda { principal_id, .. } => (&[][..], authorizer_pairs, principal_id.as_deref()),
+        _ => (authorizer_pairs, &[][..], None),
+    };
+    let iam = ex.auth.iam.as_ref();
+    LogRecord {
+        request_id: &ex.request_id,
+        extended_request_id: ex.extended_request_id.as_deref(),
+        http_method: parts.method.as_str(),
+        path: ex.addressed_path(parts),
+        protocol: protocol(parts.version),
+        domain_name: Some(header_str(&parts.headers, HOST).unwrap_or("")),
+        request_time_epoch_ms: ex.epoch_ms,
+        identity: Identity {
+            source_ip: std::str::from_utf8(&text.ip[..text.ip_len]).unwrap_or(""),
+            user_agent: header_str(&parts.headers, USER_AGENT),
+            api_key: text.masked_key.as_deref(),
+            api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
+            client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
+            // The signer of an AWS_IAM route (its access key id; never the secret).
+            caller: iam.map(|i| i.caller.as_str()),
+            user: iam.map(|i| i.user.as_str()),
+            user_arn: iam.map(|i| i.user_arn.as_str()),
+            account_id: iam.map(|i| i.account_id.as_str()),
+            access_key: iam.map(|i| i.access_key.as_str()),
+            ..Default::default()
+        },
+        account_id: Some(&snap.settings.account_id),
+        api_id: api.map(|a| &*a.id),
+        stage: ex.serving.as_deref().map(|s| &*s.stage),
+        route_key: route.map(|r| &*r.key),
+        resource_path: route.map(|r| &*r.resource_path),
+        response_latency_ms: ex.started.elapsed().as_millis() as u64,
+        claims,
+        authorizer,
+        authorizer_principal_id: principal_id,
+        ..Default::default()
     }
 }
 
