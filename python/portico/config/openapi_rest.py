@@ -3,8 +3,12 @@
 
 Swagger 2.0 documents are always REST APIs (HTTP APIs import OpenAPI 3 only). An OpenAPI 3
 document is one when `x-portico: {protocolType: REST}` says so, or when it uses what only REST APIs
-have (`is_rest_document`). The mapping follows AWS's REST import ("Working with API Gateway
-extensions to OpenAPI"):
+have and nothing only HTTP APIs have (`is_rest_document`): request validators, gateway responses,
+binary media types, an API key source or a resource policy; `aws` or `http` integrations, or ones
+with `requestTemplates`, `responses`, `contentHandling` or cache keys; `token` or Cognito
+authorizers; operations requiring an API key. (HTTP APIs' own: `x-amazon-apigateway-cors`,
+`x-amazon-apigateway-integrations`, `payloadFormatVersion`.) The mapping follows AWS's REST import
+("Working with API Gateway extensions to OpenAPI"):
 
 - each operation (`x-amazon-apigateway-any-method` is `ANY`) becomes a route; its
   `x-amazon-apigateway-integration` its integration (`type` in either case, `httpMethod`, `uri`,
@@ -14,9 +18,10 @@ extensions to OpenAPI"):
   is `default`);
 - the operation's `responses` its method responses (`headers` declare `method.response.header.X`),
   its `parameters` (header, query, path) its request parameters, a body's `$ref` its request model,
-  `x-amazon-apigateway-request-validator` (else the document's) its validator, and `security` its
-  API key requirement (an `apiKey` scheme in a header), authorizer (a scheme with
-  `x-amazon-apigateway-authorizer`) or IAM authorization (`x-amazon-apigateway-authtype: awsSigv4`);
+  `x-amazon-apigateway-request-validator` (else the document's) its validator, and its `security`
+  (per operation, as AWS's import reads it) its API key requirement (an `apiKey` scheme in a
+  header), authorizer (a scheme with `x-amazon-apigateway-authorizer`) or IAM authorization
+  (`x-amazon-apigateway-authtype: awsSigv4`);
 - `definitions` (`components.schemas`) become models, their `#/definitions/X` references bare
   model names; `x-amazon-apigateway-request-validators`, `-gateway-responses`,
   `-binary-media-types`, `-api-key-source` and `-policy` the API's own members.
@@ -51,14 +56,15 @@ _REST_EXTENSIONS = (
     "x-amazon-apigateway-api-key-source",
     "x-amazon-apigateway-policy",
 )
-# Integration members only REST APIs' integrations have.
+# Integration members only REST APIs' integrations have (AWS's HTTP API examples write
+# `passthroughBehavior` too, which HTTP APIs ignore).
 _REST_INTEGRATION_MEMBERS = (
     "requestTemplates",
-    "passthroughBehavior",
     "contentHandling",
     "cacheKeyParameters",
     "cacheNamespace",
     "responses",
+    "responseTransferMode",
 )
 # Copied as they are from `x-amazon-apigateway-integration` to the config's integration.
 _COPIED_MEMBERS = (
@@ -114,7 +120,9 @@ class Origins(dict[str, str]):
             return problem
         mapped = (self[best] + location[len(best) :]).lstrip(".")
         # A route's method responses are the operation's `responses`.
-        reason = reason.replace("the route declares no methodResponses.", "the operation declares no responses.")
+        reason = reason.replace(
+            "the route declares no methodResponses.", "the operation declares no responses."
+        )
         reason = reason.replace("declared in methodResponses.", "declared in the operation's responses.")
         return f"{mapped}: {reason}" if mapped else reason
 
@@ -131,6 +139,15 @@ def is_rest_document(document: dict[str, Any]) -> bool:
     portico = document.get("x-portico")
     if isinstance(portico, dict) and isinstance(portico.get("protocolType"), str):
         return portico["protocolType"].upper() == "REST"
+    # What only HTTP APIs have: CORS configuration, reusable integrations, payload versions.
+    components = document.get("components")
+    if "x-amazon-apigateway-cors" in document or (
+        isinstance(components, dict) and "x-amazon-apigateway-integrations" in components
+    ):
+        return False
+    integrations = [op.get(X_INTEGRATION) for _, _, op in _operations(document)]
+    if any(isinstance(spec, dict) and "payloadFormatVersion" in spec for spec in integrations):
+        return False
     if any(name in document for name in _REST_EXTENSIONS):
         return True
     for scheme in _schemes(document).values():
@@ -324,7 +341,9 @@ class _Translation:
         return authorizers
 
     def _security(self, route: dict[str, Any], operation: dict[str, Any], where: str) -> None:
-        requirements = operation.get("security", self.document.get("security"))
+        # Per operation, as AWS's import reads it ("For each method, create a security requirement
+        # object", "Configure a method to use API keys with an OpenAPI definition").
+        requirements = operation.get("security")
         if requirements is None:
             requirements = []
         if not isinstance(requirements, list):
@@ -604,8 +623,7 @@ def _is_api_key(scheme: dict[str, Any]) -> bool:
 
 def _scheme_used(document: dict[str, Any], scheme: dict[str, Any]) -> bool:
     names = {name for name, s in _schemes(document).items() if s is scheme}
-    requirements = [document.get("security")]
-    requirements += [operation.get("security") for _, _, operation in _operations(document)]
+    requirements = [operation.get("security") for _, _, operation in _operations(document)]
     return any(
         isinstance(need, dict) and names & set(need)
         for group in requirements
