@@ -643,3 +643,165 @@ def test_portico_serve_of_a_broken_document_exits_with_the_problem(tmp_path):
     assert "paths./pets/{petId}.get.x-amazon-apigateway-integration.type: Input should be" in result.stderr
     assert "Traceback" not in result.stderr
     assert re.search(r"^portico: ", result.stderr, re.M)
+
+
+# ---------------------------------------------------------------------------------------- swagger
+
+API_KEY = "openapiRestTesterKey0123456789"
+SWAGGER_FUNCTIONS = {**FUNCTIONS, "token_authorizer": "handlers.authorizers:token_authorizer"}
+
+
+def swagger_petstore() -> dict[str, Any]:
+    """A swagger 2.0 document with what the OpenAPI 3 one lacks: `x-amazon-apigateway-any-method`
+    on a greedy path, an API key requirement, a TOKEN Lambda authorizer, a body parameter whose
+    model references another definition, and `basePath` naming the stage."""
+    mock_ok = {
+        "type": "mock",
+        "requestTemplates": {"application/json": '{"statusCode": 200}'},
+        "responses": {"default": {"statusCode": "200", "responseTemplates": {"application/json": "{}"}}},
+    }
+
+    def answering(template: str) -> dict[str, Any]:
+        default = {**mock_ok["responses"]["default"], "responseTemplates": {"application/json": template}}
+        return {**mock_ok, "responses": {"default": default}}
+
+    ok = {"200": {"description": "200 response"}}
+    return {
+        "swagger": "2.0",
+        "info": {"title": "portico-swagger-petstore", "version": "1"},
+        "basePath": "/v1",
+        "schemes": ["https"],
+        "x-amazon-apigateway-request-validators": {"body": {"validateRequestBody": True}},
+        "securityDefinitions": {
+            "api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"},
+            "token": {
+                "type": "apiKey",
+                "name": "Authorization",
+                "in": "header",
+                "x-amazon-apigateway-authtype": "custom",
+                "x-amazon-apigateway-authorizer": {
+                    "type": "token",
+                    "authorizerUri": invocation_uri("token_authorizer"),
+                    "authorizerResultTtlInSeconds": 0,
+                },
+            },
+        },
+        "paths": {
+            "/{proxy+}": {
+                "x-amazon-apigateway-any-method": {
+                    "parameters": [{"name": "proxy", "in": "path", "required": True, "type": "string"}],
+                    "responses": {},
+                    "x-amazon-apigateway-integration": {
+                        "type": "aws_proxy",
+                        "httpMethod": "POST",
+                        "uri": invocation_uri("hello"),
+                    },
+                }
+            },
+            "/secure": {
+                "get": {
+                    "responses": ok,
+                    "security": [{"api_key": []}],
+                    "x-amazon-apigateway-integration": answering('{"secure": true}'),
+                }
+            },
+            "/guarded": {
+                "get": {
+                    "responses": ok,
+                    "security": [{"token": []}],
+                    "x-amazon-apigateway-integration": answering(
+                        '{"principal": "$context.authorizer.principalId"}'
+                    ),
+                }
+            },
+            "/orders": {
+                "post": {
+                    "parameters": [
+                        {
+                            "in": "body",
+                            "name": "Order",
+                            "required": True,
+                            "schema": {"$ref": "#/definitions/Order"},
+                        }
+                    ],
+                    "responses": ok,
+                    "x-amazon-apigateway-request-validator": "body",
+                    "x-amazon-apigateway-integration": answering('{"ordered": true}'),
+                }
+            },
+        },
+        "definitions": {
+            "Pet": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"type": "string", "enum": ["dog", "cat"]}},
+            },
+            "Order": {
+                "type": "object",
+                "required": ["pet"],
+                "properties": {
+                    "pet": {"$ref": "#/definitions/Pet"},
+                    "quantity": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+        "x-portico": {
+            "id": "swaggerpets",
+            "functions": SWAGGER_FUNCTIONS,
+            "apiKeys": [{"name": "tester", "value": API_KEY, "enabled": True}],
+            "usagePlans": [
+                {
+                    "name": "testers",
+                    "apiStages": [{"apiId": "swaggerpets", "stage": "v1"}],
+                    "apiKeys": ["tester"],
+                }
+            ],
+        },
+    }
+
+
+SWAGGER_CALLS: list[tuple[str, str, dict[str, str], Any]] = [
+    ("GET", "/things/a/b", {}, None),
+    ("DELETE", "/things", {}, None),
+    ("GET", "/secure", {}, None),
+    ("GET", "/secure", {"x-api-key": API_KEY}, None),
+    ("GET", "/guarded", {"authorization": "allow"}, None),
+    ("GET", "/guarded", {"authorization": "deny"}, None),
+    ("GET", "/guarded", {}, None),
+    ("POST", "/orders", {}, {"pet": {"type": "dog"}, "quantity": 2}),
+    ("POST", "/orders", {}, {"pet": {"type": "bird"}}),
+]
+
+
+def test_a_swagger_document_imports_and_serves_alike(servers, tmp_path_factory):
+    document = swagger_petstore()
+    tmp = tmp_path_factory.mktemp("swagger")
+    admin = start_admin_server(servers, tmp, functions=SWAGGER_FUNCTIONS)
+    apigw = admin.client("apigateway")
+    api_id = apigw.import_rest_api(body=json.dumps(document).encode())["id"]
+    apigw.create_deployment(restApiId=api_id, stageName="v1")
+    key = apigw.create_api_key(name="tester", value=API_KEY, enabled=True)
+    plan = apigw.create_usage_plan(name="testers", apiStages=[{"apiId": api_id, "stage": "v1"}])
+    apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    from_admin = Deployment(f"{admin.url}/v1", admin.host(api_id))
+    wait_for(lambda: from_admin.call("GET", "/secure", {"x-api-key": API_KEY}, None).status_code == 200)
+    from_file = Deployment(f"{servers(written(tmp, 'swagger.yaml', document)).url}/v1")
+
+    def answers(deployment: Deployment) -> list[tuple[int, str]]:
+        return [(r.status_code, r.text) for r in (deployment.call(*call) for call in SWAGGER_CALLS)]
+
+    expected = answers(from_admin)
+    assert answers(from_file) == expected
+    hello = json.loads(expected[0][1])
+    assert (expected[0][0], hello["resource"], hello["path"], hello["stage"]) == (
+        200,
+        "/{proxy+}",
+        "/things/a/b",
+        "v1",
+    )
+    assert expected[1][0] == 200  # ANY
+    assert [status for status, _ in expected[2:]] == [403, 200, 200, 403, 401, 200, 400]
+    assert json.loads(expected[2][1]) == {"message": "Forbidden"}
+    assert json.loads(expected[4][1]) == {"principal": "user"}
+    assert json.loads(expected[6][1]) == {"message": "Unauthorized"}
+    assert json.loads(expected[8][1]) == {"message": "Invalid request body"}
