@@ -370,7 +370,7 @@ def imported(admin: AdminServer, body: bytes) -> Deployment:
     api_id = apigw.import_rest_api(body=body)["id"]
     apigw.create_deployment(restApiId=api_id, stageName=STAGE)
     deployment = Deployment(f"{admin.url}/{STAGE}", admin.host(api_id))
-    wait_for(lambda: deployment.call("GET", "/pets", {}, None).status_code != 404, timeout=5)
+    wait_for(lambda: deployment.call("GET", "/hello", {}, None).status_code == 200, timeout=5)
     return deployment
 
 
@@ -414,26 +414,44 @@ def test_the_file_and_the_import_answer_alike(from_admin, from_file):
     assert from_file.answers() == from_admin.answers()
 
 
+# The calls whose answers need none of API Gateway's extensions but the integration (validators,
+# gateway responses and binary media types are `extensions=apigateway`'s).
+INTEGRATION_ONLY_CALLS = [0, 1, 2, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("extensions", ["apigateway", "integrations"])
 @pytest.mark.parametrize("export_type", ["oas30", "swagger"])
-def test_the_export_serves_and_imports_alike(admin, servers, from_admin, export_type):
-    """GetExport of the deployed stage (with API Gateway's extensions) served as a config file and
-    imported again: the same answers as the original import."""
+def test_the_export_serves_and_imports_alike(admin, servers, from_admin, export_type, extensions):
+    """GetExport of the deployed stage served as a config file and imported again. With all of API
+    Gateway's extensions: the same answers as the original import. With the integrations only:
+    the same answers where nothing else mattered, and, as AWS's export leaves them out, no request
+    validation, gateway responses or binary media types."""
     apigw = admin.client("apigateway")
     api_id = from_admin.host.split(".", 1)[0]
     exported = apigw.get_export(
         restApiId=api_id,
         stageName=STAGE,
         exportType=export_type,
-        parameters={"extensions": "apigateway"},
+        parameters={"extensions": extensions},
         accepts="application/yaml",
     )["body"].read()
     document = yaml.safe_load(exported)
     assert ("swagger" in document) == (export_type == "swagger")
     assert "x-portico" not in document  # the export knows nothing of Portico: functions by flag
     expected = from_admin.answers()
-    served = servers(written(servers.tmp, f"exported-{export_type}.yaml", document), functions=FUNCTIONS)
-    assert Deployment(f"{served.url}/{STAGE}").answers() == expected
-    assert imported(admin, exported).answers() == expected
+    name = f"exported-{export_type}-{extensions}.yaml"
+    served = Deployment(f"{servers(written(servers.tmp, name, document), functions=FUNCTIONS).url}/{STAGE}")
+    reimported = imported(admin, exported)
+    for deployment in (served, reimported):
+        answers = deployment.answers()
+        if extensions == "apigateway":
+            assert answers == expected
+            continue
+        assert [answers[i] for i in INTEGRATION_ONLY_CALLS] == [expected[i] for i in INTEGRATION_ONLY_CALLS]
+        unvalidated, bird, nowhere = answers[3], answers[8], answers[10]
+        assert (unvalidated[0], json.loads(unvalidated[2])) == (200, {"greeting": "Hello, !"})
+        assert (bird[0], json.loads(bird[2])) == (201, {"type": "bird", "price": 30})
+        assert "access-control-allow-origin" not in nowhere[1]
 
 
 def _check_aws_behaviour(deployment: Deployment, backend: PetsBackend) -> None:
@@ -555,6 +573,16 @@ def _unregistered_function(document, value):
     }
 
 
+def _http_swagger(document, value):
+    document.clear()
+    document.update(swagger_petstore())
+    document["x-portico"]["protocolType"] = "HTTP"
+
+
+def _bad_handler(document, value):
+    document["x-portico"]["functions"] = {**FUNCTIONS, "hello": "not a handler"}
+
+
 def _typo_member(document, value):
     _integration(document, "/hello", "get")["timeoutInMilis"] = 1000
 
@@ -590,6 +618,8 @@ def _typo_member(document, value):
             "greater than",
         ),
         (_unregistered_function, "paths./hello.get.x-amazon-apigateway-integration", "hello"),
+        (_http_swagger, "x-portico.protocolType", "swagger 2.0 documents are REST APIs"),
+        (_bad_handler, "x-portico.functions.hello.handler", "expected `module.path:attribute`"),
         (_typo_member, "paths./hello.get.x-amazon-apigateway-integration.timeoutInMilis", "not a member"),
     ],
 )

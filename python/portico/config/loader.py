@@ -56,7 +56,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     origins: Origins | None = None
     if "openapi" in document or "swagger" in document:
         if is_rest_document(document):
-            document, origins, problems = rest_openapi_to_config(document, source)
+            document, origins, problems = rest_openapi_to_config(document)
             if problems:
                 raise ConfigFileError(source, problems)
         else:

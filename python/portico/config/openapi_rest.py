@@ -173,12 +173,11 @@ def is_rest_document(document: dict[str, Any]) -> bool:
     return False
 
 
-def rest_openapi_to_config(
-    document: dict[str, Any], source: str
-) -> tuple[dict[str, Any], Origins, list[str]]:
+def rest_openapi_to_config(document: dict[str, Any]) -> tuple[dict[str, Any], Origins, list[str]]:
     """(config dict, its origins, problems found while translating)."""
     translation = _Translation(document)
-    return translation.config(source), translation.origins, translation.problems
+    config = translation.config()
+    return config, translation.origins, translation.problems
 
 
 class _Translation:
@@ -195,9 +194,9 @@ class _Translation:
 
     # -- the document as a whole ------------------------------------------------------------
 
-    def config(self, source: str) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         document = self.document
-        api: dict[str, Any] = {"name": self._title(source), "protocolType": "REST"}
+        api: dict[str, Any] = {"name": self._title(), "protocolType": "REST"}
         self.origins[f"{_API}.name"] = "info.title"
         info = document.get("info")
         if isinstance(info, dict) and isinstance(info.get("description"), str):
@@ -239,6 +238,12 @@ class _Translation:
         if portico is not None and not isinstance(portico, dict):
             self.problem("x-portico", "must be a mapping")
         elif isinstance(portico, dict):
+            kind = portico.get("protocolType", "REST")
+            if self.swagger and not (isinstance(kind, str) and kind.upper() == "REST"):
+                self.problem(
+                    "x-portico.protocolType",
+                    "swagger 2.0 documents are REST APIs (HTTP APIs import OpenAPI 3)",
+                )
             for name, value in portico.items():
                 if name in _API_MEMBERS:
                     api[name] = value
@@ -248,7 +253,7 @@ class _Translation:
                     self.origins[name] = f"x-portico.{name}"
         return config
 
-    def _title(self, source: str) -> str:
+    def _title(self) -> str:
         info = self.document.get("info")
         title = info.get("title") if isinstance(info, dict) else None
         if not isinstance(title, str) or not title:
