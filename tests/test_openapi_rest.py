@@ -661,6 +661,12 @@ def test_which_documents_are_rest_apis():
     }
     rest = parse_config(json.dumps(keyed)).apis[0]
     assert (rest.protocol, rest.routes[0].apiKeyRequired, rest.stages[0].name) == ("REST", True, "prod")
+    # The stage: a server URL's path, or x-portico's own stages.
+    served = {**keyed, "servers": [{"url": "https://api.example.com/live"}]}
+    assert parse_config(json.dumps(served)).apis[0].stages[0].name == "live"
+    staged = {**keyed, "x-portico": {"stages": [{"stageName": "beta", "variables": {"fn": "hello"}}]}}
+    stage = parse_config(json.dumps(staged)).apis[0].stages[0]
+    assert (stage.name, stage.variables) == ("beta", {"fn": "hello"})
 
 
 def test_portico_serve_of_a_broken_document_exits_with_the_problem(tmp_path):

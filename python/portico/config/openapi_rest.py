@@ -27,7 +27,8 @@ authorizers; operations requiring an API key. (HTTP APIs' own: `x-amazon-apigate
   `-binary-media-types`, `-api-key-source` and `-policy` the API's own members.
 
 The API is served on one stage, named by the document's base path as `GetExport` writes it
-(swagger `basePath`, OpenAPI 3 `servers[0].variables.basePath.default`), else `prod`.
+(swagger `basePath`, OpenAPI 3 `servers[0].variables.basePath.default` or the path of
+`servers[0].url`), else `prod`.
 `x-portico` may carry Portico's own: `protocolType`, the API's `id` and `stages`, and top-level
 config members (`functions`, `settings`, `apiKeys`, `usagePlans`, `principals`).
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 VERBS = ("get", "put", "post", "delete", "options", "head", "patch")
 ANY_METHOD = "x-amazon-apigateway-any-method"
@@ -279,6 +281,9 @@ class _Translation:
             variables = server.get("variables") if isinstance(server, dict) else None
             variable = variables.get("basePath") if isinstance(variables, dict) else None
             base = variable.get("default") if isinstance(variable, dict) else None
+            url = server.get("url") if isinstance(server, dict) else None
+            if base is None and isinstance(url, str) and "{" not in url:
+                base = urlsplit(url).path  # `https://api.example.com/prod`
         name = base.strip("/") if isinstance(base, str) else ""
         # A base path that is no stage name (`/v1/pets`) is AWS's `basepath=ignore` default.
         return name if _STAGE_NAME.match(name) else "prod"
