@@ -1,6 +1,10 @@
-"""Reading configuration files: Portico YAML, or an OpenAPI 3 document in AWS's HTTP API import format.
+"""Reading configuration files: Portico YAML, or an OpenAPI document as AWS imports it: an HTTP
+API (OpenAPI 3, `openapi_to_config`), or a REST API (swagger 2.0, or OpenAPI 3 with REST APIs'
+extensions; `portico.config.openapi_rest`).
 
-Every failure becomes a `ConfigFileError` naming the file, the path of the bad field and the reason.
+Every failure becomes a `ConfigFileError` naming the file, the path of the bad field and the reason
+(for an OpenAPI document, the document's own field path: `paths./pets.get.x-amazon-apigateway-
+integration.type`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from portico.config.models import Config
+from portico.config.openapi_rest import Origins, is_rest_document, rest_openapi_to_config
 
 _OPENAPI_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
@@ -48,12 +53,31 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         document = {}
     if not isinstance(document, dict):
         raise ConfigFileError(source, [f"the top level must be a mapping, got {type(document).__name__}"])
+    origins: Origins | None = None
     if "openapi" in document or "swagger" in document:
-        document = openapi_to_config(document, source)
+        if is_rest_document(document):
+            document, origins, problems = rest_openapi_to_config(document)
+            if problems:
+                raise ConfigFileError(source, problems)
+        else:
+            document = openapi_to_config(document, source)
     try:
-        return Config.model_validate(document)
+        config = Config.model_validate(document)
     except ValidationError as exc:
-        raise ConfigFileError(source, _describe(exc)) from None
+        problems = _describe(exc)
+        if origins is not None:
+            problems = [origins.relocate(problem) for problem in problems]
+        raise ConfigFileError(source, problems) from None
+    if origins is not None:
+        config._origins = origins
+    return config
+
+
+def relocate(config: Config, problem: str) -> str:
+    """A compiler's problem (`apis[0].routes[2].integration: ...`) named by the field of the
+    OpenAPI document `config` was read from, when it was read from one."""
+    origins = config._origins
+    return origins.relocate(problem) if isinstance(origins, Origins) else problem
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -90,8 +114,6 @@ def openapi_to_config(document: dict[str, Any], source: str) -> dict[str, Any]:
     on a `$default` stage.
     """
     problems: list[str] = []
-    if "swagger" in document:
-        problems.append("swagger: OpenAPI 2.0 is a REST API import format; HTTP APIs import OpenAPI 3")
     info = document.get("info") or {}
     name = info.get("title") if isinstance(info, dict) else None
     routes: list[dict[str, Any]] = []
@@ -146,7 +168,7 @@ def openapi_to_config(document: dict[str, Any], source: str) -> dict[str, Any]:
     portico_ext = document.get("x-portico")
     if isinstance(portico_ext, dict):
         # Portico-only settings (functions, settings) may ride along in the same document.
-        config.update(portico_ext)
+        config.update({k: v for k, v in portico_ext.items() if k != "protocolType"})
     return config
 
 

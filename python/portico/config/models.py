@@ -12,7 +12,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 ROUTE_METHODS = ("ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _STAGE_NAME = re.compile(r"^(\$default|[A-Za-z0-9_-]{1,128})$")
@@ -1259,6 +1259,8 @@ class Config(_Model):
 
     # Who may call `AWS_IAM` routes (besides the admin key, when the admin API runs).
     principals: list[Principal] = Field(default_factory=list)
+    # Read from an OpenAPI document: where its config locations came from (`loader.relocate`).
+    _origins: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _keys_and_plans(self) -> Config:

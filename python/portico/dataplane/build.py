@@ -12,13 +12,14 @@ from typing import Any
 
 from portico.compile.files import (
     CompiledConfig,
+    CompileError,
     assemble,
     compile_config,
     compile_file_apis,
     deployment_id_of,
 )
 from portico.compile.usage_plans import DurableUsage, file_usage_plans, load_durable_usage
-from portico.config.loader import load_config
+from portico.config.loader import load_config, relocate
 from portico.config.models import Config
 from portico.control.store import Store
 from portico.dataplane.app import DataPlane
@@ -54,7 +55,11 @@ def build_registry(config: Config, function_specs: Sequence[str] = ()) -> Functi
 def compile_file(path: str | Path, function_specs: Sequence[str] = ()) -> CompiledConfig:
     """Load, validate and compile a config file without serving it (raises on any problem)."""
     config = load_config(path)
-    return compile_config(config, build_registry(config, function_specs))
+    try:
+        return compile_config(config, build_registry(config, function_specs))
+    except CompileError as exc:
+        # An OpenAPI document's problems are named by its own fields.
+        raise CompileError("\n".join(relocate(config, line) for line in str(exc).splitlines())) from None
 
 
 def build_dataplane(
