@@ -101,7 +101,9 @@ def _config(log_file: Path) -> dict:
 def _log_lines(log_file: Path, count: int) -> list[list[str]]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        lines = log_file.read_text().splitlines() if log_file.exists() else []
+        text = log_file.read_text() if log_file.exists() else ""
+        # Only whole lines: a line being written may be read before its end.
+        lines = text[: text.rfind("\n") + 1].splitlines()
         if len(lines) >= count:
             return [line.split(" ") for line in lines]
         time.sleep(0.02)
