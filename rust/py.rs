@@ -714,7 +714,22 @@ pub fn http_mapping_problem(status: Option<&str>, key: &str, value: &str) -> Opt
 /// template to the Python engine, ValueError("failed: ...") when it fails (its time limit).
 #[pyfunction]
 pub fn render_template(py: Python<'_>, source: &str, input_json: &str) -> PyResult<Option<(String, String)>> {
-    let Ok(program) = crate::templates::compile(source) else {
+    thread_local! {
+        // Compiled programs by source, as a deployment keeps them (bounded: tests make many).
+        static PROGRAMS: std::cell::RefCell<std::collections::HashMap<String, Option<Arc<crate::templates::Program>>>> =
+            Default::default();
+    }
+    let compiled = PROGRAMS.with(|programs| {
+        let mut programs = programs.borrow_mut();
+        if programs.len() > 512 {
+            programs.clear();
+        }
+        programs
+            .entry(source.to_string())
+            .or_insert_with(|| crate::templates::compile(source).ok().map(Arc::new))
+            .clone()
+    });
+    let Some(program) = compiled else {
         return Ok(None);
     };
     match py.detach(|| program.render(input_json)) {

@@ -434,7 +434,8 @@ impl NonProxy {
             // `crate::templates`) goes to the Python engine with the same input.
             Template::Compiled(program, source) => {
                 let input = input();
-                match program.render(std::str::from_utf8(&input).unwrap_or("")) {
+                let text = std::str::from_utf8(&input).unwrap_or("");
+                match program.render_inline(text, crate::templates::INLINE_RENDER_TIME) {
                     Ok(rendered) => {
                         let overrides = match serde_json::from_str::<Value>(&rendered.overrides) {
                             Ok(Value::Object(map)) if !map.is_empty() => Some(Value::Object(map)),

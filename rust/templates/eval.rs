@@ -4,16 +4,14 @@
 //! non-ASCII case mapping, an integer past 64 bits), the render stops with `Stop::Defer` and the
 //! caller renders the template with the Python engine instead, which then decides.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use base64::Engine as _;
-use indexmap::IndexMap;
 
 use super::json;
 use super::parse::{Assign, Node, Op, Reference, Sub, Val, VarExpr};
 use super::value::{
-    compare, java_str, range_item, range_len, to_json, truthy, vtl_equals, Key, MapKind, V,
+    compare, get_str, java_str, range_item, range_len, to_json, truthy, vtl_equals, Key, Map, MapKind, V,
 };
 use super::{Budget, Stop, MAX_FOREACH_ITERATIONS};
 
@@ -52,7 +50,7 @@ impl InputState {
 }
 
 pub struct Renderer {
-    pub scopes: Vec<HashMap<String, V>>,
+    pub scopes: Vec<ahash::AHashMap<String, V>>,
     pub context: V,
     pub stage_variables: V,
     pub input: InputState,
@@ -112,7 +110,10 @@ impl Renderer {
                     None => Ok(()),
                 }
             }
-            Node::Set(a) => self.assign(a),
+            Node::Set(a) => {
+                self.budget.check_time()?;
+                self.assign(a)
+            }
             Node::Foreach { var, items, body } => match self.foreach(var, items, body, out) {
                 Err(Stop::ScopeExit) => Ok(()),
                 other => other,
@@ -171,7 +172,7 @@ impl Renderer {
                 break;
             }
             self.budget.check_time()?;
-            let mut foreach = IndexMap::new();
+            let mut foreach = Map::default();
             for (k, v) in [
                 ("count", V::Int(counter as i64)),
                 ("index", V::Int(counter as i64 - 1)),
@@ -181,7 +182,7 @@ impl Renderer {
             ] {
                 foreach.insert(Key::Str(k.into()), v);
             }
-            let mut scope = HashMap::new();
+            let mut scope = ahash::AHashMap::with_capacity(4);
             scope.insert("velocityCount".to_string(), V::Int(counter as i64));
             scope.insert("velocityHasNext".to_string(), V::Bool(counter < length));
             scope.insert("foreach".to_string(), V::map(foreach, MapKind::Plain));
@@ -280,7 +281,7 @@ impl Renderer {
                 _ => V::Null,
             },
             Val::Map(pairs) => {
-                let mut map = IndexMap::new();
+                let mut map = Map::default();
                 for (k, item) in pairs {
                     // Python's `tmp[key] = value` computes the value first.
                     let value = self.val(item)?;
@@ -489,12 +490,7 @@ impl Renderer {
     /// `$value.name`: a map's key, else a `getName()` / `isName()` method.
     fn property(&mut self, v: &V, name: &str) -> R<V> {
         if let V::Map(m) = v {
-            return Ok(m
-                .entries
-                .borrow()
-                .get(&Key::Str(name.into()))
-                .cloned()
-                .unwrap_or(V::Null));
+            return Ok(get_str(&m.entries.borrow(), name).unwrap_or(V::Null));
         }
         let mut capitalised = name[..1].to_ascii_uppercase();
         capitalised.push_str(&name[1..]);
@@ -967,11 +963,11 @@ impl Renderer {
             }
             ("params", 0) => {
                 if self.input.all_params.is_none() {
-                    let mut groups = IndexMap::new();
+                    let mut groups = Map::default();
                     for group in ["path", "querystring", "header"] {
                         let entries = match get_key(&self.input.params, group) {
                             V::Map(m) => m.entries.borrow().clone(),
-                            _ => IndexMap::new(),
+                            _ => Map::default(),
                         };
                         groups.insert(Key::Str(group.into()), V::map(entries, MapKind::Vtl));
                     }
@@ -983,8 +979,8 @@ impl Renderer {
                 let key = self.str_arg(&args[0])?;
                 for group in ["path", "querystring", "header"] {
                     if let V::Map(m) = get_key(&self.input.params, group) {
-                        if let Some(v) = m.entries.borrow().get(&Key::Str(key.as_str().into())) {
-                            return Ok(v.clone());
+                        if let Some(v) = get_str(&m.entries.borrow(), &key) {
+                            return Ok(v);
                         }
                     }
                 }
@@ -1144,12 +1140,7 @@ fn index_arg(v: &V, len: usize) -> R<usize> {
 
 fn get_key(v: &V, key: &str) -> V {
     match v {
-        V::Map(m) => m
-            .entries
-            .borrow()
-            .get(&Key::Str(key.into()))
-            .cloned()
-            .unwrap_or(V::Null),
+        V::Map(m) => get_str(&m.entries.borrow(), key).unwrap_or(V::Null),
         _ => V::Null,
     }
 }
@@ -1355,8 +1346,8 @@ fn query(document: &V, path: &str) -> R<V> {
         for m in &matches {
             match (step, m) {
                 (Step::Name(n), V::Map(map)) => {
-                    if let Some(v) = map.entries.borrow().get(&Key::Str(n.as_str().into())) {
-                        next.push(v.clone());
+                    if let Some(v) = get_str(&map.entries.borrow(), n) {
+                        next.push(v);
                     }
                 }
                 (Step::Index(i), V::List(l)) => {
@@ -1366,8 +1357,8 @@ fn query(document: &V, path: &str) -> R<V> {
                 }
                 // python-jsonpath reads an index on an object as the key of its digits.
                 (Step::Index(i), V::Map(map)) => {
-                    if let Some(v) = map.entries.borrow().get(&Key::Str(i.to_string().into())) {
-                        next.push(v.clone());
+                    if let Some(v) = get_str(&map.entries.borrow(), &i.to_string()) {
+                        next.push(v);
                     }
                 }
                 (Step::Wildcard, V::Map(map)) => next.extend(map.entries.borrow().values().cloned()),

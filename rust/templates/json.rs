@@ -4,9 +4,7 @@
 //! (invalid JSON, a lone surrogate, nesting past `MAX_DEPTH`) defers to the Python engine, which
 //! then gives its own error or result.
 
-use indexmap::IndexMap;
-
-use super::value::{Key, MapKind, V};
+use super::value::{Key, Map, MapKind, V};
 
 const MAX_DEPTH: usize = 200;
 
@@ -51,7 +49,7 @@ impl Parser<'_> {
         match *self.s.get(self.i)? {
             b'{' => {
                 self.i += 1;
-                let mut map = IndexMap::new();
+                let mut map = Map::default();
                 self.ws();
                 if self.s.get(self.i) == Some(&b'}') {
                     self.i += 1;

@@ -13,7 +13,8 @@
 //!   here (Java regular expressions, Unicode case mappings, integers past 64 bits, a JSONPath
 //!   beyond `$.a[0]['b'].*`), the render ends in `RenderError::Defer`: it has no effects, so the
 //!   caller renders the same template with the Python engine instead. Only the time limit fails a
-//!   render here (`RenderError::Failed`).
+//!   render here (`RenderError::Failed`). The gateway renders on the edge's one thread, so it gives
+//!   a render `INLINE_RENDER_TIME` there (`Program::render_inline`) before handing it over too.
 //!
 //! Crates: `indexmap` for maps in insertion order (Python's dicts), `base64` for `$util`'s base64
 //! (the lenient decoding Commons Codec does), nothing else: the JSON reader is this module's own
@@ -26,13 +27,10 @@ mod json;
 mod parse;
 mod value;
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
-
-use value::{java_str, java_double, Key, MapKind, V};
+use value::{get_str, java_double, java_str, Key, Map, MapKind, V};
 
 /// AWS's quota on a template's size, in UTF-8 bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 300 * 1024;
@@ -44,6 +42,9 @@ pub const MAX_STRING_CHARS: usize = 10 * 1024 * 1024;
 pub const MAX_PRODUCED_CHARS: usize = 4 * MAX_STRING_CHARS;
 /// One render's time.
 pub const RENDER_TIME: Duration = Duration::from_secs(5);
+/// How long the gateway lets a render run on the edge's thread (its other requests wait) before
+/// handing it to the Python engine; real templates render in tens of microseconds.
+pub const INLINE_RENDER_TIME: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompileError {
@@ -88,19 +89,24 @@ impl Stop {
 pub struct Budget {
     produced: usize,
     deadline: Option<Instant>,
+    /// Past this, the render is handed to the Python engine (see `Program::render_inline`).
+    defer_after: Option<Instant>,
 }
 
 impl Budget {
-    fn new() -> Budget {
+    fn new(inline: Option<Duration>) -> Budget {
+        let now = Instant::now();
         Budget {
             produced: 0,
-            deadline: Some(Instant::now() + RENDER_TIME),
+            deadline: Some(now + RENDER_TIME),
+            defer_after: inline.map(|d| now + d),
         }
     }
     pub fn unbounded() -> Budget {
         Budget {
             produced: 0,
             deadline: None,
+            defer_after: None,
         }
     }
     /// `chars` more characters built; past a limit the Python engine raises, so this defers to it.
@@ -115,8 +121,15 @@ impl Budget {
         Ok(())
     }
     pub fn check_time(&self) -> Result<(), Stop> {
+        if self.deadline.is_none() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if self.defer_after.is_some_and(|d| now > d) {
+            return Err(Stop::defer("a render longer than the core renders inline"));
+        }
         match self.deadline {
-            Some(d) if Instant::now() > d => Err(Stop::Fail(format!(
+            Some(d) if now > d => Err(Stop::Fail(format!(
                 "rendering took longer than {} s",
                 RENDER_TIME.as_secs()
             ))),
@@ -159,13 +172,13 @@ const REQUEST_GROUPS: [&str; 3] = ["header", "querystring", "path"];
 
 fn map_get(v: &V, key: &str) -> Option<V> {
     match v {
-        V::Map(m) => m.entries.borrow().get(&Key::Str(key.into())).cloned(),
+        V::Map(m) => get_str(&m.entries.borrow(), key),
         _ => None,
     }
 }
 
 fn empty_map() -> V {
-    V::map(IndexMap::new(), MapKind::Vtl)
+    V::map(Map::default(), MapKind::Vtl)
 }
 
 fn request_groups() -> V {
@@ -182,11 +195,11 @@ fn request_groups() -> V {
 fn context(given: &V, request: bool) -> Result<V, Stop> {
     let mut entries = match given {
         V::Map(m) => m.entries.borrow().clone(),
-        _ => IndexMap::new(),
+        _ => Map::default(),
     };
     let authorizer_key = Key::Str("authorizer".into());
     if let Some(V::Map(auth)) = entries.get(&authorizer_key).cloned() {
-        let mut out = IndexMap::new();
+        let mut out = Map::default();
         for (k, item) in auth.entries.borrow().iter() {
             let value = match item {
                 V::Map(claims) if *k == Key::Str("claims".into()) => V::map(
@@ -309,14 +322,25 @@ impl Program {
     /// Render with the `TemplateInput` the Python side would get, as JSON (`kind`, `body`,
     /// `params`, `context`, `stage_variables`).
     pub fn render(&self, input_json: &str) -> Result<Rendered, RenderError> {
-        self.render_inner(input_json).map_err(|stop| match stop {
+        self.render_within(input_json, None)
+    }
+
+    /// `render` on a thread that serves other requests (the edge's one tokio thread): a render
+    /// still running after `inline` is handed to the Python engine, which renders it off this
+    /// thread within the full time limit, so a long template never holds up the others.
+    pub fn render_inline(&self, input_json: &str, inline: Duration) -> Result<Rendered, RenderError> {
+        self.render_within(input_json, Some(inline))
+    }
+
+    fn render_within(&self, input_json: &str, inline: Option<Duration>) -> Result<Rendered, RenderError> {
+        self.render_inner(input_json, inline).map_err(|stop| match stop {
             Stop::Defer(why) => RenderError::Defer(why),
             Stop::Fail(why) => RenderError::Failed(why),
             Stop::ScopeExit => RenderError::Defer("#break".into()),
         })
     }
 
-    fn render_inner(&self, input_json: &str) -> Result<Rendered, Stop> {
+    fn render_inner(&self, input_json: &str, inline: Option<Duration>) -> Result<Rendered, Stop> {
         let input = json::parse(input_json).ok_or_else(|| Stop::defer("an input that is not JSON"))?;
         let request = match map_get(&input, "kind") {
             Some(V::Str(k)) => &*k == "request",
@@ -333,11 +357,11 @@ impl Program {
             _ => empty_map(),
         };
         let mut renderer = eval::Renderer {
-            scopes: vec![HashMap::new()],
+            scopes: vec![ahash::AHashMap::new()],
             context: context.clone(),
             stage_variables,
             input: eval::InputState::new(body, params),
-            budget: Budget::new(),
+            budget: Budget::new(inline),
         };
         let mut out = eval::Out::new();
         match renderer.nodes(&self.nodes, &mut out) {

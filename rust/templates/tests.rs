@@ -69,3 +69,10 @@ fn unsupported_and_deferred() {
     assert!(matches!(render("$x.matches('a')", "{}"), Ok(_)));
     assert!(matches!(render("#set($x = 'a')$x.matches('a')", "{}"), Err(RenderError::Defer(_))));
 }
+
+#[test]
+fn a_long_render_on_the_edge_thread_is_handed_over() {
+    let program = compile("#foreach($a in [1..1000])#foreach($b in [1..1000])$b#end#end").unwrap();
+    let handed = program.render_inline(&input("{}"), std::time::Duration::from_millis(1));
+    assert!(matches!(handed, Err(RenderError::Defer(_))), "{handed:?}");
+}

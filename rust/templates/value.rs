@@ -5,6 +5,7 @@
 //! Python's objects are; a render is single-threaded.
 
 use std::cell::RefCell;
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use indexmap::IndexMap;
@@ -13,10 +14,46 @@ use super::{Budget, Stop};
 
 /// A map key: the Python engine's maps hold string keys (JSON objects, `'k'` literals) and, from a
 /// template, integer keys; anything else (a boolean key, which Python equates with 1) defers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     Str(Rc<str>),
     Int(i64),
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Str(s) => StrKey(s).hash(state),
+            Key::Int(i) => {
+                state.write_u8(1);
+                i.hash(state);
+            }
+        }
+    }
+}
+
+/// A string key to look up without allocating one (hashes as `Key::Str` does).
+pub struct StrKey<'a>(pub &'a str);
+
+impl Hash for StrKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(0);
+        self.0.hash(state);
+    }
+}
+
+impl indexmap::Equivalent<Key> for StrKey<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        matches!(key, Key::Str(s) if **s == *self.0)
+    }
+}
+
+/// A map in insertion order, as Python's dicts are.
+pub type Map = IndexMap<Key, V, ahash::RandomState>;
+
+/// The value under a string key.
+pub fn get_str(map: &Map, key: &str) -> Option<V> {
+    map.get(&StrKey(key)).cloned()
 }
 
 impl Key {
@@ -56,7 +93,7 @@ pub enum MapKind {
 #[derive(Debug)]
 pub struct MapObj {
     pub kind: MapKind,
-    pub entries: RefCell<IndexMap<Key, V>>,
+    pub entries: RefCell<Map>,
 }
 
 /// `VtlList` (built by a template: `[a, b]`) or `JsonList` (from a payload: printed as JSON).
@@ -93,7 +130,7 @@ impl V {
             items: RefCell::new(items),
         }))
     }
-    pub fn map(entries: IndexMap<Key, V>, kind: MapKind) -> V {
+    pub fn map(entries: Map, kind: MapKind) -> V {
         V::Map(Rc::new(MapObj {
             kind,
             entries: RefCell::new(entries),
