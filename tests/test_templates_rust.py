@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -134,10 +133,25 @@ def test_every_render_of_the_python_engines_tests_is_the_same_in_the_core(tmp_pa
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
     # The tests that shrink the time limit are left out: the core renders within its own.
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "test_templates_rust",
-         "-k", "not in_time", str(TESTS_DIR / "test_templates.py")],
-        env=env, capture_output=True, text=True, timeout=600, cwd=TESTS_DIR.parent,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "test_templates_rust",
+            "-k",
+            "not in_time",
+            str(TESTS_DIR / "test_templates.py"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=TESTS_DIR.parent,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     tally = json.loads(tally_file.read_text())
     assert tally["disagreements"] == []
@@ -150,11 +164,34 @@ def test_every_render_of_the_python_engines_tests_is_the_same_in_the_core(tmp_pa
 NAMES = ["a", "b", "item", "m", "l"]
 PATHS = ["$", "$.a", "$.b", "$.a.b", "$.a[0]", "$['a']", "$.a[*]", "$.*", "$.l[1]", "$..a", "$.a[-1]"]
 METHODS = [
-    "size()", "length()", "isEmpty()", "empty", "keySet()", "values()", "get(0)", "get('a')",
-    "contains('a')", "substring(1)", "substring(1, 2)", "indexOf('a')", "trim()", "toUpperCase()",
-    "toString()", "intValue()", "add(1)", "put('k', 2)", "entrySet()", "class", "replace('a', 'b')",
-    "startsWith('a')", "endsWith('}')", "charAt(0)", "split(',')", "equals(1)", "remove(0)",
-]  # fmt: skip
+    "size()",
+    "length()",
+    "isEmpty()",
+    "empty",
+    "keySet()",
+    "values()",
+    "get(0)",
+    "get('a')",
+    "contains('a')",
+    "substring(1)",
+    "substring(1, 2)",
+    "indexOf('a')",
+    "trim()",
+    "toUpperCase()",
+    "toString()",
+    "intValue()",
+    "add(1)",
+    "put('k', 2)",
+    "entrySet()",
+    "class",
+    "replace('a', 'b')",
+    "startsWith('a')",
+    "endsWith('}')",
+    "charAt(0)",
+    "split(',')",
+    "equals(1)",
+    "remove(0)",
+]
 
 literals = st.one_of(
     st.integers(-3, 12).map(str),
@@ -169,13 +206,27 @@ def _references() -> st.SearchStrategy[str]:
         st.sampled_from(NAMES).map(lambda n: "$" + n),
         st.sampled_from(PATHS).map(lambda p: f"$input.path('{p}')"),
         st.sampled_from(PATHS).map(lambda p: f"$input.json('{p}')"),
-        st.sampled_from(["$input.body", "$input.params()", "$input.params('id')", "$input.params('X-Head')",
-                         "$stageVariables.env", "$context.httpMethod", "$context.authorizer.claims.sub",
-                         "$foreach.count", "$velocityCount", "$foreach.hasNext", "$util.escapeJavaScript($a)",
-                         "$util.urlEncode($a)", "$util.base64Encode($input.body)", "$util.parseJson($input.body)",
-                         "$context.requestOverride"]),
-    )  # fmt: skip
-    return st.tuples(base, st.lists(st.sampled_from(METHODS + ["[0]", "['a']", ".a"]), max_size=2)).map(
+        st.sampled_from(
+            [
+                "$input.body",
+                "$input.params()",
+                "$input.params('id')",
+                "$input.params('X-Head')",
+                "$stageVariables.env",
+                "$context.httpMethod",
+                "$context.authorizer.claims.sub",
+                "$foreach.count",
+                "$velocityCount",
+                "$foreach.hasNext",
+                "$util.escapeJavaScript($a)",
+                "$util.urlEncode($a)",
+                "$util.base64Encode($input.body)",
+                "$util.parseJson($input.body)",
+                "$context.requestOverride",
+            ]
+        ),
+    )
+    return st.tuples(base, st.lists(st.sampled_from([*METHODS, "[0]", "['a']", ".a"]), max_size=2)).map(
         lambda t: t[0] + "".join(m if m.startswith("[") or m.startswith(".") else "." + m for m in t[1])
     )
 
@@ -198,37 +249,57 @@ values = st.recursive(
 )
 blocks = st.recursive(
     st.one_of(
-        st.text(alphabet="ab \n{}:,\"\\#", max_size=5),
+        st.text(alphabet='ab \n{}:,"\\#', max_size=5),
         references,
         references.map(lambda r: "$!{" + r[1:] + "}"),
         st.tuples(st.sampled_from(NAMES), values).map(lambda t: f"#set(${t[0]} = {t[1]})"),
         st.tuples(st.sampled_from(NAMES), values).map(lambda t: f"#set(${t[0]} = {t[1]})\n"),
         values.map(lambda v: f"#set($context.requestOverride.header.X = {v})"),
-        st.sampled_from(["#break", "#stop", "## note\n", "#* c *#", "#end", "#else", "#{end}", "\\$a", "#x(1)"]),
+        st.sampled_from(
+            ["#break", "#stop", "## note\n", "#* c *#", "#end", "#else", "#{end}", "\\$a", "#x(1)"]
+        ),
     ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4).map("".join),
         st.tuples(values, inner, inner).map(lambda t: f"#if({t[0]})\n{t[1]}#else {t[2]}#end\n"),
         st.tuples(values, inner, values, inner).map(lambda t: f"#if({t[0]}){t[1]}#elseif({t[2]}){t[3]}#end"),
-        st.tuples(st.sampled_from(NAMES), values, inner).map(lambda t: f"#foreach(${t[0]} in {t[1]})\n{t[2]}#end"),
+        st.tuples(st.sampled_from(NAMES), values, inner).map(
+            lambda t: f"#foreach(${t[0]} in {t[1]})\n{t[2]}#end"
+        ),
     ),
     max_leaves=8,
 )
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(alphabet="ab,é \"\\", max_size=4),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "l", "0"]), inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet='ab,é "\\', max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "l", "0"]), inner, max_size=3)
+    ),
     max_leaves=6,
-)  # fmt: skip
+)
 bodies = st.one_of(json_values.map(json.dumps), st.sampled_from(["", "not json", "[1, 2", '"text"']))
 params = st.fixed_dictionaries(
     {
-        "path": st.dictionaries(st.sampled_from(["id", "a"]), st.text(alphabet="ab1 ", max_size=3), max_size=2),
-        "querystring": st.dictionaries(st.sampled_from(["id", "q"]), st.text(alphabet="ab1", max_size=3), max_size=2),
-        "header": st.dictionaries(st.sampled_from(["x-head", "X-Other"]), st.text(alphabet="ab", max_size=3), max_size=2),
+        "path": st.dictionaries(
+            st.sampled_from(["id", "a"]), st.text(alphabet="ab1 ", max_size=3), max_size=2
+        ),
+        "querystring": st.dictionaries(
+            st.sampled_from(["id", "q"]), st.text(alphabet="ab1", max_size=3), max_size=2
+        ),
+        "header": st.dictionaries(
+            st.sampled_from(["x-head", "X-Other"]), st.text(alphabet="ab", max_size=3), max_size=2
+        ),
     }
-)  # fmt: skip
-CONTEXT = {"httpMethod": "POST", "authorizer": {"claims": {"sub": "u"}, "n": 1.5}, "identity": {"sourceIp": "1.2.3.4"}}
+)
+CONTEXT = {
+    "httpMethod": "POST",
+    "authorizer": {"claims": {"sub": "u"}, "n": 1.5},
+    "identity": {"sourceIp": "1.2.3.4"},
+}
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -242,8 +313,10 @@ def test_generated_templates_render_the_same_in_both_engines(
 
 
 @settings(max_examples=300, deadline=None)
-@given(source=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60)
-       | st.text(alphabet="$#(){}[]'\"!.,*\\ \nabif=endset0123foreach in|", max_size=60))  # fmt: skip
+@given(
+    source=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60)
+    | st.text(alphabet="$#(){}[]'\"!.,*\\ \nabif=endset0123foreach in|", max_size=60)
+)
 def test_arbitrary_texts_never_crash_and_render_as_the_python_engine_does(source: str) -> None:
     request = request_of('{"a": [1, {"b": "x"}]}', context=CONTEXT)
     rust = rust_render(source, request)  # returns, whatever the text: no crash, no hang
@@ -256,14 +329,17 @@ def test_the_core_compiles_the_common_constructs_and_leaves_the_rest() -> None:
     compiled = [
         "$input.json('$')",
         "#set($x = $input.path('$.a'))\n#foreach($i in $x)$i.b#if($foreach.hasNext),#end#end",
-        "{\"id\": \"$util.escapeJavaScript($input.params('id'))\"}",
+        '{"id": "$util.escapeJavaScript($input.params(\'id\'))"}',
         "#if($input.params('n') == 'x')a#elseif($x > 2)b#else c#end",
     ]
     left = ["#macro(m $a)$a#end#m(1)", "#define($d)x#end$d", "#evaluate('$x')", "café $x", "#if($a"]
     assert [_core.vtl_compiles(s) for s in compiled] == [True] * len(compiled)
     assert [_core.vtl_compiles(s) for s in left] == [False] * len(left)
     # A regular expression compiles, but its render defers to the Python engine.
-    assert rust_render("#set($s = 'a1')$s.matches('[a-z][0-9]')", request_of()) == "deferred: a regular expression"
+    assert (
+        rust_render("#set($s = 'a1')$s.matches('[a-z][0-9]')", request_of())
+        == "deferred: a regular expression"
+    )
 
 
 # ------------------------------------------------------------------------------------ served end to end
@@ -304,7 +380,11 @@ def test_a_rest_mock_renders_its_templates_in_either_engine_as_before(portico) -
                 "name": "vtl",
                 "id": "vtlapi",
                 "protocolType": "REST",
-                "routes": [route("core", rendered_here), route("deferred", deferred), route("macro", not_compiled)],
+                "routes": [
+                    route("core", rendered_here),
+                    route("deferred", deferred),
+                    route("macro", not_compiled),
+                ],
                 "stages": [{"stageName": "prod", "variables": {"realm": "file"}}],
             }
         ]
