@@ -189,6 +189,12 @@ METHODS = [
     "endsWith('}')",
     "charAt(0)",
     "split(',')",
+    "split('a', 2)",
+    "replaceAll('a', '$0$0')",
+    "replaceFirst(',', '\\\\')",
+    "replaceAll('.', 'x')",
+    "matches('ab')",
+    "replaceAll('\\\\x', '$1')",
     "equals(1)",
     "remove(0)",
 ]

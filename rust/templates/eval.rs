@@ -932,9 +932,55 @@ impl Renderer {
                     _ => Ok(V::Bool(false)),
                 }
             }
-            // replaceAll, replaceFirst, matches, split: Java regular expressions, which the
-            // Python engine runs with the `regex` module; not repeated here.
-            _ => defer("a regular expression"),
+            // Java regular expressions, which the Python engine runs with the `regex` module: here
+            // only a pattern that stands for a literal text (`,`, `\\'`), else it defers.
+            "replaceAll" | "replaceFirst" => {
+                arity(2, 2)?;
+                let pattern = literal_pattern(&self.str_arg(&args[0])?)?;
+                let replacement = java_replacement(&self.str_arg(&args[1])?, &pattern)?;
+                let result = if name == "replaceAll" {
+                    text.replace(pattern.as_str(), &replacement)
+                } else {
+                    text.replacen(pattern.as_str(), &replacement, 1)
+                };
+                self.budget.produced(chars(&result))?;
+                Ok(V::Str(result.into()))
+            }
+            "matches" => {
+                arity(1, 1)?;
+                let pattern = literal_pattern(&self.str_arg(&args[0])?)?;
+                Ok(V::Bool(text == pattern))
+            }
+            "split" => {
+                arity(1, 2)?;
+                let pattern = literal_pattern(&self.str_arg(&args[0])?)?;
+                let most = match args.get(1) {
+                    None => 0,
+                    Some(V::Int(n)) => *n,
+                    Some(_) => return defer("split's limit"),
+                };
+                // values.py's `_split` (Java's `String.split`) over the pattern's matches.
+                let mut parts: Vec<&str> = Vec::new();
+                let mut start = 0;
+                for (at, _) in text.match_indices(pattern.as_str()) {
+                    if most > 0 && parts.len() as i64 == most - 1 {
+                        break;
+                    }
+                    parts.push(&text[start..at]);
+                    start = at + pattern.len();
+                }
+                parts.push(&text[start..]);
+                if most == 0 {
+                    while parts.len() > 1 && parts.last() == Some(&"") {
+                        parts.pop();
+                    }
+                    if parts == [""] && !text.is_empty() {
+                        parts.clear();
+                    }
+                }
+                Ok(V::list(parts.into_iter().map(V::str).collect(), false))
+            }
+            _ => defer("a string method"),
         }
     }
 
@@ -1118,6 +1164,59 @@ impl Renderer {
         self.budget.produced(chars(&result))?;
         Ok(V::Str(result.into()))
     }
+}
+
+/// The text a regular expression matches when it is a literal one: characters other than
+/// metacharacters, and backslash escapes of punctuation; any other pattern (or an empty one,
+/// whose empty matches Python's and Java's engines place alike only mostly) defers.
+fn literal_pattern(pattern: &str) -> R<String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => out.push(e),
+                _ => return defer("a regular expression"),
+            },
+            '.' | '^' | '$' | '*' | '+' | '?' | '{' | '}' | '[' | ']' | '|' | '(' | ')' => {
+                return defer("a regular expression")
+            }
+            c if c.is_ascii() => out.push(c),
+            _ => return defer("a regular expression beyond ASCII"),
+        }
+    }
+    if out.is_empty() {
+        return defer("an empty regular expression");
+    }
+    Ok(out)
+}
+
+/// Java's `Matcher.replaceAll` replacement (values.py's `_java_replacement`) for a literal
+/// pattern: `\x` is x, `$0` the match; another group or a malformed one defers (Python raises).
+fn java_replacement(replacement: &str, matched: &str) -> R<String> {
+    let mut out = String::with_capacity(replacement.len());
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) => out.push(e),
+                None => return defer("a replacement ending in a backslash"),
+            },
+            '$' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() || digits.parse::<u64>().ok() != Some(0) {
+                    return defer("a replacement's group reference");
+                }
+                out.push_str(matched);
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 fn char_tail(text: &str, chars_in: usize) -> &str {
