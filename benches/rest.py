@@ -18,10 +18,10 @@ Cases (keys for --only): plain, static, vtl, mock, mock-validated, proxy, proxy-
 Ratios and what bounds them:
   vtl / plain               a template rendered by the core's VTL engine (`rust/templates/`) on
                             the request's thread, without Python: building its input (the request's
-                            context and parameters as JSON), reading it and the render (~60 us for
-                            the pass-through template, `python benches/templates.py`); the MOCK
-                            without it costs ~25 us. Measured 0.42x (was 0.16x with the Python
-                            engine, which still renders the templates the core's does not compile)
+                            context and parameters as JSON), reading it back and the render (~12 us
+                            for this template); the MOCK without it costs ~11 us. Measured ~0.25x
+                            (0.08x when the Python engine rendered it; it still renders the
+                            templates the core's engine does not compile)
   static / plain            a template without VTL, which the core answers with itself
   mock-validated / mock     the 10 KB body parsed and checked in Rust (~23 us, `cargo bench
                             --bench core -- validate`) beside a MOCK's ~35 us: target 0.5
