@@ -57,10 +57,15 @@ pub fn get_str(map: &Map, key: &str) -> Option<V> {
 }
 
 impl Key {
+    /// The key to look `v` up by (None: nothing can be stored under it).
     pub fn from_value(v: &V) -> Result<Option<Key>, Stop> {
         match v {
             V::Str(s) => Ok(Some(Key::Str(s.clone()))),
             V::Int(i) => Ok(Some(Key::Int(*i))),
+            // Python finds an integer key by an equal boolean or double; no other key is stored.
+            V::Bool(b) => Ok(Some(Key::Int(*b as i64))),
+            V::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Some(Key::Int(*f as i64))),
+            V::Float(_) => Ok(None),
             // Nothing stored under None (a set of a null key defers, below), a range or an entry.
             V::Null | V::Range(_) | V::Entry(_) => Ok(None),
             _ => Err(Stop::defer("a map key of this type")),
