@@ -9,11 +9,13 @@ of three MOCK methods (AWS's: the request template `{"statusCode": 200}`, static
   GET /plain      no response template: the empty body, the core's own work only
   GET /static     a response template without VTL: its text, still without Python
   GET /vtl        a response template with VTL ($context, $input.params(), $util, #foreach): each
-                  request is rendered by the Python side (`Call::Render`, airspeed-ext)
+                  request is rendered by the core's VTL engine (`rust/templates/`) on the request's
+                  thread; a template that engine does not compile would go to the Python side
+                  (`Call::Render`, airspeed-ext)
 Cases (keys for --only): plain, static, vtl, each requested with `?a=1&b=two`. The table gives
-each one's req/s over `plain`'s: `vtl`'s is the cost of a template rendered in Python on the
-request's path (the call-out and the GIL it takes, then the render), `static`'s that of a template
-the core keeps to itself.
+each one's req/s over `plain`'s: `vtl`'s is the cost of a template rendered on the request's path
+(its input built as JSON and read back, then the render), `static`'s that of a template without
+VTL, which the core answers with itself.
 """
 
 from __future__ import annotations

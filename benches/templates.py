@@ -7,6 +7,10 @@ Cases, each timed in this one process, one thread, for `--seconds` per round (be
   airspeed    the same template rendered by airspeed-ext as it comes (Python objects for $input and $util,
               no bounds, Python semantics), the peer: the ratio is what Portico's adjustments cost
   pets        `MappingTemplate.render` of AWS's pets example over a 100-item array (a #foreach-heavy case)
+  core        the pass-through template rendered by the core's engine (`rust/templates/`, which the
+              gateway uses for every template it compiles), through `_core.render_template` (the
+              input as the JSON the core builds; the call's own Python cost included)
+  core-pets   the pets case, by the core's engine
 A figure, not an assertion: it prints renders/s and the ratio to the peer.
 """
 
@@ -26,6 +30,7 @@ import airspeed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from portico import _core
 from portico.templates import MappingTemplate, TemplateInput
 from test_templates import PASSTHROUGH
 
@@ -156,6 +161,11 @@ def main() -> None:
     pets_request = TemplateInput(kind="response", body=pets_body, params={}, context={}, stage_variables={})
     assert len(json.loads(pets.render(pets_request)["output"])) == 100
 
+    request_json = json.dumps(REQUEST)
+    pets_json = json.dumps(pets_request)
+    core_output = _core.render_template(PASSTHROUGH, request_json)
+    assert core_output is not None and core_output[0] == output  # the same render as the Python engine's
+
     portico = rate(lambda: template.render(REQUEST), args.seconds, args.rounds)
     peer = rate(bare_render, args.seconds, args.rounds)
     pets_rate = rate(lambda: pets.render(pets_request), args.seconds, args.rounds)
@@ -166,6 +176,10 @@ def main() -> None:
     print(f"{'portico':<10} {portico:>10.0f} {portico / peer:>6.2f}x")
     print(f"{'airspeed':<10} {peer:>10.0f} {1:>6.2f}x")
     print(f"{'pets':<10} {pets_rate:>10.0f}   (100-item #foreach, response template)")
+    core = rate(lambda: _core.render_template(PASSTHROUGH, request_json), args.seconds, args.rounds)
+    core_pets = rate(lambda: _core.render_template(PETS, pets_json), args.seconds, args.rounds)
+    print(f"{'core':<10} {core:>10.0f} {core / peer:>6.2f}x  ({core / portico:.1f}x portico's)")
+    print(f"{'core-pets':<10} {core_pets:>10.0f}   ({core_pets / pets_rate:.1f}x pets')")
 
 
 if __name__ == "__main__":

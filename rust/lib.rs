@@ -30,6 +30,7 @@ pub mod pipeline;
 mod py;
 pub mod router;
 pub mod spec;
+pub mod templates;
 pub mod throttle;
 pub mod time;
 pub mod tls;
@@ -52,7 +53,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::{
         bench, cache_key, check_tls, http_mapping_problem, install_sighup_reopen, integration_problem, monotonic_ns,
-        quota_limit, quota_period,
+        quota_limit, quota_period, render_template, vtl_compiles,
         wall_clock_ms, BenchReport, BodyFeed, ClusterLink, ConfigError, Core, Gateway, Job, RequestIds, Router,
         StreamSink, TokenBuckets, UsageTable,
         Verdict,

@@ -708,6 +708,43 @@ pub fn http_mapping_problem(status: Option<&str>, key: &str, value: &str) -> Opt
     crate::integrations::parameter_mapping::problem(status, key, value)
 }
 
+/// Render a mapping template with the core's VTL engine (`crate::templates`), for tests:
+/// (output, overrides as a JSON object), or None when that engine does not compile it (the
+/// Python engine renders it). Raises ValueError("deferred: ...") when the render hands the
+/// template to the Python engine, ValueError("failed: ...") when it fails (its time limit).
+#[pyfunction]
+pub fn render_template(py: Python<'_>, source: &str, input_json: &str) -> PyResult<Option<(String, String)>> {
+    thread_local! {
+        // Compiled programs by source, as a deployment keeps them (bounded: tests make many).
+        static PROGRAMS: std::cell::RefCell<std::collections::HashMap<String, Option<Arc<crate::templates::Program>>>> =
+            Default::default();
+    }
+    let compiled = PROGRAMS.with(|programs| {
+        let mut programs = programs.borrow_mut();
+        if programs.len() > 512 {
+            programs.clear();
+        }
+        programs
+            .entry(source.to_string())
+            .or_insert_with(|| crate::templates::compile(source).ok().map(Arc::new))
+            .clone()
+    });
+    let Some(program) = compiled else {
+        return Ok(None);
+    };
+    match py.detach(|| program.render(input_json)) {
+        Ok(r) => Ok(Some((r.output, r.overrides))),
+        Err(crate::templates::RenderError::Defer(why)) => Err(PyValueError::new_err(format!("deferred: {why}"))),
+        Err(crate::templates::RenderError::Failed(why)) => Err(PyValueError::new_err(format!("failed: {why}"))),
+    }
+}
+
+/// Whether the core's VTL engine compiles `source` (else the Python engine renders it).
+#[pyfunction]
+pub fn vtl_compiles(source: &str) -> bool {
+    crate::templates::compile(source).is_ok()
+}
+
 #[pyfunction]
 pub fn monotonic_ns() -> u64 {
     throttle::monotonic_ns()

@@ -36,6 +36,8 @@ __all__ = [
     "monotonic_ns",
     "quota_limit",
     "quota_period",
+    "render_template",
+    "vtl_compiles",
     "wall_clock_ms",
 ]
 
@@ -385,6 +387,15 @@ def http_mapping_problem(status: str | None, key: str, value: str) -> str | None
     """Why one of an HTTP API integration's parameter mappings cannot be configured (AWS's detail,
     e.g. `Invalid mapping expression specified: VALUE`), or None. `status`: the
     `responseParameters` key it is under; None for `requestParameters`."""
+
+def render_template(source: str, input_json: str) -> tuple[str, str] | None:
+    """Render a mapping template with the core's VTL engine (for tests): (output, overrides as a
+    JSON object), or None when that engine does not compile it (the Python engine renders it).
+    `input_json`: the `TemplateInput` as JSON. Raises ValueError("deferred: ...") when the render
+    hands the template to the Python engine, ValueError("failed: ...") when it fails."""
+
+def vtl_compiles(source: str) -> bool:
+    """Whether the core's VTL engine compiles `source` (else the Python engine renders it)."""
 
 def check_tls(certificate_file: str, private_key_file: str, truststore_file: str | None = None) -> list[str]:
     """Read a TLS configuration as the edge would serve it. Returns the truststore's warnings (CA

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::http_proxy::{substitute_stage_variables, UpstreamClient};
 use super::lambda_proxy::{function_name, resolve};
 use crate::invoke::{Call, Invoker, LambdaCall, RenderCall, Reply};
+use crate::templates::RenderError;
 use crate::lambda::event::{json_string_into, template_view, EventSource, TemplateView};
 use crate::pipeline::body::{full, PipelineBody};
 use crate::pipeline::mapping::{
@@ -413,26 +414,44 @@ impl NonProxy {
         )
     }
 
-    /// A template's output: static text here, VTL by the Python side.
+    /// A template's output: static text here, VTL by the core's engine when it compiled the
+    /// template, else (or when its render defers) by the Python side.
     async fn render(
         &self,
         invoker: &Invoker,
         template: &Template,
         input: impl FnOnce() -> Vec<u8>,
     ) -> Result<Rendered, String> {
-        let source = match template {
+        let (source, input) = match template {
             Template::Static(text) => {
                 return Ok(Rendered {
                     output: text.to_string(),
                     overrides: None,
                 })
             }
-            Template::Vtl(source) => source.clone(),
+            Template::Vtl(source) => (source.clone(), input()),
+            // The core's engine renders it here, on this thread; a render it hands back (see
+            // `crate::templates`) goes to the Python engine with the same input.
+            Template::Compiled(program, source) => {
+                let input = input();
+                let text = std::str::from_utf8(&input).unwrap_or("");
+                match program.render_inline(text, crate::templates::INLINE_RENDER_TIME) {
+                    Ok(rendered) => {
+                        let overrides = match serde_json::from_str::<Value>(&rendered.overrides) {
+                            Ok(Value::Object(map)) if !map.is_empty() => Some(Value::Object(map)),
+                            _ => None,
+                        };
+                        return Ok(Rendered {
+                            output: rendered.output,
+                            overrides,
+                        });
+                    }
+                    Err(RenderError::Failed(why)) => return Err(why),
+                    Err(RenderError::Defer(_)) => (source.clone(), input),
+                }
+            }
         };
-        let reply = invoker.call(Call::Render(RenderCall {
-            source,
-            input: input(),
-        }));
+        let reply = invoker.call(Call::Render(RenderCall { source, input }));
         match tokio::time::timeout(RENDER_TIMEOUT, reply).await {
             Err(_) => Err(format!(
                 "not rendered within {} s",

@@ -20,8 +20,9 @@
 //! * Content handling ("Content type conversions in API Gateway"): base64 both ways by
 //!   `contentHandling` and `binaryMediaTypes`.
 //!
-//! A template holding no VTL (no `$`, no `#`) is its own output, here; any other is rendered by
-//! the Python side (`crate::invoke::Call::Render`, `portico/serve/templates.py`).
+//! A template holding no VTL (no `$`, no `#`) is its own output, here; one the core's VTL engine
+//! compiles (`crate::templates`) is rendered here too; any other, or one whose render that engine
+//! hands back, by the Python side (`crate::invoke::Call::Render`, `portico/serve/templates.py`).
 
 use std::sync::Arc;
 
@@ -612,18 +613,36 @@ impl RequestParameters {
 // ------------------------------------------------------------------------------------------------
 // Templates
 
-/// A mapping template: text without VTL is its own output; any other is rendered by the Python
-/// side (compiled there once per deployment, by its source text).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A mapping template: text without VTL is its own output; VTL the core's engine compiles is
+/// rendered by it (`Compiled`, with its source for the Python side should a render defer); any
+/// other is rendered by the Python side (compiled there once per deployment, by its source text).
+#[derive(Debug, Clone)]
 pub enum Template {
     Static(Arc<str>),
     Vtl(Arc<str>),
+    Compiled(Arc<crate::templates::Program>, Arc<str>),
 }
+
+impl PartialEq for Template {
+    fn eq(&self, other: &Template) -> bool {
+        match (self, other) {
+            (Template::Static(a), Template::Static(b)) => a == b,
+            (Template::Vtl(a), Template::Vtl(b)) => a == b,
+            (Template::Compiled(_, a), Template::Compiled(_, b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Template {}
 
 impl Template {
     pub fn new(source: &str) -> Template {
         if source.contains('$') || source.contains('#') {
-            Template::Vtl(source.into())
+            match crate::templates::compile(source) {
+                Ok(program) => Template::Compiled(Arc::new(program), source.into()),
+                Err(_) => Template::Vtl(source.into()),
+            }
         } else {
             Template::Static(source.into())
         }
@@ -712,10 +731,11 @@ impl Templates {
             .map(|(_, value, template)| (value, template))
     }
 
-    /// The VTL sources, for the Python side to compile ahead.
+    /// The VTL sources, for the Python side to compile ahead (those the core compiled too: a
+    /// render of theirs may defer to it).
     pub fn sources(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().filter_map(|(_, _, t)| match t {
-            Template::Vtl(s) => Some(&**s),
+            Template::Vtl(s) | Template::Compiled(_, s) => Some(&**s),
             Template::Static(_) => None,
         })
     }
@@ -1453,7 +1473,15 @@ mod tests {
             chosen(Some("application/json;q=0.9")).as_deref(),
             Some("application/json")
         );
-        assert!(matches!(t.for_response(None), Some((_, Template::Vtl(_)))));
+        assert!(matches!(
+            t.for_response(None),
+            Some((_, Template::Compiled(..)))
+        ));
+        let macro_template = Templates::compile(&[("a/b".into(), "#macro(m)x#end".into())]).unwrap();
+        assert!(matches!(
+            macro_template.for_response(None),
+            Some((_, Template::Vtl(_)))
+        ));
         assert!(matches!(
             t.for_response(Some("text/html")),
             Some((_, Template::Static(_)))
