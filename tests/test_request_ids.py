@@ -98,16 +98,21 @@ def _config(log_file: Path) -> dict:
     }
 
 
-def _log_lines(log_file: Path, count: int) -> list[list[str]]:
+def _log_lines(log_file: Path, request_ids: list[str]) -> dict[str, list[str]]:
+    """The access log's lines by request id, once it holds a line for each of `request_ids` (a
+    line is written when its response has gone, so the last may come after the client has it)."""
     deadline = time.monotonic() + 5
+    lines: dict[str, list[str]] = {}
     while time.monotonic() < deadline:
         text = log_file.read_text() if log_file.exists() else ""
         # Only whole lines: a line being written may be read before its end.
-        lines = text[: text.rfind("\n") + 1].splitlines()
-        if len(lines) >= count:
-            return [line.split(" ") for line in lines]
+        lines = {
+            line.split(" ")[0]: line.split(" ")[1:] for line in text[: text.rfind("\n") + 1].splitlines()
+        }
+        if all(request_id in lines for request_id in request_ids):
+            return lines
         time.sleep(0.02)
-    raise AssertionError(f"expected {count} access-log lines, found {log_file.read_text()!r}")
+    raise AssertionError(f"expected access-log lines of {request_ids}, found {log_file.read_text()!r}")
 
 
 def _rest_ids(response: httpx.Response) -> tuple[str, str]:
@@ -161,7 +166,8 @@ def test_rest_apis_issue_uuids_and_extended_ids_everywhere_http_apis_one_id(port
     assert SHORT_ID.fullmatch(http_id)
     assert http_echo.json()["requestContext"]["requestId"] == http_id
 
-    lines = {line[0]: line[1:] for line in _log_lines(log_file, 6)}
+    rest_ids = [request_id, mocked[0], refused[0], guarded_ids[0], unauthorized_ids[0]]
+    lines = _log_lines(log_file, [*rest_ids, http_id])
     assert lines[request_id] == [extended, "200", "restids"]
     assert lines[mocked[0]] == [mocked[1], "200", "restids"]
     assert lines[refused[0]] == [refused[1], "403", "restids"]
@@ -169,6 +175,5 @@ def test_rest_apis_issue_uuids_and_extended_ids_everywhere_http_apis_one_id(port
     assert lines[unauthorized_ids[0]] == [unauthorized_ids[1], "401", "restids"]
     assert lines[http_id] == [http_id, "200", "httpids"]
     # Every id is the request's own.
-    rest_ids = [request_id, mocked[0], refused[0], guarded_ids[0], unauthorized_ids[0]]
     extended_ids = [extended, mocked[1], refused[1], guarded_ids[1], unauthorized_ids[1]]
     assert len(set(rest_ids)) == len(set(extended_ids)) == 5
