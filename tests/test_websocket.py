@@ -493,3 +493,50 @@ def test_idle_and_old_connections_are_closed_going_away(tmp_path: Path) -> None:
             assert time.monotonic() - opened > 1.5  # well past the idle timeout
     finally:
         limited.stop()
+
+
+def _signed_headers(port: int, access_key_id: str, secret: str) -> dict[str, str]:
+    """SigV4 headers of the opening handshake's GET, signed by botocore as a client SDK signs."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method="GET", url=f"http://127.0.0.1:{port}/{STAGE}", headers={"Host": f"127.0.0.1:{port}"}
+    )
+    SigV4Auth(Credentials(access_key_id, secret), "execute-api", REGION).add_auth(request)
+    return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date")}
+
+
+def test_connect_with_aws_iam_takes_only_signed_handshakes(tmp_path: Path) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    config["apis"][0]["routes"][0]["authorizationType"] = "AWS_IAM"
+    signed = start_server(config, tmp_path)
+    try:
+        for headers in ({}, _signed_headers(signed.port, PRINCIPAL["accessKeyId"], "not/the/secret")):
+            with pytest.raises(InvalidStatus) as refused:
+                open_chat(signed, additional_headers=headers)
+            assert refused.value.response.status_code == 403
+        good = _signed_headers(signed.port, PRINCIPAL["accessKeyId"], PRINCIPAL["secretAccessKey"])
+        with open_chat(signed, additional_headers=good) as ws:
+            connection_id = whoami(ws)
+            ws.send(json.dumps({"action": "events"}))
+            events = json.loads(ws.recv(timeout=10))
+        identity = next(e for e in events if e["requestContext"]["connectionId"] == connection_id)[
+            "requestContext"
+        ]["identity"]
+        assert identity["userArn"] == PRINCIPAL["arn"]
+        assert identity["accessKey"] == PRINCIPAL["accessKeyId"]
+        assert identity["accountId"] == ACCOUNT
+        # Only $connect is signed; the connection's messages (unsigned frames) carry its signer.
+        messages = [
+            e
+            for e in events
+            if e["requestContext"]["connectionId"] == connection_id
+            and e["requestContext"]["eventType"] == "MESSAGE"
+        ]
+        assert messages and all(
+            m["requestContext"]["identity"]["userArn"] == PRINCIPAL["arn"] for m in messages
+        )
+    finally:
+        signed.stop()

@@ -19,6 +19,8 @@ pub struct ConnectionContext {
     pub connected_at_ms: u64,
     pub source_ip: Box<str>,
     pub user_agent: Option<Box<str>>,
+    /// The signer of an `AWS_IAM` `$connect`: every event's `identity` names it.
+    pub iam: Option<crate::auth::IamIdentity>,
 }
 
 /// One event's own ids and time.
@@ -91,6 +93,13 @@ fn request_context(cx: &ConnectionContext, route_key: &str, event_type: &str, id
     let mut identity = json!({ "sourceIp": &*cx.source_ip });
     if let Some(agent) = &cx.user_agent {
         identity["userAgent"] = Value::from(&**agent);
+    }
+    if let Some(iam) = &cx.iam {
+        identity["accessKey"] = Value::from(iam.access_key.as_str());
+        identity["accountId"] = Value::from(iam.account_id.as_str());
+        identity["caller"] = Value::from(iam.caller.as_str());
+        identity["user"] = Value::from(iam.user.as_str());
+        identity["userArn"] = Value::from(iam.user_arn.as_str());
     }
     let value = json!({
         "routeKey": route_key,
@@ -222,6 +231,7 @@ mod tests {
             connected_at_ms: 1_707_502_303_419,
             source_ip: "192.0.2.1".into(),
             user_agent: Some("test-agent".into()),
+            iam: None,
         }
     }
 
@@ -267,6 +277,25 @@ mod tests {
         assert_eq!(event["isBase64Encoded"], false);
         let without_query = parsed(connect(&cx(), IDS, &headers, ""));
         assert!(without_query.get("queryStringParameters").is_none());
+    }
+
+    #[test]
+    fn an_iam_signer_is_in_every_event_s_identity() {
+        let signed = ConnectionContext {
+            iam: Some(crate::auth::iam::identity_of(
+                "AKIAEXAMPLE",
+                "arn:aws:iam::123456789012:user/alice",
+                "123456789012",
+            )),
+            ..cx()
+        };
+        let event = parsed(message(&signed, IDS, "$default", "m", "x"));
+        let identity = &event["requestContext"]["identity"];
+        assert_eq!(identity["accessKey"], "AKIAEXAMPLE");
+        assert_eq!(identity["accountId"], "123456789012");
+        assert_eq!(identity["userArn"], "arn:aws:iam::123456789012:user/alice");
+        assert!(identity["caller"].as_str().is_some_and(|c| c.starts_with("AIDA")));
+        assert_eq!(identity["sourceIp"], "192.0.2.1");
     }
 
     #[test]

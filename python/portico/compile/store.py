@@ -399,9 +399,11 @@ class _Builder:
                 else None
             )
             spec: S.IntegrationSpec
-            if route.get("AuthorizationType") not in (None, "NONE"):
-                log.warning("%s: authorization of WebSocket routes is not served yet; refused", where)
-                spec = S.unavailable(f"{where}: authorization of WebSocket routes is not served yet")
+            authorization = route.get("AuthorizationType") or "NONE"
+            signed_connect = key == "$connect" and authorization == "AWS_IAM"
+            if authorization != "NONE" and not signed_connect:
+                log.warning("%s: %s authorization is not served yet; refused", where, authorization)
+                spec = S.unavailable(f"{where}: {authorization} authorization is not served yet")
             elif integration is None:
                 spec = S.unavailable(f"{where} has no integration")
             elif integration.get("IntegrationType") != "AWS_PROXY":
@@ -412,7 +414,8 @@ class _Builder:
                 timeout_ms = _timeout(integration.get("TimeoutInMillis"), _DEFAULT_HTTP_TIMEOUT_MS)
                 uri = integration.get("IntegrationUri") or ""
                 spec = _lambda(uri, "1.0", timeout_ms, self.registry, where)
-            routes.append(S.route(key, spec, two_way=route.get("RouteId") in two_way))
+            auth = _iam_auth(authorization) if signed_connect else None
+            routes.append(S.route(key, spec, auth, two_way=route.get("RouteId") in two_way))
         return _Deployed(routes)
 
     def _http_lambda_auth(

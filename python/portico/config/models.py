@@ -944,8 +944,12 @@ class Api(_Model):
                     f"routes[{index}]: {route.route!r}: WebSocket route keys are $connect, $disconnect, "
                     "$default or a key of your own (no spaces, no leading $)"
                 )
-            if route.authorizationType != "NONE":
-                raise ValueError(f"routes[{index}].authorizationType: WebSocket APIs authorize nothing yet")
+            signed_connect = route.route == "$connect" and route.authorizationType == "AWS_IAM"
+            if route.authorizationType != "NONE" and not signed_connect:
+                raise ValueError(
+                    f"routes[{index}].authorizationType: WebSocket APIs authorize $connect only, "
+                    "with AWS_IAM (Lambda authorizers are not served yet)"
+                )
             integration = self.integration_of(route)
             if integration.type not in ("AWS_PROXY", "MOCK"):
                 raise ValueError(
@@ -953,7 +957,7 @@ class Api(_Model):
                     f"(not {integration.type} yet)"
                 )
         if self.authorizers:
-            raise ValueError("authorizers: WebSocket APIs authorize nothing yet")
+            raise ValueError("authorizers: WebSocket APIs' Lambda authorizers are not served yet")
         return self
 
     @field_validator("id")
