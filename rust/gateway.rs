@@ -1556,6 +1556,46 @@ mod tests {
     }
 
     #[test]
+    fn websocket_apis_select_the_stage_and_leave_routes_to_messages() {
+        let spec = r#"{"apis": [{"id": "wsapi", "kind": "websocket",
+            "route_selection_expression": "$request.body.action",
+            "routes": ["$connect", "$disconnect", "$default", "sendmessage"],
+            "stages": [{"name": "prod"}]}], "default_api": 0}"#;
+        let g = Gateway::new(spec, None, None).unwrap();
+        let snap = g.snapshot();
+        assert_eq!(snap.api(0).kind, ApiKind::Websocket);
+        assert!(snap.api(0).route_selection.is_some());
+        // The handshake at the stage's root and the @connections API below it: the stage is
+        // chosen, no route (messages choose theirs).
+        let d = g.decide_at("wsapi.execute-api.localhost:8080", "GET", "/prod", 1);
+        assert_eq!(summary(&d), (ROUTE, 0, 0, -1, "/".into()));
+        let d = g.decide_at("example.com", "POST", "/prod/@connections/abc%3D", 1);
+        assert_eq!(summary(&d), (ROUTE, 0, 0, -1, "/@connections/abc%3D".into()));
+        let d = g.decide_at("example.com", "GET", "/dev", 1);
+        assert_eq!(d.outcome, NOT_FOUND);
+        // A WebSocket API needs its selection expression, and unique keys.
+        for (spec, problem) in [
+            (
+                r#"{"apis": [{"id": "w", "kind": "websocket", "routes": ["$connect"], "stages": []}]}"#,
+                "apis[0].route_selection_expression: WebSocket APIs need one",
+            ),
+            (
+                r#"{"apis": [{"id": "w", "kind": "websocket", "route_selection_expression": "$request.header.x",
+                    "routes": [], "stages": []}]}"#,
+                "apis[0].route_selection_expression: ",
+            ),
+            (
+                r#"{"apis": [{"id": "w", "kind": "websocket", "route_selection_expression": "$request.body.a",
+                    "routes": ["go", "go"], "stages": []}]}"#,
+                "apis[0].routes[1]: \"go\": empty or duplicate route key",
+            ),
+        ] {
+            let err = Snapshot::compile(spec).unwrap_err().0;
+            assert!(err.starts_with(problem), "{err}");
+        }
+    }
+
+    #[test]
     fn named_stage_is_stripped() {
         let g = gw();
         let d = g.decide_at("h", "GET", "/prod/pets/dog/2/", 1);
