@@ -319,7 +319,7 @@ fn variable(name: &str, kind: ApiKind) -> Var {
         "requestId" => RequestId,
         "requestTime" => RequestTime,
         "requestTimeEpoch" => match kind {
-            ApiKind::Http => RequestTimeEpochS,
+            ApiKind::Http | ApiKind::Websocket => RequestTimeEpochS,
             ApiKind::Rest => RequestTimeEpochMs,
         },
         "resourceId" => ResourceId,

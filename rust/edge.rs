@@ -273,7 +273,9 @@ where
         // A client that shuts its side after sending the request still gets the answer
         // whole, as from nginx (hyper would otherwise abort the response on that EOF).
         .half_close(true)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), service)
+        // A WebSocket handshake hands the connection over to `crate::pipeline::websocket`.
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

@@ -107,6 +107,8 @@ pub struct RouteRuntime {
     pub cache: Option<RouteCache>,
     /// REST APIs: how its requests are validated (None: they are not).
     pub validation: Option<crate::pipeline::validate::RouteValidation>,
+    /// WebSocket APIs: the integration's answer is sent back (the route has a route response).
+    pub two_way: bool,
 }
 
 /// The cache a stage (or its canary) serves from.
@@ -173,6 +175,8 @@ pub struct Api {
     pub policy: Option<Result<auth::policy::Policy, Box<str>>>,
     /// REST APIs' customised gateway responses (None: AWS's built-in ones only).
     pub gateway_responses: Option<Arc<GatewayResponses>>,
+    /// WebSocket APIs: how a message's route is chosen (`routeSelectionExpression`).
+    pub route_selection: Option<Arc<crate::websocket::selection::RouteSelection>>,
     stages: Vec<Stage>,
     /// Index of the `$default` stage (HTTP APIs).
     default_stage: Option<usize>,
@@ -198,6 +202,9 @@ pub struct Settings {
     pub upstream_ca_file: Option<Box<str>>,
     /// `RateLimit-*` and `Retry-After` headers (AWS sends none).
     pub rate_limit_headers: bool,
+    /// WebSocket APIs: how long a connection may go without a message, and live in all.
+    pub websocket_idle_timeout: std::time::Duration,
+    pub websocket_max_connection: std::time::Duration,
 }
 
 /// A compiled, immutable spec.
@@ -344,7 +351,10 @@ fn resource_path_of(key: &str) -> &str {
     }
 }
 
-fn compile_routes(routes: &[RouteSpec], at: &str) -> Result<RouteSet, ConfigError> {
+/// A deployment's routes. A WebSocket API's keys (`$connect`, `sendmessage`) are chosen per
+/// message by its selection expression (`crate::websocket`), not routed by method and path:
+/// only `$default` is marked.
+fn compile_routes(routes: &[RouteSpec], at: &str, kind: ApiKind) -> Result<RouteSet, ConfigError> {
     let mut router = Router::new();
     let mut default_route = None;
     let mut keys: Vec<Box<str>> = Vec::new();
@@ -356,6 +366,10 @@ fn compile_routes(routes: &[RouteSpec], at: &str) -> Result<RouteSet, ConfigErro
                 return Err(ConfigError(format!("{rat}: \"$default\": duplicate route")));
             }
             default_route = Some(i as u32);
+        } else if kind == ApiKind::Websocket {
+            if key.is_empty() || keys.iter().any(|k| &**k == key) {
+                return Err(ConfigError(format!("{rat}: {key:?}: empty or duplicate route key")));
+            }
         } else {
             router
                 .insert(key, i as i64)
@@ -514,6 +528,7 @@ fn compile_serving(
             integration,
             auth: r.auth().map(|a| auth::RouteAuth::compile(a, &mut authorizers, &mut scope)),
             cache,
+            two_way: r.two_way(),
             validation: match (r.validation(), &models) {
                 (Some(v), Some(models)) => Some(
                     crate::pipeline::validate::RouteValidation::compile(v, models)
@@ -596,7 +611,7 @@ fn compile_stage(
     let (routes, route_specs, rat) = match &s.routes {
         Some(r) => {
             let rat = format!("{sat}.routes");
-            (Arc::new(compile_routes(r, &rat)?), r.as_slice(), rat)
+            (Arc::new(compile_routes(r, &rat, api.kind)?), r.as_slice(), rat)
         }
         None => (api_routes.clone(), api.routes.as_slice(), "routes".to_string()),
     };
@@ -689,7 +704,7 @@ fn compile_canary(
     let (routes, route_specs, rat) = match &c.routes {
         Some(r) => {
             let rat = format!("{cat}.routes");
-            (Arc::new(compile_routes(r, &rat)?), r.as_slice(), rat)
+            (Arc::new(compile_routes(r, &rat, api.kind)?), r.as_slice(), rat)
         }
         None => (
             main.routes.clone(),
@@ -769,7 +784,7 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
     {
         return Err(ConfigError(format!("{at}.id: {id:?}: invalid API id")));
     }
-    let api_routes = Arc::new(compile_routes(&a.routes, &format!("{at}.routes"))?);
+    let api_routes = Arc::new(compile_routes(&a.routes, &format!("{at}.routes"), a.kind)?);
     let mut stages: Vec<Stage> = Vec::new();
     for (si, s) in a.stages.iter().enumerate() {
         let sat = format!("{at}.stages[{si}]");
@@ -787,8 +802,9 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
     }
     let gateway_responses = match (a.kind, a.gateway_responses.is_empty()) {
         (_, true) => None,
-        (ApiKind::Http, false) => {
-            return Err(ConfigError(format!("{at}.gateway_responses: HTTP APIs have no gateway responses")))
+        (ApiKind::Http | ApiKind::Websocket, false) => {
+            let kind = if a.kind == ApiKind::Http { "HTTP" } else { "WebSocket" };
+            return Err(ConfigError(format!("{at}.gateway_responses: {kind} APIs have no gateway responses")))
         }
         (ApiKind::Rest, false) => Some(Arc::new(
             GatewayResponses::compile(&a.gateway_responses).map_err(|e| ConfigError(format!("{at}.{e}")))?,
@@ -796,7 +812,7 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
     };
     let default_stage = match a.kind {
         ApiKind::Http => stages.iter().position(|s| &*s.name == DEFAULT_STAGE),
-        ApiKind::Rest => None,
+        ApiKind::Rest | ApiKind::Websocket => None,
     };
     Ok(Api {
         id: id.into(),
@@ -810,9 +826,26 @@ fn compile_api(a: &ApiSpec, at: &str, cx: &mut CompileContext<'_>) -> Result<Api
             auth::policy::Policy::parse(&p).map_err(|e| format!("{at}.policy: {e}").into())
         }),
         gateway_responses,
+        route_selection: route_selection(a, at)?,
         stages,
         default_stage,
     })
+}
+
+/// A WebSocket API's `routeSelectionExpression`, compiled (required of WebSocket APIs only).
+fn route_selection(
+    a: &ApiSpec,
+    at: &str,
+) -> Result<Option<Arc<crate::websocket::selection::RouteSelection>>, ConfigError> {
+    match (a.kind, &a.route_selection_expression) {
+        (ApiKind::Websocket, None) => Err(ConfigError(format!(
+            "{at}.route_selection_expression: WebSocket APIs need one ($request.body.action)"
+        ))),
+        (ApiKind::Websocket, Some(expression)) => crate::websocket::selection::RouteSelection::parse(expression)
+            .map(|s| Some(Arc::new(s)))
+            .map_err(|e| ConfigError(format!("{at}.route_selection_expression: {e}"))),
+        (_, _) => Ok(None),
+    }
 }
 
 /// A resource policy with AWS's shorthand expanded: a `Resource` / `NotResource` of the form
@@ -947,6 +980,8 @@ impl Snapshot {
                 access_log,
                 upstream_ca_file: s.upstream_ca_file.as_deref().map(Into::into),
                 rate_limit_headers: s.rate_limit_headers,
+                websocket_idle_timeout: std::time::Duration::from_millis(s.websocket_idle_timeout_ms.max(1)),
+                websocket_max_connection: std::time::Duration::from_millis(s.websocket_max_connection_ms.max(1)),
             },
         })
     }
@@ -1159,6 +1194,11 @@ impl Snapshot {
         let stage = &self.apis[ai].stages[si];
         let mut d = Decision::new(Outcome::Route, path).at(ai, Some(si));
         d.path_style = by_path;
+        if self.apis[ai].kind == ApiKind::Websocket {
+            // Routes are chosen per message (`crate::websocket`); the handshake and the
+            // `@connections` API are served by the stage.
+            return d;
+        }
         let target = match &stage.canary {
             Some(c)
                 if c.threshold == u64::MAX || (c.threshold != 0 && random_u64() < c.threshold) =>
@@ -1513,6 +1553,46 @@ mod tests {
         let d = g.decide_at("example.com", "POST", "/test/5", 1);
         assert_eq!(summary(&d), (ROUTE, 0, 0, 3, "/test/5".into()));
         assert!(d.param_names.is_none());
+    }
+
+    #[test]
+    fn websocket_apis_select_the_stage_and_leave_routes_to_messages() {
+        let spec = r#"{"apis": [{"id": "wsapi", "kind": "websocket",
+            "route_selection_expression": "$request.body.action",
+            "routes": ["$connect", "$disconnect", "$default", "sendmessage"],
+            "stages": [{"name": "prod"}]}], "default_api": 0}"#;
+        let g = Gateway::new(spec, None, None).unwrap();
+        let snap = g.snapshot();
+        assert_eq!(snap.api(0).kind, ApiKind::Websocket);
+        assert!(snap.api(0).route_selection.is_some());
+        // The handshake at the stage's root and the @connections API below it: the stage is
+        // chosen, no route (messages choose theirs).
+        let d = g.decide_at("wsapi.execute-api.localhost:8080", "GET", "/prod", 1);
+        assert_eq!(summary(&d), (ROUTE, 0, 0, -1, "/".into()));
+        let d = g.decide_at("example.com", "POST", "/prod/@connections/abc%3D", 1);
+        assert_eq!(summary(&d), (ROUTE, 0, 0, -1, "/@connections/abc%3D".into()));
+        let d = g.decide_at("example.com", "GET", "/dev", 1);
+        assert_eq!(d.outcome, NOT_FOUND);
+        // A WebSocket API needs its selection expression, and unique keys.
+        for (spec, problem) in [
+            (
+                r#"{"apis": [{"id": "w", "kind": "websocket", "routes": ["$connect"], "stages": []}]}"#,
+                "apis[0].route_selection_expression: WebSocket APIs need one",
+            ),
+            (
+                r#"{"apis": [{"id": "w", "kind": "websocket", "route_selection_expression": "$request.header.x",
+                    "routes": [], "stages": []}]}"#,
+                "apis[0].route_selection_expression: ",
+            ),
+            (
+                r#"{"apis": [{"id": "w", "kind": "websocket", "route_selection_expression": "$request.body.a",
+                    "routes": ["go", "go"], "stages": []}]}"#,
+                "apis[0].routes[1]: \"go\": empty or duplicate route key",
+            ),
+        ] {
+            let err = Snapshot::compile(spec).unwrap_err().0;
+            assert!(err.starts_with(problem), "{err}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod throttle;
 pub mod time;
 pub mod tls;
 pub mod usage;
+pub mod websocket;
 
 use pyo3::prelude::*;
 

@@ -167,7 +167,16 @@ pub struct Settings {
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `Retry-After` on throttled
     /// and quota answers, and the quota's on requests it admits (AWS sends none: off by default).
     pub rate_limit_headers: bool,
+    /// WebSocket APIs: a connection with no message either way for this long is closed.
+    pub websocket_idle_timeout_ms: u64,
+    /// WebSocket APIs: a connection is closed once it is this old.
+    pub websocket_max_connection_ms: u64,
 }
+
+/// AWS's WebSocket limits ("Amazon API Gateway quotas for configuring and running a WebSocket
+/// API"): 10 minutes idle, 2 hours in all.
+pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+pub const DEFAULT_WEBSOCKET_MAX_CONNECTION_MS: u64 = 2 * 60 * 60 * 1000;
 
 impl Settings {
     /// How many calls of `function` may be in flight at once.
@@ -201,6 +210,8 @@ impl Default for Settings {
             function_concurrency: DEFAULT_FUNCTION_CONCURRENCY,
             functions: BTreeMap::new(),
             rate_limit_headers: false,
+            websocket_idle_timeout_ms: DEFAULT_WEBSOCKET_IDLE_TIMEOUT_MS,
+            websocket_max_connection_ms: DEFAULT_WEBSOCKET_MAX_CONNECTION_MS,
         }
     }
 }
@@ -234,6 +245,8 @@ pub enum ApiKind {
     #[default]
     Http,
     Rest,
+    /// WebSocket APIs: routes chosen per message by `route_selection_expression` (`crate::websocket`).
+    Websocket,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +280,9 @@ pub struct ApiSpec {
     /// their deployment's).
     #[serde(default)]
     pub models: Vec<ModelSpec>,
+    /// WebSocket APIs' `routeSelectionExpression` (`$request.body.action`).
+    #[serde(default)]
+    pub route_selection_expression: Option<String>,
 }
 
 /// A REST API's model (AWS `Model`): a JSON Schema (draft 4), given as its JSON text.
@@ -377,6 +393,10 @@ impl RouteSpec {
             RouteSpec::Full(r) => r.validation.as_ref(),
         }
     }
+
+    pub fn two_way(&self) -> bool {
+        matches!(self, RouteSpec::Full(r) if r.two_way)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,6 +419,10 @@ pub struct RouteDef {
     /// REST APIs: how the method's requests are validated (None: they are not).
     #[serde(default)]
     pub validation: Option<RouteValidationSpec>,
+    /// WebSocket APIs: the route has a route response (`routeResponseSelectionExpression`
+    /// `$default`): the integration's answer is sent back to the client.
+    #[serde(default)]
+    pub two_way: bool,
 }
 
 /// One of an integration's `cacheKeyParameters` (`method.request.querystring.NAME`, ...).

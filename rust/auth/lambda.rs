@@ -331,7 +331,7 @@ impl LambdaAuthorizer {
                         );
                         Err(match request.kind {
                             ApiKind::Rest => failure.saying(EXPLICIT_DENY),
-                            ApiKind::Http => failure,
+                            ApiKind::Http | ApiKind::Websocket => failure,
                         })
                     }
                     Verdict::Implicit => Err(Failure::new(

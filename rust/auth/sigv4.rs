@@ -486,7 +486,7 @@ fn percent_encode(bytes: &[u8], keep_slash: bool, out: &mut String) {
 }
 
 /// Decode `%XX` escapes; a `%` not followed by two hex digits stays as it is, and `+` is a `+`.
-fn percent_decode(text: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

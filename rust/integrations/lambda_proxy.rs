@@ -42,7 +42,8 @@ impl LambdaProxy {
         settings: &Settings,
     ) -> LambdaProxy {
         let format = match (kind, version) {
-            (ApiKind::Rest, _) => PayloadFormat::RestV1,
+            // WebSocket APIs build their own events (`crate::websocket::events`).
+            (ApiKind::Rest | ApiKind::Websocket, _) => PayloadFormat::RestV1,
             (ApiKind::Http, PayloadVersion::V1) => PayloadFormat::HttpV1,
             (ApiKind::Http, PayloadVersion::V2) => PayloadFormat::HttpV2,
         };
@@ -122,6 +123,38 @@ impl LambdaProxy {
                 let r = self.buffered(&result, accept, source)?;
                 Ok(response_of(r.status, r.headers, full(r.body)))
             }
+            Reply::Lambda(Err(failure)) => Err((failure.error, failure.detail)),
+            _ => Err((ErrorType::IntegrationFailure, "unexpected reply".into())),
+        }
+    }
+
+    /// Invoke the function with an event built elsewhere (WebSocket APIs' events,
+    /// `crate::websocket::events`); the handler's result as JSON.
+    pub async fn invoke_event(
+        &self,
+        invoker: &Invoker,
+        event: Vec<u8>,
+        region: &str,
+        account_id: &str,
+        invocation_id: String,
+    ) -> Result<Vec<u8>, (ErrorType, String)> {
+        let uri = match &self.uri {
+            Ok(uri) => uri.clone(),
+            Err(why) => return Err((ErrorType::FunctionError, why.to_string())),
+        };
+        let call = LambdaCall {
+            invocation_id,
+            uri,
+            event,
+            timeout_ms: self.timeout.as_millis() as u64,
+            region: region.into(),
+            account_id: account_id.into(),
+        };
+        let reply = invoker
+            .call_function(call, &self.function, self.concurrency)
+            .map_err(|t| self.throttled(t))?;
+        match self.reply_within_timeout(reply).await? {
+            Reply::Lambda(Ok(result)) => Ok(result),
             Reply::Lambda(Err(failure)) => Err((failure.error, failure.detail)),
             _ => Err((ErrorType::IntegrationFailure, "unexpected reply".into())),
         }

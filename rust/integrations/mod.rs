@@ -57,7 +57,7 @@ pub fn compile(
                         Some(Box::new(crate::pipeline::mapping::RequestParameters::compile(request_parameters)?));
                 }
                 ApiKind::Rest => {}
-                ApiKind::Http => {
+                ApiKind::Http | ApiKind::Websocket => {
                     proxy.mapping =
                         parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
                 }

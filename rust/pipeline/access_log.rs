@@ -26,7 +26,7 @@ impl std::fmt::Debug for AccessLog {
 impl AccessLog {
     pub fn log(&self, kind: ApiKind, record: &LogRecord<'_>) {
         let format = match kind {
-            ApiKind::Http => &self.http,
+            ApiKind::Http | ApiKind::Websocket => &self.http,
             ApiKind::Rest => &self.rest,
         };
         self.writer.log(format, record);

@@ -78,7 +78,8 @@ impl Pipeline {
         match route_auth.authorization {
             AuthorizationType::None => {}
             AuthorizationType::AwsIam => {
-                self.authorize_iam(snap, parts, conn, ex, api.kind, resource_policy, &arn, body).await?;
+                self.authorize_iam(snap, parts, conn, ex, api.kind, resource_policy, &arn, "execute-api:Invoke", body)
+                    .await?;
             }
             AuthorizationType::Jwt | AuthorizationType::Custom | AuthorizationType::CognitoUserPools => {
                 match &route_auth.authorizer {
@@ -190,7 +191,7 @@ impl Pipeline {
 fn jwt_failure(jwt: &JwtAuthorizer, rejection: &Rejection, scopes: &[Box<str>], kind: ApiKind) -> Failure {
     let detail = format!("authorizer {}: {}", jwt.id(), rejection.describe());
     match kind {
-        ApiKind::Http => {
+        ApiKind::Http | ApiKind::Websocket => {
             let error = match rejection {
                 Rejection::Scope => ErrorType::AccessDenied,
                 _ => ErrorType::Unauthorized,

@@ -28,7 +28,7 @@ fn refused(refusal: Refusal, kind: ApiKind) -> Failure {
         // answers 403 Forbidden.
         Refusal::Missing => match kind {
             ApiKind::Rest => Failure::new(ErrorType::MissingAuthenticationToken, "SigV4: the request is not signed"),
-            ApiKind::Http => Failure::new(ErrorType::AccessDenied, "SigV4: the request is not signed"),
+            ApiKind::Http | ApiKind::Websocket => Failure::new(ErrorType::AccessDenied, "SigV4: the request is not signed"),
         },
         Refusal::Incomplete(message) => {
             Failure::new(ErrorType::IncompleteSignature, "SigV4: the signature cannot be read").saying(message)
@@ -53,6 +53,7 @@ impl Pipeline {
         kind: ApiKind,
         resource_policy: Option<&Policy>,
         arn: &str,
+        action: &str,
         body: &mut PipelineBody,
     ) -> Result<(), Failure> {
         let settings = &snap.settings;
@@ -84,7 +85,7 @@ impl Pipeline {
 
         let identity = &principal.identity;
         let request = PolicyRequest {
-            action: "execute-api:Invoke",
+            action,
             resource: arn,
             principal: Some(&identity.user_arn),
             principal_account: Some(&identity.account_id),
@@ -96,7 +97,7 @@ impl Pipeline {
                 Ok(())
             }
             Decision::Deny { explicit } => {
-                let detail = format!("IAM: {} may not invoke {arn}", identity.user_arn);
+                let detail = format!("IAM: {} may not {action} {arn}", identity.user_arn);
                 let failure = Failure::new(ErrorType::AccessDenied, detail);
                 // REST APIs word the refusal with the caller and the resource; HTTP APIs answer
                 // 403 Forbidden.
@@ -106,7 +107,7 @@ impl Pipeline {
                         identity.user_arn,
                         if explicit { " with an explicit deny" } else { "" }
                     )),
-                    ApiKind::Http => failure,
+                    ApiKind::Http | ApiKind::Websocket => failure,
                 })
             }
         }

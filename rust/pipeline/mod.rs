@@ -24,6 +24,7 @@ pub mod mapping;
 pub mod responses;
 mod usage_plan;
 pub mod validate;
+mod websocket;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -145,6 +146,9 @@ struct Exchange {
     error: Option<Failure>,
     /// What is left of the key's quota, for `RateLimit-*` headers (`settings.rateLimitHeaders`).
     quota: Option<crate::usage::QuotaState>,
+    /// The edge's hand-over of the connection, for a WebSocket handshake (None from the embedded
+    /// app's door, which cannot hold connections).
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 /// An integration's answer, for the access log (`$context.integrationStatus`,
@@ -185,6 +189,8 @@ pub struct Pipeline {
     pub invoker: Arc<Invoker>,
     upstream: UpstreamClient,
     ids: IdGenerator,
+    /// The WebSocket connections this node holds (`crate::websocket`).
+    pub websockets: Arc<crate::websocket::Registry>,
 }
 
 /// The core's wall clock (`crate::time::wall_clock_ms`: the system's, or a test's).
@@ -212,6 +218,7 @@ impl Pipeline {
             invoker,
             upstream: UpstreamClient::new(ca_file.as_deref())?,
             ids: IdGenerator::new(),
+            websockets: Arc::default(),
         })
     }
 
@@ -219,7 +226,8 @@ impl Pipeline {
     /// gateway responses).
     pub async fn handle(&self, req: Request<PipelineBody>, conn: Connection) -> Response<PipelineBody> {
         let snap = self.gateway.snapshot();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let mut ex = Exchange {
             request_id: self.ids.request_id(),
             extended_request_id: None,
@@ -237,6 +245,7 @@ impl Pipeline {
             integration: None,
             error: None,
             quota: None,
+            upgrade,
         };
         // A body the pipeline does not read to its end is read (and dropped) before answering.
         let (body, leftover) = if body.is_end_stream() {
@@ -312,6 +321,11 @@ impl Pipeline {
         // is refused, whatever it asks for (the API and stage are known, for the access log).
         if let Some(refused) = mtls::refusal(conn) {
             return Err(refused);
+        }
+
+        // WebSocket APIs: the handshake and the `@connections` API (`websocket`).
+        if d.outcome == Outcome::Route && d.api.is_some_and(|a| snap.api(a).kind == ApiKind::Websocket) {
+            return self.websocket(snap, parts, body, conn, ex, &d).await;
         }
 
         // CORS preflight: answered by the gateway whatever the route.
@@ -842,6 +856,7 @@ impl Pipeline {
             api_name: api.map_or(String::new(), |a| a.name.to_string()),
             api_kind: match api.map(|a| a.kind) {
                 Some(ApiKind::Rest) => "rest",
+                Some(ApiKind::Websocket) => "websocket",
                 _ => "http",
             },
             stage: serving.map_or(String::new(), |s| s.stage.to_string()),

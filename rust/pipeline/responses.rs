@@ -115,7 +115,7 @@ impl ErrorType {
     /// The response for an API of `kind`.
     pub fn response(self, kind: ApiKind) -> GatewayResponse {
         let (status, message, error_type) = match kind {
-            ApiKind::Http => {
+            ApiKind::Http | ApiKind::Websocket => {
                 let (s, m) = self.http_api();
                 (s, m, None)
             }

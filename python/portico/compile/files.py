@@ -93,6 +93,7 @@ def compile_file_apis(
                     cache_key=cache_key,
                     cache_namespace=declared.cacheNamespace,
                     validation=_validation(api, route),
+                    two_way=route.routeResponseSelectionExpression is not None,
                 )
             )
         out.append(_api(api, routes, deployment_id, config.settings.stageCacheBytes))
@@ -148,6 +149,8 @@ def assemble(
         principals=principals_of(config, admin_key),
         usage_plans=file_usage_plans(config) if usage_plans is None else usage_plans,
         rate_limit_headers=settings.rateLimitHeaders,
+        websocket_idle_timeout_ms=settings.websocketIdleTimeoutSeconds * 1000,
+        websocket_max_connection_ms=settings.websocketMaxConnectionSeconds * 1000,
     )
     return CompiledConfig(config, spec, deployment_id)
 
@@ -245,13 +248,13 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
                 cache=cache,
             )
         )
-    rest = api.protocol == "REST"
+    kind = {"REST": "rest", "WEBSOCKET": "websocket"}.get(api.protocol, "http")
     validates_bodies = any(r.get("validation", {}).get("body") is not None for r in routes)
     models = [S.model(name, text) for name, text in api.model_texts().items()] if validates_bodies else None
     return S.api(
         api.api_id,
         api.name,
-        "rest" if rest else "http",
+        kind,  # type: ignore[arg-type]
         stages,
         routes=routes,
         cors=cors_spec(api.cors) if api.cors is not None else None,
@@ -268,6 +271,7 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
             for response_type, response in api.gatewayResponses.items()
         ],
         models=models,
+        route_selection_expression=api.routeSelectionExpression,
     )
 
 

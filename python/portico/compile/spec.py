@@ -235,6 +235,7 @@ class RouteSpec(TypedDict):
     cache_key: NotRequired[list[CacheKeyParameterSpec]]
     cache_namespace: NotRequired[str]
     validation: NotRequired[RouteValidationSpec]
+    two_way: NotRequired[bool]  # WebSocket APIs: the route has a route response
 
 
 class RouteCacheSpec(TypedDict):
@@ -379,7 +380,7 @@ class StageSpec(TypedDict):
 class ApiSpec(TypedDict):
     id: str
     name: str
-    kind: Literal["http", "rest"]
+    kind: Literal["http", "rest", "websocket"]
     routes: list[RouteSpec]
     stages: list[StageSpec]
     cors: CorsSpec | None
@@ -388,6 +389,7 @@ class ApiSpec(TypedDict):
     policy: dict | str | None
     gateway_responses: list[GatewayResponseSpec]
     models: NotRequired[list[ModelSpec]]
+    route_selection_expression: NotRequired[str]  # WebSocket APIs
 
 
 class PluginHooks(TypedDict):
@@ -407,6 +409,8 @@ class Settings(TypedDict):
     function_concurrency: int
     functions: dict[str, FunctionSpec]
     rate_limit_headers: bool
+    websocket_idle_timeout_ms: int
+    websocket_max_connection_ms: int
 
 
 class FunctionSpec(TypedDict):
@@ -606,6 +610,7 @@ def route(
     cache_key: list[CacheKeyParameterSpec] | None = None,
     cache_namespace: str | None = None,
     validation: RouteValidationSpec | None = None,
+    two_way: bool = False,
 ) -> RouteSpec:
     """A route. `cache_key`: its integration's `cacheKeyParameters` (REST APIs);
     `cache_namespace`: a `cacheNamespace` it shares with other routes (None: its own resource);
@@ -619,6 +624,8 @@ def route(
         out["cache_namespace"] = cache_namespace
     if validation is not None:
         out["validation"] = validation
+    if two_way:
+        out["two_way"] = True
     return out
 
 
@@ -898,7 +905,7 @@ def stage(
 def api(
     api_id: str,
     name: str,
-    kind: Literal["http", "rest"],
+    kind: Literal["http", "rest", "websocket"],
     stages: list[StageSpec],
     *,
     routes: list[RouteSpec] | None = None,
@@ -908,6 +915,7 @@ def api(
     policy: dict | str | None = None,
     gateway_responses: list[GatewayResponseSpec] | None = None,
     models: list[ModelSpec] | None = None,
+    route_selection_expression: str | None = None,
 ) -> ApiSpec:
     out: ApiSpec = {
         "id": api_id,
@@ -923,6 +931,8 @@ def api(
     }
     if models:
         out["models"] = list(models)
+    if route_selection_expression is not None:
+        out["route_selection_expression"] = route_selection_expression
     return out
 
 
@@ -945,6 +955,8 @@ def spec(
     api_keys: list[ApiKeySpec] | None = None,
     usage_plans: list[UsagePlanSpec] | None = None,
     rate_limit_headers: bool = False,
+    websocket_idle_timeout_ms: int = 600_000,
+    websocket_max_connection_ms: int = 7_200_000,
 ) -> Spec:
     """The whole spec. A Host that names no API reaches the only API when there is exactly one."""
     return {
@@ -966,6 +978,8 @@ def spec(
                 for name, limit in (reserved_concurrency or {}).items()
             },
             "rate_limit_headers": bool(rate_limit_headers),
+            "websocket_idle_timeout_ms": int(websocket_idle_timeout_ms),
+            "websocket_max_connection_ms": int(websocket_max_connection_ms),
         },
         "principals": list(principals or []),
         "api_keys": list(api_keys or []),

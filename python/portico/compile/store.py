@@ -55,6 +55,7 @@ from portico.compile.usage_plans import file_usage_plans, load_durable_usage, st
 from portico.config.models import (
     Config,
     gateway_response_parameter_problem,
+    is_websocket_route_key,
     parse_cache_key_parameter,
     parse_method_parameter,
     user_pool_issuer,
@@ -281,8 +282,11 @@ class _Builder:
 
     def http_api(self, tx: Any, api: dict[str, Any]) -> S.ApiSpec | None:
         api_id = api["ApiId"]
-        if api.get("ProtocolType", "HTTP") != "HTTP":
-            return None  # WebSocket APIs are not served yet
+        protocol = api.get("ProtocolType", "HTTP")
+        if protocol not in ("HTTP", "WEBSOCKET"):
+            return None
+        websocket = protocol == "WEBSOCKET"
+        build_routes = self._websocket_routes if websocket else self._http_routes
         if api.get("DisableExecuteApiEndpoint"):
             log.info("API %s: the default endpoint is disabled; not served", api_id)
             return None
@@ -299,7 +303,7 @@ class _Builder:
                     "API %s stage %s: deployment %s not found; stage not served", api_id, name, deployment_id
                 )
                 continue
-            deployed = self._cached(V2, api_id, deployment, lambda snap: self._http_routes(api_id, snap))
+            deployed = self._cached(V2, api_id, deployment, lambda snap: build_routes(api_id, snap))
             default = stage.get("DefaultRouteSettings") or {}
             keys = set(deployed.keys)
             per_route = {}
@@ -332,6 +336,14 @@ class _Builder:
             )
         if not stages:
             return None
+        if websocket:
+            return S.api(
+                api_id,
+                api.get("Name", api_id),
+                "websocket",
+                stages,
+                route_selection_expression=api.get("RouteSelectionExpression") or "$request.body.action",
+            )
         return S.api(api_id, api.get("Name", api_id), "http", stages, cors=first_cors)
 
     def _http_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
@@ -362,6 +374,49 @@ class _Builder:
             )
             routes.append(S.route(key, spec, auth))
         return _Deployed(routes, _cors(snap.get("Api") or {}))
+
+    def _websocket_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
+        """A WebSocket API's deployed routes (docs/websocket.md): a route with a `$default` route
+        response is two-way. What is not served yet (authorization, integrations other than
+        AWS_PROXY) makes its route fail closed: `$connect` refuses the handshake, a message gets
+        AWS's error frame."""
+        integrations = {i.get("IntegrationId"): i for i in snap.get("Integrations") or []}
+        responses = snap.get("RouteResponses") or []
+        two_way = {r.get("RouteId") for r in responses if r.get("RouteResponseKey") == "$default"}
+        routes: list[S.RouteSpec] = []
+        seen: set[str] = set()
+        for route in snap.get("Routes") or []:
+            key = route.get("RouteKey") or ""
+            where = f"API {api_id} route {key!r}"
+            if not is_websocket_route_key(key) or key in seen:
+                log.warning("%s: not served: not a WebSocket route key, or a duplicate", where)
+                continue
+            seen.add(key)
+            target = route.get("Target") or ""
+            integration = (
+                integrations.get(target[len("integrations/") :])
+                if target.startswith("integrations/")
+                else None
+            )
+            spec: S.IntegrationSpec
+            authorization = route.get("AuthorizationType") or "NONE"
+            signed_connect = key == "$connect" and authorization == "AWS_IAM"
+            if authorization != "NONE" and not signed_connect:
+                log.warning("%s: %s authorization is not served yet; refused", where, authorization)
+                spec = S.unavailable(f"{where}: {authorization} authorization is not served yet")
+            elif integration is None:
+                spec = S.unavailable(f"{where} has no integration")
+            elif integration.get("IntegrationType") != "AWS_PROXY":
+                kind = integration.get("IntegrationType")
+                log.warning("%s: %s integrations of WebSocket APIs are not served yet", where, kind)
+                spec = S.unavailable(f"{where}: {kind} integrations of WebSocket APIs are not served yet")
+            else:
+                timeout_ms = _timeout(integration.get("TimeoutInMillis"), _DEFAULT_HTTP_TIMEOUT_MS)
+                uri = integration.get("IntegrationUri") or ""
+                spec = _lambda(uri, "1.0", timeout_ms, self.registry, where)
+            auth = _iam_auth(authorization) if signed_connect else None
+            routes.append(S.route(key, spec, auth, two_way=route.get("RouteId") in two_way))
+        return _Deployed(routes)
 
     def _http_lambda_auth(
         self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str

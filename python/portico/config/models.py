@@ -458,6 +458,9 @@ class Route(_Model):
     integration: str | Integration
     # REST APIs (`protocolType: REST`): the method requires an API key (AWS `apiKeyRequired`).
     apiKeyRequired: bool = False
+    # WebSocket APIs: `$default` gives the route a route response, which makes it two-way (the
+    # integration's answer is sent back to the client); unset: one-way (AWS's only value).
+    routeResponseSelectionExpression: Literal["$default"] | None = None
     # AWS `AuthorizationType`: `AWS_IAM` routes take only requests signed (SigV4) by one of the
     # `principals` whose policies allow `execute-api:Invoke` on the route; `CUSTOM` (a Lambda
     # authorizer), `JWT` (HTTP APIs) and `COGNITO_USER_POOLS` (REST APIs) routes are decided by
@@ -497,6 +500,8 @@ class Route(_Model):
     @field_validator("route")
     @classmethod
     def _route_key(cls, value: str) -> str:
+        if is_websocket_route_key(value):
+            return value  # a WebSocket API's key: other APIs refuse it (`Api._websocket`)
         return validate_route_key(value)
 
     @model_validator(mode="after")
@@ -777,7 +782,9 @@ class Api(_Model):
     id: str | None = None
     # HTTP APIs (apigatewayv2) or REST APIs (apigateway): REST APIs have API keys, resource
     # policies and gateway responses, no $default stage or route, and Lambda events of payload 1.0.
-    protocol: Literal["HTTP", "REST"] = Field(default="HTTP", alias="protocolType")
+    protocol: Literal["HTTP", "REST", "WEBSOCKET"] = Field(default="HTTP", alias="protocolType")
+    # WebSocket APIs: how a message's route is chosen (`$request.body.action`; docs/websocket.md).
+    routeSelectionExpression: str | None = None
     description: str | None = None
     routes: list[Route] = Field(default_factory=list)
     integrations: dict[str, Integration] = Field(default_factory=dict)
@@ -909,6 +916,50 @@ class Api(_Model):
             raise ValueError("gatewayResponses: REQUEST_TOO_LARGE cannot be customised")
         return self
 
+    @model_validator(mode="after")
+    def _websocket(self) -> Api:
+        """WebSocket APIs' own members and route keys; what they do not serve yet is refused
+        rather than ignored (docs/websocket.md)."""
+        if self.protocol != "WEBSOCKET":
+            if self.routeSelectionExpression is not None:
+                raise ValueError(
+                    "routeSelectionExpression: only WebSocket APIs have it (protocolType: WEBSOCKET)"
+                )
+            for index, route in enumerate(self.routes):
+                if route.routeResponseSelectionExpression is not None:
+                    raise ValueError(
+                        f"routes[{index}].routeResponseSelectionExpression: WebSocket APIs' only"
+                    )
+                if route.route != "$default" and is_websocket_route_key(route.route):
+                    try:
+                        validate_route_key(route.route)
+                    except ValueError as exc:
+                        raise ValueError(f"routes[{index}]: {exc}") from None
+            return self
+        if not self.routeSelectionExpression:
+            raise ValueError("routeSelectionExpression: WebSocket APIs need one (e.g. $request.body.action)")
+        for index, route in enumerate(self.routes):
+            if not is_websocket_route_key(route.route):
+                raise ValueError(
+                    f"routes[{index}]: {route.route!r}: WebSocket route keys are $connect, $disconnect, "
+                    "$default or a key of your own (no spaces, no leading $)"
+                )
+            signed_connect = route.route == "$connect" and route.authorizationType == "AWS_IAM"
+            if route.authorizationType != "NONE" and not signed_connect:
+                raise ValueError(
+                    f"routes[{index}].authorizationType: WebSocket APIs authorize $connect only, "
+                    "with AWS_IAM (Lambda authorizers are not served yet)"
+                )
+            integration = self.integration_of(route)
+            if integration.type not in ("AWS_PROXY", "MOCK"):
+                raise ValueError(
+                    f"routes[{index}].integration: WebSocket APIs serve AWS_PROXY and MOCK integrations "
+                    f"(not {integration.type} yet)"
+                )
+        if self.authorizers:
+            raise ValueError("authorizers: WebSocket APIs' Lambda authorizers are not served yet")
+        return self
+
     @field_validator("id")
     @classmethod
     def _id(cls, value: str | None) -> str | None:
@@ -1006,6 +1057,10 @@ class Settings(_Model):
     # `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `Retry-After` on throttled and
     # quota answers, and a quota's `RateLimit-*` on the requests it admits (AWS sends none).
     rateLimitHeaders: bool = False
+    # WebSocket APIs (docs/websocket.md): a connection that sends and is sent no message for this
+    # long is closed (AWS: 10 minutes), and any connection once it is this old (AWS: 2 hours).
+    websocketIdleTimeoutSeconds: Annotated[int, Field(ge=1, le=86_400)] = 600
+    websocketMaxConnectionSeconds: Annotated[int, Field(ge=1, le=604_800)] = 7_200
     accountId: Annotated[str, Field(pattern=r"^[0-9]{12}$")] = "123456789012"
     region: str = "us-east-1"
     accessLog: AccessLog | None = None
@@ -1400,6 +1455,17 @@ def method_setting_route_key(key: str) -> str | None:
     if key == "*/*" or method not in ROUTE_METHODS or "*" in path:
         return None
     return f"{method} /{path}"
+
+
+WEBSOCKET_ROUTE_KEYS = ("$connect", "$disconnect", "$default")
+
+
+def is_websocket_route_key(value: str) -> bool:
+    """A WebSocket API's route key: `$connect`, `$disconnect`, `$default` or a key of the API's own
+    (what the route selection expression yields: no spaces, no leading `$`)."""
+    if value in WEBSOCKET_ROUTE_KEYS:
+        return True
+    return bool(value) and not value.startswith("$") and " " not in value and len(value) <= 128
 
 
 def validate_route_key(value: str) -> str:

@@ -1,0 +1,507 @@
+//! The WebSocket phase (`crate::websocket`): a WebSocket API's stage serves the opening
+//! handshake at its root and the `@connections` management API below it.
+//!
+//! The handshake runs `$connect` (its answer's 2xx status accepts the connection, any other
+//! refuses it with that status); the accepted connection is held by a task of the core's runtime,
+//! which routes each text message by the API's `routeSelectionExpression`, invokes the route's
+//! integration and, for a two-way route, sends its answer back. `$disconnect` is invoked once,
+//! after the connection ends however it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPGRADE, USER_AGENT};
+use http::{HeaderName, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::body::{self, empty, full, PipelineBody};
+use super::{epoch_ms, fail, header_str, ip_text, Connection, Exchange, Failure, Pipeline};
+use crate::auth::{execute_api_arn, sigv4};
+use crate::gateway::{Api, ApiKind, Decision, RouteRuntime, Serving, Snapshot};
+use crate::integrations::Integration;
+use crate::invoke::Invoker;
+use crate::pipeline::responses::ErrorType;
+use crate::spec::AuthorizationType;
+use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
+use crate::websocket::registry::{self, OUTGOING_QUEUE};
+use crate::websocket::selection::RouteSelection;
+use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
+
+/// How long the gateway waits for the client's answer to a close frame it sent.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// What a route's integration answered.
+#[derive(Debug, Default)]
+struct Answer {
+    /// The Lambda proxy answer's `statusCode` (None: it had none).
+    status: Option<u16>,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+impl Answer {
+    /// A Lambda proxy result: `{"statusCode", "headers", "body"}` (a body that is not a string is
+    /// sent as its JSON text).
+    fn of_lambda(result: &[u8]) -> Answer {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(result) else {
+            return Answer::default();
+        };
+        let Some(object) = value.as_object() else {
+            return Answer {
+                body: (!value.is_null()).then(|| value.to_string()),
+                ..Answer::default()
+            };
+        };
+        let status = match object.get("statusCode") {
+            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let headers = object
+            .get("headers")
+            .and_then(|h| h.as_object())
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        let body = match object.get("body") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        Answer { status, headers, body }
+    }
+}
+
+/// Invoke a route's integration with `event`: AWS_PROXY functions and MOCKs are served; the
+/// error (for the log) otherwise.
+async fn invoke(
+    invoker: &Invoker,
+    route: &RouteRuntime,
+    event: Vec<u8>,
+    region: &str,
+    account_id: &str,
+    invocation_id: String,
+) -> Result<Answer, String> {
+    match &route.integration {
+        Integration::LambdaProxy(lambda) => lambda
+            .invoke_event(invoker, event, region, account_id, invocation_id)
+            .await
+            .map(|result| Answer::of_lambda(&result))
+            .map_err(|(error, why)| format!("{}: {why}", error.name())),
+        Integration::Mock(mock) => Ok(Answer {
+            status: Some(mock.status.as_u16()),
+            headers: Vec::new(),
+            body: Some(String::from_utf8_lossy(&mock.body).into_owned()),
+        }),
+        Integration::Unavailable(why) => Err(why.to_string()),
+        Integration::Unset => Err("the route has no integration".into()),
+        _ => Err("this integration type is not served on WebSocket APIs yet (AWS_PROXY and MOCK are)".into()),
+    }
+}
+
+/// A connection's part that outlives the handshake's request: what its events say, what it
+/// serves, and where its frames go.
+struct Session {
+    cx: ConnectionContext,
+    serving: Arc<Serving>,
+    selection: Arc<RouteSelection>,
+    invoker: Arc<Invoker>,
+    registry: Arc<Registry>,
+    connection: Arc<registry::Connection>,
+    region: Box<str>,
+    account_id: Box<str>,
+    /// `settings.websocketIdleTimeoutSeconds`, `settings.websocketMaxConnectionSeconds`.
+    idle_timeout: Duration,
+    max_connection: Duration,
+}
+
+impl Session {
+    fn route(&self, key: &str) -> Option<&RouteRuntime> {
+        self.serving.routes.iter().find(|r| &*r.key == key)
+    }
+
+    fn send_text(&self, text: String) {
+        self.connection.send(Outgoing::Frame(Message::Text(text.into())));
+    }
+
+    /// One text message: its route, its integration, and for a two-way route the answer.
+    async fn on_message(self: Arc<Self>, text: String) {
+        let request_id = self.registry.ids.request_id();
+        let message_id = self.registry.connection_id();
+        let ids = EventIds {
+            request_id: &request_id,
+            extended_request_id: &request_id,
+            time_ms: epoch_ms(),
+        };
+        // `$connect` and `$disconnect` are never a message's route.
+        let selected = self
+            .selection
+            .select(&text)
+            .filter(|key| key != "$connect" && key != "$disconnect")
+            .and_then(|key| self.route(&key));
+        let Some(route) = selected.or_else(|| self.route("$default")) else {
+            self.send_text(events::error_frame("Forbidden", &self.cx.connection_id, &request_id));
+            return;
+        };
+        let event = events::message(&self.cx, ids, &route.key, &message_id, &text);
+        let invocation_id = self.registry.ids.uuid();
+        match invoke(&self.invoker, route, event, &self.region, &self.account_id, invocation_id).await {
+            Err(why) => {
+                eprintln!("portico: WebSocket message {request_id} ({}): {why}", route.key);
+                self.send_text(events::error_frame("Internal server error", &self.cx.connection_id, &request_id));
+            }
+            Ok(answer) => {
+                if let (true, Some(body)) = (route.two_way, answer.body) {
+                    self.send_text(body);
+                }
+            }
+        }
+    }
+
+    /// `$disconnect`, once the connection has ended.
+    async fn on_disconnect(&self, how: &Disconnect) {
+        let Some(route) = self.route("$disconnect") else {
+            return;
+        };
+        let request_id = self.registry.ids.request_id();
+        let ids = EventIds {
+            request_id: &request_id,
+            extended_request_id: &request_id,
+            time_ms: epoch_ms(),
+        };
+        let event = events::disconnect(&self.cx, ids, how);
+        let invocation_id = self.registry.ids.uuid();
+        if let Err(why) = invoke(&self.invoker, route, event, &self.region, &self.account_id, invocation_id).await {
+            eprintln!("portico: WebSocket $disconnect of {}: {why}", self.cx.connection_id);
+        }
+    }
+}
+
+/// Hold an accepted connection until it ends, then forget it and run `$disconnect`.
+async fn hold(session: Arc<Session>, upgrade: hyper::upgrade::OnUpgrade, mut outgoing: mpsc::Receiver<Outgoing>) {
+    let how = match upgrade.await {
+        Err(_) => Disconnect::abnormal(),
+        Ok(upgraded) => {
+            let config = WebSocketConfig::default()
+                .max_frame_size(Some(MAX_FRAME_BYTES))
+                .max_message_size(Some(MAX_MESSAGE_BYTES));
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+            converse(&session, ws, &mut outgoing).await
+        }
+    };
+    session.registry.remove(&session.cx.connection_id);
+    session.on_disconnect(&how).await;
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+/// Read the client's frames and write the gateway's until the connection ends; how it ended.
+async fn converse<S>(session: &Arc<Session>, ws: WebSocketStream<S>, outgoing: &mut mpsc::Receiver<Outgoing>) -> Disconnect
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = ws.split();
+    // Once the gateway has sent a close frame: how the connection ended, and until when the
+    // client's answer is waited for.
+    let mut closing: Option<(Disconnect, tokio::time::Instant)> = None;
+    // AWS's idle timeout counts messages either way (not control frames), and its connection
+    // limit the whole life of the connection.
+    let opened = tokio::time::Instant::now();
+    let mut last_message = opened;
+    loop {
+        let deadline = closing.as_ref().map(|(_, at)| *at);
+        let expiry = (last_message + session.idle_timeout).min(opened + session.max_connection);
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    last_message = tokio::time::Instant::now();
+                    session.connection.touch(epoch_ms());
+                    if closing.is_none() {
+                        tokio::spawn(session.clone().on_message(text.as_str().to_owned()));
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    // "API Gateway WebSocket APIs don't currently support binary frames in incoming
+                    // message payloads ... disconnects the client with code 1003."
+                    if closing.is_none() {
+                        let _ = sink.send(close_frame(1003, "Binary frames are not supported")).await;
+                        let how = Disconnect::server_closed(1003, "Binary frames are not supported");
+                        closing = Some((how, tokio::time::Instant::now() + CLOSE_WAIT));
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    if let Some((how, _)) = closing {
+                        return how;
+                    }
+                    // tungstenite has queued the answering close frame: send it.
+                    let _ = sink.flush().await;
+                    return match frame {
+                        Some(f) => Disconnect::client_closed(Some(u16::from(f.code)), &f.reason),
+                        None => Disconnect::client_closed(None, ""),
+                    };
+                }
+                Some(Ok(_)) => session.connection.touch(epoch_ms()),
+                Some(Err(WsError::Capacity(_))) => {
+                    // A frame over 32 KB or a message over 128 KB.
+                    let _ = sink.send(close_frame(1009, "Message too big")).await;
+                    return Disconnect::server_closed(1009, "Message too big");
+                }
+                Some(Err(_)) | None => {
+                    return closing.map_or_else(Disconnect::abnormal, |(how, _)| how);
+                }
+            },
+            next = outgoing.recv() => match next {
+                Some(Outgoing::Frame(message)) => {
+                    if closing.is_none() {
+                        if sink.send(message).await.is_err() {
+                            return Disconnect::abnormal();
+                        }
+                        last_message = tokio::time::Instant::now();
+                    }
+                }
+                Some(Outgoing::Close) => {
+                    if closing.is_none() {
+                        let _ = sink.send(close_frame(1000, "")).await;
+                        let how = Disconnect::server_closed(1000, "Connection closed by the server (DeleteConnection)");
+                        closing = Some((how, tokio::time::Instant::now() + CLOSE_WAIT));
+                    }
+                }
+                // The registry's entry and the message tasks hold senders while the connection lives.
+                None => return closing.map_or_else(Disconnect::abnormal, |(how, _)| how),
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                return closing.map_or_else(Disconnect::abnormal, |(how, _)| how);
+            }
+            _ = tokio::time::sleep_until(expiry), if closing.is_none() => {
+                // Idle too long, or connected too long: closed as going away.
+                let _ = sink.send(close_frame(1001, "Going away")).await;
+                let how = Disconnect::server_closed(1001, "Going away");
+                closing = Some((how, tokio::time::Instant::now() + CLOSE_WAIT));
+            }
+        }
+    }
+}
+
+/// An answer with a status, and a JSON body when there is one.
+fn answer(status: u16, body: Option<String>) -> Response<PipelineBody> {
+    let mut response = match body {
+        Some(body) => {
+            let mut r = Response::new(full(body));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        None => Response::new(empty()),
+    };
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+/// An `@connections` error as the management API's clients read it (`x-amzn-ErrorType`).
+fn service_error(status: u16, error_type: &'static str, message: Option<&str>) -> Response<PipelineBody> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = answer(status, Some(body));
+    response.headers_mut().insert(ERROR_TYPE, HeaderValue::from_static(error_type));
+    response
+}
+
+impl Pipeline {
+    /// A request to a WebSocket API's stage: the handshake at its root, `@connections/{id}`.
+    pub(super) async fn websocket(
+        &self,
+        snap: &Arc<Snapshot>,
+        parts: &http::request::Parts,
+        body: PipelineBody,
+        conn: &Connection,
+        ex: &mut Exchange,
+        d: &Decision<'_>,
+    ) -> Result<Response<PipelineBody>, Failure> {
+        let (Some(api), Some(serving)) = (d.api.map(|a| snap.api(a)), ex.serving.clone()) else {
+            return fail(ErrorType::ResourceNotFound, "no stage");
+        };
+        if let Some(id) = d.path.strip_prefix("/@connections/") {
+            return self.manage_connection(snap, parts, body, conn, ex, api, &serving, id).await;
+        }
+        if d.path != "/" {
+            return fail(ErrorType::ResourceNotFound, "a WebSocket API answers at its stage's root");
+        }
+        let Some(key) = handshake::client_key(&parts.method, &parts.headers) else {
+            let error = if handshake::wants_upgrade(&parts.headers) {
+                ErrorType::BadRequest
+            } else {
+                ErrorType::ResourceNotFound
+            };
+            return fail(error, "not a WebSocket opening handshake");
+        };
+        let Some(upgrade) = ex.upgrade.take() else {
+            return fail(ErrorType::ResourceNotFound, "this front door cannot hold WebSocket connections");
+        };
+        let Some(selection) = api.route_selection.clone() else {
+            return fail(ErrorType::ApiConfigurationError, "a WebSocket API without routeSelectionExpression");
+        };
+        let settings = &snap.settings;
+        let connect_route = serving.routes.iter().find(|r| &*r.key == "$connect");
+        // Authorization happens on `$connect` only, as on AWS: `AWS_IAM` (SigV4) here; other
+        // types are not served yet and refuse every handshake rather than let it in.
+        if let Some(auth) = connect_route.and_then(|r| r.auth.as_ref()) {
+            if auth.authorization != AuthorizationType::AwsIam {
+                return fail(ErrorType::AuthorizerConfigurationError, "only AWS_IAM authorizes $connect yet");
+            }
+            let arn = format!(
+                "arn:aws:execute-api:{}:{}:{}/{}/$connect",
+                settings.region, settings.account_id, api.id, serving.stage
+            );
+            let mut body = body;
+            self.authorize_iam(snap, parts, conn, ex, ApiKind::Websocket, None, &arn, "execute-api:Invoke", &mut body)
+                .await?;
+        }
+        let mut ip = [0u8; 48];
+        let cx = ConnectionContext {
+            api_id: api.id.clone(),
+            stage: serving.stage.clone(),
+            domain_name: header_str(&parts.headers, HOST).unwrap_or("").into(),
+            connection_id: self.websockets.connection_id(),
+            connected_at_ms: ex.epoch_ms,
+            source_ip: ip_text(conn.client_ip, &mut ip).into(),
+            user_agent: header_str(&parts.headers, USER_AGENT).map(Into::into),
+            iam: ex.auth.iam.clone(),
+        };
+        let mut subprotocol = None;
+        if let Some(route) = connect_route {
+            let ids = EventIds {
+                request_id: &ex.request_id,
+                extended_request_id: &ex.request_id,
+                time_ms: ex.epoch_ms,
+            };
+            let event = events::connect(&cx, ids, &parts.headers, parts.uri.query().unwrap_or(""));
+            let invocation_id = self.ids.uuid();
+            match invoke(&self.invoker, route, event, &settings.region, &settings.account_id, invocation_id).await {
+                Err(why) => {
+                    eprintln!("portico: WebSocket $connect {}: {why}", ex.request_id);
+                    return Ok(answer(500, Some(r#"{"message": "Internal server error"}"#.into())));
+                }
+                Ok(connected) => match connected.status {
+                    Some(status) if (200..300).contains(&status) => {
+                        subprotocol = handshake::chosen_subprotocol(&connected.headers, &parts.headers)
+                            .and_then(|p| HeaderValue::from_str(p).ok());
+                    }
+                    // The integration refused the connection: the client sees its status.
+                    Some(status) if (400..600).contains(&status) => return Ok(answer(status, connected.body)),
+                    _ => {
+                        eprintln!(
+                            "portico: WebSocket $connect {}: the answer has no statusCode of 200-599",
+                            ex.request_id
+                        );
+                        return Ok(answer(502, Some(r#"{"message": "Internal server error"}"#.into())));
+                    }
+                },
+            }
+        }
+        let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let connection = Arc::new(registry::Connection::new(
+            cx.connection_id.clone(),
+            &cx.api_id,
+            &cx.stage,
+            cx.connected_at_ms,
+            &cx.source_ip,
+            cx.user_agent.as_deref(),
+            tx,
+        ));
+        self.websockets.insert(connection.clone());
+        let session = Arc::new(Session {
+            cx,
+            serving,
+            selection,
+            invoker: self.invoker.clone(),
+            registry: self.websockets.clone(),
+            connection,
+            region: settings.region.clone(),
+            account_id: settings.account_id.clone(),
+            idle_timeout: settings.websocket_idle_timeout,
+            max_connection: settings.websocket_max_connection,
+        });
+        tokio::spawn(hold(session, upgrade, rx));
+
+        let mut response = Response::new(empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(accept) = HeaderValue::from_str(&handshake::accept_key(key)) {
+            headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if let Some(protocol) = subprotocol {
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, protocol);
+        }
+        Ok(response)
+    }
+
+    /// The `@connections` API: `POST` sends the body to the connection, `GET` describes it,
+    /// `DELETE` closes it; SigV4-signed by a principal allowed `execute-api:ManageConnections`.
+    #[allow(clippy::too_many_arguments)]
+    async fn manage_connection(
+        &self,
+        snap: &Arc<Snapshot>,
+        parts: &http::request::Parts,
+        mut body: PipelineBody,
+        conn: &Connection,
+        ex: &mut Exchange,
+        api: &Api,
+        serving: &Serving,
+        raw_id: &str,
+    ) -> Result<Response<PipelineBody>, Failure> {
+        let method = parts.method.as_str();
+        if !matches!(method, "GET" | "POST" | "DELETE") || raw_id.is_empty() || raw_id.contains('/') {
+            return fail(ErrorType::ResourceNotFound, "no such @connections operation");
+        }
+        let settings = &snap.settings;
+        let arn = execute_api_arn(
+            &settings.region,
+            &settings.account_id,
+            &api.id,
+            &serving.stage,
+            method,
+            &format!("/@connections/{raw_id}"),
+        );
+        self.authorize_iam(snap, parts, conn, ex, ApiKind::Websocket, None, &arn, "execute-api:ManageConnections", &mut body)
+            .await?;
+        let id = String::from_utf8_lossy(&sigv4::percent_decode(raw_id)).into_owned();
+        let Some(connection) = self.websockets.get(&id, &api.id, &serving.stage) else {
+            return Ok(service_error(410, "GoneException", None));
+        };
+        Ok(match method {
+            "GET" => answer(200, Some(connection.describe().to_string())),
+            "DELETE" => {
+                connection.send(Outgoing::Close);
+                answer(204, None)
+            }
+            _ => {
+                let data = match body::read_all(body, MAX_MESSAGE_BYTES as u64).await {
+                    Ok(data) => data,
+                    Err(_) => return Ok(service_error(413, "PayloadTooLargeException", Some("Request Too Long"))),
+                };
+                let frame = match std::str::from_utf8(&data) {
+                    Ok(text) => Message::Text(text.into()),
+                    Err(_) => Message::Binary(data),
+                };
+                if !connection.send(Outgoing::Frame(frame)) {
+                    return Ok(service_error(429, "LimitExceededException", Some("Too many messages waiting")));
+                }
+                answer(200, None)
+            }
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! WebSocket APIs: the third front of the core beside REST and HTTP APIs ("Working with
+//! WebSocket APIs" in the API Gateway developer guide; docs/websocket.md).
+//!
+//! The edge hands an upgrade at `/{stage}` of a WebSocket API to `crate::pipeline::websocket`,
+//! which runs `$connect`, answers the handshake and holds the connection on the core's tokio
+//! runtime: no Python per connection, Python runs only when a route's handler is invoked.
+//!
+//! - `handshake`: what makes a request an upgrade, the accept key, the subprotocol chosen.
+//! - `selection`: a message's route by the API's `routeSelectionExpression`.
+//! - `events`: the Lambda proxy events of `$connect`, messages and `$disconnect`, and AWS's
+//!   error frames.
+//! - `registry`: the connections this node holds, for the `@connections` API.
+
+pub mod events;
+pub mod handshake;
+pub mod registry;
+pub mod selection;
+
+pub use registry::{Connection, Outgoing, Registry};
+
+/// AWS's limits ("Amazon API Gateway quotas for configuring and running a WebSocket API"):
+/// 32 KB frames, 128 KB messages; a larger one closes the connection with 1009.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;

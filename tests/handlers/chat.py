@@ -1,0 +1,89 @@
+"""A chat app as AWS's WebSocket tutorial writes it ("Tutorial: Create a WebSocket chat app with a
+WebSocket API, Lambda and DynamoDB"): `$connect` keeps the connection id, `sendmessage` posts the
+message to every connection through the `@connections` API, `$disconnect` forgets the id. The
+ids live in the process instead of DynamoDB; every event is kept so that tests can read back what
+the handlers were sent (the two-way `events` route answers with them)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import boto3
+
+_lock = threading.Lock()
+_connections: set[str] = set()
+_events: list[dict[str, Any]] = []
+
+
+def _record(event: dict[str, Any]) -> None:
+    with _lock:
+        _events.append(event)
+
+
+def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _record(event)
+    query = event.get("queryStringParameters") or {}
+    if "refuse" in query:
+        return {"statusCode": int(query["refuse"]), "body": "not you"}
+    response: dict[str, Any] = {"statusCode": 200}
+    # A client offering subprotocols is answered with the first one it offered.
+    offered = (event.get("headers") or {}).get("sec-websocket-protocol")
+    if offered:
+        response["headers"] = {"Sec-WebSocket-Protocol": offered.split(",")[0].strip()}
+    with _lock:
+        _connections.add(event["requestContext"]["connectionId"])
+    return response
+
+
+def disconnect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _record(event)
+    with _lock:
+        _connections.discard(event["requestContext"]["connectionId"])
+    return {"statusCode": 200}
+
+
+def send_message(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _record(event)
+    domain = event["requestContext"]["domainName"]
+    stage = event["requestContext"]["stage"]
+    client = boto3.client("apigatewaymanagementapi", endpoint_url=f"http://{domain}/{stage}")
+    message = json.loads(event["body"])["message"]
+    with _lock:
+        connections = list(_connections)
+    for connection_id in connections:
+        try:
+            client.post_to_connection(ConnectionId=connection_id, Data=message.encode())
+        except client.exceptions.GoneException:
+            with _lock:
+                _connections.discard(connection_id)
+    return {"statusCode": 200}
+
+
+def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """`$default` (two-way): the message back."""
+    _record(event)
+    return {"statusCode": 200, "body": f"echo: {event['body']}"}
+
+
+def whoami(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A two-way route: the connection's own id."""
+    _record(event)
+    return {"statusCode": 200, "body": json.dumps({"connectionId": event["requestContext"]["connectionId"]})}
+
+
+def quiet(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A one-way route: its answer is never sent."""
+    _record(event)
+    return {"statusCode": 200, "body": "you should not see this"}
+
+
+def fail(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    raise RuntimeError("the handler failed")
+
+
+def events(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A two-way route: every event the handlers were sent so far."""
+    with _lock:
+        return {"statusCode": 200, "body": json.dumps(_events)}
