@@ -360,5 +360,7 @@ def test_requests_at_startup_wait_for_the_pipeline(tmp_path):
             time.sleep(0.005)
     finally:
         os.killpg(process.pid, signal.SIGINT)
-        process.wait(15)
+        # A graceful stop may take the shutdown grace (10 s) and more on a loaded machine; a stop
+        # that hangs still fails here.
+        process.wait(40)
     assert set(statuses) == {200}, statuses
