@@ -41,12 +41,11 @@ from run import (
     Case,
     Processes,
     fetch,
-    json_body,
     measure_and_compare,
     start_nginx,
     start_portico,
 )
-from validate import BODY_BYTES, MOCK_TARGET, PROXY_TARGET, validate_config
+from validate import MOCK_TARGET, PROXY_TARGET, validate_config, validated_post
 
 TARGETS = (
     ("static", "plain", 0.0),
@@ -73,24 +72,11 @@ def run_rest(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
     config = rest_config(up_port, tmp / "access.log")
     port, _, _ = start_portico(tmp, procs, "portico-rest", config, "/bench/plain")
-    body = json_body(BODY_BYTES)
-    headers = {"x-tenant": "acme", "content-type": "application/json"}
-    broken = json.loads(body)
-    broken["items"][3]["qty"] = 0
-    for path in ("/bench/mock-validated", "/bench/proxy-validated"):
-        status, _, answer = fetch(port, path, "POST", headers, json.dumps(broken).encode())
-        if (status, json.loads(answer)) != (400, {"message": "Invalid request body"}):
-            raise RuntimeError(f"{path}: a body that breaks the model got {status} {answer[:200]!r}")
+    post = validated_post(tmp, port)
     status, _, answer = fetch(port, "/bench/vtl?a=1&b=two", "GET", {}, None)
     rendered = json.loads(answer)  # the VTL route really renders: its JSON names the request
     if status != 200 or rendered["query"] != {"a": "1", "b": "two"} or len(rendered["items"]) != 5:
         raise RuntimeError(f"/bench/vtl: unexpected answer {status} {answer[:300]!r}")
-    script = tmp / "post-10k.lua"
-    script.write_text(
-        f'wrk.method = "POST"\nwrk.body = [==[{body.decode()}]==]\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-    )
-    post = {"method": "POST", "body": body, "script": script, "headers": {"x-tenant": "acme"}}
     query = "?a=1&b=two"
     cases = [
         Case("plain", "MOCK, no response template", port, "/bench/plain" + query),

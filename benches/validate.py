@@ -120,12 +120,11 @@ def validate_config(upstream_port: int) -> dict:
     }
 
 
-def run_validate(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
-    up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
-    port, _, _ = start_portico(tmp, procs, "portico-validate", validate_config(up_port), "/bench/mock")
+def validated_post(tmp: Path, port: int) -> dict:
+    """Check that the validated routes refuse a body that breaks the model (the validation is
+    really on), then write the wrk script POSTing the 10 KB body: the `Case` arguments of a POST."""
     body = json_body(BODY_BYTES)
     headers = {"x-tenant": "acme", "content-type": "application/json"}
-    # The validated routes refuse what breaks the model: the validation is really on.
     broken = json.loads(body)
     broken["items"][3]["qty"] = 0
     for path in ("/bench/mock-validated", "/bench/proxy-validated"):
@@ -137,7 +136,13 @@ def run_validate(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         f'wrk.method = "POST"\nwrk.body = [==[{body.decode()}]==]\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    post = {"method": "POST", "body": body, "script": script, "headers": {"x-tenant": "acme"}}
+    return {"method": "POST", "body": body, "script": script, "headers": {"x-tenant": "acme"}}
+
+
+def run_validate(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+    up_port, _ = start_nginx(tmp, procs, "upstream", UPSTREAM_HTTP)
+    port, _, _ = start_portico(tmp, procs, "portico-validate", validate_config(up_port), "/bench/mock")
+    post = validated_post(tmp, port)
     cases = [
         Case("mock", "MOCK, POST 10 KB", port, "/bench/mock", **post),
         Case("mock-validated", "MOCK, POST 10 KB validated", port, "/bench/mock-validated", **post),

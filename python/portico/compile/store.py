@@ -126,6 +126,13 @@ def _lambda(
     return S.lambda_proxy(uri, payload, timeout_ms, transfer_mode, **(mappings or {}))
 
 
+def _target(route: dict[str, Any], integrations: dict[str, Any]) -> dict[str, Any] | None:
+    """An apigatewayv2 route's integration: its `Target` is `integrations/{IntegrationId}`."""
+    target = route.get("Target") or ""
+    prefix = "integrations/"
+    return integrations.get(target[len(prefix) :]) if target.startswith(prefix) else None
+
+
 def _timeout(value: Any, default: int) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else default
 
@@ -357,12 +364,7 @@ class _Builder:
             if not _valid_key(key, where) or key in seen:
                 continue
             seen.add(key)
-            target = route.get("Target") or ""
-            integration = (
-                integrations.get(target[len("integrations/") :])
-                if target.startswith("integrations/")
-                else None
-            )
+            integration = _target(route, integrations)
             if integration is None:
                 spec = S.unavailable(f"{where} has no integration")
             else:
@@ -392,12 +394,7 @@ class _Builder:
                 log.warning("%s: not served: not a WebSocket route key, or a duplicate", where)
                 continue
             seen.add(key)
-            target = route.get("Target") or ""
-            integration = (
-                integrations.get(target[len("integrations/") :])
-                if target.startswith("integrations/")
-                else None
-            )
+            integration = _target(route, integrations)
             spec: S.IntegrationSpec
             authorization = route.get("AuthorizationType") or "NONE"
             signed_connect = key == "$connect" and authorization == "AWS_IAM"
