@@ -44,6 +44,28 @@ What it measures:
      peers send from their event loop without an HTTP call per connection.
 Ratios are against the `websockets` peer measured in the same run. No figure is asserted.
 
+What bounds the figures:
+  - Idle memory: Portico's connection is a tokio task with tungstenite's WebSocket state, made
+    with `WebSocketConfig::default()` (rust/pipeline/websocket.rs), whose read buffer is 128 KiB,
+    allocated per connection: 131,072 of the ~137,000 bytes each idle connection costs. A smaller
+    `read_buffer_size` is what would bring connections per GiB near the `websockets` server's.
+    Granian's RSGI connections cost about as much (its own buffers per connection). The `open s`
+    column is indicative only: it includes SYN retries whenever a server's accept queue overflows
+    under the clients' bursts (256 handshakes in flight per client process).
+  - Messages: the 2 CPUs are shared by the server and this process's client (and whatever else
+    runs); the asyncio client alone tops out near 20,000-50,000 round trips/s, so ratios near 1
+    say "as fast as the client", not "as fast as each other". Figures vary by tens of percent from
+    run to run on a loaded machine; run with more --messages for steadier ones.
+  - Broadcast through Portico: one signed HTTP call per connection (boto3's SigV4 signing and
+    request building, about 1 ms of Python each here) bounds the handler's broadcast; the
+    client-side pool does not help on 2 CPUs (the GIL and the server share them). The peers write
+    to their sockets directly, which is what a broadcast costs without an HTTP API in the way.
+  - `$connect` routes run Python per handshake: opening the broadcast's connections through
+    Portico is slower than opening the idle ones (no `$connect`).
+  - Granian is started with one worker and its defaults (its own event loop choice, uvloop when
+    installed); the `websockets` server runs on asyncio's default loop, as its documentation
+    starts it.
+
 Every process started is stopped on exit, on errors and on Ctrl-C. The file-descriptor limit is
 raised (setrlimit, inherited by every process started) to what the connections need.
 """
@@ -601,12 +623,12 @@ def print_broadcast(rows: list[Broadcast]) -> None:
     peer = next((r.seconds for r in rows if r.label == "websockets"), None)
     print()
     print(
-        f"3. broadcast                          {'conns':>7} {'received':>8} {'open s':>7} {'to last ms':>10}"
-        f" {'vs websockets':>13}"
+        f"3. broadcast{'':<30} {'conns':>7} {'received':>8} {'open s':>7}"
+        f" {'to last ms':>10} {'vs websockets':>13}"
     )
     for r in rows:
         print(
-            f"   {r.label:<34} {r.connections:>7,} {r.received:>8,} {r.open_seconds:>7.1f}"
+            f"   {r.label:<38} {r.connections:>7,} {r.received:>8,} {r.open_seconds:>7.1f}"
             f" {r.seconds * 1e3:>10,.1f}"
             f" {ratio(r.seconds, peer):>13}"
         )
