@@ -32,7 +32,7 @@ use crate::spec::AuthorizationType;
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
 use crate::websocket::selection::RouteSelection;
-use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
+use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, READ_BUFFER_BYTES};
 
 /// How long the gateway waits for the client's answer to a close frame it sent.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -191,7 +191,11 @@ async fn hold(session: Arc<Session>, upgrade: hyper::upgrade::OnUpgrade, mut out
     let how = match upgrade.await {
         Err(_) => Disconnect::abnormal(),
         Ok(upgraded) => {
+            // tungstenite allocates its read buffer up front (128 KiB by default): that was 96% of
+            // an idle connection's memory (`python benches/websocket.py`). 4 KiB holds most
+            // messages whole; a larger one is read in several passes.
             let config = WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER_BYTES)
                 .max_frame_size(Some(MAX_FRAME_BYTES))
                 .max_message_size(Some(MAX_MESSAGE_BYTES));
             let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;

@@ -22,3 +22,5 @@ pub use registry::{Connection, Outgoing, Registry};
 /// 32 KB frames, 128 KB messages; a larger one closes the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+/// Each connection's read buffer, allocated when it opens (idle connections cost little more).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
