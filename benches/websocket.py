@@ -45,11 +45,10 @@ What it measures:
 Ratios are against the `websockets` peer measured in the same run. No figure is asserted.
 
 What bounds the figures:
-  - Idle memory: Portico's connection is a tokio task with tungstenite's WebSocket state, made
-    with `WebSocketConfig::default()` (rust/pipeline/websocket.rs), whose read buffer is 128 KiB,
-    allocated per connection: 131,072 of the ~137,000 bytes each idle connection costs. A smaller
-    `read_buffer_size` is what would bring connections per GiB near the `websockets` server's.
-    Granian's RSGI connections cost about as much (its own buffers per connection). The `open s`
+  - Idle memory: Portico's connection is a tokio task with tungstenite's WebSocket state and its
+    read buffer, allocated per connection (rust/pipeline/websocket.rs: 4 KiB; tungstenite's
+    default of 128 KiB made an idle connection cost ~137 KB, now ~10 KB). Granian's RSGI
+    connections cost ~160 KB each (its own buffers per connection). The `open s`
     column is indicative only: it includes SYN retries whenever a server's accept queue overflows
     under the clients' bursts (256 handshakes in flight per client process).
   - Messages: the 2 CPUs are shared by the server and this process's client (and whatever else
