@@ -360,6 +360,7 @@ def test_delete_connection_closes_it_and_gone_after(server: Server) -> None:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
     (event,) = wait_for(lambda: disconnects_of(server, connection_id))
     assert event["requestContext"]["disconnectStatusCode"] == 1000
+    assert event["requestContext"]["disconnectReason"] == "Connection Closed Normally"
     for call in (
         lambda: client.post_to_connection(ConnectionId=connection_id, Data=b"late"),
         lambda: client.get_connection(ConnectionId=connection_id),

@@ -280,7 +280,8 @@ where
                 Some(Outgoing::Close) => {
                     if closing.is_none() {
                         let _ = sink.send(close_frame(1000, "")).await;
-                        let how = Disconnect::server_closed(1000, "Connection closed by the server (DeleteConnection)");
+                        // AWS's `$disconnect` after a DeleteConnection: 1000, "Connection Closed Normally".
+                        let how = Disconnect::server_closed(1000, "Connection Closed Normally");
                         closing = Some((how, tokio::time::Instant::now() + CLOSE_WAIT));
                     }
                 }
