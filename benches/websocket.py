@@ -110,6 +110,8 @@ PRINCIPAL = {
     "arn": f"arn:aws:iam::{ACCOUNT}:user/bench",
 }
 PER_SOURCE_ADDRESS = 20_000  # connections per client source address (ephemeral ports 32768-60999)
+OPEN_TIMEOUT = 30.0  # seconds for one connection's TCP connect and WebSocket handshake
+FD_SPARE = 1_000  # descriptors a process keeps for itself beside its connections
 MESSAGE = "m" * 64  # not JSON: Portico routes it to `$default`
 GIB = 2**30
 
@@ -220,13 +222,21 @@ async def client_main(port: int, path: str, count: int, sources: list[str]) -> N
             opened: asyncio.Future = loop.create_future()
             source = sources[index // PER_SOURCE_ADDRESS]
             try:
-                await loop.create_connection(
-                    lambda: HeldConnection(request, held, opened),
-                    "127.0.0.1",
-                    port,
-                    local_addr=(source, 0),
-                )
-                held.open.append(await asyncio.wait_for(opened, 30))
+                # One deadline for the TCP connection and the handshake: a SYN dropped by a full
+                # accept queue is retried by the kernel for minutes, a server out of descriptors
+                # never accepts; either is a failure counted, not a wait.
+                async with asyncio.timeout(OPEN_TIMEOUT):
+                    transport, _ = await loop.create_connection(
+                        lambda: HeldConnection(request, held, opened),
+                        "127.0.0.1",
+                        port,
+                        local_addr=(source, 0),
+                    )
+                    try:
+                        held.open.append(await opened)
+                    except BaseException:
+                        transport.abort()
+                        raise
             except (OSError, TimeoutError) as exc:
                 failures.append(repr(exc))
 
@@ -265,9 +275,21 @@ def raise_fd_limit(needed: int) -> None:
         except (ValueError, PermissionError):
             want = hard
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            print(f"note: the fd limit stays at {hard} (not root)", file=sys.stderr)
+            print(f"note: the fd limit stays at {hard} (no CAP_SYS_RESOURCE)", file=sys.stderr)
     else:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def per_process() -> int:
+    """Connections one process (a client, a server worker) may hold: its file-descriptor limit
+    (raised as far as allowed by `raise_fd_limit`) less what it needs for itself. Where the hard
+    limit is below the connections asked for (a container without CAP_SYS_RESOURCE), they are spread
+    over more processes instead of failing in the one that runs out."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_SPARE
+
+
+def processes_for(connections: int) -> int:
+    return max(1, math.ceil(connections / per_process()))
 
 
 def rss(pid: int) -> int:
@@ -289,6 +311,7 @@ class Clients:
     def __init__(self, procs: Processes, tmp: Path, port: int, path: str, total: int, processes: int) -> None:
         self.procs = procs
         self.children: list[subprocess.Popen] = []
+        processes = max(processes, processes_for(total))
         shares = [total // processes + (1 if p < total % processes else 0) for p in range(processes)]
         for number, share in enumerate(s for s in shares if s):
             sources = [f"127.1.{number}.{k + 1}" for k in range(math.ceil(share / PER_SOURCE_ADDRESS))]
@@ -389,7 +412,11 @@ def portico_config(with_connections: bool) -> dict[str, Any]:
     }
 
 
-def start_server(kind: str, tmp: Path, procs: Processes, with_connections: bool = False) -> Server:
+def start_server(
+    kind: str, tmp: Path, procs: Processes, with_connections: bool = False, processes: int = 1
+) -> Server:
+    """One server; PROCESSES > 1 (for more connections than one process's descriptors allow):
+    Portico's --workers, Granian's --workers, the websockets peer's processes on one port."""
     if kind == "portico":
         name = "portico-broadcast" if with_connections else "portico"
         # The broadcast handler's boto3 client signs with the principal's keys, as a function's role would.
@@ -398,15 +425,17 @@ def start_server(kind: str, tmp: Path, procs: Processes, with_connections: bool 
             AWS_SECRET_ACCESS_KEY=PRINCIPAL["secretAccessKey"],
             AWS_DEFAULT_REGION=REGION,
         )
-        port, proc, _ = start_portico(tmp, procs, name, portico_config(with_connections), "/", env=env)
+        port, proc, _ = start_portico(
+            tmp, procs, name, portico_config(with_connections), "/", env=env, workers=processes
+        )
         return Server(name, port, proc, f"/{STAGE}", json.dumps({"action": "broadcast"}))
     port = free_port()
     log = tmp / f"{kind}.log"
     if kind == "websockets":
-        cmd = [sys.executable, str(BENCHES / "ws_peers.py"), "websockets", str(port)]
+        cmd = [sys.executable, str(BENCHES / "ws_peers.py"), "websockets", str(port), str(processes)]
     else:
         cmd = ["granian", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port)]
-        cmd += ["--workers", "1", "--backlog", "4096", "ws_peers:rsgi_app"]
+        cmd += ["--workers", str(processes), "--backlog", "4096", "ws_peers:rsgi_app"]
     proc = procs.start(cmd, log, cwd=BENCHES, env=bench_env())
     wait_http(port, "/", proc, log)
     return Server(kind, port, proc, "/", "broadcast")
@@ -422,6 +451,7 @@ def settle(seconds: float = 1.0) -> None:
 @dataclass
 class Idle:
     server: str
+    processes: int  # server processes (workers) holding the connections
     open: int
     failed: int
     seconds: float
@@ -433,7 +463,7 @@ class Idle:
         return (self.rss_after - self.rss_before) / max(1, self.open)
 
 
-def idle_case(server: Server, args: argparse.Namespace, tmp: Path, procs: Processes) -> Idle:
+def idle_case(server: Server, processes: int, args: argparse.Namespace, tmp: Path, procs: Processes) -> Idle:
     settle(0.5)
     before = rss(server.proc.pid)
     clients = Clients(procs, tmp, server.port, server.path, args.connections, args.client_processes)
@@ -445,7 +475,7 @@ def idle_case(server: Server, args: argparse.Namespace, tmp: Path, procs: Proces
         after = rss(server.proc.pid)
     finally:
         clients.stop()
-    return Idle(server.name, opened, failed, seconds, before, after)
+    return Idle(server.name, processes, opened, failed, seconds, before, after)
 
 
 @dataclass
@@ -593,14 +623,15 @@ def print_idle(rows: list[Idle]) -> None:
     peer = next((r.per_connection for r in rows if r.server == "websockets"), None)
     print()
     print(
-        f"1. idle connections    {'open':>7} {'failed':>6} {'open s':>7} {'RSS before':>10} {'RSS after':>10}"
-        f" {'B/conn':>8} {'conns/GiB':>10} {'vs websockets':>13}"
+        f"1. idle connections    {'procs':>5} {'open':>7} {'failed':>6} {'open s':>7}"
+        f" {'RSS before':>10} {'RSS after':>10} {'B/conn':>8} {'conns/GiB':>10} {'vs websockets':>13}"
     )
     for r in rows:
         per_gib = GIB / r.per_connection if r.per_connection > 0 else float("inf")
         print(
-            f"   {r.server:<19} {r.open:>7,} {r.failed:>6,} {r.seconds:>7.1f} {r.rss_before / 2**20:>8.1f}MB"
-            f" {r.rss_after / 2**20:>8.1f}MB {r.per_connection:>8,.0f} {per_gib:>10,.0f}"
+            f"   {r.server:<19} {r.processes:>5} {r.open:>7,} {r.failed:>6,} {r.seconds:>7.1f}"
+            f" {r.rss_before / 2**20:>8.1f}MB {r.rss_after / 2**20:>8.1f}MB"
+            f" {r.per_connection:>8,.0f} {per_gib:>10,.0f}"
             f" {ratio(r.per_connection, peer):>13}"
         )
     print("   (B/conn: RSS growth / open connections; vs websockets: bytes per connection, lower is better)")
@@ -648,21 +679,29 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         kinds.append("granian")
     print(
         f"load    : {args.connections:,} idle connections, {args.messages:,} messages over {args.clients}"
-        f" clients, a broadcast to {args.broadcast:,}; {args.client_processes} client processes"
+        f" clients, a broadcast to {args.broadcast:,}; {processes_for(args.connections)} server process(es)"
+        f" for the idle connections; descriptors per process {per_process() + FD_SPARE:,}"
     )
     idle: list[Idle] = []
     messages: list[Messages] = []
+    # As many server processes as the descriptor limit needs for the idle connections; the messages
+    # and the broadcast on one process each (the broadcast's ids are kept per process).
+    processes = processes_for(args.connections)
     for kind in kinds:
-        server = start_server(kind, tmp, procs)
-        try:
-            if args.connections:
-                idle.append(idle_case(server, args, tmp, procs))
+        if args.connections:
+            server = start_server(kind, tmp, procs, processes=processes)
+            try:
+                idle.append(idle_case(server, processes, args, tmp, procs))
                 print(f"{kind}: idle done", file=sys.stderr)
-            if args.messages:
+            finally:
+                procs.stop(server.proc)
+        if args.messages:
+            server = start_server(kind, tmp, procs)
+            try:
                 messages.append(messages_case(server, args))
                 print(f"{kind}: messages done", file=sys.stderr)
-        finally:
-            procs.stop(server.proc)
+            finally:
+                procs.stop(server.proc)
     broadcasts: list[Broadcast] = []
     if args.broadcast:
         for kind in kinds:
@@ -701,7 +740,12 @@ def main() -> int:
     parser.add_argument("--no-granian", action="store_true")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    raise_fd_limit(max(args.connections, args.broadcast) + 1000)
+    raise_fd_limit(max(args.connections, args.broadcast) + FD_SPARE)
+    if args.broadcast > per_process():
+        parser.error(
+            f"--broadcast {args.broadcast} needs one process holding that many connections; the"
+            f" file-descriptor limit allows {per_process()}"
+        )
     return in_scratch("portico-wsbench-", args.keep, lambda tmp, procs: run(args, tmp, procs))
 
 
