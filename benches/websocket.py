@@ -114,6 +114,7 @@ OPEN_TIMEOUT = 30.0  # seconds for one connection's TCP connect and WebSocket ha
 FD_SPARE = 1_000  # descriptors a process keeps for itself beside its connections
 MESSAGE = "m" * 64  # not JSON: Portico routes it to `$default`
 GIB = 2**30
+CLIENT_POSTING_THREADS = 32  # the client-side broadcast's threads
 
 # ------------------------------------------------------------------------------------------ client mode
 
@@ -356,9 +357,11 @@ class Clients:
                 child.stdin.close()
             except OSError:
                 pass
+        # One deadline for all: a client still opening (interrupted) reads no `quit`.
+        deadline = time.monotonic() + 10
         for child in self.children:
             try:
-                child.wait(timeout=30)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.procs.stop(child)
 
@@ -369,7 +372,7 @@ class Server:
     port: int
     proc: subprocess.Popen
     path: str  # the WebSocket URL's path
-    broadcast: str  # the text that asks for a broadcast
+    broadcasts: list[tuple[str, str]]  # (label, the text that asks for a broadcast)
 
 
 def _route(key: str, function: str, two_way: bool = False) -> dict[str, Any]:
@@ -386,11 +389,12 @@ def portico_config(with_connections: bool) -> dict[str, Any]:
     functions = ["echo"]
     routes = [_route("$default", "echo", two_way=True)]
     if with_connections:
-        functions += ["connect", "disconnect", "broadcast", "connection_ids"]
+        functions += ["connect", "disconnect", "broadcast", "broadcast_pooled", "connection_ids"]
         routes += [
             _route("$connect", "connect"),
             _route("$disconnect", "disconnect"),
             _route("broadcast", "broadcast"),
+            _route("broadcast_pooled", "broadcast_pooled"),
             _route("ids", "connection_ids", two_way=True),
         ]
     return {
@@ -428,7 +432,16 @@ def start_server(
         port, proc, _ = start_portico(
             tmp, procs, name, portico_config(with_connections), "/", env=env, workers=processes
         )
-        return Server(name, port, proc, f"/{STAGE}", json.dumps({"action": "broadcast"}))
+        import ws_handlers  # here, not at the top: client processes need no boto3
+
+        broadcasts = [
+            ("portico: handler, serial boto3", json.dumps({"action": "broadcast"})),
+            (
+                f"portico: handler, {ws_handlers.POSTING_THREADS} threads",
+                json.dumps({"action": "broadcast_pooled"}),
+            ),
+        ]
+        return Server(name, port, proc, f"/{STAGE}", broadcasts)
     port = free_port()
     log = tmp / f"{kind}.log"
     if kind == "websockets":
@@ -438,7 +451,7 @@ def start_server(
         cmd += ["--workers", str(processes), "--backlog", "4096", "ws_peers:rsgi_app"]
     proc = procs.start(cmd, log, cwd=BENCHES, env=bench_env())
     wait_http(port, "/", proc, log)
-    return Server(kind, port, proc, "/", "broadcast")
+    return Server(kind, port, proc, "/", [(kind, "broadcast")])
 
 
 def settle(seconds: float = 1.0) -> None:
@@ -564,6 +577,7 @@ async def _portico_ids(port: int) -> list[str]:
 
 def _post_all(port: int, ids: list[str]) -> None:
     import boto3
+    from botocore.config import Config
 
     client = boto3.client(
         "apigatewaymanagementapi",
@@ -571,13 +585,14 @@ def _post_all(port: int, ids: list[str]) -> None:
         region_name=REGION,
         aws_access_key_id=PRINCIPAL["accessKeyId"],
         aws_secret_access_key=PRINCIPAL["secretAccessKey"],
+        config=Config(max_pool_connections=CLIENT_POSTING_THREADS),  # one kept-alive connection a thread
     )
 
     def post(connection_id: str) -> None:
         with contextlib.suppress(client.exceptions.GoneException):
             client.post_to_connection(ConnectionId=connection_id, Data=b"broadcast")
 
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    with concurrent.futures.ThreadPoolExecutor(CLIENT_POSTING_THREADS) as pool:
         list(pool.map(post, ids))
 
 
@@ -591,17 +606,17 @@ def broadcast_case(
         if errors:
             print(f"{server.name}: {failed} connections failed, e.g. {errors}", file=sys.stderr)
         settle()
-        variants = [(server.name, False)] + (
-            [(f"{server.name} (client-side posts)", True)] if client_side else []
-        )
-        for label, from_client in variants:
-            ids = asyncio.run(_portico_ids(server.port)) if from_client else []
+        variants: list[tuple[str, str | None]] = list(server.broadcasts)
+        if client_side:
+            variants.append((f"portico: client-side, {CLIENT_POSTING_THREADS} threads", None))
+        for label, text in variants:
+            ids = asyncio.run(_portico_ids(server.port)) if text is None else []
             clients.command("reset")
             sent = time.monotonic()
-            if from_client:
+            if text is None:
                 _post_all(server.port, ids)
             else:
-                asyncio.run(_send(server.port, server.path, server.broadcast))
+                asyncio.run(_send(server.port, server.path, text))
             replies = clients.command(f"wait {args.broadcast_timeout}")
             received = sum(r["received"] for r in replies)
             last = max(r["last"] for r in replies)
