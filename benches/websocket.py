@@ -5,17 +5,20 @@ own WebSocket support, on loopback, in one command (issue 12).
                                 [--clients K] [--client-processes P] [--no-granian]
 
 What it starts (every port a free one picked at run time; everything on 127.0.0.1):
-  portico     `python -m portico serve CONFIG --port P --workers 1`, a WEBSOCKET API (stage `bench`,
+  portico     `python -m portico serve CONFIG --port P --workers W`, a WEBSOCKET API (stage `bench`,
               `routeSelectionExpression: $request.body.action`), handlers in benches/ws_handlers.py.
               For idle connections and messages: `$default` only (AWS_PROXY -> ws_handlers.echo,
               two-way: the message back), no `$connect`, so the handshake runs no Python. For the
               broadcast, a second one adds `$connect` / `$disconnect` (keep / forget the connection
               id in a module-level list), `broadcast` (one-way: ws_handlers.broadcast posts to every
               kept id with boto3's `apigatewaymanagementapi`, one call after another, as AWS's
-              tutorial writes it) and `ids` (two-way: the kept ids, 4,000 a page).
+              tutorial writes it), `broadcast_pooled` (the same as a handler written for speed
+              does it on AWS: one boto3 client kept between invocations, the posts from 32 threads
+              over as many kept-alive connections) and `ids` (two-way: the kept ids, 4,000 a page).
   websockets  benches/ws_peers.py: a plain `websockets` (asyncio) echo server; `broadcast` answered
-              with `websockets.broadcast` to every connection.
-  granian     `granian --interface rsgi --workers 1 ws_peers:rsgi_app`: the same echo and broadcast
+              with `websockets.broadcast` to every connection (W processes on one port,
+              SO_REUSEPORT, for the idle connections).
+  granian     `granian --interface rsgi --workers W ws_peers:rsgi_app`: the same echo and broadcast
               under Granian's own WebSocket support (RSGI; the broadcast a loop of `send_str`).
               Skipped with --no-granian or when granian is not installed.
   clients     P processes of this file (`--client`), each holding its share of the connections on
@@ -23,6 +26,16 @@ What it starts (every port a free one picked at run time; everything on 127.0.0.
               connection, so the client is not what limits N), from its own source addresses
               (127.1.P.x, at most 20,000 connections each: the ephemeral port range bounds one).
 None of the servers pings; the clients never answer pings.
+
+Processes and descriptors: every connection is a descriptor in the client and in the server. The
+limit is raised to what the connections need where the hard limit allows; where it does not (a
+container without CAP_SYS_RESOURCE: 20,000 on the project's build machine, whatever its root
+says), the connections are spread instead: W = ceil(N / (limit - 1,000)) server processes (Portico's
+workers, the peers' processes) for the idle connections, as many client processes. The messages
+and the broadcast run on one server process each (a broadcast reaches its own process's
+connections; Portico's `$connect` keeps ids per process). Every connection has one deadline (30 s)
+for its TCP connect and handshake and is counted failed past it: a server out of descriptors
+leaves connections in its listen queue, and SYNs dropped by a full queue are retried for minutes.
 
 What it measures:
   1. Idle connections: RSS of the server's process tree (VmRSS of the process and its children,
@@ -37,11 +50,13 @@ What it measures:
      client is part of every round trip and shares the 2 CPUs: it bounds all figures alike.
   3. Broadcast: --broadcast M connections held by the client processes; one more connection sends
      the broadcast message; the figure is the time from sending it until the last of the M
-     receives its frame (CLOCK_MONOTONIC, comparable across processes). For Portico twice: the
-     `broadcast` handler (boto3, one signed HTTP call per connection, the way AWS users write it),
-     and from the client side: this process reads the ids (`ids` route) and posts them through
-     `@connections` with boto3 from a pool of 32 threads (the time counts the posts only). The
-     peers send from their event loop without an HTTP call per connection.
+     receives its frame (CLOCK_MONOTONIC, comparable across processes). For Portico three times:
+     the `broadcast` handler (boto3, one signed HTTP call per connection after another, the way
+     AWS users first write it), the `broadcast_pooled` handler (the same calls from 32 threads
+     sharing one client), and from the client side (a backend posting, as AWS's guide also
+     shows): this process reads the ids (`ids` route) and posts them through `@connections` with
+     boto3 from a pool of 32 threads (the time counts the posts only). The peers send from their
+     event loop without an HTTP call per connection.
 Ratios are against the `websockets` peer measured in the same run. No figure is asserted.
 
 What bounds the figures:
@@ -56,12 +71,16 @@ What bounds the figures:
     say "as fast as the client", not "as fast as each other". Figures vary by tens of percent from
     run to run on a loaded machine; run with more --messages for steadier ones.
   - Broadcast through Portico: one signed HTTP call per connection (boto3's SigV4 signing and
-    request building, about 1 ms of Python each here) bounds the handler's broadcast; the
-    client-side pool does not help on 2 CPUs (the GIL and the server share them). The peers write
-    to their sockets directly, which is what a broadcast costs without an HTTP API in the way.
+    request building, about 1 ms of Python each on an idle machine) bounds it. Under `perf` (a
+    worker during `broadcast_pooled` to 2,000): 72% of its CPU in libpython (boto3), 19% in the
+    kernel (loopback TCP, both ends), 2.4% in the core (the whole `@connections` path: parsing,
+    SigV4 verification, the registry, the frame). Threads overlap the waits but not the Python
+    (one GIL, 2 CPUs shared with the server): about 2x over the serial handler, not 32x. The peers
+    write to their sockets directly, which is what a broadcast costs without an HTTP API in the
+    way; on AWS each post is a network round trip, which the threads do overlap.
   - `$connect` routes run Python per handshake: opening the broadcast's connections through
     Portico is slower than opening the idle ones (no `$connect`).
-  - Granian is started with one worker and its defaults (its own event loop choice, uvloop when
+  - Granian is started with its defaults (its own event loop choice, uvloop when
     installed); the `websockets` server runs on asyncio's default loop, as its documentation
     starts it.
 

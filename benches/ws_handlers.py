@@ -10,6 +10,7 @@ the handler) with a connection pool as large as its thread pool, the posts made 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -69,7 +70,8 @@ def broadcast(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"statusCode": 200}
 
 
-POSTING_THREADS = 32
+# Threads posting at once (WSBENCH_POSTING_THREADS to try others).
+POSTING_THREADS = int(os.environ.get("WSBENCH_POSTING_THREADS", "32"))
 _posting = ThreadPoolExecutor(POSTING_THREADS, thread_name_prefix="post")
 _clients: dict[str, Any] = {}  # endpoint -> its management API client, kept between invocations
 
