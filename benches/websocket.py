@@ -53,10 +53,10 @@ What it measures:
      receives its frame (CLOCK_MONOTONIC, comparable across processes). For Portico three times:
      the `broadcast` handler (boto3, one signed HTTP call per connection after another, the way
      AWS users first write it), the `broadcast_pooled` handler (the same calls from 32 threads
-     sharing one client), and from the client side (a backend posting, as AWS's guide also
-     shows): this process reads the ids (`ids` route) and posts them through `@connections` with
-     boto3 from a pool of 32 threads (the time counts the posts only). The peers send from their
-     event loop without an HTTP call per connection.
+     sharing one client, created by this first invocation and counted), and from the client side
+     (a backend posting, as AWS's guide also shows): this process reads the ids (`ids` route) and
+     posts them through `@connections` with boto3 from a pool of 32 threads (the time counts the
+     posts only). The peers send from their event loop without an HTTP call per connection.
 Ratios are against the `websockets` peer measured in the same run. No figure is asserted.
 
 What bounds the figures:
@@ -668,7 +668,10 @@ def print_idle(rows: list[Idle]) -> None:
             f" {r.per_connection:>8,.0f} {per_gib:>10,.0f}"
             f" {ratio(r.per_connection, peer):>13}"
         )
-    print("   (B/conn: RSS growth / open connections; vs websockets: bytes per connection, lower is better)")
+    print(
+        "   (B/conn: RSS growth / open connections; vs websockets: bytes per connection, lower is better;"
+        " issue 12's target: >= 50,000 conns/GiB)"
+    )
 
 
 def print_messages(rows: list[Messages], clients: int) -> None:
@@ -708,6 +711,7 @@ def print_broadcast(rows: list[Broadcast]) -> None:
 def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     for line in machine()[:4]:
         print(line)
+    print(f"command : python benches/websocket.py {' '.join(sys.argv[1:])}")
     kinds = ["portico", "websockets"]
     if not args.no_granian and shutil.which("granian"):
         kinds.append("granian")
