@@ -5,17 +5,20 @@ own WebSocket support, on loopback, in one command (issue 12).
                                 [--clients K] [--client-processes P] [--no-granian]
 
 What it starts (every port a free one picked at run time; everything on 127.0.0.1):
-  portico     `python -m portico serve CONFIG --port P --workers 1`, a WEBSOCKET API (stage `bench`,
+  portico     `python -m portico serve CONFIG --port P --workers W`, a WEBSOCKET API (stage `bench`,
               `routeSelectionExpression: $request.body.action`), handlers in benches/ws_handlers.py.
               For idle connections and messages: `$default` only (AWS_PROXY -> ws_handlers.echo,
               two-way: the message back), no `$connect`, so the handshake runs no Python. For the
               broadcast, a second one adds `$connect` / `$disconnect` (keep / forget the connection
               id in a module-level list), `broadcast` (one-way: ws_handlers.broadcast posts to every
               kept id with boto3's `apigatewaymanagementapi`, one call after another, as AWS's
-              tutorial writes it) and `ids` (two-way: the kept ids, 4,000 a page).
+              tutorial writes it), `broadcast_pooled` (the same as a handler written for speed
+              does it on AWS: one boto3 client kept between invocations, the posts from 32 threads
+              over as many kept-alive connections) and `ids` (two-way: the kept ids, 4,000 a page).
   websockets  benches/ws_peers.py: a plain `websockets` (asyncio) echo server; `broadcast` answered
-              with `websockets.broadcast` to every connection.
-  granian     `granian --interface rsgi --workers 1 ws_peers:rsgi_app`: the same echo and broadcast
+              with `websockets.broadcast` to every connection (W processes on one port,
+              SO_REUSEPORT, for the idle connections).
+  granian     `granian --interface rsgi --workers W ws_peers:rsgi_app`: the same echo and broadcast
               under Granian's own WebSocket support (RSGI; the broadcast a loop of `send_str`).
               Skipped with --no-granian or when granian is not installed.
   clients     P processes of this file (`--client`), each holding its share of the connections on
@@ -23,6 +26,16 @@ What it starts (every port a free one picked at run time; everything on 127.0.0.
               connection, so the client is not what limits N), from its own source addresses
               (127.1.P.x, at most 20,000 connections each: the ephemeral port range bounds one).
 None of the servers pings; the clients never answer pings.
+
+Processes and descriptors: every connection is a descriptor in the client and in the server. The
+limit is raised to what the connections need where the hard limit allows; where it does not (a
+container without CAP_SYS_RESOURCE: 20,000 on the project's build machine, whatever its root
+says), the connections are spread instead: W = ceil(N / (limit - 1,000)) server processes (Portico's
+workers, the peers' processes) for the idle connections, as many client processes. The messages
+and the broadcast run on one server process each (a broadcast reaches its own process's
+connections; Portico's `$connect` keeps ids per process). Every connection has one deadline (30 s)
+for its TCP connect and handshake and is counted failed past it: a server out of descriptors
+leaves connections in its listen queue, and SYNs dropped by a full queue are retried for minutes.
 
 What it measures:
   1. Idle connections: RSS of the server's process tree (VmRSS of the process and its children,
@@ -37,11 +50,13 @@ What it measures:
      client is part of every round trip and shares the 2 CPUs: it bounds all figures alike.
   3. Broadcast: --broadcast M connections held by the client processes; one more connection sends
      the broadcast message; the figure is the time from sending it until the last of the M
-     receives its frame (CLOCK_MONOTONIC, comparable across processes). For Portico twice: the
-     `broadcast` handler (boto3, one signed HTTP call per connection, the way AWS users write it),
-     and from the client side: this process reads the ids (`ids` route) and posts them through
-     `@connections` with boto3 from a pool of 32 threads (the time counts the posts only). The
-     peers send from their event loop without an HTTP call per connection.
+     receives its frame (CLOCK_MONOTONIC, comparable across processes). For Portico three times:
+     the `broadcast` handler (boto3, one signed HTTP call per connection after another, the way
+     AWS users first write it), the `broadcast_pooled` handler (the same calls from 32 threads
+     sharing one client, created by this first invocation and counted), and from the client side
+     (a backend posting, as AWS's guide also shows): this process reads the ids (`ids` route) and
+     posts them through `@connections` with boto3 from a pool of 32 threads (the time counts the
+     posts only). The peers send from their event loop without an HTTP call per connection.
 Ratios are against the `websockets` peer measured in the same run. No figure is asserted.
 
 What bounds the figures:
@@ -56,12 +71,16 @@ What bounds the figures:
     say "as fast as the client", not "as fast as each other". Figures vary by tens of percent from
     run to run on a loaded machine; run with more --messages for steadier ones.
   - Broadcast through Portico: one signed HTTP call per connection (boto3's SigV4 signing and
-    request building, about 1 ms of Python each here) bounds the handler's broadcast; the
-    client-side pool does not help on 2 CPUs (the GIL and the server share them). The peers write
-    to their sockets directly, which is what a broadcast costs without an HTTP API in the way.
+    request building, about 1 ms of Python each on an idle machine) bounds it. Under `perf` (a
+    worker during `broadcast_pooled` to 2,000): 72% of its CPU in libpython (boto3), 19% in the
+    kernel (loopback TCP, both ends), 2.4% in the core (the whole `@connections` path: parsing,
+    SigV4 verification, the registry, the frame). Threads overlap the waits but not the Python
+    (one GIL, 2 CPUs shared with the server): about 2x over the serial handler, not 32x. The peers
+    write to their sockets directly, which is what a broadcast costs without an HTTP API in the
+    way; on AWS each post is a network round trip, which the threads do overlap.
   - `$connect` routes run Python per handshake: opening the broadcast's connections through
     Portico is slower than opening the idle ones (no `$connect`).
-  - Granian is started with one worker and its defaults (its own event loop choice, uvloop when
+  - Granian is started with its defaults (its own event loop choice, uvloop when
     installed); the `websockets` server runs on asyncio's default loop, as its documentation
     starts it.
 
@@ -110,8 +129,11 @@ PRINCIPAL = {
     "arn": f"arn:aws:iam::{ACCOUNT}:user/bench",
 }
 PER_SOURCE_ADDRESS = 20_000  # connections per client source address (ephemeral ports 32768-60999)
+OPEN_TIMEOUT = 30.0  # seconds for one connection's TCP connect and WebSocket handshake
+FD_SPARE = 1_000  # descriptors a process keeps for itself beside its connections
 MESSAGE = "m" * 64  # not JSON: Portico routes it to `$default`
 GIB = 2**30
+CLIENT_POSTING_THREADS = 32  # the client-side broadcast's threads
 
 # ------------------------------------------------------------------------------------------ client mode
 
@@ -220,13 +242,21 @@ async def client_main(port: int, path: str, count: int, sources: list[str]) -> N
             opened: asyncio.Future = loop.create_future()
             source = sources[index // PER_SOURCE_ADDRESS]
             try:
-                await loop.create_connection(
-                    lambda: HeldConnection(request, held, opened),
-                    "127.0.0.1",
-                    port,
-                    local_addr=(source, 0),
-                )
-                held.open.append(await asyncio.wait_for(opened, 30))
+                # One deadline for the TCP connection and the handshake: a SYN dropped by a full
+                # accept queue is retried by the kernel for minutes, a server out of descriptors
+                # never accepts; either is a failure counted, not a wait.
+                async with asyncio.timeout(OPEN_TIMEOUT):
+                    transport, _ = await loop.create_connection(
+                        lambda: HeldConnection(request, held, opened),
+                        "127.0.0.1",
+                        port,
+                        local_addr=(source, 0),
+                    )
+                    try:
+                        held.open.append(await opened)
+                    except BaseException:
+                        transport.abort()
+                        raise
             except (OSError, TimeoutError) as exc:
                 failures.append(repr(exc))
 
@@ -265,9 +295,21 @@ def raise_fd_limit(needed: int) -> None:
         except (ValueError, PermissionError):
             want = hard
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            print(f"note: the fd limit stays at {hard} (not root)", file=sys.stderr)
+            print(f"note: the fd limit stays at {hard} (no CAP_SYS_RESOURCE)", file=sys.stderr)
     else:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def per_process() -> int:
+    """Connections one process (a client, a server worker) may hold: its file-descriptor limit
+    (raised as far as allowed by `raise_fd_limit`) less what it needs for itself. Where the hard
+    limit is below the connections asked for (a container without CAP_SYS_RESOURCE), they are spread
+    over more processes instead of failing in the one that runs out."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_SPARE
+
+
+def processes_for(connections: int) -> int:
+    return max(1, math.ceil(connections / per_process()))
 
 
 def rss(pid: int) -> int:
@@ -289,6 +331,7 @@ class Clients:
     def __init__(self, procs: Processes, tmp: Path, port: int, path: str, total: int, processes: int) -> None:
         self.procs = procs
         self.children: list[subprocess.Popen] = []
+        processes = max(processes, processes_for(total))
         shares = [total // processes + (1 if p < total % processes else 0) for p in range(processes)]
         for number, share in enumerate(s for s in shares if s):
             sources = [f"127.1.{number}.{k + 1}" for k in range(math.ceil(share / PER_SOURCE_ADDRESS))]
@@ -333,9 +376,11 @@ class Clients:
                 child.stdin.close()
             except OSError:
                 pass
+        # One deadline for all: a client still opening (interrupted) reads no `quit`.
+        deadline = time.monotonic() + 10
         for child in self.children:
             try:
-                child.wait(timeout=30)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.procs.stop(child)
 
@@ -346,7 +391,7 @@ class Server:
     port: int
     proc: subprocess.Popen
     path: str  # the WebSocket URL's path
-    broadcast: str  # the text that asks for a broadcast
+    broadcasts: list[tuple[str, str]]  # (label, the text that asks for a broadcast)
 
 
 def _route(key: str, function: str, two_way: bool = False) -> dict[str, Any]:
@@ -363,11 +408,12 @@ def portico_config(with_connections: bool) -> dict[str, Any]:
     functions = ["echo"]
     routes = [_route("$default", "echo", two_way=True)]
     if with_connections:
-        functions += ["connect", "disconnect", "broadcast", "connection_ids"]
+        functions += ["connect", "disconnect", "broadcast", "broadcast_pooled", "connection_ids"]
         routes += [
             _route("$connect", "connect"),
             _route("$disconnect", "disconnect"),
             _route("broadcast", "broadcast"),
+            _route("broadcast_pooled", "broadcast_pooled"),
             _route("ids", "connection_ids", two_way=True),
         ]
     return {
@@ -389,7 +435,11 @@ def portico_config(with_connections: bool) -> dict[str, Any]:
     }
 
 
-def start_server(kind: str, tmp: Path, procs: Processes, with_connections: bool = False) -> Server:
+def start_server(
+    kind: str, tmp: Path, procs: Processes, with_connections: bool = False, processes: int = 1
+) -> Server:
+    """One server; PROCESSES > 1 (for more connections than one process's descriptors allow):
+    Portico's --workers, Granian's --workers, the websockets peer's processes on one port."""
     if kind == "portico":
         name = "portico-broadcast" if with_connections else "portico"
         # The broadcast handler's boto3 client signs with the principal's keys, as a function's role would.
@@ -398,18 +448,29 @@ def start_server(kind: str, tmp: Path, procs: Processes, with_connections: bool 
             AWS_SECRET_ACCESS_KEY=PRINCIPAL["secretAccessKey"],
             AWS_DEFAULT_REGION=REGION,
         )
-        port, proc, _ = start_portico(tmp, procs, name, portico_config(with_connections), "/", env=env)
-        return Server(name, port, proc, f"/{STAGE}", json.dumps({"action": "broadcast"}))
+        port, proc, _ = start_portico(
+            tmp, procs, name, portico_config(with_connections), "/", env=env, workers=processes
+        )
+        import ws_handlers  # here, not at the top: client processes need no boto3
+
+        broadcasts = [
+            ("portico: handler, serial boto3", json.dumps({"action": "broadcast"})),
+            (
+                f"portico: handler, {ws_handlers.POSTING_THREADS} threads",
+                json.dumps({"action": "broadcast_pooled"}),
+            ),
+        ]
+        return Server(name, port, proc, f"/{STAGE}", broadcasts)
     port = free_port()
     log = tmp / f"{kind}.log"
     if kind == "websockets":
-        cmd = [sys.executable, str(BENCHES / "ws_peers.py"), "websockets", str(port)]
+        cmd = [sys.executable, str(BENCHES / "ws_peers.py"), "websockets", str(port), str(processes)]
     else:
         cmd = ["granian", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port)]
-        cmd += ["--workers", "1", "--backlog", "4096", "ws_peers:rsgi_app"]
+        cmd += ["--workers", str(processes), "--backlog", "4096", "ws_peers:rsgi_app"]
     proc = procs.start(cmd, log, cwd=BENCHES, env=bench_env())
     wait_http(port, "/", proc, log)
-    return Server(kind, port, proc, "/", "broadcast")
+    return Server(kind, port, proc, "/", [(kind, "broadcast")])
 
 
 def settle(seconds: float = 1.0) -> None:
@@ -422,6 +483,7 @@ def settle(seconds: float = 1.0) -> None:
 @dataclass
 class Idle:
     server: str
+    processes: int  # server processes (workers) holding the connections
     open: int
     failed: int
     seconds: float
@@ -433,7 +495,7 @@ class Idle:
         return (self.rss_after - self.rss_before) / max(1, self.open)
 
 
-def idle_case(server: Server, args: argparse.Namespace, tmp: Path, procs: Processes) -> Idle:
+def idle_case(server: Server, processes: int, args: argparse.Namespace, tmp: Path, procs: Processes) -> Idle:
     settle(0.5)
     before = rss(server.proc.pid)
     clients = Clients(procs, tmp, server.port, server.path, args.connections, args.client_processes)
@@ -445,7 +507,7 @@ def idle_case(server: Server, args: argparse.Namespace, tmp: Path, procs: Proces
         after = rss(server.proc.pid)
     finally:
         clients.stop()
-    return Idle(server.name, opened, failed, seconds, before, after)
+    return Idle(server.name, processes, opened, failed, seconds, before, after)
 
 
 @dataclass
@@ -534,6 +596,7 @@ async def _portico_ids(port: int) -> list[str]:
 
 def _post_all(port: int, ids: list[str]) -> None:
     import boto3
+    from botocore.config import Config
 
     client = boto3.client(
         "apigatewaymanagementapi",
@@ -541,13 +604,14 @@ def _post_all(port: int, ids: list[str]) -> None:
         region_name=REGION,
         aws_access_key_id=PRINCIPAL["accessKeyId"],
         aws_secret_access_key=PRINCIPAL["secretAccessKey"],
+        config=Config(max_pool_connections=CLIENT_POSTING_THREADS),  # one kept-alive connection a thread
     )
 
     def post(connection_id: str) -> None:
         with contextlib.suppress(client.exceptions.GoneException):
             client.post_to_connection(ConnectionId=connection_id, Data=b"broadcast")
 
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    with concurrent.futures.ThreadPoolExecutor(CLIENT_POSTING_THREADS) as pool:
         list(pool.map(post, ids))
 
 
@@ -561,17 +625,17 @@ def broadcast_case(
         if errors:
             print(f"{server.name}: {failed} connections failed, e.g. {errors}", file=sys.stderr)
         settle()
-        variants = [(server.name, False)] + (
-            [(f"{server.name} (client-side posts)", True)] if client_side else []
-        )
-        for label, from_client in variants:
-            ids = asyncio.run(_portico_ids(server.port)) if from_client else []
+        variants: list[tuple[str, str | None]] = list(server.broadcasts)
+        if client_side:
+            variants.append((f"portico: client-side, {CLIENT_POSTING_THREADS} threads", None))
+        for label, text in variants:
+            ids = asyncio.run(_portico_ids(server.port)) if text is None else []
             clients.command("reset")
             sent = time.monotonic()
-            if from_client:
+            if text is None:
                 _post_all(server.port, ids)
             else:
-                asyncio.run(_send(server.port, server.path, server.broadcast))
+                asyncio.run(_send(server.port, server.path, text))
             replies = clients.command(f"wait {args.broadcast_timeout}")
             received = sum(r["received"] for r in replies)
             last = max(r["last"] for r in replies)
@@ -593,17 +657,21 @@ def print_idle(rows: list[Idle]) -> None:
     peer = next((r.per_connection for r in rows if r.server == "websockets"), None)
     print()
     print(
-        f"1. idle connections    {'open':>7} {'failed':>6} {'open s':>7} {'RSS before':>10} {'RSS after':>10}"
-        f" {'B/conn':>8} {'conns/GiB':>10} {'vs websockets':>13}"
+        f"1. idle connections    {'procs':>5} {'open':>7} {'failed':>6} {'open s':>7}"
+        f" {'RSS before':>10} {'RSS after':>10} {'B/conn':>8} {'conns/GiB':>10} {'vs websockets':>13}"
     )
     for r in rows:
         per_gib = GIB / r.per_connection if r.per_connection > 0 else float("inf")
         print(
-            f"   {r.server:<19} {r.open:>7,} {r.failed:>6,} {r.seconds:>7.1f} {r.rss_before / 2**20:>8.1f}MB"
-            f" {r.rss_after / 2**20:>8.1f}MB {r.per_connection:>8,.0f} {per_gib:>10,.0f}"
+            f"   {r.server:<19} {r.processes:>5} {r.open:>7,} {r.failed:>6,} {r.seconds:>7.1f}"
+            f" {r.rss_before / 2**20:>8.1f}MB {r.rss_after / 2**20:>8.1f}MB"
+            f" {r.per_connection:>8,.0f} {per_gib:>10,.0f}"
             f" {ratio(r.per_connection, peer):>13}"
         )
-    print("   (B/conn: RSS growth / open connections; vs websockets: bytes per connection, lower is better)")
+    print(
+        "   (B/conn: RSS growth / open connections; vs websockets: bytes per connection, lower is better;"
+        " issue 12's target: >= 50,000 conns/GiB)"
+    )
 
 
 def print_messages(rows: list[Messages], clients: int) -> None:
@@ -643,26 +711,35 @@ def print_broadcast(rows: list[Broadcast]) -> None:
 def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     for line in machine()[:4]:
         print(line)
+    print(f"command : python benches/websocket.py {' '.join(sys.argv[1:])}")
     kinds = ["portico", "websockets"]
     if not args.no_granian and shutil.which("granian"):
         kinds.append("granian")
     print(
         f"load    : {args.connections:,} idle connections, {args.messages:,} messages over {args.clients}"
-        f" clients, a broadcast to {args.broadcast:,}; {args.client_processes} client processes"
+        f" clients, a broadcast to {args.broadcast:,}; {processes_for(args.connections)} server process(es)"
+        f" for the idle connections; descriptors per process {per_process() + FD_SPARE:,}"
     )
     idle: list[Idle] = []
     messages: list[Messages] = []
+    # As many server processes as the descriptor limit needs for the idle connections; the messages
+    # and the broadcast on one process each (the broadcast's ids are kept per process).
+    processes = processes_for(args.connections)
     for kind in kinds:
-        server = start_server(kind, tmp, procs)
-        try:
-            if args.connections:
-                idle.append(idle_case(server, args, tmp, procs))
+        if args.connections:
+            server = start_server(kind, tmp, procs, processes=processes)
+            try:
+                idle.append(idle_case(server, processes, args, tmp, procs))
                 print(f"{kind}: idle done", file=sys.stderr)
-            if args.messages:
+            finally:
+                procs.stop(server.proc)
+        if args.messages:
+            server = start_server(kind, tmp, procs)
+            try:
                 messages.append(messages_case(server, args))
                 print(f"{kind}: messages done", file=sys.stderr)
-        finally:
-            procs.stop(server.proc)
+            finally:
+                procs.stop(server.proc)
     broadcasts: list[Broadcast] = []
     if args.broadcast:
         for kind in kinds:
@@ -701,7 +778,12 @@ def main() -> int:
     parser.add_argument("--no-granian", action="store_true")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    raise_fd_limit(max(args.connections, args.broadcast) + 1000)
+    raise_fd_limit(max(args.connections, args.broadcast) + FD_SPARE)
+    if args.broadcast > per_process():
+        parser.error(
+            f"--broadcast {args.broadcast} needs one process holding that many connections; the"
+            f" file-descriptor limit allows {per_process()}"
+        )
     return in_scratch("portico-wsbench-", args.keep, lambda tmp, procs: run(args, tmp, procs))
 
 

@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
@@ -194,14 +194,35 @@ async fn accept_loop(
     mut stopping: watch::Receiver<bool>,
     inflight: Arc<InFlight>,
 ) {
+    // Since when accept() fails for want of file descriptors: said once when it starts and once
+    // when it ends, since clients meanwhile wait in the listen queue with nothing else to show why.
+    let mut out_of_descriptors: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stopping.changed() => return,
         };
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(_) => {
+            Ok(accepted) => {
+                if let Some(since) = out_of_descriptors.take() {
+                    eprintln!(
+                        "portico: edge: accepting connections again after {:.1} s without file descriptors",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                accepted
+            }
+            Err(e) => {
+                let descriptors = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+                if descriptors && out_of_descriptors.is_none() {
+                    out_of_descriptors = Some(Instant::now());
+                    eprintln!(
+                        "portico: edge: cannot accept connections: {e} (this process's limit: {}); new \
+                         connections wait in the listen queue until some close or the limit is raised \
+                         (`ulimit -n`, LimitNOFILE= under systemd)",
+                        open_files_limit()
+                    );
+                }
                 // Out of descriptors or a connection reset before accept: back off, keep serving.
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
@@ -252,6 +273,16 @@ async fn accept_loop(
             drop(guard);
         });
     }
+}
+
+/// RLIMIT_NOFILE's soft limit of this process, for the message above.
+fn open_files_limit() -> String {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return "unknown".to_string();
+    }
+    format!("{} open files", limit.rlim_cur)
 }
 
 /// Serve one connection's requests (HTTP/1.1, keep-alive) until it closes or `stop`.

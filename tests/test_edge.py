@@ -8,9 +8,14 @@ the answers both doors must give alike.
 from __future__ import annotations
 
 import json
+import os
+import resource
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -364,3 +369,79 @@ def test_requests_at_startup_wait_for_the_pipeline(tmp_path):
         # that hangs still fails here.
         process.wait(40)
     assert set(statuses) == {200}, statuses
+
+
+# ------------------------------------------------------------------------------------------ descriptors
+
+
+def _worker_pids(server) -> list[int]:
+    """The Granian workers of a `portico serve` process: its Python children."""
+    workers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == server.process.pid:
+                workers.append(int(entry))
+    return workers
+
+
+def _open_files_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no open-files limit for {pid}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="needs /proc")
+def test_the_open_files_limit_is_raised_and_said(portico):
+    """Every connection a worker holds (a WebSocket client is one) is a descriptor. A soft
+    RLIMIT_NOFILE of 1,024 (a common default) below the hard one is raised (Granian does it when
+    it loads) and the start says the limit the workers have."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 1024:
+        pytest.skip(f"the hard limit ({hard}) leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        server = portico(one_api([("GET /mock", mock("hi"))]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    workers = _worker_pids(server)
+    assert workers
+    for worker in workers:
+        assert _open_files_limit(worker) == hard
+    assert f"up to {hard:,} open files each" in server.log
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
+def test_a_worker_out_of_descriptors_says_so_and_serves_again(portico):
+    """When accept() fails for want of descriptors, clients wait in the listen queue with nothing
+    to show why: the edge says it once (with the limit), keeps serving what it holds, and accepts
+    again (and says so) once connections close."""
+
+    server = portico(one_api([("GET /mock", mock("hi"))]))
+    [worker] = _worker_pids(server)
+    assert httpx.get(server.url + "/mock", timeout=10).text == "hi"
+    # A few descriptors to spare, then none: the held connections below take them.
+    limit = len(os.listdir(f"/proc/{worker}/fd")) + 8
+    hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)[1]
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (limit, hard))
+    held = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(24)]
+    try:
+        deadline = time.monotonic() + 20
+        while "cannot accept connections" not in server.log and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = server.log
+        assert "cannot accept connections: Too many open files" in log, log
+        assert f"this process's limit: {limit} open files" in log
+        assert log.count("cannot accept connections") == 1  # once, not every 10 ms of retrying
+    finally:
+        for sock in held:
+            sock.close()
+    assert httpx.get(server.url + "/mock", timeout=20).text == "hi"
+    deadline = time.monotonic() + 10
+    while "accepting connections again" not in server.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "accepting connections again after" in server.log

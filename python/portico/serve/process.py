@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -204,7 +205,14 @@ def serve(
     scheme = "https" if options.tls is not None else "http"
     mtls = " (mTLS)" if options.tls is not None and options.tls.truststore_file else ""
     where = f"{scheme}://{options.host}:{options.port}{mtls}"
-    print(f"portico: serving on {where} with {options.workers} worker(s)", flush=True)
+    # Every connection a worker holds (a WebSocket client, a keep-alive one) is a descriptor: the
+    # limit bounds them. Granian raises the soft limit to the hard one when it loads.
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    print(
+        f"portico: serving on {where} with {options.workers} worker(s), up to {open_files:,}"
+        " open files each (RLIMIT_NOFILE)",
+        flush=True,
+    )
     admin = start_admin()
     # The one writer of the usage counts, started before the workers count anything and stopped
     # after they have stopped counting.
