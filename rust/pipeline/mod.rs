@@ -25,6 +25,7 @@ pub mod responses;
 mod usage_plan;
 pub mod validate;
 mod websocket;
+mod websocket_access;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -149,6 +150,9 @@ struct Exchange {
     /// The edge's hand-over of the connection, for a WebSocket handshake (None from the embedded
     /// app's door, which cannot hold connections).
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// A WebSocket handshake: the connection it opens, as `$connect`'s authorizer and the
+    /// access log see it (`websocket`).
+    websocket: Option<Box<crate::websocket::events::ConnectionContext>>,
 }
 
 /// An integration's answer, for the access log (`$context.integrationStatus`,
@@ -246,6 +250,7 @@ impl Pipeline {
             error: None,
             quota: None,
             upgrade,
+            websocket: None,
         };
         // A body the pipeline does not read to its end is read (and dropped) before answering.
         let (body, leftover) = if body.is_end_stream() {

@@ -28,7 +28,6 @@ use crate::gateway::{Api, ApiKind, Decision, RouteRuntime, Serving, Snapshot};
 use crate::integrations::Integration;
 use crate::invoke::Invoker;
 use crate::pipeline::responses::ErrorType;
-use crate::spec::AuthorizationType;
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
 use crate::websocket::selection::RouteSelection;
@@ -358,20 +357,6 @@ impl Pipeline {
         };
         let settings = &snap.settings;
         let connect_route = serving.routes.iter().find(|r| &*r.key == "$connect");
-        // Authorization happens on `$connect` only, as on AWS: `AWS_IAM` (SigV4) here; other
-        // types are not served yet and refuse every handshake rather than let it in.
-        if let Some(auth) = connect_route.and_then(|r| r.auth.as_ref()) {
-            if auth.authorization != AuthorizationType::AwsIam {
-                return fail(ErrorType::AuthorizerConfigurationError, "only AWS_IAM authorizes $connect yet");
-            }
-            let arn = format!(
-                "arn:aws:execute-api:{}:{}:{}/{}/$connect",
-                settings.region, settings.account_id, api.id, serving.stage
-            );
-            let mut body = body;
-            self.authorize_iam(snap, parts, conn, ex, ApiKind::Websocket, None, &arn, "execute-api:Invoke", &mut body)
-                .await?;
-        }
         let mut ip = [0u8; 48];
         let cx = ConnectionContext {
             api_id: api.id.clone(),
@@ -381,8 +366,12 @@ impl Pipeline {
             connected_at_ms: ex.epoch_ms,
             source_ip: ip_text(conn.client_ip, &mut ip).into(),
             user_agent: header_str(&parts.headers, USER_AGENT).map(Into::into),
-            iam: ex.auth.iam.clone(),
+            iam: None,
+            authorizer: None,
+            api_key: None,
         };
+        // `$connect`'s authorization and API key (`websocket_access`).
+        let cx = self.admit_connection(snap, parts, body, conn, ex, d, cx).await?;
         let mut subprotocol = None;
         if let Some(route) = connect_route {
             let ids = EventIds {

@@ -1,0 +1,184 @@
+"""Who may connect to a WebSocket API and what is kept of them, with real clients: a Lambda
+REQUEST authorizer on `$connect` (tests/handlers/chat.py's `authorize`), from the config file and
+from boto3's apigatewayv2.
+
+What is checked is what AWS does ("Control access to WebSocket APIs with AWS Lambda REQUEST
+authorizers" in the API Gateway developer guide): a missing identity source refuses the handshake
+with 401 without calling the authorizer, a policy's deny with 403, a failing authorizer with 500;
+the authorizer's event describes the handshake (`type: REQUEST`, `methodArn` ending `/$connect`,
+headers, query string, `requestContext` with the connection's id), and what it grants
+(`principalId`, `context`) is in `requestContext.authorizer` of every later event of the
+connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from conftest import Server, start_server
+from test_websocket import ACCOUNT, CONFIG, PRINCIPAL, REGION, STAGE, open_chat, wait_for, whoami
+
+AUTHORIZER = {
+    "authorizerType": "REQUEST",
+    "authorizerUri": "authorize",
+    "identitySource": ["route.request.header.Auth"],
+}
+
+
+def _config(**api: Any) -> dict[str, Any]:
+    """The chat app of test_websocket with `$connect` behind `authorize`."""
+    config = json.loads(json.dumps(CONFIG))
+    config["functions"]["authorize"] = "handlers.chat:authorize"
+    chat = config["apis"][0]
+    chat["authorizers"] = {"auth": AUTHORIZER}
+    connect_route = chat["routes"][0]
+    assert connect_route["routeKey"] == "$connect"
+    connect_route["authorizationType"] = "CUSTOM"
+    connect_route["authorizerId"] = "auth"
+    chat.update(api)
+    return config
+
+
+@pytest.fixture(scope="module")
+def authorized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", PRINCIPAL["accessKeyId"])
+        env.setenv("AWS_SECRET_ACCESS_KEY", PRINCIPAL["secretAccessKey"])
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        started = start_server(_config(), tmp_path_factory.mktemp("ws-auth"))
+    yield started
+    started.stop()
+
+
+def refused_status(server: Server, query: str = "", **headers: str) -> int:
+    with pytest.raises(InvalidStatus) as refused:
+        open_chat(server, query, additional_headers=headers)
+    return refused.value.response.status_code
+
+
+def recorded(server: Server, token: str = "reader") -> list[dict[str, Any]]:
+    """Every event the handlers were sent so far (read through an authorized connection)."""
+    with open_chat(server, additional_headers={"Auth": token}) as ws:
+        ws.send(json.dumps({"action": "events"}))
+        return json.loads(ws.recv(timeout=10))
+
+
+def authorizer_events(server: Server) -> list[dict[str, Any]]:
+    return [e for e in recorded(server) if e.get("type") == "REQUEST"]
+
+
+def test_a_missing_identity_source_is_401_without_calling_the_authorizer(authorized: Server) -> None:
+    before = len(authorizer_events(authorized))
+    assert refused_status(authorized) == 401
+    assert refused_status(authorized, Auth="") == 401
+    # The listing itself called the authorizer once more: nothing else did.
+    assert len(authorizer_events(authorized)) == before + 1
+
+
+@pytest.mark.parametrize(("token", "status"), [("deny-me", 403), ("unauthorized", 401), ("fail", 500)])
+def test_the_authorizer_refuses(authorized: Server, token: str, status: int) -> None:
+    assert refused_status(authorized, Auth=token) == status
+
+
+def test_the_authorizer_s_event_and_its_grant_in_every_later_event(authorized: Server) -> None:
+    with open_chat(authorized, "?room=lobby", additional_headers={"Auth": "alice"}) as ws:
+        connection_id = whoami(ws)
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "echo: hello"
+
+    def of_connection() -> list[dict[str, Any]]:
+        events = [e for e in recorded(authorized) if e["requestContext"]["connectionId"] == connection_id]
+        return events if any(e["requestContext"]["eventType"] == "DISCONNECT" for e in events) else []
+
+    events = wait_for(of_connection)
+    asked = events[0]
+    assert asked["type"] == "REQUEST"
+    assert asked["methodArn"] == f"arn:aws:execute-api:{REGION}:{ACCOUNT}:chatapi/{STAGE}/$connect"
+    assert asked["headers"]["auth"] == "alice"
+    assert asked["multiValueHeaders"]["auth"] == ["alice"]
+    assert asked["queryStringParameters"] == {"room": "lobby"}
+    assert asked["stageVariables"] == {}
+    context = asked["requestContext"]
+    assert (context["routeKey"], context["eventType"]) == ("$connect", "CONNECT")
+    assert context["apiId"] == "chatapi" and context["stage"] == STAGE
+    assert "authorizer" not in context
+    granted = {"user": "alice", "level": "3", "admin": "false", "principalId": "user-alice"}
+    later = events[1:]
+    kinds = [e["requestContext"]["eventType"] for e in later]
+    assert kinds == ["CONNECT", "MESSAGE", "MESSAGE", "DISCONNECT"]
+    for event in later:
+        authorizer = event["requestContext"]["authorizer"]
+        assert {k: v for k, v in authorizer.items() if k != "integrationLatency"} == granted
+        assert isinstance(authorizer["integrationLatency"], int)
+    # The handshake's id is the connection's: the authorizer saw the id its events carry.
+    assert later[0]["requestContext"]["requestId"] == context["requestId"]
+
+
+def test_other_routes_cannot_be_authorized(tmp_path: Path) -> None:
+    config = _config()
+    config["apis"][0]["routes"][2]["authorizationType"] = "CUSTOM"
+    config["apis"][0]["routes"][2]["authorizerId"] = "auth"
+    from portico.config.models import Config
+
+    with pytest.raises(ValueError, match="authorize \\$connect only"):
+        Config.model_validate(config)
+    cached = _config(authorizers={"auth": {**AUTHORIZER, "authorizerResultTtlInSeconds": 300}})
+    with pytest.raises(ValueError, match="do not cache"):
+        Config.model_validate(cached)
+    rest_dialect = _config(authorizers={"auth": {**AUTHORIZER, "identitySource": ["$request.header.Auth"]}})
+    with pytest.raises(ValueError, match=r"route\.request\.header\.NAME"):
+        Config.model_validate(rest_dialect)
+
+
+def test_a_request_authorizer_built_with_boto3(portico: Callable[..., Server], tmp_path: Path) -> None:
+    from admin_e2e import invocation_uri, start_admin_server
+
+    functions = {name: f"handlers.chat:{name}" for name in ("connect", "whoami", "authorize")}
+    admin = start_admin_server(portico, tmp_path, functions=functions, config={"apis": []})
+    v2 = admin.client("apigatewayv2")
+    api_id = v2.create_api(
+        Name="chat", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )["ApiId"]
+    authorizer_id = v2.create_authorizer(
+        ApiId=api_id,
+        Name="token",
+        AuthorizerType="REQUEST",
+        IdentitySource=["route.request.querystring.token"],
+        AuthorizerUri=invocation_uri("authorize"),
+    )["AuthorizerId"]
+
+    def route(key: str, function: str, **extra: Any) -> None:
+        integration = v2.create_integration(
+            ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=invocation_uri(function)
+        )
+        created = v2.create_route(
+            ApiId=api_id, RouteKey=key, Target=f"integrations/{integration['IntegrationId']}", **extra
+        )
+        if key == "whoami":
+            v2.create_route_response(ApiId=api_id, RouteId=created["RouteId"], RouteResponseKey="$default")
+
+    route("$connect", "connect", AuthorizationType="CUSTOM", AuthorizerId=authorizer_id)
+    route("whoami", "whoami", RouteResponseSelectionExpression="$default")
+    deployment_id = v2.create_deployment(ApiId=api_id)["DeploymentId"]
+    v2.create_stage(ApiId=api_id, StageName=STAGE, DeploymentId=deployment_id)
+    url = f"ws://127.0.0.1:{admin.server.port}/{STAGE}"
+
+    def served() -> ClientConnection | None:
+        try:
+            return connect(url + "?token=bob", open_timeout=5)
+        except InvalidStatus:
+            return None
+
+    with wait_for(served) as ws:
+        assert whoami(ws)
+    for query, status in (("", 401), ("?token=deny-bob", 403), ("?token=fail", 500)):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url + query, open_timeout=5)
+        assert refused.value.response.status_code == status, query
