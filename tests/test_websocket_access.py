@@ -182,3 +182,110 @@ def test_a_request_authorizer_built_with_boto3(portico: Callable[..., Server], t
         with pytest.raises(InvalidStatus) as refused:
             connect(url + query, open_timeout=5)
         assert refused.value.response.status_code == status, query
+
+
+# -- API keys on $connect ----------------------------------------------------------------------
+
+KEY = "chatKey0123456789abcdefABCDEF"
+OTHER_KEY = "otherKey0123456789abcdefABCDEF"
+
+
+def _keyed_config(**api: Any) -> dict[str, Any]:
+    """The chat app whose `$connect` requires an API key of a usage plan of its stage: 3
+    handshakes a day; `other` is a key of no plan of the stage."""
+    config = json.loads(json.dumps(CONFIG))
+    config["apis"][0]["routes"][0]["apiKeyRequired"] = True
+    config["apis"][0].update(api)
+    config["apiKeys"] = [
+        {"name": "chat", "value": KEY, "enabled": True, "id": "chatkey"},
+        {"name": "other", "value": OTHER_KEY, "enabled": True},
+    ]
+    config["usagePlans"] = [
+        {
+            "name": "daily",
+            "apiStages": [{"apiId": "chatapi", "stage": STAGE}],
+            "apiKeys": ["chat"],
+            "quota": {"limit": 3, "period": "DAY"},
+        }
+    ]
+    return config
+
+
+def test_connect_requires_an_api_key_of_the_stage_s_usage_plan(tmp_path: Path) -> None:
+    keyed = start_server(_keyed_config(), tmp_path)
+    try:
+        assert refused_status(keyed) == 403
+        assert refused_status(keyed, **{"x-api-key": "no" + KEY}) == 403
+        assert refused_status(keyed, **{"x-api-key": OTHER_KEY}) == 403
+        with open_chat(keyed, additional_headers={"x-api-key": KEY}) as ws:
+            ws.send(json.dumps({"action": "events"}))
+            events = json.loads(ws.recv(timeout=10))
+        identity = events[-1]["requestContext"]["identity"]
+        assert (identity["apiKey"], identity["apiKeyId"]) == (KEY, "chatkey")
+        # The plan's quota counts handshakes: 3 a day, one used above.
+        for _ in range(2):
+            with open_chat(keyed, additional_headers={"x-api-key": KEY}):
+                pass
+        assert refused_status(keyed, **{"x-api-key": KEY}) == 429
+    finally:
+        keyed.stop()
+
+
+def test_the_key_a_lambda_authorizer_names(tmp_path: Path) -> None:
+    config = _keyed_config(
+        apiKeySelectionExpression="$context.authorizer.usageIdentifierKey",
+        authorizers={"auth": AUTHORIZER},
+    )
+    config["functions"]["authorize"] = "handlers.chat:authorize"
+    config["apis"][0]["routes"][0].update(authorizationType="CUSTOM", authorizerId="auth")
+    keyed = start_server(config, tmp_path)
+    try:
+        # The header is not read: the authorizer's usageIdentifierKey is.
+        assert refused_status(keyed, Auth="alice", **{"x-api-key": KEY}) == 403
+        assert refused_status(keyed, Auth="alice", **{"Usage-Key": OTHER_KEY}) == 403
+        with open_chat(keyed, additional_headers={"Auth": "alice", "Usage-Key": KEY}) as ws:
+            assert whoami(ws)
+    finally:
+        keyed.stop()
+
+
+def test_api_keys_on_connect_built_with_boto3(portico: Callable[..., Server], tmp_path: Path) -> None:
+    from admin_e2e import invocation_uri, start_admin_server
+
+    functions = {name: f"handlers.chat:{name}" for name in ("connect", "whoami")}
+    admin = start_admin_server(portico, tmp_path, functions=functions, config={"apis": []})
+    v2, v1 = admin.client("apigatewayv2"), admin.client("apigateway")
+    api_id = v2.create_api(
+        Name="chat", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )["ApiId"]
+    for key, function in (("$connect", "connect"), ("whoami", "whoami")):
+        integration = v2.create_integration(
+            ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=invocation_uri(function)
+        )
+        created = v2.create_route(
+            ApiId=api_id,
+            RouteKey=key,
+            Target=f"integrations/{integration['IntegrationId']}",
+            ApiKeyRequired=key == "$connect",
+            **({"RouteResponseSelectionExpression": "$default"} if key == "whoami" else {}),
+        )
+        if key == "whoami":
+            v2.create_route_response(ApiId=api_id, RouteId=created["RouteId"], RouteResponseKey="$default")
+    deployment_id = v2.create_deployment(ApiId=api_id)["DeploymentId"]
+    v2.create_stage(ApiId=api_id, StageName=STAGE, DeploymentId=deployment_id)
+    key_id = v1.create_api_key(name="chat", value=KEY, enabled=True)["id"]
+    plan_id = v1.create_usage_plan(name="chat", apiStages=[{"apiId": api_id, "stage": STAGE}])["id"]
+    v1.create_usage_plan_key(usagePlanId=plan_id, keyId=key_id, keyType="API_KEY")
+    url = f"ws://127.0.0.1:{admin.server.port}/{STAGE}"
+
+    def served() -> ClientConnection | None:
+        try:
+            return connect(url, open_timeout=5, additional_headers={"x-api-key": KEY})
+        except InvalidStatus:
+            return None
+
+    with wait_for(served) as ws:
+        assert whoami(ws)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, open_timeout=5)
+    assert refused.value.response.status_code == 403

@@ -92,7 +92,8 @@ def events(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """`$connect`'s Lambda REQUEST authorizer ("Control access to WebSocket APIs with AWS Lambda
     REQUEST authorizers"): the token (the `Auth` header, or the `token` query parameter) names the
-    user; `deny...` is denied by the policy, `unauthorized` is AWS's 401, `fail` raises."""
+    user; `deny...` is denied by the policy, `unauthorized` is AWS's 401, `fail` raises. A
+    `Usage-Key` header is answered as the `usageIdentifierKey`."""
     _record(event)
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     token = headers.get("auth") or (event.get("queryStringParameters") or {}).get("token") or ""
@@ -101,7 +102,7 @@ def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if token == "unauthorized":
         raise Exception("Unauthorized")
     effect = "Deny" if token.startswith("deny") else "Allow"
-    return {
+    answer: dict[str, Any] = {
         "principalId": f"user-{token}",
         "policyDocument": {
             "Version": "2012-10-17",
@@ -109,3 +110,8 @@ def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
         "context": {"user": token, "level": 3, "admin": False},
     }
+    # The API key the connection is held to, for APIs whose apiKeySelectionExpression is
+    # `$context.authorizer.usageIdentifierKey`.
+    if "usage-key" in headers:
+        answer["usageIdentifierKey"] = headers["usage-key"]
+    return answer
