@@ -289,3 +289,182 @@ def test_api_keys_on_connect_built_with_boto3(portico: Callable[..., Server], tm
     with pytest.raises(InvalidStatus) as refused:
         connect(url, open_timeout=5)
     assert refused.value.response.status_code == 403
+
+
+# -- throttling --------------------------------------------------------------------------------
+
+
+def test_messages_and_handshakes_are_throttled_per_route_and_stage(tmp_path: Path) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    # Every route 3 a stage (refilled one in ~17 minutes), `whoami` 2.
+    config["apis"][0]["stages"][0].update(
+        defaultRouteSettings={"throttlingBurstLimit": 3, "throttlingRateLimit": 0.001},
+        routeSettings={"whoami": {"throttlingBurstLimit": 2, "throttlingRateLimit": 0.001}},
+    )
+    throttled = start_server(config, tmp_path)
+    try:
+        with open_chat(throttled) as ws:
+            connection_id = whoami(ws)
+            assert whoami(ws) == connection_id
+            ws.send(json.dumps({"action": "whoami"}))
+            frame = ws.recv(timeout=10)
+            assert frame.startswith('{"message": "Too Many Requests", "connectionId":"')
+            refused = json.loads(frame)
+            assert refused["connectionId"] == connection_id and len(refused["requestId"]) == 16
+            # Another route has its own bucket, and the connection stayed open.
+            for n in range(3):
+                ws.send(f"hello {n}")
+                assert ws.recv(timeout=10) == f"echo: hello {n}"
+            ws.send("one too many")
+            assert json.loads(ws.recv(timeout=10))["message"] == "Too Many Requests"
+            # $connect's bucket: this connection spent one, two more may open, then 429.
+            for _ in range(2):
+                with open_chat(throttled):
+                    pass
+            with pytest.raises(InvalidStatus) as handshake:
+                open_chat(throttled)
+            assert handshake.value.response.status_code == 429
+            assert json.loads(handshake.value.response.body) == {"message": "Too Many Requests"}
+    finally:
+        throttled.stop()
+
+
+# -- access logs -------------------------------------------------------------------------------
+
+LOG_FORMAT = json.dumps(
+    {
+        name: f"$context.{name}"
+        for name in (
+            "requestId",
+            "connectionId",
+            "eventType",
+            "routeKey",
+            "messageId",
+            "status",
+            "connectedAt",
+            "requestTimeEpoch",
+            "apiId",
+            "stage",
+            "domainName",
+            "identity.sourceIp",
+            "identity.userAgent",
+            "error.message",
+            "error.responseType",
+            "integrationStatus",
+            "integrationErrorMessage",
+        )
+    }
+)
+
+
+def test_each_event_of_a_connection_is_an_access_log_line(tmp_path: Path) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    log_path = tmp_path / "access.log"
+    config["settings"]["accessLog"] = {"format": LOG_FORMAT, "destination": str(log_path)}
+    # `quiet` is refused every message: its line says so.
+    config["apis"][0]["stages"][0]["routeSettings"] = {
+        "quiet": {"throttlingBurstLimit": 0, "throttlingRateLimit": 0}
+    }
+    logged = start_server(config, tmp_path)
+    try:
+        with open_chat(logged, user_agent_header="log-test/1.0") as ws:
+            connection_id = whoami(ws)
+            ws.send("hello")
+            assert ws.recv(timeout=10) == "echo: hello"
+            ws.send(json.dumps({"action": "fail"}))
+            assert json.loads(ws.recv(timeout=10))["message"] == "Internal server error"
+            ws.send(json.dumps({"action": "quiet"}))
+            assert json.loads(ws.recv(timeout=10))["message"] == "Too Many Requests"
+            ws.send(json.dumps({"action": "events"}))
+            events = json.loads(ws.recv(timeout=10))
+
+        def lines() -> list[dict[str, Any]]:
+            text = log_path.read_text() if log_path.exists() else ""
+            found = [json.loads(line) for line in text.splitlines() if connection_id in line]
+            return found if any(line["eventType"] == "DISCONNECT" for line in found) else []
+
+        found = wait_for(lines)
+    finally:
+        logged.stop()
+    # Messages are handled concurrently, but each line is written before its answer is sent.
+    by_type = [(line["eventType"], line["routeKey"], line["status"]) for line in found]
+    assert sorted(by_type[1:-1]) == sorted(
+        [
+            ("MESSAGE", "whoami", "200"),
+            ("MESSAGE", "$default", "200"),
+            ("MESSAGE", "fail", "500"),
+            ("MESSAGE", "quiet", "429"),
+            ("MESSAGE", "events", "200"),
+        ]
+    )
+    assert by_type[0] == ("CONNECT", "$connect", "200")
+    assert by_type[-1] == ("DISCONNECT", "$disconnect", "200")
+    connect_event = next(e for e in events if e["requestContext"]["connectionId"] == connection_id)
+    connected_at = str(connect_event["requestContext"]["connectedAt"])
+    for line in found:
+        assert line["connectionId"] == connection_id
+        assert line["connectedAt"] == connected_at
+        assert (line["apiId"], line["stage"]) == ("chatapi", STAGE)
+        assert line["domainName"] == f"127.0.0.1:{logged.port}"
+        assert (line["identity.sourceIp"], line["identity.userAgent"]) == ("127.0.0.1", "log-test/1.0")
+    connect_line, *messages, disconnect_line = found
+    assert connect_line["requestId"] == connect_event["requestContext"]["requestId"]
+    assert connect_line["messageId"] == disconnect_line["messageId"] == "-"
+    # Each message's line names the message as its event did.
+    message_ids = [line["messageId"] for line in messages]
+    assert len(set(message_ids)) == len(messages) and all(len(m) == 16 for m in message_ids)
+    line_of = {line["routeKey"]: line for line in messages}
+    whoami_event = next(
+        e
+        for e in events
+        if e["requestContext"]["connectionId"] == connection_id
+        and e["requestContext"]["routeKey"] == "whoami"
+    )
+    assert line_of["whoami"]["messageId"] == whoami_event["requestContext"]["messageId"]
+    assert line_of["whoami"]["requestId"] == whoami_event["requestContext"]["requestId"]
+    assert line_of["whoami"]["integrationStatus"] == "200"
+    failed, refused = line_of["fail"], line_of["quiet"]
+    assert failed["error.message"] == "Internal server error"
+    assert failed["error.responseType"] == "INTEGRATION_FAILURE"
+    assert failed["integrationErrorMessage"] != "-"
+    assert (refused["error.message"], refused["error.responseType"]) == ("Too Many Requests", "THROTTLED")
+
+
+def test_nodes_share_a_routes_message_bucket_through_redis(tmp_path: Path, redis_server: Any) -> None:
+    """Cluster mode: the nodes' messages spend one bucket per route, in Redis; with Redis lost,
+    a message is decided as `--redis-fail` decides requests (open: on the node's own buckets;
+    closed: refused)."""
+    config = json.loads(json.dumps(CONFIG))
+    config["apis"][0]["stages"][0]["routeSettings"] = {
+        "whoami": {"throttlingBurstLimit": 3, "throttlingRateLimit": 0.001},
+        # Slow to refill: no tokens are leased to a node, every message asks Redis.
+        "$default": {"throttlingBurstLimit": 100, "throttlingRateLimit": 0.001},
+    }
+    nodes: list[Server] = []
+    try:
+        for n in range(2):
+            workdir = tmp_path / f"node{n}"
+            workdir.mkdir()
+            args = ["--redis", redis_server.url, "--data-dir", str(workdir / "data")]
+            # Node 1 refuses what Redis cannot decide; node 0 decides it on its own buckets.
+            args += ["--redis-timeout-ms", "250", "--redis-fail", "closed" if n else "open"]
+            nodes.append(start_server(config, workdir, extra_args=args))
+        answers = []
+        with open_chat(nodes[0]) as first, open_chat(nodes[1]) as second:
+            for ws in (first, second, first, second):
+                ws.send(json.dumps({"action": "whoami"}))
+                answers.append(json.loads(ws.recv(timeout=10)))
+            assert ["message" in a for a in answers] == [False, False, False, True]
+            assert answers[-1]["message"] == "Too Many Requests"
+            for ws in (first, second):
+                ws.send("hello")
+                assert ws.recv(timeout=10) == "echo: hello"
+            # Redis lost: each node does with a message what it does with a request.
+            redis_server.kill()
+            first.send("hello again")
+            assert first.recv(timeout=10) == "echo: hello again"
+            second.send("hello again")
+            assert json.loads(second.recv(timeout=10))["message"] == "Too Many Requests"
+    finally:
+        for node in nodes:
+            node.stop()

@@ -44,7 +44,8 @@ impl Pipeline {
             // A WebSocket API authorizes its `$connect` route, whose ARN has no HTTP method:
             // `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/$connect`.
             (ApiKind::Websocket, Some(route)) => {
-                format!("arn:aws:execute-api:{}:{}:{}/{stage}/{}", settings.region, settings.account_id, api.id, route.key)
+                let (region, account) = (&settings.region, &settings.account_id);
+                format!("arn:aws:execute-api:{region}:{account}:{}/{stage}/{}", api.id, route.key)
             }
             _ => execute_api_arn(&settings.region, &settings.account_id, &api.id, stage, parts.method.as_str(), d.path),
         };

@@ -25,7 +25,6 @@ pub mod responses;
 mod usage_plan;
 pub mod validate;
 mod websocket;
-mod websocket_access;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -1041,7 +1040,11 @@ impl Pipeline {
         if stage_log.is_none() && global.is_none() {
             return response;
         }
-        let status = response.status().as_u16();
+        let status = match response.status().as_u16() {
+            // An accepted WebSocket handshake is logged as AWS logs `$connect`'s success.
+            101 if ex.websocket.is_some() => 200,
+            status => status,
+        };
         let write = move |sent: u64, _completed: bool| {
             // A HEAD answer carries no body, whatever its length says.
             let sent = if parts.method == http::Method::HEAD { 0 } else { sent };
@@ -1157,6 +1160,10 @@ fn request_record<'a>(
         claims,
         authorizer,
         authorizer_principal_id: principal_id,
+        // A WebSocket handshake: the connection it opens (`websocket`).
+        connection_id: ex.websocket.as_deref().map(|c| &*c.connection_id),
+        event_type: ex.websocket.as_ref().map(|_| "CONNECT"),
+        connected_at_ms: ex.websocket.as_deref().map(|c| c.connected_at_ms),
         ..Default::default()
     }
 }
