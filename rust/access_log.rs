@@ -1090,6 +1090,10 @@ mod tests {
             authorize_status: Some(200),
             authorize_latency_ms: Some(4),
             authorize_error: Some("nope"),
+            connection_id: Some("conn-1"),
+            event_type: Some("MESSAGE"),
+            message_id: Some("msg-1"),
+            connected_at_ms: Some(1_583_349_316_000),
         }
     }
 
@@ -1148,6 +1152,10 @@ mod tests {
             ("awsEndpointRequestId", "lambda-req"),
             ("awsEndpointRequestId2", "-"),
             ("customDomain.basePathMatched", "v1"),
+            ("connectionId", "conn-1"),
+            ("connectedAt", "1583349316000"),
+            ("eventType", "MESSAGE"),
+            ("messageId", "msg-1"),
             ("dataProcessed", "2048"),
             ("domainName", "api.example.com"),
             ("domainPrefix", "api"),
