@@ -46,15 +46,30 @@ def _config(**api: Any) -> dict[str, Any]:
     return config
 
 
+AUTH_LOG_FORMAT = (
+    "$context.connectionId $context.eventType $context.routeKey $context.status "
+    "$context.authorizer.principalId $context.authorizer.user $context.error.responseType"
+)
+
+
 @pytest.fixture(scope="module")
 def authorized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("ws-auth")
+    config = _config()
+    config["settings"]["accessLog"] = {"format": AUTH_LOG_FORMAT, "destination": str(workdir / "access.log")}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ACCESS_KEY_ID", PRINCIPAL["accessKeyId"])
         env.setenv("AWS_SECRET_ACCESS_KEY", PRINCIPAL["secretAccessKey"])
         env.setenv("AWS_DEFAULT_REGION", REGION)
-        started = start_server(_config(), tmp_path_factory.mktemp("ws-auth"))
+        started = start_server(config, workdir)
+    started.access_log = workdir / "access.log"  # type: ignore[attr-defined]
     yield started
     started.stop()
+
+
+def log_lines(server: Server) -> list[list[str]]:
+    path: Path = server.access_log  # type: ignore[attr-defined]
+    return [line.split(" ") for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def refused_status(server: Server, query: str = "", **headers: str) -> int:
@@ -82,9 +97,23 @@ def test_a_missing_identity_source_is_401_without_calling_the_authorizer(authori
     assert len(authorizer_events(authorized)) == before + 1
 
 
-@pytest.mark.parametrize(("token", "status"), [("deny-me", 403), ("unauthorized", 401), ("fail", 500)])
-def test_the_authorizer_refuses(authorized: Server, token: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("token", "status", "response_type"),
+    [
+        ("deny-me", 403, "ACCESS_DENIED"),
+        ("unauthorized", 401, "UNAUTHORIZED"),
+        ("fail", 500, "AUTHORIZER_CONFIGURATION_ERROR"),
+    ],
+)
+def test_the_authorizer_refuses(authorized: Server, token: str, status: int, response_type: str) -> None:
+    before = len(log_lines(authorized))
     assert refused_status(authorized, Auth=token) == status
+    # The refused handshake's line: a CONNECT of a connection that never opened.
+    (line,) = wait_for(lambda: [line for line in log_lines(authorized)[before:] if line[1] == "CONNECT"])
+    connection_id, event_type, route_key, logged_status, *_, logged_type = line
+    assert len(connection_id) == 16
+    assert (event_type, route_key, logged_status) == ("CONNECT", "$connect", str(status))
+    assert logged_type == response_type
 
 
 def test_the_authorizer_s_event_and_its_grant_in_every_later_event(authorized: Server) -> None:
@@ -119,6 +148,10 @@ def test_the_authorizer_s_event_and_its_grant_in_every_later_event(authorized: S
         assert isinstance(authorizer["integrationLatency"], int)
     # The handshake's id is the connection's: the authorizer saw the id its events carry.
     assert later[0]["requestContext"]["requestId"] == context["requestId"]
+    # Each access-log line of the connection names what the authorizer granted.
+    lines = [line for line in log_lines(authorized) if line[0] == connection_id]
+    assert [line[1] for line in lines] == ["CONNECT", "MESSAGE", "MESSAGE", "DISCONNECT"]
+    assert all(line[4:6] == ["user-alice", "alice"] for line in lines)
 
 
 def test_other_routes_cannot_be_authorized(tmp_path: Path) -> None:
