@@ -108,8 +108,10 @@ def test_a_missing_identity_source_is_401_without_calling_the_authorizer(authori
 def test_the_authorizer_refuses(authorized: Server, token: str, status: int, response_type: str) -> None:
     before = len(log_lines(authorized))
     assert refused_status(authorized, Auth=token) == status
-    # The refused handshake's line: a CONNECT of a connection that never opened.
-    (line,) = wait_for(lambda: [line for line in log_lines(authorized)[before:] if line[1] == "CONNECT"])
+    # The refused handshake's line (lines are written off the request path, others may come
+    # first): a CONNECT of a connection that never opened.
+    refused = ["CONNECT", "$connect", str(status)]
+    (line,) = wait_for(lambda: [line for line in log_lines(authorized)[before:] if line[1:4] == refused])
     connection_id, event_type, route_key, logged_status, *_, logged_type = line
     assert len(connection_id) == 16
     assert (event_type, route_key, logged_status) == ("CONNECT", "$connect", str(status))
@@ -149,7 +151,11 @@ def test_the_authorizer_s_event_and_its_grant_in_every_later_event(authorized: S
     # The handshake's id is the connection's: the authorizer saw the id its events carry.
     assert later[0]["requestContext"]["requestId"] == context["requestId"]
     # Each access-log line of the connection names what the authorizer granted.
-    lines = [line for line in log_lines(authorized) if line[0] == connection_id]
+    def connection_lines() -> list[list[str]]:
+        lines = [line for line in log_lines(authorized) if line[0] == connection_id]
+        return lines if len(lines) >= 4 else []
+
+    lines = wait_for(connection_lines)
     assert [line[1] for line in lines] == ["CONNECT", "MESSAGE", "MESSAGE", "DISCONNECT"]
     assert all(line[4:6] == ["user-alice", "alice"] for line in lines)
 
