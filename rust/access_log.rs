@@ -151,6 +151,15 @@ pub struct LogRecord<'a> {
     pub authorize_status: Option<u16>,
     pub authorize_latency_ms: Option<u64>,
     pub authorize_error: Option<&'a str>,
+
+    // --- WebSocket APIs ("Configure logging for WebSocket APIs in API Gateway")
+    pub connection_id: Option<&'a str>,
+    /// `CONNECT`, `MESSAGE` or `DISCONNECT`.
+    pub event_type: Option<&'a str>,
+    /// A message's id (`MESSAGE` only).
+    pub message_id: Option<&'a str>,
+    /// When the connection opened, ms since the Unix epoch.
+    pub connected_at_ms: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,6 +194,10 @@ enum Var {
     AuthorizeLatency,
     AuthorizeStatus,
     BasePathMatched,
+    ConnectedAt,
+    ConnectionId,
+    EventType,
+    MessageId,
     DataProcessed,
     DomainName,
     DomainPrefix,
@@ -280,6 +293,10 @@ fn variable(name: &str, kind: ApiKind) -> Var {
         "authorize.status" => AuthorizeStatus,
         "awsEndpointRequestId" | "integration.requestId" => IntegrationRequestId,
         "customDomain.basePathMatched" => BasePathMatched,
+        "connectedAt" => ConnectedAt,
+        "connectionId" => ConnectionId,
+        "eventType" => EventType,
+        "messageId" => MessageId,
         "dataProcessed" => DataProcessed,
         "domainName" => DomainName,
         "domainPrefix" => DomainPrefix,
@@ -426,6 +443,10 @@ fn render_var(var: &Var, rec: &LogRecord, out: &mut String) {
         AuthorizeLatency => push_num(out, rec.authorize_latency_ms),
         AuthorizeStatus => push_num(out, rec.authorize_status.map(u64::from)),
         BasePathMatched => push_opt(out, rec.base_path_matched),
+        ConnectedAt => push_num(out, rec.connected_at_ms),
+        ConnectionId => push_opt(out, rec.connection_id),
+        EventType => push_opt(out, rec.event_type),
+        MessageId => push_opt(out, rec.message_id),
         DataProcessed => push_num(out, rec.data_processed),
         DomainName => push_opt(out, rec.domain_name),
         DomainPrefix => push_opt(out, rec.domain_name.map(domain_prefix)),
@@ -1069,6 +1090,10 @@ mod tests {
             authorize_status: Some(200),
             authorize_latency_ms: Some(4),
             authorize_error: Some("nope"),
+            connection_id: Some("conn-1"),
+            event_type: Some("MESSAGE"),
+            message_id: Some("msg-1"),
+            connected_at_ms: Some(1_583_349_316_000),
         }
     }
 
@@ -1127,6 +1152,10 @@ mod tests {
             ("awsEndpointRequestId", "lambda-req"),
             ("awsEndpointRequestId2", "-"),
             ("customDomain.basePathMatched", "v1"),
+            ("connectionId", "conn-1"),
+            ("connectedAt", "1583349316000"),
+            ("eventType", "MESSAGE"),
+            ("messageId", "msg-1"),
             ("dataProcessed", "2048"),
             ("domainName", "api.example.com"),
             ("domainPrefix", "api"),
@@ -1186,6 +1215,24 @@ mod tests {
     }
 
     #[test]
+    fn websocket_variables() {
+        let rec = LogRecord {
+            request_id: "r",
+            connection_id: Some("BFaT_fALIAMCKug="),
+            event_type: Some("MESSAGE"),
+            message_id: Some("AAAAmessageid0A="),
+            connected_at_ms: Some(1_707_502_303_419),
+            route_key: Some("sendmessage"),
+            status: 200,
+            ..Default::default()
+        };
+        assert_eq!(
+            render("$context.connectionId $context.eventType $context.messageId $context.connectedAt $context.routeKey $context.status", &rec),
+            "BFaT_fALIAMCKug= MESSAGE AAAAmessageid0A= 1707502303419 sendmessage 200"
+        );
+    }
+
+    #[test]
     fn absent_values_print_a_dash() {
         let rec = LogRecord {
             request_id: "r",
@@ -1219,6 +1266,10 @@ mod tests {
             "integrationErrorMessage",
             "dataProcessed",
             "xrayTraceId",
+            "connectionId",
+            "connectedAt",
+            "eventType",
+            "messageId",
         ];
         for name in names {
             assert_eq!(render(&format!("$context.{name}"), &rec), "-", "{name}");

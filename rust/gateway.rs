@@ -84,6 +84,21 @@ pub struct Bucket {
     pub burst: u64,
 }
 
+/// What a WebSocket connection's messages spend (`Snapshot::message_buckets`).
+#[derive(Debug, Clone)]
+pub struct MessageBuckets {
+    /// By route index of the connection's `Serving`.
+    pub routes: Arc<[Option<Bucket>]>,
+    pub account: Option<Bucket>,
+}
+
+impl MessageBuckets {
+    /// The buckets a message of route `index` spends, in order: its route's, then the account's.
+    pub fn chain(&self, index: usize) -> SmallVec<[Bucket; 2]> {
+        self.routes.get(index).copied().flatten().into_iter().chain(self.account).collect()
+    }
+}
+
 /// A compiled route set: the routes of one deployment (an API's, a stage's or a canary's).
 #[derive(Debug)]
 struct RouteSet {
@@ -142,7 +157,7 @@ pub struct Serving {
 struct Target {
     routes: Arc<RouteSet>,
     /// Per route index (the `$default` route included): the route's bucket, if throttled.
-    buckets: Vec<Option<Bucket>>,
+    buckets: Arc<[Option<Bucket>]>,
     serving: Arc<Serving>,
 }
 
@@ -656,7 +671,7 @@ fn compile_stage(
         cx.lambda_caches,
     )?;
     let main = Target {
-        buckets: target_buckets(&routes, throttles.as_ref(), true, id, name, sat)?,
+        buckets: target_buckets(&routes, throttles.as_ref(), true, id, name, sat)?.into(),
         routes: routes.clone(),
         serving: Arc::new(main_serving),
     };
@@ -715,10 +730,11 @@ fn compile_canary(
     // A canary without throttle settings of its own inherits the stage's.
     let own = parse_throttles(c.default_throttle.as_ref(), c.route_throttle.as_ref(), &cat)?;
     let (id, name) = (api.id.as_str(), s.name.as_str());
-    let buckets = match &own {
+    let buckets: Arc<[Option<Bucket>]> = match &own {
         Some(t) => target_buckets(&routes, Some(t), true, id, name, &cat)?,
         None => target_buckets(&routes, stage_throttles, false, id, name, &cat)?,
-    };
+    }
+    .into();
     let cors = if c.routes.is_some() {
         compile_cors(c.cors.as_ref())
     } else {
@@ -1273,6 +1289,17 @@ impl Snapshot {
             _ => &stage.main,
         };
         Some(target.buckets[route])
+    }
+
+    /// The buckets a WebSocket connection's messages spend from, held by the connection for its
+    /// life: its stage's per route index (`defaultRouteSettings`, `routeSettings`), and the
+    /// account's. None for a decision without a stage.
+    pub fn message_buckets(&self, d: &Decision<'_>) -> Option<MessageBuckets> {
+        let stage = self.apis.get(d.api?)?.stages.get(d.stage?)?;
+        Some(MessageBuckets {
+            routes: stage.main.buckets.clone(),
+            account: self.account,
+        })
     }
 
     /// The limits a request would spend from, in the order they are spent (its route's, the

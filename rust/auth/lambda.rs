@@ -7,7 +7,8 @@
 //! - The event is the one AWS sends: REST `TOKEN` (`type`, `authorizationToken`, `methodArn`);
 //!   REST `REQUEST` and HTTP APIs' payload 1.0 and 2.0 (the proxy event of the request, without
 //!   its body, with `type`, `methodArn`/`routeArn` and the identity values: "Input to an API
-//!   Gateway Lambda authorizer").
+//!   Gateway Lambda authorizer"); a WebSocket API's `$connect` REQUEST authorizer gets the
+//!   handshake as `$connect`'s event shows it (`crate::websocket::events::authorizer_request`).
 //! - The answer is an IAM policy (`principalId`, `policyDocument`, `context`,
 //!   `usageIdentifierKey`), or, for HTTP APIs' 2.0 simple responses, `isAuthorized` and `context`
 //!   ("Output from an API Gateway Lambda authorizer"). A policy is evaluated against the
@@ -40,6 +41,7 @@ use crate::lambda::{EventSource, PayloadFormat};
 use crate::pipeline::responses::{json_string, ErrorType};
 use crate::pipeline::Failure;
 use crate::spec::AuthorizerEvent;
+use crate::websocket::events::{authorizer_request, ConnectionContext, EventIds};
 
 /// The most results one authorizer's cache holds for a stage; past it, expired results go first,
 /// then any others (a flood of distinct tokens cannot grow memory without bound).
@@ -201,6 +203,15 @@ impl LambdaAuthorizer {
     }
 
     fn event(&self, request: &AuthRequest<'_>, values: &[String]) -> Vec<u8> {
+        if let (Some(cx), AuthorizerEvent::Request) = (request.connection, self.event) {
+            let src = &request.source;
+            let ids = EventIds {
+                request_id: src.request_id,
+                extended_request_id: src.extended_request_id,
+                time_ms: src.time_epoch_ms,
+            };
+            return authorizer_request(cx, ids, src.headers, src.raw_query, request.arn, src.stage_variables);
+        }
         match self.event {
             AuthorizerEvent::Token => format!(
                 r#"{{"type":"TOKEN","authorizationToken":{},"methodArn":{}}}"#,
@@ -357,6 +368,9 @@ pub struct AuthRequest<'a> {
     pub arn: &'a str,
     pub region: &'a str,
     pub client_ip: IpAddr,
+    /// A WebSocket API's `$connect`: the connection being opened, whose handshake the event
+    /// describes (`crate::websocket::events::authorizer_request`).
+    pub connection: Option<&'a ConnectionContext>,
 }
 
 fn describe(source: &IdentitySource) -> String {

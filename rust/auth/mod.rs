@@ -164,7 +164,8 @@ pub struct ClientCert {
 }
 
 /// Where an authorizer reads its identity: AWS's identity-source expressions, in the REST
-/// dialect (`method.request.header.X`) or the HTTP API one (`$request.header.X`).
+/// dialect (`method.request.header.X`), the HTTP API one (`$request.header.X`) or the WebSocket
+/// one (`route.request.header.X`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentitySource {
     Header(String),
@@ -179,6 +180,8 @@ impl IdentitySource {
         let body = e
             .strip_prefix("method.request.")
             .or_else(|| e.strip_prefix("$request."))
+            // WebSocket APIs' dialect: `route.request.header.X`, `route.request.querystring.X`.
+            .or_else(|| e.strip_prefix("route.request."))
             .map(|rest| ("request", rest))
             .or_else(|| e.strip_prefix("$stageVariables.").or_else(|| e.strip_prefix("stageVariables.")).map(|r| ("stage", r)))
             .or_else(|| e.strip_prefix("$context.").or_else(|| e.strip_prefix("context.")).map(|r| ("context", r)));
@@ -233,6 +236,8 @@ mod tests {
             ("$request.header.X-Token", IdentitySource::Header("x-token".into())),
             ("method.request.querystring.token", IdentitySource::Query("token".into())),
             ("$request.querystring.token", IdentitySource::Query("token".into())),
+            ("route.request.header.Auth", IdentitySource::Header("auth".into())),
+            ("route.request.querystring.token", IdentitySource::Query("token".into())),
             ("stageVariables.realm", IdentitySource::StageVariable("realm".into())),
             ("$stageVariables.realm", IdentitySource::StageVariable("realm".into())),
             ("context.routeKey", IdentitySource::Context("routeKey".into())),

@@ -40,7 +40,15 @@ impl Pipeline {
         }
         let stage = serving.as_ref().map_or("", |s| &*s.stage);
         let settings = &snap.settings;
-        let arn = execute_api_arn(&settings.region, &settings.account_id, &api.id, stage, parts.method.as_str(), d.path);
+        let arn = match (api.kind, ex.route()) {
+            // A WebSocket API authorizes its `$connect` route, whose ARN has no HTTP method:
+            // `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/$connect`.
+            (ApiKind::Websocket, Some(route)) => {
+                let (region, account) = (&settings.region, &settings.account_id);
+                format!("arn:aws:execute-api:{region}:{account}:{}/{stage}/{}", api.id, route.key)
+            }
+            _ => execute_api_arn(&settings.region, &settings.account_id, &api.id, stage, parts.method.as_str(), d.path),
+        };
 
         // The resource policy (REST APIs), for an anonymous caller: evaluated before any
         // authorizer runs, so that its explicit deny costs no authorizer call. AWS_IAM routes
@@ -106,9 +114,10 @@ impl Pipeline {
             }
         }
 
-        // The API key (REST APIs): from the header, or from the Lambda authorizer's
-        // `usageIdentifierKey` when the API's key source is AUTHORIZER.
-        if route_auth.api_key_required && api.kind == ApiKind::Rest {
+        // The API key (REST APIs' methods, WebSocket APIs' `$connect`): from the header, or from
+        // the Lambda authorizer's `usageIdentifierKey` when the API's key source is AUTHORIZER
+        // (WebSocket APIs: `apiKeySelectionExpression`).
+        if route_auth.api_key_required && api.kind != ApiKind::Http {
             let presented = match api.api_key_source {
                 ApiKeySource::Header => header_str(&parts.headers, X_API_KEY).map(str::to_owned),
                 ApiKeySource::Authorizer => match &ex.auth.granted {
@@ -181,6 +190,7 @@ impl Pipeline {
                 arn,
                 region: &settings.region,
                 client_ip: conn.client_ip,
+                connection: ex.websocket.as_deref(),
             })
             .await
     }

@@ -149,6 +149,9 @@ struct Exchange {
     /// The edge's hand-over of the connection, for a WebSocket handshake (None from the embedded
     /// app's door, which cannot hold connections).
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// A WebSocket handshake: the connection it opens, as `$connect`'s authorizer and the
+    /// access log see it (`websocket`).
+    websocket: Option<Box<crate::websocket::events::ConnectionContext>>,
 }
 
 /// An integration's answer, for the access log (`$context.integrationStatus`,
@@ -246,6 +249,7 @@ impl Pipeline {
             error: None,
             quota: None,
             upgrade,
+            websocket: None,
         };
         // A body the pipeline does not read to its end is read (and dropped) before answering.
         let (body, leftover) = if body.is_end_stream() {
@@ -1036,7 +1040,11 @@ impl Pipeline {
         if stage_log.is_none() && global.is_none() {
             return response;
         }
-        let status = response.status().as_u16();
+        let status = match response.status().as_u16() {
+            // An accepted WebSocket handshake is logged as AWS logs `$connect`'s success.
+            101 if ex.websocket.is_some() => 200,
+            status => status,
+        };
         let write = move |sent: u64, _completed: bool| {
             // A HEAD answer carries no body, whatever its length says.
             let sent = if parts.method == http::Method::HEAD { 0 } else { sent };
@@ -1152,6 +1160,10 @@ fn request_record<'a>(
         claims,
         authorizer,
         authorizer_principal_id: principal_id,
+        // A WebSocket handshake: the connection it opens (`websocket`).
+        connection_id: ex.websocket.as_deref().map(|c| &*c.connection_id),
+        event_type: ex.websocket.as_ref().map(|_| "CONNECT"),
+        connected_at_ms: ex.websocket.as_deref().map(|c| c.connected_at_ms),
         ..Default::default()
     }
 }

@@ -7,6 +7,10 @@
 //! integration and, for a two-way route, sends its answer back. `$disconnect` is invoked once,
 //! after the connection ends however it ends.
 
+mod access;
+
+use access::{Logged, Outcome};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +28,10 @@ use tokio_tungstenite::WebSocketStream;
 use super::body::{self, empty, full, PipelineBody};
 use super::{epoch_ms, fail, header_str, ip_text, Connection, Exchange, Failure, Pipeline};
 use crate::auth::{execute_api_arn, sigv4};
-use crate::gateway::{Api, ApiKind, Decision, RouteRuntime, Serving, Snapshot};
+use crate::gateway::{Api, ApiKind, Decision, Gateway, MessageBuckets, RouteRuntime, Serving, Snapshot};
 use crate::integrations::Integration;
 use crate::invoke::Invoker;
 use crate::pipeline::responses::ErrorType;
-use crate::spec::AuthorizationType;
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
 use crate::websocket::selection::RouteSelection;
@@ -122,6 +125,9 @@ struct Session {
     /// `settings.websocketIdleTimeoutSeconds`, `settings.websocketMaxConnectionSeconds`.
     idle_timeout: Duration,
     max_connection: Duration,
+    /// The stage's and the account's buckets its messages spend (`access`); None: no throttle.
+    buckets: Option<MessageBuckets>,
+    gateway: Arc<Gateway>,
 }
 
 impl Session {
@@ -137,10 +143,21 @@ impl Session {
     async fn on_message(self: Arc<Self>, text: String) {
         let request_id = self.registry.ids.request_id();
         let message_id = self.registry.connection_id();
+        let arrived = std::time::Instant::now();
         let ids = EventIds {
             request_id: &request_id,
             extended_request_id: &request_id,
             time_ms: epoch_ms(),
+        };
+        // The message's access-log line, completed at each way out (`access`).
+        let line = Logged {
+            event_type: "MESSAGE",
+            arrived,
+            request_id: &request_id,
+            message_id: Some(&message_id),
+            time_ms: ids.time_ms,
+            route_key: None,
+            outcome: Outcome::NoRoute,
         };
         // `$connect` and `$disconnect` are never a message's route.
         let selected = self
@@ -149,17 +166,34 @@ impl Session {
             .filter(|key| key != "$connect" && key != "$disconnect")
             .and_then(|key| self.route(&key));
         let Some(route) = selected.or_else(|| self.route("$default")) else {
+            self.log_event(&line);
             self.send_text(events::error_frame("Forbidden", &self.cx.connection_id, &request_id));
             return;
         };
+        // The route's and the account's buckets (`access`): a throttled message is answered and
+        // the connection stays open.
+        let index = self.serving.routes.iter().position(|r| std::ptr::eq(r, route)).unwrap_or(usize::MAX);
+        if !self.admit_message(index).await {
+            self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Throttled, ..line });
+            self.send_text(events::error_frame("Too Many Requests", &self.cx.connection_id, &request_id));
+            return;
+        }
         let event = events::message(&self.cx, ids, &route.key, &message_id, &text);
         let invocation_id = self.registry.ids.uuid();
+        let started = std::time::Instant::now();
         match invoke(&self.invoker, route, event, &self.region, &self.account_id, invocation_id).await {
             Err(why) => {
                 eprintln!("portico: WebSocket message {request_id} ({}): {why}", route.key);
+                self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Failed(&why), ..line });
                 self.send_text(events::error_frame("Internal server error", &self.cx.connection_id, &request_id));
             }
             Ok(answer) => {
+                let integrated = Outcome::Integrated {
+                    status: answer.status,
+                    latency_ms: started.elapsed().as_millis() as u64,
+                };
+                // Logged before the answer goes: a client reading it finds the line written.
+                self.log_event(&Logged { route_key: Some(&route.key), outcome: integrated, ..line });
                 if let (true, Some(body)) = (route.two_way, answer.body) {
                     self.send_text(body);
                 }
@@ -169,19 +203,39 @@ impl Session {
 
     /// `$disconnect`, once the connection has ended.
     async fn on_disconnect(&self, how: &Disconnect) {
-        let Some(route) = self.route("$disconnect") else {
-            return;
-        };
         let request_id = self.registry.ids.request_id();
         let ids = EventIds {
             request_id: &request_id,
             extended_request_id: &request_id,
             time_ms: epoch_ms(),
         };
+        // Every connection's end is logged, with or without a `$disconnect` route.
+        let mut logged = Logged {
+            event_type: "DISCONNECT",
+            arrived: std::time::Instant::now(),
+            request_id: &request_id,
+            message_id: None,
+            time_ms: ids.time_ms,
+            route_key: Some("$disconnect"),
+            outcome: Outcome::Done,
+        };
+        let Some(route) = self.route("$disconnect") else {
+            self.log_event(&logged);
+            return;
+        };
         let event = events::disconnect(&self.cx, ids, how);
         let invocation_id = self.registry.ids.uuid();
-        if let Err(why) = invoke(&self.invoker, route, event, &self.region, &self.account_id, invocation_id).await {
-            eprintln!("portico: WebSocket $disconnect of {}: {why}", self.cx.connection_id);
+        match invoke(&self.invoker, route, event, &self.region, &self.account_id, invocation_id).await {
+            Err(why) => {
+                eprintln!("portico: WebSocket $disconnect of {}: {why}", self.cx.connection_id);
+                logged.outcome = Outcome::Failed(&why);
+                self.log_event(&logged);
+            }
+            Ok(answer) => {
+                let latency_ms = logged.arrived.elapsed().as_millis() as u64;
+                logged.outcome = Outcome::Integrated { status: answer.status, latency_ms };
+                self.log_event(&logged);
+            }
         }
     }
 }
@@ -359,20 +413,6 @@ impl Pipeline {
         };
         let settings = &snap.settings;
         let connect_route = serving.routes.iter().find(|r| &*r.key == "$connect");
-        // Authorization happens on `$connect` only, as on AWS: `AWS_IAM` (SigV4) here; other
-        // types are not served yet and refuse every handshake rather than let it in.
-        if let Some(auth) = connect_route.and_then(|r| r.auth.as_ref()) {
-            if auth.authorization != AuthorizationType::AwsIam {
-                return fail(ErrorType::AuthorizerConfigurationError, "only AWS_IAM authorizes $connect yet");
-            }
-            let arn = format!(
-                "arn:aws:execute-api:{}:{}:{}/{}/$connect",
-                settings.region, settings.account_id, api.id, serving.stage
-            );
-            let mut body = body;
-            self.authorize_iam(snap, parts, conn, ex, ApiKind::Websocket, None, &arn, "execute-api:Invoke", &mut body)
-                .await?;
-        }
         let mut ip = [0u8; 48];
         let cx = ConnectionContext {
             api_id: api.id.clone(),
@@ -382,8 +422,12 @@ impl Pipeline {
             connected_at_ms: ex.epoch_ms,
             source_ip: ip_text(conn.client_ip, &mut ip).into(),
             user_agent: header_str(&parts.headers, USER_AGENT).map(Into::into),
-            iam: ex.auth.iam.clone(),
+            iam: None,
+            authorizer: None,
+            api_key: None,
         };
+        // `$connect`'s throttle, authorization and API key (`access`).
+        let cx = self.admit_connection(snap, parts, body, conn, ex, d, cx).await?;
         let mut subprotocol = None;
         if let Some(route) = connect_route {
             let ids = EventIds {
@@ -437,6 +481,8 @@ impl Pipeline {
             account_id: settings.account_id.clone(),
             idle_timeout: settings.websocket_idle_timeout,
             max_connection: settings.websocket_max_connection,
+            buckets: access::message_buckets(snap, d),
+            gateway: self.gateway.clone(),
         });
         tokio::spawn(hold(session, upgrade, rx));
 

@@ -2,9 +2,12 @@
 //! of "Set up a WebSocket API integration" and "Lambda proxy integration" samples in the API
 //! Gateway developer guide), and AWS's error frames.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
+use crate::auth::{claim_text, Granted};
 use crate::lambda::event::parse_query;
 
 /// What every event of one connection says of it.
@@ -21,6 +24,25 @@ pub struct ConnectionContext {
     pub user_agent: Option<Box<str>>,
     /// The signer of an `AWS_IAM` `$connect`: every event's `identity` names it.
     pub iam: Option<crate::auth::IamIdentity>,
+    /// What `$connect`'s Lambda authorizer granted, as every later event's
+    /// `requestContext.authorizer` shows it (`authorizer_context`).
+    pub authorizer: Option<Arc<Map<String, Value>>>,
+    /// The API key `$connect` required: every event's `identity.apiKey` and `apiKeyId`.
+    pub api_key: Option<crate::auth::ApiKeyIdentity>,
+}
+
+/// `requestContext.authorizer` of a connection's events once its `$connect` Lambda authorizer
+/// allowed it: the `context` values stringified, `principalId` and `integrationLatency`, as the
+/// REST proxy event carries a Lambda authorizer's grant ("Control access to WebSocket APIs with
+/// AWS Lambda REQUEST authorizers"). None when nothing was granted.
+pub fn authorizer_context(granted: &Granted) -> Option<Arc<Map<String, Value>>> {
+    let Granted::Lambda { principal_id, context, latency_ms, .. } = granted else {
+        return None;
+    };
+    let mut map: Map<String, Value> = context.iter().map(|(k, v)| (k.clone(), Value::from(claim_text(v)))).collect();
+    map.insert("principalId".into(), principal_id.as_deref().map_or(Value::Null, Value::from));
+    map.insert("integrationLatency".into(), Value::from(*latency_ms));
+    Some(Arc::new(map))
 }
 
 /// One event's own ids and time.
@@ -101,7 +123,11 @@ fn request_context(cx: &ConnectionContext, route_key: &str, event_type: &str, id
         identity["user"] = Value::from(iam.user.as_str());
         identity["userArn"] = Value::from(iam.user_arn.as_str());
     }
-    let value = json!({
+    if let Some(key) = &cx.api_key {
+        identity["apiKey"] = Value::from(key.value.as_str());
+        identity["apiKeyId"] = Value::from(key.id.as_str());
+    }
+    let mut value = json!({
         "routeKey": route_key,
         "eventType": event_type,
         "extendedRequestId": ids.extended_request_id,
@@ -116,6 +142,9 @@ fn request_context(cx: &ConnectionContext, route_key: &str, event_type: &str, id
         "connectionId": &*cx.connection_id,
         "apiId": &*cx.api_id,
     });
+    if let Some(authorizer) = &cx.authorizer {
+        value["authorizer"] = Value::Object((**authorizer).clone());
+    }
     match value {
         Value::Object(map) => map,
         _ => unreachable!("a JSON object"),
@@ -139,15 +168,12 @@ fn header_maps(headers: &HeaderMap) -> (Map<String, Value>, Map<String, Value>) 
     (single, multi)
 }
 
-/// `$connect`'s event: the handshake's headers and query string.
-pub fn connect(cx: &ConnectionContext, ids: EventIds<'_>, headers: &HeaderMap, raw_query: &str) -> Vec<u8> {
+/// The handshake's `headers`, `multiValueHeaders` and (when it has a query string)
+/// `queryStringParameters` and `multiValueQueryStringParameters`, into `event`.
+fn insert_request(event: &mut Map<String, Value>, headers: &HeaderMap, raw_query: &str) {
     let (single, multi) = header_maps(headers);
-    let mut event = json!({
-        "headers": single,
-        "multiValueHeaders": multi,
-        "requestContext": request_context(cx, "$connect", "CONNECT", ids),
-        "isBase64Encoded": false,
-    });
+    event.insert("headers".into(), Value::Object(single));
+    event.insert("multiValueHeaders".into(), Value::Object(multi));
     let query = parse_query(raw_query);
     if !query.is_empty() {
         let mut last = Map::new();
@@ -161,10 +187,41 @@ pub fn connect(cx: &ConnectionContext, ids: EventIds<'_>, headers: &HeaderMap, r
                 }
             }
         }
-        event["queryStringParameters"] = Value::Object(last);
-        event["multiValueQueryStringParameters"] = Value::Object(all);
+        event.insert("queryStringParameters".into(), Value::Object(last));
+        event.insert("multiValueQueryStringParameters".into(), Value::Object(all));
     }
-    event.to_string().into_bytes()
+}
+
+/// `$connect`'s event: the handshake's headers and query string.
+pub fn connect(cx: &ConnectionContext, ids: EventIds<'_>, headers: &HeaderMap, raw_query: &str) -> Vec<u8> {
+    let mut event = Map::new();
+    insert_request(&mut event, headers, raw_query);
+    event.insert("requestContext".into(), Value::Object(request_context(cx, "$connect", "CONNECT", ids)));
+    event.insert("isBase64Encoded".into(), Value::Bool(false));
+    Value::Object(event).to_string().into_bytes()
+}
+
+/// A `$connect` Lambda REQUEST authorizer's event ("Control access to WebSocket APIs with AWS
+/// Lambda REQUEST authorizers"): `type`, `methodArn` (`.../{stage}/$connect`, no HTTP method),
+/// the handshake's headers and query string, the stage's variables and `$connect`'s
+/// `requestContext` (its `connectionId` the connection's to be).
+pub fn authorizer_request(
+    cx: &ConnectionContext,
+    ids: EventIds<'_>,
+    headers: &HeaderMap,
+    raw_query: &str,
+    method_arn: &str,
+    stage_variables: &[(Box<str>, Box<str>)],
+) -> Vec<u8> {
+    let mut event = Map::new();
+    event.insert("type".into(), Value::from("REQUEST"));
+    event.insert("methodArn".into(), Value::from(method_arn));
+    insert_request(&mut event, headers, raw_query);
+    let variables: Map<String, Value> =
+        stage_variables.iter().map(|(k, v)| (k.to_string(), Value::from(&**v))).collect();
+    event.insert("stageVariables".into(), Value::Object(variables));
+    event.insert("requestContext".into(), Value::Object(request_context(cx, "$connect", "CONNECT", ids)));
+    Value::Object(event).to_string().into_bytes()
 }
 
 /// A message's event: its route, its id and its body (text frames only reach routes).
@@ -232,6 +289,8 @@ mod tests {
             source_ip: "192.0.2.1".into(),
             user_agent: Some("test-agent".into()),
             iam: None,
+            authorizer: None,
+            api_key: None,
         }
     }
 
@@ -321,6 +380,50 @@ mod tests {
         );
         assert_eq!(event["headers"]["Host"], "abcd1234.execute-api.us-east-1.amazonaws.com");
         assert_eq!(Disconnect::client_closed(None, "").status_code, 1005);
+    }
+
+    #[test]
+    fn the_request_authorizer_event() {
+        let mut headers = HeaderMap::new();
+        headers.insert("auth", "secret-token".parse().unwrap());
+        let arn = "arn:aws:execute-api:us-east-1:123456789012:abcd1234/prod/$connect";
+        let variables = [("realm".into(), "chat".into())];
+        let event = parsed(authorizer_request(&cx(), IDS, &headers, "token=t1", arn, &variables));
+        assert_eq!(event["type"], "REQUEST");
+        assert_eq!(event["methodArn"], arn);
+        assert_eq!(event["headers"]["auth"], "secret-token");
+        assert_eq!(event["multiValueHeaders"]["auth"], json!(["secret-token"]));
+        assert_eq!(event["queryStringParameters"], json!({"token": "t1"}));
+        assert_eq!(event["stageVariables"], json!({"realm": "chat"}));
+        assert_common(&event["requestContext"], "$connect", "CONNECT");
+        assert!(event.get("isBase64Encoded").is_none());
+        assert!(event["requestContext"].get("authorizer").is_none());
+    }
+
+    #[test]
+    fn a_lambda_grant_is_every_later_event_s_authorizer() {
+        let mut context = Map::new();
+        context.insert("room".into(), json!("lobby"));
+        context.insert("level".into(), json!(3));
+        context.insert("admin".into(), json!(true));
+        let granted = Granted::Lambda {
+            principal_id: Some("user-7".into()),
+            context,
+            usage_identifier_key: None,
+            latency_ms: 12,
+        };
+        let authorized = ConnectionContext {
+            authorizer: authorizer_context(&granted),
+            ..cx()
+        };
+        let event = parsed(message(&authorized, IDS, "$default", "m", "x"));
+        assert_eq!(
+            event["requestContext"]["authorizer"],
+            json!({"room": "lobby", "level": "3", "admin": "true", "principalId": "user-7", "integrationLatency": 12})
+        );
+        let event = parsed(disconnect(&authorized, IDS, &Disconnect::abnormal()));
+        assert_eq!(event["requestContext"]["authorizer"]["principalId"], "user-7");
+        assert!(authorizer_context(&Granted::Nothing).is_none());
     }
 
     #[test]

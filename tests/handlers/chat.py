@@ -87,3 +87,31 @@ def events(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A two-way route: every event the handlers were sent so far."""
     with _lock:
         return {"statusCode": 200, "body": json.dumps(_events)}
+
+
+def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """`$connect`'s Lambda REQUEST authorizer ("Control access to WebSocket APIs with AWS Lambda
+    REQUEST authorizers"): the token (the `Auth` header, or the `token` query parameter) names the
+    user; `deny...` is denied by the policy, `unauthorized` is AWS's 401, `fail` raises. A
+    `Usage-Key` header is answered as the `usageIdentifierKey`."""
+    _record(event)
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    token = headers.get("auth") or (event.get("queryStringParameters") or {}).get("token") or ""
+    if token == "fail":
+        raise RuntimeError("the authorizer failed")
+    if token == "unauthorized":
+        raise Exception("Unauthorized")
+    effect = "Deny" if token.startswith("deny") else "Allow"
+    answer: dict[str, Any] = {
+        "principalId": f"user-{token}",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}],
+        },
+        "context": {"user": token, "level": 3, "admin": False},
+    }
+    # The API key the connection is held to, for APIs whose apiKeySelectionExpression is
+    # `$context.authorizer.usageIdentifierKey`.
+    if "usage-key" in headers:
+        answer["usageIdentifierKey"] = headers["usage-key"]
+    return answer

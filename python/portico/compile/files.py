@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from portico import _core
 from portico.compile import method_settings
@@ -72,7 +72,10 @@ def compile_file_apis(
                     where = f"apis[{api_index}].authorizers.{route.authorizerId}"
                     declared = api.authorizers[route.authorizerId]
                     if declared.is_lambda:
-                        authorizer = _lambda_authorizer(route.authorizerId, declared, registry, rest=rest)
+                        websocket = api.protocol == "WEBSOCKET"
+                        authorizer = _lambda_authorizer(
+                            route.authorizerId, declared, registry, rest=rest, websocket=websocket
+                        )
                     else:
                         authorizer = _jwt_authorizer(
                             route.authorizerId, declared, config.settings.cognitoUserPoolIssuers
@@ -258,7 +261,7 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
         stages,
         routes=routes,
         cors=cors_spec(api.cors) if api.cors is not None else None,
-        api_key_source=api.apiKeySource,
+        api_key_source=_api_key_source(api),
         policy=api.policy,
         binary_media_types=api.binaryMediaTypes,
         gateway_responses=[
@@ -273,6 +276,14 @@ def _api(api: Api, routes: list[S.RouteSpec], deployment_id: str, stage_cache_by
         models=models,
         route_selection_expression=api.routeSelectionExpression,
     )
+
+
+def _api_key_source(api: Api) -> Literal["HEADER", "AUTHORIZER"]:
+    """Where a method's (REST) or `$connect`'s (WebSocket) API key is read: the header, or the
+    Lambda authorizer's `usageIdentifierKey`."""
+    if api.apiKeySelectionExpression == "$context.authorizer.usageIdentifierKey":
+        return "AUTHORIZER"
+    return api.apiKeySource
 
 
 def _jwt_authorizer(
@@ -385,10 +396,10 @@ def _mappings(integration: Integration) -> dict[str, Any]:
 
 
 def _lambda_authorizer(
-    name: str, authorizer: Authorizer, registry: FunctionRegistry, *, rest: bool
+    name: str, authorizer: Authorizer, registry: FunctionRegistry, *, rest: bool, websocket: bool = False
 ) -> S.LambdaAuthorizerSpec:
-    """A Lambda authorizer of the file (REST TOKEN/REQUEST, HTTP payload 1.0/2.0); its function
-    must be registered."""
+    """A Lambda authorizer of the file (REST TOKEN/REQUEST, HTTP payload 1.0/2.0, a WebSocket
+    API's REQUEST); its function must be registered."""
     uri = authorizer.authorizerUri
     if "${stageVariables." not in uri:
         function = function_name_from_uri(uri)
@@ -398,7 +409,8 @@ def _lambda_authorizer(
                 f"the config or pass --function {function}=module.path:attribute"
             )
     http_event = "HTTP_1_0" if authorizer.authorizerPayloadFormatVersion == "1.0" else "HTTP_2_0"
-    event = authorizer.authorizerType if rest else http_event
+    # A WebSocket API's REQUEST authorizer: the core builds its event from the handshake.
+    event = authorizer.authorizerType if rest or websocket else http_event
     return S.lambda_authorizer(
         name,
         uri,

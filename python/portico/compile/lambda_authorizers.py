@@ -8,6 +8,11 @@
   `authorizerPayloadFormatVersion` 1.0 or 2.0, `enableSimpleResponses` (2.0), `identitySource` a
   list of `$request.header.X`, `$request.querystring.X`, `$context.X`, `$stageVariables.X`;
   `authorizerResultTtlInSeconds` 0 (no caching) when absent.
+- WebSocket APIs (`apigatewayv2` `Authorizer` of a WEBSOCKET API, type REQUEST, on `$connect`):
+  `identitySource` a list of `route.request.header.X`, `route.request.querystring.X`,
+  `stageVariables.X`, `context.X`; no caching (`AuthorizerResultTtlInSeconds` is HTTP APIs'
+  only), the event the handshake's ("Control access to WebSocket APIs with AWS Lambda REQUEST
+  authorizers").
 
 The core calls the function through the registry; one that is not registered is reported here
 (warning) and answers AWS's 500 at request time, as a route's integration does.
@@ -21,7 +26,13 @@ from typing import Any
 from portico.compile import spec as S
 from portico.integrations.functions import FunctionRegistry, parse_function_uri
 
-__all__ = ["REST_DEFAULT_TTL", "http_lambda_authorizer", "rest_lambda_authorizer", "warn_unregistered"]
+__all__ = [
+    "REST_DEFAULT_TTL",
+    "http_lambda_authorizer",
+    "rest_lambda_authorizer",
+    "warn_unregistered",
+    "websocket_lambda_authorizer",
+]
 
 log = logging.getLogger("portico.compile")
 
@@ -83,5 +94,18 @@ def http_lambda_authorizer(doc: dict[str, Any]) -> S.LambdaAuthorizerSpec | None
         list(doc.get("IdentitySource") or []),
         ttl_s=_ttl(doc.get("AuthorizerResultTtlInSeconds"), 0),
         simple_responses=bool(doc.get("EnableSimpleResponses")) and version == "2.0",
+        name=doc.get("Name") or "",
+    )
+
+
+def websocket_lambda_authorizer(doc: dict[str, Any]) -> S.LambdaAuthorizerSpec | None:
+    """A WebSocket API's stored REQUEST authorizer (GetAuthorizer members); None for other types."""
+    if doc.get("AuthorizerType") != "REQUEST":
+        return None
+    return S.lambda_authorizer(
+        doc.get("AuthorizerId") or "",
+        doc.get("AuthorizerUri") or "",
+        "REQUEST",
+        list(doc.get("IdentitySource") or []),
         name=doc.get("Name") or "",
     )

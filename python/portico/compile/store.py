@@ -50,6 +50,7 @@ from portico.compile.lambda_authorizers import (
     http_lambda_authorizer,
     rest_lambda_authorizer,
     warn_unregistered,
+    websocket_lambda_authorizer,
 )
 from portico.compile.usage_plans import file_usage_plans, load_durable_usage, store_usage_plans
 from portico.config.models import (
@@ -350,6 +351,11 @@ class _Builder:
                 "websocket",
                 stages,
                 route_selection_expression=api.get("RouteSelectionExpression") or "$request.body.action",
+                api_key_source=(
+                    "AUTHORIZER"
+                    if api.get("ApiKeySelectionExpression") == "$context.authorizer.usageIdentifierKey"
+                    else "HEADER"
+                ),
             )
         return S.api(api_id, api.get("Name", api_id), "http", stages, cors=first_cors)
 
@@ -379,10 +385,12 @@ class _Builder:
 
     def _websocket_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         """A WebSocket API's deployed routes (docs/websocket.md): a route with a `$default` route
-        response is two-way. What is not served yet (authorization, integrations other than
-        AWS_PROXY) makes its route fail closed: `$connect` refuses the handshake, a message gets
-        AWS's error frame."""
+        response is two-way; `$connect` may be authorized (AWS_IAM, or CUSTOM: a Lambda REQUEST
+        authorizer). What is not served (integrations other than AWS_PROXY, authorization of
+        another route) makes its route fail closed: `$connect` refuses the handshake, a message
+        gets AWS's error frame."""
         integrations = {i.get("IntegrationId"): i for i in snap.get("Integrations") or []}
+        authorizers = {a.get("AuthorizerId"): a for a in snap.get("Authorizers") or []}
         responses = snap.get("RouteResponses") or []
         two_way = {r.get("RouteId") for r in responses if r.get("RouteResponseKey") == "$default"}
         routes: list[S.RouteSpec] = []
@@ -397,10 +405,10 @@ class _Builder:
             integration = _target(route, integrations)
             spec: S.IntegrationSpec
             authorization = route.get("AuthorizationType") or "NONE"
-            signed_connect = key == "$connect" and authorization == "AWS_IAM"
-            if authorization != "NONE" and not signed_connect:
-                log.warning("%s: %s authorization is not served yet; refused", where, authorization)
-                spec = S.unavailable(f"{where}: {authorization} authorization is not served yet")
+            authorized_connect = key == "$connect" and authorization in ("AWS_IAM", "CUSTOM")
+            if authorization != "NONE" and not authorized_connect:
+                log.warning("%s: WebSocket APIs authorize $connect only; %s refused", where, authorization)
+                spec = S.unavailable(f"{where}: WebSocket APIs authorize $connect only")
             elif integration is None:
                 spec = S.unavailable(f"{where} has no integration")
             elif integration.get("IntegrationType") != "AWS_PROXY":
@@ -411,9 +419,32 @@ class _Builder:
                 timeout_ms = _timeout(integration.get("TimeoutInMillis"), _DEFAULT_HTTP_TIMEOUT_MS)
                 uri = integration.get("IntegrationUri") or ""
                 spec = _lambda(uri, "1.0", timeout_ms, self.registry, where)
-            auth = _iam_auth(authorization) if signed_connect else None
+            auth = self._websocket_connect_auth(route, authorizers, where) if authorized_connect else None
+            if route.get("ApiKeyRequired"):
+                if key == "$connect":
+                    auth = auth or S.route_auth("NONE")
+                    auth["api_key_required"] = True
+                else:
+                    # Messages carry no key: only the handshake can present one.
+                    log.warning("%s: only $connect can require an API key; refused", where)
+                    spec = S.unavailable(f"{where}: only $connect can require an API key")
             routes.append(S.route(key, spec, auth, two_way=route.get("RouteId") in two_way))
         return _Deployed(routes)
+
+    def _websocket_connect_auth(
+        self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
+    ) -> S.RouteAuthSpec:
+        """`$connect`'s AWS_IAM or CUSTOM authorization (a Lambda REQUEST authorizer; an unknown
+        one refuses every handshake with 500, never lets it in)."""
+        if route.get("AuthorizationType") == "AWS_IAM":
+            return S.route_auth("AWS_IAM")
+        doc = authorizers.get(route.get("AuthorizerId"))
+        authorizer = websocket_lambda_authorizer(doc) if doc else None
+        if authorizer is None:
+            log.warning("%s: CUSTOM names no Lambda REQUEST authorizer; handshakes answer 500", where)
+        else:
+            warn_unregistered(authorizer["uri"], self.registry, where)
+        return S.route_auth("CUSTOM", authorizer)
 
     def _http_lambda_auth(
         self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str

@@ -399,8 +399,10 @@ class Authorizer(_Model):
             return self.authorizerResultTtlInSeconds
         return 300 if rest else 0
 
-    def problem(self, rest: bool) -> str | None:
+    def problem(self, rest: bool, websocket: bool = False) -> str | None:
         """Why this authorizer cannot serve an API of this kind, or None."""
+        if websocket:
+            return self._websocket_problem()
         if self.authorizerType == "JWT":
             return "JWT authorizers are HTTP APIs' (REST APIs: COGNITO_USER_POOLS)" if rest else None
         if self.authorizerType == "COGNITO_USER_POOLS":
@@ -434,10 +436,38 @@ class Authorizer(_Model):
         return None
 
 
+    def _websocket_problem(self) -> str | None:
+        """WebSocket APIs' authorizers are Lambda REQUEST authorizers of `$connect`, reading the
+        handshake (`route.request.header.NAME`...), without caching ("Control access to
+        WebSocket APIs with AWS Lambda REQUEST authorizers"; apigatewayv2 `CreateAuthorizer`)."""
+        if self.authorizerType != "REQUEST":
+            return "WebSocket APIs' authorizers are Lambda authorizers of authorizerType REQUEST"
+        for source in self.identitySource:
+            if not source.startswith(_WEBSOCKET_IDENTITY_PREFIXES) or source in _WEBSOCKET_IDENTITY_PREFIXES:
+                return f"identity source {source!r} must be one of " + ", ".join(
+                    p + "NAME" for p in _WEBSOCKET_IDENTITY_PREFIXES
+                )
+        unused = ("authorizerPayloadFormatVersion", "enableSimpleResponses", "identityValidationExpression")
+        for name in unused:
+            if getattr(self, name):
+                return f"{name}: not used by WebSocket APIs' authorizers"
+        if self.authorizerResultTtlInSeconds:
+            return "authorizerResultTtlInSeconds: WebSocket APIs' authorizers do not cache (HTTP APIs' do)"
+        return None
+
+
 _HTTP_IDENTITY_PREFIXES = ("$request.header.", "$request.querystring.", "$context.", "$stageVariables.")
 _REST_IDENTITY_PREFIXES = (
     "method.request.header.",
     "method.request.querystring.",
+    "stageVariables.",
+    "context.",
+)
+
+
+_WEBSOCKET_IDENTITY_PREFIXES = (
+    "route.request.header.",
+    "route.request.querystring.",
     "stageVariables.",
     "context.",
 )
@@ -783,8 +813,13 @@ class Api(_Model):
     # HTTP APIs (apigatewayv2) or REST APIs (apigateway): REST APIs have API keys, resource
     # policies and gateway responses, no $default stage or route, and Lambda events of payload 1.0.
     protocol: Literal["HTTP", "REST", "WEBSOCKET"] = Field(default="HTTP", alias="protocolType")
-    # WebSocket APIs: how a message's route is chosen (`$request.body.action`; docs/websocket.md).
+    # WebSocket APIs: how a message's route is chosen (`$request.body.action`; docs/websocket.md),
+    # and where `$connect`'s API key is read (AWS's default: the `x-api-key` header; or the key a
+    # Lambda authorizer names, `$context.authorizer.usageIdentifierKey`).
     routeSelectionExpression: str | None = None
+    apiKeySelectionExpression: (
+        Literal["$request.header.x-api-key", "$context.authorizer.usageIdentifierKey"] | None
+    ) = None
     description: str | None = None
     routes: list[Route] = Field(default_factory=list)
     integrations: dict[str, Integration] = Field(default_factory=dict)
@@ -836,9 +871,11 @@ class Api(_Model):
                 if not unset:
                     raise ValueError(f"{name}: only REST APIs have it (protocolType: REST)")
             for index, route in enumerate(self.routes):
-                if route.apiKeyRequired:
+                websocket_connect = self.protocol == "WEBSOCKET" and route.route == "$connect"
+                if route.apiKeyRequired and not websocket_connect:
                     raise ValueError(
-                        f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST)"
+                        f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST) "
+                        "and WebSocket APIs' $connect's"
                     )
                 if route.requestValidatorId or route.requestParameters or route.requestModels:
                     raise ValueError(
@@ -921,10 +958,9 @@ class Api(_Model):
         """WebSocket APIs' own members and route keys; what they do not serve yet is refused
         rather than ignored (docs/websocket.md)."""
         if self.protocol != "WEBSOCKET":
-            if self.routeSelectionExpression is not None:
-                raise ValueError(
-                    "routeSelectionExpression: only WebSocket APIs have it (protocolType: WEBSOCKET)"
-                )
+            for name in ("routeSelectionExpression", "apiKeySelectionExpression"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only WebSocket APIs have it (protocolType: WEBSOCKET)")
             for index, route in enumerate(self.routes):
                 if route.routeResponseSelectionExpression is not None:
                     raise ValueError(
@@ -944,11 +980,14 @@ class Api(_Model):
                     f"routes[{index}]: {route.route!r}: WebSocket route keys are $connect, $disconnect, "
                     "$default or a key of your own (no spaces, no leading $)"
                 )
-            signed_connect = route.route == "$connect" and route.authorizationType == "AWS_IAM"
-            if route.authorizationType != "NONE" and not signed_connect:
+            authorized_connect = route.route == "$connect" and route.authorizationType in (
+                "AWS_IAM",
+                "CUSTOM",
+            )
+            if route.authorizationType != "NONE" and not authorized_connect:
                 raise ValueError(
                     f"routes[{index}].authorizationType: WebSocket APIs authorize $connect only, "
-                    "with AWS_IAM (Lambda authorizers are not served yet)"
+                    "with AWS_IAM or CUSTOM (a Lambda REQUEST authorizer)"
                 )
             integration = self.integration_of(route)
             if integration.type not in ("AWS_PROXY", "MOCK"):
@@ -956,8 +995,6 @@ class Api(_Model):
                     f"routes[{index}].integration: WebSocket APIs serve AWS_PROXY and MOCK integrations "
                     f"(not {integration.type} yet)"
                 )
-        if self.authorizers:
-            raise ValueError("authorizers: WebSocket APIs' Lambda authorizers are not served yet")
         return self
 
     @field_validator("id")
@@ -1008,7 +1045,7 @@ class Api(_Model):
                         f"authorizer {route.authorizerId!r} of authorizerType {kind}"
                     )
         for name, authorizer in self.authorizers.items():
-            problem = authorizer.problem(rest=self.protocol == "REST")
+            problem = authorizer.problem(rest=self.protocol == "REST", websocket=self.protocol == "WEBSOCKET")
             if problem:
                 raise ValueError(f"authorizers.{name}: {problem}")
         names: set[str] = set()
@@ -1348,9 +1385,10 @@ class Config(_Model):
                 where = f"usagePlans[{index}].apiStages[{s_index}]"
                 # An id that is not the file's may be an admin-created API's.
                 if api_stage.apiId in kinds:
-                    if kinds[api_stage.apiId] != "REST":
+                    if kinds[api_stage.apiId] == "HTTP":
                         raise ValueError(
-                            f"{where}: API {api_stage.apiId!r} is an HTTP API: API keys are REST APIs'"
+                            f"{where}: API {api_stage.apiId!r} is an HTTP API: API keys are REST and "
+                            "WebSocket APIs'"
                         )
                     if (api_stage.apiId, api_stage.stage) not in stages:
                         raise ValueError(f"{where}: API {api_stage.apiId!r} has no stage {api_stage.stage!r}")

@@ -31,6 +31,10 @@ from portico.control import ids
 from portico.control.apigateway.common import SERVICE
 from portico.control.apigateway.stages import KIND as STAGE_KIND
 from portico.control.apigateway.stages import stage_key
+from portico.control.apigatewayv2.common import API_KIND as V2_API
+from portico.control.apigatewayv2.common import SERVICE as V2
+from portico.control.apigatewayv2.common import STAGE as V2_STAGE
+from portico.control.apigatewayv2.common import stage_id as v2_stage_id
 from portico.control.errors import BadRequestException, ConflictException, NotFoundException
 from portico.control.patch import apply_patch
 from portico.control.registry import AdminRequest, copy_given, operation, paginate
@@ -191,7 +195,13 @@ def load_plan(tx, plan_id: str) -> dict[str, Any]:
 
 
 def _check_api_stage(tx, api_id: str, stage: str) -> None:
-    if tx.get(SERVICE, STAGE_KIND, stage_key(api_id, stage)) is None:
+    """A REST API's stage, or a WebSocket API's (whose `$connect` can require a key, "Usage plans"
+    in the developer guide); HTTP APIs have no API keys."""
+    if tx.get(SERVICE, STAGE_KIND, stage_key(api_id, stage)) is not None:
+        return
+    api = tx.get(V2, V2_API, api_id)
+    v2_stage = tx.get(V2, V2_STAGE, v2_stage_id(api_id, stage), parent=api_id)
+    if api is None or api.get("ProtocolType") != "WEBSOCKET" or v2_stage is None:
         raise BadRequestException(f"Invalid API Stage {{api: {api_id}, stage: {stage}}} specified")
 
 

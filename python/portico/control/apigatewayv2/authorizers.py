@@ -25,6 +25,14 @@ _MEMBERS = (
     "Name",
 )
 _IDENTITY_PREFIXES = ("$request.header.", "$request.querystring.", "$context.", "$stageVariables.")
+# WebSocket APIs read the handshake: "route.request.header.Auth" ("CreateAuthorizer" in the
+# apigatewayv2 reference).
+_WEBSOCKET_IDENTITY_PREFIXES = (
+    "route.request.header.",
+    "route.request.querystring.",
+    "context.",
+    "stageVariables.",
+)
 
 
 def load_authorizer(tx, api_id: str, authorizer_id: str) -> dict[str, Any]:
@@ -38,10 +46,10 @@ def normalise(api: dict[str, Any], authorizer: dict[str, Any]) -> dict[str, Any]
         raise BadRequestException(f"Authorizer type {kind} is not supported for WEBSOCKET APIs")
     sources = authorizer.get("IdentitySource") or []
     for source in sources:
-        if protocol == "HTTP" and not source.startswith(_IDENTITY_PREFIXES):
+        prefixes = _IDENTITY_PREFIXES if protocol == "HTTP" else _WEBSOCKET_IDENTITY_PREFIXES
+        if not source.startswith(prefixes):
             raise BadRequestException(
-                f"Invalid identity source '{source}'. Identity sources must start with "
-                + ", ".join(_IDENTITY_PREFIXES)
+                f"Invalid identity source '{source}'. Identity sources must start with " + ", ".join(prefixes)
             )
     ttl = authorizer.get("AuthorizerResultTtlInSeconds")
     if ttl is not None and not 0 <= ttl <= 3600:
