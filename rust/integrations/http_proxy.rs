@@ -46,7 +46,9 @@ const PLAIN_CONNECTION: [&str; 6] = [
     "te, keep-alive",
 ];
 
-/// The pooled upstream client of every `HTTP_PROXY` route: http and https, keep-alive.
+/// The pooled upstream client of every `HTTP_PROXY` route: http and https, keep-alive (a clone
+/// shares the pool).
+#[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, PipelineBody>,
 }
