@@ -658,6 +658,8 @@ impl Pipeline {
                 fail(ErrorType::ApiConfigurationError, detail.to_string())
             }
             Integration::Unset => fail(ErrorType::ApiConfigurationError, "the route has no integration"),
+            // Compiled only for WebSocket routes, which `websocket` serves.
+            Integration::Websocket(_) => fail(ErrorType::ApiConfigurationError, "a WebSocket integration"),
         }
     }
 
