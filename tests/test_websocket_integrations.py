@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +58,8 @@ class Upstream:
                 }
                 upstream.requests.append(seen)
                 status = 200
+                if self.path.startswith("/slow"):
+                    time.sleep(6)  # a hung backend, past the integration's timeout
                 if self.path.startswith("/connect"):
                     status = 200 if seen["headers"].get("x-token") == "let-me-in" else 403
                 elif self.path.startswith("/status/"):
@@ -75,6 +78,7 @@ class Upstream:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True  # a hung request does not hold the teardown
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -131,6 +135,7 @@ def _config(upstream: Upstream) -> dict[str, Any]:
                                 "integration.request.header.x-route": "context.routeKey",
                                 "integration.request.header.x-said": "route.request.body.text",
                                 "integration.request.header.x-fixed": "'static'",
+                                "integration.request.header.x-color": "stageVariables.color",
                             },
                         },
                     },
@@ -146,7 +151,8 @@ def _config(upstream: Upstream) -> dict[str, Any]:
                                 "$default": '{"text": $input.json(\'$.text\'), "route": "$context.routeKey", '
                                 '"eventType": "$context.eventType", "connectionId": "$context.connectionId", '
                                 '"messageId": "$context.messageId", "stage": "$context.stage", '
-                                '"apiId": "$context.apiId", "requestId": "$context.requestId"}'
+                                '"apiId": "$context.apiId", "requestId": "$context.requestId", '
+                                '"color": "$stageVariables.color"}'
                             },
                             "integrationResponses": {
                                 "/2\\d\\d/": {
@@ -230,6 +236,16 @@ def _config(upstream: Upstream) -> dict[str, Any]:
                         },
                     },
                     {
+                        "routeKey": "slow",
+                        **two_way,
+                        "integration": {
+                            "type": "HTTP_PROXY",
+                            "integrationUri": f"{upstream.url}/slow",
+                            "integrationMethod": "POST",
+                            "timeoutInMillis": 300,
+                        },
+                    },
+                    {
                         "routeKey": "oneway",
                         "integration": {
                             "type": "HTTP",
@@ -303,6 +319,7 @@ def test_http_proxy_sends_the_message_and_answers_with_the_upstream_body(
     assert headers["x-route"] == "proxy"
     assert headers["x-said"] == "hello there"
     assert headers["x-fixed"] == "static"
+    assert headers["x-color"] == "blue"
     assert headers["x-amzn-apigateway-api-id"] == "wsinteg"
 
 
@@ -317,6 +334,7 @@ def test_http_request_template_sees_the_websocket_context(server: Server, upstre
     assert sent["eventType"] == "MESSAGE"
     assert sent["connectionId"] == connection_id
     assert sent["stage"] == STAGE and sent["apiId"] == "wsinteg"
+    assert sent["color"] == "blue"
     assert sent["messageId"] and sent["requestId"] and sent["messageId"] != sent["requestId"]
 
 
@@ -356,6 +374,14 @@ def test_a_failing_http_integration_gets_the_error_frame_and_the_connection_stay
         assert frame["message"] == "Internal server error"
         assert set(frame) == {"message", "connectionId", "requestId"}
         assert ask(ws, {"action": "http", "text": "still here"}) == "ok: still here via http"
+
+
+def test_a_backend_past_its_timeout_gets_the_error_frame(server: Server) -> None:
+    with open_ws(server) as ws:
+        ws.send(json.dumps({"action": "slow"}))
+        frame = json.loads(ws.recv(timeout=5))  # before the backend answers (6 s)
+        assert frame["message"] == "Internal server error"
+        assert ask(ws, {"action": "http", "text": "after"}) == "ok: after via http"
 
 
 def test_a_one_way_http_route_calls_the_backend_and_sends_nothing(server: Server, upstream: Upstream) -> None:
