@@ -401,6 +401,29 @@ def test_the_config_refuses_what_websocket_apis_do_not_take(tmp_path: Path, upst
     route["integration"]["integrationResponses"]["404"] = {"responseTemplates": {"$default": "x"}}
     with pytest.raises(ValueError, match=r"\$default or /REGEX/"):
         Config.model_validate(config)
+    config = _config(upstream)
+    config["apis"][0]["routes"][3]["integration"]["integrationResponses"]["/4\\d\\d/"]["selectionPattern"] = (
+        "4.."
+    )
+    with pytest.raises(ValueError, match="selected by their key"):
+        Config.model_validate(config)
+    rest = {
+        "name": "rest",
+        "protocolType": "REST",
+        "routes": [
+            {
+                "routeKey": "GET /x",
+                "integration": {
+                    "type": "MOCK",
+                    "requestTemplates": {"application/json": '{"statusCode": 200}'},
+                    "templateSelectionExpression": "\\$default",
+                },
+            }
+        ],
+        "stages": [{"stageName": "prod"}],
+    }
+    with pytest.raises(ValueError, match="templateSelectionExpression is WebSocket APIs'"):
+        Config.model_validate({"apis": [rest]})
 
 
 def test_integrations_built_with_boto3(
