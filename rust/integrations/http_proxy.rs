@@ -46,9 +46,7 @@ const PLAIN_CONNECTION: [&str; 6] = [
     "te, keep-alive",
 ];
 
-/// The pooled upstream client of every `HTTP_PROXY` route: http and https, keep-alive (a clone
-/// shares the pool).
-#[derive(Clone)]
+/// The pooled upstream client of every `HTTP_PROXY` route: http and https, keep-alive.
 pub struct UpstreamClient {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, PipelineBody>,
 }

@@ -187,7 +187,8 @@ impl Exchange {
 pub struct Pipeline {
     pub gateway: Arc<Gateway>,
     pub invoker: Arc<Invoker>,
-    upstream: UpstreamClient,
+    /// Shared with the WebSocket connections' sessions (one pointer each, not a client copy).
+    upstream: Arc<UpstreamClient>,
     ids: IdGenerator,
     /// The WebSocket connections this node holds (`crate::websocket`).
     pub websockets: Arc<crate::websocket::Registry>,
@@ -216,7 +217,7 @@ impl Pipeline {
         Ok(Pipeline {
             gateway,
             invoker,
-            upstream: UpstreamClient::new(ca_file.as_deref())?,
+            upstream: Arc::new(UpstreamClient::new(ca_file.as_deref())?),
             ids: IdGenerator::new(),
             websockets: Arc::default(),
         })

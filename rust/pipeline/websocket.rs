@@ -47,7 +47,7 @@ struct Session {
     selection: Arc<RouteSelection>,
     invoker: Arc<Invoker>,
     /// HTTP and HTTP_PROXY integrations' client (the pipeline's pool).
-    client: UpstreamClient,
+    client: Arc<UpstreamClient>,
     registry: Arc<Registry>,
     connection: Arc<registry::Connection>,
     region: Box<str>,
