@@ -128,7 +128,10 @@ pub async fn invoke(route: &RouteRuntime, call: Invocation<'_>) -> Result<Answer
             headers: Vec::new(),
             body: Some(String::from_utf8_lossy(&mock.body).into_owned()),
         }),
-        Integration::Websocket(integration) => integration.invoke(&call).await,
+        // Boxed: a connection's task awaits `$disconnect` inline, and this future's state (the
+        // request, its templates' output, the backend call) would otherwise be part of every idle
+        // connection's memory (~1 KB; `python benches/websocket.py`).
+        Integration::Websocket(integration) => Box::pin(integration.invoke(&call)).await,
         Integration::Unavailable(why) => Err(why.to_string()),
         Integration::Unset => Err("the route has no integration".into()),
         _ => Err("this integration type is not served on WebSocket APIs".into()),
