@@ -65,12 +65,15 @@ class Upstream:
                 elif self.path.startswith("/status/"):
                     status = int(self.path.rsplit("/", 1)[1])
                 out = json.dumps({"got": body, "headers": seen["headers"], "path": self.path}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("X-Kind", "echo")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("X-Kind", "echo")
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the gateway gave up on a slow answer (its timeout)
 
             do_GET = do_POST = do_PUT = _serve
 
@@ -121,6 +124,22 @@ def _config(upstream: Upstream) -> dict[str, Any]:
                                 "integration.request.querystring.room": "route.request.querystring.room",
                                 "integration.request.header.x-connection-id": "context.connectionId",
                             },
+                        },
+                    },
+                    {
+                        "routeKey": "$disconnect",
+                        "integration": {
+                            "type": "HTTP",
+                            "integrationUri": f"{upstream.url}/disconnect",
+                            "integrationMethod": "POST",
+                            "requestParameters": {
+                                "integration.request.header.x-connection-id": "context.connectionId"
+                            },
+                            "requestTemplates": {
+                                "$default": '{"code": $context.disconnectStatusCode, '
+                                '"reason": "$context.disconnectReason", "type": "$context.eventType"}'
+                            },
+                            "integrationResponses": {"$default": {}},
                         },
                     },
                     {
@@ -384,6 +403,32 @@ def test_a_backend_past_its_timeout_gets_the_error_frame(server: Server) -> None
         assert ask(ws, {"action": "http", "text": "after"}) == "ok: after via http"
 
 
+def test_disconnect_through_http_tells_the_backend_how_it_ended(server: Server, upstream: Upstream) -> None:
+    with open_ws(server) as ws:
+        ask(ws, {"action": "proxy"})
+        connection_id = upstream.last("/connect")["headers"]["x-connection-id"]
+        ws.close(code=1000, reason="bye")
+
+    def told() -> dict[str, Any] | None:
+        for request in upstream.requests:
+            if (
+                request["path"] == "/disconnect"
+                and request["headers"].get("x-connection-id") == connection_id
+            ):
+                return request
+        return None
+
+    deadline = time.monotonic() + 10
+    while (request := told()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert request is not None
+    assert json.loads(request["body"]) == {
+        "code": 1000,
+        "reason": "Client-side close frame status code '1000' (NORMAL_CLOSURE) - custom reason: bye",
+        "type": "DISCONNECT",
+    }
+
+
 def test_a_one_way_http_route_calls_the_backend_and_sends_nothing(server: Server, upstream: Upstream) -> None:
     with open_ws(server) as ws:
         ws.send(json.dumps({"action": "oneway", "n": 1}))
@@ -393,16 +438,20 @@ def test_a_one_way_http_route_calls_the_backend_and_sends_nothing(server: Server
     assert asked["method"] == "PUT" and json.loads(asked["body"]) == {"action": "oneway", "n": 1}
 
 
+def _route_of(config: dict[str, Any], key: str) -> dict[str, Any]:
+    return next(r for r in config["apis"][0]["routes"] if r["routeKey"] == key)
+
+
 def test_the_config_refuses_what_websocket_apis_do_not_take(tmp_path: Path, upstream: Upstream) -> None:
     from portico.config.models import Config
 
     config = _config(upstream)
-    route = config["apis"][0]["routes"][3]
+    route = _route_of(config, "missing")
     route["integration"]["integrationResponses"]["404"] = {"responseTemplates": {"$default": "x"}}
     with pytest.raises(ValueError, match=r"\$default or /REGEX/"):
         Config.model_validate(config)
     config = _config(upstream)
-    config["apis"][0]["routes"][3]["integration"]["integrationResponses"]["/4\\d\\d/"]["selectionPattern"] = (
+    _route_of(config, "missing")["integration"]["integrationResponses"]["/4\\d\\d/"]["selectionPattern"] = (
         "4.."
     )
     with pytest.raises(ValueError, match="selected by their key"):
