@@ -664,6 +664,46 @@ pub enum IntegrationSpec {
         #[serde(default)]
         method_responses: Vec<MethodResponseSpec>,
     },
+    /// WebSocket APIs' integrations other than `AWS_PROXY` and a plain `MOCK`.
+    #[serde(rename = "WEBSOCKET")]
+    Websocket(Box<WebsocketIntegrationSpec>),
+}
+
+/// A WebSocket API's `HTTP_PROXY`, `HTTP`, `AWS` (Lambda) or `MOCK` integration
+/// (`crate::websocket::integration`): request parameters and the request template chosen by the
+/// integration's `templateSelectionExpression`, the backend, and the integration response chosen
+/// by the answer (its status, a Lambda error's `errorMessage`) with its own template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebsocketIntegrationSpec {
+    pub backend: BackendSpec,
+    /// `HTTP_PROXY`: the message goes to the backend as it is and its answer comes back as it is.
+    #[serde(default)]
+    pub proxy: bool,
+    /// `requestParameters`: (`integration.request.{header|querystring}.NAME`, its source).
+    #[serde(default)]
+    pub request_parameters: Vec<(String, String)>,
+    /// `requestTemplates`: (template key, template).
+    #[serde(default)]
+    pub request_templates: Vec<(String, String)>,
+    #[serde(default)]
+    pub template_selection: Option<String>,
+    #[serde(default)]
+    pub passthrough: PassthroughBehavior,
+    #[serde(default)]
+    pub responses: Vec<WebsocketResponseSpec>,
+}
+
+/// One of a WebSocket integration's `integrationResponses`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebsocketResponseSpec {
+    /// `integrationResponseKey`: `$default`, `/REGEX/` or an exact value.
+    pub key: String,
+    #[serde(default)]
+    pub templates: Vec<(String, String)>,
+    #[serde(default)]
+    pub template_selection: Option<String>,
 }
 
 /// What a non-proxy integration calls.

@@ -22,6 +22,8 @@ pub enum Integration {
     NonProxy(Box<non_proxy::NonProxy>),
     Mock(mock::Mock),
     LambdaProxy(lambda_proxy::LambdaProxy),
+    /// WebSocket APIs' `HTTP_PROXY`, `HTTP`, `AWS` and AWS's `MOCK`.
+    Websocket(Box<crate::websocket::integration::WebsocketIntegration>),
     /// Cannot be served as configured: AWS's 500, and `detail` in the log.
     Unavailable(Box<str>),
     /// A route given by key only (routing-only specs): answers as `Unavailable`.
@@ -83,6 +85,9 @@ pub fn compile(
             lambda.mapping = parameter_mapping::Mapping::compile(request_parameters, response_parameters, variables)?;
             Integration::LambdaProxy(lambda)
         }
+        IntegrationSpec::Websocket(spec) => Integration::Websocket(Box::new(
+            crate::websocket::integration::WebsocketIntegration::compile(spec, route_key, api_id, variables, settings)?,
+        )),
         IntegrationSpec::Unavailable { detail } => Integration::Unavailable(detail.as_str().into()),
         IntegrationSpec::NonProxy {
             backend,

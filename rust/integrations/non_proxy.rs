@@ -52,8 +52,10 @@ pub struct NonProxy {
     name: Box<str>,
 }
 
+/// What a non-proxy integration calls (REST APIs' and WebSocket APIs',
+/// `crate::websocket::integration`).
 #[derive(Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Http {
         /// The URI with the stage's variables filled in; `{name}` markers filled per request.
         uri: Box<str>,
@@ -90,7 +92,32 @@ impl NonProxy {
         variables: &[(Box<str>, Box<str>)],
         settings: &Settings,
     ) -> Result<NonProxy, String> {
-        let backend = match spec.backend {
+        Ok(NonProxy {
+            backend: Backend::compile(spec.backend, api_id, variables, settings)?,
+            parameters: RequestParameters::compile(spec.request_parameters)?,
+            templates: Templates::compile(spec.request_templates)
+                .map_err(|e| format!("request template {e}"))?,
+            passthrough: spec.passthrough,
+            content_handling: spec.content_handling,
+            responses: Responses::compile(spec.responses, spec.method_responses)?,
+            name: format!("REST API {api_id} {route_key}").into(),
+        })
+    }
+
+    /// The templates the Python side renders (holding VTL).
+    pub fn template_sources(&self) -> impl Iterator<Item = &str> {
+        self.templates.sources().chain(self.responses.sources())
+    }
+}
+
+impl Backend {
+    pub(crate) fn compile(
+        backend: &BackendSpec,
+        api_id: &str,
+        variables: &[(Box<str>, Box<str>)],
+        settings: &Settings,
+    ) -> Result<Backend, String> {
+        Ok(match backend {
             BackendSpec::Http {
                 uri,
                 method,
@@ -125,22 +152,11 @@ impl NonProxy {
                 }
             }
             BackendSpec::Mock => Backend::Mock,
-        };
-        Ok(NonProxy {
-            backend,
-            parameters: RequestParameters::compile(spec.request_parameters)?,
-            templates: Templates::compile(spec.request_templates)
-                .map_err(|e| format!("request template {e}"))?,
-            passthrough: spec.passthrough,
-            content_handling: spec.content_handling,
-            responses: Responses::compile(spec.responses, spec.method_responses)?,
-            name: format!("REST API {api_id} {route_key}").into(),
         })
     }
 
-    /// The templates the Python side renders (holding VTL).
-    pub fn template_sources(&self) -> impl Iterator<Item = &str> {
-        self.templates.sources().chain(self.responses.sources())
+    pub(crate) fn is_lambda(&self) -> bool {
+        matches!(self, Backend::Lambda { .. })
     }
 }
 
@@ -216,22 +232,48 @@ impl Views<'_> {
 
 /// A template's output and what it overrode (`$context.requestOverride` /
 /// `$context.responseOverride`, as a JSON object).
-struct Rendered {
-    output: String,
-    overrides: Option<Value>,
+pub(crate) struct Rendered {
+    pub output: String,
+    pub overrides: Option<Value>,
 }
 
 /// What a backend answered.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
     /// What selects the integration response: the status, a Lambda error's `errorMessage`, or
     /// None for a successful Lambda call (the default response).
-    selection: Option<String>,
+    pub selection: Option<String>,
 }
 
-type Failed = (ErrorType, String);
+pub(crate) type Failed = (ErrorType, String);
+
+/// What calling a backend needs besides the mapped request.
+pub(crate) struct BackendCall<'a> {
+    pub client: &'a UpstreamClient,
+    pub invoker: &'a Invoker,
+    /// The method an `HTTP` backend is called with when the integration's is `ANY`.
+    pub method: &'a Method,
+    /// The request's Content-Type (sent on with a body that has none mapped).
+    pub content_type: Option<&'a str>,
+    pub trace_id: Option<HeaderValue>,
+    pub region: &'a str,
+    pub account_id: &'a str,
+    pub invocation_id: &'a str,
+    pub payload_limit: u64,
+    /// The integration, for the operator's log lines.
+    pub name: &'a str,
+}
+
+/// AWS's 500 for a configuration that does not work for this request, logged for the operator
+/// as API Gateway's execution log words it.
+pub(crate) fn configuration_error(name: &str, why: &str) -> Failed {
+    (
+        ErrorType::ApiConfigurationError,
+        format!("{name}: Execution failed due to configuration error: {why}"),
+    )
+}
 
 impl NonProxy {
     /// Serve one request: the method response, or the gateway response to answer with and why.
@@ -274,8 +316,7 @@ impl NonProxy {
         let (request_body, request_overrides) = match chosen {
             RequestBody::Transform(content_type, template) if !payload.binary => {
                 let body = String::from_utf8_lossy(&payload.bytes);
-                let rendered = self
-                    .render(x.invoker, template, || views.input("request", &body, None))
+                let rendered = render(x.invoker, template, || views.input("request", &body, None))
                     .await
                     .map_err(|why| self.template_error("request", content_type, &why))?;
                 (Bytes::from(rendered.output), rendered.overrides)
@@ -290,29 +331,25 @@ impl NonProxy {
         }
 
         // integration
-        let answer = match &self.backend {
-            Backend::Mock => {
-                let text = String::from_utf8_lossy(&request_body);
-                let status = mock_status(&text)
-                    .and_then(|s| StatusCode::from_u16(s).ok())
-                    .ok_or_else(|| {
-                        self.configuration_error(
-                            "Unable to parse statusCode. It should be an integer that is defined in the request template.",
-                        )
-                    })?;
-                Answer {
-                    status,
-                    headers: HeaderMap::new(),
-                    body: Bytes::new(),
-                    selection: Some(status.as_str().to_owned()),
-                }
-            }
-            Backend::Http { .. } => {
-                self.call_http(&x, &mapped, request_body, content_type)
-                    .await?
-            }
-            Backend::Lambda { .. } => self.call_lambda(&x, request_body).await?,
+        let trace_id = x
+            .source
+            .headers
+            .get("x-amzn-trace-id")
+            .cloned()
+            .or_else(|| text_header(x.source.trace_id));
+        let call = BackendCall {
+            client: x.client,
+            invoker: x.invoker,
+            method: &x.parts.method,
+            content_type,
+            trace_id,
+            region: x.region,
+            account_id: x.account_id,
+            invocation_id: &x.invocation_id,
+            payload_limit: x.payload_limit,
+            name: &self.name,
         };
+        let answer = self.backend.call(&call, &mapped, request_body).await?;
 
         // integration response: selection, its method response, content handling, parameters,
         // template.
@@ -354,16 +391,15 @@ impl NonProxy {
             Some((template_type, template)) if !payload.binary => {
                 let body = String::from_utf8_lossy(&payload.bytes);
                 let mut extra_context = request_override_member(request_overrides.as_ref());
-                if matches!(self.backend, Backend::Lambda { .. }) {
+                if self.backend.is_lambda() {
                     // `$context.awsEndpointRequestId`: the Lambda invocation's request id.
                     extra_context.push_str(",\"awsEndpointRequestId\":");
                     json_string_into(&mut extra_context, &x.invocation_id);
                 }
-                let rendered = self
-                    .render(x.invoker, template, || {
-                        views.input("response", &body, Some(&extra_context))
-                    })
-                    .await
+                let rendered = render(x.invoker, template, || {
+                    views.input("response", &body, Some(&extra_context))
+                })
+                .await
                     .map_err(|why| {
                         self.template_error("response", template_type.to_str().unwrap_or(""), &why)
                     })?;
@@ -391,16 +427,8 @@ impl NonProxy {
         Ok(response)
     }
 
-    /// AWS's 500 for a configuration that does not work for this request, logged for the
-    /// operator as API Gateway's execution log words it.
     fn configuration_error(&self, why: &str) -> Failed {
-        (
-            ErrorType::ApiConfigurationError,
-            format!(
-                "{}: Execution failed due to configuration error: {why}",
-                self.name
-            ),
-        )
+        configuration_error(&self.name, why)
     }
 
     /// AWS's 500 for a template that failed, naming the API, the method and the template.
@@ -413,89 +441,121 @@ impl NonProxy {
             ),
         )
     }
+}
 
-    /// A template's output: static text here, VTL by the core's engine when it compiled the
-    /// template, else (or when its render defers) by the Python side.
-    async fn render(
-        &self,
-        invoker: &Invoker,
-        template: &Template,
-        input: impl FnOnce() -> Vec<u8>,
-    ) -> Result<Rendered, String> {
-        let (source, input) = match template {
-            Template::Static(text) => {
-                return Ok(Rendered {
-                    output: text.to_string(),
-                    overrides: None,
-                })
-            }
-            Template::Vtl(source) => (source.clone(), input()),
-            // The core's engine renders it here, on this thread; a render it hands back (see
-            // `crate::templates`) goes to the Python engine with the same input.
-            Template::Compiled(program, source) => {
-                let input = input();
-                let text = std::str::from_utf8(&input).unwrap_or("");
-                match program.render_inline(text, crate::templates::INLINE_RENDER_TIME) {
-                    Ok(rendered) => {
-                        let overrides = match serde_json::from_str::<Value>(&rendered.overrides) {
-                            Ok(Value::Object(map)) if !map.is_empty() => Some(Value::Object(map)),
-                            _ => None,
-                        };
-                        return Ok(Rendered {
-                            output: rendered.output,
-                            overrides,
-                        });
-                    }
-                    Err(RenderError::Failed(why)) => return Err(why),
-                    Err(RenderError::Defer(_)) => (source.clone(), input),
+/// A template's output: static text here, VTL by the core's engine when it compiled the
+/// template, else (or when its render defers) by the Python side.
+pub(crate) async fn render(
+    invoker: &Invoker,
+    template: &Template,
+    input: impl FnOnce() -> Vec<u8>,
+) -> Result<Rendered, String> {
+    let (source, input) = match template {
+        Template::Static(text) => {
+            return Ok(Rendered {
+                output: text.to_string(),
+                overrides: None,
+            })
+        }
+        Template::Vtl(source) => (source.clone(), input()),
+        // The core's engine renders it here, on this thread; a render it hands back (see
+        // `crate::templates`) goes to the Python engine with the same input.
+        Template::Compiled(program, source) => {
+            let input = input();
+            let text = std::str::from_utf8(&input).unwrap_or("");
+            match program.render_inline(text, crate::templates::INLINE_RENDER_TIME) {
+                Ok(rendered) => {
+                    let overrides = match serde_json::from_str::<Value>(&rendered.overrides) {
+                        Ok(Value::Object(map)) if !map.is_empty() => Some(Value::Object(map)),
+                        _ => None,
+                    };
+                    return Ok(Rendered {
+                        output: rendered.output,
+                        overrides,
+                    });
                 }
+                Err(RenderError::Failed(why)) => return Err(why),
+                Err(RenderError::Defer(_)) => (source.clone(), input),
             }
-        };
-        let reply = invoker.call(Call::Render(RenderCall { source, input }));
-        match tokio::time::timeout(RENDER_TIMEOUT, reply).await {
-            Err(_) => Err(format!(
-                "not rendered within {} s",
-                RENDER_TIMEOUT.as_secs()
-            )),
-            Ok(Err(_)) => Err("the Python side stopped".into()),
-            Ok(Ok(Reply::Rendered(Ok(rendered)))) => {
-                let overrides = match serde_json::from_slice::<Value>(&rendered.overrides) {
-                    Ok(Value::Object(map)) if !map.is_empty() => Some(Value::Object(map)),
-                    Ok(_) => None,
-                    Err(e) => return Err(format!("its overrides are not JSON: {e}")),
-                };
-                Ok(Rendered {
-                    output: rendered.output,
-                    overrides,
+        }
+    };
+    let reply = invoker.call(Call::Render(RenderCall { source, input }));
+    match tokio::time::timeout(RENDER_TIMEOUT, reply).await {
+        Err(_) => Err(format!(
+            "not rendered within {} s",
+            RENDER_TIMEOUT.as_secs()
+        )),
+        Ok(Err(_)) => Err("the Python side stopped".into()),
+        Ok(Ok(Reply::Rendered(Ok(rendered)))) => {
+            let overrides = match serde_json::from_slice::<Value>(&rendered.overrides) {
+                Ok(Value::Object(map)) if !map.is_empty() => Some(Value::Object(map)),
+                Ok(_) => None,
+                Err(e) => return Err(format!("its overrides are not JSON: {e}")),
+            };
+            Ok(Rendered {
+                output: rendered.output,
+                overrides,
+            })
+        }
+        Ok(Ok(Reply::Rendered(Err(why)))) => Err(why),
+        Ok(Ok(_)) => Err("unexpected reply".into()),
+    }
+}
+
+impl Backend {
+    /// Call the backend with the mapped request and its body (a MOCK's is its request
+    /// template's output, holding its `statusCode`).
+    pub(crate) async fn call(
+        &self,
+        x: &BackendCall<'_>,
+        mapped: &Mapped,
+        body: Bytes,
+    ) -> Result<Answer, Failed> {
+        match self {
+            Backend::Mock => {
+                let text = String::from_utf8_lossy(&body);
+                let status = mock_status(&text)
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .ok_or_else(|| {
+                        configuration_error(
+                            x.name,
+                            "Unable to parse statusCode. It should be an integer that is defined in the request template.",
+                        )
+                    })?;
+                Ok(Answer {
+                    status,
+                    headers: HeaderMap::new(),
+                    body: Bytes::new(),
+                    selection: Some(status.as_str().to_owned()),
                 })
             }
-            Ok(Ok(Reply::Rendered(Err(why)))) => Err(why),
-            Ok(Ok(_)) => Err("unexpected reply".into()),
+            Backend::Http { .. } => self.call_http(x, mapped, body).await,
+            Backend::Lambda { .. } => self.call_lambda(x, body).await,
         }
     }
 
     async fn call_http(
         &self,
-        x: &Exchange<'_>,
+        x: &BackendCall<'_>,
         mapped: &Mapped,
         body: Bytes,
-        content_type: Option<&str>,
     ) -> Result<Answer, Failed> {
+        let content_type = x.content_type;
         let Backend::Http {
             uri,
             method,
             timeout,
             user_agent,
             api_id,
-        } = &self.backend
+        } = self
         else {
             unreachable!("an HTTP backend");
         };
         let url = build_url(uri, mapped);
         let uri = Uri::try_from(url.as_str()).map_err(|e| {
-            self.configuration_error(&format!("Invalid endpoint address {url:?}: {e}"))
+            configuration_error(x.name, &format!("Invalid endpoint address {url:?}: {e}"))
         })?;
-        let method = method.clone().unwrap_or_else(|| x.parts.method.clone());
+        let method = method.clone().unwrap_or_else(|| x.method.clone());
         let mut headers = HeaderMap::with_capacity(mapped.headers.len() + 6);
         for (name, value) in &mapped.headers {
             if let Some(value) = text_header(value) {
@@ -514,13 +574,7 @@ impl NonProxy {
                 .unwrap_or(HeaderValue::from_static("application/json"));
             headers.insert(CONTENT_TYPE, value);
         }
-        if let Some(trace) = x
-            .source
-            .headers
-            .get("x-amzn-trace-id")
-            .cloned()
-            .or_else(|| text_header(x.source.trace_id))
-        {
+        if let Some(trace) = x.trace_id.clone() {
             headers.insert("x-amzn-trace-id", trace);
         }
         headers.insert("x-amzn-apigateway-api-id", api_id.clone());
@@ -538,13 +592,13 @@ impl NonProxy {
         })
     }
 
-    async fn call_lambda(&self, x: &Exchange<'_>, event: Bytes) -> Result<Answer, Failed> {
+    async fn call_lambda(&self, x: &BackendCall<'_>, event: Bytes) -> Result<Answer, Failed> {
         let Backend::Lambda {
             uri,
             function,
             concurrency,
             timeout,
-        } = &self.backend
+        } = self
         else {
             unreachable!("a Lambda backend");
         };
@@ -556,14 +610,15 @@ impl NonProxy {
             b"{}".to_vec()
         } else {
             if serde_json::from_slice::<serde::de::IgnoredAny>(&event).is_err() {
-                return Err(
-                    self.configuration_error("Lambda could not parse the request body into json")
-                );
+                return Err(configuration_error(
+                    x.name,
+                    "Lambda could not parse the request body into json",
+                ));
             }
             event.to_vec()
         };
         let call = LambdaCall {
-            invocation_id: x.invocation_id.clone(),
+            invocation_id: x.invocation_id.to_owned(),
             uri,
             event,
             timeout_ms: timeout.as_millis() as u64,

@@ -659,6 +659,17 @@ pub fn media_type(value: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Whether a request no template matches passes to the backend as it is ("Passthrough
+/// behaviors"): always with `WHEN_NO_MATCH`, only when there are no templates at all with
+/// `WHEN_NO_TEMPLATES`, never with `NEVER`.
+pub fn passes_through(passthrough: PassthroughBehavior, has_templates: bool) -> bool {
+    match passthrough {
+        PassthroughBehavior::WhenNoMatch => true,
+        PassthroughBehavior::WhenNoTemplates => !has_templates,
+        PassthroughBehavior::Never => false,
+    }
+}
+
 /// Templates by content type (lower-case media types), in the declared order.
 #[derive(Debug, Default)]
 pub struct Templates {
@@ -710,10 +721,10 @@ impl Templates {
         if let Some((ct, _, template)) = self.find(media) {
             return RequestBody::Transform(ct, template);
         }
-        match (passthrough, self.entries.is_empty()) {
-            (PassthroughBehavior::WhenNoMatch, _)
-            | (PassthroughBehavior::WhenNoTemplates, true) => RequestBody::PassThrough,
-            _ => RequestBody::Unsupported,
+        if passes_through(passthrough, !self.entries.is_empty()) {
+            RequestBody::PassThrough
+        } else {
+            RequestBody::Unsupported
         }
     }
 

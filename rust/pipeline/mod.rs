@@ -190,7 +190,8 @@ impl Exchange {
 pub struct Pipeline {
     pub gateway: Arc<Gateway>,
     pub invoker: Arc<Invoker>,
-    upstream: UpstreamClient,
+    /// Shared with the WebSocket connections' sessions (one pointer each, not a client copy).
+    upstream: Arc<UpstreamClient>,
     ids: IdGenerator,
     /// The WebSocket connections this node holds (`crate::websocket`).
     pub websockets: Arc<crate::websocket::Registry>,
@@ -219,7 +220,7 @@ impl Pipeline {
         Ok(Pipeline {
             gateway,
             invoker,
-            upstream: UpstreamClient::new(ca_file.as_deref())?,
+            upstream: Arc::new(UpstreamClient::new(ca_file.as_deref())?),
             ids: IdGenerator::new(),
             websockets: Arc::default(),
         })
@@ -662,6 +663,8 @@ impl Pipeline {
                 fail(ErrorType::ApiConfigurationError, detail.to_string())
             }
             Integration::Unset => fail(ErrorType::ApiConfigurationError, "the route has no integration"),
+            // Compiled only for WebSocket routes, which `websocket` serves.
+            Integration::Websocket(_) => fail(ErrorType::ApiConfigurationError, "a WebSocket integration"),
         }
     }
 

@@ -29,10 +29,11 @@ use super::body::{self, empty, full, PipelineBody};
 use super::{epoch_ms, fail, header_str, ip_text, Connection, Exchange, Failure, Pipeline};
 use crate::auth::{execute_api_arn, sigv4};
 use crate::gateway::{Api, ApiKind, Decision, Gateway, MessageBuckets, RouteRuntime, Serving, Snapshot};
-use crate::integrations::Integration;
+use crate::integrations::http_proxy::UpstreamClient;
 use crate::invoke::Invoker;
 use crate::pipeline::responses::ErrorType;
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
+use crate::websocket::integration::{invoke, Invocation};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
 use crate::websocket::selection::RouteSelection;
 use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, READ_BUFFER_BYTES};
@@ -41,76 +42,6 @@ use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSA
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 
-/// What a route's integration answered.
-#[derive(Debug, Default)]
-struct Answer {
-    /// The Lambda proxy answer's `statusCode` (None: it had none).
-    status: Option<u16>,
-    headers: Vec<(String, String)>,
-    body: Option<String>,
-}
-
-impl Answer {
-    /// A Lambda proxy result: `{"statusCode", "headers", "body"}` (a body that is not a string is
-    /// sent as its JSON text).
-    fn of_lambda(result: &[u8]) -> Answer {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(result) else {
-            return Answer::default();
-        };
-        let Some(object) = value.as_object() else {
-            return Answer {
-                body: (!value.is_null()).then(|| value.to_string()),
-                ..Answer::default()
-            };
-        };
-        let status = match object.get("statusCode") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        };
-        let headers = object
-            .get("headers")
-            .and_then(|h| h.as_object())
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect();
-        let body = match object.get("body") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
-        };
-        Answer { status, headers, body }
-    }
-}
-
-/// Invoke a route's integration with `event`: AWS_PROXY functions and MOCKs are served; the
-/// error (for the log) otherwise.
-async fn invoke(
-    invoker: &Invoker,
-    route: &RouteRuntime,
-    event: Vec<u8>,
-    region: &str,
-    account_id: &str,
-    invocation_id: String,
-) -> Result<Answer, String> {
-    match &route.integration {
-        Integration::LambdaProxy(lambda) => lambda
-            .invoke_event(invoker, event, region, account_id, invocation_id)
-            .await
-            .map(|result| Answer::of_lambda(&result))
-            .map_err(|(error, why)| format!("{}: {why}", error.name())),
-        Integration::Mock(mock) => Ok(Answer {
-            status: Some(mock.status.as_u16()),
-            headers: Vec::new(),
-            body: Some(String::from_utf8_lossy(&mock.body).into_owned()),
-        }),
-        Integration::Unavailable(why) => Err(why.to_string()),
-        Integration::Unset => Err("the route has no integration".into()),
-        _ => Err("this integration type is not served on WebSocket APIs yet (AWS_PROXY and MOCK are)".into()),
-    }
-}
-
 /// A connection's part that outlives the handshake's request: what its events say, what it
 /// serves, and where its frames go.
 struct Session {
@@ -118,6 +49,8 @@ struct Session {
     serving: Arc<Serving>,
     selection: Arc<RouteSelection>,
     invoker: Arc<Invoker>,
+    /// HTTP and HTTP_PROXY integrations' client (the pipeline's pool).
+    client: Arc<UpstreamClient>,
     registry: Arc<Registry>,
     connection: Arc<registry::Connection>,
     region: Box<str>,
@@ -133,6 +66,24 @@ struct Session {
 impl Session {
     fn route(&self, key: &str) -> Option<&RouteRuntime> {
         self.serving.routes.iter().find(|r| &*r.key == key)
+    }
+
+    /// A message's or `$disconnect`'s invocation (no headers or query string: the handshake's
+    /// are `$connect`'s only, as on AWS).
+    fn invocation<'a>(&'a self, event: Vec<u8>, body: &'a str) -> Invocation<'a> {
+        static NO_HEADERS: std::sync::OnceLock<http::HeaderMap> = std::sync::OnceLock::new();
+        Invocation {
+            invoker: &self.invoker,
+            client: &self.client,
+            region: &self.region,
+            account_id: &self.account_id,
+            invocation_id: self.registry.ids.uuid(),
+            event,
+            headers: NO_HEADERS.get_or_init(http::HeaderMap::new),
+            raw_query: "",
+            body,
+            stage_variables: &self.serving.variables,
+        }
     }
 
     fn send_text(&self, text: String) {
@@ -179,9 +130,8 @@ impl Session {
             return;
         }
         let event = events::message(&self.cx, ids, &route.key, &message_id, &text);
-        let invocation_id = self.registry.ids.uuid();
         let started = std::time::Instant::now();
-        match invoke(&self.invoker, route, event, &self.region, &self.account_id, invocation_id).await {
+        match invoke(route, self.invocation(event, &text)).await {
             Err(why) => {
                 eprintln!("portico: WebSocket message {request_id} ({}): {why}", route.key);
                 self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Failed(&why), ..line });
@@ -224,8 +174,7 @@ impl Session {
             return;
         };
         let event = events::disconnect(&self.cx, ids, how);
-        let invocation_id = self.registry.ids.uuid();
-        match invoke(&self.invoker, route, event, &self.region, &self.account_id, invocation_id).await {
+        match invoke(route, self.invocation(event, "")).await {
             Err(why) => {
                 eprintln!("portico: WebSocket $disconnect of {}: {why}", self.cx.connection_id);
                 logged.outcome = Outcome::Failed(&why);
@@ -435,9 +384,21 @@ impl Pipeline {
                 extended_request_id: &ex.request_id,
                 time_ms: ex.epoch_ms,
             };
-            let event = events::connect(&cx, ids, &parts.headers, parts.uri.query().unwrap_or(""));
-            let invocation_id = self.ids.uuid();
-            match invoke(&self.invoker, route, event, &settings.region, &settings.account_id, invocation_id).await {
+            let raw_query = parts.uri.query().unwrap_or("");
+            let event = events::connect(&cx, ids, &parts.headers, raw_query);
+            let call = Invocation {
+                invoker: &self.invoker,
+                client: &self.upstream,
+                region: &settings.region,
+                account_id: &settings.account_id,
+                invocation_id: self.ids.uuid(),
+                event,
+                headers: &parts.headers,
+                raw_query,
+                body: "",
+                stage_variables: &serving.variables,
+            };
+            match invoke(route, call).await {
                 Err(why) => {
                     eprintln!("portico: WebSocket $connect {}: {why}", ex.request_id);
                     return Ok(answer(500, Some(r#"{"message": "Internal server error"}"#.into())));
@@ -475,6 +436,7 @@ impl Pipeline {
             serving,
             selection,
             invoker: self.invoker.clone(),
+            client: self.upstream.clone(),
             registry: self.websockets.clone(),
             connection,
             region: settings.region.clone(),

@@ -10,9 +10,12 @@
 //! - `events`: the Lambda proxy events of `$connect`, messages and `$disconnect`, and AWS's
 //!   error frames.
 //! - `registry`: the connections this node holds, for the `@connections` API.
+//! - `integration`: what a route's integration answers (`AWS_PROXY`, `HTTP_PROXY`, `HTTP`, `AWS`,
+//!   `MOCK`), with integration responses and templates.
 
 pub mod events;
 pub mod handshake;
+pub mod integration;
 pub mod registry;
 pub mod selection;
 

@@ -4,14 +4,29 @@
 //! concatenated with literal text (`${request.body.action}-${request.body.version}`), or a
 //! literal key. A path that selects nothing contributes `""`; a body that is not JSON selects no
 //! key at all (the message goes to `$default`).
+//!
+//! Template selection expressions ("Template selection expressions" in "Data transformations for
+//! WebSocket APIs") are parsed by the same rules: an integration's reads the request body, an
+//! integration response's also `integration.response.statuscode`, `.header.NAME` and
+//! `.multivalueheader.NAME`. `\$` is a literal `$` (`\$default` selects the `$default` template).
 
 use crate::jsonpath::JsonPath;
+use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(Box<str>),
     Body(JsonPath),
+    Status,
+    Header(HeaderName),
+    MultiHeader(HeaderName),
+}
+
+/// The integration's answer, as an integration response's template selection reads it.
+pub struct AnswerView<'a> {
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,58 +36,142 @@ pub struct RouteSelection {
 
 const BODY: &str = "request.body";
 
-/// `request.body.PATH` (without the leading `$`) -> its path.
-fn body_path(reference: &str) -> Result<JsonPath, String> {
+const RESPONSE: &str = "integration.response.";
+
+/// `request.body.PATH` (without the leading `$`) -> its path; with `response`, also
+/// `integration.response.*`.
+fn reference(reference: &str, response: bool) -> Result<Part, String> {
+    if response {
+        if let Some(what) = reference.strip_prefix(RESPONSE) {
+            let header = |name: &str| {
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("${reference}: {name:?} is not a header name"))
+            };
+            if what == "statuscode" {
+                return Ok(Part::Status);
+            }
+            if let Some(name) = what.strip_prefix("header.") {
+                return Ok(Part::Header(header(name)?));
+            }
+            if let Some(name) = what.strip_prefix("multivalueheader.") {
+                return Ok(Part::MultiHeader(header(name)?));
+            }
+            return Err(format!(
+                "${reference}: expected integration.response.statuscode, .header.NAME or .multivalueheader.NAME"
+            ));
+        }
+    }
     let Some(path) = reference.strip_prefix(BODY) else {
-        return Err(format!("${reference}: only $request.body.* selects a route"));
+        return Err(format!("${reference}: only $request.body.* selects here"));
     };
     if !(path.is_empty() || path.starts_with('.') || path.starts_with('[')) {
         return Err(format!("${reference}: expected $request.body.NAME"));
     }
-    JsonPath::parse(path)
+    Ok(Part::Body(JsonPath::parse(path)?))
+}
+
+/// Literal text, `\$` read as `$`.
+fn literal(text: &str) -> Part {
+    Part::Literal(text.replace("\\$", "$").into())
+}
+
+fn parse(expression: &str, response: bool) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    if !expression.contains("${") {
+        match expression.strip_prefix('$') {
+            Some(r) if r.starts_with("request.") || (response && r.starts_with(RESPONSE)) => {
+                parts.push(reference(r, response)?)
+            }
+            _ => parts.push(literal(expression)),
+        }
+        return Ok(parts);
+    }
+    let mut rest = expression;
+    while let Some(start) = rest.find("${") {
+        if start > 0 {
+            parts.push(literal(&rest[..start]));
+        }
+        let Some(end) = rest[start..].find('}') else {
+            return Err(format!("{expression:?}: an unterminated ${{...}}"));
+        };
+        parts.push(reference(&rest[start + 2..start + end], response)?);
+        rest = &rest[start + end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(literal(rest));
+    }
+    Ok(parts)
+}
+
+/// The key `parts` give for `message` (and an integration's answer); None when they read the
+/// body and the body is not JSON.
+fn evaluate(parts: &[Part], message: &str, answer: Option<&AnswerView<'_>>) -> Option<String> {
+    let needs_body = parts.iter().any(|p| matches!(p, Part::Body(_)));
+    let body: Option<Value> = if needs_body { Some(serde_json::from_str(message).ok()?) } else { None };
+    let mut key = String::new();
+    for part in parts {
+        match part {
+            Part::Literal(text) => key.push_str(text),
+            Part::Body(path) => key.push_str(&body.as_ref().and_then(|b| path.text(b)).unwrap_or_default()),
+            Part::Status => {
+                if let Some(answer) = answer {
+                    key.push_str(answer.status.as_str());
+                }
+            }
+            Part::Header(name) => {
+                if let Some(value) = answer.and_then(|a| a.headers.get_all(name).iter().last()) {
+                    key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                }
+            }
+            Part::MultiHeader(name) => {
+                let values: Vec<String> = answer
+                    .into_iter()
+                    .flat_map(|a| a.headers.get_all(name).iter())
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect();
+                key.push_str(&values.join(","));
+            }
+        }
+    }
+    Some(key)
 }
 
 impl RouteSelection {
     pub fn parse(expression: &str) -> Result<RouteSelection, String> {
-        let mut parts = Vec::new();
-        if !expression.contains("${") {
-            match expression.strip_prefix('$') {
-                Some(reference) if reference.starts_with("request.") => parts.push(Part::Body(body_path(reference)?)),
-                _ => parts.push(Part::Literal(expression.into())),
-            }
-            return Ok(RouteSelection { parts });
-        }
-        let mut rest = expression;
-        while let Some(start) = rest.find("${") {
-            if start > 0 {
-                parts.push(Part::Literal(rest[..start].into()));
-            }
-            let Some(end) = rest[start..].find('}') else {
-                return Err(format!("{expression:?}: an unterminated ${{...}}"));
-            };
-            parts.push(Part::Body(body_path(&rest[start + 2..start + end])?));
-            rest = &rest[start + end + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.into()));
-        }
-        Ok(RouteSelection { parts })
+        Ok(RouteSelection {
+            parts: parse(expression, false)?,
+        })
     }
 
     /// The route key `message` selects; None when the expression reads the body and the body
     /// is not JSON.
     pub fn select(&self, message: &str) -> Option<String> {
-        let needs_body = self.parts.iter().any(|p| matches!(p, Part::Body(_)));
-        let body: Option<Value> = if needs_body { Some(serde_json::from_str(message).ok()?) } else { None };
-        let mut key = String::new();
-        for part in &self.parts {
-            match (part, &body) {
-                (Part::Literal(text), _) => key.push_str(text),
-                (Part::Body(path), Some(body)) => key.push_str(&path.text(body).unwrap_or_default()),
-                (Part::Body(_), None) => {}
-            }
-        }
-        Some(key)
+        evaluate(&self.parts, message, None)
+    }
+}
+
+/// A `templateSelectionExpression`: an integration's (the request body) or an integration
+/// response's (also the integration's answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSelection {
+    parts: Vec<Part>,
+}
+
+impl TemplateSelection {
+    pub fn request(expression: &str) -> Result<TemplateSelection, String> {
+        Ok(TemplateSelection {
+            parts: parse(expression, false)?,
+        })
+    }
+
+    pub fn response(expression: &str) -> Result<TemplateSelection, String> {
+        Ok(TemplateSelection {
+            parts: parse(expression, true)?,
+        })
+    }
+
+    /// The template key; None when the expression reads a body that is not JSON.
+    pub fn select(&self, message: &str, answer: Option<&AnswerView<'_>>) -> Option<String> {
+        evaluate(&self.parts, message, answer)
     }
 }
 
@@ -112,6 +211,30 @@ mod tests {
     fn a_literal_key_needs_no_json() {
         assert_eq!(select("$default", "not json").as_deref(), Some("$default"));
         assert_eq!(select("fixed", "{}").as_deref(), Some("fixed"));
+    }
+
+    #[test]
+    fn template_selection_reads_the_answer_and_escapes() {
+        use super::{AnswerView, TemplateSelection};
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-kind", "a".parse().unwrap());
+        headers.append("x-kind", "b".parse().unwrap());
+        let answer = AnswerView {
+            status: http::StatusCode::NOT_FOUND,
+            headers: &headers,
+        };
+        let status = TemplateSelection::response("${integration.response.statuscode}").unwrap();
+        assert_eq!(status.select("not json", Some(&answer)).as_deref(), Some("404"));
+        let header = TemplateSelection::response("$integration.response.header.x-kind").unwrap();
+        assert_eq!(header.select("", Some(&answer)).as_deref(), Some("b"));
+        let multi = TemplateSelection::response("${integration.response.multivalueheader.x-kind}").unwrap();
+        assert_eq!(multi.select("", Some(&answer)).as_deref(), Some("a,b"));
+        let escaped = TemplateSelection::request("\\$default").unwrap();
+        assert_eq!(escaped.select("not json", None).as_deref(), Some("$default"));
+        let body = TemplateSelection::request("$request.body.action").unwrap();
+        assert_eq!(body.select(r#"{"action":"x"}"#, None).as_deref(), Some("x"));
+        // An integration's own expression cannot read an answer it does not have yet.
+        assert!(TemplateSelection::request("${integration.response.statuscode}").is_err());
     }
 
     #[test]

@@ -66,7 +66,10 @@ def compile_file_apis(
             where = f"apis[{api_index}].routes[{route_index}].integration"
             try:
                 rest = api.protocol == "REST"
-                integration = _integration(api.integration_of(route), registry, rest=rest, route=route)
+                if api.protocol == "WEBSOCKET":
+                    integration = _websocket_integration(api.integration_of(route), registry, route.route)
+                else:
+                    integration = _integration(api.integration_of(route), registry, rest=rest, route=route)
                 authorizer = None
                 if route.authorizerId is not None:
                     where = f"apis[{api_index}].authorizers.{route.authorizerId}"
@@ -344,6 +347,43 @@ def _integration(
     # What the core would refuse of a REST API's integration (a mapping expression, a
     # selectionPattern it cannot translate); HTTP APIs' mappings were refused as the config loaded.
     problem = rest and _core.integration_problem(S.dumps(spec), route.route if route else "GET /", "api")  # type: ignore[arg-type]
+    if problem:
+        raise CompileError(problem)
+    return spec
+
+
+def _websocket_integration(
+    integration: Integration, registry: FunctionRegistry, key: str
+) -> S.IntegrationSpec:
+    """A WebSocket route's integration (docs/websocket.md): `AWS_PROXY` and a plain `MOCK` as
+    for HTTP APIs; `HTTP_PROXY`, `HTTP`, `AWS` and AWS's `MOCK` with request templates chosen by
+    `templateSelectionExpression` and integration responses keyed `$default` or `/REGEX/`."""
+    if integration.type == "AWS_PROXY" or (integration.type == "MOCK" and not integration.non_proxy):
+        return _integration(integration, registry)
+    uri = integration.uri or ""
+    backend: S.BackendSpec
+    if integration.type == "AWS":
+        _registered(uri, registry)
+        backend = S.lambda_backend(uri, integration.timeoutInMillis)
+    elif integration.type in ("HTTP", "HTTP_PROXY"):
+        backend = S.http_backend(uri, integration.method, integration.timeoutInMillis)
+    else:
+        backend = S.mock_backend()
+    spec = S.websocket_integration(
+        backend,
+        proxy=integration.type == "HTTP_PROXY",
+        request_parameters=integration.requestParameters,
+        request_templates=integration.requestTemplates,
+        template_selection=integration.templateSelectionExpression,
+        passthrough=integration.passthroughBehavior,
+        responses=[
+            S.websocket_response(
+                response_key, response.responseTemplates, response.templateSelectionExpression
+            )
+            for response_key, response in integration.integrationResponses.items()
+        ],
+    )
+    problem = _core.integration_problem(S.dumps(spec), key, "api")
     if problem:
         raise CompileError(problem)
     return spec

@@ -45,6 +45,8 @@ __all__ = [
     "StageSpec",
     "TransferMode",
     "UsagePlanSpec",
+    "WebsocketIntegrationSpec",
+    "WebsocketResponseSpec",
     "access_log",
     "api",
     "api_key",
@@ -82,6 +84,8 @@ __all__ = [
     "stage_cache",
     "unavailable",
     "usage_plan",
+    "websocket_integration",
+    "websocket_response",
 ]
 
 DEFAULT_PAYLOAD_LIMIT = 10 * 1024 * 1024
@@ -194,7 +198,28 @@ class NonProxySpec(TypedDict):
     method_responses: list[MethodResponseSpec]
 
 
-IntegrationSpec = HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec | NonProxySpec
+class WebsocketResponseSpec(TypedDict):
+    key: str  # integrationResponseKey: $default, /REGEX/ or an exact value
+    templates: list[tuple[str, str]]  # (template key, template)
+    template_selection: str | None
+
+
+class WebsocketIntegrationSpec(TypedDict):
+    """WebSocket APIs' `HTTP_PROXY` (`proxy`), `HTTP`, `AWS` and AWS's `MOCK` (docs/websocket.md)."""
+
+    type: Literal["WEBSOCKET"]
+    backend: BackendSpec
+    proxy: bool
+    request_parameters: list[tuple[str, str]]  # (integration.request.*.NAME, source expression)
+    request_templates: list[tuple[str, str]]  # (template key, template)
+    template_selection: str | None
+    passthrough: PassthroughBehavior
+    responses: list[WebsocketResponseSpec]
+
+
+IntegrationSpec = (
+    HttpProxySpec | MockSpec | LambdaProxySpec | UnavailableSpec | NonProxySpec | WebsocketIntegrationSpec
+)
 
 
 ParameterLocation = Literal["querystring", "multivaluequerystring", "header", "multivalueheader", "path"]
@@ -565,6 +590,41 @@ def non_proxy(
         "content_handling": content_handling,
         "responses": list(responses or ()),
         "method_responses": list(method_responses or ()),
+    }
+
+
+def websocket_response(
+    key: str, templates: dict[str, str] | None = None, template_selection: str | None = None
+) -> WebsocketResponseSpec:
+    return {
+        "key": key,
+        "templates": list((templates or {}).items()),
+        "template_selection": template_selection,
+    }
+
+
+def websocket_integration(
+    backend: BackendSpec,
+    *,
+    proxy: bool = False,
+    request_parameters: dict[str, str] | None = None,
+    request_templates: dict[str, str] | None = None,
+    template_selection: str | None = None,
+    passthrough: PassthroughBehavior = "WHEN_NO_MATCH",
+    responses: list[WebsocketResponseSpec] | None = None,
+) -> WebsocketIntegrationSpec:
+    """A WebSocket API's `HTTP_PROXY` (`proxy`, an HTTP backend), `HTTP`, `AWS` or `MOCK`
+    integration: request parameters, request templates by selection key, the backend, and the
+    integration responses by key."""
+    return {
+        "type": "WEBSOCKET",
+        "backend": backend,
+        "proxy": proxy,
+        "request_parameters": list((request_parameters or {}).items()),
+        "request_templates": list((request_templates or {}).items()),
+        "template_selection": template_selection,
+        "passthrough": passthrough,
+        "responses": list(responses or ()),
     }
 
 

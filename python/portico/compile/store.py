@@ -386,8 +386,8 @@ class _Builder:
     def _websocket_routes(self, api_id: str, snap: dict[str, Any]) -> _Deployed:
         """A WebSocket API's deployed routes (docs/websocket.md): a route with a `$default` route
         response is two-way; `$connect` may be authorized (AWS_IAM, or CUSTOM: a Lambda REQUEST
-        authorizer). What is not served (integrations other than AWS_PROXY, authorization of
-        another route) makes its route fail closed: `$connect` refuses the handshake, a message
+        authorizer). What is not served (authorization of another route, an integration the core
+        cannot compile) makes its route fail closed: `$connect` refuses the handshake, a message
         gets AWS's error frame."""
         integrations = {i.get("IntegrationId"): i for i in snap.get("Integrations") or []}
         authorizers = {a.get("AuthorizerId"): a for a in snap.get("Authorizers") or []}
@@ -411,14 +411,8 @@ class _Builder:
                 spec = S.unavailable(f"{where}: WebSocket APIs authorize $connect only")
             elif integration is None:
                 spec = S.unavailable(f"{where} has no integration")
-            elif integration.get("IntegrationType") != "AWS_PROXY":
-                kind = integration.get("IntegrationType")
-                log.warning("%s: %s integrations of WebSocket APIs are not served yet", where, kind)
-                spec = S.unavailable(f"{where}: {kind} integrations of WebSocket APIs are not served yet")
             else:
-                timeout_ms = _timeout(integration.get("TimeoutInMillis"), _DEFAULT_HTTP_TIMEOUT_MS)
-                uri = integration.get("IntegrationUri") or ""
-                spec = _lambda(uri, "1.0", timeout_ms, self.registry, where)
+                spec = self._websocket_integration(api_id, key, integration, snap, where)
             auth = self._websocket_connect_auth(route, authorizers, where) if authorized_connect else None
             if route.get("ApiKeyRequired"):
                 if key == "$connect":
@@ -445,6 +439,60 @@ class _Builder:
         else:
             warn_unregistered(authorizer["uri"], self.registry, where)
         return S.route_auth("CUSTOM", authorizer)
+
+    def _websocket_integration(
+        self, api_id: str, key: str, integration: dict[str, Any], snap: dict[str, Any], where: str
+    ) -> S.IntegrationSpec:
+        """A WebSocket route's integration (docs/websocket.md): `AWS_PROXY`, or `HTTP_PROXY`,
+        `HTTP`, `AWS` (Lambda) and `MOCK` with their integration responses. One the core cannot
+        compile makes its route fail closed, and the log says why."""
+        kind = integration.get("IntegrationType")
+        timeout_ms = _timeout(integration.get("TimeoutInMillis"), _DEFAULT_HTTP_TIMEOUT_MS)
+        uri = integration.get("IntegrationUri") or ""
+        if kind == "AWS_PROXY":
+            return _lambda(uri, "1.0", timeout_ms, self.registry, where)
+        integration_id = integration.get("IntegrationId")
+        responses = [
+            S.websocket_response(
+                str(response.get("IntegrationResponseKey") or ""),
+                _strings(response.get("ResponseTemplates")),
+                response.get("TemplateSelectionExpression") or None,
+            )
+            for response in snap.get("IntegrationResponses") or []
+            if response.get("IntegrationId") == integration_id
+        ]
+        try:
+            backend: S.BackendSpec
+            if kind in ("HTTP", "HTTP_PROXY"):
+                if not re.match(r"^https?://", uri, re.IGNORECASE):
+                    raise ValueError(f"{kind} uri must be an absolute http(s) URL: {uri!r}")
+                backend = S.http_backend(uri, integration.get("IntegrationMethod"), timeout_ms)
+            elif kind == "AWS":
+                if _LAMBDA_PATH not in uri:
+                    raise ValueError(f"AWS integrations other than Lambda's are not supported: {uri!r}")
+                _lambda(uri, "1.0", timeout_ms, self.registry, where)  # warns of an unregistered one
+                backend = S.lambda_backend(uri, timeout_ms)
+            elif kind == "MOCK":
+                backend = S.mock_backend()
+            else:
+                raise ValueError(f"integration type {kind} is not supported")
+            passthrough = integration.get("PassthroughBehavior")
+            spec = S.websocket_integration(
+                backend,
+                proxy=kind == "HTTP_PROXY",
+                request_parameters=_strings(integration.get("RequestParameters")),
+                request_templates=_strings(integration.get("RequestTemplates")),
+                template_selection=integration.get("TemplateSelectionExpression") or None,
+                passthrough=passthrough if passthrough in ("WHEN_NO_TEMPLATES", "NEVER") else "WHEN_NO_MATCH",
+                responses=responses,
+            )
+            problem = _core.integration_problem(S.dumps(spec), key, api_id)  # type: ignore[arg-type]
+            if problem:
+                raise ValueError(problem)
+            return spec
+        except ValueError as exc:
+            log.warning("%s: %s; the route fails closed", where, exc)
+            return S.unavailable(f"{where}: {exc}")
 
     def _http_lambda_auth(
         self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str

@@ -79,6 +79,9 @@ class IntegrationResponse(_Model):
     # content type -> mapping template (chosen by the request's Accept)
     responseTemplates: dict[str, str] = Field(default_factory=dict)
     contentHandling: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
+    # WebSocket APIs: which of `responseTemplates` renders the message sent back
+    # (`${integration.response.statuscode}`, `$request.body.action`, `\$default`...).
+    templateSelectionExpression: str | None = None
 
 
 class MethodResponse(_Model):
@@ -128,14 +131,20 @@ class Integration(_Model):
     passthroughBehavior: Literal["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"] = "WHEN_NO_MATCH"
     contentHandling: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
     integrationResponses: dict[str, IntegrationResponse] = Field(default_factory=dict)
+    # WebSocket APIs: which of `requestTemplates` makes the integration request
+    # (`$request.body.action`, `\$default`; unset: the `$default` template).
+    templateSelectionExpression: str | None = None
 
     @field_validator("integrationResponses")
     @classmethod
     def _statuses(cls, value: dict[str, IntegrationResponse]) -> dict[str, IntegrationResponse]:
+        # REST APIs key them by status code; WebSocket APIs by `integrationResponseKey`
+        # (`$default`, `/4\d\d/`; `Api._websocket` and `Api._rest_only` refuse the other kind's).
         for status in value:
-            if not re.fullmatch(r"[1-5]\d\d", str(status)):
+            if not re.fullmatch(r"[1-5]\d\d|\$default|/.+/", str(status)):
                 raise ValueError(
-                    f"{status!r}: integration responses are keyed by a status code ([1-5]\\d\\d)"
+                    f"{status!r}: integration responses are keyed by a status code ([1-5]\\d\\d), or "
+                    "on WebSocket APIs by $default or /REGEX/"
                 )
         return value
 
@@ -238,6 +247,22 @@ class Integration(_Model):
         if self.payloadFormatVersion:
             return self.payloadFormatVersion
         return "1.0" if self.type == "HTTP_PROXY" else "2.0"
+
+
+def _websocket_integration_problem(integration: Integration) -> str | None:
+    """What WebSocket APIs do not take of an integration ("Setting up WebSocket API integration
+    responses": their responses are keyed `$default` or `/REGEX/`, and map no headers)."""
+    if integration.contentHandling:
+        return "contentHandling is not served on WebSocket APIs yet"
+    for key, response in integration.integrationResponses.items():
+        if not re.fullmatch(r"\$default|/.+/", key):
+            return f"integrationResponses: {key!r}: WebSocket APIs key them by $default or /REGEX/"
+        if response.selectionPattern or response.responseParameters or response.contentHandling:
+            return (
+                f"integrationResponses.{key}: WebSocket APIs' responses are selected by their key and map "
+                "only the body (responseTemplates, templateSelectionExpression)"
+            )
+    return None
 
 
 def _method_response_problem(integration: Integration, route: Route) -> str | None:
@@ -859,6 +884,8 @@ class Api(_Model):
     @model_validator(mode="after")
     def _rest_only(self) -> Api:
         rest = self.protocol == "REST"
+        # WebSocket APIs map requests and responses their own way (`_websocket`).
+        http = self.protocol == "HTTP"
         if not rest:
             for name, unset in (
                 ("apiKeySource", self.apiKeySource == "HEADER"),
@@ -894,14 +921,15 @@ class Api(_Model):
                     raise ValueError(
                         f"integrations.{name}: response streaming is REST APIs' (protocolType: REST)"
                     )
-                _check_http_mappings(integration, f"integrations.{name}")
-                if integration.non_proxy:
+                if http:
+                    _check_http_mappings(integration, f"integrations.{name}")
+                if http and integration.non_proxy:
                     raise ValueError(
                         f"integrations.{name}: non-proxy integrations are REST APIs' (protocolType: REST)"
                     )
             for index, route in enumerate(self.routes):
                 inline = route.integration
-                if isinstance(inline, Integration):
+                if http and isinstance(inline, Integration):
                     _check_http_mappings(inline, f"routes[{index}].integration")
                 if isinstance(inline, Integration) and (inline.cacheKeyParameters or inline.cacheNamespace):
                     raise ValueError(
@@ -911,7 +939,7 @@ class Api(_Model):
                     raise ValueError(
                         f"routes[{index}].integration: response streaming is REST APIs' (protocolType: REST)"
                     )
-                if isinstance(inline, Integration) and inline.non_proxy:
+                if http and isinstance(inline, Integration) and inline.non_proxy:
                     raise ValueError(
                         f"routes[{index}].integration: non-proxy integrations are REST APIs' "
                         "(protocolType: REST)"
@@ -971,6 +999,19 @@ class Api(_Model):
                         validate_route_key(route.route)
                     except ValueError as exc:
                         raise ValueError(f"routes[{index}]: {exc}") from None
+            for index, route in enumerate(self.routes):
+                inline = route.integration
+                integration = inline if isinstance(inline, Integration) else self.integrations.get(inline)
+                if integration is None:
+                    continue  # `_references` says so
+                selections = [integration.templateSelectionExpression] + [
+                    r.templateSelectionExpression for r in integration.integrationResponses.values()
+                ]
+                if any(selections):
+                    raise ValueError(
+                        f"routes[{index}].integration: templateSelectionExpression is WebSocket APIs' "
+                        "(REST APIs choose templates by content type)"
+                    )
             return self
         if not self.routeSelectionExpression:
             raise ValueError("routeSelectionExpression: WebSocket APIs need one (e.g. $request.body.action)")
@@ -989,12 +1030,9 @@ class Api(_Model):
                     f"routes[{index}].authorizationType: WebSocket APIs authorize $connect only, "
                     "with AWS_IAM or CUSTOM (a Lambda REQUEST authorizer)"
                 )
-            integration = self.integration_of(route)
-            if integration.type not in ("AWS_PROXY", "MOCK"):
-                raise ValueError(
-                    f"routes[{index}].integration: WebSocket APIs serve AWS_PROXY and MOCK integrations "
-                    f"(not {integration.type} yet)"
-                )
+            problem = _websocket_integration_problem(self.integration_of(route))
+            if problem:
+                raise ValueError(f"routes[{index}].integration: {problem}")
         return self
 
     @field_validator("id")

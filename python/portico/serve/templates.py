@@ -101,7 +101,7 @@ def _has_vtl(text: Any) -> bool:
 
 def template_sources(spec: dict[str, Any]) -> Iterator[str]:
     """Every template of a spec that holds VTL (what the Python side renders): those of its
-    non-proxy integrations, in every API, stage and canary."""
+    non-proxy integrations (REST and WebSocket APIs'), in every API, stage and canary."""
 
     def routes() -> Iterator[dict[str, Any]]:
         for api in spec.get("apis") or ():
@@ -112,7 +112,7 @@ def template_sources(spec: dict[str, Any]) -> Iterator[str]:
 
     for route in routes():
         integration = route.get("integration") if isinstance(route, dict) else None
-        if not integration or integration.get("type") != "NON_PROXY":
+        if not integration or integration.get("type") not in ("NON_PROXY", "WEBSOCKET"):
             continue
         for _, text in integration.get("request_templates") or ():
             if _has_vtl(text):
