@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,71 @@ def test_without_redis_local_posts_go_on_and_cross_node_ones_are_503_until_it_is
     assert ws_a.recv(timeout=10) == "and back"
     for ws in (ws_a, ws_b):
         ws.close()
+
+
+def test_a_hung_worker_s_connections_are_503_after_the_relay_timeout_then_reached_again(
+    servers, clients
+) -> None:
+    server = servers("node", workers=2)
+    held = one_per_worker(clients, server, workers=2)
+    pids = worker_pids(server)
+    assert len(pids) == 2, pids
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        # The other worker accepts every new TCP connection; what it holds is posted to, what the
+        # hung one holds cannot be: 503 once the relay gives up waiting, not a hang and not 410.
+        answers: dict[str, set[str]] = {}
+        for tag, connections in held.items():
+            for _, connection_id in connections:
+                client = management(server, NO_RETRIES)
+                try:
+                    client.post_to_connection(ConnectionId=connection_id, Data=b"are you there")
+                    answers.setdefault(tag, set()).add("posted")
+                except botocore.exceptions.ClientError as exc:
+                    answers.setdefault(tag, set()).add(exc.response["Error"]["Code"])
+        assert sorted(answers.values(), key=sorted) == [{"ServiceUnavailableException"}, {"posted"}], answers
+        # Past the relay's deadline of the last request (2 s after it was sent).
+        time.sleep(2.5)
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    # Going again, the worker does not carry out what it was told too late (its callers were told
+    # 503), and is reached as before.
+    for tag, connections in held.items():
+        for ws, connection_id in connections:
+            if answers[tag] == {"posted"}:
+                assert ws.recv(timeout=10) == "are you there"
+            management(server, NO_RETRIES).post_to_connection(ConnectionId=connection_id, Data=b"back")
+            assert ws.recv(timeout=10) == "back"
+
+
+def test_a_hung_redis_is_503_then_cross_node_posts_work_again(
+    servers, clients, redis_server: RedisServer
+) -> None:
+    node_a, node_b = _two_nodes(servers, redis_server)
+    ws_a, id_a = open_chat(clients, node_a)
+    ws_b, id_b = open_chat(clients, node_b)
+    redis_server.freeze()
+    try:
+        via_a = management(node_a, NO_RETRIES)
+        assert error_code(via_a.post_to_connection, ConnectionId=id_b, Data=b"x") == (
+            "ServiceUnavailableException",
+            503,
+        )
+        via_a.post_to_connection(ConnectionId=id_a, Data=b"local")
+        assert ws_a.recv(timeout=10) == "local"
+        # Past the deadline of the refused post, which Redis still holds.
+        time.sleep(2.5)
+    finally:
+        redis_server.thaw()
+
+    def delivered() -> bool:
+        try:
+            management(node_a, NO_RETRIES).post_to_connection(ConnectionId=id_b, Data=b"thawed")
+            return True
+        except botocore.exceptions.ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ServiceUnavailableException"
+            return False
+
+    wait_for(delivered, timeout=15)
+    # The refused post was not carried out when Redis handed it over late.
+    assert ws_b.recv(timeout=10) == "thawed"

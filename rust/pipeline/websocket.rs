@@ -498,6 +498,7 @@ impl Pipeline {
             stage: serving.stage.to_string(),
             connection_id: id,
             data,
+            expires_ms: 0,
         };
         // The connection may be held by another worker or node: its id names the process.
         let outcome = match self.relay.get() {

@@ -99,6 +99,15 @@ pub struct Request {
     pub connection_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Payload>,
+    /// When the asking process stops waiting (epoch ms; 0: it waits as long as it takes). A
+    /// request that reaches its holder later (a hung worker or Redis going again) is not carried
+    /// out: the caller was told 503, and the post must not arrive after all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expires_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What became of an operation: the `@connections` API's answer (`Pipeline::manage_connection`).
@@ -138,6 +147,9 @@ enum Envelope {
 
 /// The operation on a connection this process holds.
 pub fn perform(registry: &Registry, request: Request) -> Outcome {
+    if request.expires_ms != 0 && crate::time::wall_clock_ms() > request.expires_ms {
+        return Outcome::Unreachable;
+    }
     let Some(connection) = registry.get(&request.connection_id, &request.api_id, &request.stage) else {
         return Outcome::Gone;
     };
@@ -238,13 +250,15 @@ impl Relay {
     }
 
     /// The operation, done by the process holding the connection.
-    pub async fn reach(&self, request: Request) -> Outcome {
+    pub async fn reach(&self, mut request: Request) -> Outcome {
         let Some(tag) = owner_of(&request.connection_id).map(str::to_owned) else {
             return Outcome::Gone;
         };
         if tag == self.registry.owner() {
             return perform(&self.registry, request);
         }
+        // Node clocks agree to well within `RELAY_TIMEOUT` (NTP).
+        request.expires_ms = crate::time::wall_clock_ms() + RELAY_TIMEOUT.as_millis() as u64;
         if let Some(dir) = &self.dir {
             match UnixStream::connect(socket_path(dir, &tag)).await {
                 Ok(stream) => return ask_worker(stream, &request).await,
@@ -433,6 +447,7 @@ mod tests {
             stage: "prod".into(),
             connection_id: id.into(),
             data,
+            expires_ms: 0,
         }
     }
 
@@ -495,6 +510,20 @@ mod tests {
         assert!(matches!(rx.try_recv(), Ok(Outgoing::Close)));
         registry.remove(&id);
         assert_eq!(perform(&registry, request(Operation::Get, &id, None)), Outcome::Gone);
+    }
+
+    #[test]
+    fn a_request_past_its_deadline_is_not_carried_out() {
+        let registry = Registry::default();
+        let (id, mut rx) = holding(&registry, 4);
+        let mut late = request(Operation::Post, &id, Some(Payload::Text("late".into())));
+        late.expires_ms = crate::time::wall_clock_ms() - 1;
+        assert_eq!(perform(&registry, late.clone()), Outcome::Unreachable);
+        assert!(rx.try_recv().is_err(), "nothing was sent");
+        late.expires_ms = crate::time::wall_clock_ms() + 60_000;
+        let text = serde_json::to_string(&late).unwrap();
+        assert!(text.contains(r#""expiresMs":"#), "{text}");
+        assert_eq!(perform(&registry, serde_json::from_str(&text).unwrap()), Outcome::Posted);
     }
 
     #[test]
