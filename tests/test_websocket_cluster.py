@@ -50,7 +50,9 @@ def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
     def start(name: str, workers: int = 1, extra_args: list[str] | None = None) -> Server:
         workdir = tmp_path / name
         workdir.mkdir()
-        server = start_server(CONFIG, workdir, workers=workers, extra_args=extra_args)
+        # A data directory of its own (a cluster node replicates the admin API's store into it).
+        args = ["--data-dir", str(workdir / "data"), *(extra_args or [])]
+        server = start_server(CONFIG, workdir, workers=workers, extra_args=args)
         started.append(server)
         return server
 
