@@ -101,9 +101,10 @@ def main() -> int:
                 for name in ("a", "b", "c"):
                     (work / name).mkdir()
                 flags = ["--redis", redis.url, "--redis-timeout-ms", "250"]
-                node_a = start_server(config, work / "a", extra_args=flags)
+                # Each node a data directory of its own (cluster nodes replicate the admin store).
+                node_a = start_server(config, work / "a", extra_args=[*flags, "--data-dir", str(work / "a")])
                 servers.append(node_a)
-                node_b = start_server(config, work / "b", extra_args=flags)
+                node_b = start_server(config, work / "b", extra_args=[*flags, "--data-dir", str(work / "b")])
                 servers.append(node_b)
                 node_c = start_server(config, work / "c", workers=2)
                 servers.append(node_c)
