@@ -407,24 +407,29 @@ impl Cluster {
     fn failed(&self, error: Option<&RedisError>) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = error {
-            if e.is_io_error() || e.is_unrecoverable_error() || e.is_connection_dropped() {
-                self.lose(&e.to_string());
-            } else {
-                // An answer that is an error (a script Redis refuses, a full memory): logged at most
-                // every ten seconds per worker, since every request may meet it.
-                let now = monotonic_ns();
-                let last = self.error_logged.load(Ordering::Relaxed);
-                if (last == 0 || now.saturating_sub(last) > 10_000_000_000)
-                    && self
-                        .error_logged
-                        .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    eprintln!(
-                        "portico: redis {} answered an error ({e}): decided without it",
-                        self.place
-                    );
-                }
+            self.errored(e);
+        }
+    }
+
+    /// A call answered `e`: Redis is lost when `e` says the connection cannot be used again.
+    fn errored(&self, e: &RedisError) {
+        if e.is_io_error() || e.is_unrecoverable_error() || e.is_connection_dropped() {
+            self.lose(&e.to_string());
+        } else {
+            // An answer that is an error (a script Redis refuses, a full memory): logged at most
+            // every ten seconds per worker, since every request may meet it.
+            let now = monotonic_ns();
+            let last = self.error_logged.load(Ordering::Relaxed);
+            if (last == 0 || now.saturating_sub(last) > 10_000_000_000)
+                && self
+                    .error_logged
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                eprintln!(
+                    "portico: redis {} answered an error ({e}): decided without it",
+                    self.place
+                );
             }
         }
     }
@@ -463,6 +468,27 @@ impl Cluster {
                     Err(_) => self.lose("no answer to PING"),
                 }
             }
+        }
+    }
+
+    /// The client of the cluster's Redis, for connections of their own (pub/sub).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `PUBLISH payload` on `channel` (`crate::websocket::relay`): how many subscribers received
+    /// it; None when Redis is lost, or did not answer within `wait`.
+    pub async fn publish(&self, channel: &str, payload: &[u8], wait: Duration) -> Option<i64> {
+        let mut conn = self.connection()?;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(channel).arg(payload);
+        match tokio::time::timeout(wait, publish.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(receivers)) => Some(receivers),
+            Ok(Err(e)) => {
+                self.errored(&e);
+                None
+            }
+            Err(_) => None,
         }
     }
 

@@ -121,6 +121,25 @@ impl Server {
         self.handle.spawn(future);
     }
 
+    /// Let `@connections` reach the connections of the node's other workers (their sockets in
+    /// `relay_dir`, the node's private socket directory) and, in cluster mode, of other nodes
+    /// (`crate::websocket::relay`). Once; a later call changes nothing.
+    pub fn start_relay(&self, relay_dir: Option<std::path::PathBuf>) -> std::io::Result<()> {
+        use crate::websocket::relay::Relay;
+        let pipeline = &self.pipeline;
+        if pipeline.relay.get().is_some() {
+            return Ok(());
+        }
+        let relay = Arc::new(Relay::new(
+            pipeline.websockets.clone(),
+            relay_dir,
+            pipeline.gateway.cluster().cloned(),
+        ));
+        relay.start(&self.handle)?;
+        let _ = pipeline.relay.set(relay);
+        Ok(())
+    }
+
     /// Serve the public `listener` (already bound and listening) until `stop`: with TLS when
     /// `tls` is given, plain HTTP otherwise.
     pub fn listen(&self, listener: std::net::TcpListener, tls: Option<Arc<TlsListener>>) -> std::io::Result<()> {
@@ -144,6 +163,9 @@ impl Server {
     /// Blocks the caller until then; later calls return at once.
     pub fn stop(&self, grace: Duration) {
         let _ = self.stopping.send(true);
+        if let Some(relay) = self.pipeline.relay.get() {
+            relay.stop();
+        }
         let finish = self.finish.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((tx, thread)) = finish {
             let _ = tx.send(grace);

@@ -808,13 +808,16 @@ impl Core {
 
     /// Serve the listening socket `fd` (taken over: closed when the core stops) with the edge;
     /// with TLS when given a certificate and its key, and mTLS with a truststore too.
-    #[pyo3(signature = (fd, certificate_file=None, private_key_file=None, truststore_file=None))]
+    /// `relay_dir`: the node's directory where its workers' relay sockets live (WebSocket APIs'
+    /// `@connections` across workers, `crate::websocket::relay`).
+    #[pyo3(signature = (fd, certificate_file=None, private_key_file=None, truststore_file=None, relay_dir=None))]
     fn listen(
         &self,
         fd: i32,
         certificate_file: Option<PathBuf>,
         private_key_file: Option<PathBuf>,
         truststore_file: Option<PathBuf>,
+        relay_dir: Option<PathBuf>,
     ) -> PyResult<()> {
         use std::os::fd::FromRawFd;
         // SAFETY: the caller hands over a listening socket it no longer uses (closed on error).
@@ -822,7 +825,13 @@ impl Core {
         let tls = tls_files(certificate_file, private_key_file, truststore_file)?
             .map(|files| TlsListener::new(files).map(Arc::new).map_err(tls_err))
             .transpose()?;
-        self.server.listen(listener, tls).map_err(|e| PyOSError::new_err(e.to_string()))
+        self.server.listen(listener, tls).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        // Without the relay this worker's connections are still served; only other workers'
+        // and nodes' cannot be reached from here.
+        if let Err(e) = self.server.start_relay(relay_dir) {
+            eprintln!("portico: WebSocket relay not started: {e}");
+        }
+        Ok(())
     }
 
     /// Stop accepting, let requests in flight finish within `grace` seconds, stop the runtime

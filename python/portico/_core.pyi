@@ -193,11 +193,13 @@ class Core:
         certificate_file: str | None = None,
         private_key_file: str | None = None,
         truststore_file: str | None = None,
+        relay_dir: str | None = None,
     ) -> None:
         """Serve the listening socket `fd` (taken over) with the edge, hyper's HTTP/1.1 server;
         over TLS with a certificate chain and its key (PEM files, read again when they change or
         on SIGHUP), with mTLS when a truststore (PEM CA bundle) is given too. Raises
-        ValueError((which, message)) for a file that cannot be used."""
+        ValueError((which, message)) for a file that cannot be used. `relay_dir`: the node's
+        directory of its workers' WebSocket relay sockets (`@connections` across workers)."""
     def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let requests in flight finish within `grace` seconds, end the runtime
         and the hand-off. Blocks until done; later calls return at once."""

@@ -193,8 +193,11 @@ pub struct Pipeline {
     /// Shared with the WebSocket connections' sessions (one pointer each, not a client copy).
     upstream: Arc<UpstreamClient>,
     ids: IdGenerator,
-    /// The WebSocket connections this node holds (`crate::websocket`).
+    /// The WebSocket connections this process holds (`crate::websocket`).
     pub websockets: Arc<crate::websocket::Registry>,
+    /// How `@connections` reaches the connections of other workers and nodes, once the edge
+    /// listens (`crate::edge::Server::start_relay`).
+    pub relay: std::sync::OnceLock<Arc<crate::websocket::relay::Relay>>,
 }
 
 /// The core's wall clock (`crate::time::wall_clock_ms`: the system's, or a test's).
@@ -223,6 +226,7 @@ impl Pipeline {
             upstream: Arc::new(UpstreamClient::new(ca_file.as_deref())?),
             ids: IdGenerator::new(),
             websockets: Arc::default(),
+            relay: std::sync::OnceLock::new(),
         })
     }
 

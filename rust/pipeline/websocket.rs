@@ -35,6 +35,7 @@ use crate::pipeline::responses::ErrorType;
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
 use crate::websocket::integration::{invoke, Invocation};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
+use crate::websocket::relay::{self, Operation, Outcome, Payload};
 use crate::websocket::selection::RouteSelection;
 use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, READ_BUFFER_BYTES};
 
@@ -492,29 +493,40 @@ impl Pipeline {
         self.authorize_iam(snap, parts, conn, ex, ApiKind::Websocket, None, &arn, "execute-api:ManageConnections", &mut body)
             .await?;
         let id = String::from_utf8_lossy(&sigv4::percent_decode(raw_id)).into_owned();
-        let Some(connection) = self.websockets.get(&id, &api.id, &serving.stage) else {
-            return Ok(service_error(410, "GoneException", None));
+        let (op, data) = match method {
+            "GET" => (Operation::Get, None),
+            "DELETE" => (Operation::Delete, None),
+            _ => match body::read_all(body, MAX_MESSAGE_BYTES as u64).await {
+                Ok(data) => (Operation::Post, Some(Payload::of(data))),
+                Err(_) => return Ok(service_error(413, "PayloadTooLargeException", Some("Request Too Long"))),
+            },
         };
-        Ok(match method {
-            "GET" => answer(200, Some(connection.describe().to_string())),
-            "DELETE" => {
-                connection.send(Outgoing::Close);
-                answer(204, None)
-            }
-            _ => {
-                let data = match body::read_all(body, MAX_MESSAGE_BYTES as u64).await {
-                    Ok(data) => data,
-                    Err(_) => return Ok(service_error(413, "PayloadTooLargeException", Some("Request Too Long"))),
-                };
-                let frame = match std::str::from_utf8(&data) {
-                    Ok(text) => Message::Text(text.into()),
-                    Err(_) => Message::Binary(data),
-                };
-                if !connection.send(Outgoing::Frame(frame)) {
-                    return Ok(service_error(429, "LimitExceededException", Some("Too many messages waiting")));
-                }
-                answer(200, None)
-            }
+        let request = relay::Request {
+            op,
+            api_id: api.id.to_string(),
+            stage: serving.stage.to_string(),
+            connection_id: id,
+            data,
+            expires_ms: 0,
+        };
+        // The connection may be held by another worker or node: its id names the process.
+        let outcome = match self.relay.get() {
+            Some(relay) => relay.reach(request).await,
+            None => relay::perform(&self.websockets, request),
+        };
+        Ok(match outcome {
+            Outcome::Posted => answer(200, None),
+            Outcome::Described { connection } => answer(200, Some(connection.to_string())),
+            Outcome::Deleted => answer(204, None),
+            Outcome::Gone => service_error(410, "GoneException", None),
+            Outcome::LimitExceeded => service_error(429, "LimitExceededException", Some("Too many messages waiting")),
+            // AWS documents no such answer (its connections never live behind a lost link): a
+            // retryable 503, not 410, since the connection may well be open (docs/websocket.md).
+            Outcome::Unreachable => service_error(
+                503,
+                "ServiceUnavailableException",
+                Some("The process holding the connection cannot be reached"),
+            ),
         })
     }
 }

@@ -9,7 +9,10 @@
 //! - `selection`: a message's route by the API's `routeSelectionExpression`.
 //! - `events`: the Lambda proxy events of `$connect`, messages and `$disconnect`, and AWS's
 //!   error frames.
-//! - `registry`: the connections this node holds, for the `@connections` API.
+//! - `registry`: the connections this process holds, for the `@connections` API; their ids name
+//!   the process (its owner tag).
+//! - `relay`: the `@connections` API reaching a connection held by another worker (its Unix
+//!   socket) or another node (Redis pub/sub).
 //! - `integration`: what a route's integration answers (`AWS_PROXY`, `HTTP_PROXY`, `HTTP`, `AWS`,
 //!   `MOCK`), with integration responses and templates.
 
@@ -17,6 +20,7 @@ pub mod events;
 pub mod handshake;
 pub mod integration;
 pub mod registry;
+pub mod relay;
 pub mod selection;
 
 pub use registry::{Connection, Outgoing, Registry};

@@ -1,5 +1,9 @@
-//! The connections this node holds: what the `@connections` API reads (`GetConnection`) and
+//! The connections this process holds: what the `@connections` API reads (`GetConnection`) and
 //! where it posts (`PostToConnection`) or closes (`DeleteConnection`).
+//!
+//! Every connection id this process issues starts with its owner tag (`OWNER_TAG_LEN` random
+//! characters drawn at start), so that any worker of any node knows which process holds a
+//! connection from its id alone (`crate::websocket::relay`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +12,33 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::ids::IdGenerator;
+use crate::ids::{random_u64, IdGenerator};
+
+/// Base64url: connection ids travel in URL paths (`@connections/{id}`) and name Unix sockets.
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// Characters of a connection id that name the process holding it: 36 random bits, so that two
+/// of a thousand processes share a tag with a chance of about 7 in a million.
+pub const OWNER_TAG_LEN: usize = 6;
+/// AWS's connection ids: 16 characters ending in `=` (`BFaT_fALIAMCKug=`).
+pub const CONNECTION_ID_LEN: usize = 16;
+/// The characters after the tag and before `=`: 54 bits of a per-process counter.
+const SERIAL_LEN: usize = CONNECTION_ID_LEN - OWNER_TAG_LEN - 1;
+const SERIAL_MASK: u64 = (1 << (6 * SERIAL_LEN)) - 1;
+
+fn push_url_safe(out: &mut String, value: u64, chars: usize) {
+    for i in (0..chars).rev() {
+        out.push(URL_SAFE[((value >> (6 * i)) & 63) as usize] as char);
+    }
+}
+
+/// The owner tag of a connection id shaped as this gateway issues them; None for any other id
+/// (no process holds it).
+pub fn owner_of(connection_id: &str) -> Option<&str> {
+    let shaped = connection_id.len() == CONNECTION_ID_LEN
+        && connection_id.ends_with('=')
+        && connection_id.as_bytes()[..CONNECTION_ID_LEN - 1].iter().all(|c| URL_SAFE.contains(c));
+    shaped.then(|| &connection_id[..OWNER_TAG_LEN])
+}
 
 /// What a connection's task is asked to do.
 #[derive(Debug)]
@@ -86,18 +116,26 @@ impl Connection {
     }
 }
 
-/// The connections of every WebSocket API this node serves, by connection id.
+/// The connections of every WebSocket API this process serves, by connection id.
 pub struct Registry {
     connections: Mutex<HashMap<Box<str>, Arc<Connection>>>,
-    /// Connection ids, and the request and message ids of their events.
+    /// The request ids of connections' events.
     pub ids: IdGenerator,
+    /// This process's owner tag: the first characters of every connection id it issues.
+    owner: Box<str>,
+    /// Counts connection (and message) ids from a random start.
+    serial: AtomicU64,
 }
 
 impl Default for Registry {
     fn default() -> Self {
+        let mut owner = String::with_capacity(OWNER_TAG_LEN);
+        push_url_safe(&mut owner, random_u64(), OWNER_TAG_LEN);
         Registry {
             connections: Mutex::new(HashMap::new()),
             ids: IdGenerator::new(),
+            owner: owner.into(),
+            serial: AtomicU64::new(random_u64()),
         }
     }
 }
@@ -107,10 +145,22 @@ impl Registry {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new connection id, shaped as AWS's (`BFaT_fALIAMCKug=`: 16 characters ending in `=`),
-    /// of URL-safe characters.
+    /// This process's owner tag.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// A new connection id, shaped as AWS's (`BFaT_fALIAMCKug=`: 16 characters ending in `=`), of
+    /// URL-safe characters: the owner tag, then the counter scrambled by an odd multiplier (a
+    /// bijection modulo 2^54: unique in this process, and consecutive ids do not look consecutive).
     pub fn connection_id(&self) -> Box<str> {
-        self.ids.request_id().replace('+', "-").replace('/', "_").into()
+        let n = self.serial.fetch_add(1, Ordering::Relaxed);
+        let scrambled = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) & SERIAL_MASK;
+        let mut id = String::with_capacity(CONNECTION_ID_LEN);
+        id.push_str(&self.owner);
+        push_url_safe(&mut id, scrambled, SERIAL_LEN);
+        id.push('=');
+        id.into()
     }
 
     pub fn insert(&self, connection: Arc<Connection>) {
@@ -168,6 +218,24 @@ mod tests {
             assert!(id.ends_with('='), "{id}");
             assert!(id[..15].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{id}");
         }
+    }
+
+    #[test]
+    fn connection_ids_carry_their_owner_tag() {
+        let (a, b) = (Registry::default(), Registry::default());
+        assert_ne!(a.owner(), b.owner(), "each process draws its own tag");
+        assert_eq!(a.owner().len(), OWNER_TAG_LEN);
+        let ids: std::collections::HashSet<Box<str>> = (0..10_000).map(|_| a.connection_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(50) {
+            assert_eq!(owner_of(id), Some(a.owner()), "{id}");
+        }
+        assert_eq!(owner_of(&b.connection_id()), Some(b.owner()));
+        // Ids this gateway never issued are nobody's.
+        for foreign in ["", "short=", "BFaT_fALIAMCKug", "BFaT_fALIAMCKug==", "BFaT/fALIAMCKug=", "BFaT_fALIAMCKugé"] {
+            assert_eq!(owner_of(foreign), None, "{foreign}");
+        }
+        assert_eq!(owner_of("BFaT_fALIAMCKug="), Some("BFaT_f"));
     }
 
     #[test]

@@ -1,13 +1,19 @@
 """A chat app as AWS's WebSocket tutorial writes it ("Tutorial: Create a WebSocket chat app with a
 WebSocket API, Lambda and DynamoDB"): `$connect` keeps the connection id, `sendmessage` posts the
 message to every connection through the `@connections` API, `$disconnect` forgets the id. The
-ids live in the process instead of DynamoDB; every event is kept so that tests can read back what
-the handlers were sent (the two-way `events` route answers with them)."""
+ids live in the process instead of DynamoDB, or, when `CHAT_CONNECTIONS_FILE` names a file, in that
+file (one id a line, under a lock), which every worker of every node shares as they would share a
+table; every event is kept so that tests can read back what the handlers were sent (the two-way
+`events` route answers with them)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -22,6 +28,26 @@ def _record(event: dict[str, Any]) -> None:
         _events.append(event)
 
 
+@contextlib.contextmanager
+def _stored() -> Iterator[set[str]]:
+    """The connection ids, changed in place under the lock (the file's, when shared)."""
+    path = os.environ.get("CHAT_CONNECTIONS_FILE")
+    if not path:
+        with _lock:
+            yield _connections
+        return
+    with _lock, open(path, "a+") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        ids = {line.strip() for line in file if line.strip()}
+        before = set(ids)
+        yield ids
+        if ids != before:
+            file.seek(0)
+            file.truncate()
+            file.write("".join(f"{i}\n" for i in sorted(ids)))
+
+
 def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _record(event)
     query = event.get("queryStringParameters") or {}
@@ -32,15 +58,15 @@ def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     offered = (event.get("headers") or {}).get("sec-websocket-protocol")
     if offered:
         response["headers"] = {"Sec-WebSocket-Protocol": offered.split(",")[0].strip()}
-    with _lock:
-        _connections.add(event["requestContext"]["connectionId"])
+    with _stored() as connections:
+        connections.add(event["requestContext"]["connectionId"])
     return response
 
 
 def disconnect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _record(event)
-    with _lock:
-        _connections.discard(event["requestContext"]["connectionId"])
+    with _stored() as connections:
+        connections.discard(event["requestContext"]["connectionId"])
     return {"statusCode": 200}
 
 
@@ -50,14 +76,14 @@ def send_message(event: dict[str, Any], context: Any) -> dict[str, Any]:
     stage = event["requestContext"]["stage"]
     client = boto3.client("apigatewaymanagementapi", endpoint_url=f"http://{domain}/{stage}")
     message = json.loads(event["body"])["message"]
-    with _lock:
-        connections = list(_connections)
+    with _stored() as stored:
+        connections = sorted(stored)
     for connection_id in connections:
         try:
             client.post_to_connection(ConnectionId=connection_id, Data=message.encode())
         except client.exceptions.GoneException:
-            with _lock:
-                _connections.discard(connection_id)
+            with _stored() as stored:
+                stored.discard(connection_id)
     return {"statusCode": 200}
 
 

@@ -285,11 +285,14 @@ class DataPlane:
 
     # ---------------------------------------------------------------- serving
 
-    def listen(self, listener_fd: int, tls: dict[str, str] | None = None) -> None:
+    def listen(
+        self, listener_fd: int, tls: dict[str, str] | None = None, relay_dir: str | None = None
+    ) -> None:
         """Serve the listening socket `listener_fd` with the core's edge (it takes the descriptor
         over); with TLS when `tls` names the files (`certificate_file`, `private_key_file`, and for
-        mTLS `truststore_file`)."""
-        self.core.listen(listener_fd, **(tls or {}))
+        mTLS `truststore_file`). `relay_dir`: the node's directory of its workers' WebSocket relay
+        sockets, through which `@connections` reaches another worker's connections."""
+        self.core.listen(listener_fd, **(tls or {}), relay_dir=relay_dir)
 
     def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting, let requests in flight finish (within `grace` seconds), then write out

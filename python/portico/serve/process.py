@@ -244,7 +244,9 @@ def serve(
     bind: dict[str, Any] = {"address": options.host, "port": options.port}
     if public is not None:
         socket_dir = tempfile.mkdtemp(prefix=f"portico-{os.getpid()}-")
-        edge: dict[str, Any] = {"listener_fd": public.fileno()}
+        # The workers' WebSocket relay sockets live there too (`rust/websocket/relay.rs`): only
+        # this user's processes can reach a worker's connections through them.
+        edge: dict[str, Any] = {"listener_fd": public.fileno(), "relay_dir": socket_dir}
         if options.tls is not None:
             edge["tls"] = options.tls.listen_args()
         os.environ[ENV_EDGE] = json.dumps(edge)

@@ -37,7 +37,8 @@ ENV_REDIS = "PORTICO_REDIS"
 # serve the admin-created APIs and follow their changes live.
 ENV_DATA_DIR = "PORTICO_DATA_DIR"
 # Set (JSON: listener_fd, and tls: the files of `Core.listen`) when each worker's core serves the
-# public port with its edge: it accepts from the inherited listening socket `listener_fd`.
+# public port with its edge: it accepts from the inherited listening socket `listener_fd`;
+# relay_dir: where the workers' WebSocket relay sockets live (`@connections` across workers).
 ENV_EDGE = "PORTICO_EDGE"
 
 
@@ -111,5 +112,7 @@ def create_app() -> DataPlane:
     if edge:
         settings = json.loads(edge)
         # A descriptor of the worker's own: the edge closes it when it stops.
-        app.listen(os.dup(settings["listener_fd"]), tls=settings.get("tls"))
+        app.listen(
+            os.dup(settings["listener_fd"]), tls=settings.get("tls"), relay_dir=settings.get("relay_dir")
+        )
     return app
