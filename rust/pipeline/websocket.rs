@@ -35,7 +35,7 @@ use crate::pipeline::responses::ErrorType;
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
 use crate::websocket::integration::{invoke, Invocation};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
-use crate::websocket::relay::{self, Operation, Outcome, Payload};
+use crate::websocket::relay::{self, Operation, Payload};
 use crate::websocket::selection::RouteSelection;
 use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, READ_BUFFER_BYTES};
 
@@ -515,14 +515,14 @@ impl Pipeline {
             None => relay::perform(&self.websockets, request),
         };
         Ok(match outcome {
-            Outcome::Posted => answer(200, None),
-            Outcome::Described { connection } => answer(200, Some(connection.to_string())),
-            Outcome::Deleted => answer(204, None),
-            Outcome::Gone => service_error(410, "GoneException", None),
-            Outcome::LimitExceeded => service_error(429, "LimitExceededException", Some("Too many messages waiting")),
+            relay::Outcome::Posted => answer(200, None),
+            relay::Outcome::Described { connection } => answer(200, Some(connection.to_string())),
+            relay::Outcome::Deleted => answer(204, None),
+            relay::Outcome::Gone => service_error(410, "GoneException", None),
+            relay::Outcome::LimitExceeded => service_error(429, "LimitExceededException", Some("Too many messages waiting")),
             // AWS documents no such answer (its connections never live behind a lost link): a
             // retryable 503, not 410, since the connection may well be open (docs/websocket.md).
-            Outcome::Unreachable => service_error(
+            relay::Outcome::Unreachable => service_error(
                 503,
                 "ServiceUnavailableException",
                 Some("The process holding the connection cannot be reached"),
