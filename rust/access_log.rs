@@ -65,6 +65,21 @@ pub struct Identity<'a> {
     pub client_cert: Option<&'a crate::auth::ClientCert>,
 }
 
+impl<'a> Identity<'a> {
+    /// The same identity with the signer of an `AWS_IAM` route or `$connect` (its access key id;
+    /// never the secret).
+    pub fn signed_by(self, iam: Option<&'a crate::auth::IamIdentity>) -> Identity<'a> {
+        Identity {
+            caller: iam.map(|i| i.caller.as_str()),
+            user: iam.map(|i| i.user.as_str()),
+            user_arn: iam.map(|i| i.user_arn.as_str()),
+            account_id: iam.map(|i| i.account_id.as_str()),
+            access_key: iam.map(|i| i.access_key.as_str()),
+            ..self
+        }
+    }
+}
+
 /// The values of one answered request that an access log format can name. Every field is
 /// borrowed from what the pipeline already holds; `None` (or an empty string) prints `-`.
 /// Build it with `LogRecord { request_id, ..., ..Default::default() }`.

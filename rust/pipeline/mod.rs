@@ -1150,14 +1150,9 @@ fn request_record<'a>(
             api_key: text.masked_key.as_deref(),
             api_key_id: ex.auth.api_key.as_ref().map(|k| k.id.as_str()),
             client_cert: conn.client_auth.as_deref().and_then(ClientAuth::cert).map(|c| &**c),
-            // The signer of an AWS_IAM route (its access key id; never the secret).
-            caller: iam.map(|i| i.caller.as_str()),
-            user: iam.map(|i| i.user.as_str()),
-            user_arn: iam.map(|i| i.user_arn.as_str()),
-            account_id: iam.map(|i| i.account_id.as_str()),
-            access_key: iam.map(|i| i.access_key.as_str()),
             ..Default::default()
-        },
+        }
+        .signed_by(iam),
         account_id: Some(&snap.settings.account_id),
         api_id: api.map(|a| &*a.id),
         stage: ex.serving.as_deref().map(|s| &*s.stage),

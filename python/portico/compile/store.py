@@ -434,11 +434,7 @@ class _Builder:
             return S.route_auth("AWS_IAM")
         doc = authorizers.get(route.get("AuthorizerId"))
         authorizer = websocket_lambda_authorizer(doc) if doc else None
-        if authorizer is None:
-            log.warning("%s: CUSTOM names no Lambda REQUEST authorizer; handshakes answer 500", where)
-        else:
-            warn_unregistered(authorizer["uri"], self.registry, where)
-        return S.route_auth("CUSTOM", authorizer)
+        return self._custom_auth(authorizer, where, "no Lambda REQUEST authorizer; handshakes answer 500")
 
     def _websocket_integration(
         self, api_id: str, key: str, integration: dict[str, Any], snap: dict[str, Any], where: str
@@ -502,8 +498,15 @@ class _Builder:
             return None
         doc = authorizers.get(route.get("AuthorizerId"))
         authorizer = http_lambda_authorizer(doc) if doc else None
+        return self._custom_auth(authorizer, where, "no Lambda authorizer; the route answers 500")
+
+    def _custom_auth(
+        self, authorizer: S.LambdaAuthorizerSpec | None, where: str, missing: str
+    ) -> S.RouteAuthSpec:
+        """A CUSTOM route's authorization: its Lambda authorizer, or none, which fails closed (the
+        core answers 500 rather than let the request in)."""
         if authorizer is None:
-            log.warning("%s: CUSTOM authorization names no Lambda authorizer; the route answers 500", where)
+            log.warning("%s: CUSTOM authorization names %s", where, missing)
         else:
             warn_unregistered(authorizer["uri"], self.registry, where)
         return S.route_auth("CUSTOM", authorizer)

@@ -186,7 +186,6 @@ impl Session {
             .collect();
         let authorizer: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let masked_key = cx.api_key.as_ref().map(|k| crate::pipeline::api_key_mask(&k.value));
-        let iam = cx.iam.as_ref();
         let record = LogRecord {
             request_id: logged.request_id,
             domain_name: Some(&cx.domain_name),
@@ -196,13 +195,9 @@ impl Session {
                 user_agent: cx.user_agent.as_deref(),
                 api_key: masked_key.as_deref(),
                 api_key_id: cx.api_key.as_ref().map(|k| k.id.as_str()),
-                caller: iam.map(|i| i.caller.as_str()),
-                user: iam.map(|i| i.user.as_str()),
-                user_arn: iam.map(|i| i.user_arn.as_str()),
-                account_id: iam.map(|i| i.account_id.as_str()),
-                access_key: iam.map(|i| i.access_key.as_str()),
                 ..Default::default()
-            },
+            }
+            .signed_by(cx.iam.as_ref()),
             account_id: Some(&self.account_id),
             api_id: Some(&cx.api_id),
             stage: Some(&cx.stage),
