@@ -6,18 +6,28 @@
 //! completion queue, and an eventfd the ASGI server's loop watches says when it has something:
 //! the loop drains it and resolves its futures itself, with no thread in between. The core's
 //! thread never takes the GIL.
+//!
+//! A WebSocket scope is submitted the same way, as its opening handshake: the ASGI server
+//! terminates the protocol, and the connection the pipeline holds (`crate::pipeline::websocket`)
+//! reads the messages Python feeds (`SocketFeed`) and posts the frames it sends as completions
+//! (`FrameSink`), where the edge reads and writes a tungstenite stream.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use tokio::sync::mpsc;
+use futures_util::{Sink, Stream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::edge::Server;
 use crate::pipeline::body::{empty, failed, ChannelBody, PipelineBody};
@@ -38,6 +48,12 @@ pub enum Completion {
     Chunk { token: u64, data: Bytes, more: bool },
     /// The body failed mid-way: the server must abort the connection.
     Abort { token: u64, error: String },
+    /// A WebSocket frame for the client (`websocket.send`): text or binary.
+    Frame { token: u64, message: Message },
+    /// Close the WebSocket connection (`websocket.close`).
+    Close { token: u64, code: u16, reason: String },
+    /// The pipeline no longer holds the connection: the ASGI app returns.
+    SocketEnd { token: u64 },
 }
 
 /// The embedded door's state: completions to hand to Python and the bodies being pulled.
@@ -68,6 +84,139 @@ pub struct Head {
     pub version: Version,
     /// Whether a body follows (Content-Length or Transfer-Encoding given).
     pub has_body: bool,
+}
+
+/// A message of the client's as the held connection reads it (what tungstenite's stream yields
+/// at the edge).
+pub type Inbound = Result<Message, WsError>;
+
+/// Messages buffered ahead of the held connection.
+const SOCKET_MESSAGES: usize = 64;
+
+/// An embedded WebSocket handshake's connection, in the request's extensions until the pipeline
+/// takes it (extensions must be `Clone`: the parts are taken once).
+#[derive(Clone)]
+pub struct EmbeddedSocket(Arc<Mutex<Option<SocketParts>>>);
+
+impl EmbeddedSocket {
+    pub fn take(&self) -> Option<SocketParts> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// What the pipeline holds of an embedded connection.
+pub struct SocketParts {
+    token: u64,
+    door: Arc<Embedded>,
+    accepted: oneshot::Receiver<()>,
+    incoming: mpsc::Receiver<Inbound>,
+}
+
+impl SocketParts {
+    /// Once the ASGI server has accepted the connection (as hyper's `OnUpgrade` resolves once
+    /// the 101 is written): where frames go, and the client's messages. None: the client went
+    /// away first.
+    pub async fn open(self) -> Option<(FrameSink, InboundStream)> {
+        self.accepted.await.ok()?;
+        let sink = FrameSink {
+            token: self.token,
+            door: self.door,
+        };
+        Some((sink, InboundStream(self.incoming)))
+    }
+}
+
+/// The client's messages, as Python feeds them.
+pub struct InboundStream(mpsc::Receiver<Inbound>);
+
+impl Stream for InboundStream {
+    type Item = Inbound;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The frames the gateway sends, posted to Python as completions (never full: the ASGI server
+/// buffers what the client has not read yet, as the edge's socket does). Dropped: the connection
+/// is over, and Python's app returns.
+pub struct FrameSink {
+    token: u64,
+    door: Arc<Embedded>,
+}
+
+impl Sink<Message> for FrameSink {
+    type Error = std::convert::Infallible;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
+        let token = self.token;
+        match message {
+            Message::Text(_) | Message::Binary(_) => self.door.post(Completion::Frame { token, message }),
+            Message::Close(frame) => {
+                let (code, reason) = frame.map_or((1000, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+                self.door.post(Completion::Close { token, code, reason });
+            }
+            // Pings and pongs are the ASGI server's.
+            _ => {}
+        }
+        Ok(())
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for FrameSink {
+    fn drop(&mut self) {
+        self.door.post(Completion::SocketEnd { token: self.token });
+    }
+}
+
+/// Python's side of an embedded connection: it says when the ASGI server accepted it and feeds
+/// the client's messages.
+pub struct SocketFeed {
+    pub accepted: Option<oneshot::Sender<()>>,
+    pub incoming: Option<mpsc::Sender<Inbound>>,
+}
+
+/// What `SocketFeed::send` did: queued, full (try again soon), or nobody reads any more.
+pub enum Fed {
+    Queued,
+    Full,
+    Closed,
+}
+
+impl SocketFeed {
+    /// A message of the client's. The ASGI server has joined its frames already, so AWS's 128 KB
+    /// message limit is kept here (a larger one closes the connection with 1009, as at the edge).
+    pub fn message(&self, message: Message) -> Fed {
+        let size = message.len();
+        let item = if size > crate::websocket::MAX_MESSAGE_BYTES {
+            Err(WsError::Capacity(CapacityError::MessageTooLong {
+                size,
+                max_size: crate::websocket::MAX_MESSAGE_BYTES,
+            }))
+        } else {
+            Ok(message)
+        };
+        self.send(item)
+    }
+
+    pub fn send(&self, item: Inbound) -> Fed {
+        use tokio::sync::mpsc::error::TrySendError;
+        let Some(tx) = self.incoming.as_ref() else {
+            return Fed::Closed;
+        };
+        match tx.try_send(item) {
+            Ok(()) => Fed::Queued,
+            Err(TrySendError::Full(_)) => Fed::Full,
+            Err(TrySendError::Closed(_)) => Fed::Closed,
+        }
+    }
 }
 
 /// The sending end of a request body fed by Python.
@@ -126,6 +275,27 @@ impl Embedded {
 
     /// Start a request; returns where its body goes (None when it has none).
     pub fn submit(self: &Arc<Self>, server: &Server, head: Head) -> Result<Option<BodyFeed>, String> {
+        self.start(server, head, None)
+    }
+
+    /// Start a WebSocket scope's opening handshake; returns where the client's messages go.
+    pub fn submit_socket(self: &Arc<Self>, server: &Server, head: Head) -> Result<SocketFeed, String> {
+        let (accepted_tx, accepted) = oneshot::channel();
+        let (incoming_tx, incoming) = mpsc::channel(SOCKET_MESSAGES);
+        let socket = EmbeddedSocket(Arc::new(Mutex::new(Some(SocketParts {
+            token: head.token,
+            door: self.clone(),
+            accepted,
+            incoming,
+        }))));
+        self.start(server, head, Some(socket))?;
+        Ok(SocketFeed {
+            accepted: Some(accepted_tx),
+            incoming: Some(incoming_tx),
+        })
+    }
+
+    fn start(self: &Arc<Self>, server: &Server, head: Head, socket: Option<EmbeddedSocket>) -> Result<Option<BodyFeed>, String> {
         let mut builder = Request::builder()
             .method(head.method.as_str())
             .uri(head.target.as_str())
@@ -141,6 +311,9 @@ impl Embedded {
         } else {
             (None, empty())
         };
+        if let Some(socket) = socket {
+            builder = builder.extension(socket);
+        }
         let request = builder.body(body).map_err(|e| e.to_string())?;
         let conn = Connection {
             client_ip: head.client_ip,
