@@ -835,6 +835,14 @@ impl Core {
         Ok(())
     }
 
+    /// Start the WebSocket relay without the edge (an embedded app's connections): `@connections`
+    /// then reaches connections held by the node's other workers (`relay_dir`, their sockets)
+    /// and, in cluster mode, by other nodes. Idempotent.
+    #[pyo3(signature = (relay_dir=None))]
+    fn start_relay(&self, relay_dir: Option<PathBuf>) -> PyResult<()> {
+        self.server.start_relay(relay_dir).map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
     /// Stop accepting, let requests in flight finish within `grace` seconds, stop the runtime
     /// and the hand-off. Blocks (without the GIL) until done.
     #[pyo3(signature = (grace=10.0))]
