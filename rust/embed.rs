@@ -455,3 +455,59 @@ impl Embedded {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+
+    fn socket(door: &Arc<Embedded>) -> (SocketFeed, SocketParts) {
+        let (accepted_tx, accepted) = oneshot::channel();
+        let (incoming_tx, incoming) = mpsc::channel(SOCKET_MESSAGES);
+        let parts = SocketParts {
+            token: 7,
+            door: door.clone(),
+            accepted,
+            incoming,
+        };
+        let feed = SocketFeed {
+            accepted: Some(accepted_tx),
+            incoming: Some(incoming_tx),
+        };
+        (feed, parts)
+    }
+
+    #[tokio::test]
+    async fn messages_in_frames_out_and_the_end_posted() {
+        let door = Embedded::new().unwrap();
+        let (mut feed, parts) = socket(&door);
+        feed.accepted.take().unwrap().send(()).unwrap();
+        let (mut sink, mut stream) = parts.open().await.expect("accepted");
+        assert!(matches!(feed.message(Message::Text("hi".into())), Fed::Queued));
+        // AWS's 128 KB message limit, kept by the core since the ASGI server joins the frames.
+        let big = "x".repeat(crate::websocket::MAX_MESSAGE_BYTES + 1);
+        assert!(matches!(feed.message(Message::Text(big.into())), Fed::Queued));
+        assert!(matches!(stream.next().await, Some(Ok(Message::Text(t))) if t.as_str() == "hi"));
+        assert!(matches!(stream.next().await, Some(Err(WsError::Capacity(_)))));
+        feed.incoming.take();
+        assert!(stream.next().await.is_none(), "a lost connection ends the stream");
+
+        sink.send(Message::Text("answer".into())).await.unwrap();
+        sink.send(Message::Close(None)).await.unwrap();
+        drop(sink);
+        let posted = door.take();
+        assert!(matches!(&posted[0], Completion::Frame { token: 7, message: Message::Text(t) } if t.as_str() == "answer"));
+        assert!(matches!(&posted[1], Completion::Close { token: 7, code: 1000, .. }));
+        assert!(matches!(posted[2], Completion::SocketEnd { token: 7 }));
+        assert!(matches!(feed.message(Message::Text("late".into())), Fed::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_connection_never_accepted_does_not_open() {
+        let door = Embedded::new().unwrap();
+        let (feed, parts) = socket(&door);
+        drop(feed);
+        assert!(parts.open().await.is_none());
+        assert!(door.take().is_empty(), "nothing to end: it never began");
+    }
+}
