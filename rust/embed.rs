@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::{Sink, Stream};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use futures_util::{Sink, Stream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};

@@ -449,7 +449,6 @@ class DataPlane:
             if feeder is not None and not feeder.done():
                 feeder.cancel()
 
-
     async def hold(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """A WebSocket scope: its handshake through the core's pipeline (`$connect`), then the
         connection the core holds, its messages carried between the ASGI server and the core."""
