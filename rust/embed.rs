@@ -93,6 +93,35 @@ pub type Inbound = Result<Message, WsError>;
 /// Messages buffered ahead of the held connection.
 const SOCKET_MESSAGES: usize = 64;
 
+/// Frames handed to Python and not yet sent by the ASGI server: past this many the connection's
+/// sink is not ready, so its outgoing queue fills and `@connections` posts are refused
+/// (`LimitExceededException`) for a client that does not read, as at the edge, whose socket
+/// writes stall.
+const SEND_WINDOW: usize = 64;
+
+/// What the ASGI server has not sent yet of a connection's frames; closed once the client is gone.
+#[derive(Default)]
+pub struct SendWindow {
+    in_flight: std::sync::atomic::AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl SendWindow {
+    /// The ASGI server sent one frame.
+    pub fn sent(&self) {
+        use std::sync::atomic::Ordering;
+        let _ = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.waker.wake();
+    }
+
+    /// The client is gone: frames go nowhere now (a sink waiting for room fails).
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.waker.wake();
+    }
+}
+
 /// An embedded WebSocket handshake's connection, in the request's extensions until the pipeline
 /// takes it (extensions must be `Clone`: the parts are taken once).
 #[derive(Clone)]
@@ -110,6 +139,7 @@ pub struct SocketParts {
     door: Arc<Embedded>,
     accepted: oneshot::Receiver<()>,
     incoming: mpsc::Receiver<Inbound>,
+    window: Arc<SendWindow>,
 }
 
 impl SocketParts {
@@ -121,6 +151,7 @@ impl SocketParts {
         let sink = FrameSink {
             token: self.token,
             door: self.door,
+            window: self.window,
         };
         Some((sink, InboundStream(self.incoming)))
     }
@@ -136,23 +167,42 @@ impl Stream for InboundStream {
     }
 }
 
-/// The frames the gateway sends, posted to Python as completions (never full: the ASGI server
-/// buffers what the client has not read yet, as the edge's socket does). Dropped: the connection
-/// is over, and Python's app returns.
+/// The frames the gateway sends, posted to Python as completions, at most `SEND_WINDOW` of them
+/// unsent. Dropped: the connection is over, and Python's app returns.
 pub struct FrameSink {
     token: u64,
     door: Arc<Embedded>,
+    window: Arc<SendWindow>,
 }
 
+/// The client is gone: a frame cannot be sent (as a failed write at the edge).
+#[derive(Debug)]
+pub struct Gone;
+
 impl Sink<Message> for FrameSink {
-    type Error = std::convert::Infallible;
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    type Error = Gone;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Gone>> {
+        use std::sync::atomic::Ordering;
+        let window = &self.window;
+        for _ in 0..2 {
+            if window.closed.load(Ordering::Acquire) {
+                return Poll::Ready(Err(Gone));
+            }
+            if window.in_flight.load(Ordering::Acquire) < SEND_WINDOW {
+                return Poll::Ready(Ok(()));
+            }
+            // Registered, then checked again: a `sent` in between is not missed.
+            window.waker.register(cx.waker());
+        }
+        Poll::Pending
     }
-    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Gone> {
         let token = self.token;
         match message {
-            Message::Text(_) | Message::Binary(_) => self.door.post(Completion::Frame { token, message }),
+            Message::Text(_) | Message::Binary(_) => {
+                self.window.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                self.door.post(Completion::Frame { token, message });
+            }
             Message::Close(frame) => {
                 let (code, reason) = frame.map_or((1000, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
                 self.door.post(Completion::Close { token, code, reason });
@@ -162,10 +212,10 @@ impl Sink<Message> for FrameSink {
         }
         Ok(())
     }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Gone>> {
         Poll::Ready(Ok(()))
     }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Gone>> {
         Poll::Ready(Ok(()))
     }
 }
@@ -181,6 +231,7 @@ impl Drop for FrameSink {
 pub struct SocketFeed {
     pub accepted: Option<oneshot::Sender<()>>,
     pub incoming: Option<mpsc::Sender<Inbound>>,
+    pub window: Arc<SendWindow>,
 }
 
 /// What `SocketFeed::send` did: queued, full (try again soon), or nobody reads any more.
@@ -282,16 +333,19 @@ impl Embedded {
     pub fn submit_socket(self: &Arc<Self>, server: &Server, head: Head) -> Result<SocketFeed, String> {
         let (accepted_tx, accepted) = oneshot::channel();
         let (incoming_tx, incoming) = mpsc::channel(SOCKET_MESSAGES);
+        let window = Arc::new(SendWindow::default());
         let socket = EmbeddedSocket(Arc::new(Mutex::new(Some(SocketParts {
             token: head.token,
             door: self.clone(),
             accepted,
             incoming,
+            window: window.clone(),
         }))));
         self.start(server, head, Some(socket))?;
         Ok(SocketFeed {
             accepted: Some(accepted_tx),
             incoming: Some(incoming_tx),
+            window,
         })
     }
 
@@ -464,15 +518,18 @@ mod tests {
     fn socket(door: &Arc<Embedded>) -> (SocketFeed, SocketParts) {
         let (accepted_tx, accepted) = oneshot::channel();
         let (incoming_tx, incoming) = mpsc::channel(SOCKET_MESSAGES);
+        let window = Arc::new(SendWindow::default());
         let parts = SocketParts {
             token: 7,
             door: door.clone(),
             accepted,
             incoming,
+            window: window.clone(),
         };
         let feed = SocketFeed {
             accepted: Some(accepted_tx),
             incoming: Some(incoming_tx),
+            window,
         };
         (feed, parts)
     }
@@ -500,6 +557,29 @@ mod tests {
         assert!(matches!(&posted[1], Completion::Close { token: 7, code: 1000, .. }));
         assert!(matches!(posted[2], Completion::SocketEnd { token: 7 }));
         assert!(matches!(feed.message(Message::Text("late".into())), Fed::Closed));
+    }
+
+    #[tokio::test]
+    async fn frames_wait_for_the_server_to_send_and_fail_once_the_client_is_gone() {
+        use futures_util::FutureExt;
+        let door = Embedded::new().unwrap();
+        let (mut feed, parts) = socket(&door);
+        feed.accepted.take().unwrap().send(()).unwrap();
+        let (mut sink, _stream) = parts.open().await.expect("accepted");
+        for n in 0..SEND_WINDOW {
+            sink.send(Message::Text(n.to_string().into())).await.unwrap();
+        }
+        // The window is full: the next frame waits until the server has sent one.
+        let mut next = Box::pin(sink.send(Message::Text("one more".into())));
+        assert!(next.as_mut().now_or_never().is_none());
+        feed.window.sent();
+        assert!(next.as_mut().now_or_never().is_some_and(|r| r.is_ok()));
+        drop(next);
+        let mut waiting = Box::pin(sink.send(Message::Text("never sent".into())));
+        assert!(waiting.as_mut().now_or_never().is_none());
+        feed.window.close();
+        assert!(matches!(waiting.as_mut().now_or_never(), Some(Err(Gone))));
+        assert_eq!(door.take().len(), SEND_WINDOW + 1);
     }
 
     #[tokio::test]

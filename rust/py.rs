@@ -1061,6 +1061,12 @@ impl SocketFeed {
         fed_code(self.feed.lock().unwrap_or_else(|e| e.into_inner()).message(WsMessage::Text(text.into())))
     }
 
+    /// The ASGI server sent one of the frames (`(token, 3, ...)` completions) handed over: room
+    /// for another (the core hands over a bounded number unsent).
+    fn sent(&self) {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner()).window.sent();
+    }
+
     /// A binary message (same answers as `text`).
     fn binary(&self, data: &[u8]) -> u8 {
         let message = WsMessage::Binary(Bytes::copy_from_slice(data));
@@ -1081,9 +1087,14 @@ impl SocketFeed {
             });
             let _ = feed.send(Ok(WsMessage::Close(frame)));
         }
-        // Nothing follows a close; a lost connection is the end of the stream.
+        // Nothing follows a close; a lost connection is the end of the stream, and frames go
+        // nowhere (after a close frame, the app sends on until the core lets go: the close is
+        // read first, as at the edge).
         feed.accepted.take();
         feed.incoming.take();
+        if abnormal {
+            feed.window.close();
+        }
     }
 }
 

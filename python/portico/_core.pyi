@@ -273,6 +273,9 @@ class SocketFeed:
         A message over 128 KB closes the connection with 1009."""
     def binary(self, data: bytes) -> int:
         """A binary message (answers as `text`); the core closes the connection with 1003."""
+    def sent(self) -> None:
+        """The ASGI server sent one of the frames handed over (the core hands over a bounded
+        number unsent)."""
     def closed(self, code: int | None, reason: str, abnormal: bool = False) -> None:
         """The client closed the connection (`code` None: without a code), or, `abnormal`, it
         was lost; idempotent."""

@@ -490,7 +490,10 @@ class DataPlane:
                     if kind == _FRAME:
                         data = item[2]
                         key = "text" if isinstance(data, str) else "bytes"
-                        await send({"type": "websocket.send", key: data})
+                        try:
+                            await send({"type": "websocket.send", key: data})
+                        finally:
+                            feed.sent()  # room for the next frame
                     elif kind == _CLOSE:
                         await send({"type": "websocket.close", "code": item[2], "reason": item[3]})
         finally:
