@@ -15,6 +15,8 @@ What it starts (every port a free one picked at run time; everything on 127.0.0.
               tutorial writes it), `broadcast_pooled` (the same as a handler written for speed
               does it on AWS: one boto3 client kept between invocations, the posts from 32 threads
               over as many kept-alive connections) and `ids` (two-way: the kept ids, 4,000 a page).
+  portico-asgi  the same, `--no-edge`: the embedded ASGI door behind Granian, which speaks
+              WebSocket and hands the app `websocket` scopes; the core holds the connections.
   websockets  benches/ws_peers.py: a plain `websockets` (asyncio) echo server; `broadcast` answered
               with `websockets.broadcast` to every connection (W processes on one port,
               SO_REUSEPORT, for the idle connections).
@@ -440,8 +442,10 @@ def start_server(
 ) -> Server:
     """One server; PROCESSES > 1 (for more connections than one process's descriptors allow):
     Portico's --workers, Granian's --workers, the websockets peer's processes on one port."""
-    if kind == "portico":
-        name = "portico-broadcast" if with_connections else "portico"
+    if kind in ("portico", "portico-asgi"):
+        # portico-asgi: the embedded ASGI door (`--no-edge`), Granian speaking WebSocket.
+        name = f"{kind}-broadcast" if with_connections else kind
+        flags = ("--no-edge",) if kind == "portico-asgi" else ()
         # The broadcast handler's boto3 client signs with the principal's keys, as a function's role would.
         env = bench_env(
             AWS_ACCESS_KEY_ID=PRINCIPAL["accessKeyId"],
@@ -449,14 +453,14 @@ def start_server(
             AWS_DEFAULT_REGION=REGION,
         )
         port, proc, _ = start_portico(
-            tmp, procs, name, portico_config(with_connections), "/", env=env, workers=processes
+            tmp, procs, name, portico_config(with_connections), "/", flags, env=env, workers=processes
         )
         import ws_handlers  # here, not at the top: client processes need no boto3
 
         broadcasts = [
-            ("portico: handler, serial boto3", json.dumps({"action": "broadcast"})),
+            (f"{kind}: handler, serial boto3", json.dumps({"action": "broadcast"})),
             (
-                f"portico: handler, {ws_handlers.POSTING_THREADS} threads",
+                f"{kind}: handler, {ws_handlers.POSTING_THREADS} threads",
                 json.dumps({"action": "broadcast_pooled"}),
             ),
         ]
@@ -627,7 +631,7 @@ def broadcast_case(
         settle()
         variants: list[tuple[str, str | None]] = list(server.broadcasts)
         if client_side:
-            variants.append((f"portico: client-side, {CLIENT_POSTING_THREADS} threads", None))
+            variants.append((f"{server.name}: client-side, {CLIENT_POSTING_THREADS} threads", None))
         for label, text in variants:
             ids = asyncio.run(_portico_ids(server.port)) if text is None else []
             clients.command("reset")
@@ -712,7 +716,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     for line in machine()[:4]:
         print(line)
     print(f"command : python benches/websocket.py {' '.join(sys.argv[1:])}")
-    kinds = ["portico", "websockets"]
+    kinds = ["portico", "portico-asgi", "websockets"]
     if not args.no_granian and shutil.which("granian"):
         kinds.append("granian")
     print(
@@ -745,7 +749,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
         for kind in kinds:
             server = start_server(kind, tmp, procs, with_connections=True)
             try:
-                broadcasts += broadcast_case(server, args, tmp, procs, client_side=kind == "portico")
+                broadcasts += broadcast_case(server, args, tmp, procs, client_side=kind.startswith("portico"))
                 print(f"{kind}: broadcast done", file=sys.stderr)
             finally:
                 procs.stop(server.proc)

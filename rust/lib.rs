@@ -56,7 +56,7 @@ mod _core {
         bench, cache_key, check_tls, http_mapping_problem, install_sighup_reopen, integration_problem, monotonic_ns,
         quota_limit, quota_period, render_template, vtl_compiles,
         wall_clock_ms, BenchReport, BodyFeed, ClusterLink, ConfigError, Core, Gateway, Job, RequestIds, Router,
-        StreamSink, TokenBuckets, UsageTable,
+        SocketFeed, StreamSink, TokenBuckets, UsageTable,
         Verdict,
     };
 }

@@ -3,7 +3,7 @@
 
 use crate::cluster::{Cluster, ClusterOptions, FailMode, Spend, Spent};
 use crate::edge::Server;
-use crate::embed::{Completion, Embedded, Head};
+use crate::embed::{self, Completion, Embedded, Fed, Head};
 use crate::gateway::{self, GatewayError, Outcome};
 use crate::ids::IdGenerator;
 use crate::invoke::{Call, Held, Hook, Invoker, Job as CoreJob, LambdaStream, PluginResponse, Replier, Reply, ReplyBody};
@@ -22,6 +22,7 @@ use smallvec::SmallVec;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// `Verdict.kind` values (`portico._core.ROUTE`, ...).
 pub const ROUTE: u8 = 0;
@@ -834,6 +835,14 @@ impl Core {
         Ok(())
     }
 
+    /// Start the WebSocket relay without the edge (an embedded app's connections): `@connections`
+    /// then reaches connections held by the node's other workers (`relay_dir`, their sockets)
+    /// and, in cluster mode, by other nodes. Idempotent.
+    #[pyo3(signature = (relay_dir=None))]
+    fn start_relay(&self, relay_dir: Option<PathBuf>) -> PyResult<()> {
+        self.server.start_relay(relay_dir).map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
     /// Stop accepting, let requests in flight finish within `grace` seconds, stop the runtime
     /// and the hand-off. Blocks (without the GIL) until done.
     #[pyo3(signature = (grace=10.0))]
@@ -878,23 +887,29 @@ impl Core {
         http_version: &str,
         has_body: bool,
     ) -> PyResult<Option<BodyFeed>> {
-        let head = Head {
-            token,
-            method: method.to_owned(),
-            target: target.to_owned(),
-            headers,
-            client_ip: client_ip.parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
-            scheme: if scheme == "https" { "https" } else { "http" },
-            // Granian says "1" for HTTP/1.0 (ASGI servers differ); "1.1" is HTTP/1.1.
-            version: match http_version {
-                "1.0" | "1" => http::Version::HTTP_10,
-                "2" | "2.0" => http::Version::HTTP_2,
-                _ => http::Version::HTTP_11,
-            },
-            has_body,
-        };
+        let head = asgi_head(token, method, target, headers, client_ip, scheme, http_version, has_body);
         let feed = self.embedded.submit(&self.server, head).map_err(PyValueError::new_err)?;
         Ok(feed.map(|tx| BodyFeed { tx: Mutex::new(Some(tx)) }))
+    }
+
+    /// Start an ASGI `websocket` scope's opening handshake (a GET of `target` with the
+    /// handshake's headers). Its answer comes as a head: 101 accepts the connection (then
+    /// `SocketFeed.accepted`), any other status refuses it. Returns where the client's messages go.
+    #[pyo3(signature = (token, target, headers, client_ip, scheme, http_version))]
+    fn submit_socket(
+        &self,
+        token: u64,
+        target: &str,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        client_ip: &str,
+        scheme: &str,
+        http_version: &str,
+    ) -> PyResult<SocketFeed> {
+        // ASGI's websocket scheme is ws or wss.
+        let scheme = if scheme == "wss" { "https" } else { scheme };
+        let head = asgi_head(token, "GET", target, headers, client_ip, scheme, http_version, false);
+        let feed = self.embedded.submit_socket(&self.server, head).map_err(PyValueError::new_err)?;
+        Ok(SocketFeed { feed: Mutex::new(feed) })
     }
 
     /// Ask for the next chunk of a response body.
@@ -914,7 +929,8 @@ impl Core {
 
     /// What the embedded app waits for, as tuples: `(token, 0, status, [(name, value)], body or
     /// None)` for a head, `(token, 1, data, more)` for a chunk, `(token, 2, error)` for a failed
-    /// body. Never waits.
+    /// body; for a WebSocket connection `(token, 3, str or bytes)` a frame to send, `(token, 4,
+    /// code, reason)` close it, `(token, 5)` the pipeline holds it no more. Never waits.
     fn take_completions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let items = self.embedded.take();
         let out = PyList::empty(py);
@@ -962,10 +978,123 @@ impl Core {
                         PyString::new(py, &error).into_any(),
                     ],
                 )?,
+                Completion::Frame { token, message } => {
+                    let data = match &message {
+                        WsMessage::Text(text) => PyString::new(py, text.as_str()).into_any(),
+                        other => PyBytes::new(py, &other.clone().into_data()).into_any(),
+                    };
+                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), 3u8.into_pyobject(py)?.into_any(), data])?
+                }
+                Completion::Close { token, code, reason } => PyTuple::new(
+                    py,
+                    [
+                        token.into_pyobject(py)?.into_any(),
+                        4u8.into_pyobject(py)?.into_any(),
+                        code.into_pyobject(py)?.into_any(),
+                        PyString::new(py, &reason).into_any(),
+                    ],
+                )?,
+                Completion::SocketEnd { token } => {
+                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), 5u8.into_pyobject(py)?.into_any()])?
+                }
             };
             out.append(tuple)?;
         }
         Ok(out)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn asgi_head(
+    token: u64,
+    method: &str,
+    target: &str,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    client_ip: &str,
+    scheme: &str,
+    http_version: &str,
+    has_body: bool,
+) -> Head {
+    Head {
+        token,
+        method: method.to_owned(),
+        target: target.to_owned(),
+        headers,
+        client_ip: client_ip.parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        scheme: if scheme == "https" { "https" } else { "http" },
+        // Granian says "1" for HTTP/1.0 (ASGI servers differ); "1.1" is HTTP/1.1.
+        version: match http_version {
+            "1.0" | "1" => http::Version::HTTP_10,
+            "2" | "2.0" => http::Version::HTTP_2,
+            _ => http::Version::HTTP_11,
+        },
+        has_body,
+    }
+}
+
+/// Python's side of an embedded WebSocket connection (`Core.submit_socket`): says when the ASGI
+/// server accepted it and feeds the client's messages to the connection the pipeline holds.
+#[pyclass(frozen, module = "portico._core")]
+pub struct SocketFeed {
+    feed: Mutex<embed::SocketFeed>,
+}
+
+fn fed_code(fed: Fed) -> u8 {
+    match fed {
+        Fed::Queued => 0,
+        Fed::Full => 1,
+        Fed::Closed => 2,
+    }
+}
+
+#[pymethods]
+impl SocketFeed {
+    /// The ASGI server sent the 101 (`websocket.accept` is done): the connection is open.
+    fn accepted(&self) {
+        if let Some(tx) = self.feed.lock().unwrap_or_else(|e| e.into_inner()).accepted.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// A text message: 0 queued, 1 full (try again soon), 2 the connection is held no more.
+    fn text(&self, text: String) -> u8 {
+        fed_code(self.feed.lock().unwrap_or_else(|e| e.into_inner()).message(WsMessage::Text(text.into())))
+    }
+
+    /// The ASGI server sent one of the frames (`(token, 3, ...)` completions) handed over: room
+    /// for another (the core hands over a bounded number unsent).
+    fn sent(&self) {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner()).window.sent();
+    }
+
+    /// A binary message (same answers as `text`).
+    fn binary(&self, data: &[u8]) -> u8 {
+        let message = WsMessage::Binary(Bytes::copy_from_slice(data));
+        fed_code(self.feed.lock().unwrap_or_else(|e| e.into_inner()).message(message))
+    }
+
+    /// The client closed the connection with `code` (None: a close frame without one) and
+    /// `reason`; or, `abnormal`, it was lost (ASGI's 1006) and no close frame came.
+    #[pyo3(signature = (code, reason, abnormal=false))]
+    fn closed(&self, code: Option<u16>, reason: &str, abnormal: bool) {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        if !abnormal {
+            let frame = code.map(|code| CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_owned().into(),
+            });
+            let _ = feed.send(Ok(WsMessage::Close(frame)));
+        }
+        // Nothing follows a close; a lost connection is the end of the stream, and frames go
+        // nowhere (after a close frame, the app sends on until the core lets go: the close is
+        // read first, as at the edge).
+        feed.accepted.take();
+        feed.incoming.take();
+        if abnormal {
+            feed.window.close();
+        }
     }
 }
 

@@ -52,8 +52,15 @@ AUTH_LOG_FORMAT = (
 )
 
 
+@pytest.fixture(scope="module", params=["edge", "no-edge"])
+def door(request: pytest.FixtureRequest) -> list[str]:
+    """The front door: the edge, or the embedded ASGI app behind Granian (`--no-edge`), whose
+    handshakes and connections run the same admission code."""
+    return [] if request.param == "edge" else ["--no-edge"]
+
+
 @pytest.fixture(scope="module")
-def authorized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def authorized(tmp_path_factory: pytest.TempPathFactory, door: list[str]) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("ws-auth")
     config = _config()
     config["settings"]["accessLog"] = {"format": AUTH_LOG_FORMAT, "destination": str(workdir / "access.log")}
@@ -61,7 +68,7 @@ def authorized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         env.setenv("AWS_ACCESS_KEY_ID", PRINCIPAL["accessKeyId"])
         env.setenv("AWS_SECRET_ACCESS_KEY", PRINCIPAL["secretAccessKey"])
         env.setenv("AWS_DEFAULT_REGION", REGION)
-        started = start_server(config, workdir)
+        started = start_server(config, workdir, extra_args=door)
     started.access_log = workdir / "access.log"  # type: ignore[attr-defined]
     yield started
     started.stop()
@@ -250,8 +257,8 @@ def _keyed_config(**api: Any) -> dict[str, Any]:
     return config
 
 
-def test_connect_requires_an_api_key_of_the_stage_s_usage_plan(tmp_path: Path) -> None:
-    keyed = start_server(_keyed_config(), tmp_path)
+def test_connect_requires_an_api_key_of_the_stage_s_usage_plan(tmp_path: Path, door: list[str]) -> None:
+    keyed = start_server(_keyed_config(), tmp_path, extra_args=door)
     try:
         assert refused_status(keyed) == 403
         assert refused_status(keyed, **{"x-api-key": "no" + KEY}) == 403
@@ -270,14 +277,14 @@ def test_connect_requires_an_api_key_of_the_stage_s_usage_plan(tmp_path: Path) -
         keyed.stop()
 
 
-def test_the_key_a_lambda_authorizer_names(tmp_path: Path) -> None:
+def test_the_key_a_lambda_authorizer_names(tmp_path: Path, door: list[str]) -> None:
     config = _keyed_config(
         apiKeySelectionExpression="$context.authorizer.usageIdentifierKey",
         authorizers={"auth": AUTHORIZER},
     )
     config["functions"]["authorize"] = "handlers.chat:authorize"
     config["apis"][0]["routes"][0].update(authorizationType="CUSTOM", authorizerId="auth")
-    keyed = start_server(config, tmp_path)
+    keyed = start_server(config, tmp_path, extra_args=door)
     try:
         # The header is not read: the authorizer's usageIdentifierKey is.
         assert refused_status(keyed, Auth="alice", **{"x-api-key": KEY}) == 403
@@ -333,14 +340,14 @@ def test_api_keys_on_connect_built_with_boto3(portico: Callable[..., Server], tm
 # -- throttling --------------------------------------------------------------------------------
 
 
-def test_messages_and_handshakes_are_throttled_per_route_and_stage(tmp_path: Path) -> None:
+def test_messages_and_handshakes_are_throttled_per_route_and_stage(tmp_path: Path, door: list[str]) -> None:
     config = json.loads(json.dumps(CONFIG))
     # Every route 3 a stage (refilled one in ~17 minutes), `whoami` 2.
     config["apis"][0]["stages"][0].update(
         defaultRouteSettings={"throttlingBurstLimit": 3, "throttlingRateLimit": 0.001},
         routeSettings={"whoami": {"throttlingBurstLimit": 2, "throttlingRateLimit": 0.001}},
     )
-    throttled = start_server(config, tmp_path)
+    throttled = start_server(config, tmp_path, extra_args=door)
     try:
         with open_chat(throttled) as ws:
             connection_id = whoami(ws)
@@ -396,7 +403,7 @@ LOG_FORMAT = json.dumps(
 )
 
 
-def test_each_event_of_a_connection_is_an_access_log_line(tmp_path: Path) -> None:
+def test_each_event_of_a_connection_is_an_access_log_line(tmp_path: Path, door: list[str]) -> None:
     config = json.loads(json.dumps(CONFIG))
     log_path = tmp_path / "access.log"
     config["settings"]["accessLog"] = {"format": LOG_FORMAT, "destination": str(log_path)}
@@ -404,7 +411,7 @@ def test_each_event_of_a_connection_is_an_access_log_line(tmp_path: Path) -> Non
     config["apis"][0]["stages"][0]["routeSettings"] = {
         "quiet": {"throttlingBurstLimit": 0, "throttlingRateLimit": 0}
     }
-    logged = start_server(config, tmp_path)
+    logged = start_server(config, tmp_path, extra_args=door)
     try:
         with open_chat(logged, user_agent_header="log-test/1.0") as ws:
             connection_id = whoami(ws)

@@ -116,8 +116,16 @@ def worker_pids(server: Server) -> list[int]:
     return [int(pid) for pid in out.stdout.split()]
 
 
-def test_connection_ids_name_their_worker_and_every_worker_reaches_every_connection(servers, clients) -> None:
-    server = servers("node", workers=2)
+# The embedded ASGI app (`--no-edge`) holds its connections in Granian's workers; `@connections`
+# reaches them the same way.
+DOORS = pytest.mark.parametrize("door", [[], ["--no-edge"]], ids=["edge", "no-edge"])
+
+
+@DOORS
+def test_connection_ids_name_their_worker_and_every_worker_reaches_every_connection(
+    servers, clients, door: list[str]
+) -> None:
+    server = servers("node", workers=2, extra_args=door)
     held = one_per_worker(clients, server, workers=2)
     connections = [c for cs in held.values() for c in cs]
     assert all(len(cid) == 16 and cid.endswith("=") for _, cid in connections)
@@ -195,14 +203,19 @@ def test_the_connections_of_a_killed_worker_are_gone_not_waited_for(servers, cli
         ws.close()
 
 
-def _two_nodes(servers, redis_server: RedisServer) -> tuple[Server, Server]:
+def _two_nodes(servers, redis_server: RedisServer, door_b: list[str] | None = None) -> tuple[Server, Server]:
     # This machine's two cores run the nodes, Redis and the clients at once (as in test_cluster).
     flags = ["--redis", redis_server.url, "--redis-timeout-ms", "250"]
-    return servers("a", extra_args=flags), servers("b", extra_args=flags)
+    return servers("a", extra_args=flags), servers("b", extra_args=[*flags, *(door_b or [])])
 
 
-def test_a_post_to_node_a_reaches_a_client_on_node_b(servers, clients, redis_server: RedisServer) -> None:
-    node_a, node_b = _two_nodes(servers, redis_server)
+@DOORS
+def test_a_post_to_node_a_reaches_a_client_on_node_b(
+    servers, clients, redis_server: RedisServer, door: list[str]
+) -> None:
+    """Node B serves through `door`: an edge node's handler and `@connections` reach an embedded
+    app's connections across the cluster, and back."""
+    node_a, node_b = _two_nodes(servers, redis_server, door)
     ws_b, id_b = open_chat(clients, node_b)
     ws_a, id_a = open_chat(clients, node_a)
     via_a, via_b = management(node_a, NO_RETRIES), management(node_b, NO_RETRIES)

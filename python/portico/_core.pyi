@@ -210,6 +210,9 @@ class Core:
         False once stopped."""
     def invoker_stats(self) -> tuple[int, int, int]:
         """(threads, idle threads, queued calls)."""
+    def start_relay(self, relay_dir: str | None = None) -> None:
+        """Start the WebSocket relay without the edge (`@connections` reaching the node's other
+        workers' connections through `relay_dir`, and other nodes' in cluster mode)."""
     def submit(
         self,
         token: int,
@@ -223,6 +226,18 @@ class Core:
     ) -> BodyFeed | None:
         """Start an embedded request (`target`: raw path and query). Its head arrives as a
         completion; its body goes through the returned feed (None when it has none)."""
+    def submit_socket(
+        self,
+        token: int,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        client_ip: str,
+        scheme: str,
+        http_version: str,
+    ) -> SocketFeed:
+        """Start an ASGI `websocket` scope's opening handshake (`target`: raw path and query).
+        Its answer arrives as a head: 101 accepts the connection, any other status refuses it;
+        then its frames arrive as completions and the client's messages go through the feed."""
     def pull(self, token: int) -> None:
         """Ask for the next chunk of `token`'s response body (arrives as a completion)."""
     def discard(self, token: int) -> None:
@@ -232,7 +247,9 @@ class Core:
     def take_completions(self) -> list[tuple[object, ...]]:
         """What embedded requests wait for: `(token, 0, status, headers, body | None)` for a
         head (the body when small and whole), `(token, 1, data, more)` for a chunk,
-        `(token, 2, error)` for a failed body. Never waits."""
+        `(token, 2, error)` for a failed body; for a WebSocket connection `(token, 3, str |
+        bytes)` a frame to send, `(token, 4, code, reason)` close it, `(token, 5)` the core holds
+        it no more. Never waits."""
 
 @final
 class BodyFeed:
@@ -244,6 +261,24 @@ class BodyFeed:
         """The client's body failed: the pipeline's read of it fails."""
     def close(self) -> None:
         """The body is complete."""
+
+@final
+class SocketFeed:
+    """Python's side of an embedded WebSocket connection."""
+
+    def accepted(self) -> None:
+        """The ASGI server accepted the connection (`websocket.accept` was sent)."""
+    def text(self, text: str) -> int:
+        """A text message: 0 queued, 1 full (try again soon), 2 the connection is held no more.
+        A message over 128 KB closes the connection with 1009."""
+    def binary(self, data: bytes) -> int:
+        """A binary message (answers as `text`); the core closes the connection with 1003."""
+    def sent(self) -> None:
+        """The ASGI server sent one of the frames handed over (the core hands over a bounded
+        number unsent)."""
+    def closed(self, code: int | None, reason: str, abnormal: bool = False) -> None:
+        """The client closed the connection (`code` None: without a code), or, `abnormal`, it
+        was lost; idempotent."""
 
 @final
 class Job:

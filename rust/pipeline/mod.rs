@@ -146,9 +146,9 @@ struct Exchange {
     error: Option<Failure>,
     /// What is left of the key's quota, for `RateLimit-*` headers (`settings.rateLimitHeaders`).
     quota: Option<crate::usage::QuotaState>,
-    /// The edge's hand-over of the connection, for a WebSocket handshake (None from the embedded
-    /// app's door, which cannot hold connections).
-    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// A front door's hand-over of the connection, for a WebSocket handshake: the edge's, or
+    /// the embedded door's for an ASGI `websocket` scope.
+    upgrade: Option<websocket::Upgrade>,
     /// A WebSocket handshake: the connection it opens, as `$connect`'s authorizer and the
     /// access log see it (`websocket`).
     websocket: Option<Box<crate::websocket::events::ConnectionContext>>,
@@ -235,7 +235,14 @@ impl Pipeline {
     pub async fn handle(&self, req: Request<PipelineBody>, conn: Connection) -> Response<PipelineBody> {
         let snap = self.gateway.snapshot();
         let (mut parts, body) = req.into_parts();
-        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let upgrade = match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+            Some(edge) => Some(websocket::Upgrade::Edge(edge)),
+            None => parts
+                .extensions
+                .remove::<crate::embed::EmbeddedSocket>()
+                .and_then(|socket| socket.take())
+                .map(websocket::Upgrade::Embedded),
+        };
         let mut ex = Exchange {
             request_id: self.ids.request_id(),
             extended_request_id: None,

@@ -6,6 +6,11 @@
 //! which routes each text message by the API's `routeSelectionExpression`, invokes the route's
 //! integration and, for a two-way route, sends its answer back. `$disconnect` is invoked once,
 //! after the connection ends however it ends.
+//!
+//! Both front doors hand over the connection (`Upgrade`): the edge's hyper upgrade, read and
+//! written as a tungstenite stream, or the embedded ASGI door's socket, whose messages Python
+//! feeds and whose frames go back as completions (`crate::embed`). Everything past the
+//! handshake's transport (`converse`) is the same code for both.
 
 mod access;
 
@@ -14,11 +19,10 @@ use access::{Logged, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPGRADE, USER_AGENT};
 use http::{HeaderName, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -38,6 +42,14 @@ use crate::websocket::registry::{self, OUTGOING_QUEUE};
 use crate::websocket::relay::{self, Operation, Payload};
 use crate::websocket::selection::RouteSelection;
 use crate::websocket::{handshake, Outgoing, Registry, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, READ_BUFFER_BYTES};
+
+/// How a front door hands over a WebSocket handshake's connection.
+pub(crate) enum Upgrade {
+    /// The edge's: the HTTP/1.1 connection itself, once the 101 is written.
+    Edge(hyper::upgrade::OnUpgrade),
+    /// The embedded ASGI door's: the ASGI server holds the connection and speaks the protocol.
+    Embedded(crate::embed::SocketParts),
+}
 
 /// How long the gateway waits for the client's answer to a close frame it sent.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -191,20 +203,27 @@ impl Session {
 }
 
 /// Hold an accepted connection until it ends, then forget it and run `$disconnect`.
-async fn hold(session: Arc<Session>, upgrade: hyper::upgrade::OnUpgrade, mut outgoing: mpsc::Receiver<Outgoing>) {
-    let how = match upgrade.await {
-        Err(_) => Disconnect::abnormal(),
-        Ok(upgraded) => {
-            // tungstenite allocates its read buffer up front (128 KiB by default): that was 96% of
-            // an idle connection's memory (`python benches/websocket.py`). 4 KiB holds most
-            // messages whole; a larger one is read in several passes.
-            let config = WebSocketConfig::default()
-                .read_buffer_size(READ_BUFFER_BYTES)
-                .max_frame_size(Some(MAX_FRAME_BYTES))
-                .max_message_size(Some(MAX_MESSAGE_BYTES));
-            let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-            converse(&session, ws, &mut outgoing).await
-        }
+async fn hold(session: Arc<Session>, upgrade: Upgrade, mut outgoing: mpsc::Receiver<Outgoing>) {
+    let how = match upgrade {
+        Upgrade::Edge(upgrade) => match upgrade.await {
+            Err(_) => Disconnect::abnormal(),
+            Ok(upgraded) => {
+                // tungstenite allocates its read buffer up front (128 KiB by default): that was
+                // 96% of an idle connection's memory (`python benches/websocket.py`). 4 KiB holds
+                // most messages whole; a larger one is read in several passes.
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER_BYTES)
+                    .max_frame_size(Some(MAX_FRAME_BYTES))
+                    .max_message_size(Some(MAX_MESSAGE_BYTES));
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let (sink, stream) = ws.split();
+                converse(&session, sink, stream, &mut outgoing).await
+            }
+        },
+        Upgrade::Embedded(socket) => match socket.open().await {
+            None => Disconnect::abnormal(),
+            Some((sink, stream)) => converse(&session, sink, stream, &mut outgoing).await,
+        },
     };
     session.registry.remove(&session.cx.connection_id);
     session.on_disconnect(&how).await;
@@ -217,12 +236,13 @@ fn close_frame(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-/// Read the client's frames and write the gateway's until the connection ends; how it ended.
-async fn converse<S>(session: &Arc<Session>, ws: WebSocketStream<S>, outgoing: &mut mpsc::Receiver<Outgoing>) -> Disconnect
+/// Read the client's messages and write the gateway's frames until the connection ends; how it
+/// ended. The stream ends (or fails) when the connection is lost.
+async fn converse<Si, St>(session: &Arc<Session>, mut sink: Si, mut stream: St, outgoing: &mut mpsc::Receiver<Outgoing>) -> Disconnect
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, WsError>> + Unpin,
 {
-    let (mut sink, mut stream) = ws.split();
     // Once the gateway has sent a close frame: how the connection ended, and until when the
     // client's answer is waited for.
     let mut closing: Option<(Disconnect, tokio::time::Instant)> = None;
@@ -255,7 +275,8 @@ where
                     if let Some((how, _)) = closing {
                         return how;
                     }
-                    // tungstenite has queued the answering close frame: send it.
+                    // The edge's tungstenite has queued the answering close frame: send it (the
+                    // ASGI server answers it itself).
                     let _ = sink.flush().await;
                     return match frame {
                         Some(f) => Disconnect::client_closed(Some(u16::from(f.code)), &f.reason),
@@ -264,7 +285,8 @@ where
                 }
                 Some(Ok(_)) => session.connection.touch(epoch_ms()),
                 Some(Err(WsError::Capacity(_))) => {
-                    // A frame over 32 KB or a message over 128 KB.
+                    // A frame over 32 KB or a message over 128 KB (`crate::embed::SocketFeed`
+                    // for the embedded door's messages).
                     let _ = sink.send(close_frame(1009, "Message too big")).await;
                     return Disconnect::server_closed(1009, "Message too big");
                 }
@@ -356,7 +378,7 @@ impl Pipeline {
             return fail(error, "not a WebSocket opening handshake");
         };
         let Some(upgrade) = ex.upgrade.take() else {
-            return fail(ErrorType::ResourceNotFound, "this front door cannot hold WebSocket connections");
+            return fail(ErrorType::ResourceNotFound, "the request came with no connection to hold (an HTTP scope)");
         };
         let Some(selection) = api.route_selection.clone() else {
             return fail(ErrorType::ApiConfigurationError, "a WebSocket API without routeSelectionExpression");

@@ -3,7 +3,9 @@
 //!
 //! The edge hands an upgrade at `/{stage}` of a WebSocket API to `crate::pipeline::websocket`,
 //! which runs `$connect`, answers the handshake and holds the connection on the core's tokio
-//! runtime: no Python per connection, Python runs only when a route's handler is invoked.
+//! runtime: no Python per connection, Python runs only when a route's handler is invoked. The
+//! embedded ASGI door hands over its `websocket` scopes the same way (`crate::embed`): the ASGI
+//! server speaks the protocol, the core holds the connection.
 //!
 //! - `handshake`: what makes a request an upgrade, the accept key, the subprotocol chosen.
 //! - `selection`: a message's route by the API's `routeSelectionExpression`.

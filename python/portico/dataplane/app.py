@@ -9,6 +9,9 @@ threads of `portico.serve.user_code`.
   `portico serve` uses).
 - `DataPlane` as an ASGI app: an adapter that hands each request to the same pipeline and streams
   the answer back (what `build_dataplane` gives library users, and `portico serve --no-edge`).
+  A `websocket` scope is a WebSocket API's opening handshake: the ASGI server speaks the
+  protocol, the core holds the connection (`$connect`, routes, `@connections`, `$disconnect`)
+  as it holds the edge's, and this adapter carries messages between the two.
 
 ASGI hands over the raw, still percent-encoded path and raw header bytes, which AWS's event
 formats need.
@@ -17,10 +20,12 @@ formats need.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +49,9 @@ RELOAD_POLL_SECONDS = 0.2
 # How long shutdown waits for requests in flight.
 SHUTDOWN_GRACE_SECONDS = 10.0
 _HEAD, _CHUNK, _ABORT = 0, 1, 2
+_FRAME, _CLOSE, _SOCKET_END = 3, 4, 5
+# ASGI's close code for a connection lost without a close frame, and for one without a code.
+_ABNORMAL_CLOSURE, _NO_STATUS = 1006, 1005
 
 
 class SourceUnavailable(RuntimeError):
@@ -82,6 +90,8 @@ class _Completions:
         self._fd = core.completion_fd()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        # WebSocket connections: every completion of theirs, in order.
+        self._streams: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]] = {}
         self._lock = threading.Lock()
         self.tokens = itertools.count(1)
 
@@ -95,6 +105,26 @@ class _Completions:
 
     def forget(self, token: int) -> None:
         self._waiting.pop(token, None)
+        self._streams.pop(token, None)
+
+    def stream(self, token: int) -> asyncio.Queue[Any]:
+        """Every completion of `token` from now on (a WebSocket connection's), in order."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._watch_from(loop)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._streams[token] = (loop, queue)
+        return queue
+
+    async def next(self, queue: asyncio.Queue[Any]) -> Any:
+        """The next item of a `stream`, taking the watch over as `wait` does."""
+        loop = asyncio.get_running_loop()
+        while loop is not self._loop:
+            try:
+                return await asyncio.wait_for(queue.get(), timeout=0.05)
+            except TimeoutError:
+                self._watch_from(loop)
+        return await queue.get()
 
     async def wait(self, future: asyncio.Future[Any]) -> Any:
         """The result of `future`. On a loop other than the watching one, the watch is taken over
@@ -124,7 +154,16 @@ class _Completions:
         here = self._loop
         waiting = self._waiting
         elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        streams = self._streams
         for item in self._core.take_completions():
+            stream = streams.get(item[0])
+            if stream is not None:
+                if stream[0] is here:
+                    stream[1].put_nowait(item)
+                else:
+                    with contextlib.suppress(RuntimeError):  # that loop is closed
+                        stream[0].call_soon_threadsafe(stream[1].put_nowait, item)
+                continue
             found = waiting.pop(item[0], None)
             if found is None:
                 continue
@@ -294,6 +333,11 @@ class DataPlane:
         sockets, through which `@connections` reaches another worker's connections."""
         self.core.listen(listener_fd, **(tls or {}), relay_dir=relay_dir)
 
+    def start_relay(self, relay_dir: str | None = None) -> None:
+        """Without the edge: let `@connections` reach the WebSocket connections that other workers
+        (their relay sockets in `relay_dir`) and, in cluster mode, other nodes hold."""
+        self.core.start_relay(relay_dir)
+
     def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting, let requests in flight finish (within `grace` seconds), then write out
         every access-log line. Idempotent."""
@@ -310,6 +354,8 @@ class DataPlane:
         kind = scope["type"]
         if kind == "http":
             await self.handle(scope, receive, send)
+        elif kind == "websocket":
+            await self.hold(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -402,6 +448,107 @@ class DataPlane:
                 watcher.cancel()
             if feeder is not None and not feeder.done():
                 feeder.cancel()
+
+    async def hold(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """A WebSocket scope: its handshake through the core's pipeline (`$connect`), then the
+        connection the core holds, its messages carried between the ASGI server and the core."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        target = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
+        client = scope.get("client")
+        completions = self._completions
+        token = next(completions.tokens)
+        items = completions.stream(token)
+        feed = self.core.submit_socket(
+            token,
+            target,
+            _handshake_headers(scope),
+            client[0] if client else "127.0.0.1",
+            scope.get("scheme", "ws"),
+            scope.get("http_version", "1.1"),
+        )
+        reader: asyncio.Task[None] | None = None
+        try:
+            item = await completions.next(items)
+            if item[1] != _HEAD or item[2] != 101:
+                await _refuse(scope, send, item)
+                return
+            protocol = next((v for n, v in item[3] if n.lower() == b"sec-websocket-protocol"), None)
+            await send({"type": "websocket.accept", "subprotocol": protocol.decode() if protocol else None})
+            feed.accepted()
+            reader = asyncio.get_running_loop().create_task(_read_messages(feed, receive))
+            while True:
+                item = await completions.next(items)
+                kind = item[1]
+                if kind == _SOCKET_END:
+                    return
+                # The client may be gone meanwhile: its disconnect reaches the core through
+                # the reader, and the core ends the connection.
+                with contextlib.suppress(Exception):
+                    if kind == _FRAME:
+                        data = item[2]
+                        key = "text" if isinstance(data, str) else "bytes"
+                        try:
+                            await send({"type": "websocket.send", key: data})
+                        finally:
+                            feed.sent()  # room for the next frame
+                    elif kind == _CLOSE:
+                        await send({"type": "websocket.close", "code": item[2], "reason": item[3]})
+        finally:
+            completions.forget(token)
+            if reader is not None and not reader.done():
+                reader.cancel()
+            # However this ends (the server cancelled it, a send failed), the core learns the
+            # connection is gone; after a disconnect this does nothing.
+            feed.closed(None, "", abnormal=True)
+
+
+def _handshake_headers(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The scope's headers, with the opening handshake's own made whole: ASGI servers need not
+    pass them on (they answered the handshake themselves), and the core's WebSocket phase
+    recognises a handshake by them."""
+    headers = [(n.lower(), v) for n, v in scope["headers"]]
+    present = {n for n, _ in headers}
+    needed = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"), (b"sec-websocket-version", b"13")]
+    if b"sec-websocket-key" not in present:
+        needed.append((b"sec-websocket-key", base64.b64encode(os.urandom(16))))
+    protocols = scope.get("subprotocols") or []
+    if protocols and b"sec-websocket-protocol" not in present:
+        needed.append((b"sec-websocket-protocol", ", ".join(protocols).encode()))
+    headers += [(n, v) for n, v in needed if n not in present]
+    return headers
+
+
+async def _refuse(scope: dict[str, Any], send: Send, head: tuple[Any, ...]) -> None:
+    """A refused handshake: its status and body where the server can send them (ASGI's
+    "Websocket Denial Response" extension), else a close before accepting (the server's 403)."""
+    if head[1] == _HEAD and "websocket.http.response" in (scope.get("extensions") or {}):
+        _, _, status, headers, whole = head
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": whole or b"", "more_body": False})
+    else:
+        await send({"type": "websocket.close", "code": 1000})
+
+
+async def _read_messages(feed: _core.SocketFeed, receive: Receive) -> None:
+    """Hand the client's messages to the connection the core holds, until it disconnects."""
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            text = message.get("text")
+            while True:
+                fed = feed.text(text) if text is not None else feed.binary(message.get("bytes") or b"")
+                if fed != 1:  # queued, or the core holds the connection no more
+                    break
+                await asyncio.sleep(0.001)  # full: the core reads on
+        elif kind == "websocket.disconnect":
+            code = message.get("code", _NO_STATUS)
+            reason = message.get("reason") or ""
+            feed.closed(None if code == _NO_STATUS else code, reason, abnormal=code == _ABNORMAL_CLOSURE)
+            return
 
 
 async def _feed(feed: _core.BodyFeed, receive: Receive) -> bool:

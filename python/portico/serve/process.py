@@ -43,6 +43,7 @@ from portico.serve.worker import (
     ENV_FUNCTIONS,
     ENV_PLUGINS,
     ENV_REDIS,
+    ENV_RELAY_DIR,
     ENV_SHARED_BUCKETS,
     ENV_SHARED_USAGE,
     ENV_USAGE_DIR,
@@ -251,8 +252,12 @@ def serve(
             edge["tls"] = options.tls.listen_args()
         os.environ[ENV_EDGE] = json.dumps(edge)
         bind = {"uds": Path(socket_dir) / "granian.sock"}
+        os.environ.pop(ENV_RELAY_DIR, None)
     else:
         os.environ.pop(ENV_EDGE, None)
+        # Granian's workers hold the WebSocket connections: their relay sockets, as above.
+        socket_dir = tempfile.mkdtemp(prefix=f"portico-{os.getpid()}-")
+        os.environ[ENV_RELAY_DIR] = socket_dir
     server = Granian(
         "portico.serve.worker:create_app",
         factory=True,
@@ -260,7 +265,9 @@ def serve(
         interface=Interfaces.ASGI,
         workers=options.workers,
         loop=Loops.uvloop,
-        websockets=False,
+        # Without the edge, Granian speaks WebSocket and hands the app `websocket` scopes, whose
+        # connections the core holds (`portico.dataplane.app.DataPlane.hold`).
+        websockets=public is None,
         log_access=False,
         # A worker that dies is replaced at once (Granian logs "Respawning worker-N"); the others
         # keep serving the shared port meanwhile.

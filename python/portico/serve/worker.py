@@ -40,6 +40,8 @@ ENV_DATA_DIR = "PORTICO_DATA_DIR"
 # public port with its edge: it accepts from the inherited listening socket `listener_fd`;
 # relay_dir: where the workers' WebSocket relay sockets live (`@connections` across workers).
 ENV_EDGE = "PORTICO_EDGE"
+# Without the edge: where the workers' WebSocket relay sockets live.
+ENV_RELAY_DIR = "PORTICO_RELAY_DIR"
 
 
 def _die_with_parent() -> None:
@@ -115,4 +117,6 @@ def create_app() -> DataPlane:
         app.listen(
             os.dup(settings["listener_fd"]), tls=settings.get("tls"), relay_dir=settings.get("relay_dir")
         )
+    else:
+        app.start_relay(os.environ.get(ENV_RELAY_DIR) or None)
     return app
