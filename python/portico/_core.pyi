@@ -23,6 +23,7 @@ __all__ = [
     "Job",
     "RequestIds",
     "Router",
+    "SocketFeed",
     "StreamSink",
     "TokenBuckets",
     "UsageTable",
