@@ -386,9 +386,7 @@ class DataPlane:
             elif name == b"host" and not value:
                 # Some ASGI servers make up an empty Host for a request that sent none.
                 headers = [h for h in headers if h != (b"host", b"")]
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string") or b""
-        target = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
+        target = _request_target(scope)
         client = scope.get("client")
         completions = self._completions
         token = next(completions.tokens)
@@ -454,9 +452,7 @@ class DataPlane:
         connection the core holds, its messages carried between the ASGI server and the core."""
         if (await receive())["type"] != "websocket.connect":
             return
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string") or b""
-        target = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
+        target = _request_target(scope)
         client = scope.get("client")
         completions = self._completions
         token = next(completions.tokens)
@@ -503,6 +499,14 @@ class DataPlane:
             # However this ends (the server cancelled it, a send failed), the core learns the
             # connection is gone; after a disconnect this does nothing.
             feed.closed(None, "", abnormal=True)
+
+
+def _request_target(scope: dict[str, Any]) -> str:
+    """The request target as the client sent it: the raw, still percent-encoded path (AWS's event
+    formats need it) and the query string."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string") or b""
+    return (raw_path + b"?" + query if query else raw_path).decode("latin-1")
 
 
 def _handshake_headers(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
