@@ -352,6 +352,18 @@ def _integration(
     return spec
 
 
+def _backend(integration: Integration, registry: FunctionRegistry) -> S.BackendSpec:
+    """What a non-proxy integration (or a WebSocket `HTTP_PROXY`) calls: a Lambda function
+    (`AWS`), an HTTP endpoint, or nothing (`MOCK`)."""
+    uri = integration.uri or ""
+    if integration.type == "AWS":
+        _registered(uri, registry)
+        return S.lambda_backend(uri, integration.timeoutInMillis)
+    if integration.type in ("HTTP", "HTTP_PROXY"):
+        return S.http_backend(uri, integration.method, integration.timeoutInMillis)
+    return S.mock_backend()
+
+
 def _websocket_integration(
     integration: Integration, registry: FunctionRegistry, key: str
 ) -> S.IntegrationSpec:
@@ -360,15 +372,7 @@ def _websocket_integration(
     `templateSelectionExpression` and integration responses keyed `$default` or `/REGEX/`."""
     if integration.type == "AWS_PROXY" or (integration.type == "MOCK" and not integration.non_proxy):
         return _integration(integration, registry)
-    uri = integration.uri or ""
-    backend: S.BackendSpec
-    if integration.type == "AWS":
-        _registered(uri, registry)
-        backend = S.lambda_backend(uri, integration.timeoutInMillis)
-    elif integration.type in ("HTTP", "HTTP_PROXY"):
-        backend = S.http_backend(uri, integration.method, integration.timeoutInMillis)
-    else:
-        backend = S.mock_backend()
+    backend = _backend(integration, registry)
     spec = S.websocket_integration(
         backend,
         proxy=integration.type == "HTTP_PROXY",
@@ -391,15 +395,7 @@ def _websocket_integration(
 
 def _non_proxy(integration: Integration, route: Route | None, registry: FunctionRegistry) -> S.NonProxySpec:
     """A REST `AWS` (Lambda), `HTTP` or AWS-style `MOCK` integration with its route's method responses."""
-    uri = integration.uri or ""
-    backend: S.BackendSpec
-    if integration.type == "AWS":
-        _registered(uri, registry)
-        backend = S.lambda_backend(uri, integration.timeoutInMillis)
-    elif integration.type == "HTTP":
-        backend = S.http_backend(uri, integration.method, integration.timeoutInMillis)
-    else:
-        backend = S.mock_backend()
+    backend = _backend(integration, registry)
     prefix = "method.response.header."
     method_responses = [
         S.method_response(
