@@ -42,11 +42,17 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    """Whether any thread of `pid` still runs. The leader's own state is not enough: a killed
+    multi-threaded process shows "Z" for its leader while its other threads are still exiting, and
+    its descriptors (the listening socket among them) close only when the last thread is gone."""
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        try:
+            state = Path(stat).read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def _port_free(port: int) -> bool:
@@ -57,6 +63,53 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def _holders(port: int) -> list[str]:
+    """The sockets on local `port` (from /proc/net/tcp) and the processes holding them: what a
+    failure needs to say who kept the port."""
+    owners: dict[str, list[str]] = {}
+    for link in glob.glob("/proc/[0-9]*/fd/*"):
+        try:
+            target = os.readlink(link)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            owners.setdefault(target[8:-1], []).append(link.split("/")[2])
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if int(local.split(":")[1], 16) == port:
+            remote_port = int(remote.split(":")[1], 16)
+            found.append(f"{_TCP_STATES.get(state, state)} to :{remote_port} held by {owners.get(inode, [])}")
+    return found
+
+
+def _port_freed(port: int, within: float = 5.0) -> bool:
+    """Whether `port` can be bound again within `within` seconds: the kernel releases a dead
+    process's sockets as it reaps it, a moment after the process stops running."""
+    deadline = time.monotonic() + within
+    while not _port_free(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_kill_9_of_the_server_leaves_no_orphan_and_frees_the_port(tmp_path):
@@ -73,7 +126,7 @@ def test_kill_9_of_the_server_leaves_no_orphan_and_frees_the_port(tmp_path):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)], "workers outlived the server"
-    assert _port_free(server.port)
+    assert _port_freed(server.port), _holders(server.port)
 
     # The next server on that port starts, serves, and removes the dead one's bucket file.
     again = start_server(MOCK_API, tmp_path, port=server.port)
