@@ -29,4 +29,6 @@ cargo test --profile ci --quiet
 cargo check --profile ci --benches --quiet
 
 python3 -m ruff check python tests benches examples
-python3 -m pytest -q -p no:cacheprovider "$@"
+# Tests run in parallel, one pytest-xdist worker per core (at most 4): most of a test's time is
+# a server starting or a client waiting on it, and every test has its own ports, files and servers.
+python3 -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 "$@"
