@@ -14,6 +14,7 @@ connection.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from conftest import Server, start_server
-from test_websocket import ACCOUNT, CONFIG, PRINCIPAL, REGION, STAGE, open_chat, wait_for, whoami
+from test_websocket import ACCOUNT, CONFIG, PRINCIPAL, REGION, STAGE, open_chat, wait_for, whoami, ws_url
 
 AUTHORIZER = {
     "authorizerType": "REQUEST",
@@ -125,6 +126,34 @@ def test_the_authorizer_refuses(authorized: Server, token: str, status: int, res
     assert logged_type == response_type
 
 
+def test_a_hung_authorizer_refuses_with_500_and_holds_up_no_one(authorized: Server) -> None:
+    """An authorizer that outlasts API Gateway's 10 s wait refuses its handshake with 500
+    (AUTHORIZER_FAILURE); meanwhile other clients connect and talk."""
+    outcome: list[Any] = []
+
+    def hung_handshake() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url(authorized), open_timeout=30, additional_headers={"Auth": "hang"})
+        outcome.append(refused.value.response.status_code)
+
+    before = len(log_lines(authorized))
+    waiting = threading.Thread(target=hung_handshake)
+    waiting.start()
+    try:
+        # The hung handshake is pending; another connects, is authorized and answered.
+        wait_for(lambda: [e for e in authorizer_events(authorized) if e["headers"].get("auth") == "hang"])
+        with open_chat(authorized, additional_headers={"Auth": "bob"}) as ws:
+            ws.send("still here")
+            assert ws.recv(timeout=10) == "echo: still here"
+        assert waiting.is_alive() and not outcome
+    finally:
+        waiting.join(30)
+    assert outcome == [500]
+    refused = ["CONNECT", "$connect", "500"]
+    (line,) = wait_for(lambda: [line for line in log_lines(authorized)[before:] if line[1:4] == refused])
+    assert line[-1] == "AUTHORIZER_FAILURE"
+
+
 def test_the_authorizer_s_event_and_its_grant_in_every_later_event(authorized: Server) -> None:
     with open_chat(authorized, "?room=lobby", additional_headers={"Auth": "alice"}) as ws:
         connection_id = whoami(ws)
@@ -157,6 +186,7 @@ def test_the_authorizer_s_event_and_its_grant_in_every_later_event(authorized: S
         assert isinstance(authorizer["integrationLatency"], int)
     # The handshake's id is the connection's: the authorizer saw the id its events carry.
     assert later[0]["requestContext"]["requestId"] == context["requestId"]
+
     # Each access-log line of the connection names what the authorizer granted.
     def connection_lines() -> list[list[str]]:
         lines = [line for line in log_lines(authorized) if line[0] == connection_id]

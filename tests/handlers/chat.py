@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,13 +119,15 @@ def events(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """`$connect`'s Lambda REQUEST authorizer ("Control access to WebSocket APIs with AWS Lambda
     REQUEST authorizers"): the token (the `Auth` header, or the `token` query parameter) names the
-    user; `deny...` is denied by the policy, `unauthorized` is AWS's 401, `fail` raises. A
-    `Usage-Key` header is answered as the `usageIdentifierKey`."""
+    user; `deny...` is denied by the policy, `unauthorized` is AWS's 401, `fail` raises, `hang`
+    outlasts the gateway's wait. A `Usage-Key` header is answered as the `usageIdentifierKey`."""
     _record(event)
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     token = headers.get("auth") or (event.get("queryStringParameters") or {}).get("token") or ""
     if token == "fail":
         raise RuntimeError("the authorizer failed")
+    if token == "hang":  # past the 10 s API Gateway waits for an authorizer
+        time.sleep(11)
     if token == "unauthorized":
         raise Exception("Unauthorized")
     effect = "Deny" if token.startswith("deny") else "Allow"
