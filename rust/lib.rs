@@ -43,20 +43,10 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    const ROUTE: u8 = crate::py::ROUTE;
-    #[pymodule_export]
-    const NOT_FOUND: u8 = crate::py::NOT_FOUND;
-    #[pymodule_export]
-    const THROTTLED: u8 = crate::py::THROTTLED;
-    #[pymodule_export]
-    const BAD_REQUEST: u8 = crate::py::BAD_REQUEST;
-
-    #[pymodule_export]
     use crate::py::{
         bench, cache_key, check_tls, http_mapping_problem, install_sighup_reopen, integration_problem, monotonic_ns,
-        quota_limit, quota_period, render_template, vtl_compiles,
-        wall_clock_ms, BenchReport, BodyFeed, ClusterLink, ConfigError, Core, Gateway, Job, RequestIds, Router,
-        SocketFeed, StreamSink, TokenBuckets, UsageTable,
-        Verdict,
+        quota_limit, quota_period, render_template, vtl_compiles, wall_clock_ms, BenchReport, BodyFeed, ClusterLink,
+        CompletionKind, ConfigError, Core, Decided, Gateway, Handoff, Job, RequestIds, Router, SocketFeed, StreamSink,
+        TokenBuckets, UsageTable, Verdict,
     };
 }

@@ -24,18 +24,68 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// `Verdict.kind` values (`portico._core.ROUTE`, ...).
-pub const ROUTE: u8 = 0;
-pub const NOT_FOUND: u8 = 1;
-pub const THROTTLED: u8 = 2;
-pub const BAD_REQUEST: u8 = 3;
+/// What `Gateway.decide` decided (`Verdict.kind`).
+#[pyclass(eq, eq_int, frozen, skip_from_py_object, module = "portico._core")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// A route matched and the request was admitted.
+    Route,
+    /// No API, no stage or no route: AWS's 404 (HTTP APIs) or 403 (REST APIs).
+    NotFound,
+    /// A token bucket refused the request: 429 Too Many Requests.
+    Throttled,
+    /// A malformed path (invalid percent-encoding): 400.
+    BadRequest,
+}
 
-fn outcome_code(o: Outcome) -> u8 {
-    match o {
-        Outcome::Route => ROUTE,
-        Outcome::NotFound => NOT_FOUND,
-        Outcome::Throttled => THROTTLED,
-        Outcome::BadRequest => BAD_REQUEST,
+impl From<Outcome> for Decided {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Route => Decided::Route,
+            Outcome::NotFound => Decided::NotFound,
+            Outcome::Throttled => Decided::Throttled,
+            Outcome::BadRequest => Decided::BadRequest,
+        }
+    }
+}
+
+/// What an embedded completion carries (`Core.take_completions`' second member).
+#[pyclass(eq, eq_int, frozen, skip_from_py_object, module = "portico._core")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionKind {
+    /// A response head: `(token, Head, status, headers, body or None)`.
+    Head,
+    /// A chunk of a response body: `(token, Chunk, data, more)`.
+    Chunk,
+    /// A response body failed: `(token, Abort, error)`.
+    Abort,
+    /// A WebSocket frame to send: `(token, Frame, str or bytes)`.
+    Frame,
+    /// Close the WebSocket connection: `(token, Close, code, reason)`.
+    Close,
+    /// The pipeline holds the WebSocket connection no more: `(token, SocketEnd)`.
+    SocketEnd,
+}
+
+/// What became of a body chunk or a WebSocket message the embedded app handed to the core.
+#[pyclass(eq, eq_int, frozen, skip_from_py_object, module = "portico._core")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Queued for the pipeline.
+    Queued,
+    /// The queue is full: hand it over again soon.
+    Full,
+    /// The pipeline reads no more (the response was answered, the connection is let go).
+    Closed,
+}
+
+impl From<Fed> for Handoff {
+    fn from(fed: Fed) -> Self {
+        match fed {
+            Fed::Queued => Handoff::Queued,
+            Fed::Full => Handoff::Full,
+            Fed::Closed => Handoff::Closed,
+        }
     }
 }
 
@@ -73,7 +123,7 @@ fn gateway_err(e: GatewayError) -> PyErr {
 /// Outcome of `Gateway.decide`; immutable.
 #[pyclass(frozen, module = "portico._core")]
 pub struct Verdict {
-    kind: u8,
+    kind: Decided,
     api: i64,
     stage: i64,
     route: i64,
@@ -87,7 +137,7 @@ pub struct Verdict {
 impl Verdict {
     fn from_decision(d: gateway::Decision<'_>) -> Verdict {
         Verdict {
-            kind: outcome_code(d.outcome),
+            kind: d.outcome.into(),
             api: index(d.api),
             stage: index(d.stage),
             route: index(d.route),
@@ -103,7 +153,7 @@ impl Verdict {
 #[pymethods]
 impl Verdict {
     #[getter]
-    fn kind(&self) -> u8 {
+    fn kind(&self) -> Decided {
         self.kind
     }
 
@@ -150,15 +200,9 @@ impl Verdict {
     }
 
     fn __repr__(&self) -> String {
-        let kind = match self.kind {
-            ROUTE => "ROUTE",
-            NOT_FOUND => "NOT_FOUND",
-            THROTTLED => "THROTTLED",
-            _ => "BAD_REQUEST",
-        };
         format!(
-            "Verdict(kind={kind}, api_index={}, stage_index={}, route_index={}, canary={}, path={:?}, retry_after_ms={})",
-            self.api, self.stage, self.route, if self.canary { "True" } else { "False" }, self.path, self.retry_after_ms
+            "Verdict(kind=Decided.{:?}, api_index={}, stage_index={}, route_index={}, canary={}, path={:?}, retry_after_ms={})",
+            self.kind, self.api, self.stage, self.route, if self.canary { "True" } else { "False" }, self.path, self.retry_after_ms
         )
     }
 }
@@ -927,10 +971,8 @@ impl Core {
         self.embedded.ready_fd()
     }
 
-    /// What the embedded app waits for, as tuples: `(token, 0, status, [(name, value)], body or
-    /// None)` for a head, `(token, 1, data, more)` for a chunk, `(token, 2, error)` for a failed
-    /// body; for a WebSocket connection `(token, 3, str or bytes)` a frame to send, `(token, 4,
-    /// code, reason)` close it, `(token, 5)` the pipeline holds it no more. Never waits.
+    /// What the embedded app waits for, as tuples `(token, CompletionKind, ...)` (see
+    /// `CompletionKind` for each kind's members). Never waits.
     fn take_completions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let items = self.embedded.take();
         let out = PyList::empty(py);
@@ -954,7 +996,7 @@ impl Core {
                         py,
                         [
                             token.into_pyobject(py)?.into_any(),
-                            0u8.into_pyobject(py)?.into_any(),
+                            CompletionKind::Head.into_pyobject(py)?.into_any(),
                             status.into_pyobject(py)?.into_any(),
                             hs.into_any(),
                             whole,
@@ -965,7 +1007,7 @@ impl Core {
                     py,
                     [
                         token.into_pyobject(py)?.into_any(),
-                        1u8.into_pyobject(py)?.into_any(),
+                        CompletionKind::Chunk.into_pyobject(py)?.into_any(),
                         PyBytes::new(py, &data).into_any(),
                         pyo3::types::PyBool::new(py, more).to_owned().into_any(),
                     ],
@@ -974,7 +1016,7 @@ impl Core {
                     py,
                     [
                         token.into_pyobject(py)?.into_any(),
-                        2u8.into_pyobject(py)?.into_any(),
+                        CompletionKind::Abort.into_pyobject(py)?.into_any(),
                         PyString::new(py, &error).into_any(),
                     ],
                 )?,
@@ -983,19 +1025,19 @@ impl Core {
                         WsMessage::Text(text) => PyString::new(py, text.as_str()).into_any(),
                         other => PyBytes::new(py, &other.clone().into_data()).into_any(),
                     };
-                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), 3u8.into_pyobject(py)?.into_any(), data])?
+                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), CompletionKind::Frame.into_pyobject(py)?.into_any(), data])?
                 }
                 Completion::Close { token, code, reason } => PyTuple::new(
                     py,
                     [
                         token.into_pyobject(py)?.into_any(),
-                        4u8.into_pyobject(py)?.into_any(),
+                        CompletionKind::Close.into_pyobject(py)?.into_any(),
                         code.into_pyobject(py)?.into_any(),
                         PyString::new(py, &reason).into_any(),
                     ],
                 )?,
                 Completion::SocketEnd { token } => {
-                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), 5u8.into_pyobject(py)?.into_any()])?
+                    PyTuple::new(py, [token.into_pyobject(py)?.into_any(), CompletionKind::SocketEnd.into_pyobject(py)?.into_any()])?
                 }
             };
             out.append(tuple)?;
@@ -1039,14 +1081,6 @@ pub struct SocketFeed {
     feed: Mutex<embed::SocketFeed>,
 }
 
-fn fed_code(fed: Fed) -> u8 {
-    match fed {
-        Fed::Queued => 0,
-        Fed::Full => 1,
-        Fed::Closed => 2,
-    }
-}
-
 #[pymethods]
 impl SocketFeed {
     /// The ASGI server sent the 101 (`websocket.accept` is done): the connection is open.
@@ -1056,21 +1090,22 @@ impl SocketFeed {
         }
     }
 
-    /// A text message: 0 queued, 1 full (try again soon), 2 the connection is held no more.
-    fn text(&self, text: String) -> u8 {
-        fed_code(self.feed.lock().unwrap_or_else(|e| e.into_inner()).message(WsMessage::Text(text.into())))
+    /// A text message: queued, full (hand it over again soon), or closed (the connection is held
+    /// no more).
+    fn text(&self, text: String) -> Handoff {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner()).message(WsMessage::Text(text.into())).into()
     }
 
-    /// The ASGI server sent one of the frames (`(token, 3, ...)` completions) handed over: room
+    /// The ASGI server sent one of the frames (`Frame` completions) handed over: room
     /// for another (the core hands over a bounded number unsent).
     fn sent(&self) {
         self.feed.lock().unwrap_or_else(|e| e.into_inner()).window.sent();
     }
 
     /// A binary message (same answers as `text`).
-    fn binary(&self, data: &[u8]) -> u8 {
+    fn binary(&self, data: &[u8]) -> Handoff {
         let message = WsMessage::Binary(Bytes::copy_from_slice(data));
-        fed_code(self.feed.lock().unwrap_or_else(|e| e.into_inner()).message(message))
+        self.feed.lock().unwrap_or_else(|e| e.into_inner()).message(message).into()
     }
 
     /// The client closed the connection with `code` (None: a close frame without one) and
@@ -1106,17 +1141,18 @@ pub struct BodyFeed {
 
 #[pymethods]
 impl BodyFeed {
-    /// Queue a chunk: 0 sent, 1 full (try again soon), 2 the pipeline no longer reads the body.
-    fn send(&self, chunk: &[u8]) -> u8 {
+    /// Queue a chunk: queued, full (hand it over again soon), or closed (the pipeline no longer
+    /// reads the body).
+    fn send(&self, chunk: &[u8]) -> Handoff {
         use tokio::sync::mpsc::error::TrySendError;
         let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = guard.as_ref() else {
-            return 2;
+            return Handoff::Closed;
         };
         match tx.try_send(Ok(Bytes::copy_from_slice(chunk))) {
-            Ok(()) => 0,
-            Err(TrySendError::Full(_)) => 1,
-            Err(TrySendError::Closed(_)) => 2,
+            Ok(()) => Handoff::Queued,
+            Err(TrySendError::Full(_)) => Handoff::Full,
+            Err(TrySendError::Closed(_)) => Handoff::Closed,
         }
     }
 

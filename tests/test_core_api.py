@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from portico._core import BAD_REQUEST, NOT_FOUND, ROUTE, THROTTLED, ConfigError, Gateway, Verdict
+from portico._core import ConfigError, Decided, Gateway, Verdict
 
 HTTP_ID = "a1b2c3d4e5"
 REST_ID = "Rest123456"
@@ -60,17 +60,38 @@ def summary(v: Verdict):
     return (v.kind, v.api_index, v.stage_index, v.route_index, v.path, v.path_params)
 
 
-def test_constants_are_distinct():
-    assert len({ROUTE, NOT_FOUND, THROTTLED, BAD_REQUEST}) == 4
+def test_decisions_are_distinct_and_named():
+    decisions = (Decided.Route, Decided.NotFound, Decided.Throttled, Decided.BadRequest)
+    assert len({int(k) for k in decisions}) == 4
+    assert [repr(k) for k in decisions] == [
+        "Decided.Route",
+        "Decided.NotFound",
+        "Decided.Throttled",
+        "Decided.BadRequest",
+    ]
     assert issubclass(ConfigError, ValueError)
 
 
 def test_host_selects_api(gateway):
     host = f"{HTTP_ID.upper()}.execute-api.us-east-1.amazonaws.com:443"
-    assert summary(gateway.decide(host, "GET", "/pets/dog/2")) == (ROUTE, 0, 0, 1, "/pets/dog/2", {"id": "2"})
-    assert summary(gateway.decide(host, "GET", "/pets/dog/1")) == (ROUTE, 0, 0, 0, "/pets/dog/1", None)
+    assert summary(gateway.decide(host, "GET", "/pets/dog/2")) == (
+        Decided.Route,
+        0,
+        0,
+        1,
+        "/pets/dog/2",
+        {"id": "2"},
+    )
+    assert summary(gateway.decide(host, "GET", "/pets/dog/1")) == (
+        Decided.Route,
+        0,
+        0,
+        0,
+        "/pets/dog/1",
+        None,
+    )
     assert summary(gateway.decide(host, "GET", "/pets/cat/1/")) == (
-        ROUTE,
+        Decided.Route,
         0,
         0,
         2,
@@ -78,7 +99,7 @@ def test_host_selects_api(gateway):
         {"proxy": "cat/1"},
     )
     v = gateway.decide("rest123456.execute-api.localhost", "GET", "/v1/items/a%20b")
-    assert summary(v) == (ROUTE, 1, 0, 0, "/items/a%20b", {"id": "a%20b"})
+    assert summary(v) == (Decided.Route, 1, 0, 0, "/items/a%20b", {"id": "a%20b"})
     assert v.retry_after_ms == 0
 
 
@@ -87,7 +108,7 @@ def test_unknown_host_uses_default_api(gateway):
     assert gateway.decide("zzz.execute-api.local", "GET", "/pets/dog/1").api_index == 0
     no_default = Gateway(spec(default_api=None))
     assert summary(no_default.decide("example.com", "GET", "/pets/dog/1")) == (
-        NOT_FOUND,
+        Decided.NotFound,
         -1,
         -1,
         -1,
@@ -98,59 +119,66 @@ def test_unknown_host_uses_default_api(gateway):
 
 def test_default_route_fallback(gateway):
     v = gateway.decide("h", "POST", "/test/5")
-    assert summary(v) == (ROUTE, 0, 0, 3, "/test/5", None)
+    assert summary(v) == (Decided.Route, 0, 0, 3, "/test/5", None)
     assert gateway.decide("h", "GET", "/").route_index == 3
-    # No $default route: NOT_FOUND with the API and stage set.
+    # No $default route: not found, with the API and stage set.
     v = gateway.decide("nodefault.execute-api.x", "GET", "/dev/b")
-    assert summary(v) == (NOT_FOUND, 2, 0, -1, "/b", None)
+    assert summary(v) == (Decided.NotFound, 2, 0, -1, "/b", None)
 
 
 def test_stage_selection(gateway):
     assert summary(gateway.decide("h", "GET", "/prod/pets/dog/2/")) == (
-        ROUTE,
+        Decided.Route,
         0,
         1,
         1,
         "/pets/dog/2/",
         {"id": "2"},
     )
-    assert summary(gateway.decide("h", "GET", "/prod")) == (ROUTE, 0, 1, 3, "/", None)
-    assert summary(gateway.decide("h", "GET", "/prod/")) == (ROUTE, 0, 1, 3, "/", None)
+    assert summary(gateway.decide("h", "GET", "/prod")) == (Decided.Route, 0, 1, 3, "/", None)
+    assert summary(gateway.decide("h", "GET", "/prod/")) == (Decided.Route, 0, 1, 3, "/", None)
     # "$default" is not a path prefix; anything else is the $default stage with the path unchanged.
     assert gateway.decide("h", "GET", "/$default/x").path == "/$default/x"
     assert gateway.decide("h", "GET", "/production").stage_index == 0
     # HTTP API without a $default stage needs the stage segment.
     assert summary(gateway.decide("nodefault.execute-api.x", "GET", "/a")) == (
-        NOT_FOUND,
+        Decided.NotFound,
         2,
         -1,
         -1,
         "/a",
         None,
     )
-    assert summary(gateway.decide("nodefault.execute-api.x", "GET", "/dev/a")) == (ROUTE, 2, 0, 0, "/a", None)
+    assert summary(gateway.decide("nodefault.execute-api.x", "GET", "/dev/a")) == (
+        Decided.Route,
+        2,
+        0,
+        0,
+        "/a",
+        None,
+    )
     # REST: the first segment is always the stage.
-    assert gateway.decide("rest123456.execute-api.x", "GET", "/items/1").kind == NOT_FOUND
+    assert gateway.decide("rest123456.execute-api.x", "GET", "/items/1").kind == Decided.NotFound
     assert gateway.decide("rest123456.execute-api.x", "GET", "/v2/items/1").stage_index == -1
 
 
 def test_path_style(gateway):
     v = gateway.decide("localhost", "GET", f"/restapis/{REST_ID}/v1/_user_request_/items/7")
-    assert summary(v) == (ROUTE, 1, 0, 0, "/items/7", {"id": "7"})
+    assert summary(v) == (Decided.Route, 1, 0, 0, "/items/7", {"id": "7"})
     v = gateway.decide("localhost", "GET", f"/restapis/{HTTP_ID}/%24default/_user_request_/pets/dog/1")
-    assert summary(v) == (ROUTE, 0, 0, 0, "/pets/dog/1", None)
+    assert summary(v) == (Decided.Route, 0, 0, 0, "/pets/dog/1", None)
     v = gateway.decide("localhost", "GET", f"/restapis/{HTTP_ID}/prod/_user_request_")
-    assert summary(v) == (ROUTE, 0, 1, 3, "/", None)
+    assert summary(v) == (Decided.Route, 0, 1, 3, "/", None)
     assert gateway.decide("h", "GET", f"/restapis/{REST_ID.lower()}/v1/_user_request_/x").api_index == -1
     v = gateway.decide("h", "GET", f"/restapis/{REST_ID}/v9/_user_request_/x")
-    assert (v.kind, v.api_index, v.stage_index) == (NOT_FOUND, 1, -1)
+    assert (v.kind, v.api_index, v.stage_index) == (Decided.NotFound, 1, -1)
 
 
 def test_bad_requests(gateway):
     for path in ["/%zz", "/a%2", "/a%", "pets", "", "/\udcff"]:
-        assert gateway.decide("h", "GET", path).kind == BAD_REQUEST, path
-    assert gateway.decide("\udcff", "\udcff", "/pets/dog/1").kind == ROUTE  # never raises
-    assert gateway.decide("h", "GET", "/pets/%2F%2f").kind == ROUTE
+        assert gateway.decide("h", "GET", path).kind == Decided.BadRequest, path
+    assert gateway.decide("\udcff", "\udcff", "/pets/dog/1").kind == Decided.Route  # never raises
+    assert gateway.decide("h", "GET", "/pets/%2F%2f").kind == Decided.Route
 
 
 def test_huge_paths(gateway):
@@ -161,18 +189,18 @@ def test_huge_paths(gateway):
 
 
 def test_throttling(gateway):
-    assert gateway.decide("h", "GET", "/prod/pets/dog/1").kind == ROUTE
-    assert gateway.decide("h", "GET", "/prod/pets/dog/1").kind == ROUTE
+    assert gateway.decide("h", "GET", "/prod/pets/dog/1").kind == Decided.Route
+    assert gateway.decide("h", "GET", "/prod/pets/dog/1").kind == Decided.Route
     v = gateway.decide("h", "GET", "/prod/pets/dog/1")
-    assert (v.kind, v.api_index, v.stage_index, v.route_index) == (THROTTLED, 0, 1, 0)
+    assert (v.kind, v.api_index, v.stage_index, v.route_index) == (Decided.Throttled, 0, 1, 0)
     assert 0 < v.retry_after_ms <= 1000
-    assert gateway.decide("h", "GET", "/prod/pets/dog/2").kind == ROUTE  # its own bucket
-    assert gateway.decide("h", "GET", "/pets/dog/1").kind == ROUTE  # $default stage: unthrottled
+    assert gateway.decide("h", "GET", "/prod/pets/dog/2").kind == Decided.Route  # its own bucket
+    assert gateway.decide("h", "GET", "/pets/dog/1").kind == Decided.Route  # $default stage: unthrottled
     v = gateway.decide("h", "DELETE", "/prod/never")
-    assert (v.kind, v.retry_after_ms) == (THROTTLED, 2**64 - 1)
+    assert (v.kind, v.retry_after_ms) == (Decided.Throttled, 2**64 - 1)
     # Bucket state survives a swap for keys that still exist.
     gateway.swap(spec())
-    assert gateway.decide("h", "GET", "/prod/pets/dog/1").kind == THROTTLED
+    assert gateway.decide("h", "GET", "/prod/pets/dog/1").kind == Decided.Throttled
 
 
 def test_account_throttle_shared_between_gateways(tmp_path):
@@ -180,7 +208,7 @@ def test_account_throttle_shared_between_gateways(tmp_path):
     first = Gateway(doc, str(tmp_path / "b"))
     second = Gateway(doc, str(tmp_path / "b"))
     kinds = [g.decide("h", "GET", "/x").kind for g in (first, second, first, second)]
-    assert kinds == [ROUTE, ROUTE, ROUTE, THROTTLED]
+    assert kinds == [Decided.Route, Decided.Route, Decided.Route, Decided.Throttled]
 
 
 def test_swap_while_deciding(gateway):
@@ -197,7 +225,7 @@ def test_swap_while_deciding(gateway):
         try:
             while not stop.is_set():
                 v = gateway.decide("h", "GET", "/new")
-                assert v.kind == ROUTE and v.route_index in (0, 3)
+                assert v.kind == Decided.Route and v.route_index in (0, 3)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -211,10 +239,10 @@ def test_swap_while_deciding(gateway):
         t.join()
     assert not errors
     gateway.swap(other)
-    assert summary(gateway.decide("h", "GET", "/new")) == (ROUTE, 0, 0, 0, "/new", None)
+    assert summary(gateway.decide("h", "GET", "/new")) == (Decided.Route, 0, 0, 0, "/new", None)
     with pytest.raises(ConfigError):
         gateway.swap("{")
-    assert gateway.decide("h", "GET", "/new").kind == ROUTE  # a failed swap keeps the old snapshot
+    assert gateway.decide("h", "GET", "/new").kind == Decided.Route  # a failed swap keeps the old snapshot
 
 
 def api_with(**fields) -> str:
@@ -256,5 +284,5 @@ def test_config_errors(doc, message):
 def test_verdict_is_frozen(gateway):
     v = gateway.decide("h", "GET", "/pets/dog/2")
     with pytest.raises(AttributeError):
-        v.kind = 3  # type: ignore[misc]
-    assert "ROUTE" in repr(v)
+        v.kind = Decided.NotFound  # type: ignore[misc]
+    assert "kind=Decided.Route" in repr(v)

@@ -10,16 +10,15 @@ benchmarks.
 from typing import Any, Final, Literal, final
 
 __all__ = [
-    "BAD_REQUEST",
-    "NOT_FOUND",
-    "ROUTE",
-    "THROTTLED",
     "BenchReport",
     "BodyFeed",
     "ClusterLink",
+    "CompletionKind",
     "ConfigError",
     "Core",
+    "Decided",
     "Gateway",
+    "Handoff",
     "Job",
     "RequestIds",
     "Router",
@@ -42,11 +41,36 @@ __all__ = [
     "wall_clock_ms",
 ]
 
-# Verdict kinds (Verdict.kind)
-ROUTE: Final[int]  # a route matched and the request was admitted
-NOT_FOUND: Final[int]  # no API, no stage or no route: AWS's 404 (HTTP API) / 403 (REST)
-THROTTLED: Final[int]  # a token bucket refused the request: 429 Too Many Requests
-BAD_REQUEST: Final[int]  # malformed path (invalid percent-encoding): 400
+@final
+class Decided:
+    """What `Gateway.decide` decided (`Verdict.kind`); compares equal to itself and to its int."""
+
+    Route: Final[Decided]  # a route matched and the request was admitted
+    NotFound: Final[Decided]  # no API, no stage or no route: AWS's 404 (HTTP API) / 403 (REST)
+    Throttled: Final[Decided]  # a token bucket refused the request: 429 Too Many Requests
+    BadRequest: Final[Decided]  # malformed path (invalid percent-encoding): 400
+    def __int__(self) -> int: ...
+
+@final
+class CompletionKind:
+    """What an embedded completion carries (`Core.take_completions`' second member)."""
+
+    Head: Final[CompletionKind]  # (token, Head, status, [(name, value)], body | None)
+    Chunk: Final[CompletionKind]  # (token, Chunk, data, more)
+    Abort: Final[CompletionKind]  # (token, Abort, error): a response body failed
+    Frame: Final[CompletionKind]  # (token, Frame, str | bytes): a WebSocket frame to send
+    Close: Final[CompletionKind]  # (token, Close, code, reason): close the WebSocket connection
+    SocketEnd: Final[CompletionKind]  # (token, SocketEnd): the core holds the connection no more
+    def __int__(self) -> int: ...
+
+@final
+class Handoff:
+    """What became of a body chunk or a WebSocket message handed to the core."""
+
+    Queued: Final[Handoff]  # queued for the pipeline
+    Full: Final[Handoff]  # the queue is full: hand it over again soon
+    Closed: Final[Handoff]  # the pipeline reads no more
+    def __int__(self) -> int: ...
 
 class ConfigError(ValueError):
     """Raised by Gateway() / Gateway.swap() when the compiled spec is invalid (e.g. a bad route key)."""
@@ -56,7 +80,7 @@ class Verdict:
     """Outcome of `Gateway.decide`; immutable."""
 
     @property
-    def kind(self) -> int: ...
+    def kind(self) -> Decided: ...
     @property
     def api_index(self) -> int:
         """Index into spec["apis"]; -1 when no API was selected."""
@@ -246,18 +270,15 @@ class Core:
     def completion_fd(self) -> int:
         """A descriptor that is readable while completions wait (for the ASGI server's loop)."""
     def take_completions(self) -> list[tuple[object, ...]]:
-        """What embedded requests wait for: `(token, 0, status, headers, body | None)` for a
-        head (the body when small and whole), `(token, 1, data, more)` for a chunk,
-        `(token, 2, error)` for a failed body; for a WebSocket connection `(token, 3, str |
-        bytes)` a frame to send, `(token, 4, code, reason)` close it, `(token, 5)` the core holds
-        it no more. Never waits."""
+        """What embedded requests wait for: `(token, CompletionKind, ...)` tuples (a head carries
+        the body when it is small and whole). Never waits."""
 
 @final
 class BodyFeed:
     """Where an embedded request's body goes."""
 
-    def send(self, chunk: bytes) -> int:
-        """0 queued, 1 full (try again soon), 2 the pipeline no longer reads the body."""
+    def send(self, chunk: bytes) -> Handoff:
+        """Queued, Full (try again soon), or Closed (the pipeline no longer reads the body)."""
     def fail(self, why: str) -> None:
         """The client's body failed: the pipeline's read of it fails."""
     def close(self) -> None:
@@ -269,10 +290,10 @@ class SocketFeed:
 
     def accepted(self) -> None:
         """The ASGI server accepted the connection (`websocket.accept` was sent)."""
-    def text(self, text: str) -> int:
-        """A text message: 0 queued, 1 full (try again soon), 2 the connection is held no more.
+    def text(self, text: str) -> Handoff:
+        """A text message: Queued, Full (try again soon), or Closed (the connection is held no more).
         A message over 128 KB closes the connection with 1009."""
-    def binary(self, data: bytes) -> int:
+    def binary(self, data: bytes) -> Handoff:
         """A binary message (answers as `text`); the core closes the connection with 1003."""
     def sent(self) -> None:
         """The ASGI server sent one of the frames handed over (the core hands over a bounded

@@ -460,7 +460,6 @@ class Authorizer(_Model):
             return "caching (authorizerResultTtlInSeconds) needs at least one identitySource"
         return None
 
-
     def _websocket_problem(self) -> str | None:
         """WebSocket APIs' authorizers are Lambda REQUEST authorizers of `$connect`, reading the
         handshake (`route.request.header.NAME`...), without caching ("Control access to

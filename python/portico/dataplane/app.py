@@ -48,8 +48,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 RELOAD_POLL_SECONDS = 0.2
 # How long shutdown waits for requests in flight.
 SHUTDOWN_GRACE_SECONDS = 10.0
-_HEAD, _CHUNK, _ABORT = 0, 1, 2
-_FRAME, _CLOSE, _SOCKET_END = 3, 4, 5
+_Kind = _core.CompletionKind
 # ASGI's close code for a connection lost without a close frame, and for one without a code.
 _ABNORMAL_CLOSURE, _NO_STATUS = 1006, 1005
 
@@ -407,7 +406,7 @@ class DataPlane:
         watcher: asyncio.Task[None] | None = None
         try:
             item = await completions.wait(answer)
-            if item[1] == _ABORT:
+            if item[1] == _Kind.Abort:
                 raise ConnectionError(item[2])
             _, _, status, response_headers, whole = item
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
@@ -425,7 +424,7 @@ class DataPlane:
                 chunk = completions.expect(token)
                 self.core.pull(token)
                 item = await completions.wait(chunk)
-                if item[1] == _ABORT:
+                if item[1] == _Kind.Abort:
                     # The status line is gone already: the server aborts the connection rather
                     # than end a truncated body as if it were whole.
                     raise ConnectionError(item[2])
@@ -468,7 +467,7 @@ class DataPlane:
         reader: asyncio.Task[None] | None = None
         try:
             item = await completions.next(items)
-            if item[1] != _HEAD or item[2] != 101:
+            if item[1] != _Kind.Head or item[2] != 101:
                 await _refuse(scope, send, item)
                 return
             protocol = next((v for n, v in item[3] if n.lower() == b"sec-websocket-protocol"), None)
@@ -478,19 +477,19 @@ class DataPlane:
             while True:
                 item = await completions.next(items)
                 kind = item[1]
-                if kind == _SOCKET_END:
+                if kind == _Kind.SocketEnd:
                     return
                 # The client may be gone meanwhile: its disconnect reaches the core through
                 # the reader, and the core ends the connection.
                 with contextlib.suppress(Exception):
-                    if kind == _FRAME:
+                    if kind == _Kind.Frame:
                         data = item[2]
                         key = "text" if isinstance(data, str) else "bytes"
                         try:
                             await send({"type": "websocket.send", key: data})
                         finally:
                             feed.sent()  # room for the next frame
-                    elif kind == _CLOSE:
+                    elif kind == _Kind.Close:
                         await send({"type": "websocket.close", "code": item[2], "reason": item[3]})
         finally:
             completions.forget(token)
@@ -528,7 +527,7 @@ def _handshake_headers(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
 async def _refuse(scope: dict[str, Any], send: Send, head: tuple[Any, ...]) -> None:
     """A refused handshake: its status and body where the server can send them (ASGI's
     "Websocket Denial Response" extension), else a close before accepting (the server's 403)."""
-    if head[1] == _HEAD and "websocket.http.response" in (scope.get("extensions") or {}):
+    if head[1] == _Kind.Head and "websocket.http.response" in (scope.get("extensions") or {}):
         _, _, status, headers, whole = head
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": whole or b"", "more_body": False})
@@ -544,8 +543,8 @@ async def _read_messages(feed: _core.SocketFeed, receive: Receive) -> None:
         if kind == "websocket.receive":
             text = message.get("text")
             while True:
-                fed = feed.text(text) if text is not None else feed.binary(message.get("bytes") or b"")
-                if fed != 1:  # queued, or the core holds the connection no more
+                handed = feed.text(text) if text is not None else feed.binary(message.get("bytes") or b"")
+                if handed != _core.Handoff.Full:  # queued, or the core holds the connection no more
                     break
                 await asyncio.sleep(0.001)  # full: the core reads on
         elif kind == "websocket.disconnect":
@@ -572,9 +571,9 @@ async def _feed_all(feed: _core.BodyFeed, receive: Receive) -> bool:
             return True
         body = message.get("body", b"")
         if body:
-            while (sent := feed.send(body)) == 1:  # full: the pipeline reads on
+            while (handed := feed.send(body)) == _core.Handoff.Full:  # the pipeline reads on
                 await asyncio.sleep(0.001)
-            if sent == 2:  # the pipeline answered without reading the rest
+            if handed == _core.Handoff.Closed:  # the pipeline answered without reading the rest
                 return False
         if not message.get("more_body", False):
             return False
