@@ -9,7 +9,7 @@
 //!   two front doors over the same pipeline.
 //! - `cache`: stages' response caches (REST APIs).
 //! - `cluster`: cluster mode, the buckets and usage counts several nodes share through Redis.
-//! - `router`, `throttle`, `usage`, `ids`, `access_log`: the building blocks; `py`: the only PyO3
+//! - `router`, `throttle`, `usage`, `ids`, `access_log`, `json`: the building blocks; `py`: the only PyO3
 //!   code.
 //! - `bench`: the open-loop load generator behind `portico bench`.
 
@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod ids;
 pub mod integrations;
 pub mod invoke;
+pub mod json;
 pub mod jsonpath;
 pub mod lambda;
 pub mod pipeline;

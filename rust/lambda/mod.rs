@@ -79,6 +79,12 @@ struct OrderedMap<K, V> {
 
 const LINEAR_LIMIT: usize = 16;
 
+impl<K: AsRef<str>, V> Default for OrderedMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<K: AsRef<str>, V> OrderedMap<K, V> {
     fn new() -> Self {
         OrderedMap {

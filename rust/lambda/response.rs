@@ -9,6 +9,8 @@
 
 use bytes::Bytes;
 
+use crate::json;
+
 use super::{media_matches, media_type, py_strip, OrderedMap, PayloadFormat};
 
 /// Lambda's limit for a synchronous invocation's response payload (6 MB). A larger payload is a
@@ -481,155 +483,23 @@ pub(super) enum J {
     Obj(OrderedMap<String, J>),
 }
 
-const MAX_DEPTH: usize = 1024;
+/// orjson's reading: integers within its 64-bit range (`i64::MIN..=u64::MAX`) exact, other numbers
+/// (and integers past that range) as finite doubles, and at most 1,024 levels of nesting.
+struct Orjson;
 
-pub(super) fn parse_json(input: &[u8]) -> Option<J> {
-    // JSON outside strings is ASCII, so validating the whole input is validating every string.
-    let text = std::str::from_utf8(input).ok()?;
-    let mut p = Parser {
-        s: text.as_bytes(),
-        text,
-        i: 0,
-    };
-    p.ws();
-    let value = p.value(0)?;
-    p.ws();
-    (p.i == p.s.len()).then_some(value)
-}
+impl json::Build for Orjson {
+    type Value = J;
+    type Object = OrderedMap<String, J>;
+    const MAX_DEPTH: usize = 1024;
 
-struct Parser<'a> {
-    s: &'a [u8],
-    text: &'a str,
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
-            self.i += 1;
-        }
+    fn null() -> J {
+        J::Null
     }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
+    fn boolean(value: bool) -> J {
+        J::Bool(value)
     }
-
-    fn eat(&mut self, lit: &[u8]) -> Option<()> {
-        if self.s[self.i..].starts_with(lit) {
-            self.i += lit.len();
-            Some(())
-        } else {
-            None
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Option<J> {
-        match self.peek()? {
-            b'{' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.i += 1;
-                let mut obj: OrderedMap<String, J> = OrderedMap::new();
-                self.ws();
-                if self.peek()? == b'}' {
-                    self.i += 1;
-                    return Some(J::Obj(obj));
-                }
-                loop {
-                    self.ws();
-                    if self.peek()? != b'"' {
-                        return None;
-                    }
-                    let key = self.string()?;
-                    self.ws();
-                    self.eat(b":")?;
-                    self.ws();
-                    let value = self.value(depth + 1)?;
-                    obj.insert(key, value);
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            return Some(J::Obj(obj));
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Some(J::Arr(items));
-                }
-                loop {
-                    self.ws();
-                    items.push(self.value(depth + 1)?);
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(J::Arr(items));
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'"' => self.string().map(J::Str),
-            b't' => self.eat(b"true").map(|()| J::Bool(true)),
-            b'f' => self.eat(b"false").map(|()| J::Bool(false)),
-            b'n' => self.eat(b"null").map(|()| J::Null),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => None,
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
-        }
-        self.i - start
-    }
-
-    fn number(&mut self) -> Option<J> {
-        let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        let int_start = self.i;
-        let n = self.digits();
-        if n == 0 || (n > 1 && self.s[int_start] == b'0') {
-            return None;
-        }
-        let mut float = false;
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
-                return None;
-            }
-            float = true;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return None;
-            }
-            float = true;
-        }
-        let literal = &self.text[start..self.i];
-        if !float {
+    fn number(literal: &str, integral: bool) -> Option<J> {
+        if integral {
             if let Ok(n) = literal.parse::<i128>() {
                 if (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(&n) {
                     return Some(J::Int(n));
@@ -639,69 +509,22 @@ impl Parser<'_> {
         let f: f64 = literal.parse().ok()?;
         f.is_finite().then_some(J::Float(f))
     }
-
-    /// A string literal (the opening quote is at `self.i`).
-    fn string(&mut self) -> Option<String> {
-        self.i += 1;
-        let mut out = String::new();
-        let mut run = self.i;
-        loop {
-            let b = self.peek()?;
-            match b {
-                b'"' => {
-                    out.push_str(&self.text[run..self.i]);
-                    self.i += 1;
-                    return Some(out);
-                }
-                b'\\' => {
-                    out.push_str(&self.text[run..self.i]);
-                    self.i += 1;
-                    let e = self.peek()?;
-                    self.i += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\x08'),
-                        b'f' => out.push('\x0c'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let c = match hi {
-                                0xD800..=0xDBFF => {
-                                    self.eat(b"\\u")?;
-                                    let lo = self.hex4()?;
-                                    if !(0xDC00..=0xDFFF).contains(&lo) {
-                                        return None;
-                                    }
-                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                                }
-                                0xDC00..=0xDFFF => return None,
-                                _ => hi,
-                            };
-                            out.push(char::from_u32(c)?);
-                        }
-                        _ => return None,
-                    }
-                    run = self.i;
-                }
-                0..=0x1f => return None,
-                _ => self.i += 1,
-            }
-        }
+    fn string(value: String) -> J {
+        J::Str(value)
     }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let digits = self.s.get(self.i..self.i + 4)?;
-        let mut v = 0u32;
-        for &d in digits {
-            v = v * 16 + (d as char).to_digit(16)?;
-        }
-        self.i += 4;
-        Some(v)
+    fn array(items: Vec<J>) -> J {
+        J::Arr(items)
     }
+    fn insert(object: &mut OrderedMap<String, J>, key: String, value: J) {
+        object.insert(key, value);
+    }
+    fn object(object: OrderedMap<String, J>) -> J {
+        J::Obj(object)
+    }
+}
+
+pub(super) fn parse_json(input: &[u8]) -> Option<J> {
+    json::parse::<Orjson>(std::str::from_utf8(input).ok()?)
 }
 
 // -------------------------------------------------------------------------------------------------
