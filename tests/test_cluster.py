@@ -491,7 +491,8 @@ def test_an_admin_change_on_one_node_is_served_by_the_others_within_a_second(adm
         usage = node.client("apigateway").get_usage(usagePlanId=plan["id"], startDate=today, endDate=today)
         return usage["items"].get(key["id"], [[0, 0]])[0][0]
 
-    wait_for(lambda: used(a) == 6 and used(b) == 6, timeout=5)
+    # Counts reach GetUsage through the flush to Redis: seconds on a loaded machine.
+    wait_for(lambda: used(a) == 6 and used(b) == 6, timeout=15)
     apigw.update_api_key(
         apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
     )
