@@ -149,7 +149,7 @@ def test_every_route_of_every_stage_is_reachable(api_routes, stage_routes, canar
         for route_index, key in enumerate(served):
             method, _, path = key.partition(" ")
             verdict = gateway.decide("prop.execute-api.localhost", method, f"/s{index}{path}")
-            assert verdict.kind == _core.ROUTE, (key, verdict)
+            assert verdict.kind == _core.Decided.Route, (key, verdict)
             assert verdict.stage_index == index
             assert verdict.route_index == route_index
             assert verdict.canary is (canary is not None)

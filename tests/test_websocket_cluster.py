@@ -102,12 +102,12 @@ def two_per_worker(
     a test that stops a worker posts to each in turn, and the stop must stay short of the clients'
     own keepalive timeout."""
     held: dict[str, list[tuple[ClientConnection, str]]] = {}
-    for _ in range(60):
+    for _ in range(200):
         ws, connection_id = open_chat(clients, server)
         held.setdefault(connection_id[:OWNER_TAG_LEN], []).append((ws, connection_id))
         if len(held) == workers and all(len(c) >= 2 for c in held.values()):
             return {tag: connections[:2] for tag, connections in held.items()}
-    raise AssertionError(f"60 connections went to {len(held)} worker(s)")
+    raise AssertionError(f"200 connections, per worker: {sorted(map(len, held.values()))}")
 
 
 def worker_pids(server: Server) -> list[int]:
