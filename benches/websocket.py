@@ -26,7 +26,8 @@ What it starts (every port a free one picked at run time; everything on 127.0.0.
   clients     P processes of this file (`--client`), each holding its share of the connections on
               raw asyncio sockets (a handshake, then a minimal frame reader: a few KB of Python per
               connection, so the client is not what limits N), from its own source addresses
-              (127.1.P.x, at most 20,000 connections each: the ephemeral port range bounds one).
+              (127.1.P.x, at most 20,000 connections each: the ephemeral port range bounds one),
+              their ports chosen by connect() (IP_BIND_ADDRESS_NO_PORT), not by bind(): see `open s`.
 None of the servers pings; the clients never answer pings.
 
 Processes and descriptors: every connection is a descriptor in the client and in the server. The
@@ -67,7 +68,14 @@ What bounds the figures:
     default of 128 KiB made an idle connection cost ~137 KB, now ~10 KB). Granian's RSGI
     connections cost ~160 KB each (its own buffers per connection). The `open s`
     column is indicative only: it includes SYN retries whenever a server's accept queue overflows
-    under the clients' bursts (256 handshakes in flight per client process).
+    under the clients' bursts (256 handshakes in flight per client process), and the clients'
+    share of the CPUs. It once included the clients' bind(): a source address's ports held by
+    the TIME_WAIT sockets of the previous servers' connections (a minute each) made bind() scan
+    for a free one, 3-8 ms per connection with 10,000-16,000 held, most of it the client's kernel
+    time: Portico's broadcast, the first server opened after the idle cases, took 31.6 s to open
+    10,000 connections where the websockets peer, opened later, took 3.7 s (`--connections 20000
+    --messages 5000 --broadcast 10000 --no-granian`; 2.7 s and 9.4 s since). The clients now let
+    connect() choose the port (IP_BIND_ADDRESS_NO_PORT).
   - Messages: the 2 CPUs are shared by the server and this process's client (and whatever else
     runs); the asyncio client alone tops out near 20,000-50,000 round trips/s, so ratios near 1
     say "as fast as the client", not "as fast as each other". Figures vary by tens of percent from
@@ -80,8 +88,9 @@ What bounds the figures:
     (one GIL, 2 CPUs shared with the server): about 2x over the serial handler, not 32x. The peers
     write to their sockets directly, which is what a broadcast costs without an HTTP API in the
     way; on AWS each post is a network round trip, which the threads do overlap.
-  - `$connect` routes run Python per handshake: opening the broadcast's connections through
-    Portico is slower than opening the idle ones (no `$connect`).
+  - `$connect` routes run Python per handshake: about 0.1 ms more per handshake than none (a
+    MOCK `$connect` costs as little as none), measured 1,000-8,000 handshakes, one at a time and
+    256 at once; the broadcast's connections open as fast as the idle ones.
   - Granian is started with its defaults (its own event loop choice, uvloop when
     installed); the `websockets` server runs on asyncio's default loop, as its documentation
     starts it.
@@ -100,6 +109,7 @@ import json
 import math
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -136,6 +146,9 @@ FD_SPARE = 1_000  # descriptors a process keeps for itself beside its connection
 MESSAGE = "m" * 64  # not JSON: Portico routes it to `$default`
 GIB = 2**30
 CLIENT_POSTING_THREADS = 32  # the client-side broadcast's threads
+# Linux's IP_BIND_ADDRESS_NO_PORT (socket.h; Python 3.11's socket module lacks the name): a bound
+# socket's port is chosen by connect(), for its whole 4-tuple, instead of by bind().
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 # ------------------------------------------------------------------------------------------ client mode
 
@@ -239,6 +252,23 @@ async def client_main(port: int, path: str, count: int, sources: list[str]) -> N
     in_flight = asyncio.Semaphore(256)
     failures: list[str] = []
 
+    async def connected(source: str) -> socket.socket:
+        """A TCP connection from SOURCE to the server. bind() alone would pick the port, among
+        those of SOURCE no socket holds, TIME_WAIT ones included (each server's connections leave
+        one per connection closed, for a minute): with some 10,000 held, bind() took 3-8 ms
+        each, in the kernel, which was most of an `open s` figure and was every server's but
+        the first after an idle case. connect() picks a port its 4-tuple does not hold."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     async def open_one(index: int) -> None:
         async with in_flight:
             opened: asyncio.Future = loop.create_future()
@@ -249,10 +279,7 @@ async def client_main(port: int, path: str, count: int, sources: list[str]) -> N
                 # never accepts; either is a failure counted, not a wait.
                 async with asyncio.timeout(OPEN_TIMEOUT):
                     transport, _ = await loop.create_connection(
-                        lambda: HeldConnection(request, held, opened),
-                        "127.0.0.1",
-                        port,
-                        local_addr=(source, 0),
+                        lambda: HeldConnection(request, held, opened), sock=await connected(source)
                     )
                     try:
                         held.open.append(await opened)
