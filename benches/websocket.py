@@ -502,14 +502,15 @@ def start_logged_portico(tmp: Path, procs: Processes) -> Server:
     from botocore.config import Config
 
     admin_port = free_port()
-    access_log = tmp / "portico-logged-access.log"
+    access_log = tmp / f"portico-logged-access-{admin_port}.log"
     config = portico_config(False)
     config["settings"]["accountThrottle"] = {
         "throttlingRateLimit": UNREACHED_LIMIT,
         "throttlingBurstLimit": UNREACHED_LIMIT,
     }
     config["apis"] = []
-    admin = ("--admin-port", str(admin_port), "--data-dir", str(tmp / "portico-logged-data"))
+    # A data directory of its own: one left by an earlier start would serve its API too.
+    admin = ("--admin-port", str(admin_port), "--data-dir", str(tmp / f"portico-logged-data-{admin_port}"))
     admin += ("--admin-key", ":".join(ADMIN_KEY))
     port, proc, _ = start_portico(tmp, procs, "portico-logged", config, "/", admin)
     wait_http(admin_port, "/v2/apis", proc, tmp / "portico-logged.log")
