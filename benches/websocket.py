@@ -2,7 +2,7 @@
 own WebSocket support, on loopback, in one command (issue 12).
 
     python benches/websocket.py [--connections N] [--messages N] [--broadcast N] [--keep]
-                                [--clients K] [--client-processes P] [--no-granian]
+                                [--clients K] [--client-processes P] [--no-granian] [--no-logged]
 
 What it starts (every port a free one picked at run time; everything on 127.0.0.1):
   portico     `python -m portico serve CONFIG --port P --workers W`, a WEBSOCKET API (stage `bench`,
@@ -17,6 +17,12 @@ What it starts (every port a free one picked at run time; everything on 127.0.0.
               over as many kept-alive connections) and `ids` (two-way: the kept ids, 4,000 a page).
   portico-asgi  the same, `--no-edge`: the embedded ASGI door behind Granian, which speaks
               WebSocket and hands the app `websocket` scopes; the core holds the connections.
+  portico-logged  for the messages only (--no-logged skips it): portico's `$default` API as a
+              production stage serves it, built with boto3 through the admin API (`--admin-port`):
+              the stage's `accessLogSettings` write a JSON line of AWS's WebSocket `$context`
+              variables to a file for every CONNECT, MESSAGE and DISCONNECT, and its
+              `defaultRouteSettings` and the account throttle spend a token per message, at
+              1,000,000/s (no message is refused: a refused one would be a wrong answer).
   websockets  benches/ws_peers.py: a plain `websockets` (asyncio) echo server; `broadcast` answered
               with `websockets.broadcast` to every connection (W processes on one port,
               SO_REUSEPORT, for the idle connections).
@@ -26,7 +32,8 @@ What it starts (every port a free one picked at run time; everything on 127.0.0.
   clients     P processes of this file (`--client`), each holding its share of the connections on
               raw asyncio sockets (a handshake, then a minimal frame reader: a few KB of Python per
               connection, so the client is not what limits N), from its own source addresses
-              (127.1.P.x, at most 20,000 connections each: the ephemeral port range bounds one).
+              (127.1.P.x, at most 20,000 connections each: the ephemeral port range bounds one),
+              their ports chosen by connect() (IP_BIND_ADDRESS_NO_PORT), not by bind(): see `open s`.
 None of the servers pings; the clients never answer pings.
 
 Processes and descriptors: every connection is a descriptor in the client and in the server. The
@@ -50,6 +57,8 @@ What it measures:
      messages/s and the p50/p99 round trip. Portico's messages go through the Python handler
      ws_handlers.echo; the peers echo in their own loop (no handler call). This process's asyncio
      client is part of every round trip and shares the 2 CPUs: it bounds all figures alike.
+     portico-logged runs right after portico, the bare case, for the cost of the access log and
+     the throttle side by side; the line under the table says how many lines its log holds.
   3. Broadcast: --broadcast M connections held by the client processes; one more connection sends
      the broadcast message; the figure is the time from sending it until the last of the M
      receives its frame (CLOCK_MONOTONIC, comparable across processes). For Portico three times:
@@ -67,7 +76,14 @@ What bounds the figures:
     default of 128 KiB made an idle connection cost ~137 KB, now ~10 KB). Granian's RSGI
     connections cost ~160 KB each (its own buffers per connection). The `open s`
     column is indicative only: it includes SYN retries whenever a server's accept queue overflows
-    under the clients' bursts (256 handshakes in flight per client process).
+    under the clients' bursts (256 handshakes in flight per client process), and the clients'
+    share of the CPUs. It once included the clients' bind(): a source address's ports held by
+    the TIME_WAIT sockets of the previous servers' connections (a minute each) made bind() scan
+    for a free one, 3-8 ms per connection with 10,000-16,000 held, most of it the client's kernel
+    time: Portico's broadcast, the first server opened after the idle cases, took 31.6 s to open
+    10,000 connections where the websockets peer, opened later, took 3.7 s (`--connections 20000
+    --messages 5000 --broadcast 10000 --no-granian`; 2.7 s and 9.4 s since). The clients now let
+    connect() choose the port (IP_BIND_ADDRESS_NO_PORT).
   - Messages: the 2 CPUs are shared by the server and this process's client (and whatever else
     runs); the asyncio client alone tops out near 20,000-50,000 round trips/s, so ratios near 1
     say "as fast as the client", not "as fast as each other". Figures vary by tens of percent from
@@ -80,8 +96,9 @@ What bounds the figures:
     (one GIL, 2 CPUs shared with the server): about 2x over the serial handler, not 32x. The peers
     write to their sockets directly, which is what a broadcast costs without an HTTP API in the
     way; on AWS each post is a network round trip, which the threads do overlap.
-  - `$connect` routes run Python per handshake: opening the broadcast's connections through
-    Portico is slower than opening the idle ones (no `$connect`).
+  - `$connect` routes run Python per handshake: about 0.1 ms more per handshake than none (a
+    MOCK `$connect` costs as little as none), measured 1,000-8,000 handshakes, one at a time and
+    256 at once; the broadcast's connections open as fast as the idle ones.
   - Granian is started with its defaults (its own event loop choice, uvloop when
     installed); the `websockets` server runs on asyncio's default loop, as its documentation
     starts it.
@@ -100,6 +117,7 @@ import json
 import math
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -136,6 +154,29 @@ FD_SPARE = 1_000  # descriptors a process keeps for itself beside its connection
 MESSAGE = "m" * 64  # not JSON: Portico routes it to `$default`
 GIB = 2**30
 CLIENT_POSTING_THREADS = 32  # the client-side broadcast's threads
+# portico-logged: the stage's access-log format, AWS's WebSocket `$context` variables as JSON
+# ("Configure logging for WebSocket APIs in API Gateway"), and throttle limits (the stage's and the
+# account's) no run reaches: every bucket is spent, no message refused.
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "ip": "$context.identity.sourceIp",
+        "requestTime": "$context.requestTime",
+        "eventType": "$context.eventType",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "connectionId": "$context.connectionId",
+        "messageId": "$context.messageId",
+        "integrationStatus": "$context.integrationStatus",
+        "integrationLatency": "$context.integrationLatency",
+        "responseLatency": "$context.responseLatency",
+    }
+)
+UNREACHED_LIMIT = 1_000_000  # requests per second and burst, of the stage and of the account
+ADMIN_KEY = ("AKIABENCHWSADMIN0001", "bench/Admin+Key0123456789abcdefGHIJKLMN")  # portico-logged's admin API
+# Linux's IP_BIND_ADDRESS_NO_PORT (socket.h; Python 3.11's socket module lacks the name): a bound
+# socket's port is chosen by connect(), for its whole 4-tuple, instead of by bind().
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 # ------------------------------------------------------------------------------------------ client mode
 
@@ -239,6 +280,23 @@ async def client_main(port: int, path: str, count: int, sources: list[str]) -> N
     in_flight = asyncio.Semaphore(256)
     failures: list[str] = []
 
+    async def connected(source: str) -> socket.socket:
+        """A TCP connection from SOURCE to the server. bind() alone would pick the port, among
+        those of SOURCE no socket holds, TIME_WAIT ones included (each server's connections leave
+        one per connection closed, for a minute): with some 10,000 held, bind() took 3-8 ms
+        each, in the kernel, which was most of an `open s` figure and was every server's but
+        the first after an idle case. connect() picks a port its 4-tuple does not hold."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     async def open_one(index: int) -> None:
         async with in_flight:
             opened: asyncio.Future = loop.create_future()
@@ -249,10 +307,7 @@ async def client_main(port: int, path: str, count: int, sources: list[str]) -> N
                 # never accepts; either is a failure counted, not a wait.
                 async with asyncio.timeout(OPEN_TIMEOUT):
                     transport, _ = await loop.create_connection(
-                        lambda: HeldConnection(request, held, opened),
-                        "127.0.0.1",
-                        port,
-                        local_addr=(source, 0),
+                        lambda: HeldConnection(request, held, opened), sock=await connected(source)
                     )
                     try:
                         held.open.append(await opened)
@@ -394,6 +449,7 @@ class Server:
     proc: subprocess.Popen
     path: str  # the WebSocket URL's path
     broadcasts: list[tuple[str, str]]  # (label, the text that asks for a broadcast)
+    access_log: Path | None = None  # portico-logged's stage access log
 
 
 def _route(key: str, function: str, two_way: bool = False) -> dict[str, Any]:
@@ -437,11 +493,91 @@ def portico_config(with_connections: bool) -> dict[str, Any]:
     }
 
 
+def start_logged_portico(tmp: Path, procs: Processes) -> Server:
+    """portico-logged: the messages' API (`$default` -> ws_handlers.echo, two-way) as a production
+    stage runs it, built with boto3 through the admin API as on AWS: its stage has
+    `accessLogSettings` (ACCESS_LOG_FORMAT, to a file) and `defaultRouteSettings` throttling, and
+    the account throttle is on, all at UNREACHED_LIMIT."""
+    import boto3
+    from botocore.config import Config
+
+    admin_port = free_port()
+    access_log = tmp / f"portico-logged-access-{admin_port}.log"
+    config = portico_config(False)
+    config["settings"]["accountThrottle"] = {
+        "throttlingRateLimit": UNREACHED_LIMIT,
+        "throttlingBurstLimit": UNREACHED_LIMIT,
+    }
+    config["apis"] = []
+    # A data directory of its own: one left by an earlier start would serve its API too.
+    admin = ("--admin-port", str(admin_port), "--data-dir", str(tmp / f"portico-logged-data-{admin_port}"))
+    admin += ("--admin-key", ":".join(ADMIN_KEY))
+    port, proc, _ = start_portico(tmp, procs, "portico-logged", config, "/", admin)
+    wait_http(admin_port, "/v2/apis", proc, tmp / "portico-logged.log")
+    v2 = boto3.client(
+        "apigatewayv2",
+        endpoint_url=f"http://127.0.0.1:{admin_port}",
+        region_name=REGION,
+        aws_access_key_id=ADMIN_KEY[0],
+        aws_secret_access_key=ADMIN_KEY[1],
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+    )
+    api_id = v2.create_api(
+        Name="wsbench-logged", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )["ApiId"]
+    function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:echo"
+    integration_id = v2.create_integration(
+        ApiId=api_id,
+        IntegrationType="AWS_PROXY",
+        IntegrationUri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function}/invocations",
+    )["IntegrationId"]
+    route_id = v2.create_route(
+        ApiId=api_id,
+        RouteKey="$default",
+        Target=f"integrations/{integration_id}",
+        RouteResponseSelectionExpression="$default",
+    )["RouteId"]
+    v2.create_route_response(ApiId=api_id, RouteId=route_id, RouteResponseKey="$default")
+    v2.create_stage(
+        ApiId=api_id,
+        StageName=STAGE,
+        DeploymentId=v2.create_deployment(ApiId=api_id)["DeploymentId"],
+        AccessLogSettings={"DestinationArn": str(access_log), "Format": ACCESS_LOG_FORMAT},
+        DefaultRouteSettings={
+            "ThrottlingBurstLimit": UNREACHED_LIMIT,
+            "ThrottlingRateLimit": float(UNREACHED_LIMIT),
+        },
+    )
+    asyncio.run(_until_echoed(port, f"/{STAGE}"))
+    return Server("portico-logged", port, proc, f"/{STAGE}", [], access_log)
+
+
+async def _until_echoed(port: int, path: str, timeout: float = 30) -> None:
+    """Wait until the admin API's stage is served: a message comes back from its `$default`."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with connect(f"ws://127.0.0.1:{port}{path}", compression=None) as connection:
+                await connection.send(MESSAGE)
+                if await connection.recv() == MESSAGE:
+                    return
+        except (InvalidStatus, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the admin API's stage {path} is not served within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
 def start_server(
     kind: str, tmp: Path, procs: Processes, with_connections: bool = False, processes: int = 1
 ) -> Server:
     """One server; PROCESSES > 1 (for more connections than one process's descriptors allow):
     Portico's --workers, Granian's --workers, the websockets peer's processes on one port."""
+    if kind == "portico-logged":
+        return start_logged_portico(tmp, procs)
     if kind in ("portico", "portico-asgi"):
         # portico-asgi: the embedded ASGI door (`--no-edge`), Granian speaking WebSocket.
         name = f"{kind}-broadcast" if with_connections else kind
@@ -521,6 +657,7 @@ class Messages:
     p50_ms: float
     p99_ms: float
     errors: int
+    log_lines: int | None = None  # portico-logged: the lines its stage's access log has
 
 
 async def _message_load(port: int, path: str, clients: int, total: int) -> tuple[float, list[float], int]:
@@ -559,12 +696,18 @@ def messages_case(server: Server, args: argparse.Namespace) -> Messages:
         _message_load(server.port, server.path, args.clients, args.messages)
     )
     latencies.sort()
+    log_lines = None
+    if server.access_log is not None:
+        settle(0.5)  # lines are written off the messages' path
+        with server.access_log.open("rb") as log:
+            log_lines = sum(1 for _ in log)
     return Messages(
         server.name,
         len(latencies) / elapsed,
         statistics.median(latencies) * 1e3,
         latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3,
         errors,
+        log_lines,
     )
 
 
@@ -688,6 +831,12 @@ def print_messages(rows: list[Messages], clients: int) -> None:
             f"   {r.server:<22} {r.rate:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
             f" {ratio(r.rate, peer):>13}{warn}"
         )
+    for r in rows:
+        if r.log_lines is not None:
+            print(
+                f"   ({r.server}: portico's API built with boto3, its stage's access log on"
+                f" ({r.log_lines:,} lines) and stage and account throttling at {UNREACHED_LIMIT:,}/s)"
+            )
 
 
 def print_broadcast(rows: list[Broadcast]) -> None:
@@ -737,11 +886,13 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
                 print(f"{kind}: idle done", file=sys.stderr)
             finally:
                 procs.stop(server.proc)
-        if args.messages:
-            server = start_server(kind, tmp, procs)
+        # portico-logged (production-shaped: access log and throttling on) right after the bare one.
+        shapes = [kind, "portico-logged"] if kind == "portico" and not args.no_logged else [kind]
+        for shape in shapes if args.messages else []:
+            server = start_server(shape, tmp, procs)
             try:
                 messages.append(messages_case(server, args))
-                print(f"{kind}: messages done", file=sys.stderr)
+                print(f"{shape}: messages done", file=sys.stderr)
             finally:
                 procs.stop(server.proc)
     broadcasts: list[Broadcast] = []
@@ -780,6 +931,9 @@ def main() -> int:
     )
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--no-granian", action="store_true")
+    parser.add_argument(
+        "--no-logged", action="store_true", help="skip portico-logged (access log and throttling on)"
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     raise_fd_limit(max(args.connections, args.broadcast) + FD_SPARE)
