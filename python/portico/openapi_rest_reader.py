@@ -60,22 +60,27 @@ _INTEGRATION_MEMBERS = (
     "integrationSubtype",
     "payloadFormatVersion",
 )
-
-
-@dataclass
-class IntegrationResponse:
-    where: str
-    status: str
-    selection_pattern: str | None  # None: the `default` response
-    members: dict[str, Any]  # all but statusCode, as written
+_AUTHORIZER_MEMBERS = (
+    "authorizerUri",
+    "authorizerCredentials",
+    "identitySource",
+    "identityValidationExpression",
+    "authorizerResultTtlInSeconds",
+    "providerARNs",
+)
 
 
 @dataclass
 class Integration:
     where: str
-    members: dict[str, Any]  # the known members given (not None), `_UPPER_MEMBERS` upper-cased
-    unknown: list[str]  # members AWS's extension does not have
-    responses: dict[str, IntegrationResponse]  # by status: a later one replaces an earlier one
+    # AWS `Integration` members given (not None) under the extension's names (`httpMethod`),
+    # `_UPPER_MEMBERS` upper-cased.
+    members: dict[str, Any]
+    unknown: list[str]  # members the extension does not have
+    # By statusCode (a later one replaces an earlier one, as PutIntegrationResponse would): AWS
+    # `IntegrationResponse` members as written, `selectionPattern` the key unless it is `default`.
+    responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    response_where: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,30 +88,23 @@ class Operation:
     path: str
     verb: str  # GET, ..., ANY
     where: str  # paths./pets.get
-    operation_id: str | None = None
-    request_parameters: dict[str, bool] = field(default_factory=dict)
-    request_models: dict[str, str] = field(default_factory=dict)
-    method_responses: dict[str, dict[str, Any]] = field(default_factory=dict)
-    validator: str | None = None  # by name
-    authorization_type: str = "NONE"
-    authorizer: str | None = None  # the security scheme's name
-    authorization_scopes: list[str] = field(default_factory=list)
-    api_key_required: bool = False
+    # AWS `Method` members the operation gives: operationName, requestParameters, requestModels,
+    # methodResponses (by status), requestValidatorId and authorizerId (by name),
+    # authorizationType, authorizationScopes, apiKeyRequired.
+    method: dict[str, Any] = field(default_factory=dict)
     integration: Integration | None = None
 
 
 @dataclass
 class Authorizer:
-    name: str
     where: str
-    type: str  # TOKEN, REQUEST, COGNITO_USER_POOLS
-    auth_type: str | None  # the scheme's x-amazon-apigateway-authtype
-    members: dict[str, Any]  # authorizerUri, identitySource, ... as given (not None)
+    # AWS `Authorizer` members: type, authType (the scheme's x-amazon-apigateway-authtype),
+    # authorizerUri, identitySource, ... as given (not None).
+    members: dict[str, Any]
 
 
 @dataclass
 class Model:
-    name: str
     where: str
     schema: dict[str, Any]
     description: str | None
@@ -117,17 +115,15 @@ class RestDocument:
     swagger: bool
     schemes_path: str
     models_path: str
-    title: str | None = None
-    description: str | None = None
-    version: str | None = None
     paths: list[str] = field(default_factory=list)  # every valid path, operations or not
     operations: list[Operation] = field(default_factory=list)
     authorizers: dict[str, Authorizer] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     validators: dict[str, dict[str, Any]] = field(default_factory=dict)
     gateway_responses: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The API's own members by their AWS names, when the document gives them: binaryMediaTypes,
-    # apiKeySource (upper-cased), minimumCompressionSize, policy (a mapping or its JSON text).
+    # The API's own members by their AWS names, when the document gives them: name (info.title),
+    # description, version, binaryMediaTypes, apiKeySource (upper-cased), minimumCompressionSize,
+    # policy (a mapping or its JSON text).
     api_members: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -227,17 +223,7 @@ class _Reader:
         return found
 
     def read(self) -> RestDocument:
-        document, out = self.document, self.out
-        info = document.get("info")
-        info = info if isinstance(info, dict) else {}
-        if isinstance(info.get("title"), str) and info["title"]:
-            out.title = info["title"]
-        else:
-            self.problem("info.title", "required: the API's name (AWS refuses a document without one)")
-        if isinstance(info.get("description"), str):
-            out.description = info["description"]
-        if info.get("version") is not None:
-            out.version = str(info["version"])
+        out = self.out
         self.api_members()
         for extension, records in (
             ("x-amazon-apigateway-request-validators", out.validators),
@@ -252,6 +238,15 @@ class _Reader:
 
     def api_members(self) -> None:
         document, members = self.document, self.out.api_members
+        info = document.get("info") if isinstance(document.get("info"), dict) else {}
+        if isinstance(info.get("title"), str) and info["title"]:
+            members["name"] = info["title"]
+        else:
+            self.problem("info.title", "required: the API's name (AWS refuses a document without one)")
+        if isinstance(info.get("description"), str):
+            members["description"] = info["description"]
+        if info.get("version") is not None:
+            members["version"] = str(info["version"])
         for member, extension in (
             ("binaryMediaTypes", "x-amazon-apigateway-binary-media-types"),
             ("apiKeySource", "x-amazon-apigateway-api-key-source"),
@@ -278,7 +273,7 @@ class _Reader:
                 continue
             description = schema.get("description")
             self.out.models[str(name)] = Model(
-                str(name), where, schema, description if isinstance(description, str) else None
+                where, schema, description if isinstance(description, str) else None
             )
 
     def authorizers(self) -> None:
@@ -294,41 +289,26 @@ class _Reader:
             if not isinstance(extension, dict):
                 self.problem(where, "must be a mapping")
                 continue
-            kind = str(extension.get("type") or "TOKEN").upper()
-            members = {
-                member: extension[member]
-                for member in (
-                    "authorizerUri",
-                    "authorizerCredentials",
-                    "identitySource",
-                    "identityValidationExpression",
-                    "authorizerResultTtlInSeconds",
-                    "providerARNs",
-                )
-                if extension.get(member) is not None
-            }
+            members = {"type": str(extension.get("type") or "TOKEN").upper()}
+            if scheme.get("x-amazon-apigateway-authtype"):
+                members["authType"] = scheme["x-amazon-apigateway-authtype"]
+            members.update((k, extension[k]) for k in _AUTHORIZER_MEMBERS if extension.get(k) is not None)
             # A token's header is the scheme's own (`name`, `in: header`) unless identitySource says.
             if (
                 "identitySource" not in members
-                and kind in ("TOKEN", "COGNITO_USER_POOLS")
+                and members["type"] in ("TOKEN", "COGNITO_USER_POOLS")
                 and scheme.get("in") == "header"
             ):
                 members["identitySource"] = f"method.request.header.{scheme.get('name', 'Authorization')}"
-            auth_type = scheme.get("x-amazon-apigateway-authtype")
-            self.out.authorizers[str(name)] = Authorizer(str(name), where, kind, auth_type or None, members)
+            self.out.authorizers[str(name)] = Authorizer(where, members)
 
     # -- operations ------------------------------------------------------------------------
 
     def paths(self) -> None:
-        paths = self.section("paths")
         default_validator = self.document.get(X_VALIDATOR)
-        if default_validator is not None and not self.validator_known(default_validator):
-            self.problem(
-                X_VALIDATOR,
-                f"no request validator {default_validator!r} in x-amazon-apigateway-request-validators",
-            )
+        if default_validator is not None and not self.validator_known(default_validator, X_VALIDATOR):
             default_validator = None
-        for path, item in paths.items():
+        for path, item in self.section("paths").items():
             if not isinstance(path, str) or not path.startswith("/"):
                 self.problem(f"paths.{path}", "a path starts with /")
                 continue
@@ -336,7 +316,6 @@ class _Reader:
                 self.problem(f"paths.{path}", "must be a mapping of operations")
                 continue
             self.out.paths.append(path)
-            shared = item.get("parameters") or []
             for key, operation in item.items():
                 verb = "ANY" if key == ANY_METHOD else key.upper() if key in VERBS else None
                 if verb is None:
@@ -346,35 +325,34 @@ class _Reader:
                     self.problem(where, "must be a mapping")
                     continue
                 op = Operation(path, verb, where)
+                method = op.method
                 if operation.get("operationId"):
-                    op.operation_id = str(operation["operationId"])
-                own = operation.get("parameters") or []
-                if isinstance(shared, list) and isinstance(own, list):
-                    self.parameters(op, [*shared, *own], where)
-                else:
-                    self.problem(f"{where}.parameters", "must be a list")
-                body = self.resolve(operation.get("requestBody"))
-                _content_models(body.get("content") if isinstance(body, dict) else None, op.request_models)
-                self.method_responses(op, operation.get("responses"), where)
+                    method["operationName"] = str(operation["operationId"])
+                self.request(method, item.get("parameters") or [], operation, where)
+                self.method_responses(method, operation.get("responses"), where)
                 validator = operation.get(X_VALIDATOR, default_validator)
-                if validator is not None:
-                    if self.validator_known(validator):
-                        op.validator = validator
-                    else:
-                        self.problem(
-                            f"{where}.{X_VALIDATOR}",
-                            f"no request validator {validator!r} in x-amazon-apigateway-request-validators",
-                        )
-                self.security(op, operation, where)
+                if validator is not None and self.validator_known(validator, f"{where}.{X_VALIDATOR}"):
+                    method["requestValidatorId"] = validator
+                self.security(method, operation, where)
                 if operation.get(X_INTEGRATION) is not None:
                     op.integration = self.integration(operation[X_INTEGRATION], f"{where}.{X_INTEGRATION}")
                 self.out.operations.append(op)
 
-    def validator_known(self, name: Any) -> bool:
-        return isinstance(name, str) and (name in self.out.validators or name in self.known_validators)
+    def validator_known(self, name: Any, where: str) -> bool:
+        if isinstance(name, str) and (name in self.out.validators or name in self.known_validators):
+            return True
+        self.problem(where, f"no request validator {name!r} in x-amazon-apigateway-request-validators")
+        return False
 
-    def parameters(self, op: Operation, parameters: list[Any], where: str) -> None:
-        for index, parameter in enumerate(parameters):
+    def request(self, method: dict[str, Any], shared: Any, operation: dict[str, Any], where: str) -> None:
+        """Request parameters (the path's and the operation's own) and request models."""
+        own = operation.get("parameters") or []
+        if not (isinstance(shared, list) and isinstance(own, list)):
+            self.problem(f"{where}.parameters", "must be a list")
+            shared = own = []
+        parameters: dict[str, bool] = {}
+        models: dict[str, str] = {}
+        for index, parameter in enumerate([*shared, *own]):
             parameter = self.resolve(parameter)
             at = f"{where}.parameters[{index}]"
             if not isinstance(parameter, dict):
@@ -386,13 +364,19 @@ class _Reader:
                     self.problem(f"{at}.name", "required")
                     continue
                 kind = "querystring" if location == "query" else location
-                op.request_parameters[f"method.request.{kind}.{parameter['name']}"] = bool(
+                parameters[f"method.request.{kind}.{parameter['name']}"] = bool(
                     parameter.get("required", False)
                 )
             elif location == "body" and _ref_name(parameter.get("schema")):
-                op.request_models["application/json"] = _ref_name(parameter["schema"])
+                models["application/json"] = _ref_name(parameter["schema"])
+        body = self.resolve(operation.get("requestBody"))
+        _content_models(body.get("content") if isinstance(body, dict) else None, models)
+        if parameters:
+            method["requestParameters"] = parameters
+        if models:
+            method["requestModels"] = models
 
-    def method_responses(self, op: Operation, responses: Any, where: str) -> None:
+    def method_responses(self, method: dict[str, Any], responses: Any, where: str) -> None:
         if responses is not None and not isinstance(responses, dict):
             self.problem(f"{where}.responses", "must be a mapping of status codes to responses")
             return
@@ -414,9 +398,9 @@ class _Reader:
             _content_models(response.get("content"), models)
             if models:
                 out["responseModels"] = models
-            op.method_responses[status] = out
+            method.setdefault("methodResponses", {})[status] = out
 
-    def security(self, op: Operation, operation: dict[str, Any], where: str) -> None:
+    def security(self, method: dict[str, Any], operation: dict[str, Any], where: str) -> None:
         # Per operation, as AWS's import reads it ("For each method, create a security requirement
         # object", "Configure a method to use API keys with an OpenAPI definition").
         requirements = operation.get("security") or []
@@ -438,19 +422,19 @@ class _Reader:
                     continue
                 authorizer = self.out.authorizers.get(name)
                 if authorizer is not None:
-                    cognito = authorizer.type == "COGNITO_USER_POOLS"
-                    op.authorization_type = "COGNITO_USER_POOLS" if cognito else "CUSTOM"
-                    op.authorizer = name
+                    cognito = authorizer.members["type"] == "COGNITO_USER_POOLS"
+                    method["authorizationType"] = "COGNITO_USER_POOLS" if cognito else "CUSTOM"
+                    method["authorizerId"] = name
                     # Scopes are a Cognito authorizer's (AWS `Method.authorizationScopes`).
                     if scopes and cognito:
-                        op.authorization_scopes = list(scopes)
+                        method["authorizationScopes"] = list(scopes)
                 elif str(scheme.get("x-amazon-apigateway-authtype", "")).lower().startswith("aws"):
-                    op.authorization_type = "AWS_IAM"
+                    method["authorizationType"] = "AWS_IAM"
                 elif is_api_key(scheme):
-                    op.api_key_required = True
+                    method["apiKeyRequired"] = True
         auth = operation.get("x-amazon-apigateway-auth")
         if isinstance(auth, dict) and auth.get("type"):
-            op.authorization_type = str(auth["type"]).upper()
+            method["authorizationType"] = str(auth["type"]).upper()
 
     def integration(self, spec: Any, where: str) -> Integration | None:
         if not isinstance(spec, dict):
@@ -461,7 +445,7 @@ class _Reader:
             if isinstance(members.get(name), str):
                 members[name] = members[name].upper()
         unknown = [name for name in spec if name not in _INTEGRATION_MEMBERS and name != "responses"]
-        integration = Integration(where, members, unknown, {})
+        integration = Integration(where, members, unknown)
         responses = spec.get("responses")
         if responses is not None and not isinstance(responses, dict):
             self.problem(f"{where}.responses", "must be a mapping of selection patterns to responses")
@@ -470,16 +454,14 @@ class _Reader:
             at = f"{where}.responses.{pattern}"
             if not isinstance(response, dict):
                 self.problem(at, "must be a mapping")
-                continue
-            if response.get("statusCode") is None:
+            elif response.get("statusCode") is None:
                 self.problem(f"{at}.statusCode", "required: the method response it answers with")
-                continue
-            status = str(response["statusCode"])
-            rest = {k: v for k, v in response.items() if k != "statusCode"}
-            # Keyed by status code: a later one replaces an earlier one, as PutIntegrationResponse.
-            integration.responses[status] = IntegrationResponse(
-                at, status, None if pattern == "default" else str(pattern), rest
-            )
+            else:
+                status = str(response["statusCode"])
+                out = {k: v for k, v in response.items() if k != "statusCode"}
+                if pattern != "default":
+                    out["selectionPattern"] = str(pattern)
+                integration.responses[status], integration.response_where[status] = out, at
         return integration
 
     def resolve(self, node: Any) -> Any:

@@ -7,24 +7,15 @@ have and nothing only HTTP APIs have (`is_rest_document`): request validators, g
 binary media types, an API key source or a resource policy; `aws` or `http` integrations, or ones
 with `requestTemplates`, `responses`, `contentHandling` or cache keys; `token` or Cognito
 authorizers; operations requiring an API key. (HTTP APIs' own: `x-amazon-apigateway-cors`,
-`x-amazon-apigateway-integrations`, `payloadFormatVersion`.) The mapping follows AWS's REST import
-("Working with API Gateway extensions to OpenAPI"):
+`x-amazon-apigateway-integrations`, `payloadFormatVersion`.)
 
-- each operation (`x-amazon-apigateway-any-method` is `ANY`) becomes a route; its
-  `x-amazon-apigateway-integration` its integration (`type` in either case, `httpMethod`, `uri`,
-  `requestTemplates`, `requestParameters`, `passthroughBehavior`, `contentHandling`,
-  `timeoutInMillis`, `cacheKeyParameters`, `cacheNamespace`, `responseTransferMode`, and
-  `responses`: integration responses by `statusCode`, the key being the selection pattern unless it
-  is `default`);
-- the operation's `responses` its method responses (`headers` declare `method.response.header.X`),
-  its `parameters` (header, query, path) its request parameters, a body's `$ref` its request model,
-  `x-amazon-apigateway-request-validator` (else the document's) its validator, and its `security`
-  (per operation, as AWS's import reads it) its API key requirement (an `apiKey` scheme in a
-  header), authorizer (a scheme with `x-amazon-apigateway-authorizer`) or IAM authorization
-  (`x-amazon-apigateway-authtype: awsSigv4`);
-- `definitions` (`components.schemas`) become models, their `#/definitions/X` references bare
-  model names; `x-amazon-apigateway-request-validators`, `-gateway-responses`,
-  `-binary-media-types`, `-api-key-source` and `-policy` the API's own members.
+The document is read as AWS's REST import reads it (`portico.openapi_rest_reader`, shared with the
+control plane's `ImportRestApi`); this module writes the records as the config's API: each
+operation with an integration a route `METHOD /path` with an integration of the same name, the
+security schemes' authorizers, models (their references to each other bare model names), request
+validators, gateway responses and the API's members. A method without an integration, a VPC link
+or a member the extension does not have is refused here (a file says what is served), where the
+control plane imports them as AWS does.
 
 The API is served on one stage, named by the document's base path as `GetExport` writes it
 (swagger `basePath`, OpenAPI 3 `servers[0].variables.basePath.default` or the path of
@@ -88,6 +79,17 @@ _COPIED_MEMBERS = (
     "cacheKeyParameters",
     "cacheNamespace",
 )
+# The API's members served from a file, and the document's fields they come from.
+_API_FIELDS = {
+    "name": "info.title",
+    "description": "info.description",
+    "binaryMediaTypes": "x-amazon-apigateway-binary-media-types",
+    "apiKeySource": "x-amazon-apigateway-api-key-source",
+    "policy": "x-amazon-apigateway-policy",
+}
+# Authorizer members with no local meaning: an IAM role to invoke the function, and the scheme's
+# x-amazon-apigateway-authtype (the authorizer's type says it all).
+_UNUSED_AUTHORIZER_MEMBERS = ("authorizerCredentials", "authType")
 # x-portico members that configure the API itself rather than the whole file.
 _API_MEMBERS = ("protocolType", "id", "stages")
 
@@ -206,10 +208,11 @@ class _Writer:
 
     def config(self) -> dict[str, Any]:
         read, origins = self.read, self.origins
-        api: dict[str, Any] = {"name": read.title or "imported", "protocolType": "REST"}
-        origins[f"{_API}.name"] = "info.title"
-        if read.description is not None:
-            api["description"] = read.description
+        api: dict[str, Any] = {"name": "imported", "protocolType": "REST"}  # a problem when no title
+        for member, field in _API_FIELDS.items():
+            origins[f"{_API}.{member}"] = field
+            if member in read.api_members:
+                api[member] = read.api_members[member]
         api["requestValidators"] = read.validators
         origins[f"{_API}.requestValidators"] = "x-amazon-apigateway-request-validators"
         api["gatewayResponses"] = {}
@@ -219,14 +222,6 @@ class _Writer:
             status = body.get("statusCode")
             numeric = isinstance(status, str) and status.isdigit()
             api["gatewayResponses"][name] = {**body, "statusCode": int(status)} if numeric else body
-        for member, extension in (
-            ("binaryMediaTypes", "x-amazon-apigateway-binary-media-types"),
-            ("apiKeySource", "x-amazon-apigateway-api-key-source"),
-            ("policy", "x-amazon-apigateway-policy"),
-        ):
-            origins[f"{_API}.{member}"] = extension
-            if member in read.api_members:
-                api[member] = read.api_members[member]
         if isinstance(api.get("policy"), str):
             api["policy"] = json.loads(api["policy"])  # the reader made sure it is JSON
         api["models"] = {}
@@ -241,9 +236,8 @@ class _Writer:
         api["authorizers"] = {}
         for name, authorizer in read.authorizers.items():
             origins[f"{_API}.authorizers.{name}"] = authorizer.where
-            # authorizerCredentials (an IAM role to invoke the function) has no local meaning.
-            members = {k: v for k, v in authorizer.members.items() if k != "authorizerCredentials"}
-            api["authorizers"][name] = {"authorizerType": authorizer.type, **members}
+            members = {k: v for k, v in authorizer.members.items() if k not in _UNUSED_AUTHORIZER_MEMBERS}
+            api["authorizers"][name] = {"authorizerType": members.pop("type"), **members}
         api["routes"], api["integrations"] = self._routes()
         api["stages"] = [{"stageName": self._stage_name()}]
         origins[f"{_API}.stages"] = "basePath" if read.swagger else "servers[0].variables.basePath.default"
@@ -312,25 +306,10 @@ class _Writer:
                 self.origins[f"{route_at}.{member}"] = f"{op.where}.{field}"
             integrations[name] = self._integration(op.integration, name)
             # The route's own checks name its integration's responses from the route.
-            responses_at = f"{_API}.integrations.{name}.integrationResponses"
-            for key, value in list(self.origins.items()):
-                if key.startswith(responses_at):
-                    self.origins[f"{route_at}{key[len(responses_at) - len('.integrationResponses') :]}"] = (
-                        value
-                    )
-            route: dict[str, Any] = {"routeKey": name, "integration": name}
-            for member, value in (
-                ("requestParameters", op.request_parameters),
-                ("requestModels", op.request_models),
-                ("methodResponses", op.method_responses),
-                ("requestValidatorId", op.validator),
-                ("authorizationType", None if op.authorization_type == "NONE" else op.authorization_type),
-                ("authorizerId", op.authorizer),
-                ("authorizationScopes", op.authorization_scopes),
-                ("apiKeyRequired", op.api_key_required),
-            ):
-                if value:
-                    route[member] = value
+            for status, at_response in op.integration.response_where.items():
+                self.origins[f"{route_at}.integrationResponses.{status}"] = at_response
+            route = {"routeKey": name, "integration": name}
+            route.update((k, v) for k, v in op.method.items() if k != "operationName")
             routes.append(route)
         return routes, integrations
 
@@ -350,11 +329,7 @@ class _Writer:
         for member in integration.unknown:
             self.problem(f"{where}.{member}", "not a member of x-amazon-apigateway-integration")
         if integration.responses:
-            out["integrationResponses"] = {}
-        for status, response in integration.responses.items():
-            body = dict(response.members)
-            if response.selection_pattern is not None:
-                body["selectionPattern"] = response.selection_pattern
-            out["integrationResponses"][status] = body
-            self.origins[f"{at}.integrationResponses.{status}"] = response.where
+            out["integrationResponses"] = integration.responses
+        for status, at_response in integration.response_where.items():
+            self.origins[f"{at}.integrationResponses.{status}"] = at_response
         return out

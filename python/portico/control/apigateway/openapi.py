@@ -57,6 +57,12 @@ from portico.openapi_rest_reader import (
 )
 
 INVALID = "Invalid OpenAPI input."
+_INTEGRATION_RESPONSE_MEMBERS = (
+    "selectionPattern",
+    "responseParameters",
+    "responseTemplates",
+    "contentHandling",
+)
 MODEL_URI_PREFIX = "https://apigateway.amazonaws.com/restapis/{}/models/"
 
 
@@ -115,51 +121,33 @@ def _import_integration(resource_id: str, read: Integration) -> dict[str, Any]:
         raise BadRequestException(INVALID)
     params["integrationHttpMethod"] = read.members.get("httpMethod")
     integration = build_integration(resource_id, params)
-    responses = {}
-    for status, response in read.responses.items():
-        doc: dict[str, Any] = {"statusCode": status}
-        if response.selection_pattern is not None:
-            doc["selectionPattern"] = response.selection_pattern
-        copy_given(response.members, doc, ("responseParameters", "responseTemplates", "contentHandling"))
-        responses[status] = doc
-    if responses:
-        integration["integrationResponses"] = responses
+    if read.responses:
+        integration["integrationResponses"] = {
+            status: {"statusCode": status, **_given(response, _INTEGRATION_RESPONSE_MEMBERS)}
+            for status, response in read.responses.items()
+        }
     return integration
 
 
 def _import_method(
-    tx,
-    rest_api_id: str,
-    resource_id: str,
-    op: Operation,
-    validators: dict[str, str],
-    authorizers: dict[str, str],
+    tx, rest_api_id: str, resource_id: str, op: Operation, ids_by_name: dict[str, dict[str, str]]
 ) -> None:
-    method: dict[str, Any] = {
-        "httpMethod": op.verb,
-        "authorizationType": op.authorization_type,
-        "apiKeyRequired": op.api_key_required,
-    }
-    if op.operation_id:
-        method["operationName"] = op.operation_id
-    if op.request_parameters:
-        method["requestParameters"] = op.request_parameters
-    if op.request_models:
-        method["requestModels"] = op.request_models
-    if op.validator is not None:
-        method["requestValidatorId"] = validators[op.validator]
-    if op.authorizer is not None:
-        method["authorizerId"] = authorizers[op.authorizer]
-    if op.authorization_scopes:
-        method["authorizationScopes"] = op.authorization_scopes
-    if op.method_responses:
-        method["methodResponses"] = {
-            status: {"statusCode": status, **response} for status, response in op.method_responses.items()
-        }
+    method: dict[str, Any] = {"httpMethod": op.verb, "authorizationType": "NONE", "apiKeyRequired": False}
+    method.update(op.method)
+    # The document names validators and authorizers; the stored method refers to their ids.
+    for member in ("requestValidatorId", "authorizerId"):
+        if member in method:
+            method[member] = ids_by_name[member][method[member]]
+    for status, response in (method.get("methodResponses") or {}).items():
+        method["methodResponses"][status] = {"statusCode": status, **response}
     if op.integration is not None:
         method["methodIntegration"] = _import_integration(resource_id, op.integration)
     method["_resourceId"] = resource_id
     save_method(tx, rest_api_id, method)
+
+
+def _given(source: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: source[name] for name in names if source.get(name) is not None}
 
 
 def _ensure_resource(tx, rest_api_id: str, by_path: dict[str, dict[str, Any]], path: str) -> dict[str, Any]:
@@ -185,20 +173,7 @@ def build_from_spec(tx, rest_api_id: str, document: RestDocument) -> None:
     authorizers: dict[str, str] = {}
     for name, read in document.authorizers.items():
         authorizer = existing_authorizers.get(name) or {"id": ids.random_id(6), "name": name}
-        authorizer["type"] = read.type
-        if read.auth_type:
-            authorizer["authType"] = read.auth_type
-        copy_given(
-            read.members,
-            authorizer,
-            (
-                "authorizerUri",
-                "authorizerCredentials",
-                "identityValidationExpression",
-                "providerARNs",
-                "identitySource",
-            ),
-        )
+        authorizer.update(read.members)
         authorizer["authorizerResultTtlInSeconds"] = int(
             read.members.get("authorizerResultTtlInSeconds", 300)
         )
@@ -233,27 +208,19 @@ def build_from_spec(tx, rest_api_id: str, document: RestDocument) -> None:
     by_path = {r["path"]: r for r in tx.list(SERVICE, RESOURCE_KIND, rest_api_id)}
     for path in sorted(document.paths):
         _ensure_resource(tx, rest_api_id, by_path, path)
+    ids_by_name = {"requestValidatorId": validators, "authorizerId": authorizers}
     for op in document.operations:
-        resource_id = by_path["/" + op.path.strip("/")]["id"]
-        _import_method(tx, rest_api_id, resource_id, op, validators, authorizers)
+        _import_method(tx, rest_api_id, by_path["/" + op.path.strip("/")]["id"], op, ids_by_name)
 
 
 def _api_fields(document: RestDocument) -> dict[str, Any]:
-    fields: dict[str, Any] = {"name": document.title}
-    if document.description is not None:
-        fields["description"] = document.description
-    if document.version is not None:
-        fields["version"] = document.version
-    members = document.api_members
-    if "binaryMediaTypes" in members:
-        fields["binaryMediaTypes"] = list(members["binaryMediaTypes"])
-    if members.get("apiKeySource"):
-        fields["apiKeySource"] = members["apiKeySource"]
-    if "minimumCompressionSize" in members:
-        fields["minimumCompressionSize"] = int(members["minimumCompressionSize"])
-    if "policy" in members:
-        policy = members["policy"]
-        fields["policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+    fields = dict(document.api_members)
+    if "binaryMediaTypes" in fields:
+        fields["binaryMediaTypes"] = list(fields["binaryMediaTypes"])
+    if "minimumCompressionSize" in fields:
+        fields["minimumCompressionSize"] = int(fields["minimumCompressionSize"])
+    if "policy" in fields and not isinstance(fields["policy"], str):
+        fields["policy"] = json.dumps(fields["policy"])  # stored as its JSON text, as AWS's is
     return fields
 
 
