@@ -121,11 +121,9 @@ def _import_integration(resource_id: str, read: Integration) -> dict[str, Any]:
         raise BadRequestException(INVALID)
     params["integrationHttpMethod"] = read.members.get("httpMethod")
     integration = build_integration(resource_id, params)
-    if read.responses:
-        integration["integrationResponses"] = {
-            status: {"statusCode": status, **_given(response, _INTEGRATION_RESPONSE_MEMBERS)}
-            for status, response in read.responses.items()
-        }
+    for status, response in read.responses.items():
+        stored = integration.setdefault("integrationResponses", {})[status] = {"statusCode": status}
+        copy_given(response, stored, _INTEGRATION_RESPONSE_MEMBERS)
     return integration
 
 
@@ -138,16 +136,12 @@ def _import_method(
     for member in ("requestValidatorId", "authorizerId"):
         if member in method:
             method[member] = ids_by_name[member][method[member]]
-    for status, response in (method.get("methodResponses") or {}).items():
-        method["methodResponses"][status] = {"statusCode": status, **response}
+    if "methodResponses" in method:
+        method["methodResponses"] = {s: {"statusCode": s, **r} for s, r in method["methodResponses"].items()}
     if op.integration is not None:
         method["methodIntegration"] = _import_integration(resource_id, op.integration)
     method["_resourceId"] = resource_id
     save_method(tx, rest_api_id, method)
-
-
-def _given(source: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: source[name] for name in names if source.get(name) is not None}
 
 
 def _ensure_resource(tx, rest_api_id: str, by_path: dict[str, dict[str, Any]], path: str) -> dict[str, Any]:
