@@ -44,7 +44,9 @@ _LOCAL_MODEL_REF = re.compile(r"^#/(?:definitions|components/schemas)/([^/]+)$")
 # x-amazon-apigateway-integration members AWS stores upper-case (its examples write `aws_proxy`,
 # `when_no_match`).
 _UPPER_MEMBERS = ("type", "httpMethod", "connectionType", "passthroughBehavior", "responseTransferMode")
-_INTEGRATION_MEMBERS = (
+# The members of x-amazon-apigateway-integration (but `responses`) and of
+# x-amazon-apigateway-authorizer (but `type`), for import and export alike.
+EXTENSION_INTEGRATION_MEMBERS = (
     *_UPPER_MEMBERS,
     "uri",
     "connectionId",
@@ -60,7 +62,7 @@ _INTEGRATION_MEMBERS = (
     "integrationSubtype",
     "payloadFormatVersion",
 )
-_AUTHORIZER_MEMBERS = (
+EXTENSION_AUTHORIZER_MEMBERS = (
     "authorizerUri",
     "authorizerCredentials",
     "identitySource",
@@ -292,7 +294,9 @@ class _Reader:
             members = {"type": str(extension.get("type") or "TOKEN").upper()}
             if scheme.get("x-amazon-apigateway-authtype"):
                 members["authType"] = scheme["x-amazon-apigateway-authtype"]
-            members.update((k, extension[k]) for k in _AUTHORIZER_MEMBERS if extension.get(k) is not None)
+            members.update(
+                (k, extension[k]) for k in EXTENSION_AUTHORIZER_MEMBERS if extension.get(k) is not None
+            )
             # A token's header is the scheme's own (`name`, `in: header`) unless identitySource says.
             if (
                 "identitySource" not in members
@@ -440,11 +444,11 @@ class _Reader:
         if not isinstance(spec, dict):
             self.problem(where, "must be a mapping")
             return None
-        members = {name: spec[name] for name in _INTEGRATION_MEMBERS if spec.get(name) is not None}
+        members = {name: spec[name] for name in EXTENSION_INTEGRATION_MEMBERS if spec.get(name) is not None}
         for name in _UPPER_MEMBERS:
             if isinstance(members.get(name), str):
                 members[name] = members[name].upper()
-        unknown = [name for name in spec if name not in _INTEGRATION_MEMBERS and name != "responses"]
+        unknown = [name for name in spec if name not in EXTENSION_INTEGRATION_MEMBERS and name != "responses"]
         integration = Integration(where, members, unknown)
         responses = spec.get("responses")
         if responses is not None and not isinstance(responses, dict):

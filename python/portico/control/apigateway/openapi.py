@@ -48,6 +48,8 @@ from portico.control.errors import BadRequestException, NotFoundException
 from portico.control.registry import AdminRequest, copy_given, operation
 from portico.openapi_rest_reader import (
     ANY_METHOD,
+    EXTENSION_AUTHORIZER_MEMBERS,
+    EXTENSION_INTEGRATION_MEMBERS,
     X_INTEGRATION,
     Integration,
     Operation,
@@ -294,23 +296,7 @@ def _ids_of(tx, rest_api_id: str, kind: str) -> list[str]:
 
 def _export_integration(integration: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in (
-        "type",
-        "httpMethod",
-        "uri",
-        "connectionType",
-        "connectionId",
-        "credentials",
-        "requestParameters",
-        "requestTemplates",
-        "passthroughBehavior",
-        "contentHandling",
-        "timeoutInMillis",
-        "cacheNamespace",
-        "cacheKeyParameters",
-        "tlsConfig",
-        "responseTransferMode",
-    ):
+    for name in EXTENSION_INTEGRATION_MEMBERS:
         if integration.get(name) not in (None, [], {}):
             out[name] = integration[name]
     out["type"] = str(out.get("type", "")).lower()
@@ -523,18 +509,7 @@ def _export_authorizer(authorizer: dict[str, Any], with_extension: bool) -> dict
     )
     if with_extension:
         ext = {"type": str(authorizer.get("type", "")).lower()}
-        copy_given(
-            authorizer,
-            ext,
-            (
-                "authorizerUri",
-                "authorizerCredentials",
-                "identitySource",
-                "identityValidationExpression",
-                "authorizerResultTtlInSeconds",
-                "providerARNs",
-            ),
-        )
+        copy_given(authorizer, ext, EXTENSION_AUTHORIZER_MEMBERS)
         scheme["x-amazon-apigateway-authorizer"] = ext
     return scheme
 
