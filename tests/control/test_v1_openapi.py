@@ -225,7 +225,8 @@ def test_definitions_that_reference_each_other_become_models_that_reference_each
 
 def test_import_follows_the_documents_own_refs_and_refuses_what_the_config_loader_refuses(v1) -> None:
     """ImportRestApi and REST config files share one reading of the document: `$ref`s to the
-    document's own parameters and responses are followed, and a malformed document (an integration
+    document's own parameters and responses are followed, scopes are kept for Cognito authorizers
+    only (AWS `Method.authorizationScopes`), and a malformed document (an integration
     response without its statusCode, an operation that is not a mapping, a policy that is not JSON)
     is refused as a whole."""
     mock = {
@@ -238,10 +239,20 @@ def test_import_follows_the_documents_own_refs_and_refuses_what_the_config_loade
         "info": {"title": "refs"},
         "parameters": {"petId": {"name": "petId", "in": "path", "required": True, "type": "string"}},
         "responses": {"Ok": {"description": "ok", "headers": {"X-Trace": {"type": "string"}}}},
+        "securityDefinitions": {
+            "token": {
+                "type": "apiKey",
+                "name": "Authorization",
+                "in": "header",
+                "x-amazon-apigateway-authorizer": {"type": "token", "authorizerUri": LAMBDA_URI},
+            }
+        },
         "paths": {
             "/pets/{petId}": {
                 "get": {
                     "parameters": [{"$ref": "#/parameters/petId"}],
+                    # Scopes are a Cognito authorizer's: a Lambda authorizer's method has none.
+                    "security": [{"token": ["pets/read"]}],
                     "responses": {"200": {"$ref": "#/responses/Ok"}},
                     "x-amazon-apigateway-integration": mock,
                 }
@@ -253,6 +264,7 @@ def test_import_follows_the_documents_own_refs_and_refuses_what_the_config_loade
     method = v1.get_method(restApiId=api["id"], resourceId=resource["id"], httpMethod="GET")
     assert method["requestParameters"] == {"method.request.path.petId": True}
     assert method["methodResponses"]["200"]["responseParameters"] == {"method.response.header.X-Trace": False}
+    assert (method["authorizationType"], method.get("authorizationScopes")) == ("CUSTOM", None)
 
     def refused(broken: dict) -> None:
         with pytest.raises(v1.exceptions.BadRequestException) as raised:
