@@ -221,3 +221,61 @@ def test_definitions_that_reference_each_other_become_models_that_reference_each
         )
         models = exported["definitions"] if export_type == "swagger" else exported["components"]["schemas"]
         assert models["Order"]["properties"]["pet"] == {"$ref": root + "Pet"}
+
+
+def test_import_follows_the_documents_own_refs_and_refuses_what_the_config_loader_refuses(v1) -> None:
+    """ImportRestApi and REST config files share one reading of the document: `$ref`s to the
+    document's own parameters and responses are followed, scopes are kept for Cognito authorizers
+    only (AWS `Method.authorizationScopes`), and a malformed document (an integration
+    response without its statusCode, an operation that is not a mapping, a policy that is not JSON)
+    is refused as a whole."""
+    mock = {
+        "type": "mock",
+        "requestTemplates": {"application/json": '{"statusCode": 200}'},
+        "responses": {"default": {"statusCode": "200"}},
+    }
+    doc = {
+        "swagger": "2.0",
+        "info": {"title": "refs"},
+        "parameters": {"petId": {"name": "petId", "in": "path", "required": True, "type": "string"}},
+        "responses": {"Ok": {"description": "ok", "headers": {"X-Trace": {"type": "string"}}}},
+        "securityDefinitions": {
+            "token": {
+                "type": "apiKey",
+                "name": "Authorization",
+                "in": "header",
+                "x-amazon-apigateway-authorizer": {"type": "token", "authorizerUri": LAMBDA_URI},
+            }
+        },
+        "paths": {
+            "/pets/{petId}": {
+                "get": {
+                    "parameters": [{"$ref": "#/parameters/petId"}],
+                    # Scopes are a Cognito authorizer's: a Lambda authorizer's method has none.
+                    "security": [{"token": ["pets/read"]}],
+                    "responses": {"200": {"$ref": "#/responses/Ok"}},
+                    "x-amazon-apigateway-integration": mock,
+                }
+            }
+        },
+    }
+    api = v1.import_rest_api(body=json.dumps(doc).encode())
+    resource = next(r for r in v1.get_resources(restApiId=api["id"])["items"] if r["path"] == "/pets/{petId}")
+    method = v1.get_method(restApiId=api["id"], resourceId=resource["id"], httpMethod="GET")
+    assert method["requestParameters"] == {"method.request.path.petId": True}
+    assert method["methodResponses"]["200"]["responseParameters"] == {"method.response.header.X-Trace": False}
+    assert (method["authorizationType"], method.get("authorizationScopes")) == ("CUSTOM", None)
+
+    def refused(broken: dict) -> None:
+        with pytest.raises(v1.exceptions.BadRequestException) as raised:
+            v1.import_rest_api(body=json.dumps(broken).encode())
+        assert raised.value.response["Error"]["Message"] == "Invalid OpenAPI input."
+
+    no_status = json.loads(json.dumps(doc))
+    del no_status["paths"]["/pets/{petId}"]["get"]["x-amazon-apigateway-integration"]["responses"]["default"][
+        "statusCode"
+    ]
+    refused(no_status)
+    refused({**doc, "paths": {"/pets": {"get": "not an operation"}}})
+    refused({**doc, "x-amazon-apigateway-policy": "{not json"})
+    assert [a["name"] for a in v1.get_rest_apis()["items"]].count("refs") == 1

@@ -1,16 +1,14 @@
 """apigateway (v1): OpenAPI import (ImportRestApi, PutRestApi) and export (GetExport).
 
-OpenAPI 2.0 (swagger) and 3.0, JSON or YAML. Import builds resources, methods (parameters,
-`security` -> API key / authorizers / IAM, request models, method responses), integrations
-(`x-amazon-apigateway-integration` with its `responses`), models (definitions /
-components.schemas), request validators, gateway responses and binary media types. Export
-renders a stage's deployed snapshot back into the same form."""
+OpenAPI 2.0 (swagger) and 3.0, JSON or YAML. Import writes the records of the document's one
+reading (`portico.openapi_rest_reader`) as the API's resources, methods, integrations, models,
+authorizers, request validators, gateway responses and members; any problem the reader finds
+refuses the import. Export renders a stage's deployed snapshot back into the same form."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 from typing import Any
 
@@ -43,16 +41,31 @@ from portico.control.apigateway.gateway_responses import (
     gateway_response_key,
     new_gateway_response,
 )
-from portico.control.apigateway.methods import INTEGRATION_MEMBERS, build_integration, method_key, save_method
+from portico.control.apigateway.methods import build_integration, method_key, save_method
 from portico.control.apigateway.resources import add_resource
 from portico.control.apigateway.stages import load_stage
 from portico.control.errors import BadRequestException, NotFoundException
 from portico.control.registry import AdminRequest, copy_given, operation
+from portico.openapi_rest_reader import (
+    ANY_METHOD,
+    EXTENSION_AUTHORIZER_MEMBERS,
+    EXTENSION_INTEGRATION_MEMBERS,
+    X_INTEGRATION,
+    Integration,
+    Operation,
+    RestDocument,
+    model_schema,
+    read_document,
+)
 
 INVALID = "Invalid OpenAPI input."
-VERBS = ("get", "put", "post", "delete", "options", "head", "patch")
-ANY = "x-amazon-apigateway-any-method"
-X_INTEGRATION = "x-amazon-apigateway-integration"
+_INTEGRATION_RESPONSE_MEMBERS = (
+    "selectionPattern",
+    "responseParameters",
+    "responseTemplates",
+    "contentHandling",
+)
+MODEL_URI_PREFIX = "https://apigateway.amazonaws.com/restapis/{}/models/"
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -67,173 +80,70 @@ def parse_document(body: bytes | str) -> dict[str, Any]:
             spec = yaml.safe_load(text)
         except yaml.YAMLError:
             raise BadRequestException(INVALID) from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("paths", {}), dict):
+    if not isinstance(spec, dict):
         raise BadRequestException(INVALID)
     version = str(spec.get("swagger") or spec.get("openapi") or "")
     if not (version == "2.0" or version.startswith("3.")):
         raise BadRequestException(INVALID)
-    if not isinstance(spec.get("info"), dict) or not spec["info"].get("title"):
-        raise BadRequestException(INVALID)
     return spec
 
 
-def _ref_name(schema: Any) -> str | None:
-    if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
-        return schema["$ref"].rsplit("/", 1)[-1]
-    return None
-
-
-_LOCAL_MODEL_REF = re.compile(r"^#/(?:definitions|components/schemas)/([^/]+)$")
-
-
-def _model_refs(schema: Any, rewrite) -> Any:
-    """`schema` with every `$ref` string passed through `rewrite`."""
-    if isinstance(schema, dict):
-        return {
-            key: rewrite(value) if key == "$ref" and isinstance(value, str) else _model_refs(value, rewrite)
-            for key, value in schema.items()
-        }
-    if isinstance(schema, list):
-        return [_model_refs(item, rewrite) for item in schema]
-    return schema
-
-
-def imported_model_schema(schema: Any, rest_api_id: str) -> Any:
-    """A definition as AWS stores it as a model: a reference to another definition
-    (`#/definitions/Pet`, `#/components/schemas/Pet`) names that model by its URI."""
-
-    def rewrite(ref: str) -> str:
-        found = _LOCAL_MODEL_REF.match(ref)
-        return f"{MODEL_URI_PREFIX.format(rest_api_id)}{found[1]}" if found else ref
-
-    return _model_refs(schema, rewrite)
+def read_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> RestDocument:
+    """The document's records; any problem in it refuses the whole import, as AWS's does."""
+    stored = {v["name"] for v in tx.list(SERVICE, VALIDATOR_KIND, rest_api_id) if v.get("name")}
+    document = read_document(spec, stored)
+    if document.problems:
+        raise BadRequestException(INVALID)
+    return document
 
 
 def exported_model_schema(schema: Any, rest_api_id: str, ref_root: str) -> Any:
     """A model as a definition: references to the API's models point into the document again."""
     prefix = MODEL_URI_PREFIX.format(rest_api_id)
-    return _model_refs(schema, lambda ref: ref_root + ref[len(prefix) :] if ref.startswith(prefix) else ref)
 
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                key: ref_root + value[len(prefix) :]
+                if key == "$ref" and isinstance(value, str) and value.startswith(prefix)
+                else rewrite(value)
+                for key, value in node.items()
+            }
+        return [rewrite(item) for item in node] if isinstance(node, list) else node
 
-MODEL_URI_PREFIX = "https://apigateway.amazonaws.com/restapis/{}/models/"
-
-
-def _schemes(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec.get("swagger"):
-        return spec.get("securityDefinitions") or {}
-    return (spec.get("components") or {}).get("securitySchemes") or {}
-
-
-def _definitions(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec.get("swagger"):
-        return spec.get("definitions") or {}
-    return (spec.get("components") or {}).get("schemas") or {}
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
+    return rewrite(schema)
 
 
 # -- import -------------------------------------------------------------------------------------
 
 
-def _import_integration(resource_id: str, ext: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {"type": _upper(ext.get("type") or "")}
-    if params["type"] not in ("HTTP", "AWS", "MOCK", "HTTP_PROXY", "AWS_PROXY"):
+def _import_integration(resource_id: str, read: Integration) -> dict[str, Any]:
+    params = {name: value for name, value in read.members.items() if name != "httpMethod"}
+    if params.get("type") not in ("HTTP", "AWS", "MOCK", "HTTP_PROXY", "AWS_PROXY"):
         raise BadRequestException(INVALID)
-    params["integrationHttpMethod"] = _upper(ext.get("httpMethod"))
-    copy_given(ext, params, (*INTEGRATION_MEMBERS, "cacheNamespace", "cacheKeyParameters", "timeoutInMillis"))
-    params["connectionType"] = _upper(ext.get("connectionType"))
-    params["passthroughBehavior"] = _upper(ext.get("passthroughBehavior"))
-    params["responseTransferMode"] = _upper(ext.get("responseTransferMode"))
+    params["integrationHttpMethod"] = read.members.get("httpMethod")
     integration = build_integration(resource_id, params)
-    responses = {}
-    for pattern, spec in (ext.get("responses") or {}).items():
-        status = str(spec.get("statusCode", ""))
-        response: dict[str, Any] = {"statusCode": status}
-        if pattern != "default":
-            response["selectionPattern"] = pattern
-        copy_given(spec, response, ("responseParameters", "responseTemplates", "contentHandling"))
-        responses[status] = response
-    if responses:
-        integration["integrationResponses"] = responses
+    for status, response in read.responses.items():
+        stored = integration.setdefault("integrationResponses", {})[status] = {"statusCode": status}
+        copy_given(response, stored, _INTEGRATION_RESPONSE_MEMBERS)
     return integration
 
 
 def _import_method(
-    tx, rest_api_id: str, spec: dict[str, Any], resource_id: str, verb: str, op: dict[str, Any], context: dict
-) -> dict[str, Any]:
-    method: dict[str, Any] = {"httpMethod": verb, "authorizationType": "NONE", "apiKeyRequired": False}
-    if op.get("operationId"):
-        method["operationName"] = op["operationId"]
-    params: dict[str, bool] = {}
-    models: dict[str, str] = {}
-    for parameter in op.get("parameters") or ():
-        where = {"path": "path", "query": "querystring", "header": "header"}.get(parameter.get("in"))
-        if where:
-            params[f"method.request.{where}.{parameter['name']}"] = bool(parameter.get("required", False))
-        elif parameter.get("in") == "body" and _ref_name(parameter.get("schema")):
-            models["application/json"] = _ref_name(parameter["schema"])
-    for content_type, media in ((op.get("requestBody") or {}).get("content") or {}).items():
-        if _ref_name((media or {}).get("schema")):
-            models[content_type] = _ref_name(media["schema"])
-    if params:
-        method["requestParameters"] = params
-    if models:
-        method["requestModels"] = models
-    validator = op.get(
-        "x-amazon-apigateway-request-validator", spec.get("x-amazon-apigateway-request-validator")
-    )
-    if validator:
-        if validator not in context["validators"]:
-            raise BadRequestException(INVALID)
-        method["requestValidatorId"] = context["validators"][validator]
-    for requirement in op.get("security") or ():
-        for scheme_name, scopes in requirement.items():
-            scheme = _schemes(spec).get(scheme_name)
-            if scheme is None:
-                raise BadRequestException(INVALID)
-            auth_type = str(scheme.get("x-amazon-apigateway-authtype", "")).lower()
-            if scheme_name in context["authorizers"]:
-                authorizer = context["authorizers"][scheme_name]
-                method["authorizationType"] = (
-                    "COGNITO_USER_POOLS" if authorizer["type"] == "COGNITO_USER_POOLS" else "CUSTOM"
-                )
-                method["authorizerId"] = authorizer["id"]
-                if scopes:
-                    method["authorizationScopes"] = list(scopes)
-            elif auth_type.startswith("aws"):
-                method["authorizationType"] = "AWS_IAM"
-            elif scheme.get("type") == "apiKey" and scheme.get("in") == "header":
-                method["apiKeyRequired"] = True
-    auth = op.get("x-amazon-apigateway-auth")
-    if isinstance(auth, dict) and auth.get("type"):
-        method["authorizationType"] = str(auth["type"]).upper()
-    responses = {}
-    for status, response in (op.get("responses") or {}).items():
-        status = str(status)
-        if not status.isdigit():
-            continue
-        doc: dict[str, Any] = {"statusCode": status}
-        headers = (response or {}).get("headers") or {}
-        if headers:
-            doc["responseParameters"] = {f"method.response.header.{h}": False for h in headers}
-        schema_models = {}
-        if _ref_name((response or {}).get("schema")):
-            schema_models["application/json"] = _ref_name(response["schema"])
-        for content_type, media in ((response or {}).get("content") or {}).items():
-            if _ref_name((media or {}).get("schema")):
-                schema_models[content_type] = _ref_name(media["schema"])
-        if schema_models:
-            doc["responseModels"] = schema_models
-        responses[status] = doc
-    if responses:
-        method["methodResponses"] = responses
-    if isinstance(op.get(X_INTEGRATION), dict):
-        method["methodIntegration"] = _import_integration(resource_id, op[X_INTEGRATION])
+    tx, rest_api_id: str, resource_id: str, op: Operation, ids_by_name: dict[str, dict[str, str]]
+) -> None:
+    method: dict[str, Any] = {"httpMethod": op.verb, "authorizationType": "NONE", "apiKeyRequired": False}
+    method.update(op.method)
+    # The document names validators and authorizers; the stored method refers to their ids.
+    for member in ("requestValidatorId", "authorizerId"):
+        if member in method:
+            method[member] = ids_by_name[member][method[member]]
+    if "methodResponses" in method:
+        method["methodResponses"] = {s: {"statusCode": s, **r} for s, r in method["methodResponses"].items()}
+    if op.integration is not None:
+        method["methodIntegration"] = _import_integration(resource_id, op.integration)
     method["_resourceId"] = resource_id
     save_method(tx, rest_api_id, method)
-    return method
 
 
 def _ensure_resource(tx, rest_api_id: str, by_path: dict[str, dict[str, Any]], path: str) -> dict[str, Any]:
@@ -247,57 +157,39 @@ def _ensure_resource(tx, rest_api_id: str, by_path: dict[str, dict[str, Any]], p
     return resource
 
 
-def build_from_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> None:
-    """Create everything `spec` describes under an existing REST API (merge semantics)."""
-    context: dict[str, dict[str, Any]] = {"validators": {}, "authorizers": {}}
-    for validator in tx.list(SERVICE, VALIDATOR_KIND, rest_api_id):
-        if validator.get("name"):
-            context["validators"][validator["name"]] = validator["id"]
-    for name, body in (spec.get("x-amazon-apigateway-request-validators") or {}).items():
-        if name not in context["validators"]:
-            validator = new_validator({"name": name, **(body or {})})
+def build_from_spec(tx, rest_api_id: str, document: RestDocument) -> None:
+    """Create everything `document` describes under an existing REST API (merge semantics)."""
+    validators = {v["name"]: v["id"] for v in tx.list(SERVICE, VALIDATOR_KIND, rest_api_id) if v.get("name")}
+    for name, body in document.validators.items():
+        if name not in validators:
+            validator = new_validator({"name": name, **body})
             put_rest_api_child(tx, rest_api_id, VALIDATOR_KIND, validator)
-            context["validators"][name] = validator["id"]
+            validators[name] = validator["id"]
     existing_authorizers = {a.get("name"): a for a in tx.list(SERVICE, AUTHORIZER_KIND, rest_api_id)}
-    for scheme_name, scheme in _schemes(spec).items():
-        ext = (scheme or {}).get("x-amazon-apigateway-authorizer")
-        if not isinstance(ext, dict):
-            continue
-        authorizer = existing_authorizers.get(scheme_name) or {"id": ids.random_id(6), "name": scheme_name}
-        authorizer["type"] = _upper(ext.get("type") or "TOKEN")
-        if scheme.get("x-amazon-apigateway-authtype"):
-            authorizer["authType"] = scheme["x-amazon-apigateway-authtype"]
-        copy_given(
-            ext,
-            authorizer,
-            ("authorizerUri", "authorizerCredentials", "identityValidationExpression", "providerARNs"),
+    authorizers: dict[str, str] = {}
+    for name, read in document.authorizers.items():
+        authorizer = existing_authorizers.get(name) or {"id": ids.random_id(6), "name": name}
+        authorizer.update(read.members)
+        authorizer["authorizerResultTtlInSeconds"] = int(
+            read.members.get("authorizerResultTtlInSeconds", 300)
         )
-        source = ext.get("identitySource")
-        if (
-            source is None
-            and authorizer["type"] in ("TOKEN", "COGNITO_USER_POOLS")
-            and scheme.get("in") == "header"
-        ):
-            source = f"method.request.header.{scheme.get('name', 'Authorization')}"
-        if source is not None:
-            authorizer["identitySource"] = source
-        authorizer["authorizerResultTtlInSeconds"] = int(ext.get("authorizerResultTtlInSeconds", 300))
         check_authorizer(authorizer)
         put_rest_api_child(tx, rest_api_id, AUTHORIZER_KIND, authorizer)
-        context["authorizers"][scheme_name] = authorizer
-    for name, schema in _definitions(spec).items():
+        authorizers[name] = authorizer["id"]
+    # A reference to another definition names that model by its URI, as AWS stores it.
+    model_uri = MODEL_URI_PREFIX.format(rest_api_id)
+    for name, read_model in document.models.items():
         current = tx.get(SERVICE, MODEL_KIND, model_key(rest_api_id, name))
         model = {
             "id": (current or {}).get("id") or ids.random_id(6),
             "name": name,
             "contentType": "application/json",
-            "schema": json.dumps(imported_model_schema(schema, rest_api_id)),
+            "schema": json.dumps(model_schema(read_model.schema, lambda ref: model_uri + ref)),
         }
-        if isinstance(schema, dict) and schema.get("description"):
-            model["description"] = schema["description"]
+        if read_model.description:
+            model["description"] = read_model.description
         put_model(tx, rest_api_id, model)
-    for response_type, body in (spec.get("x-amazon-apigateway-gateway-responses") or {}).items():
-        body = body or {}
+    for response_type, body in document.gateway_responses.items():
         doc = new_gateway_response(
             response_type,
             {
@@ -310,36 +202,21 @@ def build_from_spec(tx, rest_api_id: str, spec: dict[str, Any]) -> None:
             SERVICE, GATEWAY_KIND, gateway_response_key(rest_api_id, response_type), doc, parent=rest_api_id
         )
     by_path = {r["path"]: r for r in tx.list(SERVICE, RESOURCE_KIND, rest_api_id)}
-    for path in sorted(spec.get("paths") or {}):
-        item = spec["paths"][path] or {}
-        if not isinstance(path, str) or not path.startswith("/") or not isinstance(item, dict):
-            raise BadRequestException(INVALID)
-        resource = _ensure_resource(tx, rest_api_id, by_path, path)
-        shared = item.get("parameters") or []
-        for key, op in item.items():
-            verb = "ANY" if key == ANY else key.upper() if key in VERBS else None
-            if verb is None or not isinstance(op, dict):
-                continue
-            op = {**op, "parameters": [*shared, *(op.get("parameters") or [])]}
-            _import_method(tx, rest_api_id, spec, resource["id"], verb, op, context)
+    for path in sorted(document.paths):
+        _ensure_resource(tx, rest_api_id, by_path, path)
+    ids_by_name = {"requestValidatorId": validators, "authorizerId": authorizers}
+    for op in document.operations:
+        _import_method(tx, rest_api_id, by_path["/" + op.path.strip("/")]["id"], op, ids_by_name)
 
 
-def _api_fields(spec: dict[str, Any]) -> dict[str, Any]:
-    info = spec.get("info") or {}
-    fields: dict[str, Any] = {"name": info["title"]}
-    if info.get("description") is not None:
-        fields["description"] = info["description"]
-    if info.get("version") is not None:
-        fields["version"] = str(info["version"])
-    if spec.get("x-amazon-apigateway-binary-media-types") is not None:
-        fields["binaryMediaTypes"] = list(spec["x-amazon-apigateway-binary-media-types"])
-    if spec.get("x-amazon-apigateway-api-key-source"):
-        fields["apiKeySource"] = _upper(spec["x-amazon-apigateway-api-key-source"])
-    if spec.get("x-amazon-apigateway-minimum-compression-size") is not None:
-        fields["minimumCompressionSize"] = int(spec["x-amazon-apigateway-minimum-compression-size"])
-    if spec.get("x-amazon-apigateway-policy") is not None:
-        policy = spec["x-amazon-apigateway-policy"]
-        fields["policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+def _api_fields(document: RestDocument) -> dict[str, Any]:
+    fields = dict(document.api_members)
+    if "binaryMediaTypes" in fields:
+        fields["binaryMediaTypes"] = list(fields["binaryMediaTypes"])
+    if "minimumCompressionSize" in fields:
+        fields["minimumCompressionSize"] = int(fields["minimumCompressionSize"])
+    if "policy" in fields and not isinstance(fields["policy"], str):
+        fields["policy"] = json.dumps(fields["policy"])  # stored as its JSON text, as AWS's is
     return fields
 
 
@@ -366,12 +243,13 @@ def import_rest_api(request: AdminRequest, params: dict) -> dict:
         "tags": {},
     }
     with request.store.transaction() as tx:
-        api.update(_wrap(lambda: _api_fields(spec)))
+        document = read_spec(tx, api_id, spec)
+        api.update(_wrap(lambda: _api_fields(document)))
         tx.put(SERVICE, API_KIND, api_id, api)
         tx.put(SERVICE, RESOURCE_KIND, root_id, {"id": root_id, "path": "/"}, parent=api_id)
         for model in default_models():
             put_model(tx, api_id, model)
-        _wrap(lambda: build_from_spec(tx, api_id, spec))
+        _wrap(lambda: build_from_spec(tx, api_id, document))
     return api
 
 
@@ -395,9 +273,10 @@ def put_rest_api(request: AdminRequest, params: dict) -> dict:
                 put_model(tx, rest_api_id, model)
             for name in ("description", "binaryMediaTypes", "minimumCompressionSize", "policy"):
                 api.pop(name, None)
-        api.update(_wrap(lambda: _api_fields(spec)))
+        document = read_spec(tx, rest_api_id, spec)
+        api.update(_wrap(lambda: _api_fields(document)))
         tx.put(SERVICE, API_KIND, rest_api_id, api)
-        _wrap(lambda: build_from_spec(tx, rest_api_id, spec))
+        _wrap(lambda: build_from_spec(tx, rest_api_id, document))
     return api
 
 
@@ -417,23 +296,7 @@ def _ids_of(tx, rest_api_id: str, kind: str) -> list[str]:
 
 def _export_integration(integration: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in (
-        "type",
-        "httpMethod",
-        "uri",
-        "connectionType",
-        "connectionId",
-        "credentials",
-        "requestParameters",
-        "requestTemplates",
-        "passthroughBehavior",
-        "contentHandling",
-        "timeoutInMillis",
-        "cacheNamespace",
-        "cacheKeyParameters",
-        "tlsConfig",
-        "responseTransferMode",
-    ):
+    for name in EXTENSION_INTEGRATION_MEMBERS:
         if integration.get(name) not in (None, [], {}):
             out[name] = integration[name]
     out["type"] = str(out.get("type", "")).lower()
@@ -569,7 +432,7 @@ def render_export(
                 )
             if with_integrations and method.get("methodIntegration"):
                 op[X_INTEGRATION] = _export_integration(method["methodIntegration"])
-            item[ANY if verb == "ANY" else verb.lower()] = op
+            item[ANY_METHOD if verb == "ANY" else verb.lower()] = op
         paths[resource["path"]] = item
     doc["paths"] = paths
     definitions = {}
@@ -646,18 +509,7 @@ def _export_authorizer(authorizer: dict[str, Any], with_extension: bool) -> dict
     )
     if with_extension:
         ext = {"type": str(authorizer.get("type", "")).lower()}
-        copy_given(
-            authorizer,
-            ext,
-            (
-                "authorizerUri",
-                "authorizerCredentials",
-                "identitySource",
-                "identityValidationExpression",
-                "authorizerResultTtlInSeconds",
-                "providerARNs",
-            ),
-        )
+        copy_given(authorizer, ext, EXTENSION_AUTHORIZER_MEMBERS)
         scheme["x-amazon-apigateway-authorizer"] = ext
     return scheme
 
