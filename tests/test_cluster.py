@@ -358,14 +358,18 @@ def test_fail_closed_refuses_what_redis_cannot_decide(cluster, redis_server: Red
     assert r.status_code == 429
     redis_server.start()
     _wait_for_log(nodes, BACK)
-    # The node logs its return once, when its first worker reconnects; the other worker's next
-    # health check finds Redis too, and from then on both admit again.
+    # The node logs its return once, when its first worker reconnects; the other worker finds
+    # Redis at its own next health check (every 250 ms), so a first 200 says nothing about the
+    # other worker: within 5 s, 20 requests in a row (spread over both workers) must be admitted.
     deadline = time.monotonic() + 5
-    while httpx.get(node.url + "/limited", headers=SHARED).status_code != 200:
+    admitted_in_a_row = 0
+    while admitted_in_a_row < 20:
         assert time.monotonic() < deadline, "a worker still refuses 5 s after Redis came back"
-        time.sleep(0.05)
-    statuses = {httpx.get(node.url + "/limited", headers=SHARED).status_code for _ in range(20)}
-    assert statuses == {200}
+        if httpx.get(node.url + "/limited", headers=SHARED).status_code == 200:
+            admitted_in_a_row += 1
+        else:
+            admitted_in_a_row = 0
+            time.sleep(0.05)
 
 
 def test_counts_made_during_an_outage_are_handed_back(cluster, redis_server: RedisServer):
