@@ -690,6 +690,10 @@ pub struct WebsocketIntegrationSpec {
     pub template_selection: Option<String>,
     #[serde(default)]
     pub passthrough: PassthroughBehavior,
+    /// `contentHandlingStrategy`: `CONVERT_TO_BINARY` takes the message as base64 and sends the
+    /// backend its bytes ("Binary media types for WebSocket APIs").
+    #[serde(default)]
+    pub content_handling: Option<ContentHandling>,
     #[serde(default)]
     pub responses: Vec<WebsocketResponseSpec>,
 }
@@ -704,6 +708,10 @@ pub struct WebsocketResponseSpec {
     pub templates: Vec<(String, String)>,
     #[serde(default)]
     pub template_selection: Option<String>,
+    /// `contentHandlingStrategy`: `CONVERT_TO_TEXT` sends the backend's bytes back as base64
+    /// text, `CONVERT_TO_BINARY` its base64 answer back as a binary frame.
+    #[serde(default)]
+    pub content_handling: Option<ContentHandling>,
 }
 
 /// What a non-proxy integration calls.

@@ -11,6 +11,8 @@ The backends are real: an HTTP server this module starts on a free port, a Lambd
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
@@ -30,6 +32,9 @@ REGION = "us-east-1"
 STAGE = "prod"
 
 
+# Bytes that are not UTF-8 (a PNG's signature and more), for contentHandlingStrategy.
+BLOB = b"\x89PNG\r\n\x1a\n\x00\xff\xfe" + bytes(range(256))
+
 SHOUT_TEMPLATE = '{"text": $input.json(\'$.text\'), "cid": "$context.connectionId"}'
 
 
@@ -40,7 +45,8 @@ def invocation_uri(function: str) -> str:
 
 class Upstream:
     """An HTTP backend: records each request; `/connect` admits the token `let-me-in`,
-    `/status/N` answers N, anything else echoes the request as JSON."""
+    `/status/N` answers N, `/blob` answers `BLOB`'s bytes and `/b64` their base64, `/bytes` the
+    size and SHA-256 of the bytes it got, anything else echoes the request as JSON."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -49,12 +55,14 @@ class Upstream:
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
+                raw = self.rfile.read(length) if length else b""
+                body = raw.decode(errors="replace")
                 seen = {
                     "method": self.command,
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     "body": body,
+                    "raw": raw,
                 }
                 upstream.requests.append(seen)
                 status = 200
@@ -65,9 +73,16 @@ class Upstream:
                 elif self.path.startswith("/status/"):
                     status = int(self.path.rsplit("/", 1)[1])
                 out = json.dumps({"got": body, "headers": seen["headers"], "path": self.path}).encode()
+                content_type = "application/json"
+                if self.path.startswith("/blob"):
+                    out, content_type = BLOB, "application/octet-stream"
+                elif self.path.startswith("/b64"):
+                    out, content_type = base64.b64encode(BLOB), "text/plain"
+                elif self.path.startswith("/bytes"):
+                    out = json.dumps({"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("X-Kind", "echo")
                     self.send_header("Content-Length", str(len(out)))
                     self.end_headers()
@@ -264,6 +279,50 @@ def _config(upstream: Upstream) -> dict[str, Any]:
                             "timeoutInMillis": 300,
                         },
                     },
+                    # contentHandlingStrategy ("Binary media types for WebSocket APIs"): a
+                    # message that is base64 (not JSON: it falls to $default) reaches the backend
+                    # as its bytes; a backend's bytes come back as base64 text, or base64 from a
+                    # backend comes back as a binary frame.
+                    {
+                        "routeKey": "$default",
+                        **two_way,
+                        "integration": {
+                            "type": "HTTP_PROXY",
+                            "integrationUri": f"{upstream.url}/bytes",
+                            "integrationMethod": "POST",
+                            "contentHandlingStrategy": "CONVERT_TO_BINARY",
+                        },
+                    },
+                    {
+                        "routeKey": "download",
+                        **two_way,
+                        "integration": {
+                            "type": "HTTP",
+                            "integrationUri": f"{upstream.url}/blob",
+                            "integrationMethod": "GET",
+                            "integrationResponses": {
+                                "$default": {
+                                    "contentHandlingStrategy": "CONVERT_TO_TEXT",
+                                    "responseTemplates": {"$default": '{"png": "$input.body"}'},
+                                }
+                            },
+                        },
+                    },
+                    {
+                        "routeKey": "binary",
+                        **two_way,
+                        "integration": {
+                            "type": "HTTP",
+                            "integrationUri": f"{upstream.url}/b64",
+                            "integrationMethod": "GET",
+                            "integrationResponses": {
+                                "$default": {
+                                    "contentHandlingStrategy": "CONVERT_TO_BINARY",
+                                    "responseTemplates": {"$default": "never applied to bytes"},
+                                }
+                            },
+                        },
+                    },
                     {
                         "routeKey": "oneway",
                         "integration": {
@@ -448,6 +507,27 @@ def test_a_one_way_http_route_calls_the_backend_and_sends_nothing(server: Server
     assert asked["method"] == "PUT" and json.loads(asked["body"]) == {"action": "oneway", "n": 1}
 
 
+def test_content_handling_converts_messages_and_answers(server: Server, upstream: Upstream) -> None:
+    with open_ws(server) as ws:
+        # CONVERT_TO_BINARY on the integration: the backend gets the bytes the message encodes.
+        ws.send(base64.b64encode(BLOB).decode())
+        answer = ws.recv(timeout=10)
+        assert json.loads(answer) == {"size": len(BLOB), "sha256": hashlib.sha256(BLOB).hexdigest()}
+        assert upstream.last("/bytes")["raw"] == BLOB
+        # CONVERT_TO_TEXT on the integration response: the backend's bytes, as base64, mapped.
+        answer = ask(ws, {"action": "download"})
+        assert base64.b64decode(json.loads(answer)["png"]) == BLOB
+        # CONVERT_TO_BINARY on the integration response: a binary frame of the decoded answer.
+        ws.send(json.dumps({"action": "binary"}))
+        assert ws.recv(timeout=10) == BLOB
+        # A message that is not base64 cannot be converted: AWS's error frame, and the connection
+        # stays open.
+        ws.send("not base64 at all!")
+        frame = json.loads(ws.recv(timeout=10))
+        assert frame["message"] == "Internal server error"
+        assert ask(ws, {"action": "http", "text": "on"}) == "ok: on via http"
+
+
 def _route_of(config: dict[str, Any], key: str) -> dict[str, Any]:
     return next(r for r in config["apis"][0]["routes"] if r["routeKey"] == key)
 
@@ -483,6 +563,24 @@ def test_the_config_refuses_what_websocket_apis_do_not_take(tmp_path: Path, upst
     }
     with pytest.raises(ValueError, match="templateSelectionExpression is WebSocket APIs'"):
         Config.model_validate({"apis": [rest]})
+    del rest["routes"][0]["integration"]["templateSelectionExpression"]
+    rest["routes"][0]["integration"]["contentHandlingStrategy"] = "CONVERT_TO_TEXT"
+    with pytest.raises(
+        ValueError, match=r"contentHandlingStrategy is WebSocket APIs' \(REST APIs: contentHandling\)"
+    ):
+        Config.model_validate({"apis": [rest]})
+    config = _config(upstream)
+    _route_of(config, "download")["integration"]["contentHandling"] = "CONVERT_TO_TEXT"
+    with pytest.raises(ValueError, match="WebSocket APIs spell it contentHandlingStrategy"):
+        Config.model_validate(config)
+    config = _config(upstream)
+    _route_of(config, "shout")["integration"] = {
+        "type": "AWS_PROXY",
+        "integrationUri": "shout",
+        "contentHandlingStrategy": "CONVERT_TO_BINARY",
+    }
+    with pytest.raises(ValueError, match="an AWS_PROXY event carries the message as text"):
+        Config.model_validate(config)
 
 
 def test_integrations_built_with_boto3(
@@ -554,6 +652,25 @@ def test_integrations_built_with_boto3(
         IntegrationMethod="POST",
         IntegrationUri=f"{upstream.url}/echo",
     )
+    # ContentHandlingStrategy: a base64 message reaches the backend as bytes, bytes come back
+    # as base64.
+    route(
+        "$default",
+        True,
+        IntegrationType="HTTP_PROXY",
+        IntegrationMethod="POST",
+        IntegrationUri=f"{upstream.url}/bytes",
+        ContentHandlingStrategy="CONVERT_TO_BINARY",
+    )
+    blob = route(
+        "blob", True, IntegrationType="HTTP", IntegrationMethod="GET", IntegrationUri=f"{upstream.url}/blob"
+    )
+    v2.create_integration_response(
+        ApiId=api_id,
+        IntegrationId=blob,
+        IntegrationResponseKey="$default",
+        ContentHandlingStrategy="CONVERT_TO_TEXT",
+    )
     deployment_id = v2.create_deployment(ApiId=api_id)["DeploymentId"]
     v2.create_stage(ApiId=api_id, StageName=STAGE, DeploymentId=deployment_id)
 
@@ -576,3 +693,6 @@ def test_integrations_built_with_boto3(
         assert json.loads(ask(ws, {"action": "proxy", "x": 1}))["got"] == json.dumps(
             {"action": "proxy", "x": 1}
         )
+        assert base64.b64decode(ask(ws, {"action": "blob"})) == BLOB
+        ws.send(base64.b64encode(BLOB).decode())
+        assert json.loads(ws.recv(timeout=10))["sha256"] == hashlib.sha256(BLOB).hexdigest()

@@ -1031,7 +1031,7 @@ fn lenient_base64() -> base64::engine::GeneralPurpose {
     )
 }
 
-fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
+pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
     let compact: Vec<u8> = text
         .iter()
         .copied()
@@ -1042,7 +1042,7 @@ fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("the payload is not base64 ({e}), which CONVERT_TO_BINARY needs"))
 }
 
-fn encode_base64(bytes: &[u8]) -> bytes::Bytes {
+pub fn encode_base64(bytes: &[u8]) -> bytes::Bytes {
     base64::engine::general_purpose::STANDARD
         .encode(bytes)
         .into()

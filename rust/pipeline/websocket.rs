@@ -19,6 +19,7 @@ use access::{Logged, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPGRADE, USER_AGENT};
 use http::{HeaderName, Response, StatusCode};
@@ -37,7 +38,7 @@ use crate::integrations::http_proxy::UpstreamClient;
 use crate::invoke::Invoker;
 use crate::pipeline::responses::ErrorType;
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
-use crate::websocket::integration::{invoke, Invocation};
+use crate::websocket::integration::{invoke, Invocation, Reply};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
 use crate::websocket::relay::{self, Operation, Payload};
 use crate::websocket::selection::RouteSelection;
@@ -157,8 +158,12 @@ impl Session {
                 };
                 // Logged before the answer goes: a client reading it finds the line written.
                 self.log_event(&Logged { route_key: Some(&route.key), outcome: integrated, ..line });
-                if let (true, Some(body)) = (route.two_way, answer.body) {
-                    self.send_text(body);
+                match (route.two_way, answer.body) {
+                    (true, Some(Reply::Text(text))) => self.send_text(text),
+                    (true, Some(Reply::Binary(bytes))) => {
+                        self.connection.send(Outgoing::Frame(Message::Binary(bytes)));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -328,7 +333,7 @@ where
 }
 
 /// An answer with a status, and a JSON body when there is one.
-fn answer(status: u16, body: Option<String>) -> Response<PipelineBody> {
+fn answer(status: u16, body: Option<Bytes>) -> Response<PipelineBody> {
     let mut response = match body {
         Some(body) => {
             let mut r = Response::new(full(body));
@@ -344,7 +349,7 @@ fn answer(status: u16, body: Option<String>) -> Response<PipelineBody> {
 /// An `@connections` error as the management API's clients read it (`x-amzn-ErrorType`).
 fn service_error(status: u16, error_type: &'static str, message: Option<&str>) -> Response<PipelineBody> {
     let body = serde_json::json!({ "message": message }).to_string();
-    let mut response = answer(status, Some(body));
+    let mut response = answer(status, Some(body.into()));
     response.headers_mut().insert(ERROR_TYPE, HeaderValue::from_static(error_type));
     response
 }
@@ -424,7 +429,7 @@ impl Pipeline {
             match invoke(route, call).await {
                 Err(why) => {
                     eprintln!("portico: WebSocket $connect {}: {why}", ex.request_id);
-                    return Ok(answer(500, Some(r#"{"message": "Internal server error"}"#.into())));
+                    return Ok(answer(500, Some(Bytes::from_static(br#"{"message": "Internal server error"}"#))));
                 }
                 Ok(connected) => match connected.status {
                     Some(status) if (200..300).contains(&status) => {
@@ -432,13 +437,15 @@ impl Pipeline {
                             .and_then(|p| HeaderValue::from_str(p).ok());
                     }
                     // The integration refused the connection: the client sees its status.
-                    Some(status) if (400..600).contains(&status) => return Ok(answer(status, connected.body)),
+                    Some(status) if (400..600).contains(&status) => {
+                        return Ok(answer(status, connected.body.map(Reply::into_bytes)))
+                    }
                     _ => {
                         eprintln!(
                             "portico: WebSocket $connect {}: the answer has no statusCode of 200-599",
                             ex.request_id
                         );
-                        return Ok(answer(502, Some(r#"{"message": "Internal server error"}"#.into())));
+                        return Ok(answer(502, Some(Bytes::from_static(br#"{"message": "Internal server error"}"#))));
                     }
                 },
             }
@@ -538,7 +545,7 @@ impl Pipeline {
         };
         Ok(match outcome {
             relay::Outcome::Posted => answer(200, None),
-            relay::Outcome::Described { connection } => answer(200, Some(connection.to_string())),
+            relay::Outcome::Described { connection } => answer(200, Some(connection.to_string().into())),
             relay::Outcome::Deleted => answer(204, None),
             relay::Outcome::Gone => service_error(410, "GoneException", None),
             relay::Outcome::LimitExceeded => service_error(429, "LimitExceededException", Some("Too many messages waiting")),

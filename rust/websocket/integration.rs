@@ -17,6 +17,12 @@
 //!   -> response template chosen by that response's templateSelectionExpression
 //! ```
 //!
+//! `contentHandlingStrategy` ("Binary media types for WebSocket APIs"): messages are text, so an
+//! integration's `CONVERT_TO_BINARY` takes the message as base64 and sends the backend its bytes
+//! (no request template applies to them); an integration response's `CONVERT_TO_TEXT` sends the
+//! backend's bytes back as base64 text (which its template may map), `CONVERT_TO_BINARY` takes
+//! the backend's answer as base64 and sends its bytes back in a binary frame.
+//!
 //! The rules are the core's: parameters and passthrough (`crate::pipeline::mapping`), the
 //! backends and template rendering (`crate::integrations::non_proxy`), selection expressions
 //! (`crate::websocket::selection`). What differs from REST APIs is only what selects.
@@ -32,8 +38,10 @@ use crate::integrations::non_proxy::{configuration_error, render, Backend, Backe
 use crate::integrations::Integration;
 use crate::invoke::Invoker;
 use crate::lambda::event::{json_string_into, parse_query};
-use crate::pipeline::mapping::{passes_through, selection_regex, MethodRequest, RequestParameters, Template};
-use crate::spec::{BackendSpec, PassthroughBehavior, Settings, WebsocketIntegrationSpec};
+use crate::pipeline::mapping::{
+    decode_base64, encode_base64, passes_through, selection_regex, MethodRequest, RequestParameters, Template,
+};
+use crate::spec::{BackendSpec, ContentHandling, PassthroughBehavior, Settings, WebsocketIntegrationSpec};
 use crate::websocket::selection::{AnswerView, TemplateSelection};
 
 /// The key of the template chosen when the selection expression selects no template of its own
@@ -47,7 +55,24 @@ pub struct Answer {
     pub status: Option<u16>,
     pub headers: Vec<(String, String)>,
     /// What a two-way route sends back (None: nothing).
-    pub body: Option<String>,
+    pub body: Option<Reply>,
+}
+
+/// What a two-way route sends back: a text frame, or a binary one (an integration response's
+/// `CONVERT_TO_BINARY`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    Text(String),
+    Binary(Bytes),
+}
+
+impl Reply {
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Reply::Text(text) => Bytes::from(text),
+            Reply::Binary(bytes) => bytes,
+        }
+    }
 }
 
 impl Answer {
@@ -59,7 +84,7 @@ impl Answer {
         };
         let Some(object) = value.as_object() else {
             return Answer {
-                body: (!value.is_null()).then(|| value.to_string()),
+                body: (!value.is_null()).then(|| Reply::Text(value.to_string())),
                 ..Answer::default()
             };
         };
@@ -77,13 +102,13 @@ impl Answer {
             .collect();
         let body = match object.get("body") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
+            Some(Value::String(s)) => Some(Reply::Text(s.clone())),
+            Some(other) => Some(Reply::Text(other.to_string())),
         };
         Answer { status, headers, body }
     }
 
-    fn of_backend(status: http::StatusCode, headers: &HeaderMap, body: Option<String>) -> Answer {
+    fn of_backend(status: http::StatusCode, headers: &HeaderMap, body: Option<Reply>) -> Answer {
         Answer {
             status: Some(status.as_u16()),
             headers: headers
@@ -126,7 +151,7 @@ pub async fn invoke(route: &RouteRuntime, call: Invocation<'_>) -> Result<Answer
         Integration::Mock(mock) => Ok(Answer {
             status: Some(mock.status.as_u16()),
             headers: Vec::new(),
-            body: Some(String::from_utf8_lossy(&mock.body).into_owned()),
+            body: Some(Reply::Text(String::from_utf8_lossy(&mock.body).into_owned())),
         }),
         // Boxed: a connection's task awaits `$disconnect` inline, and this future's state (the
         // request, its templates' output, the backend call) would otherwise be part of every idle
@@ -173,6 +198,7 @@ struct IntegrationResponse {
     key: ResponseKey,
     templates: KeyedTemplates,
     selection: Option<TemplateSelection>,
+    content_handling: Option<ContentHandling>,
 }
 
 /// A WebSocket route's `HTTP_PROXY`, `HTTP`, `AWS` or `MOCK` integration, compiled.
@@ -186,6 +212,7 @@ pub struct WebsocketIntegration {
     templates: KeyedTemplates,
     selection: Option<TemplateSelection>,
     passthrough: PassthroughBehavior,
+    content_handling: Option<ContentHandling>,
     responses: Vec<IntegrationResponse>,
     /// `WebSocket API {id} {routeKey}`, for the operator's log lines.
     name: Box<str>,
@@ -236,6 +263,7 @@ impl WebsocketIntegration {
                 key,
                 templates: KeyedTemplates::compile(&response.templates),
                 selection,
+                content_handling: response.content_handling,
             });
         }
         let method = match &spec.backend {
@@ -252,6 +280,7 @@ impl WebsocketIntegration {
             templates: KeyedTemplates::compile(&spec.request_templates),
             selection,
             passthrough: spec.passthrough,
+            content_handling: spec.content_handling,
             responses,
             name: format!("WebSocket API {api_id} {route_key}").into(),
         })
@@ -292,8 +321,13 @@ impl WebsocketIntegration {
         }
         let input = |kind: &str, body: &str, extra: Option<&str>| template_input(kind, body, call, &context, extra);
 
-        // integration request: the body as it is (HTTP_PROXY), or its template's output.
-        let body = if self.proxy {
+        // integration request: the message's bytes (CONVERT_TO_BINARY), the message as it is
+        // (HTTP_PROXY), or its template's output.
+        let body = if self.content_handling == Some(ContentHandling::ConvertToBinary) {
+            Bytes::from(
+                decode_base64(call.body.as_bytes()).map_err(|why| format!("{}: the message: {why}", self.name))?,
+            )
+        } else if self.proxy {
             Bytes::copy_from_slice(call.body.as_bytes())
         } else {
             let key = match &self.selection {
@@ -332,9 +366,9 @@ impl WebsocketIntegration {
             name: &self.name,
         };
         let answer = self.backend.call(&backend_call, &mapped, body).await.map_err(failed)?;
-        let text = String::from_utf8_lossy(&answer.body).into_owned();
         if self.proxy {
-            return Ok(Answer::of_backend(answer.status, &answer.headers, Some(text)));
+            let text = String::from_utf8_lossy(&answer.body).into_owned();
+            return Ok(Answer::of_backend(answer.status, &answer.headers, Some(Reply::Text(text))));
         }
 
         // integration response: chosen by the answer, then its template.
@@ -346,6 +380,16 @@ impl WebsocketIntegration {
                 answer.selection.as_deref().unwrap_or("$default")
             );
             return Ok(Answer::of_backend(answer.status, &answer.headers, None));
+        };
+        let text = match response.content_handling {
+            Some(ContentHandling::ConvertToBinary) => {
+                let bytes = decode_base64(&answer.body)
+                    .map_err(|why| format!("{}: the integration's answer: {why}", self.name))?;
+                return Ok(Answer::of_backend(answer.status, &answer.headers, Some(Reply::Binary(bytes.into()))));
+            }
+            Some(ContentHandling::ConvertToText) => String::from_utf8(encode_base64(&answer.body).to_vec())
+                .expect("base64 is ASCII"),
+            None => String::from_utf8_lossy(&answer.body).into_owned(),
         };
         let view = AnswerView {
             status: answer.status,
@@ -371,7 +415,7 @@ impl WebsocketIntegration {
                     .output
             }
         };
-        Ok(Answer::of_backend(answer.status, &answer.headers, Some(out)))
+        Ok(Answer::of_backend(answer.status, &answer.headers, Some(Reply::Text(out))))
     }
 }
 

@@ -380,9 +380,13 @@ def _websocket_integration(
         request_templates=integration.requestTemplates,
         template_selection=integration.templateSelectionExpression,
         passthrough=integration.passthroughBehavior,
+        content_handling=integration.contentHandlingStrategy,
         responses=[
             S.websocket_response(
-                response_key, response.responseTemplates, response.templateSelectionExpression
+                response_key,
+                response.responseTemplates,
+                response.templateSelectionExpression,
+                response.contentHandlingStrategy,
             )
             for response_key, response in integration.integrationResponses.items()
         ],

@@ -202,6 +202,7 @@ class WebsocketResponseSpec(TypedDict):
     key: str  # integrationResponseKey: $default, /REGEX/ or an exact value
     templates: list[tuple[str, str]]  # (template key, template)
     template_selection: str | None
+    content_handling: ContentHandling | None  # contentHandlingStrategy
 
 
 class WebsocketIntegrationSpec(TypedDict):
@@ -214,6 +215,7 @@ class WebsocketIntegrationSpec(TypedDict):
     request_templates: list[tuple[str, str]]  # (template key, template)
     template_selection: str | None
     passthrough: PassthroughBehavior
+    content_handling: ContentHandling | None  # contentHandlingStrategy
     responses: list[WebsocketResponseSpec]
 
 
@@ -594,12 +596,16 @@ def non_proxy(
 
 
 def websocket_response(
-    key: str, templates: dict[str, str] | None = None, template_selection: str | None = None
+    key: str,
+    templates: dict[str, str] | None = None,
+    template_selection: str | None = None,
+    content_handling: ContentHandling | None = None,
 ) -> WebsocketResponseSpec:
     return {
         "key": key,
         "templates": list((templates or {}).items()),
         "template_selection": template_selection,
+        "content_handling": content_handling,
     }
 
 
@@ -611,6 +617,7 @@ def websocket_integration(
     request_templates: dict[str, str] | None = None,
     template_selection: str | None = None,
     passthrough: PassthroughBehavior = "WHEN_NO_MATCH",
+    content_handling: ContentHandling | None = None,
     responses: list[WebsocketResponseSpec] | None = None,
 ) -> WebsocketIntegrationSpec:
     """A WebSocket API's `HTTP_PROXY` (`proxy`, an HTTP backend), `HTTP`, `AWS` or `MOCK`
@@ -624,6 +631,7 @@ def websocket_integration(
         "request_templates": list((request_templates or {}).items()),
         "template_selection": template_selection,
         "passthrough": passthrough,
+        "content_handling": content_handling,
         "responses": list(responses or ()),
     }
 

@@ -182,6 +182,13 @@ def _cache_key(integration: dict[str, Any], where: str) -> list[S.CacheKeyParame
 _LAMBDA_PATH = ":lambda:path/"
 
 
+def _content_handling(value: Any) -> S.ContentHandling | None:
+    """REST APIs' `contentHandling`, WebSocket APIs' `ContentHandlingStrategy` (anything else: none)."""
+    if value == "CONVERT_TO_TEXT" or value == "CONVERT_TO_BINARY":
+        return value
+    return None
+
+
 def _strings(value: Any) -> dict[str, str]:
     """A stored string map (`requestParameters`, `responseTemplates`...): its string entries."""
     if not isinstance(value, dict):
@@ -204,14 +211,13 @@ def _rest_non_proxy(
         status = _status(response.get("statusCode") or code)
         if status is None:
             continue
-        handling = response.get("contentHandling")
         responses.append(
             S.integration_response(
                 status,
                 response.get("selectionPattern") or None,
                 _strings(response.get("responseParameters")),
                 _strings(response.get("responseTemplates")),
-                handling if handling in ("CONVERT_TO_TEXT", "CONVERT_TO_BINARY") else None,
+                _content_handling(response.get("contentHandling")),
             )
         )
     method_responses = []
@@ -225,13 +231,12 @@ def _rest_non_proxy(
         ]
         method_responses.append(S.method_response(status, declared))
     passthrough = integration.get("passthroughBehavior")
-    handling = integration.get("contentHandling")
     return S.non_proxy(
         backend,
         request_parameters=_strings(integration.get("requestParameters")),
         request_templates=_strings(integration.get("requestTemplates")),
         passthrough=passthrough if passthrough in ("WHEN_NO_TEMPLATES", "NEVER") else "WHEN_NO_MATCH",
-        content_handling=handling if handling in ("CONVERT_TO_TEXT", "CONVERT_TO_BINARY") else None,
+        content_handling=_content_handling(integration.get("contentHandling")),
         responses=responses,
         method_responses=method_responses,
     )
@@ -446,6 +451,12 @@ class _Builder:
         timeout_ms = _timeout(integration.get("TimeoutInMillis"), _DEFAULT_HTTP_TIMEOUT_MS)
         uri = integration.get("IntegrationUri") or ""
         if kind == "AWS_PROXY":
+            if integration.get("ContentHandlingStrategy"):
+                log.warning(
+                    "%s: ContentHandlingStrategy is not applied to AWS_PROXY (its event carries the "
+                    "message as text)",
+                    where,
+                )
             return _lambda(uri, "1.0", timeout_ms, self.registry, where)
         integration_id = integration.get("IntegrationId")
         responses = [
@@ -453,6 +464,7 @@ class _Builder:
                 str(response.get("IntegrationResponseKey") or ""),
                 _strings(response.get("ResponseTemplates")),
                 response.get("TemplateSelectionExpression") or None,
+                _content_handling(response.get("ContentHandlingStrategy")),
             )
             for response in snap.get("IntegrationResponses") or []
             if response.get("IntegrationId") == integration_id
@@ -480,6 +492,7 @@ class _Builder:
                 request_templates=_strings(integration.get("RequestTemplates")),
                 template_selection=integration.get("TemplateSelectionExpression") or None,
                 passthrough=passthrough if passthrough in ("WHEN_NO_TEMPLATES", "NEVER") else "WHEN_NO_MATCH",
+                content_handling=_content_handling(integration.get("ContentHandlingStrategy")),
                 responses=responses,
             )
             problem = _core.integration_problem(S.dumps(spec), key, api_id)  # type: ignore[arg-type]

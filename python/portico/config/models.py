@@ -82,6 +82,9 @@ class IntegrationResponse(_Model):
     # WebSocket APIs: which of `responseTemplates` renders the message sent back
     # (`${integration.response.statuscode}`, `$request.body.action`, `\$default`...).
     templateSelectionExpression: str | None = None
+    # WebSocket APIs (apigatewayv2's name): CONVERT_TO_TEXT sends the backend's bytes back as
+    # base64 text, CONVERT_TO_BINARY its base64 answer as a binary frame (docs/websocket.md).
+    contentHandlingStrategy: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
 
 
 class MethodResponse(_Model):
@@ -134,6 +137,9 @@ class Integration(_Model):
     # WebSocket APIs: which of `requestTemplates` makes the integration request
     # (`$request.body.action`, `\$default`; unset: the `$default` template).
     templateSelectionExpression: str | None = None
+    # WebSocket APIs (apigatewayv2's name): CONVERT_TO_BINARY takes each message as base64 and
+    # sends the backend its bytes ("Binary media types for WebSocket APIs").
+    contentHandlingStrategy: Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"] | None = None
 
     @field_validator("integrationResponses")
     @classmethod
@@ -249,11 +255,26 @@ class Integration(_Model):
         return "1.0" if self.type == "HTTP_PROXY" else "2.0"
 
 
+# What only WebSocket APIs' integrations and integration responses have, and what REST APIs
+# have instead.
+_WEBSOCKET_INTEGRATION_MEMBERS = {
+    "templateSelectionExpression": "REST APIs choose templates by content type",
+    "contentHandlingStrategy": "REST APIs: contentHandling",
+}
+
+
 def _websocket_integration_problem(integration: Integration) -> str | None:
     """What WebSocket APIs do not take of an integration ("Setting up WebSocket API integration
     responses": their responses are keyed `$default` or `/REGEX/`, and map no headers)."""
-    if integration.contentHandling:
-        return "contentHandling is not served on WebSocket APIs yet"
+    if integration.contentHandling or any(
+        r.contentHandling for r in integration.integrationResponses.values()
+    ):
+        return "contentHandling is REST APIs'; WebSocket APIs spell it contentHandlingStrategy"
+    if integration.contentHandlingStrategy and integration.type == "AWS_PROXY":
+        return (
+            "contentHandlingStrategy: an AWS_PROXY event carries the message as text; HTTP_PROXY, HTTP, "
+            "AWS and MOCK integrations convert it"
+        )
     for key, response in integration.integrationResponses.items():
         if not re.fullmatch(r"\$default|/.+/", key):
             return f"integrationResponses: {key!r}: WebSocket APIs key them by $default or /REGEX/"
@@ -1003,14 +1024,11 @@ class Api(_Model):
                 integration = inline if isinstance(inline, Integration) else self.integrations.get(inline)
                 if integration is None:
                     continue  # `_references` says so
-                selections = [integration.templateSelectionExpression] + [
-                    r.templateSelectionExpression for r in integration.integrationResponses.values()
-                ]
-                if any(selections):
-                    raise ValueError(
-                        f"routes[{index}].integration: templateSelectionExpression is WebSocket APIs' "
-                        "(REST APIs choose templates by content type)"
-                    )
+                holders = [integration, *integration.integrationResponses.values()]
+                for member, instead in _WEBSOCKET_INTEGRATION_MEMBERS.items():
+                    if any(getattr(holder, member) for holder in holders):
+                        why = f"{member} is WebSocket APIs' ({instead})"
+                        raise ValueError(f"routes[{index}].integration: {why}")
             return self
         if not self.routeSelectionExpression:
             raise ValueError("routeSelectionExpression: WebSocket APIs need one (e.g. $request.body.action)")
