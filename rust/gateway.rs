@@ -514,8 +514,8 @@ fn compile_serving(
     };
     // Compiled once per deployment: every stage and snapshot serving the same models shares them.
     let validated = s.routes.iter().any(|r| r.validation().is_some());
-    if validated && api.kind != ApiKind::Rest {
-        return Err(ConfigError(format!("{at}: only REST APIs validate requests")));
+    if validated && !matches!(api.kind, ApiKind::Rest | ApiKind::Websocket) {
+        return Err(ConfigError(format!("{at}: only REST and WebSocket APIs validate requests")));
     }
     let models = validated.then(|| crate::pipeline::validate::ModelSet::of(&api.id, s.models));
     for (i, r) in s.routes.iter().enumerate() {

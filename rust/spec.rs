@@ -301,8 +301,13 @@ pub struct RouteValidationSpec {
     /// (`requestParameters` `method.request.LOCATION.NAME: true`); empty when not validated.
     pub parameters: Vec<RequiredParameterSpec>,
     /// `validateRequestBody`: the method's `requestModels` (media type or `$default` -> model
-    /// name); None: bodies are not validated.
+    /// name); None: bodies are not validated. WebSocket APIs: the route's `requestModels`, by the
+    /// values of its `modelSelectionExpression`.
     pub body: Option<BTreeMap<String, String>>,
+    /// WebSocket APIs: the route's `modelSelectionExpression` ("Request validation for WebSocket
+    /// APIs"): its value picks the message's model in `body`, else `$default`'s; with neither,
+    /// the message is refused.
+    pub model_selection: Option<String>,
 }
 
 /// A request parameter a method requires.
@@ -416,7 +421,8 @@ pub struct RouteDef {
     /// own resource, AWS's default).
     #[serde(default)]
     pub cache_namespace: Option<String>,
-    /// REST APIs: how the method's requests are validated (None: they are not).
+    /// REST APIs: how the method's requests are validated (None: they are not); WebSocket APIs:
+    /// how a route's messages are.
     #[serde(default)]
     pub validation: Option<RouteValidationSpec>,
     /// WebSocket APIs: the route has a route response (`routeResponseSelectionExpression`

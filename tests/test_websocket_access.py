@@ -426,6 +426,7 @@ LOG_FORMAT = json.dumps(
             "identity.userAgent",
             "error.message",
             "error.responseType",
+            "error.validationErrorString",
             "integrationStatus",
             "integrationErrorMessage",
         )
@@ -441,10 +442,18 @@ def test_each_event_of_a_connection_is_an_access_log_line(tmp_path: Path, door: 
     config["apis"][0]["stages"][0]["routeSettings"] = {
         "quiet": {"throttlingBurstLimit": 0, "throttlingRateLimit": 0}
     }
+    # `whoami` checks its messages: one without `as` is refused by its model.
+    chat = config["apis"][0]
+    chat["models"] = {"WhoAmI": {"schema": {"type": "object", "required": ["as"]}}}
+    whoami_route = next(r for r in chat["routes"] if r["routeKey"] == "whoami")
+    whoami_route.update(modelSelectionExpression="\\$default", requestModels={"$default": "WhoAmI"})
     logged = start_server(config, tmp_path, extra_args=door)
     try:
         with open_chat(logged, user_agent_header="log-test/1.0") as ws:
-            connection_id = whoami(ws)
+            ws.send(json.dumps({"action": "whoami", "as": "me"}))
+            connection_id = json.loads(ws.recv(timeout=10))["connectionId"]
+            ws.send(json.dumps({"action": "whoami"}))
+            assert json.loads(ws.recv(timeout=10))["message"] == "Invalid request body"
             ws.send("hello")
             assert ws.recv(timeout=10) == "echo: hello"
             ws.send(json.dumps({"action": "fail"}))
@@ -467,6 +476,7 @@ def test_each_event_of_a_connection_is_an_access_log_line(tmp_path: Path, door: 
     assert sorted(by_type[1:-1]) == sorted(
         [
             ("MESSAGE", "whoami", "200"),
+            ("MESSAGE", "whoami", "400"),
             ("MESSAGE", "$default", "200"),
             ("MESSAGE", "fail", "500"),
             ("MESSAGE", "quiet", "429"),
@@ -489,7 +499,13 @@ def test_each_event_of_a_connection_is_an_access_log_line(tmp_path: Path, door: 
     # Each message's line names the message as its event did.
     message_ids = [line["messageId"] for line in messages]
     assert len(set(message_ids)) == len(messages) and all(len(m) == 16 for m in message_ids)
-    line_of = {line["routeKey"]: line for line in messages}
+    invalid = next(line for line in messages if line["status"] == "400")
+    assert (invalid["error.message"], invalid["error.responseType"]) == (
+        "Invalid request body",
+        "BAD_REQUEST_BODY",
+    )
+    assert "as" in invalid["error.validationErrorString"]
+    line_of = {line["routeKey"]: line for line in messages if line["status"] != "400"}
     whoami_event = next(
         e
         for e in events

@@ -35,6 +35,15 @@ STAGE = "prod"
 # Bytes that are not UTF-8 (a PNG's signature and more), for contentHandlingStrategy.
 BLOB = b"\x89PNG\r\n\x1a\n\x00\xff\xfe" + bytes(range(256))
 
+ORDER_MODEL = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "type": "object",
+    "required": ["action", "item"],
+    "properties": {"item": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}},
+}
+# Version 2 of the message: the quantity is required.
+ORDER_V2_MODEL = {**ORDER_MODEL, "required": ["action", "item", "quantity"]}
+
 SHOUT_TEMPLATE = '{"text": $input.json(\'$.text\'), "cid": "$context.connectionId"}'
 
 
@@ -323,6 +332,22 @@ def _config(upstream: Upstream) -> dict[str, Any]:
                             },
                         },
                     },
+                    # "Request validation for WebSocket APIs": the model is chosen per message.
+                    {
+                        "routeKey": "order",
+                        **two_way,
+                        "modelSelectionExpression": "$request.body.version",
+                        "requestModels": {"v2": "OrderV2", "$default": "Order"},
+                        "integration": {
+                            "type": "MOCK",
+                            "requestTemplates": {"$default": '{"statusCode": 200}'},
+                            "integrationResponses": {
+                                "$default": {
+                                    "responseTemplates": {"$default": "accepted by $context.routeKey"}
+                                }
+                            },
+                        },
+                    },
                     {
                         "routeKey": "oneway",
                         "integration": {
@@ -335,6 +360,7 @@ def _config(upstream: Upstream) -> dict[str, Any]:
                         },
                     },
                 ],
+                "models": {"Order": {"schema": ORDER_MODEL}, "OrderV2": {"schema": ORDER_V2_MODEL}},
                 "stages": [{"stageName": STAGE, "variables": {"color": "blue"}}],
             }
         ],
@@ -528,6 +554,24 @@ def test_content_handling_converts_messages_and_answers(server: Server, upstream
         assert ask(ws, {"action": "http", "text": "on"}) == "ok: on via http"
 
 
+def test_messages_are_validated_against_the_model_they_select(server: Server) -> None:
+    with open_ws(server) as ws:
+        assert ask(ws, {"action": "order", "item": "tea"}) == "accepted by order"
+        for invalid in (
+            {"action": "order", "quantity": 2},  # no item ($default's model: Order)
+            {"action": "order", "item": "tea", "quantity": "two"},
+            {"action": "order", "version": "v2", "item": "tea"},  # OrderV2 needs a quantity
+        ):
+            frame = json.loads(ask(ws, invalid))
+            assert frame["message"] == "Invalid request body", invalid
+            assert set(frame) == {"message", "connectionId", "requestId"}
+        # The connection stays open, and version 2 with its quantity passes.
+        assert (
+            ask(ws, {"action": "order", "version": "v2", "item": "milk", "quantity": 2})
+            == "accepted by order"
+        )
+
+
 def _route_of(config: dict[str, Any], key: str) -> dict[str, Any]:
     return next(r for r in config["apis"][0]["routes"] if r["routeKey"] == key)
 
@@ -568,6 +612,14 @@ def test_the_config_refuses_what_websocket_apis_do_not_take(tmp_path: Path, upst
     with pytest.raises(
         ValueError, match=r"contentHandlingStrategy is WebSocket APIs' \(REST APIs: contentHandling\)"
     ):
+        Config.model_validate({"apis": [rest]})
+    config = _config(upstream)
+    _route_of(config, "order")["requestModels"]["v3"] = "OrderV3"
+    with pytest.raises(ValueError, match="unknown model 'OrderV3'"):
+        Config.model_validate(config)
+    rest["routes"][0]["integration"].pop("contentHandlingStrategy")
+    rest["routes"][0]["modelSelectionExpression"] = "$request.body.version"
+    with pytest.raises(ValueError, match="modelSelectionExpression: WebSocket APIs' only"):
         Config.model_validate({"apis": [rest]})
     config = _config(upstream)
     _route_of(config, "download")["integration"]["contentHandling"] = "CONVERT_TO_TEXT"
@@ -671,6 +723,30 @@ def test_integrations_built_with_boto3(
         IntegrationResponseKey="$default",
         ContentHandlingStrategy="CONVERT_TO_TEXT",
     )
+    # A validated route: every message checked against its model.
+    v2.create_model(
+        ApiId=api_id, Name="Order", ContentType="application/json", Schema=json.dumps(ORDER_MODEL)
+    )
+    ordered = v2.create_integration(
+        ApiId=api_id,
+        IntegrationType="MOCK",
+        RequestTemplates={"$default": '{"statusCode": 200}'},
+    )["IntegrationId"]
+    v2.create_integration_response(
+        ApiId=api_id,
+        IntegrationId=ordered,
+        IntegrationResponseKey="$default",
+        ResponseTemplates={"$default": "ordered by $context.routeKey"},
+    )
+    order_route = v2.create_route(
+        ApiId=api_id,
+        RouteKey="order",
+        Target=f"integrations/{ordered}",
+        RouteResponseSelectionExpression="$default",
+        ModelSelectionExpression="$request.body.version",
+        RequestModels={"$default": "Order"},
+    )["RouteId"]
+    v2.create_route_response(ApiId=api_id, RouteId=order_route, RouteResponseKey="$default")
     deployment_id = v2.create_deployment(ApiId=api_id)["DeploymentId"]
     v2.create_stage(ApiId=api_id, StageName=STAGE, DeploymentId=deployment_id)
 
@@ -696,3 +772,5 @@ def test_integrations_built_with_boto3(
         assert base64.b64decode(ask(ws, {"action": "blob"})) == BLOB
         ws.send(base64.b64encode(BLOB).decode())
         assert json.loads(ws.recv(timeout=10))["sha256"] == hashlib.sha256(BLOB).hexdigest()
+        assert ask(ws, {"action": "order", "item": "tea"}) == "ordered by order"
+        assert json.loads(ask(ws, {"action": "order", "quantity": 0}))["message"] == "Invalid request body"

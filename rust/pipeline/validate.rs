@@ -21,6 +21,12 @@
 //! (`[instance value (\"bird\") not found in enum (possible values: [\"dog\",\"cat\",\"fish\"])]`),
 //! escaped to sit inside a JSON string; for parameters, the message itself.
 //!
+//! WebSocket APIs ("Request validation for WebSocket APIs in API Gateway") validate the messages
+//! of a route with a `modelSelectionExpression`: its value (`$request.body.version`, a literal...)
+//! picks one of the route's `requestModels`, else the `$default` one; with neither, or when the
+//! message does not match, the message is refused with the `Invalid request body` frame
+//! (`RouteValidation::check_message`, called by `crate::pipeline::websocket`).
+//!
 //! Models `$ref` each other by `https://apigateway.amazonaws.com/restapis/{apiId}/models/{name}`:
 //! every model of the deployment is registered under that URI before any is compiled, and
 //! nothing is ever fetched.
@@ -42,6 +48,7 @@ use crate::gateway::{Decision, Snapshot};
 use crate::lambda::event::parse_query;
 use crate::pipeline::responses::ErrorType;
 use crate::spec::{ModelSpec, ParameterLocation, RouteValidationSpec};
+use crate::websocket::selection::TemplateSelection;
 
 /// Where AWS addresses a REST API's model (what a model's `$ref` names).
 pub fn model_uri(api_id: &str, name: &str) -> String {
@@ -244,7 +251,19 @@ pub struct RouteValidation {
     /// `validateRequestParameters`: the required parameters, in AWS's order.
     parameters: Vec<Required>,
     /// `validateRequestBody`: `requestModels` by media type (lower case), and `$default`'s.
+    /// WebSocket APIs: by the values of `selection`, as written.
     body: Option<(Vec<(Box<str>, Model)>, Option<Model>)>,
+    /// WebSocket APIs' `modelSelectionExpression` (None: messages are not validated).
+    selection: Option<TemplateSelection>,
+}
+
+/// Why a WebSocket message was not let through.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MessageRefusal {
+    /// It does not match its model, is not JSON, or no model applies (`Invalid request body`).
+    Invalid(Violations),
+    /// Its model cannot be compiled (a configuration error: `Internal server error`).
+    Configuration(String),
 }
 
 fn location_name(location: ParameterLocation) -> &'static str {
@@ -297,6 +316,20 @@ impl RouteValidation {
             (location_name(a.location), &*a.name).cmp(&(location_name(b.location), &*b.name))
         });
         parameters.dedup_by(|a, b| a.location == b.location && a.name == b.name);
+        let selection = spec
+            .model_selection
+            .as_deref()
+            .map(TemplateSelection::request)
+            .transpose()
+            .map_err(|e| format!("modelSelectionExpression: {e}"))?;
+        // Media types compare in lower case; WebSocket selection keys as written.
+        let key_of = |key: &str| -> Box<str> {
+            if selection.is_some() {
+                key.into()
+            } else {
+                key.trim().to_ascii_lowercase().into()
+            }
+        };
         let body = spec.body.as_ref().map(|by_type| {
             let mut typed = Vec::new();
             let mut default = None;
@@ -308,15 +341,41 @@ impl RouteValidation {
                 if content_type == "$default" {
                     default = Some(model);
                 } else {
-                    typed.push((
-                        content_type.trim().to_ascii_lowercase().into_boxed_str(),
-                        model,
-                    ));
+                    typed.push((key_of(content_type), model));
                 }
             }
             (typed, default)
         });
-        Ok(RouteValidation { parameters, body })
+        Ok(RouteValidation {
+            parameters,
+            body,
+            selection,
+        })
+    }
+
+    /// WebSocket APIs: check `message` against the model the route's `modelSelectionExpression`
+    /// selects, else its `$default` model. Ok when the route does not validate messages.
+    pub fn check_message(&self, message: &str) -> Result<(), MessageRefusal> {
+        let Some(selection) = &self.selection else {
+            return Ok(());
+        };
+        let key = selection.select(message, None);
+        let (typed, default) = match &self.body {
+            Some((typed, default)) => (typed.as_slice(), default.as_ref()),
+            None => (&[][..], None),
+        };
+        let model = key
+            .as_deref()
+            .and_then(|key| typed.iter().find(|(k, _)| **k == *key).map(|(_, m)| m))
+            .or(default);
+        let Some(model) = model else {
+            let why = format!("[no model for {:?} and no $default model]", key.unwrap_or_default());
+            return Err(MessageRefusal::Invalid(Violations(escape(&why))));
+        };
+        match &model.compiled {
+            Ok(validator) => check_body(validator, message.as_bytes()).map_err(MessageRefusal::Invalid),
+            Err(why) => Err(MessageRefusal::Configuration(why.to_string())),
+        }
     }
 
     /// The names of the required parameters the request lacks (or sends blank), in AWS's order.
@@ -944,8 +1003,50 @@ mod tests {
                     .map(|(t, m)| ((*t).to_owned(), (*m).to_owned()))
                     .collect::<BTreeMap<_, _>>()
             }),
+            model_selection: None,
         };
         RouteValidation::compile(&spec, set).unwrap()
+    }
+
+    #[test]
+    fn websocket_messages_are_checked_against_the_selected_model() {
+        let set = models(
+            "ws0001",
+            &[
+                ("V1", json!({"type": "object", "required": ["v1only"]})),
+                ("Any", json!({"type": "object", "required": ["action"]})),
+                ("Broken", json!({"$ref": "Missing"})),
+            ],
+        );
+        let spec = |models: &[(&str, &str)]| RouteValidationSpec {
+            parameters: Vec::new(),
+            body: Some(models.iter().map(|(k, m)| ((*k).to_owned(), (*m).to_owned())).collect()),
+            model_selection: Some("$request.body.version".to_owned()),
+        };
+        let route = RouteValidation::compile(&spec(&[("V1", "V1"), ("$default", "Any")]), &set).unwrap();
+        // The key is compared as written (no lower-casing, unlike media types).
+        assert_eq!(route.check_message(r#"{"version": "V1", "v1only": 1}"#), Ok(()));
+        let Err(MessageRefusal::Invalid(Violations(why))) = route.check_message(r#"{"version": "V1"}"#) else {
+            panic!("a V1 message without v1only passed")
+        };
+        assert!(why.contains("v1only"), "{why}");
+        assert!(route.check_message(r#"{"version": "v1"}"#).is_err(), "v1 is not V1: $default's model applies");
+        assert_eq!(route.check_message(r#"{"version": "v1", "action": "x"}"#), Ok(()));
+        assert!(matches!(route.check_message("not json"), Err(MessageRefusal::Invalid(_))));
+
+        // No model for the key and no $default: refused.
+        let strict = RouteValidation::compile(&spec(&[("V1", "V1")]), &set).unwrap();
+        assert!(matches!(strict.check_message(r#"{"version": "V2"}"#), Err(MessageRefusal::Invalid(_))));
+        // A model that cannot compile is the configuration's fault, not the message's.
+        let broken = RouteValidation::compile(&spec(&[("$default", "Broken")]), &set).unwrap();
+        assert!(matches!(broken.check_message("{}"), Err(MessageRefusal::Configuration(_))));
+        // Without a modelSelectionExpression nothing is checked.
+        let unchecked = RouteValidation::compile(
+            &RouteValidationSpec { model_selection: None, ..spec(&[("$default", "Any")]) },
+            &set,
+        )
+        .unwrap();
+        assert_eq!(unchecked.check_message("not json"), Ok(()));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use crate::gateway::{Api, ApiKind, Decision, Gateway, MessageBuckets, RouteRunti
 use crate::integrations::http_proxy::UpstreamClient;
 use crate::invoke::Invoker;
 use crate::pipeline::responses::ErrorType;
+use crate::pipeline::validate::{MessageRefusal, Violations};
 use crate::websocket::events::{self, ConnectionContext, Disconnect, EventIds};
 use crate::websocket::integration::{invoke, Invocation, Reply};
 use crate::websocket::registry::{self, OUTGOING_QUEUE};
@@ -142,6 +143,24 @@ impl Session {
             self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Throttled, ..line });
             self.send_text(events::error_frame("Too Many Requests", &self.cx.connection_id, &request_id));
             return;
+        }
+        // The route's model ("Request validation for WebSocket APIs"): a message that does not
+        // match is answered and the connection stays open.
+        if let Some(validation) = &route.validation {
+            match validation.check_message(&text) {
+                Ok(()) => {}
+                Err(MessageRefusal::Invalid(Violations(violations))) => {
+                    self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Invalid(&violations), ..line });
+                    self.send_text(events::error_frame("Invalid request body", &self.cx.connection_id, &request_id));
+                    return;
+                }
+                Err(MessageRefusal::Configuration(why)) => {
+                    eprintln!("portico: WebSocket message {request_id} ({}): {why}", route.key);
+                    self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Failed(&why), ..line });
+                    self.send_text(events::error_frame("Internal server error", &self.cx.connection_id, &request_id));
+                    return;
+                }
+            }
         }
         let event = events::message(&self.cx, ids, &route.key, &message_id, &text);
         let started = std::time::Instant::now();

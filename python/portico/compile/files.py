@@ -200,7 +200,10 @@ def _route_auth(route: Route, authorizer: S.AuthorizerSpec | None = None) -> S.R
 
 def _validation(api: Api, route: Route) -> S.RouteValidationSpec | None:
     """A REST route's request validation: its validator's flags applied to its required
-    parameters and its models."""
+    parameters and its models; a WebSocket route's: its models by `modelSelectionExpression`."""
+    if route.modelSelectionExpression is not None:
+        models = dict(route.requestModels)
+        return S.route_validation(body=models, model_selection=route.modelSelectionExpression)
     if route.requestValidatorId is None:
         return None
     validator = api.requestValidators[route.requestValidatorId]

@@ -253,6 +253,8 @@ class RouteValidationSpec(TypedDict):
 
     parameters: list[RequiredParameterSpec]  # validateRequestParameters (empty: not validated)
     body: dict[str, str] | None  # validateRequestBody: requestModels (media type or $default -> model)
+    # WebSocket APIs: the route's modelSelectionExpression (`body` is then keyed by its values)
+    model_selection: str | None
 
 
 class RouteSpec(TypedDict):
@@ -709,11 +711,18 @@ def required_parameter(
 
 
 def route_validation(
-    parameters: list[RequiredParameterSpec] | None = None, body: dict[str, str] | None = None
+    parameters: list[RequiredParameterSpec] | None = None,
+    body: dict[str, str] | None = None,
+    model_selection: str | None = None,
 ) -> RouteValidationSpec:
     """A method's request validation: the `parameters` it requires (None: not validated) and, when
-    bodies are validated, its `requestModels` as `body` (media type or `$default` -> model name)."""
-    return {"parameters": list(parameters or []), "body": None if body is None else dict(body)}
+    bodies are validated, its `requestModels` as `body` (media type or `$default` -> model name).
+    A WebSocket route's: its `modelSelectionExpression` and its `requestModels` by its values."""
+    return {
+        "parameters": list(parameters or []),
+        "body": None if body is None else dict(body),
+        "model_selection": model_selection,
+    }
 
 
 def cache_key_parameter(location: ParameterLocation, name: str) -> CacheKeyParameterSpec:

@@ -342,6 +342,7 @@ class _Builder:
                     ),
                     route_throttle=per_route,
                     routes=deployed.routes,
+                    models=deployed.models,
                     cors=deployed.cors,
                     access_log=access_log,
                     authorizer_cache_epoch=int(stage.get("_authorizersCacheEpoch") or 0),
@@ -427,8 +428,19 @@ class _Builder:
                     # Messages carry no key: only the handshake can present one.
                     log.warning("%s: only $connect can require an API key; refused", where)
                     spec = S.unavailable(f"{where}: only $connect can require an API key")
-            routes.append(S.route(key, spec, auth, two_way=route.get("RouteId") in two_way))
-        return _Deployed(routes)
+            validation = None
+            if route.get("ModelSelectionExpression"):
+                # "Request validation for WebSocket APIs": every message is checked.
+                validation = S.route_validation(
+                    body=_strings(route.get("RequestModels")),
+                    model_selection=route["ModelSelectionExpression"],
+                )
+            routes.append(
+                S.route(key, spec, auth, validation=validation, two_way=route.get("RouteId") in two_way)
+            )
+        validated = any(_validates_body(r) for r in routes)
+        models = _models(snap.get("Models") or (), "Name", "Schema") if validated else None
+        return _Deployed(routes, models=models)
 
     def _websocket_connect_auth(
         self, route: dict[str, Any], authorizers: dict[str, dict[str, Any]], where: str
@@ -861,12 +873,13 @@ def _validates_body(route: S.RouteSpec) -> bool:
     return validation is not None and validation["body"] is not None
 
 
-def _models(docs: Iterable[dict[str, Any]]) -> list[S.ModelSpec]:
-    """A deployment's models (their schemas' JSON text, as stored)."""
+def _models(docs: Iterable[dict[str, Any]], name: str = "name", schema: str = "schema") -> list[S.ModelSpec]:
+    """A deployment's models (their schemas' JSON text, as stored): `name` and `schema` are
+    apigateway's members, `Name` and `Schema` apigatewayv2's."""
     return [
-        S.model(doc["name"], doc["schema"])
+        S.model(doc[name], doc[schema])
         for doc in docs
-        if isinstance(doc.get("name"), str) and isinstance(doc.get("schema"), str)
+        if isinstance(doc.get(name), str) and isinstance(doc.get(schema), str)
     ]
 
 

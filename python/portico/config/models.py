@@ -553,6 +553,10 @@ class Route(_Model):
     requestParameters: dict[str, bool] = Field(default_factory=dict)
     requestModels: dict[str, str] = Field(default_factory=dict)
     methodResponses: dict[str, MethodResponse] = Field(default_factory=dict)
+    # WebSocket APIs ("Request validation for WebSocket APIs"): each message is checked against
+    # the one of `requestModels` its value selects (`$request.body.version`, or a literal), else
+    # the `$default` one; with neither, or when it does not match, it is refused.
+    modelSelectionExpression: str | None = None
 
     @field_validator("requestParameters")
     @classmethod
@@ -912,7 +916,7 @@ class Api(_Model):
                 ("policy", self.policy is None),
                 ("gatewayResponses", not self.gatewayResponses),
                 ("binaryMediaTypes", not self.binaryMediaTypes),
-                ("models", not self.models),
+                ("models", not self.models or self.protocol == "WEBSOCKET"),
                 ("requestValidators", not self.requestValidators),
             ):
                 if not unset:
@@ -924,9 +928,11 @@ class Api(_Model):
                         f"routes[{index}].apiKeyRequired: API keys are REST APIs' (protocolType: REST) "
                         "and WebSocket APIs' $connect's"
                     )
-                if route.requestValidatorId or route.requestParameters or route.requestModels:
+                models = route.requestModels and self.protocol != "WEBSOCKET"
+                if route.requestValidatorId or route.requestParameters or models:
                     raise ValueError(
-                        f"routes[{index}]: request validation is REST APIs' (protocolType: REST)"
+                        f"routes[{index}]: request validation is REST APIs' (protocolType: REST) and "
+                        "WebSocket APIs' (requestModels chosen by modelSelectionExpression)"
                     )
             for index, stage in enumerate(self.stages):
                 if stage.cacheClusterEnabled or stage.methodSettings:
@@ -1010,10 +1016,9 @@ class Api(_Model):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only WebSocket APIs have it (protocolType: WEBSOCKET)")
             for index, route in enumerate(self.routes):
-                if route.routeResponseSelectionExpression is not None:
-                    raise ValueError(
-                        f"routes[{index}].routeResponseSelectionExpression: WebSocket APIs' only"
-                    )
+                for name in ("routeResponseSelectionExpression", "modelSelectionExpression"):
+                    if getattr(route, name) is not None:
+                        raise ValueError(f"routes[{index}].{name}: WebSocket APIs' only")
                 if route.route != "$default" and is_websocket_route_key(route.route):
                     try:
                         validate_route_key(route.route)

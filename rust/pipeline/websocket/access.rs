@@ -130,6 +130,9 @@ pub(super) enum Outcome<'a> {
     NoRoute,
     /// A bucket refused it: the `Too Many Requests` frame.
     Throttled,
+    /// Its route's model refused it (the `validationErrorString`): the `Invalid request body`
+    /// frame.
+    Invalid(&'a str),
     /// The integration failed (why, for `$context.integrationErrorMessage`).
     Failed(&'a str),
     /// The integration answered (an `AWS_PROXY` function's `statusCode`, if any).
@@ -167,6 +170,7 @@ impl Session {
         let (status, error, response_type) = match logged.outcome {
             Outcome::NoRoute => (403, Some("Forbidden"), Some("ACCESS_DENIED")),
             Outcome::Throttled => (429, Some("Too Many Requests"), Some("THROTTLED")),
+            Outcome::Invalid(_) => (400, Some("Invalid request body"), Some("BAD_REQUEST_BODY")),
             Outcome::Failed(_) => (500, Some("Internal server error"), Some("INTEGRATION_FAILURE")),
             Outcome::Integrated { .. } | Outcome::Done => (200, None, None),
         };
@@ -176,6 +180,10 @@ impl Session {
         };
         let integration_error = match logged.outcome {
             Outcome::Failed(why) => Some(why),
+            _ => None,
+        };
+        let validation_error = match logged.outcome {
+            Outcome::Invalid(violations) => Some(violations),
             _ => None,
         };
         let values: Vec<(&str, String)> = cx
@@ -209,6 +217,7 @@ impl Session {
             integration_status,
             integration_latency_ms,
             integration_error,
+            error_validation: validation_error,
             authorizer: &authorizer,
             connection_id: Some(&cx.connection_id),
             event_type: Some(logged.event_type),
