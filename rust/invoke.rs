@@ -5,8 +5,9 @@
 //! by the Python side (`portico/serve/user_code.py`), block in `next_job` with the GIL released
 //! and run one call at a time; busy threads take the next call without sleeping.
 //!
-//! A queued call wakes an idle thread only when no thread is working: a working thread takes the
-//! next call as soon as it is done, without a hand-off. When calls wait and the threads make no
+//! A queued call wakes an idle thread only when no thread is working (and an idle thread is left
+//! for each waiting call): a working thread takes the next call as soon as it is done, without a
+//! hand-off. When calls wait and the threads make no
 //! progress (none took a call for `STALL`: a handler is slow or blocked), the supervisor wakes an
 //! idle thread, or has the Python side start another, up to `max_threads`. So a slow handler never
 //! delays another for much longer than `STALL`, and quick handlers keep to the one thread that
@@ -333,10 +334,14 @@ impl Invoker {
             },
         });
         let working = st.threads - st.idle;
-        if working == 0 && st.idle > 0 {
+        // Wake an idle thread when none is working and there is one for each waiting call (a
+        // thread woken for an earlier call is still counted idle until it runs). Otherwise a
+        // working thread takes the call when done and the supervisor watches for a stall: two
+        // calls queued at once for one idle thread must not leave the second waiting on the first
+        // (a hung handler would hold it for as long as it hangs).
+        if working == 0 && st.idle > 0 && st.queue.len() <= st.idle {
             self.work.notify_one();
         } else {
-            // A working thread takes it when done; the supervisor watches for a stall.
             self.grow.notify_one();
         }
         rx
@@ -488,6 +493,46 @@ mod tests {
         assert!(calls.next().unwrap().blocking_recv().is_err());
         invoker.close();
         assert!(calls.next().unwrap().blocking_recv().is_err());
+    }
+
+    #[test]
+    fn two_calls_for_one_idle_thread_get_a_second_thread_when_the_first_hangs() {
+        let invoker = Arc::new(Invoker::new(4));
+        // One thread, idle.
+        let first = invoker.call(lambda_call());
+        assert!(invoker.wait_for_growth());
+        invoker.next_job().unwrap().reply(Reply::Lambda(Ok(b"1".to_vec())));
+        assert!(first.blocking_recv().is_ok());
+        let worker = invoker.clone();
+        let (hung_tx, hung_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            // Takes the next call and hangs on it (holds it unanswered until told).
+            let job = worker.next_job().unwrap();
+            hung_rx.recv().unwrap();
+            drop(job);
+            worker.next_job().is_none()
+        });
+        // The supervisor waits, the queue being empty.
+        let supervisor = invoker.clone();
+        let (grown_tx, grown_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || grown_tx.send(supervisor.wait_for_growth()));
+        while invoker.stats() != (1, 1, 0) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        // Two calls queued together, before the idle thread wakes: it takes the first and hangs.
+        let _calls = {
+            let mut st = invoker.lock();
+            (
+                invoker.enqueue(&mut st, lambda_call(), None),
+                invoker.enqueue(&mut st, lambda_call(), None),
+            )
+        };
+        // The second gets a thread of its own after a stall, not after the hang.
+        assert_eq!(grown_rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+        hung_tx.send(()).unwrap();
+        invoker.close();
+        assert!(thread.join().unwrap());
     }
 
     fn lambda_call_of(name: &str) -> LambdaCall {
