@@ -530,9 +530,9 @@ mod tests {
         };
         // The second gets a thread of its own after a stall, not after the hang.
         assert_eq!(grown_rx.recv_timeout(Duration::from_secs(5)), Ok(true));
-        hung_tx.send(()).unwrap();
         invoker.close();
-        assert!(thread.join().unwrap());
+        hung_tx.send(()).unwrap();
+        assert!(thread.join().unwrap(), "a closed invoker hands out no more calls");
     }
 
     fn lambda_call_of(name: &str) -> LambdaCall {
