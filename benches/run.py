@@ -449,12 +449,18 @@ def machine() -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             return "-"
 
-    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    wrk = (
-        subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-        .stdout.splitlines()[0]
-        .split(" Copyright")[0]
-    )
+    def tool(args: list[str]) -> str:
+        """A tool's version line (nginx writes it to stderr, wrk to stdout); `-` when the tool is
+        not installed (benches that do not use it still run)."""
+        try:
+            done = subprocess.run(args, capture_output=True, text=True)
+        except OSError:
+            return f"{args[0]} -"
+        lines = (done.stderr + done.stdout).splitlines()
+        return lines[0].split(" Copyright")[0] if lines else f"{args[0]} -"
+
+    nginx = tool(["nginx", "-v"])
+    wrk = tool(["wrk", "-v"])
     return [
         f"machine : {os.cpu_count()} CPUs, {model}",
         f"kernel  : {platform.system()} {platform.release()}",
