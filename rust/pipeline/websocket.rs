@@ -105,6 +105,15 @@ impl Session {
         self.connection.send(Outgoing::Frame(Message::Text(text.into())));
     }
 
+    /// Answer a message with the error frame its outcome names (`Forbidden`, `Too Many
+    /// Requests`, ...), logged first; the connection stays open.
+    fn refuse(&self, line: &Logged<'_>) {
+        self.log_event(line);
+        if let (_, Some(message), _) = line.outcome.refusal() {
+            self.send_text(events::error_frame(message, &self.cx.connection_id, line.request_id));
+        }
+    }
+
     /// One text message: its route, its integration, and for a two-way route the answer.
     async fn on_message(self: Arc<Self>, text: String) {
         let request_id = self.registry.ids.request_id();
@@ -132,17 +141,14 @@ impl Session {
             .filter(|key| key != "$connect" && key != "$disconnect")
             .and_then(|key| self.route(&key));
         let Some(route) = selected.or_else(|| self.route("$default")) else {
-            self.log_event(&line);
-            self.send_text(events::error_frame("Forbidden", &self.cx.connection_id, &request_id));
-            return;
+            return self.refuse(&line);
         };
+        let line = Logged { route_key: Some(&route.key), ..line };
         // The route's and the account's buckets (`access`): a throttled message is answered and
         // the connection stays open.
         let index = self.serving.routes.iter().position(|r| std::ptr::eq(r, route)).unwrap_or(usize::MAX);
         if !self.admit_message(index).await {
-            self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Throttled, ..line });
-            self.send_text(events::error_frame("Too Many Requests", &self.cx.connection_id, &request_id));
-            return;
+            return self.refuse(&Logged { outcome: Outcome::Throttled, ..line });
         }
         // The route's model ("Request validation for WebSocket APIs"): a message that does not
         // match is answered and the connection stays open.
@@ -150,15 +156,11 @@ impl Session {
             match validation.check_message(&text) {
                 Ok(()) => {}
                 Err(MessageRefusal::Invalid(Violations(violations))) => {
-                    self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Invalid(&violations), ..line });
-                    self.send_text(events::error_frame("Invalid request body", &self.cx.connection_id, &request_id));
-                    return;
+                    return self.refuse(&Logged { outcome: Outcome::Invalid(&violations), ..line });
                 }
                 Err(MessageRefusal::Configuration(why)) => {
                     eprintln!("portico: WebSocket message {request_id} ({}): {why}", route.key);
-                    self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Failed(&why), ..line });
-                    self.send_text(events::error_frame("Internal server error", &self.cx.connection_id, &request_id));
-                    return;
+                    return self.refuse(&Logged { outcome: Outcome::Failed(&why), ..line });
                 }
             }
         }
@@ -167,8 +169,7 @@ impl Session {
         match invoke(route, self.invocation(event, &text)).await {
             Err(why) => {
                 eprintln!("portico: WebSocket message {request_id} ({}): {why}", route.key);
-                self.log_event(&Logged { route_key: Some(&route.key), outcome: Outcome::Failed(&why), ..line });
-                self.send_text(events::error_frame("Internal server error", &self.cx.connection_id, &request_id));
+                self.refuse(&Logged { outcome: Outcome::Failed(&why), ..line });
             }
             Ok(answer) => {
                 let integrated = Outcome::Integrated {
@@ -176,7 +177,7 @@ impl Session {
                     latency_ms: started.elapsed().as_millis() as u64,
                 };
                 // Logged before the answer goes: a client reading it finds the line written.
-                self.log_event(&Logged { route_key: Some(&route.key), outcome: integrated, ..line });
+                self.log_event(&Logged { outcome: integrated, ..line });
                 match (route.two_way, answer.body) {
                     (true, Some(Reply::Text(text))) => self.send_text(text),
                     (true, Some(Reply::Binary(bytes))) => {

@@ -141,6 +141,20 @@ pub(super) enum Outcome<'a> {
     Done,
 }
 
+impl Outcome<'_> {
+    /// The gateway's own answer: the status logged, AWS's error frame message and the gateway
+    /// response type (None: the integration's answer, or nothing).
+    pub(super) fn refusal(&self) -> (u16, Option<&'static str>, Option<&'static str>) {
+        match self {
+            Outcome::NoRoute => (403, Some("Forbidden"), Some("ACCESS_DENIED")),
+            Outcome::Throttled => (429, Some("Too Many Requests"), Some("THROTTLED")),
+            Outcome::Invalid(_) => (400, Some("Invalid request body"), Some("BAD_REQUEST_BODY")),
+            Outcome::Failed(_) => (500, Some("Internal server error"), Some("INTEGRATION_FAILURE")),
+            Outcome::Integrated { .. } | Outcome::Done => (200, None, None),
+        }
+    }
+}
+
 /// One access-log line of a connection's event ("Configure logging for WebSocket APIs in API
 /// Gateway": `$context.connectionId`, `eventType`, `messageId`, `connectedAt`...).
 #[derive(Clone, Copy)]
@@ -166,14 +180,7 @@ impl Session {
             return;
         }
         let cx = &self.cx;
-        // The gateway's answer: AWS's error frames' messages and gateway-response types.
-        let (status, error, response_type) = match logged.outcome {
-            Outcome::NoRoute => (403, Some("Forbidden"), Some("ACCESS_DENIED")),
-            Outcome::Throttled => (429, Some("Too Many Requests"), Some("THROTTLED")),
-            Outcome::Invalid(_) => (400, Some("Invalid request body"), Some("BAD_REQUEST_BODY")),
-            Outcome::Failed(_) => (500, Some("Internal server error"), Some("INTEGRATION_FAILURE")),
-            Outcome::Integrated { .. } | Outcome::Done => (200, None, None),
-        };
+        let (status, error, response_type) = logged.outcome.refusal();
         let (integration_status, integration_latency_ms) = match logged.outcome {
             Outcome::Integrated { status, latency_ms } => (status, Some(latency_ms)),
             _ => (None, None),
